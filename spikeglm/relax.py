@@ -277,9 +277,9 @@ class EatCubic(PoissonRelaxation):
 _CHAIN_BEFORE_WINDOW = 1.0
 
 
-def _unit_exponential(like: torch.Tensor) -> torch.Tensor:
-    """Unit exponential draws shaped like ``like`` (``-log(1 - U)``: faster than ``exponential_`` on CPU)."""
-    return torch.rand_like(like).neg_().log1p_().neg_()
+def _minus_unit_exponential(like: torch.Tensor) -> torch.Tensor:
+    """Negated unit exponential draws shaped like ``like``: ``log(1 - U)``, faster than ``exponential_``."""
+    return torch.rand_like(like).neg_().log1p_()
 
 
 def _arrivals_until(
@@ -303,7 +303,7 @@ def _arrivals_until(
     while owner.numel():
         owners.append(owner)
         lefts.append(left)
-        left = left - _unit_exponential(left)
+        left = left + _minus_unit_exponential(left)
         running = (left > 0).nonzero().squeeze(1)
         owner, left = owner[running], left[running]
     owner = torch.cat(owners) if owners else owner
@@ -336,7 +336,7 @@ def truncated_arrival_counts(
     """
     shape = torch.Size(sample_shape) + rate.shape
     with torch.no_grad():
-        unit_times = _unit_exponential(rate.new_empty((n_arrivals, *shape))).cumsum_(0)
+        unit_times = _minus_unit_exponential(rate.new_empty((n_arrivals, *shape))).cumsum_(0).neg_()
     return step((1 - unit_times / rate) / temperature).sum(0)
 
 
@@ -383,7 +383,7 @@ class EatSigmoid(PoissonRelaxation):
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         tau = self.temperature
         horizon = 1 + tau * math.log(1 / self.tail - 1)  # sigmoid((1 - S)/tau) < tail beyond it
-        n_arrivals = poisson_tail_count(float(self.rate.max()) * horizon, self.tail) + 1
+        n_arrivals = poisson_tail_count(float(self.rate.detach().max()) * horizon, self.tail) + 1
         return truncated_arrival_counts(self.rate, tau, torch.sigmoid, n_arrivals, sample_shape)
 
 
@@ -430,7 +430,7 @@ class GumbelSoftmax(PoissonRelaxation):
         )
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        n_support = poisson_tail_count(float(self.rate.max()), self.tail) + 1
+        n_support = poisson_tail_count(float(self.rate.detach().max()), self.tail) + 1
         shape = self._extended_shape(sample_shape)
         k = torch.arange(n_support, dtype=self.rate.dtype, device=self.rate.device)
         logits = torch.xlogy(k, self.rate.expand(shape).unsqueeze(-1)) - torch.lgamma(k + 1)
