@@ -4,8 +4,21 @@ Visible neurons are the ones recorded; hidden neurons stand in for the unrecorde
 The hidden spike counts are inferred with reparameterised Poisson relaxations (:mod:`spikeglm.relax`).
 """
 
-from spikeglm import relax
+from spikeglm import basis, evaluate, relax, synthetic
+from spikeglm.connectivity import Connectivity
+from spikeglm.poglm import POGLM
+from spikeglm.spikes import SpikeCounts, parse_time
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "relax"]
+__all__ = [
+    "POGLM",
+    "Connectivity",
+    "SpikeCounts",
+    "__version__",
+    "basis",
+    "evaluate",
+    "parse_time",
+    "relax",
+    "synthetic",
+]

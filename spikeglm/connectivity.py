@@ -1,0 +1,541 @@
+"""The coupling structure of a POGLM and its exports.
+
+A :class:`Connectivity` holds what a fitted (or ground-truth) network says about its neurons: the coupling
+weights ``W[post, pre, basis]`` on a history basis over lags ``1..L``, the biases, a label per neuron and a
+mask of the visible (recorded) neurons. There are N = V + H neurons: the V visible ones first, then the H
+hidden ones.
+
+The integrated coupling ``strength[post, pre] = sum_l filter[post, pre, l]`` is the single number per pair
+that the exports and the scores in :mod:`spikeglm.evaluate` use; it is comparable across bases.
+
+Files (format chosen by the extension, always written atomically, never with pickle):
+
+========================  ========================================================  ==================
+extension                 content                                                   :meth:`~Connectivity.load`
+========================  ========================================================  ==================
+``.npz``                  every field (labels as a unicode array, metadata as JSON)  yes, exact
+``.h5`` / ``.hdf5``       datasets plus attributes (metadata as a JSON attribute)   yes, exact
+``.json``                 every field as nested lists, metadata as an object        yes, exact
+``.csv``                  the square strength[post, pre] matrix with labels         no (strength only)
+``.graphml``              a directed graph pre -> post, edge weight = strength      no (strength only)
+========================  ========================================================  ==================
+
+The CSV and GraphML exports keep only the strength, so :meth:`Connectivity.load` refuses them; a strength
+matrix from any source becomes a :class:`Connectivity` through :meth:`Connectivity.from_strength`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["Connectivity"]
+
+_FORMAT = "spikeglm.Connectivity"
+_FORMAT_VERSION = 1
+_HEADER = {"format": _FORMAT, "format_version": _FORMAT_VERSION}
+_ARRAY_FIELDS = ("weights", "basis_matrix", "bias", "visible")
+_GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
+_GRAPHML_XSD = "http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd"
+_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+class Connectivity:
+    """Coupling weights, history basis, biases and labels of a network of visible and hidden neurons.
+
+    All arrays are stored as read-only float64 (``visible``: bool) copies; the derived views
+    (:meth:`visible_block`, :meth:`permute_hidden`) return new objects.
+
+    Parameters
+    ----------
+    weights : array_like, shape (N, N, n_basis)
+        Coupling weights ``W[post, pre, b]`` over all N = V + H neurons, visible first. The diagonal is each
+        neuron's self-history (refractoriness).
+    basis_matrix : array_like, shape (n_basis, L)
+        The history basis: ``basis_matrix[b, l - 1]`` is basis function ``b`` at lag ``l``, for lags ``1..L``.
+    bias : array_like, shape (N,)
+        Bias of each neuron (before the link function).
+    labels : sequence of str, optional
+        One unique label per neuron. Default: ``"0"``, ..., ``"V-1"`` for the visible neurons and
+        ``"hidden-0"``, ``"hidden-1"``, ... for the hidden ones.
+    visible : array_like of bool, shape (N,), optional
+        True for recorded neurons; they must come first. Default: all visible.
+    metadata : dict, optional
+        JSON-able values (units, bin size, basis, link, relaxation, temperature, version, ...). NumPy scalars
+        and arrays are converted to Python numbers and lists, tuples become lists.
+
+    Raises
+    ------
+    ValueError
+        If a shape does not match (the message names the argument), a value is not finite, labels repeat, or a
+        visible neuron follows a hidden one.
+    TypeError
+        If a label is not a string or the metadata are not JSON-able.
+    """
+
+    def __init__(
+        self,
+        weights: ArrayLike,
+        basis_matrix: ArrayLike,
+        bias: ArrayLike,
+        labels: Sequence[str] | None = None,
+        visible: ArrayLike | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        weights = _finite_array(weights, "weights")
+        if weights.ndim != 3 or weights.shape[0] != weights.shape[1] or weights.shape[0] == 0:
+            raise ValueError(
+                f"weights must have shape (post, pre, n_basis) with post == pre >= 1, got {weights.shape}"
+            )
+        n, _, n_basis = weights.shape
+        basis_matrix = _finite_array(basis_matrix, "basis_matrix")
+        if basis_matrix.ndim != 2 or basis_matrix.shape[0] != n_basis or basis_matrix.shape[1] == 0:
+            raise ValueError(
+                f"basis_matrix must have shape (n_basis, L) = ({n_basis}, L >= 1) to match weights, "
+                f"got {basis_matrix.shape}"
+            )
+        bias = _finite_array(bias, "bias")
+        if bias.shape != (n,):
+            raise ValueError(f"bias must have shape ({n},) to match weights, got {bias.shape}")
+        visible = np.ones(n, dtype=bool) if visible is None else np.array(visible)
+        if visible.dtype != bool or visible.shape != (n,):
+            raise ValueError(
+                f"visible must be a boolean mask of shape ({n},), got {visible.dtype} {visible.shape}"
+            )
+        n_visible = int(visible.sum())
+        if not visible[:n_visible].all():
+            raise ValueError("visible neurons must come first: visible must be True...True, False...False")
+        if labels is None:
+            labels = [str(k) for k in range(n_visible)] + [f"hidden-{k}" for k in range(n - n_visible)]
+        labels = list(labels)
+        if len(labels) != n:
+            raise ValueError(f"labels must have one entry per neuron ({n}), got {len(labels)}")
+        for position, label in enumerate(labels):
+            if not isinstance(label, str):
+                raise TypeError(f"labels must be strings, got {type(label).__name__} at position {position}")
+        repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
+        if repeated:
+            raise ValueError(f"labels must be unique, repeated: {repeated}")
+
+        for array in (weights, basis_matrix, bias, visible):
+            array.flags.writeable = False
+        self._weights = weights
+        self._basis_matrix = basis_matrix
+        self._bias = bias
+        self._visible = visible
+        self._labels = [str(label) for label in labels]
+        self._metadata = _json_normalised(metadata or {})
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_strength(
+        cls,
+        strength: ArrayLike,
+        labels: Sequence[str] | None = None,
+        visible: ArrayLike | None = None,
+        bias: ArrayLike | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Connectivity:
+        """Build a Connectivity from an integrated coupling matrix alone.
+
+        The result has a one-function, one-lag basis (``basis_matrix = [[1.0]]``), so that its
+        ``weights[..., 0]``, ``filters[..., 0]`` and ``strength`` all equal ``strength``. Use it to score an
+        estimate that comes as a plain matrix (e.g. another method's output, or a CSV export).
+
+        Parameters
+        ----------
+        strength : array_like, shape (N, N)
+            Integrated coupling ``strength[post, pre]``.
+        labels, visible, metadata
+            As for :class:`Connectivity`.
+        bias : array_like, shape (N,), optional
+            Biases; zeros when not given (a matrix alone says nothing about them).
+        """
+        strength = np.asarray(strength, dtype=np.float64)
+        if strength.ndim != 2:
+            raise ValueError(f"strength must be a square (post, pre) matrix, got shape {strength.shape}")
+        bias = np.zeros(strength.shape[0]) if bias is None else bias
+        return cls(
+            strength[..., None], np.ones((1, 1)), bias, labels=labels, visible=visible, metadata=metadata
+        )
+
+    # ------------------------------------------------------------------ fields
+    @property
+    def weights(self) -> np.ndarray:
+        """Coupling weights ``W[post, pre, basis]``, shape (N, N, n_basis), read-only."""
+        return self._weights
+
+    @property
+    def basis_matrix(self) -> np.ndarray:
+        """History basis ``[basis, lag - 1]`` over lags ``1..L``, shape (n_basis, L), read-only."""
+        return self._basis_matrix
+
+    @property
+    def bias(self) -> np.ndarray:
+        """Bias per neuron, shape (N,), read-only."""
+        return self._bias
+
+    @property
+    def visible(self) -> np.ndarray:
+        """Boolean mask of the visible neurons (the first ``n_visible``), shape (N,), read-only."""
+        return self._visible
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per neuron (a new list on each access)."""
+        return list(self._labels)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The JSON-able metadata (a deep copy on each access)."""
+        return copy.deepcopy(self._metadata)
+
+    @property
+    def filters(self) -> np.ndarray:
+        """Coupling filters, shape (N, N, L): ``filters[n, m, l - 1] = sum_b W[n, m, b] basis[b, l - 1]``."""
+        return np.einsum("nmb,bl->nml", self._weights, self._basis_matrix)
+
+    @property
+    def strength(self) -> np.ndarray:
+        """Integrated coupling ``strength[post, pre]``: each filter summed over its lags, shape (N, N).
+
+        For a basis whose functions each sum to 1 over the lags (e.g. the normalised exponential basis) it is
+        the sum of the weights over the basis; for the one-function exponential basis it equals the weight.
+        """
+        return np.einsum("nmb,b->nm", self._weights, self._basis_matrix.sum(axis=1))
+
+    @property
+    def n_neurons(self) -> int:
+        """Number of neurons N = V + H."""
+        return len(self._labels)
+
+    @property
+    def n_visible(self) -> int:
+        """Number of visible neurons V."""
+        return int(self._visible.sum())
+
+    @property
+    def n_hidden(self) -> int:
+        """Number of hidden neurons H."""
+        return self.n_neurons - self.n_visible
+
+    # ------------------------------------------------------------------ views
+    def visible_block(self) -> Connectivity:
+        """The couplings among the visible neurons only (hidden neurons dropped)."""
+        return self._subset(np.arange(self.n_visible))
+
+    def permute_hidden(self, order: Sequence[int]) -> Connectivity:
+        """Reorder the hidden neurons.
+
+        Parameters
+        ----------
+        order : sequence of int
+            A permutation of ``range(n_hidden)``: hidden neuron ``k`` of the result is hidden neuron
+            ``order[k]`` of this one. Labels, biases and all couplings move with their neuron.
+        """
+        order = np.asarray(order)
+        if order.shape != (self.n_hidden,) or not np.array_equal(np.sort(order), np.arange(self.n_hidden)):
+            raise ValueError(f"order must be a permutation of range({self.n_hidden}), got {order.tolist()}")
+        return self._subset(np.concatenate([np.arange(self.n_visible), self.n_visible + order]))
+
+    def _subset(self, index: np.ndarray) -> Connectivity:
+        return Connectivity(
+            self._weights[np.ix_(index, index)],
+            self._basis_matrix,
+            self._bias[index],
+            labels=[self._labels[k] for k in index],
+            visible=self._visible[index],
+            metadata=self._metadata,
+        )
+
+    def __repr__(self) -> str:
+        n_basis, window = self._basis_matrix.shape
+        return (
+            f"Connectivity(n_visible={self.n_visible}, n_hidden={self.n_hidden}, n_basis={n_basis}, "
+            f"window={window})"
+        )
+
+    # ------------------------------------------------------------------ files
+    def save(
+        self, path: str | os.PathLike, *, overwrite: bool = False, threshold: float | None = None
+    ) -> None:
+        """Write to a file whose format follows the extension, atomically.
+
+        The content goes to a temporary file in the same directory, which is flushed to disk and then renamed
+        over ``path``; a failed write removes the temporary file and leaves ``path`` as it was.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            ``.csv``, ``.npz``, ``.h5``/``.hdf5``, ``.graphml`` or ``.json`` (case-insensitive).
+
+            - ``.csv``: the square strength[post, pre] matrix. The first row is an empty cell followed by the
+              presynaptic labels, each further row the postsynaptic label followed by its values, written with
+              ``repr`` precision (they parse back exactly). No comment lines, so that ``csv``, spreadsheets,
+              ``pandas.read_csv(path, index_col=0)`` and ``numpy.genfromtxt(path, delimiter=",",
+              skip_header=1)[:, 1:]`` read it as it is; labels holding commas or quotes are quoted (RFC 4180).
+              Metadata, bias and filters are not part of it.
+            - ``.npz``, ``.h5``/``.hdf5``, ``.json``: every field, readable with :meth:`load`.
+            - ``.graphml``: a directed graph, nodes ``n0``, ``n1``, ... with data ``label``, ``visible`` and
+              ``bias``; an edge pre -> post with data ``weight`` (= strength) for each pair, self-loops
+              included, whose ``|strength| > threshold``; the metadata as a JSON string on the graph.
+        overwrite : bool, default False
+            Replace an existing file. When False, an existing ``path`` raises FileExistsError before anything
+            is written.
+        threshold : float, optional
+            GraphML only: keep edges whose ``|strength|`` exceeds it (default 0, i.e. every nonzero coupling).
+
+        Raises
+        ------
+        ValueError
+            For an unsupported extension (the message lists the supported ones), or a threshold with a format
+            other than GraphML.
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is False.
+        FileNotFoundError
+            If the directory of ``path`` does not exist.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in _WRITERS:
+            raise ValueError(
+                f"{path}: unsupported extension {path.suffix!r}; supported: {', '.join(_WRITERS)}"
+            )
+        options = {}
+        if threshold is not None:
+            if suffix != ".graphml":
+                raise ValueError(f"threshold applies only to GraphML exports, not to {suffix}")
+            if not (np.isfinite(threshold) and threshold >= 0):
+                raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+            options["threshold"] = float(threshold)
+        write = _WRITERS[suffix]
+        _atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Connectivity:
+        """Read a Connectivity written by :meth:`save` to ``.npz``, ``.h5``/``.hdf5`` or ``.json``.
+
+        Nothing is unpickled. CSV and GraphML exports hold the strength only and are refused; read such a
+        matrix yourself and pass it to :meth:`from_strength`.
+
+        Raises
+        ------
+        ValueError
+            For an unsupported extension, or a file that is not a spikeglm Connectivity (naming the file).
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".graphml"):
+            raise ValueError(
+                f"{path}: {suffix} exports hold only the strength matrix and cannot be loaded as a "
+                "Connectivity; save to .npz, .h5 or .json for a round trip, or build one with "
+                "Connectivity.from_strength"
+            )
+        if suffix not in _READERS:
+            raise ValueError(
+                f"{path}: unsupported extension {path.suffix!r}; loadable: {', '.join(_READERS)}"
+            )
+        fields = _READERS[suffix](path)
+        if fields.get("format") != _FORMAT:
+            raise ValueError(f"{path}: not a spikeglm Connectivity file (no format marker {_FORMAT!r})")
+        if fields.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: Connectivity format version {fields.get('format_version')} is not supported "
+                f"(this spikeglm reads version {_FORMAT_VERSION})"
+            )
+        missing = [name for name in (*_ARRAY_FIELDS, "labels", "metadata") if name not in fields]
+        if missing:
+            raise ValueError(f"{path}: Connectivity file lacks {', '.join(missing)}")
+        return cls(
+            fields["weights"],
+            fields["basis_matrix"],
+            fields["bias"],
+            labels=fields["labels"],
+            visible=np.asarray(fields["visible"], dtype=bool),
+            metadata=fields["metadata"],
+        )
+
+
+# ---------------------------------------------------------------------- validation helpers
+def _finite_array(values: ArrayLike, name: str) -> np.ndarray:
+    array = np.array(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(
+            f"{name} must be finite, got {np.size(array) - np.isfinite(array).sum()} non-finite values"
+        )
+    return array
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+
+def _json_normalised(metadata: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(metadata, default=_json_default, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"metadata must hold JSON-able values (finite numbers, str, lists, dicts): {error}"
+        ) from error
+
+
+# ---------------------------------------------------------------------- atomic writing
+def _atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool) -> None:
+    """Let ``write`` fill a temporary file next to ``path``, sync it, then rename it onto ``path``."""
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    directory = path.parent
+    if not directory.is_dir():
+        raise FileNotFoundError(f"directory {directory} does not exist (writing {path})")
+    temporary = directory / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide the permissions, as for open().
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        write(temporary)
+        with open(temporary, "r+b") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------- writers
+def _arrays(conn: Connectivity) -> dict[str, np.ndarray]:
+    return {name: getattr(conn, name) for name in _ARRAY_FIELDS}
+
+
+def _write_csv(conn: Connectivity, path: Path) -> None:
+    labels = conn.labels
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["", *labels])
+        for label, row in zip(labels, conn.strength, strict=True):
+            writer.writerow([label, *(repr(float(value)) for value in row)])
+
+
+def _write_npz(conn: Connectivity, path: Path) -> None:
+    with open(path, "wb") as handle:  # a file object, so that numpy does not append ".npz" to the name
+        np.savez(
+            handle,
+            **_arrays(conn),
+            labels=np.array(conn.labels, dtype=str),
+            metadata=np.array(json.dumps(conn.metadata)),
+            **{key: np.array(value) for key, value in _HEADER.items()},
+        )
+
+
+def _write_h5(conn: Connectivity, path: Path) -> None:
+    with h5py.File(path, "w") as file:
+        for name, array in _arrays(conn).items():
+            file.create_dataset(name, data=array)
+        file.create_dataset("labels", data=conn.labels, dtype=h5py.string_dtype())
+        file.attrs["metadata"] = json.dumps(conn.metadata)
+        file.attrs.update(_HEADER)
+
+
+def _write_json(conn: Connectivity, path: Path) -> None:
+    document = {
+        **_HEADER,
+        "labels": conn.labels,
+        "metadata": conn.metadata,
+        **{name: array.tolist() for name, array in _arrays(conn).items()},
+    }
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=1, allow_nan=False)
+        handle.write("\n")
+
+
+def _write_graphml(conn: Connectivity, path: Path, threshold: float = 0.0) -> None:
+    root = ET.Element(
+        "graphml",
+        {"xmlns": _GRAPHML_NS, "xmlns:xsi": _XSI_NS, "xsi:schemaLocation": f"{_GRAPHML_NS} {_GRAPHML_XSD}"},
+    )
+    keys = [("metadata", "graph", "string"), ("label", "node", "string"), ("visible", "node", "boolean")]
+    keys += [("bias", "node", "double"), ("weight", "edge", "double")]
+    for name, domain, kind in keys:
+        ET.SubElement(root, "key", {"id": name, "for": domain, "attr.name": name, "attr.type": kind})
+    graph = ET.SubElement(root, "graph", {"id": "connectivity", "edgedefault": "directed"})
+    ET.SubElement(graph, "data", {"key": "metadata"}).text = json.dumps(conn.metadata)
+    for k, (label, visible, bias) in enumerate(zip(conn.labels, conn.visible, conn.bias, strict=True)):
+        node = ET.SubElement(graph, "node", {"id": f"n{k}"})
+        ET.SubElement(node, "data", {"key": "label"}).text = label
+        ET.SubElement(node, "data", {"key": "visible"}).text = "true" if visible else "false"
+        ET.SubElement(node, "data", {"key": "bias"}).text = repr(float(bias))
+    strength = conn.strength
+    for number, (post, pre) in enumerate(np.argwhere(np.abs(strength) > threshold)):
+        edge = ET.SubElement(graph, "edge", {"id": f"e{number}", "source": f"n{pre}", "target": f"n{post}"})
+        ET.SubElement(edge, "data", {"key": "weight"}).text = repr(float(strength[post, pre]))
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+_WRITERS: dict[str, Callable[..., None]] = {
+    ".csv": _write_csv,
+    ".npz": _write_npz,
+    ".h5": _write_h5,
+    ".hdf5": _write_h5,
+    ".graphml": _write_graphml,
+    ".json": _write_json,
+}
+
+
+# ---------------------------------------------------------------------- readers
+def _read_npz(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as data:
+        fields = {name: data[name] for name in data.files}
+    for name in ("format", "format_version", "metadata"):
+        if name in fields:
+            fields[name] = fields[name].item()
+    if "labels" in fields:
+        fields["labels"] = fields["labels"].tolist()
+    if "metadata" in fields:
+        fields["metadata"] = json.loads(fields["metadata"])
+    return fields
+
+
+def _read_h5(path: Path) -> dict[str, Any]:
+    with h5py.File(path, "r") as file:
+        fields = {name: file[name][()] for name in _ARRAY_FIELDS if name in file}
+        if "labels" in file:
+            fields["labels"] = list(file["labels"].asstr()[()])
+        fields.update({name: _python(value) for name, value in file.attrs.items()})
+    if "metadata" in fields:
+        fields["metadata"] = json.loads(fields["metadata"])
+    return fields
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: not a spikeglm Connectivity file (top level is not an object)")
+    return document
+
+
+_READERS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    ".npz": _read_npz,
+    ".h5": _read_h5,
+    ".hdf5": _read_h5,
+    ".json": _read_json,
+}

@@ -1,0 +1,140 @@
+"""The POGLM generative model: visible and hidden neurons coupled through history filters.
+
+For ``N = V + H`` neurons (visible first) and spike counts ``y[r, t, n]`` in trial ``r`` and bin ``t``::
+
+    h[r, t, m, b] = sum_{l=1..L} basis[b, l] * y[r, t - l, m]          (zero before the trial starts)
+    rate[r, t, n] = link(bias[n] + sum_{m, b} W[n, m, b] * h[r, t, m, b])
+    y[r, t, n] ~ Poisson(rate[r, t, n])
+
+The history is strictly causal, so the likelihood of every bin is computed at once (a convolution);
+only simulation steps through time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikeglm import basis as basis_module
+from spikeglm.basis import Basis, history
+
+LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "softplus": F.softplus,
+    "exp": torch.exp,
+    "sigmoid": torch.sigmoid,
+}
+
+_INVERSE_LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "softplus": lambda r: r + torch.log(-torch.expm1(-r)),
+    "exp": torch.log,
+    "sigmoid": torch.logit,
+}
+
+
+def check_link(name: str) -> str:
+    """Return ``name`` if it is a known link function, else raise a ValueError listing them."""
+    if name not in LINKS:
+        raise ValueError(f"unknown link {name!r}; choose one of {', '.join(LINKS)}")
+    return name
+
+
+def inverse_link(name: str, rate: torch.Tensor) -> torch.Tensor:
+    """Pre-activation that gives ``rate`` through the link ``name`` (rates are clipped into its range)."""
+    upper = 1 - 1e-4 if name == "sigmoid" else torch.inf
+    return _INVERSE_LINKS[check_link(name)](rate.clamp(1e-4, upper))
+
+
+def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Elementwise Poisson log-pmf, extended to real counts through ``lgamma``."""
+    return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)
+
+
+class Network(nn.Module):
+    """Generative POGLM of ``n_visible + n_hidden`` neurons (visible first).
+
+    Parameters
+    ----------
+    n_visible, n_hidden : int
+        Numbers of recorded and hidden neurons.
+    basis : Basis
+        History basis over lags ``1..L`` shared by every coupling filter.
+    link : {"softplus", "exp", "sigmoid"}
+        Link from the linear predictor to the expected count per bin. ``"sigmoid"`` keeps rates below 1
+        per bin, as in the 2024 POGLM papers.
+
+    Attributes
+    ----------
+    weight : torch.nn.Parameter
+        Coupling weights ``W[post, pre, basis]``, shape (N, N, n_basis), self-coupling on the diagonal.
+    bias : torch.nn.Parameter
+        Baseline of each neuron's linear predictor, shape (N,).
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, basis: Basis, link: str = "softplus") -> None:
+        super().__init__()
+        if n_visible < 1:
+            raise ValueError(f"n_visible must be at least 1; got {n_visible}")
+        if n_hidden < 0:
+            raise ValueError(f"n_hidden must be 0 or more; got {n_hidden}")
+        self.n_visible, self.n_hidden = n_visible, n_hidden
+        self.basis = basis
+        self.link_name = check_link(link)
+        n = n_visible + n_hidden
+        self.weight = nn.Parameter(torch.zeros(n, n, basis.n_basis))
+        self.bias = nn.Parameter(torch.zeros(n))
+        self.register_buffer("basis_matrix", basis.matrix())
+
+    @property
+    def n_neurons(self) -> int:
+        return self.n_visible + self.n_hidden
+
+    def link(self, predictor: torch.Tensor) -> torch.Tensor:
+        return LINKS[self.link_name](predictor)
+
+    def rates(self, counts: torch.Tensor) -> torch.Tensor:
+        """Expected count of every neuron in every bin given the history, shape (..., bins, N).
+
+        ``counts`` holds all N neurons, shape (..., bins, N); leading dimensions are trials (and samples).
+        """
+        lead = counts.shape[:-2]
+        flat = counts.reshape(-1, *counts.shape[-2:])
+        h = history(flat, self.basis_matrix.to(flat.dtype))  # (trials, bins, N, n_basis)
+        predictor = self.bias + h.flatten(-2) @ self.weight.flatten(1).T
+        return self.link(predictor).reshape(*lead, *counts.shape[-2:])
+
+    def log_likelihood(self, counts: torch.Tensor) -> torch.Tensor:
+        """Complete-data log-likelihood of each neuron in each bin, shape (..., bins, N)."""
+        return poisson_log_pmf(counts, self.rates(counts))
+
+    @torch.no_grad()
+    def simulate(self, n_trials: int, n_bins: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw spike counts of all N neurons, shape (n_trials, n_bins, N), as float counts.
+
+        Bins are drawn one after the other (each depends on the last L); trials and neurons at once.
+        """
+        filters = torch.einsum("nmb,bl->nml", self.weight, self.basis_matrix)  # (N, N, L), lag 1 first
+        window = filters.shape[-1]
+        counts = torch.zeros(n_trials, n_bins + window, self.n_neurons, dtype=self.bias.dtype)
+        for t in range(n_bins):
+            recent = counts[:, t : t + window].flip(1)  # lags 1..L of bin t + window
+            predictor = self.bias + torch.einsum("rlm,nml->rn", recent, filters)
+            counts[:, t + window] = torch.poisson(self.link(predictor), generator=generator)
+        return counts[:, window:]
+
+    def init_from_counts(self, visible: torch.Tensor, scale: float, generator: torch.Generator) -> None:
+        """Start a fit: biases at the observed mean rates, small random weights of std ``scale``."""
+        with torch.no_grad():
+            mean_rate = visible.mean(dim=tuple(range(visible.dim() - 1)))
+            self.bias[: self.n_visible] = inverse_link(self.link_name, mean_rate)
+            self.bias[self.n_visible :] = inverse_link(self.link_name, mean_rate.mean())
+            self.weight.normal_(0.0, scale, generator=generator)
+
+    def basis_spec(self) -> dict:
+        return self.basis.to_dict()
+
+    @classmethod
+    def from_spec(cls, n_visible: int, n_hidden: int, basis_spec: dict, link: str) -> Network:
+        return cls(n_visible, n_hidden, basis_module.from_dict(basis_spec), link)

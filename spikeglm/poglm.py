@@ -1,0 +1,334 @@
+"""The :class:`POGLM` estimator: a sklearn-like front end to the model, its posterior and its fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+
+import h5py
+import numpy as np
+import torch
+
+from spikeglm import basis as basis_module
+from spikeglm import evaluate, relax
+from spikeglm.connectivity import Connectivity
+from spikeglm.fit import EpochRecord, train
+from spikeglm.model import Network, check_link
+from spikeglm.spikes import SpikeCounts
+from spikeglm.variational import Posterior, check_family
+
+_FORMAT = "spikeglm-poglm"
+_FORMAT_VERSION = 1
+
+
+class POGLM:
+    """Partially observable GLM: the recorded (visible) neurons plus ``n_hidden`` hidden ones.
+
+    Parameters
+    ----------
+    n_hidden : int
+        Number of hidden neurons (0 gives an ordinary, fully observed GLM).
+    basis : str or Basis
+        History basis: ``"exponential"`` (literature default), ``"raised-cosine"`` or ``"raw"``.
+    window : int
+        Number of history lags L (bins).
+    link : {"softplus", "exp", "sigmoid"}
+        Link from the linear predictor to the expected count per bin.
+    variational : {"forward-backward", "forward", "forward-self"}
+        Family of the posterior over hidden counts (see :mod:`spikeglm.variational`).
+    basis_options : dict, optional
+        Extra arguments of the basis (e.g. ``{"decay": 0.25}`` or ``{"n_basis": 4}``).
+
+    Examples
+    --------
+    >>> import spikeglm as sg
+    >>> truth, train, test = sg.synthetic.network(protocol="diffpoglm", seed=0)
+    >>> model = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=50, seed=0)
+    >>> ll = model.score(test, n_samples=200)   # log-likelihood per visible neuron-bin
+    """
+
+    def __init__(
+        self,
+        n_hidden: int = 2,
+        basis: str | basis_module.Basis = "exponential",
+        window: int = 5,
+        link: str = "softplus",
+        variational: str = "forward-backward",
+        basis_options: dict | None = None,
+    ) -> None:
+        if not isinstance(n_hidden, int) or n_hidden < 0:
+            raise ValueError(f"n_hidden must be a whole number >= 0; got {n_hidden!r}")
+        self.n_hidden = n_hidden
+        self.basis = basis_module.get(basis, window=window, **(basis_options or {}))
+        self.link = check_link(link)
+        self.variational = check_family(variational)
+        self.network_: Network | None = None
+        self.posterior_: Posterior | None = None
+        self.history_: list[EpochRecord] = []
+        self.unit_ids_: list[str] = []
+        self.fit_options_: dict = {}
+        self.bin_size_: str | None = None
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        counts: SpikeCounts,
+        relaxation: str = "eat-cubic",
+        temperature: float = 0.5,
+        n_samples: int = 5,
+        epochs: int = 500,
+        lr: float = 0.02,
+        batch_size: int | None = None,
+        objective: str = "elbo",
+        seed: int = 0,
+        validation: SpikeCounts | None = None,
+        patience: int = 10,
+        callback: Callable[[EpochRecord], None] | None = None,
+    ) -> POGLM:
+        """Fit the model and the posterior over hidden counts by variational inference.
+
+        Parameters
+        ----------
+        counts : SpikeCounts
+            Visible spike counts (trials, bins, units).
+        relaxation : str
+            ``"eat-cubic"`` (default), ``"eat-sigmoid"``, ``"gumbel-softmax"`` (pathwise gradients) or
+            ``"exact"`` (score-function gradients).
+        temperature : float
+            Temperature of the relaxation (Eat-cubic: ``0 < tau <= 1``).
+        n_samples : int
+            Hidden-count samples per trial and step.
+        epochs : int
+            Passes over the training trials.
+        lr : float
+            Adam learning rate.
+        batch_size : int, optional
+            Trials per step (default: all).
+        objective : {"elbo", "iwae"}
+            Evidence lower bound or its importance-weighted version.
+        seed : int
+            Seed of the initialisation and of every random draw; the same seed gives the same fit.
+        validation : SpikeCounts, optional
+            Held-out trials for early stopping on the importance-sampled log-likelihood.
+        patience : int
+            Validation checks (every 10 epochs) without improvement before stopping.
+        callback : callable, optional
+            Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
+
+        Returns
+        -------
+        POGLM
+            ``self``, fitted.
+        """
+        _check_counts(counts, "counts")
+        if relaxation == "eat-cubic" and temperature > 1:
+            raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
+        relax.get(relaxation)
+        visible = counts.to_tensor(torch.float32)
+        n_visible = visible.shape[-1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)
+            self.network_ = Network(n_visible, self.n_hidden, self.basis, self.link)
+            self.posterior_ = Posterior(
+                self.variational, n_visible, self.n_hidden, self.network_.basis_matrix, self.link
+            )
+            self.network_.init_from_counts(visible, scale=0.1, generator=generator)
+            self.posterior_.init_rates(float(visible.mean()), scale=0.1, generator=generator)
+            self.history_ = train(
+                self.network_,
+                self.posterior_,
+                visible,
+                relaxation=relaxation,
+                temperature=temperature,
+                n_samples=n_samples,
+                objective=objective,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                validation=None if validation is None else validation.to_tensor(torch.float32),
+                patience=patience,
+                generator=generator,
+                callback=callback,
+            )
+        self.unit_ids_ = [str(u) for u in counts.unit_ids]
+        self.bin_size_ = str(counts.bin_size)
+        self.fit_options_ = {
+            "relaxation": relaxation,
+            "temperature": temperature,
+            "n_samples": n_samples,
+            "epochs": epochs,
+            "lr": lr,
+            "objective": objective,
+            "seed": seed,
+        }
+        return self
+
+    # ------------------------------------------------------------------ using a fit
+    def _fitted(self) -> tuple[Network, Posterior]:
+        if self.network_ is None or self.posterior_ is None:
+            raise RuntimeError("this POGLM is not fitted yet: call fit(counts) first")
+        return self.network_, self.posterior_
+
+    def _visible(self, counts: SpikeCounts) -> torch.Tensor:
+        network, _ = self._fitted()
+        _check_counts(counts, "counts")
+        if counts.n_units != network.n_visible:
+            raise ValueError(
+                f"counts have {counts.n_units} units but the model was fitted on {network.n_visible}"
+            )
+        return counts.to_tensor(torch.float32)
+
+    @torch.no_grad()
+    def infer(self, counts: SpikeCounts, n_samples: int = 100, seed: int = 0) -> np.ndarray:
+        """Posterior mean rate of each hidden neuron in each bin, shape (trials, bins, n_hidden).
+
+        For the mean-field families this is the rate of q; for forward-self, its average over
+        ``n_samples`` draws of the hidden past.
+        """
+        _, posterior = self._fitted()
+        visible = self._visible(counts)
+        if posterior.family != "forward-self":
+            return posterior.rates(visible).numpy()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _, rates = posterior.sample(visible, n_samples, None)
+        return rates.mean(0).numpy()
+
+    @torch.no_grad()
+    def score(self, counts: SpikeCounts, n_samples: int = 1000, seed: int = 0) -> float:
+        """Test log-likelihood per visible neuron-bin, importance-sampled with exact Poisson p and q.
+
+        Parameters
+        ----------
+        counts : SpikeCounts
+            Visible counts of held-out trials.
+        n_samples : int
+            Importance samples per trial (the estimate is a lower bound that tightens as it grows).
+        seed : int
+            Seed of the importance samples.
+        """
+        network, posterior = self._fitted()
+        visible = self._visible(counts)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return evaluate.marginal_log_likelihood(network, posterior, visible, n_samples=n_samples)
+
+    def connectivity(self) -> Connectivity:
+        """The fitted coupling weights, filters and biases of all neurons (hidden ones labelled)."""
+        network, _ = self._fitted()
+        labels = self.unit_ids_ + [f"hidden-{k}" for k in range(network.n_hidden)]
+        visible = np.arange(network.n_neurons) < network.n_visible
+        metadata = {
+            "basis": self.basis.to_dict(),
+            "link": self.link,
+            "bin_size": self.bin_size_,
+            "variational": self.variational,
+            **self.fit_options_,
+        }
+        return Connectivity(
+            weights=network.weight.detach().numpy().astype(np.float64),
+            basis_matrix=network.basis_matrix.numpy().astype(np.float64),
+            bias=network.bias.detach().numpy().astype(np.float64),
+            labels=labels,
+            visible=visible,
+            metadata=metadata,
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the fitted model to an HDF5 file (no pickle), atomically.
+
+        Raises FileExistsError if ``path`` exists and ``overwrite`` is False.
+        """
+        network, posterior = self._fitted()
+        path = os.fspath(path)
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["format"] = _FORMAT
+                f.attrs["format_version"] = _FORMAT_VERSION
+                f.attrs["config"] = json.dumps(self._config())
+                for prefix, module in (("network", network), ("posterior", posterior)):
+                    for name, value in module.state_dict().items():
+                        f[f"{prefix}/{name}"] = value.numpy()
+                f["history/objective"] = [r.objective for r in self.history_]
+                f["history/validation"] = [
+                    math.nan if r.validation is None else r.validation for r in self.history_
+                ]
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def _config(self) -> dict:
+        network, _ = self._fitted()
+        return {
+            "n_visible": network.n_visible,
+            "n_hidden": self.n_hidden,
+            "basis": self.basis.to_dict(),
+            "link": self.link,
+            "variational": self.variational,
+            "unit_ids": self.unit_ids_,
+            "bin_size": self.bin_size_,
+            "fit_options": self.fit_options_,
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> POGLM:
+        """Read a model written by :meth:`save`."""
+        path = os.fspath(path)
+        try:
+            f = h5py.File(path, "r")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such file") from None
+        except OSError as err:
+            raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+        with f:
+            if f.attrs.get("format") != _FORMAT:
+                raise ValueError(f"{path}: not a spikeglm model file")
+            config = json.loads(f.attrs["config"])
+            basis = basis_module.from_dict(config["basis"])
+            model = cls(
+                config["n_hidden"], basis=basis, link=config["link"], variational=config["variational"]
+            )
+            network = Network(config["n_visible"], config["n_hidden"], basis, config["link"])
+            posterior = Posterior(
+                config["variational"],
+                config["n_visible"],
+                config["n_hidden"],
+                network.basis_matrix,
+                config["link"],
+            )
+            for prefix, module in (("network", network), ("posterior", posterior)):
+                module.load_state_dict({k: torch.from_numpy(v[()]) for k, v in f[prefix].items()})
+            objective = f["history/objective"][()]
+            validation = f["history/validation"][()]
+        model.network_, model.posterior_ = network, posterior
+        model.history_ = [
+            EpochRecord(i, float(o), math.nan, None if math.isnan(v) else float(v))
+            for i, (o, v) in enumerate(zip(objective, validation, strict=True))
+        ]
+        model.unit_ids_ = config["unit_ids"]
+        model.bin_size_ = config["bin_size"]
+        model.fit_options_ = config["fit_options"]
+        return model
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.network_ is not None else "not fitted"
+        return (
+            f"POGLM(n_hidden={self.n_hidden}, basis={self.basis!r}, link={self.link!r}, "
+            f"variational={self.variational!r}; {state})"
+        )
+
+
+def _check_counts(counts: SpikeCounts, name: str) -> None:
+    if not isinstance(counts, SpikeCounts):
+        raise TypeError(
+            f"{name} must be a spikeglm.SpikeCounts (e.g. SpikeCounts.from_array(array, bin_size='5 ms')); "
+            f"got {type(counts).__name__}"
+        )

@@ -1,0 +1,129 @@
+"""Ground-truth networks with hidden neurons, and spike counts simulated from them.
+
+Protocols
+---------
+``"diffpoglm"``
+    The published POGLM benchmark: 3 visible and 2 hidden neurons, every coupling weight (self-coupling
+    included) drawn from U(-2, 2), biases from U(-0.5, 0.5), sigmoid link (rates below 1 per bin),
+    exponential basis with decay 0.25 over L = 5 lags normalised to sum 1, 100-bin trials, 40 training
+    and 20 test trials. Dataset ``k`` of the benchmark uses ``seed=k``.
+``"sparse-ei"``
+    A larger sparse network for connectivity detection: excitatory and inhibitory neurons (Dale's
+    law: each presynaptic neuron's outgoing weights share a sign), connection probability
+    ``connection_prob``, refractory self-inhibition, and a few hidden neurons that each drive a large
+    share of the visible ones (the unrecorded common input a POGLM is meant to explain). Softplus link.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spikeglm import basis as basis_module
+from spikeglm.connectivity import Connectivity
+from spikeglm.model import Network
+from spikeglm.spikes import SpikeCounts
+
+PROTOCOLS = ("diffpoglm", "sparse-ei")
+
+
+def network(
+    protocol: str = "diffpoglm", seed: int = 0, **options
+) -> tuple[Connectivity, SpikeCounts, SpikeCounts]:
+    """A ground-truth network and train / test spike counts of its visible neurons.
+
+    Parameters
+    ----------
+    protocol : {"diffpoglm", "sparse-ei"}
+        Which generator (see the module documentation).
+    seed : int
+        Seed of the parameters and the simulation.
+    **options
+        Overrides of the protocol's settings: ``n_visible``, ``n_hidden``, ``n_bins``, ``n_train``,
+        ``n_test``, ``bin_size``, and for ``"sparse-ei"`` also ``connection_prob``, ``base_rate``.
+
+    Returns
+    -------
+    truth : Connectivity
+        All weights, hidden neurons included (labelled ``hidden-0``, ...).
+    train, test : SpikeCounts
+        Visible counts of the training and test trials.
+    """
+    if protocol == "diffpoglm":
+        settings = dict(n_visible=3, n_hidden=2, n_bins=100, n_train=40, n_test=20, bin_size="5 ms")
+        settings.update(options)
+        net = _diffpoglm(settings, np.random.default_rng(seed))
+    elif protocol == "sparse-ei":
+        settings = dict(
+            n_visible=30,
+            n_hidden=3,
+            n_bins=500,
+            n_train=40,
+            n_test=20,
+            bin_size="5 ms",
+            connection_prob=0.15,
+            base_rate=0.08,
+        )
+        settings.update(options)
+        net = _sparse_ei(settings, np.random.default_rng(seed))
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return simulate(
+        net, settings["n_train"], settings["n_test"], settings["n_bins"], settings["bin_size"], seed
+    )
+
+
+def simulate(
+    net: Network, n_train: int, n_test: int, n_bins: int, bin_size: str = "5 ms", seed: int = 0
+) -> tuple[Connectivity, SpikeCounts, SpikeCounts]:
+    """Simulate a network and split the visible counts into train and test trials."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = net.simulate(n_train + n_test, n_bins, generator=generator).numpy()
+    unit_ids = [f"n{k}" for k in range(net.n_visible)]
+    visible = counts[..., : net.n_visible]
+    train = SpikeCounts.from_array(visible[:n_train], bin_size=bin_size, unit_ids=unit_ids)
+    test = SpikeCounts.from_array(visible[n_train:], bin_size=bin_size, unit_ids=unit_ids)
+    labels = unit_ids + [f"hidden-{k}" for k in range(net.n_hidden)]
+    truth = Connectivity(
+        weights=net.weight.detach().double().numpy(),
+        basis_matrix=net.basis_matrix.double().numpy(),
+        bias=net.bias.detach().double().numpy(),
+        labels=labels,
+        visible=np.arange(net.n_neurons) < net.n_visible,
+        metadata={"basis": net.basis.to_dict(), "link": net.link_name, "bin_size": bin_size},
+    )
+    return truth, train, test
+
+
+def _with_parameters(net: Network, weight: np.ndarray, bias: np.ndarray) -> Network:
+    with torch.no_grad():
+        net.weight.copy_(torch.from_numpy(weight))
+        net.bias.copy_(torch.from_numpy(bias))
+    return net
+
+
+def _diffpoglm(settings: dict, rng: np.random.Generator) -> Network:
+    n = settings["n_visible"] + settings["n_hidden"]
+    basis = basis_module.Exponential(window=5, decay=0.25)
+    net = Network(settings["n_visible"], settings["n_hidden"], basis, link="sigmoid")
+    weight = rng.uniform(-2, 2, size=(n, n, 1))
+    bias = rng.uniform(-0.5, 0.5, size=n)
+    return _with_parameters(net, weight, bias)
+
+
+def _sparse_ei(settings: dict, rng: np.random.Generator) -> Network:
+    n_visible, n_hidden = settings["n_visible"], settings["n_hidden"]
+    n = n_visible + n_hidden
+    basis = basis_module.Exponential(window=5, decay=0.25)
+    net = Network(n_visible, n_hidden, basis, link="softplus")
+    # Dale's law: a presynaptic neuron's outgoing weights share its sign; 80% excitatory.
+    sign = np.where(rng.random(n) < 0.8, 1.0, -1.0)
+    strength = np.where(sign > 0, rng.uniform(0.5, 1.5, (n, n)), rng.uniform(1.0, 2.5, (n, n)))
+    present = rng.random((n, n)) < settings["connection_prob"]
+    # Each hidden neuron drives half of the visible neurons: the common input a POGLM should find.
+    present[:n_visible, n_visible:] = rng.random((n_visible, n_hidden)) < 0.5
+    weight = present * strength * sign[None, :]
+    np.fill_diagonal(weight, -rng.uniform(1.0, 2.0, n))  # refractoriness
+    base = float(np.log(np.expm1(settings["base_rate"])))  # softplus^-1 of the base rate per bin
+    bias = base + rng.normal(0.0, 0.2, n)
+    return _with_parameters(net, weight[..., None], bias)

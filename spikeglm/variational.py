@@ -1,0 +1,146 @@
+"""Variational posteriors q(hidden counts | visible counts) of the POGLM.
+
+Each family is a Poisson law per hidden neuron and bin whose rate is a GLM of the visible counts around
+that bin, through the model's history basis:
+
+``"forward-backward"`` (default)
+    ``q(z[t, h]) = Poisson(link(a_h + A_h . past(x)_t + B_h . future(x)_t))``: mean-field, all bins at
+    once. ``future(x)_t`` weighs the visible counts of bins ``t+1..t+L``, the bins a hidden spike at
+    ``t`` can influence, which makes this family the most informed of the three.
+``"forward"``
+    The same without the future term: ``q`` sees only the past, like the model's own prior.
+``"forward-self"``
+    Autoregressive: the rate also depends on the sampled hidden past, ``C_h . past(z)_t``, so samples
+    are drawn bin after bin.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikeglm import relax
+from spikeglm.basis import future, history
+from spikeglm.model import LINKS, Network, inverse_link, poisson_log_pmf
+from spikeglm.relax import PoissonRelaxation
+
+FAMILIES = ("forward-backward", "forward", "forward-self")
+
+
+def check_family(name: str) -> str:
+    """Return ``name`` if it is a known variational family, else raise a ValueError listing them."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown variational family {name!r}; choose one of {', '.join(FAMILIES)}")
+    return name
+
+
+class Posterior(nn.Module):
+    """A variational family over the hidden counts.
+
+    Parameters
+    ----------
+    family : {"forward-backward", "forward", "forward-self"}
+        The dependence structure, see the module documentation.
+    n_visible, n_hidden : int
+        Numbers of visible and hidden neurons.
+    basis_matrix : torch.Tensor
+        History basis (n_basis, L) applied to the visible (and, for forward-self, hidden) counts.
+    link : str
+        Link from the linear predictor to the Poisson rate (that of the model).
+    """
+
+    def __init__(
+        self, family: str, n_visible: int, n_hidden: int, basis_matrix: torch.Tensor, link: str
+    ) -> None:
+        super().__init__()
+        self.family = check_family(family)
+        self.link_name = link
+        self.n_hidden = n_hidden
+        n_basis = basis_matrix.shape[0]
+        self.register_buffer("basis_matrix", basis_matrix.clone())
+        self.bias = nn.Parameter(torch.zeros(n_hidden))
+        self.past = nn.Parameter(torch.zeros(n_hidden, n_visible, n_basis))
+        self.future = nn.Parameter(torch.zeros(n_hidden, n_visible, n_basis))
+        self.self_past = nn.Parameter(torch.zeros(n_hidden, n_hidden, n_basis))
+        if family != "forward-backward":
+            self.future.requires_grad_(False)
+        if family != "forward-self":
+            self.self_past.requires_grad_(False)
+
+    def init_rates(self, rate: float, scale: float, generator: torch.Generator) -> None:
+        """Start with hidden rates near ``rate`` and small random visible couplings of std ``scale``."""
+        with torch.no_grad():
+            self.bias.fill_(float(inverse_link(self.link_name, torch.tensor(rate))))
+            self.past.normal_(0.0, scale, generator=generator)
+            if self.family == "forward-backward":
+                self.future.normal_(0.0, scale, generator=generator)
+
+    def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
+        """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""
+        basis = self.basis_matrix.to(visible.dtype)
+        predictor = self.bias + history(visible, basis).flatten(-2) @ self.past.flatten(1).T
+        if self.family == "forward-backward":
+            predictor = predictor + future(visible, basis).flatten(-2) @ self.future.flatten(1).T
+        return predictor
+
+    def rates(self, visible: torch.Tensor) -> torch.Tensor:
+        """Rates of q for the mean-field families, shape (trials, bins, H)."""
+        if self.family == "forward-self":
+            raise ValueError("forward-self rates depend on sampled hidden counts: use sample()")
+        return LINKS[self.link_name](self._visible_predictor(visible))
+
+    def sample(
+        self, visible: torch.Tensor, n_samples: int, draw: type[PoissonRelaxation] | None, **options
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden counts drawn from q and their rates, each shape (n_samples, trials, bins, H).
+
+        ``draw`` is a relaxation class (``rsample``, differentiable) or None for exact Poisson samples
+        (no gradient through the counts); ``options`` go to the relaxation (e.g. ``temperature``).
+        """
+
+        def sampler(rate: torch.Tensor, shape: tuple) -> torch.Tensor:
+            if draw is None:
+                with torch.no_grad():
+                    return torch.poisson(rate.expand(*shape, *rate.shape))
+            return draw(rate, validate_args=False, **options).rsample(shape)
+
+        if self.family != "forward-self":
+            rate = self.rates(visible).expand(n_samples, *visible.shape[:-1], self.n_hidden)
+            return sampler(rate, ()), rate
+        return self._sample_autoregressive(visible, n_samples, sampler)
+
+    def _sample_autoregressive(self, visible, n_samples, sampler):
+        base = self._visible_predictor(visible)  # (trials, bins, H)
+        filters = torch.einsum("hkb,bl->hkl", self.self_past, self.basis_matrix.to(base.dtype))
+        window = filters.shape[-1]
+        n_trials, n_bins = base.shape[:2]
+        drawn = [base.new_zeros(n_samples, n_trials, self.n_hidden)] * window  # zero history
+        rates = []
+        for t in range(n_bins):
+            recent = torch.stack(drawn[: -window - 1 : -1], dim=2)  # lags 1..L, most recent first
+            rate = LINKS[self.link_name](base[:, t] + torch.einsum("srlk,hkl->srh", recent, filters))
+            drawn.append(sampler(rate, ()))
+            rates.append(rate)
+        return torch.stack(drawn[window:], dim=2), torch.stack(rates, dim=2)
+
+
+def log_weights(
+    network: Network,
+    posterior: Posterior,
+    visible: torch.Tensor,
+    n_samples: int,
+    relaxation: str = "exact",
+    temperature: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)``, each (n_samples, trials).
+
+    With ``relaxation="exact"`` the hidden counts are integer Poisson draws (no gradient through them);
+    otherwise they are relaxed draws of that relaxation at ``temperature``.
+    """
+    draw = None if relaxation == "exact" else relax.get(relaxation)
+    options = {} if draw is None else {"temperature": temperature}
+    hidden, q_rate = posterior.sample(visible, n_samples, draw, **options)
+    counts = torch.cat([visible.expand(n_samples, *visible.shape), hidden], dim=-1)
+    log_p = network.log_likelihood(counts).sum(dim=(-2, -1))
+    log_q = poisson_log_pmf(hidden, q_rate).sum(dim=(-2, -1))
+    return log_p - log_q, log_q
