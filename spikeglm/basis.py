@@ -292,8 +292,9 @@ def history(counts: torch.Tensor, basis_matrix: torch.Tensor) -> torch.Tensor:
     """Basis-filtered past of each unit, ``sum_{l=1..L} basis[b, l-1] * counts[..., t-l, m]``.
 
     Strictly causal, with zero history before the first bin: every trial (each index of the leading
-    dimensions) is filtered on its own. One ``conv1d`` over time computes all trials, units and basis
-    functions at once; it is differentiable with respect to both arguments and runs on any device.
+    dimensions) is filtered on its own. One depthwise ``conv1d`` over time (units as channels) computes
+    all trials, units and basis functions at once; it is differentiable with respect to both arguments
+    and runs on any device.
 
     Parameters
     ----------
@@ -314,15 +315,14 @@ def history(counts: torch.Tensor, basis_matrix: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"basis_matrix must have shape (n_basis, L); got {tuple(basis_matrix.shape)}")
     *lead, n_bins, n_units = counts.shape
     n_basis, window = basis_matrix.shape
-    n_trials = math.prod(lead)
-    # One row per (trial, unit) series: (series, 1, bins).
-    series = counts.reshape(n_trials, n_bins, n_units).transpose(1, 2).reshape(n_trials * n_units, 1, n_bins)
+    # Units are the channels of a depthwise convolution (groups = units): (trials, units, bins).
+    series = counts.reshape(-1, n_bins, n_units).transpose(1, 2)
     # conv1d correlates: out[t] = sum_k kernel[k] * padded[t + k] = sum_k kernel[k] * counts[t + k - L].
     # With the kernel reversed along lag, kernel[k] = basis[L - 1 - k], i.e. lag l = L - k, which gives
     # sum_l basis[l - 1] * counts[t - l]. The output has bins + 1 entries; the last one would be bin T.
     kernel = basis_matrix.to(dtype=counts.dtype, device=counts.device).flip(-1).unsqueeze(1)
-    filtered = F.conv1d(F.pad(series, (window, 0)), kernel)[..., :n_bins]
-    return filtered.reshape(*lead, n_units, n_basis, n_bins).movedim(-1, -3)
+    filtered = F.conv1d(F.pad(series, (window, 0)), kernel.repeat(n_units, 1, 1), groups=n_units)
+    return filtered[..., :n_bins].reshape(*lead, n_units, n_basis, n_bins).movedim(-1, -3)
 
 
 def future(counts: torch.Tensor, basis_matrix: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,7 @@ def train(
     validation: torch.Tensor | None = None,
     eval_every: int = 10,
     patience: int = 10,
+    train_network: bool = True,
     generator: torch.Generator | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
 ) -> list[EpochRecord]:
@@ -94,7 +95,8 @@ def train(
     Each epoch visits the trials once in a random order, in mini-batches of ``batch_size`` trials (all
     at once by default). With ``validation`` counts, the importance-sampled log-likelihood per visible
     neuron-bin is computed every ``eval_every`` epochs; training stops after ``patience`` evaluations
-    without improvement and the best parameters are restored.
+    without improvement and the best parameters are restored. With ``train_network=False`` only the
+    posterior learns (the network stays as it is, e.g. at the true parameters for an oracle score).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -104,7 +106,8 @@ def train(
         raise ValueError(f"n_samples must be at least 1; got {n_samples}")
     n_trials, n_bins, n_visible = visible.shape
     batch_size = n_trials if batch_size is None else max(1, min(batch_size, n_trials))
-    params = [p for module in (network, posterior) for p in module.parameters() if p.requires_grad]
+    modules = (network, posterior) if train_network else (posterior,)
+    params = [p for module in modules for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     records: list[EpochRecord] = []
     best = (-math.inf, None)

@@ -85,6 +85,7 @@ class POGLM:
         seed: int = 0,
         validation: SpikeCounts | None = None,
         patience: int = 10,
+        freeze_network: bool = False,
         callback: Callable[[EpochRecord], None] | None = None,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts by variational inference.
@@ -114,6 +115,9 @@ class POGLM:
             Held-out trials for early stopping on the importance-sampled log-likelihood.
         patience : int
             Validation checks (every 10 epochs) without improvement before stopping.
+        freeze_network : bool
+            Keep the network as it is (from :meth:`from_connectivity` or an earlier fit) and fit only the
+            posterior: with the true network this gives the oracle score, the ceiling of a fit.
         callback : callable, optional
             Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
 
@@ -126,16 +130,20 @@ class POGLM:
         if relaxation == "eat-cubic" and temperature > 1:
             raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
         relax.get(relaxation)
-        visible = counts.to_tensor(torch.float32)
+        if freeze_network:
+            visible = self._visible(counts)
+        else:
+            visible = counts.to_tensor(torch.float32)
         n_visible = visible.shape[-1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
-            self.network_ = Network(n_visible, self.n_hidden, self.basis, self.link)
+            if not freeze_network:
+                self.network_ = Network(n_visible, self.n_hidden, self.basis, self.link)
+                self.network_.init_from_counts(visible, scale=0.1, generator=generator)
             self.posterior_ = Posterior(
                 self.variational, n_visible, self.n_hidden, self.network_.basis_matrix, self.link
             )
-            self.network_.init_from_counts(visible, scale=0.1, generator=generator)
             self.posterior_.init_rates(float(visible.mean()), scale=0.1, generator=generator)
             self.history_ = train(
                 self.network_,
@@ -150,6 +158,7 @@ class POGLM:
                 batch_size=batch_size,
                 validation=None if validation is None else validation.to_tensor(torch.float32),
                 patience=patience,
+                train_network=not freeze_network,
                 generator=generator,
                 callback=callback,
             )
@@ -163,8 +172,31 @@ class POGLM:
             "lr": lr,
             "objective": objective,
             "seed": seed,
+            "freeze_network": freeze_network,
         }
         return self
+
+    @classmethod
+    def from_connectivity(cls, conn: Connectivity, variational: str = "forward-backward") -> POGLM:
+        """A model whose network is given (e.g. the ground truth of a synthetic network).
+
+        ``conn.metadata`` must name the ``basis`` (a basis spec) and the ``link``, as the connectivity of
+        :func:`spikeglm.synthetic.network` and of a fitted model do. Fit its posterior with
+        ``fit(counts, freeze_network=True)`` before scoring or inferring.
+        """
+        missing = [key for key in ("basis", "link") if key not in conn.metadata]
+        if missing:
+            raise ValueError(f"connectivity metadata lacks {', '.join(missing)}: cannot rebuild the model")
+        basis = basis_module.from_dict(conn.metadata["basis"])
+        model = cls(conn.n_hidden, basis=basis, link=conn.metadata["link"], variational=variational)
+        network = Network(conn.n_visible, conn.n_hidden, basis, model.link)
+        with torch.no_grad():
+            network.weight.copy_(torch.tensor(conn.weights))
+            network.bias.copy_(torch.tensor(conn.bias))
+        model.network_ = network
+        model.unit_ids_ = conn.labels[: conn.n_visible]
+        model.bin_size_ = conn.metadata.get("bin_size")
+        return model
 
     # ------------------------------------------------------------------ using a fit
     def _fitted(self) -> tuple[Network, Posterior]:
@@ -173,7 +205,9 @@ class POGLM:
         return self.network_, self.posterior_
 
     def _visible(self, counts: SpikeCounts) -> torch.Tensor:
-        network, _ = self._fitted()
+        network = self.network_
+        if network is None:
+            raise RuntimeError("this POGLM has no network yet: call fit(counts) first")
         _check_counts(counts, "counts")
         if counts.n_units != network.n_visible:
             raise ValueError(
