@@ -1,0 +1,167 @@
+"""The POGLM estimator: fitting, reproducibility, inference, scoring and persistence."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import spikeglm as sg
+from spikeglm import basis as basis_module
+from spikeglm.model import Network
+
+
+@pytest.fixture(scope="module")
+def diffpoglm():
+    return sg.synthetic.network(protocol="diffpoglm", seed=3)
+
+
+@pytest.fixture(scope="module")
+def fitted(diffpoglm):
+    _, train, _ = diffpoglm
+    return sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=30, seed=0)
+
+
+def test_fully_visible_fit_recovers_the_weights():
+    """With no hidden neurons the ELBO is the exact log-likelihood: a fit is maximum likelihood."""
+    net = Network(3, 0, basis_module.Exponential(), link="softplus")
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(-1.0, 1.0, size=(3, 3, 1))
+    weight[[0, 1, 2], [0, 1, 2]] = -1.0  # refractory: keeps the simulation stable
+    with torch.no_grad():
+        net.weight.copy_(torch.from_numpy(weight))
+        net.bias.copy_(torch.tensor([-1.0, -0.5, -1.5]))
+    _, train, _ = sg.synthetic.simulate(net, n_train=200, n_test=1, n_bins=200, seed=1)
+    model = sg.POGLM(n_hidden=0, link="softplus").fit(train, epochs=300, lr=0.05, seed=0)
+    conn = model.connectivity()
+    # 40,000 bins per neuron: the maximum-likelihood weights are within about 0.1 of the truth.
+    np.testing.assert_allclose(conn.weights, weight, atol=0.2)
+    assert np.abs(conn.weights - weight).mean() < 0.1
+    np.testing.assert_allclose(conn.bias, [-1.0, -0.5, -1.5], atol=0.15)
+
+
+def test_fit_is_reproducible_with_a_seed(diffpoglm):
+    _, train, _ = diffpoglm
+    fits = [sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=5, seed=11) for _ in range(2)]
+    other = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=5, seed=12)
+    a, b, c = (f.connectivity().weights for f in (*fits, other))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert [r.objective for r in fits[0].history_] == [r.objective for r in fits[1].history_]
+
+
+def test_fit_leaves_the_global_random_state_alone(diffpoglm):
+    _, train, _ = diffpoglm
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    sg.POGLM(n_hidden=1).fit(train, epochs=2, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("relaxation", ["eat-cubic", "eat-sigmoid", "gumbel-softmax", "exact"])
+@pytest.mark.parametrize("variational", ["forward-backward", "forward", "forward-self"])
+def test_every_relaxation_and_family_improves_the_elbo(diffpoglm, relaxation, variational):
+    _, train, _ = diffpoglm
+    train = train.select_trials(slice(0, 10))
+    model = sg.POGLM(n_hidden=2, link="sigmoid", variational=variational)
+    model.fit(train, relaxation=relaxation, temperature=0.5, epochs=40, lr=0.05, seed=0)
+    objective = [r.objective for r in model.history_]
+    assert np.isfinite(objective).all()
+    assert np.mean(objective[-5:]) > np.mean(objective[:5])
+    assert model.infer(train).shape == (10, 100, 2)
+
+
+def test_iwae_objective(diffpoglm):
+    _, train, test = diffpoglm
+    model = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, objective="iwae", epochs=20, seed=0)
+    assert np.isfinite(model.score(test, n_samples=50))
+
+
+def test_infer_and_score(fitted, diffpoglm):
+    _, _, test = diffpoglm
+    rates = fitted.infer(test)
+    assert rates.shape == (test.n_trials, test.n_bins, 2)
+    assert ((rates > 0) & (rates < 1)).all()  # sigmoid link
+    ll = fitted.score(test, n_samples=200)
+    assert -2.0 < ll < 0.0
+    assert fitted.score(test, n_samples=200, seed=4) == pytest.approx(ll, abs=0.01)
+
+
+def test_oracle_keeps_the_true_network(diffpoglm):
+    truth, train, test = diffpoglm
+    oracle = sg.POGLM.from_connectivity(truth).fit(train, epochs=20, seed=0, freeze_network=True)
+    np.testing.assert_allclose(oracle.connectivity().weights, truth.weights, rtol=1e-6, atol=1e-6)
+    assert np.isfinite(oracle.score(test, n_samples=100))
+
+
+def test_early_stopping_on_validation(diffpoglm):
+    _, train, test = diffpoglm
+    model = sg.POGLM(n_hidden=2, link="sigmoid")
+    model.fit(train, epochs=2000, lr=0.2, validation=test, patience=2, seed=0)
+    checks = [r.validation for r in model.history_ if r.validation is not None]
+    assert len(model.history_) < 2000 and len(checks) >= 3
+
+
+def test_connectivity_labels_and_metadata(fitted, diffpoglm):
+    _, train, _ = diffpoglm
+    conn = fitted.connectivity()
+    assert conn.labels == [*train.unit_ids, "hidden-0", "hidden-1"]
+    assert conn.visible.tolist() == [True, True, True, False, False]
+    assert conn.metadata["relaxation"] == "eat-cubic" and conn.metadata["link"] == "sigmoid"
+
+
+def test_save_load_round_trip(fitted, diffpoglm, tmp_path):
+    _, _, test = diffpoglm
+    path = tmp_path / "model.h5"
+    fitted.save(path)
+    loaded = sg.POGLM.load(path)
+    np.testing.assert_array_equal(loaded.connectivity().weights, fitted.connectivity().weights)
+    np.testing.assert_array_equal(loaded.infer(test), fitted.infer(test))
+    assert loaded.score(test, n_samples=50) == fitted.score(test, n_samples=50)
+    assert [r.objective for r in loaded.history_] == pytest.approx([r.objective for r in fitted.history_])
+    assert loaded.fit_options_ == fitted.fit_options_
+
+
+def test_save_refuses_to_overwrite(fitted, tmp_path):
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match=r"model\.h5: exists; pass overwrite=True"):
+        fitted.save(path)
+    assert path.read_bytes() == b"precious"
+    fitted.save(path, overwrite=True)
+    assert sg.POGLM.load(path).n_hidden == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["model.h5"]  # no temporary file left behind
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.h5: no such file"):
+        sg.POGLM.load(tmp_path / "nothing.h5")
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match=r"corrupt\.h5: not a readable HDF5 file"):
+        sg.POGLM.load(corrupt)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = [1, 2]
+    with pytest.raises(ValueError, match=r"other\.h5: not a spikeglm model file"):
+        sg.POGLM.load(other)
+
+
+def test_bad_use(fitted, diffpoglm):
+    _, train, _ = diffpoglm
+    with pytest.raises(TypeError, match=r"counts must be a spikeglm\.SpikeCounts"):
+        sg.POGLM().fit(np.zeros((2, 10, 3)))
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        sg.POGLM().score(train)
+    with pytest.raises(ValueError, match="counts have 2 units but the model was fitted on 3"):
+        fitted.score(train.select_units(list(train.unit_ids[:2])))
+    with pytest.raises(ValueError, match="temperature must be <= 1 for eat-cubic"):
+        sg.POGLM().fit(train, temperature=2.0)
+    with pytest.raises(ValueError, match="unknown relaxation 'poisson'"):
+        sg.POGLM().fit(train, relaxation="poisson")
+    with pytest.raises(ValueError, match="unknown variational family 'backward'"):
+        sg.POGLM(variational="backward")
+    with pytest.raises(ValueError, match="n_hidden must be a whole number >= 0"):
+        sg.POGLM(n_hidden=-1)
+    with pytest.raises(ValueError, match="unknown objective 'kl'"):
+        sg.POGLM().fit(train, objective="kl")
