@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,35 @@ class EpochRecord:
     objective: float
     seconds: float
     validation: float | None = None
+
+
+class ProgressLine:
+    """A one-line progress display of a fit (epoch, objective, time spent and left), as a callback.
+
+    On a terminal the line is redrawn in place; elsewhere (logs, notebooks' captured output) a line is
+    written every ``every`` epochs.
+    """
+
+    def __init__(self, epochs: int, stream=None, every: int = 50) -> None:
+        self.epochs, self.every = epochs, every
+        self.stream = sys.stderr if stream is None else stream
+        self.elapsed = 0.0
+        self.redraw = getattr(self.stream, "isatty", lambda: False)()
+
+    def __call__(self, record: EpochRecord) -> None:
+        self.elapsed += record.seconds
+        done = record.epoch + 1
+        left = self.elapsed / done * (self.epochs - done)
+        line = (
+            f"epoch {done}/{self.epochs}  objective {record.objective:.4f}"
+            + ("" if record.validation is None else f"  validation {record.validation:.4f}")
+            + f"  {self.elapsed:.1f} s, ~{left:.0f} s left"
+        )
+        if self.redraw:
+            self.stream.write("\r" + line + ("\n" if done == self.epochs else ""))
+        elif done % self.every == 0 or done == self.epochs:
+            self.stream.write(line + "\n")
+        self.stream.flush()
 
 
 def train(

@@ -14,7 +14,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm import evaluate, relax
 from spikeglm.connectivity import Connectivity
-from spikeglm.fit import EpochRecord, train
+from spikeglm.fit import EpochRecord, ProgressLine, train
 from spikeglm.model import Network, check_link
 from spikeglm.spikes import SpikeCounts
 from spikeglm.variational import Posterior, check_family
@@ -86,6 +86,7 @@ class POGLM:
         validation: SpikeCounts | None = None,
         patience: int = 10,
         freeze_network: bool = False,
+        progress: bool = False,
         callback: Callable[[EpochRecord], None] | None = None,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts by variational inference.
@@ -118,6 +119,8 @@ class POGLM:
         freeze_network : bool
             Keep the network as it is (from :meth:`from_connectivity` or an earlier fit) and fit only the
             posterior: with the true network this gives the oracle score, the ceiling of a fit.
+        progress : bool
+            Show the progress of the fit on stderr (epoch, objective, time left).
         callback : callable, optional
             Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
 
@@ -130,6 +133,8 @@ class POGLM:
         if relaxation == "eat-cubic" and temperature > 1:
             raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
         relax.get(relaxation)
+        if progress:
+            callback = _chain(ProgressLine(epochs), callback)
         if freeze_network:
             visible = self._visible(counts)
         else:
@@ -358,6 +363,17 @@ class POGLM:
             f"POGLM(n_hidden={self.n_hidden}, basis={self.basis!r}, link={self.link!r}, "
             f"variational={self.variational!r}; {state})"
         )
+
+
+def _chain(first: Callable, second: Callable | None) -> Callable:
+    if second is None:
+        return first
+
+    def both(record: EpochRecord) -> None:
+        first(record)
+        second(record)
+
+    return both
 
 
 def _check_counts(counts: SpikeCounts, name: str) -> None:

@@ -165,3 +165,13 @@ def test_bad_use(fitted, diffpoglm):
         sg.POGLM(n_hidden=-1)
     with pytest.raises(ValueError, match="unknown objective 'kl'"):
         sg.POGLM().fit(train, objective="kl")
+
+
+def test_progress_line(diffpoglm, capsys):
+    _, train, _ = diffpoglm
+    seen = []
+    sg.POGLM(n_hidden=1).fit(train, epochs=100, seed=0, progress=True, callback=seen.append)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["50/100", "100/100"]
+    assert "objective" in lines[-1] and "s left" in lines[-1]
+    assert [r.epoch for r in seen] == list(range(100))
