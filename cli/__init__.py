@@ -1,0 +1,1 @@
+"""The ``spikeglm`` command line: a thin layer over the :mod:`spikeglm` library."""
