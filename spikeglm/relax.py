@@ -340,7 +340,18 @@ def truncated_arrival_counts(
     return step((1 - unit_times / rate) / temperature).sum(0)
 
 
-class EatSigmoid(PoissonRelaxation):
+class _TruncatedRelaxation(PoissonRelaxation):
+    """A relaxation simulated over a truncated support: any positive temperature, and a ``tail``."""
+
+    def __init__(
+        self, rate, temperature: float = 0.5, tail: float = 1e-3, validate_args: bool | None = None
+    ) -> None:
+        self.temperature = _check_temperature(temperature, type(self).__name__, at_most_one=False)
+        self.tail = _check_tail(tail, type(self).__name__)
+        super().__init__(rate, validate_args=validate_args)
+
+
+class EatSigmoid(_TruncatedRelaxation):
     """Eat-sigmoid relaxation: arrivals counted through a logistic step ``sigmoid((1 - S) / tau)``.
 
     The logistic step has unbounded support, so arrivals are simulated up to the time where it falls
@@ -361,13 +372,6 @@ class EatSigmoid(PoissonRelaxation):
 
     name = "eat-sigmoid"
 
-    def __init__(
-        self, rate, temperature: float = 0.5, tail: float = 1e-3, validate_args: bool | None = None
-    ) -> None:
-        self.temperature = _check_temperature(temperature, "EatSigmoid", at_most_one=False)
-        self.tail = _check_tail(tail, "EatSigmoid")
-        super().__init__(rate, validate_args=validate_args)
-
     @property
     def mean(self) -> torch.Tensor:
         # Campbell: rate * int_0^inf sigmoid((1 - s)/tau) ds = rate * tau * softplus(1/tau)
@@ -387,7 +391,7 @@ class EatSigmoid(PoissonRelaxation):
         return truncated_arrival_counts(self.rate, tau, torch.sigmoid, n_arrivals, sample_shape)
 
 
-class GumbelSoftmax(PoissonRelaxation):
+class GumbelSoftmax(_TruncatedRelaxation):
     """Gumbel-softmax relaxation of the Poisson law truncated to ``{0, ..., K - 1}``.
 
     ``K`` is one more than the ``1 - tail`` quantile of ``Poisson(max(rate))``. A relaxed one-hot vector
@@ -407,13 +411,6 @@ class GumbelSoftmax(PoissonRelaxation):
     """
 
     name = "gumbel-softmax"
-
-    def __init__(
-        self, rate, temperature: float = 0.5, tail: float = 1e-3, validate_args: bool | None = None
-    ) -> None:
-        self.temperature = _check_temperature(temperature, "GumbelSoftmax", at_most_one=False)
-        self.tail = _check_tail(tail, "GumbelSoftmax")
-        super().__init__(rate, validate_args=validate_args)
 
     @property
     def mean(self) -> torch.Tensor:
