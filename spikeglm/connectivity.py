@@ -30,7 +30,6 @@ import copy
 import csv
 import json
 import os
-import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,6 +39,8 @@ from typing import Any
 import h5py
 import numpy as np
 from numpy.typing import ArrayLike
+
+from spikeglm._files import atomic_write
 
 __all__ = ["Connectivity"]
 
@@ -321,7 +322,7 @@ class Connectivity:
                 raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
             options["threshold"] = float(threshold)
         write = _WRITERS[suffix]
-        _atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
+        atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Connectivity:
@@ -393,27 +394,6 @@ def _json_normalised(metadata: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(
             f"metadata must hold JSON-able values (finite numbers, str, lists, dicts): {error}"
         ) from error
-
-
-# ---------------------------------------------------------------------- atomic writing
-def _atomic_write(path: Path, write: Callable[[Path], None], *, overwrite: bool) -> None:
-    """Let ``write`` fill a temporary file next to ``path``, sync it, then rename it onto ``path``."""
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    directory = path.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"directory {directory} does not exist (writing {path})")
-    temporary = directory / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide the permissions, as for open().
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        write(temporary)
-        with open(temporary, "r+b") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------- writers

@@ -6,6 +6,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 from spikeglm import basis as basis_module
 from spikeglm import evaluate, relax
+from spikeglm._files import atomic_write
 from spikeglm.connectivity import Connectivity
 from spikeglm.fit import EpochRecord, ProgressLine, train
 from spikeglm.model import Network, check_link
@@ -283,12 +285,9 @@ class POGLM:
         Raises FileExistsError if ``path`` exists and ``overwrite`` is False.
         """
         network, posterior = self._fitted()
-        path = os.fspath(path)
-        if os.path.exists(path) and not overwrite:
-            raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            with h5py.File(tmp, "w") as f:
+
+        def write(temporary: Path) -> None:
+            with h5py.File(temporary, "w") as f:
                 f.attrs["format"] = _FORMAT
                 f.attrs["format_version"] = _FORMAT_VERSION
                 f.attrs["config"] = json.dumps(self._config())
@@ -299,10 +298,8 @@ class POGLM:
                 f["history/validation"] = [
                     math.nan if r.validation is None else r.validation for r in self.history_
                 ]
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+        atomic_write(path, write, overwrite=overwrite)
 
     def _config(self) -> dict:
         network, _ = self._fitted()
