@@ -6,19 +6,23 @@ The hidden spike counts are inferred with reparameterised Poisson relaxations (:
 
 from spikeglm import basis, evaluate, relax, synthetic
 from spikeglm.connectivity import Connectivity
+from spikeglm.io import load, save
 from spikeglm.poglm import POGLM
-from spikeglm.spikes import SpikeCounts, parse_time
+from spikeglm.spikes import Recording, SpikeCounts, parse_time
 
 __version__ = "0.1.0"
 
 __all__ = [
     "POGLM",
     "Connectivity",
+    "Recording",
     "SpikeCounts",
     "__version__",
     "basis",
     "evaluate",
+    "load",
     "parse_time",
     "relax",
+    "save",
     "synthetic",
 ]

@@ -1,0 +1,199 @@
+"""Any format neo reads (NIX, Spike2, Plexon, Blackrock, ...), and NIX files written through neo.
+
+Reading takes every SpikeTrain of every Segment of every Block, Segments in file order:
+
+- With two or more Segments, each Segment is a trial ``[t_start, t_stop]``. When Segments overlap in
+  time (typically every trial starting at 0 s), they are laid end to end: each one that starts before
+  the previous one stops is shifted to start where it stopped (``annotations["segment_offsets_s"]``).
+- The SpikeTrains of one unit in different Segments are matched by a key: the SpikeTrain's ``name``,
+  else its ``unit_id`` or ``unit_name`` annotation, else its position within the Segment. The key is
+  the unit's id. The unit's annotations are those of its first SpikeTrain.
+- ``t_start`` and ``t_stop`` are the first start and the last stop of the Segments.
+
+neo's pickle format (``.pkl``, ``.pickle``) is refused: unpickling a file can run any code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import neo
+import numpy as np
+import quantities as pq
+from neo.io import NixIO, PickleIO
+
+from spikeglm.io import PICKLE_SUFFIXES
+from spikeglm.spikes import Recording
+
+__all__ = ["neo_extensions", "read", "read_nix", "write_nix"]
+
+_KEY_ANNOTATIONS = ("unit_id", "unit_name")
+# NixIO's own bookkeeping: object names that must stay unique within a file.
+_NIX_BOOKKEEPING = ("nix_name",)
+_SIMPLE = (str, int, float, bool, np.integer, np.floating, np.bool_)
+_SPIKETRAIN_ARGUMENTS = {"times", "t_start", "t_stop", "units", "name", "dtype", "copy", "sampling_rate"} | {
+    "waveforms",
+    "left_sweep",
+    "file_origin",
+    "description",
+    "array_annotations",
+}
+
+
+def neo_extensions(exclude: Iterable[str] = ()) -> list[str]:
+    """The file extensions (with a dot) of the formats neo reads, but its pickle format and ``exclude``."""
+    extensions = {f".{extension.lower()}" for io in neo.io.iolist for extension in io.extensions if extension}
+    return sorted(extensions - set(PICKLE_SUFFIXES) - set(exclude))
+
+
+def read(path: Path, *, empty_units: str = "drop") -> Recording:
+    """Read the spike trains of a file or folder in any format neo reads (see the module's description).
+
+    Raises
+    ------
+    ValueError
+        If it is a pickle file, no neo IO recognises it, or neo fails to read it.
+    """
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ValueError(
+            f"{path}: refusing to unpickle {path.name}: pickle files can execute code; "
+            "convert it to NIX or NWB"
+        )
+    try:
+        candidates = [io for io in neo.io.list_candidate_ios(path) if io is not PickleIO]
+    except ValueError as error:
+        raise ValueError(f"{path}: no neo IO reads this file ({error})") from None
+    errors = []
+    for io_class in candidates:
+        try:
+            return _read_with(io_class, path, empty_units)
+        except _NeoFailure as failure:
+            errors.append(f"{io_class.__name__}: {failure.__cause__}")
+    raise ValueError(f"{path}: neo could not read it ({'; '.join(errors) or 'no candidate IO'})")
+
+
+def read_nix(path: Path, *, empty_units: str = "drop") -> Recording:
+    """Read the spike trains of a NIX file with neo's NixIO (see the module's description)."""
+    try:
+        return _read_with(NixIO, path, empty_units)
+    except _NeoFailure as failure:
+        raise ValueError(f"{path}: is not a readable NIX file ({failure.__cause__})") from None
+
+
+class _NeoFailure(Exception):
+    """neo raised while opening or reading a file (the cause holds neo's exception)."""
+
+
+def _read_with(io_class: type, path: Path, empty_units: str) -> Recording:
+    # Anything may fail inside a third-party reader; keep its message as the cause.
+    try:
+        io = io_class(str(path), mode="ro") if io_class is NixIO else io_class(str(path))
+        try:
+            blocks = io.read(lazy=False)
+        finally:
+            if hasattr(io, "close"):
+                io.close()
+    except Exception as error:
+        raise _NeoFailure from error
+    return _recording(blocks, path, empty_units, io_class.__name__)
+
+
+def _recording(blocks: list[neo.Block], path: Path, empty_units: str, reader: str) -> Recording:
+    # A Segment with no data at all has no times (t_start is None): it holds no trial.
+    segments = [segment for block in blocks for segment in block.segments if segment.t_start is not None]
+    if not any(segment.spiketrains for segment in segments):
+        raise ValueError(
+            f"{path}: has no spike trains (read with neo's {reader}); spikeglm needs sorted units"
+        )
+    times: dict[str, list[np.ndarray]] = {}
+    unit_annotations: dict[str, dict[str, Any]] = {}
+    spans, offsets, previous_stop = [], [], -np.inf
+    for number, segment in enumerate(segments):
+        start, stop = (float(pq.Quantity(value).rescale("s")) for value in (segment.t_start, segment.t_stop))
+        offset = max(0.0, previous_stop - start)
+        offsets.append(offset)
+        spans.append((start + offset, stop + offset))
+        previous_stop = stop + offset
+        keys = [_key(train, position) for position, train in enumerate(segment.spiketrains)]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            raise ValueError(
+                f"{path}: segment {number} has several spike trains named "
+                f"{', '.join(map(repr, duplicates))}; spikeglm matches units across segments by name"
+            )
+        for key, train in zip(keys, segment.spiketrains, strict=True):
+            times.setdefault(key, []).append(train.times.rescale("s").magnitude.astype(np.float64) + offset)
+            unit_annotations.setdefault(key, _annotations(train))
+    spans = np.array(spans)
+    annotations = {
+        key: value
+        for block in blocks
+        for key, value in {"name": block.name, **block.annotations}.items()
+        if key not in _NIX_BOOKKEEPING and value is not None
+    }
+    annotations["reader"] = reader
+    if any(offsets):
+        annotations["segment_offsets_s"] = offsets
+    return Recording(
+        [np.concatenate(parts) for parts in times.values()],
+        list(times),
+        float(spans[:, 0].min()),
+        float(spans[:, 1].max()),
+        trials=spans if len(segments) > 1 else None,
+        annotations=annotations,
+        unit_annotations=list(unit_annotations.values()),
+        source=path,
+        empty_units=empty_units,
+    )
+
+
+def _key(train: neo.SpikeTrain, position: int) -> str:
+    """The id that matches one unit's SpikeTrains across Segments."""
+    if train.name:
+        return str(train.name)
+    for name in _KEY_ANNOTATIONS:
+        if train.annotations.get(name) is not None:
+            return str(train.annotations[name])
+    return str(position)
+
+
+def _annotations(train: neo.SpikeTrain) -> dict[str, Any]:
+    values = {key: value for key, value in train.annotations.items() if key not in _NIX_BOOKKEEPING}
+    if train.description:
+        values["description"] = train.description
+    return values
+
+
+def write_nix(recording: Recording, path: Path) -> None:
+    """Write ``recording`` as a NIX file through neo: one Segment per trial, one SpikeTrain per unit.
+
+    Without trials there is one Segment, ``[t_start, t_stop]``. Spikes outside every trial are not
+    written. SpikeTrains carry the unit id as ``name`` and the unit's annotations of simple types
+    (str, int, float, bool).
+    """
+    whole = [[float(recording.t_start), float(recording.t_stop)]]
+    spans = whole if recording.trials is None else recording.trials
+    block = neo.Block(name=str(recording.annotations.get("name") or "spikeglm recording"))
+    for number, (start, stop) in enumerate(np.asarray(spans, dtype=np.float64)):
+        segment = neo.Segment(name=f"trial {number}")
+        for unit, times, notes in zip(
+            recording.unit_ids, recording.spike_times, recording.unit_annotations, strict=True
+        ):
+            # [start, stop), but the recording's last spike, at t_stop, stays in.
+            side = "right" if stop >= float(recording.t_stop) else "left"
+            inside = times[np.searchsorted(times, start) : np.searchsorted(times, stop, side=side)]
+            simple = {
+                key: value
+                for key, value in notes.items()
+                if isinstance(value, _SIMPLE) and key not in _SPIKETRAIN_ARGUMENTS
+            }
+            train = neo.SpikeTrain(inside, t_start=start, t_stop=stop, units="s", name=str(unit), **simple)
+            segment.spiketrains.append(train)
+        block.segments.append(segment)
+    io = NixIO(str(path), mode="ow")
+    try:
+        io.write_block(block)
+    finally:
+        io.close()
