@@ -82,13 +82,14 @@ class ProgressLine:
     def __init__(self, epochs: int, stream=None, every: int = 50) -> None:
         self.epochs, self.every = epochs, every
         self.stream = sys.stderr if stream is None else stream
-        self.elapsed = 0.0
+        self.elapsed, self.seen = 0.0, 0
         self.redraw = getattr(self.stream, "isatty", lambda: False)()
 
     def __call__(self, record: EpochRecord) -> None:
         self.elapsed += record.seconds
+        self.seen += 1
         done = record.epoch + 1
-        left = self.elapsed / done * (self.epochs - done)
+        left = self.elapsed / self.seen * (self.epochs - done)
         line = (
             f"epoch {done}/{self.epochs}  objective {record.objective:.4f}"
             + ("" if record.validation is None else f"  validation {record.validation:.4f}")
@@ -119,6 +120,10 @@ def train(
     train_network: bool = True,
     generator: torch.Generator | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
+    first_epoch: int = 0,
+    optimizer_state: dict | None = None,
+    checkpoint: Callable[[int, dict], None] | None = None,
+    checkpoint_every: int = 50,
 ) -> list[EpochRecord]:
     """Fit the network and the posterior to visible counts (trials, bins, V) with Adam.
 
@@ -127,6 +132,10 @@ def train(
     neuron-bin is computed every ``eval_every`` epochs; training stops after ``patience`` evaluations
     without improvement and the best parameters are restored. With ``train_network=False`` only the
     posterior learns (the network stays as it is, e.g. at the true parameters for an oracle score).
+
+    Checkpoints: ``checkpoint(epochs_done, optimizer_state)`` is called every ``checkpoint_every`` epochs
+    and when the fit is interrupted (KeyboardInterrupt, which is then raised again). A fit resumes from
+    ``first_epoch`` with the optimizer's saved ``optimizer_state``; early stopping starts afresh then.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -139,33 +148,43 @@ def train(
     modules = (network, posterior) if train_network else (posterior,)
     params = [p for module in modules for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
     records: list[EpochRecord] = []
     best = (-math.inf, None)
     stale = 0
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        order = torch.randperm(n_trials, generator=generator)
-        total = 0.0
-        for first in range(0, n_trials, batch_size):
-            batch = visible[order[first : first + batch_size]]
-            log_w, log_q = log_weights(network, posterior, batch, n_samples, relaxation, temperature)
-            loss = surrogate_loss(log_w, log_q, objective, score_function)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(log_w.detach().mean(0).sum())
-        record = EpochRecord(epoch, total / (n_trials * n_bins * n_visible), time.perf_counter() - start)
-        if validation is not None and (epoch + 1) % eval_every == 0:
-            record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
-            if record.validation > best[0]:
-                best, stale = (record.validation, _snapshot(network, posterior)), 0
-            else:
-                stale += 1
-        records.append(record)
-        if callback is not None:
-            callback(record)
-        if stale >= patience:
-            break
+    try:
+        for epoch in range(first_epoch, epochs):
+            start = time.perf_counter()
+            order = torch.randperm(n_trials, generator=generator)
+            total = 0.0
+            for first in range(0, n_trials, batch_size):
+                batch = visible[order[first : first + batch_size]]
+                log_w, log_q = log_weights(network, posterior, batch, n_samples, relaxation, temperature)
+                loss = surrogate_loss(log_w, log_q, objective, score_function)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(log_w.detach().mean(0).sum())
+            seconds = time.perf_counter() - start
+            record = EpochRecord(epoch, total / (n_trials * n_bins * n_visible), seconds)
+            if validation is not None and (epoch + 1) % eval_every == 0:
+                record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
+                if record.validation > best[0]:
+                    best, stale = (record.validation, _snapshot(network, posterior)), 0
+                else:
+                    stale += 1
+            records.append(record)
+            if callback is not None:
+                callback(record)
+            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                checkpoint(epoch + 1, optimizer.state_dict())
+            if stale >= patience:
+                break
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            checkpoint(first_epoch + len(records), optimizer.state_dict())
+        raise
     if best[1] is not None:
         network.load_state_dict(best[1][0])
         posterior.load_state_dict(best[1][1])

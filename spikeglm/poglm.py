@@ -72,6 +72,7 @@ class POGLM:
         self.unit_ids_: list[str] = []
         self.fit_options_: dict = {}
         self.bin_size_: str | None = None
+        self.data_: dict = {}
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -90,6 +91,9 @@ class POGLM:
         freeze_network: bool = False,
         progress: bool = False,
         callback: Callable[[EpochRecord], None] | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 50,
+        resume: bool = False,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts by variational inference.
 
@@ -125,6 +129,14 @@ class POGLM:
             Show the progress of the fit on stderr (epoch, objective, time left).
         callback : callable, optional
             Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
+        checkpoint : path, optional
+            A model file (HDF5) that also holds the training state, written atomically every
+            ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C); it loads as a model.
+        checkpoint_every : int
+            Epochs between checkpoints.
+        resume : bool
+            Continue the fit saved in ``checkpoint`` (same data and options) up to ``epochs``; the result
+            equals that of an uninterrupted fit. Without a checkpoint file the fit starts afresh.
 
         Returns
         -------
@@ -135,13 +147,21 @@ class POGLM:
         if relaxation == "eat-cubic" and temperature > 1:
             raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
         relax.get(relaxation)
-        if progress:
-            callback = _chain(ProgressLine(epochs), callback)
-        if freeze_network:
-            visible = self._visible(counts)
-        else:
-            visible = counts.to_tensor(torch.float32)
+        visible = self._visible(counts) if freeze_network else counts.to_tensor(torch.float32)
         n_visible = visible.shape[-1]
+        options = {
+            "relaxation": relaxation,
+            "temperature": temperature,
+            "n_samples": n_samples,
+            "epochs": epochs,
+            "lr": lr,
+            "objective": objective,
+            "seed": seed,
+            "freeze_network": freeze_network,
+        }
+        saved = _read_training_state(checkpoint, options, n_visible) if resume and checkpoint else None
+        self.history_ = [] if saved is None else saved["history"]
+        callbacks = [self.history_.append, ProgressLine(epochs) if progress else None, callback]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
@@ -152,7 +172,21 @@ class POGLM:
                 self.variational, n_visible, self.n_hidden, self.network_.basis_matrix, self.link
             )
             self.posterior_.init_rates(float(visible.mean()), scale=0.1, generator=generator)
-            self.history_ = train(
+            if saved is not None:
+                self.network_.load_state_dict(saved["network"])
+                self.posterior_.load_state_dict(saved["posterior"])
+                torch.set_rng_state(saved["rng"])
+                generator.set_state(saved["generator"])
+            self.unit_ids_ = [str(u) for u in counts.unit_ids]
+            self.bin_size_ = str(counts.bin_size)
+            self.data_ = _json_safe(counts.metadata)
+            self.fit_options_ = options
+
+            def save_checkpoint(epochs_done: int, optimizer_state: dict) -> None:
+                state = {"epochs_done": epochs_done, "optimizer": optimizer_state, "generator": generator}
+                self._write(checkpoint, overwrite=True, training=state)
+
+            train(
                 self.network_,
                 self.posterior_,
                 visible,
@@ -167,20 +201,12 @@ class POGLM:
                 patience=patience,
                 train_network=not freeze_network,
                 generator=generator,
-                callback=callback,
+                callback=_chain(callbacks),
+                first_epoch=0 if saved is None else saved["epochs_done"],
+                optimizer_state=None if saved is None else saved["optimizer"],
+                checkpoint=None if checkpoint is None else save_checkpoint,
+                checkpoint_every=checkpoint_every,
             )
-        self.unit_ids_ = [str(u) for u in counts.unit_ids]
-        self.bin_size_ = str(counts.bin_size)
-        self.fit_options_ = {
-            "relaxation": relaxation,
-            "temperature": temperature,
-            "n_samples": n_samples,
-            "epochs": epochs,
-            "lr": lr,
-            "objective": objective,
-            "seed": seed,
-            "freeze_network": freeze_network,
-        }
         return self
 
     @classmethod
@@ -284,6 +310,9 @@ class POGLM:
 
         Raises FileExistsError if ``path`` exists and ``overwrite`` is False.
         """
+        self._write(path, overwrite)
+
+    def _write(self, path: str | os.PathLike, overwrite: bool, training: dict | None = None) -> None:
         network, posterior = self._fitted()
 
         def write(temporary: Path) -> None:
@@ -294,10 +323,11 @@ class POGLM:
                 for prefix, module in (("network", network), ("posterior", posterior)):
                     for name, value in module.state_dict().items():
                         f[f"{prefix}/{name}"] = value.numpy()
-                f["history/objective"] = [r.objective for r in self.history_]
-                f["history/validation"] = [
-                    math.nan if r.validation is None else r.validation for r in self.history_
-                ]
+                for field in ("objective", "seconds", "validation"):
+                    values = [getattr(r, field) for r in self.history_]
+                    f[f"history/{field}"] = [math.nan if v is None else v for v in values]
+                if training is not None:
+                    _write_training_state(f.create_group("training"), training)
 
         atomic_write(path, write, overwrite=overwrite)
 
@@ -311,46 +341,34 @@ class POGLM:
             "variational": self.variational,
             "unit_ids": self.unit_ids_,
             "bin_size": self.bin_size_,
+            "data": self.data_,
             "fit_options": self.fit_options_,
         }
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> POGLM:
-        """Read a model written by :meth:`save`."""
-        path = os.fspath(path)
-        try:
-            f = h5py.File(path, "r")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such file") from None
-        except OSError as err:
-            raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
-        with f:
-            if f.attrs.get("format") != _FORMAT:
-                raise ValueError(f"{path}: not a spikeglm model file")
+        """Read a model written by :meth:`save` (or a checkpoint of :meth:`fit`)."""
+        with _open_model_file(path) as f:
             config = json.loads(f.attrs["config"])
             basis = basis_module.from_dict(config["basis"])
             model = cls(
                 config["n_hidden"], basis=basis, link=config["link"], variational=config["variational"]
             )
-            network = Network(config["n_visible"], config["n_hidden"], basis, config["link"])
-            posterior = Posterior(
+            model.network_ = Network(config["n_visible"], config["n_hidden"], basis, config["link"])
+            model.posterior_ = Posterior(
                 config["variational"],
                 config["n_visible"],
                 config["n_hidden"],
-                network.basis_matrix,
+                model.network_.basis_matrix,
                 config["link"],
             )
-            for prefix, module in (("network", network), ("posterior", posterior)):
-                module.load_state_dict({k: torch.from_numpy(v[()]) for k, v in f[prefix].items()})
-            objective = f["history/objective"][()]
-            validation = f["history/validation"][()]
-        model.network_, model.posterior_ = network, posterior
-        model.history_ = [
-            EpochRecord(i, float(o), math.nan, None if math.isnan(v) else float(v))
-            for i, (o, v) in enumerate(zip(objective, validation, strict=True))
-        ]
+            state = _read_parameters(f)
+            model.network_.load_state_dict(state["network"])
+            model.posterior_.load_state_dict(state["posterior"])
+            model.history_ = state["history"]
         model.unit_ids_ = config["unit_ids"]
         model.bin_size_ = config["bin_size"]
+        model.data_ = config.get("data", {})
         model.fit_options_ = config["fit_options"]
         return model
 
@@ -362,15 +380,87 @@ class POGLM:
         )
 
 
-def _chain(first: Callable, second: Callable | None) -> Callable:
-    if second is None:
-        return first
+def _open_model_file(path: str | os.PathLike) -> h5py.File:
+    path = os.fspath(path)
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+    if f.attrs.get("format") != _FORMAT:
+        f.close()
+        raise ValueError(f"{path}: not a spikeglm model file")
+    return f
 
-    def both(record: EpochRecord) -> None:
-        first(record)
-        second(record)
 
-    return both
+def _read_parameters(f: h5py.File) -> dict:
+    """Network and posterior parameters and the training history of an open model file."""
+    state = {
+        prefix: {k: torch.from_numpy(v[()]) for k, v in f[prefix].items()}
+        for prefix in ("network", "posterior")
+    }
+    columns = [f[f"history/{field}"][()] for field in ("objective", "seconds", "validation")]
+    state["history"] = [
+        EpochRecord(i, float(o), float(s), None if math.isnan(v) else float(v))
+        for i, (o, s, v) in enumerate(zip(*columns, strict=True))
+    ]
+    return state
+
+
+def _write_training_state(group: h5py.Group, training: dict) -> None:
+    group.attrs["epochs_done"] = training["epochs_done"]
+    group["rng"] = torch.get_rng_state().numpy()
+    group["generator"] = training["generator"].get_state().numpy()
+    optimizer = training["optimizer"]
+    group.attrs["param_groups"] = json.dumps(optimizer["param_groups"])
+    for index, values in optimizer["state"].items():
+        for key, value in values.items():
+            group[f"optimizer/{index}/{key}"] = value.numpy()
+
+
+def _read_training_state(path: str | os.PathLike, options: dict, n_visible: int) -> dict | None:
+    """The training state of a checkpoint, or None if there is no checkpoint file yet."""
+    if not os.path.exists(path):
+        return None
+    with _open_model_file(path) as f:
+        if "training" not in f:
+            raise ValueError(f"{path}: a finished model, not a checkpoint of a fit under way")
+        config = json.loads(f.attrs["config"])
+        saved = {k: v for k, v in config["fit_options"].items() if k != "epochs"}
+        asked = {k: v for k, v in options.items() if k != "epochs"}
+        if saved != asked or config["n_visible"] != n_visible:
+            raise ValueError(
+                f"{path}: the checkpoint was made with other options or data ({saved}, "
+                f"{config['n_visible']} units); resume with the same ones or start afresh"
+            )
+        group = f["training"]
+        state = _read_parameters(f)
+        state["epochs_done"] = int(group.attrs["epochs_done"])
+        state["rng"] = torch.from_numpy(group["rng"][()])
+        state["generator"] = torch.from_numpy(group["generator"][()])
+        state["optimizer"] = {
+            "param_groups": json.loads(group.attrs["param_groups"]),
+            "state": {
+                int(index): {key: torch.tensor(v[()]) for key, v in values.items()}
+                for index, values in group["optimizer"].items()
+            },
+        }
+    return state
+
+
+def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:
+    def every(record: EpochRecord) -> None:
+        for callback in callbacks:
+            if callback is not None:
+                callback(record)
+
+    return every
+
+
+def _json_safe(metadata: dict) -> dict:
+    """The JSON-able view of a metadata dict (other values as their text)."""
+    return json.loads(json.dumps(metadata, default=str))
 
 
 def _check_counts(counts: SpikeCounts, name: str) -> None:

@@ -175,3 +175,42 @@ def test_progress_line(diffpoglm, capsys):
     assert [line.split()[1] for line in lines] == ["50/100", "100/100"]
     assert "objective" in lines[-1] and "s left" in lines[-1]
     assert [r.epoch for r in seen] == list(range(100))
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_fit(diffpoglm, tmp_path):
+    _, train, _ = diffpoglm
+    whole = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=20, seed=5)
+    ckpt = tmp_path / "fit.ckpt.h5"
+    sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=10, seed=5, checkpoint=ckpt, checkpoint_every=5)
+    resumed = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=20, seed=5, checkpoint=ckpt, resume=True)
+    assert np.array_equal(resumed.connectivity().weights, whole.connectivity().weights)
+    assert [r.objective for r in resumed.history_] == [r.objective for r in whole.history_]
+    assert sg.POGLM.load(ckpt).n_hidden == 2  # a checkpoint is also a model file
+
+
+def test_interrupted_fit_leaves_a_checkpoint_to_resume(diffpoglm, tmp_path):
+    _, train, _ = diffpoglm
+    ckpt = tmp_path / "fit.ckpt.h5"
+
+    def interrupt(record):
+        if record.epoch == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sg.POGLM(n_hidden=2).fit(train, epochs=15, seed=1, checkpoint=ckpt, callback=interrupt)
+    assert len(sg.POGLM.load(ckpt).history_) == 7
+    resumed = sg.POGLM(n_hidden=2).fit(train, epochs=15, seed=1, checkpoint=ckpt, resume=True)
+    whole = sg.POGLM(n_hidden=2).fit(train, epochs=15, seed=1)
+    assert np.array_equal(resumed.connectivity().weights, whole.connectivity().weights)
+
+
+def test_resume_refuses_a_different_fit(diffpoglm, fitted, tmp_path):
+    _, train, _ = diffpoglm
+    ckpt = tmp_path / "fit.ckpt.h5"
+    sg.POGLM(n_hidden=2).fit(train, epochs=4, seed=0, checkpoint=ckpt, checkpoint_every=2)
+    with pytest.raises(ValueError, match="checkpoint was made with other options"):
+        sg.POGLM(n_hidden=2).fit(train, epochs=8, seed=1, checkpoint=ckpt, resume=True)
+    final = tmp_path / "final.h5"
+    fitted.save(final)
+    with pytest.raises(ValueError, match="a finished model, not a checkpoint"):
+        sg.POGLM(n_hidden=2).fit(train, epochs=8, checkpoint=final, resume=True)
