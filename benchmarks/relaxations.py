@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from spikeglm import relax
+from spikeglm import fidelity, relax
 
 
 def saved_bytes(fn) -> int:
@@ -108,8 +108,6 @@ def main() -> None:
     rounds = 3 if args.quick else args.rounds
     speed((0.05, 1.0, 5.0), args.temperature, n, rounds, torch.device(args.device))
     if not args.skip_fidelity:
-        from spikeglm import fidelity
-
         print("\nFidelity to the Poisson law (W1 and moments; closed forms where they exist)")
         rows = fidelity.fidelity_table(n_samples=2_000 if args.quick else 10_000, seed=0)
         print(fidelity.format_table(rows))

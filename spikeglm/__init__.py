@@ -4,7 +4,7 @@ Visible neurons are the ones recorded; hidden neurons stand in for the unrecorde
 The hidden spike counts are inferred with reparameterised Poisson relaxations (:mod:`spikeglm.relax`).
 """
 
-from spikeglm import basis, evaluate, relax, synthetic
+from spikeglm import basis, evaluate, fidelity, relax, synthetic
 from spikeglm.connectivity import Connectivity
 from spikeglm.io import load, save
 from spikeglm.poglm import POGLM
@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "basis",
     "evaluate",
+    "fidelity",
     "load",
     "parse_time",
     "relax",
