@@ -1,18 +1,356 @@
-"""``spikeglm`` command line (click). Each command is a thin layer over the library."""
+"""``spikeglm`` command line (click): a thin layer over the library.
+
+Every command refuses to overwrite an existing output unless given ``--overwrite``, and reports bad
+input as one line on stderr with a non-zero exit (``spikeglm --debug ...`` shows the traceback).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 import spikeglm as sg
+from spikeglm._files import atomic_write
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: Where ``spikeglm demo`` finds the bundled example recording (the project's data/ folder).
+EXAMPLE = Path(__file__).resolve().parent.parent / "data" / "example.nwb"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """A group that turns errors into one line on stderr (the traceback only with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("spikeglm: interrupted", err=True)
+            sys.exit(130)
+        except Exception as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"spikeglm: error: {error}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(sg.__version__, prog_name="spikeglm")
-def main() -> None:
-    """Fit partially observable GLMs (visible + hidden neurons) to spike trains."""
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Fit partially observable GLMs (visible + hidden neurons) to spike trains.
+
+    Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _check_output(path: str, overwrite: bool) -> Path:
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise click.ClickException(f"{out}: exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"{out.parent}: no such folder for the output {out}")
+    return out
+
+
+def _write_npz(path: Path, arrays: dict, overwrite: bool) -> None:
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write, overwrite=overwrite)
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
+    """Read a TOML file of option defaults (keys: option names with _ or -); the command line wins."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except OSError as error:
+        raise click.BadParameter(f"{path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise click.BadParameter(f"{path}: not valid TOML ({error})") from None
+    names = {p.name for p in ctx.command.params}
+    settings = {key.replace("-", "_"): value for key, value in config.items()}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown option(s) {', '.join(unknown)}")
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    return path
+
+
+def _bin(recording: sg.Recording, bin_size: str, trial_length: str | None, units: str | None):
+    """Counts of a recording: its trials if it has a trials table, else windows of ``trial_length``."""
+    if trial_length is None and recording.trials is None:
+        trial_length = "1 s"
+    selected = None if units is None else [u.strip() for u in units.split(",")]
+    return recording.bin(bin_size, trial_length=trial_length, units=selected)
+
+
+@main.command()
+@click.argument("recording", type=click.Path(exists=True))
+@click.option("--bin-size", default="5 ms", show_default=True, help="Bin size for the count summary.")
+def info(recording: str, bin_size: str) -> None:
+    """Describe a recording: units, spikes, duration, trials and firing rates.
+
+    Example: spikeglm info data/example.nwb
+    """
+    rec = sg.load(recording)
+    duration = float(rec.duration.rescale("s").magnitude)
+    click.echo(f"{recording}: {rec.n_units} units, {int(rec.n_spikes.sum())} spikes, {duration:g} s")
+    if rec.trials is not None:
+        lengths = rec.trials[:, 1] - rec.trials[:, 0]
+        click.echo(f"trials: {len(rec.trials)}, {lengths.min():g} to {lengths.max():g} s long")
+    counts = _bin(rec, bin_size, None, None)
+    click.echo(f"binned at {bin_size}: {counts.n_trials} trials x {counts.n_bins} bins")
+    width = max(len(u) for u in rec.unit_ids)
+    click.echo(f"{'unit':<{width}}  {'spikes':>7}  {'rate (Hz)':>9}  {'per bin':>7}")
+    per_bin = counts.counts.mean(axis=(0, 1))
+    for unit, n, mean in zip(rec.unit_ids, rec.n_spikes, per_bin, strict=True):
+        click.echo(f"{unit:<{width}}  {int(n):>7}  {n / duration:>9.2f}  {mean:>7.3f}")
+
+
+@main.command()
+@click.argument("recording", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file (.h5).")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="TOML file of option defaults (e.g. hidden = 3).",
+)
+@click.option("--bin-size", default="5 ms", show_default=True, help="Width of a count bin.")
+@click.option(
+    "--trial-length",
+    default=None,
+    help="Cut into trials of this length (default: the recording's trials table, else 1 s windows).",
+)
+@click.option("--units", default=None, help="Comma-separated unit ids to use (default: all).")
+@click.option("--hidden", default=2, show_default=True, help="Number of hidden neurons.")
+@click.option(
+    "--basis",
+    default="exponential",
+    show_default=True,
+    type=click.Choice(sg.basis.names()),
+    help="History basis.",
+)
+@click.option("--window", default=5, show_default=True, help="History length in bins.")
+@click.option(
+    "--link", default="softplus", show_default=True, type=click.Choice(["softplus", "exp", "sigmoid"])
+)
+@click.option(
+    "--variational",
+    default="forward-backward",
+    show_default=True,
+    type=click.Choice(["forward-backward", "forward", "forward-self"]),
+)
+@click.option("--relaxation", default="eat-cubic", show_default=True, type=click.Choice(sg.relax.names()))
+@click.option("--temperature", default=0.5, show_default=True, help="Relaxation temperature.")
+@click.option("--samples", default=5, show_default=True, help="Hidden-count samples per trial and step.")
+@click.option("--epochs", default=500, show_default=True)
+@click.option("--lr", default=0.02, show_default=True, help="Adam learning rate.")
+@click.option("--batch-size", default=None, type=int, help="Trials per step (default: all).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--checkpoint-every", default=50, show_default=True, help="Epochs between checkpoints.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint OUTPUT.ckpt.h5.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+def fit(
+    recording: str,
+    output: str,
+    bin_size: str,
+    trial_length: str | None,
+    units: str | None,
+    hidden: int,
+    basis: str,
+    window: int,
+    link: str,
+    variational: str,
+    relaxation: str,
+    temperature: float,
+    samples: int,
+    epochs: int,
+    lr: float,
+    batch_size: int | None,
+    seed: int,
+    checkpoint_every: int,
+    resume: bool,
+    overwrite: bool,
+) -> None:
+    """Fit a POGLM with hidden neurons to a recording and save the model.
+
+    A checkpoint (OUTPUT.ckpt.h5) is written every --checkpoint-every epochs and on Ctrl-C; run the
+    same command with --resume to continue. Options may also come from a TOML file (--config).
+
+    Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2 --epochs 300
+    """
+    out = _check_output(output, overwrite)
+    checkpoint = out.with_name(out.name + ".ckpt.h5")
+    counts = _bin(sg.load(recording), bin_size, trial_length, units)
+    click.echo(f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units")
+    model = sg.POGLM(n_hidden=hidden, basis=basis, window=window, link=link, variational=variational)
+    try:
+        model.fit(
+            counts,
+            relaxation=relaxation,
+            temperature=temperature,
+            n_samples=samples,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            progress=True,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+        )
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: the fit so far is in {checkpoint}; add --resume to continue", err=True)
+        sys.exit(130)
+    model.save(out, overwrite=overwrite)
+    checkpoint.unlink(missing_ok=True)
+    final = model.history_[-1].objective
+    click.echo(f"model: {out} (ELBO per neuron-bin {final:.4f} after {len(model.history_)} epochs)")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recording", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
+    """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
+
+    Writes an .npz with hidden_rates (trials, bins, hidden), the bin size and trial starts in s, and
+    the labels.
+
+    Example: spikeglm infer model.h5 data/example.nwb -o hidden.npz
+    """
+    out = _check_output(output, overwrite)
+    fitted = sg.POGLM.load(model)
+    units = ",".join(fitted.unit_ids_)
+    counts = _bin(sg.load(recording), fitted.bin_size_, fitted.data_.get("trial_length"), units)
+    rates = fitted.infer(counts)
+    bin_seconds = float(sg.parse_time(fitted.bin_size_).rescale("s").magnitude)
+    arrays = {
+        "hidden_rates": rates,
+        "bin_size_s": np.float64(bin_seconds),
+        "trial_starts_s": np.asarray(counts.metadata.get("trial_starts_s", []), dtype=np.float64),
+        "hidden_labels": np.array([f"hidden-{k}" for k in range(fitted.n_hidden)]),
+        "visible_units": np.array(fitted.unit_ids_),
+    }
+    _write_npz(out, arrays, overwrite)
+    click.echo(f"hidden rates {rates.shape} (trials, bins, hidden): {out}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File by extension: .csv, .npz, .h5, .graphml or .json.",
+)
+@click.option("--threshold", default=None, type=float, help="GraphML: keep edges with |strength| above it.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+def export(model: str, output: str, threshold: float | None, overwrite: bool) -> None:
+    """Export the fitted connectivity (weights, filters, strength, bias, labels).
+
+    CSV holds the strength[post, pre] matrix with labels (hidden neurons are hidden-0, hidden-1, ...);
+    NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph.
+
+    Example: spikeglm export model.h5 -o connectivity.csv
+    """
+    out = _check_output(output, overwrite)
+    conn = sg.POGLM.load(model).connectivity()
+    conn.save(out, overwrite=overwrite, threshold=threshold)
+    click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
+
+
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Recording file: .nwb, .nix, .npz or .csv.",
+)
+@click.option("--protocol", default="sparse-ei", show_default=True, type=click.Choice(sg.synthetic.PROTOCOLS))
+@click.option("--visible", default=None, type=int, help="Number of recorded neurons.")
+@click.option("--hidden", default=None, type=int, help="Number of hidden neurons.")
+@click.option("--trials", default=40, show_default=True)
+@click.option("--bins", default=None, type=int, help="Bins per trial.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def simulate(
+    output: str,
+    protocol: str,
+    visible: int | None,
+    hidden: int | None,
+    trials: int,
+    bins: int | None,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    """Simulate a network with hidden neurons; write its recorded units and the true connectivity.
+
+    The truth goes beside OUTPUT as OUTPUT-STEM_truth.json.
+
+    Example: spikeglm simulate -o sim.nwb --visible 20 --hidden 3 --trials 50
+    """
+    out = _check_output(output, overwrite)
+    truth_path = _check_output(str(out.with_name(out.stem + "_truth.json")), overwrite)
+    options = {"n_visible": visible, "n_hidden": hidden, "n_bins": bins, "n_train": trials, "n_test": 1}
+    truth, counts, _ = sg.synthetic.network(
+        protocol, seed=seed, **{k: v for k, v in options.items() if v is not None}
+    )
+    sg.save(counts.to_recording(seed=seed), out, overwrite=overwrite)
+    truth.save(truth_path, overwrite=overwrite)
+    click.echo(f"recording ({counts.n_units} units, {counts.n_trials} trials): {out}\ntruth: {truth_path}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".png, .pdf or .svg")
+@click.option("--recording", type=click.Path(exists=True), help="Recording for the raster and hidden rates.")
+@click.option(
+    "--truth", type=click.Path(exists=True, dir_okay=False), help="True connectivity (.json/.npz/.h5)."
+)
+@click.option("--trial", default=0, show_default=True, help="Trial shown in the raster.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+def plot(
+    model: str, output: str, recording: str | None, truth: str | None, trial: int, overwrite: bool
+) -> None:
+    """Draw a fitted model: raster with inferred hidden rates, connectivity, training curve.
+
+    Example: spikeglm plot model.h5 --recording data/example.nwb -o fit.png
+    """
+    from spikeglm import plot as plots
+
+    out = _check_output(output, overwrite)
+    fitted = sg.POGLM.load(model)
+    counts = None
+    if recording is not None:
+        units = ",".join(fitted.unit_ids_)
+        counts = _bin(sg.load(recording), fitted.bin_size_, fitted.data_.get("trial_length"), units)
+    conn_truth = None if truth is None else sg.Connectivity.load(truth)
+    figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth)
+    plots.save_figure(figure, out, overwrite=overwrite)
+    click.echo(f"figure: {out}")
 
 
 @main.command()
@@ -22,44 +360,44 @@ def main() -> None:
     default="results/demo",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the demo's outputs (its own files there are replaced).",
+    help="Folder for the results (the demo's own files there are replaced).",
 )
-@click.option("--epochs", default=500, show_default=True, help="Training epochs.")
-@click.option("--seed", default=0, show_default=True, help="Dataset and fit seed.")
-def demo(out: str, epochs: int, seed: int) -> None:
-    """Fit a POGLM with hidden neurons to a synthetic network and score it against the truth.
+@click.option("--epochs", default=300, show_default=True, help="Training epochs.")
+def demo(out: str, epochs: int) -> None:
+    """Run the whole pipeline on the bundled example recording.
 
-    Simulates the published benchmark network (3 visible + 2 hidden neurons, 40 training and 20 test
-    trials of 100 bins), fits a POGLM with 2 hidden neurons by variational inference with the Eat-cubic
-    relaxation, and reports the test log-likelihood beside the oracle (the true network) and the
-    connectivity recovered. Writes the model, the connectivity and the inferred hidden rates to OUT.
+    data/example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80 trials of
+    1 s). The demo fits a POGLM with 2 hidden neurons on 60 trials, scores it on the other 20 beside
+    the true network, and writes the model, the inferred hidden rates, the connectivity and a figure.
 
-    Example: spikeglm demo --epochs 200 -o /tmp/demo
+    Example: spikeglm demo -o /tmp/demo
     """
+    from spikeglm import plot as plots
+
+    if not EXAMPLE.exists():
+        raise click.ClickException(
+            f"{EXAMPLE}: the bundled example is missing (run python data/make_example.py)"
+        )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    truth, train, test = sg.synthetic.network(protocol="diffpoglm", seed=seed)
+    counts = sg.load(EXAMPLE).bin("5 ms")
+    truth = sg.Connectivity.load(EXAMPLE.with_name("example_truth.json"))
+    train, test = counts.select_trials(slice(0, 60)), counts.select_trials(slice(60, None))
     click.echo(
-        f"data: {train.n_trials} training and {test.n_trials} test trials, {train.n_units} visible units"
+        f"{EXAMPLE}: {train.n_trials} training and {test.n_trials} test trials, {counts.n_units} units"
     )
-    model = sg.POGLM(n_hidden=truth.n_hidden, link="sigmoid").fit(
-        train, epochs=epochs, seed=seed, progress=True
-    )
-    oracle = sg.POGLM.from_connectivity(truth).fit(train, epochs=epochs, seed=seed, freeze_network=True)
-    fitted_ll, oracle_ll = model.score(test), oracle.score(test)
+    model = sg.POGLM(n_hidden=truth.n_hidden).fit(train, epochs=epochs, seed=0, progress=True)
+    oracle = sg.POGLM.from_connectivity(truth).fit(train, epochs=epochs, seed=0, freeze_network=True)
     scores = sg.evaluate.connectivity_scores(truth, model.connectivity())
-    click.echo(f"test log-likelihood per neuron-bin: {fitted_ll:.4f} (oracle, true network: {oracle_ll:.4f})")
     click.echo(
-        f"coupling weights after matching hidden neurons: MAE {scores['mae']:.3f} "
-        f"(visible block {scores['mae_visible']:.3f}), Pearson r {scores['pearson_r']:.3f}"
+        f"test log-likelihood per neuron-bin: {model.score(test):.4f} "
+        f"(true network: {oracle.score(test):.4f})\n"
+        f"connectivity: AUROC {scores['auroc']:.3f}, MCC {scores['mcc']:.3f}, "
+        f"visible-block MAE {scores['mae_visible']:.3f}, sign accuracy {scores['sign_accuracy']:.3f}"
     )
-    outputs = {
-        "model": folder / "model.h5",
-        "connectivity": folder / "connectivity.csv",
-        "truth": folder / "truth.csv",
-    }
-    model.save(outputs["model"], overwrite=True)
-    model.connectivity().save(outputs["connectivity"], overwrite=True)
-    truth.save(outputs["truth"], overwrite=True)
-    for name, path in outputs.items():
-        click.echo(f"{name:>13}: {path}")
+    outputs = {name: folder / name for name in ("model.h5", "hidden.npz", "connectivity.csv", "fit.png")}
+    model.save(outputs["model.h5"], overwrite=True)
+    _write_npz(outputs["hidden.npz"], {"hidden_rates": model.infer(counts)}, overwrite=True)
+    model.connectivity().save(outputs["connectivity.csv"], overwrite=True)
+    plots.save_figure(plots.summary(model, test, truth=truth), outputs["fit.png"], overwrite=True)
+    click.echo("results:\n" + "\n".join(f"  {path}" for path in outputs.values()))

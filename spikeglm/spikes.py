@@ -206,6 +206,35 @@ class SpikeCounts:
 
     __getitem__ = select_trials
 
+    def to_recording(self, seed: int = 0) -> Recording:
+        """Spike times that bin back to these counts: trials end to end from 0 s, spikes spread in bins.
+
+        Trial ``r`` spans ``[r T, (r + 1) T)`` with ``T`` the trial duration, and the ``c`` spikes of a
+        bin are placed uniformly at random inside it (``seed``), never on an edge, so that
+        ``to_recording().bin(bin_size)`` gives these counts back. The trials become the recording's
+        trials table; unit ids and metadata are kept.
+        """
+        rng = np.random.default_rng(seed)
+        width = float(self.bin_size.rescale("s").magnitude)
+        trial, bin_, unit = np.nonzero(self.counts)
+        repeats = self.counts[trial, bin_, unit].astype(np.int64)
+        starts = (np.repeat(trial * self.n_bins + bin_, repeats)) * width
+        # Uniform in the open bin: (0.05 .. 0.95) of its width keeps clear of edges and rounding.
+        times = starts + width * rng.uniform(0.05, 0.95, size=starts.size)
+        owner = np.repeat(unit, repeats)
+        spike_times = [np.sort(times[owner == k]) for k in range(self.n_units)]
+        duration = self.n_bins * width
+        trials = np.column_stack([np.arange(self.n_trials), np.arange(1, self.n_trials + 1)]) * duration
+        return Recording(
+            spike_times,
+            list(self.unit_ids),
+            0.0,
+            self.n_trials * duration,
+            trials=trials,
+            annotations=dict(self.metadata),
+            empty_units="keep",
+        )
+
     def __len__(self) -> int:
         return self.n_trials
 

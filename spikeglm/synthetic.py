@@ -27,9 +27,7 @@ from spikeglm.spikes import SpikeCounts
 PROTOCOLS = ("diffpoglm", "sparse-ei")
 
 
-def network(
-    protocol: str = "diffpoglm", seed: int = 0, **options
-) -> tuple[Connectivity, SpikeCounts, SpikeCounts]:
+def network(protocol: str = "diffpoglm", seed: int = 0, with_hidden: bool = False, **options) -> tuple:
     """A ground-truth network and train / test spike counts of its visible neurons.
 
     Parameters
@@ -38,6 +36,9 @@ def network(
         Which generator (see the module documentation).
     seed : int
         Seed of the parameters and the simulation.
+    with_hidden : bool
+        Also return the hidden neurons' counts of the training and test trials (ground truth of what
+        a fit infers).
     **options
         Overrides of the protocol's settings: ``n_visible``, ``n_hidden``, ``n_bins``, ``n_train``,
         ``n_test``, ``bin_size``, and for ``"sparse-ei"`` also ``connection_prob``, ``base_rate``.
@@ -48,6 +49,8 @@ def network(
         All weights, hidden neurons included (labelled ``hidden-0``, ...).
     train, test : SpikeCounts
         Visible counts of the training and test trials.
+    hidden_train, hidden_test : SpikeCounts
+        Only with ``with_hidden=True``: the hidden neurons' counts (units ``hidden-0``, ...).
     """
     if protocol == "diffpoglm":
         settings = dict(n_visible=3, n_hidden=2, n_bins=100, n_train=40, n_test=20, bin_size="5 ms")
@@ -68,22 +71,28 @@ def network(
         net = _sparse_ei(settings, np.random.default_rng(seed))
     else:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    return simulate(
-        net, settings["n_train"], settings["n_test"], settings["n_bins"], settings["bin_size"], seed
-    )
+    n_train, n_test, n_bins = settings["n_train"], settings["n_test"], settings["n_bins"]
+    return simulate(net, n_train, n_test, n_bins, settings["bin_size"], seed, with_hidden)
 
 
 def simulate(
-    net: Network, n_train: int, n_test: int, n_bins: int, bin_size: str = "5 ms", seed: int = 0
-) -> tuple[Connectivity, SpikeCounts, SpikeCounts]:
-    """Simulate a network and split the visible counts into train and test trials."""
+    net: Network,
+    n_train: int,
+    n_test: int,
+    n_bins: int,
+    bin_size: str = "5 ms",
+    seed: int = 0,
+    with_hidden: bool = False,
+) -> tuple:
+    """Simulate a network and split the visible counts into train and test trials (see :func:`network`)."""
     generator = torch.Generator().manual_seed(seed)
     counts = net.simulate(n_train + n_test, n_bins, generator=generator).numpy()
     unit_ids = [f"n{k}" for k in range(net.n_visible)]
     visible = counts[..., : net.n_visible]
     train = SpikeCounts.from_array(visible[:n_train], bin_size=bin_size, unit_ids=unit_ids)
     test = SpikeCounts.from_array(visible[n_train:], bin_size=bin_size, unit_ids=unit_ids)
-    labels = unit_ids + [f"hidden-{k}" for k in range(net.n_hidden)]
+    hidden_ids = [f"hidden-{k}" for k in range(net.n_hidden)]
+    labels = unit_ids + hidden_ids
     truth = Connectivity(
         weights=net.weight.detach().double().numpy(),
         basis_matrix=net.basis_matrix.double().numpy(),
@@ -92,7 +101,16 @@ def simulate(
         visible=np.arange(net.n_neurons) < net.n_visible,
         metadata={"basis": net.basis.to_dict(), "link": net.link_name, "bin_size": bin_size},
     )
-    return truth, train, test
+    if not with_hidden:
+        return truth, train, test
+    hidden = counts[..., net.n_visible :]
+    return (
+        truth,
+        train,
+        test,
+        SpikeCounts.from_array(hidden[:n_train], bin_size=bin_size, unit_ids=hidden_ids),
+        SpikeCounts.from_array(hidden[n_train:], bin_size=bin_size, unit_ids=hidden_ids),
+    )
 
 
 def _with_parameters(net: Network, weight: np.ndarray, bias: np.ndarray) -> Network:

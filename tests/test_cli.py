@@ -2,24 +2,148 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
+import h5py
+import numpy as np
+import pytest
 from click.testing import CliRunner
 
 import spikeglm as sg
-from spikeglm_cli.main import main
+from spikeglm_cli.main import EXAMPLE, main
+
+FAST = ["--epochs", "4", "--samples", "2"]
 
 
-def test_demo_writes_its_results(tmp_path):
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--epochs", "20", "-o", str(out)])
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def fitted_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "model.h5"
+    result = run("fit", EXAMPLE, "-o", path, *FAST, "--hidden", "2")
     assert result.exit_code == 0, result.output
-    assert "test log-likelihood per neuron-bin" in result.output
-    for name in ("model.h5", "connectivity.csv", "truth.csv"):
-        assert str(out / name) in result.output
-    model = sg.POGLM.load(out / "model.h5")
-    assert model.n_hidden == 2 and len(model.history_) == 20
-    header = (out / "connectivity.csv").read_text().splitlines()[0]
-    assert header == ",n0,n1,n2,hidden-0,hidden-1"
+    return path
+
+
+def test_info_describes_the_recording():
+    result = run("info", EXAMPLE)
+    assert result.exit_code == 0, result.output
+    assert "10 units, 11500 spikes, 80 s" in result.output
+    assert "trials: 80" in result.output
+
+
+def test_fit_infer_export_pipeline(fitted_model, tmp_path):
+    model = sg.POGLM.load(fitted_model)
+    assert model.n_hidden == 2 and len(model.history_) == 4
+    assert not Path(str(fitted_model) + ".ckpt.h5").exists()  # the checkpoint goes once the fit is saved
+    result = run("infer", fitted_model, EXAMPLE, "-o", tmp_path / "hidden.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "hidden.npz", allow_pickle=False) as hidden:
+        assert hidden["hidden_rates"].shape == (80, 200, 2)
+        assert hidden["trial_starts_s"][:3].tolist() == [0.0, 1.0, 2.0]
+    for suffix in ("csv", "npz", "h5", "graphml", "json"):
+        result = run("export", fitted_model, "-o", tmp_path / f"conn.{suffix}")
+        assert result.exit_code == 0, result.output
+    header = (tmp_path / "conn.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "" and header[-2:] == ["hidden-0", "hidden-1"] and len(header) == 13
+    loaded = sg.Connectivity.load(tmp_path / "conn.json")
+    assert loaded.metadata["bin_size"] == "5.0 ms" and loaded.metadata["relaxation"] == "eat-cubic"
+
+
+def test_outputs_are_never_overwritten_without_asking(fitted_model, tmp_path):
+    target = tmp_path / "conn.csv"
+    target.write_text("keep me")
+    result = run("export", fitted_model, "-o", target)
+    assert result.exit_code != 0
+    assert "conn.csv: exists; pass --overwrite to replace it" in result.output
+    assert target.read_text() == "keep me"
+    assert run("export", fitted_model, "-o", target, "--overwrite").exit_code == 0
+    assert target.read_text().startswith(",n0")
+
+
+def test_resume_continues_a_checkpoint(tmp_path):
+    counts = sg.load(EXAMPLE).bin("5 ms")
+    out = tmp_path / "model.h5"
+    checkpoint = tmp_path / "model.h5.ckpt.h5"
+    sg.POGLM(n_hidden=1).fit(counts, epochs=2, n_samples=2, checkpoint=checkpoint, checkpoint_every=1)
+    result = run("fit", EXAMPLE, "-o", out, "--hidden", "1", "--samples", "2", "--epochs", "4", "--resume")
+    assert result.exit_code == 0, result.output
+    assert len(sg.POGLM.load(out).history_) == 4 and not checkpoint.exists()
+
+
+def test_config_file_supplies_defaults(tmp_path):
+    config = tmp_path / "fit.toml"
+    config.write_text('hidden = 1\nepochs = 3\nsamples = 2\nbin-size = "10 ms"\n')
+    out = tmp_path / "model.h5"
+    result = run("fit", EXAMPLE, "-o", out, "--config", config, "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    model = sg.POGLM.load(out)
+    assert model.n_hidden == 1 and len(model.history_) == 2  # the command line wins over the file
+    assert model.bin_size_ == "10.0 ms"
+    config.write_text("hiden = 1\n")
+    result = run("fit", EXAMPLE, "-o", tmp_path / "other.h5", "--config", config)
+    assert result.exit_code != 0 and "unknown option(s) hiden" in result.output
+
+
+def test_simulate_writes_recording_and_truth(tmp_path):
+    out = tmp_path / "sim.nwb"
+    result = run("simulate", "-o", out, "--visible", "4", "--hidden", "1", "--trials", "3", "--bins", "50")
+    assert result.exit_code == 0, result.output
+    recording = sg.load(out)
+    assert recording.n_units == 4 and len(recording.trials) == 3
+    truth = sg.Connectivity.load(tmp_path / "sim_truth.json")
+    assert (truth.n_visible, truth.n_hidden) == (4, 1)
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _corrupt(path: Path) -> Path:
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 40)
+    return path
+
+
+def _no_units(path: Path) -> Path:
+    with h5py.File(path, "w") as f:
+        f.attrs["nwb_version"] = "2.7.0"
+        f.create_group("acquisition")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: _corrupt(d / "broken.nwb"), "broken.nwb: is not a readable HDF5/NWB file"),
+        (lambda d: _no_units(d / "empty.nwb"), "empty.nwb"),
+        (lambda d: _text(d / "spikes.xyz", "1,2"), "spikes.xyz: unknown extension '.xyz'"),
+    ],
+    ids=["corrupt-hdf5", "no-units-table", "unknown-extension"],
+)
+def test_bad_recordings_give_one_line_and_no_output(tmp_path, make, message):
+    bad = make(tmp_path)
+    out = tmp_path / "model.h5"
+    result = run("fit", bad, "-o", out, *FAST)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spikeglm: error:") and message in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_bin_size_larger_than_the_trials_is_refused(tmp_path):
+    result = run("fit", EXAMPLE, "-o", tmp_path / "m.h5", "--bin-size", "2 s", *FAST)
+    assert result.exit_code == 1 and "spikeglm: error:" in result.output
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = _corrupt(tmp_path / "broken.nwb")
+    result = run("--debug", "info", bad)
+    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
 
 
 def test_python_dash_m_and_version():
@@ -27,7 +151,17 @@ def test_python_dash_m_and_version():
         [sys.executable, "-m", "spikeglm", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"spikeglm, version {sg.__version__}"
-    help_text = subprocess.run(
-        [sys.executable, "-m", "spikeglm", "demo", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "Example: spikeglm demo" in help_text
+    for command in ("info", "fit", "infer", "export", "simulate", "plot", "demo"):
+        help_text = subprocess.run(
+            [sys.executable, "-m", "spikeglm", command, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Example: spikeglm" in help_text, command
+
+
+def test_real_subprocess_reports_errors_on_stderr(tmp_path):
+    bad = _corrupt(tmp_path / "broken.nwb")
+    result = subprocess.run(
+        [sys.executable, "-m", "spikeglm", "info", str(bad)], capture_output=True, text=True
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().startswith("spikeglm: error:") and "broken.nwb" in result.stderr
