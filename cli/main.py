@@ -140,6 +140,13 @@ def info(recording: str, bin_size: str) -> None:
     help="Cut into trials of this length (default: the recording's trials table, else 1 s windows).",
 )
 @click.option("--units", default=None, help="Comma-separated unit ids to use (default: all).")
+@click.option(
+    "--empty-units",
+    default="drop",
+    show_default=True,
+    type=click.Choice(["drop", "keep", "error"]),
+    help="Units without spikes: drop them (with a warning), keep them, or refuse the file.",
+)
 @click.option("--hidden", default=2, show_default=True, help="Number of hidden neurons.")
 @click.option(
     "--basis",
@@ -174,6 +181,7 @@ def fit(
     bin_size: str,
     trial_length: str | None,
     units: str | None,
+    empty_units: str,
     hidden: int,
     basis: str,
     window: int,
@@ -199,7 +207,7 @@ def fit(
     """
     out = _check_output(output, overwrite)
     checkpoint = out.with_name(out.name + ".ckpt.h5")
-    counts = _bin(sg.load(recording), bin_size, trial_length, units)
+    counts = _bin(sg.load(recording, empty_units=empty_units), bin_size, trial_length, units)
     click.echo(f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units")
     model = sg.POGLM(n_hidden=hidden, basis=basis, window=window, link=link, variational=variational)
     try:

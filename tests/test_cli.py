@@ -165,3 +165,17 @@ def test_real_subprocess_reports_errors_on_stderr(tmp_path):
     )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().startswith("spikeglm: error:") and "broken.nwb" in result.stderr
+
+
+@pytest.mark.parametrize(("choice", "exit_code"), [("drop", 0), ("error", 1)])
+def test_units_without_spikes(tmp_path, choice, exit_code):
+    recording = sg.Recording([[0.1, 0.5, 0.9], []], ["busy", "silent"], 0.0, 1.0, empty_units="keep")
+    path = tmp_path / "rec.npz"
+    sg.save(recording, path)
+    out = tmp_path / "model.h5"
+    result = run("fit", path, "-o", out, "--hidden", "1", "--empty-units", choice, *FAST)
+    assert result.exit_code == exit_code, result.output
+    assert "silent" in result.output or choice == "drop"
+    assert out.exists() == (exit_code == 0)
+    if exit_code == 0:
+        assert sg.POGLM.load(out).unit_ids_ == ["busy"]
