@@ -179,3 +179,21 @@ def test_units_without_spikes(tmp_path, choice, exit_code):
     assert out.exists() == (exit_code == 0)
     if exit_code == 0:
         assert sg.POGLM.load(out).unit_ids_ == ["busy"]
+
+
+def test_plot_writes_a_figure(fitted_model, tmp_path):
+    out = tmp_path / "fit.png"
+    truth = EXAMPLE.with_name("example_truth.json")
+    result = run("plot", fitted_model, "--recording", EXAMPLE, "--truth", truth, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = run("plot", fitted_model, "-o", out)
+    assert again.exit_code != 0 and "exists; pass --overwrite" in again.output
+
+
+def test_demo_runs_the_pipeline_on_the_bundled_data(tmp_path):
+    result = run("demo", "--epochs", "3", "-o", tmp_path / "demo")
+    assert result.exit_code == 0, result.output
+    assert "test log-likelihood per neuron-bin" in result.output and "AUROC" in result.output
+    for name in ("model.h5", "hidden.npz", "connectivity.csv", "fit.png"):
+        assert (tmp_path / "demo" / name).exists() and str(tmp_path / "demo" / name) in result.output
