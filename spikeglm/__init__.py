@@ -5,12 +5,11 @@ The hidden spike counts are inferred with reparameterised Poisson relaxations (:
 """
 
 from spikeglm import basis, evaluate, fidelity, relax, synthetic
+from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
 from spikeglm.io import load, save
 from spikeglm.poglm import POGLM
 from spikeglm.spikes import Recording, SpikeCounts, parse_time
-
-__version__ = "0.1.0"
 
 __all__ = [
     "POGLM",

@@ -15,6 +15,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm import evaluate, relax
 from spikeglm._files import atomic_write
+from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
 from spikeglm.fit import EpochRecord, ProgressLine, train
 from spikeglm.model import Network, check_link
@@ -293,6 +294,7 @@ class POGLM:
             "link": self.link,
             "bin_size": self.bin_size_,
             "variational": self.variational,
+            "spikeglm_version": __version__,
             **self.fit_options_,
         }
         return Connectivity(

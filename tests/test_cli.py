@@ -50,6 +50,7 @@ def test_fit_infer_export_pipeline(fitted_model, tmp_path):
     assert header[0] == "" and header[-2:] == ["hidden-0", "hidden-1"] and len(header) == 13
     loaded = sg.Connectivity.load(tmp_path / "conn.json")
     assert loaded.metadata["bin_size"] == "5.0 ms" and loaded.metadata["relaxation"] == "eat-cubic"
+    assert loaded.metadata["spikeglm_version"] == sg.__version__
 
 
 def test_outputs_are_never_overwritten_without_asking(fitted_model, tmp_path):
