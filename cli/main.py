@@ -99,6 +99,12 @@ def _bin(recording: sg.Recording, bin_size: str, trial_length: str | None, units
     return recording.bin(bin_size, trial_length=trial_length, units=selected)
 
 
+def _bin_like(model: sg.POGLM, recording: str):
+    """Counts of a recording's units that the model knows, binned and cut as for its fit."""
+    units = ",".join(model.unit_ids_)
+    return _bin(sg.load(recording), model.bin_size_, model.data_.get("trial_length"), units)
+
+
 @main.command()
 @click.argument("recording", type=click.Path(exists=True))
 @click.option("--bin-size", default="5 ms", show_default=True, help="Bin size for the count summary.")
@@ -249,8 +255,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     """
     out = _check_output(output, overwrite)
     fitted = sg.POGLM.load(model)
-    units = ",".join(fitted.unit_ids_)
-    counts = _bin(sg.load(recording), fitted.bin_size_, fitted.data_.get("trial_length"), units)
+    counts = _bin_like(fitted, recording)
     rates = fitted.infer(counts)
     bin_seconds = float(sg.parse_time(fitted.bin_size_).rescale("s").magnitude)
     arrays = {
@@ -351,10 +356,7 @@ def plot(
 
     out = _check_output(output, overwrite)
     fitted = sg.POGLM.load(model)
-    counts = None
-    if recording is not None:
-        units = ",".join(fitted.unit_ids_)
-        counts = _bin(sg.load(recording), fitted.bin_size_, fitted.data_.get("trial_length"), units)
+    counts = None if recording is None else _bin_like(fitted, recording)
     conn_truth = None if truth is None else sg.Connectivity.load(truth)
     figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth)
     plots.save_figure(figure, out, overwrite=overwrite)
