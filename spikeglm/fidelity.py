@@ -66,9 +66,7 @@ def _relaxation_class(relaxation: Relaxation) -> type[relax.PoissonRelaxation]:
     return relax.get(relaxation)
 
 
-def _law(
-    relaxation: Relaxation, rate: torch.Tensor | float, temperature: float
-) -> relax.PoissonRelaxation:
+def _law(relaxation: Relaxation, rate: torch.Tensor | float, temperature: float) -> relax.PoissonRelaxation:
     """The relaxation at ``rate`` (float64); ``ExactPoisson`` takes no temperature."""
     cls = _relaxation_class(relaxation)
     rate = torch.as_tensor(rate, dtype=torch.float64)
@@ -270,13 +268,11 @@ def format_table(rows: Sequence[dict]) -> str:
     cells = [[title for title, _, _ in _TABLE_COLUMNS]]
     for row in rows:
         cells.append(["-" if row[key] is None else spec.format(row[key]) for _, key, spec in _TABLE_COLUMNS])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_TABLE_COLUMNS))]
-
-    def line(values: list[str]) -> str:
-        first, *rest = values
-        return "  ".join([first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:]))])
-
-    header, *body = (line(values) for values in cells)
+    widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
+    header, *body = (
+        "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+        for first, *rest in cells
+    )
     return "\n".join([header, "-" * len(header), *body])
 
 
@@ -309,7 +305,10 @@ def gradient_metrics(
         * ``mean`` (``gbar``), ``standard_error`` (``sqrt(diag(Sigma) / N)``) and ``exact`` (``g*``),
           as lists.
     """
-    samples, exact = torch.as_tensor(samples, dtype=torch.float64), torch.as_tensor(exact, dtype=torch.float64)
+    samples, exact = (
+        torch.as_tensor(samples, dtype=torch.float64),
+        torch.as_tensor(exact, dtype=torch.float64),
+    )
     n, dims = samples.shape
     if n < 2 or exact.shape != (dims,):
         raise ValueError(
