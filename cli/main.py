@@ -54,6 +54,11 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def _output(description: str):
+    """The -o/--output option of a command that writes one file."""
+    return click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=description)
+
+
 def _check_output(path: str, overwrite: bool) -> Path:
     out = Path(path)
     if out.exists() and not overwrite:
@@ -130,7 +135,7 @@ def info(recording: str, bin_size: str) -> None:
 
 @main.command()
 @click.argument("recording", type=click.Path(exists=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file (.h5).")
+@_output("Model file (.h5).")
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -243,7 +248,7 @@ def fit(
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("recording", type=click.Path(exists=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .npz file.")
+@_output("Output .npz file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
@@ -271,13 +276,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="File by extension: .csv, .npz, .h5, .graphml or .json.",
-)
+@_output("File by extension: .csv, .npz, .h5, .graphml or .json.")
 @click.option("--threshold", default=None, type=float, help="GraphML: keep edges with |strength| above it.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def export(model: str, output: str, threshold: float | None, overwrite: bool) -> None:
@@ -295,13 +294,7 @@ def export(model: str, output: str, threshold: float | None, overwrite: bool) ->
 
 
 @main.command()
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Recording file: .nwb, .nix, .npz or .csv.",
-)
+@_output("Recording file: .nwb, .nix, .npz or .csv.")
 @click.option("--protocol", default="sparse-ei", show_default=True, type=click.Choice(sg.synthetic.PROTOCOLS))
 @click.option("--visible", default=None, type=int, help="Number of recorded neurons.")
 @click.option("--hidden", default=None, type=int, help="Number of hidden neurons.")
@@ -338,7 +331,7 @@ def simulate(
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".png, .pdf or .svg")
+@_output(".png, .pdf or .svg")
 @click.option("--recording", type=click.Path(exists=True), help="Recording for the raster and hidden rates.")
 @click.option(
     "--truth", type=click.Path(exists=True, dir_okay=False), help="True connectivity (.json/.npz/.h5)."
