@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikeglm import basis as basis_module
 from spikeglm.basis import Basis, history
 
 LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -131,10 +130,3 @@ class Network(nn.Module):
             self.bias[: self.n_visible] = inverse_link(self.link_name, mean_rate)
             self.bias[self.n_visible :] = inverse_link(self.link_name, mean_rate.mean())
             self.weight.normal_(0.0, scale, generator=generator)
-
-    def basis_spec(self) -> dict:
-        return self.basis.to_dict()
-
-    @classmethod
-    def from_spec(cls, n_visible: int, n_hidden: int, basis_spec: dict, link: str) -> Network:
-        return cls(n_visible, n_hidden, basis_module.from_dict(basis_spec), link)
