@@ -29,8 +29,10 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The quick benchmarks; `python benchmarks/poglm.py quality` (about 11 min) and benchmarks/scaling.py are longer.
 bench: setup
 	$(BIN)/python benchmarks/relaxations.py
+	$(BIN)/python benchmarks/poglm.py throughput
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
