@@ -167,11 +167,9 @@ class POGLM:
             torch.manual_seed(seed)
             generator = torch.Generator().manual_seed(seed)
             if not freeze_network:
-                self.network_ = Network(n_visible, self.n_hidden, self.basis, self.link)
+                self.network_ = self._new_network(n_visible)
                 self.network_.init_from_counts(visible, scale=0.1, generator=generator)
-            self.posterior_ = Posterior(
-                self.variational, n_visible, self.n_hidden, self.network_.basis_matrix, self.link
-            )
+            self.posterior_ = self._new_posterior(n_visible)
             self.posterior_.init_rates(float(visible.mean()), scale=0.1, generator=generator)
             if saved is not None:
                 self.network_.load_state_dict(saved["network"])
@@ -223,7 +221,7 @@ class POGLM:
             raise ValueError(f"connectivity metadata lacks {', '.join(missing)}: cannot rebuild the model")
         basis = basis_module.from_dict(conn.metadata["basis"])
         model = cls(conn.n_hidden, basis=basis, link=conn.metadata["link"], variational=variational)
-        network = Network(conn.n_visible, conn.n_hidden, basis, model.link)
+        network = model._new_network(conn.n_visible)
         with torch.no_grad():
             network.weight.copy_(torch.tensor(conn.weights))
             network.bias.copy_(torch.tensor(conn.bias))
@@ -231,6 +229,12 @@ class POGLM:
         model.unit_ids_ = conn.labels[: conn.n_visible]
         model.bin_size_ = conn.metadata.get("bin_size")
         return model
+
+    def _new_network(self, n_visible: int) -> Network:
+        return Network(n_visible, self.n_hidden, self.basis, self.link)
+
+    def _new_posterior(self, n_visible: int) -> Posterior:
+        return Posterior(self.variational, n_visible, self.n_hidden, self.basis.matrix(), self.link)
 
     # ------------------------------------------------------------------ using a fit
     def _fitted(self) -> tuple[Network, Posterior]:
@@ -356,14 +360,8 @@ class POGLM:
             model = cls(
                 config["n_hidden"], basis=basis, link=config["link"], variational=config["variational"]
             )
-            model.network_ = Network(config["n_visible"], config["n_hidden"], basis, config["link"])
-            model.posterior_ = Posterior(
-                config["variational"],
-                config["n_visible"],
-                config["n_hidden"],
-                model.network_.basis_matrix,
-                config["link"],
-            )
+            model.network_ = model._new_network(config["n_visible"])
+            model.posterior_ = model._new_posterior(config["n_visible"])
             state = _read_parameters(f)
             model.network_.load_state_dict(state["network"])
             model.posterior_.load_state_dict(state["posterior"])
