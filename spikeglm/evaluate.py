@@ -24,6 +24,7 @@ from scipy.stats import rankdata
 
 from spikeglm.connectivity import Connectivity
 from spikeglm.model import Network
+from spikeglm.segments import Segments
 from spikeglm.variational import Posterior, log_weights
 
 __all__ = [
@@ -313,20 +314,34 @@ def _labels_and_scores(is_edge: ArrayLike, score: ArrayLike) -> tuple[np.ndarray
 def marginal_log_likelihood(
     network: Network,
     posterior: Posterior,
-    visible: torch.Tensor,
+    data: torch.Tensor | Segments,
     n_samples: int = 1000,
-    chunk: int = 100,
+    max_elements: int = 2**24,
 ) -> float:
     """Importance-sampled ``log p(x)`` per visible neuron-bin, with exact Poisson ``p`` and ``q``.
 
     ``log p(x) ~= log mean_k p(x, z_k) / q(z_k | x)`` with ``z_k ~ q`` integer Poisson draws, for each
     trial, summed over trials and divided by trials x bins x visible neurons. The estimate is biased
     low by at most the gap to the true value, which shrinks as ``n_samples`` grows.
+
+    ``data`` is visible counts (trials, bins, V) or :class:`~spikeglm.segments.Segments`; for segments of a
+    cut recording, each segment's likelihood is that of its bins given its context. The work is done in
+    pieces of about ``max_elements`` sample-bin-neuron values, so memory does not grow with the data.
     """
-    parts = []
-    for first in range(0, n_samples, chunk):
-        log_w, _ = log_weights(network, posterior, visible, min(chunk, n_samples - first))
-        parts.append(log_w)
-    log_w = torch.cat(parts)
-    per_trial = torch.logsumexp(log_w, dim=0) - math.log(n_samples)
-    return float(per_trial.sum()) / visible.numel()
+    segments = data if isinstance(data, Segments) else Segments(data)
+    n_neurons = network.n_neurons
+    device = network.bias.device
+    per_pass = max(1, max_elements // (segments.bins * n_neurons))  # segment-samples in one pass
+    per_group = max(1, per_pass // min(n_samples, 100))  # segments that get up to 100 samples at once
+    total = 0.0
+    for index in segments.groups(per_group * segments.bins):
+        batch = segments.batch(index, dtype=network.bias.dtype, device=device)
+        samples_per_pass = max(1, per_pass // len(index))
+        log_w = torch.cat(
+            [
+                log_weights(network, posterior, batch, min(samples_per_pass, n_samples - first))[0]
+                for first in range(0, n_samples, samples_per_pass)
+            ]
+        )
+        total += float((torch.logsumexp(log_w, dim=0) - math.log(n_samples)).sum())
+    return total / (segments.n_scored * segments.n_units)

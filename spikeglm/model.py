@@ -124,9 +124,13 @@ class Network(nn.Module):
         return counts[:, window:]
 
     def init_from_counts(self, visible: torch.Tensor, scale: float, generator: torch.Generator) -> None:
-        """Start a fit: biases at the observed mean rates, small random weights of std ``scale``."""
+        """Start a fit: biases at the observed mean rates, small random weights of std ``scale``.
+
+        ``visible`` is (..., bins, V) counts of any dtype (compact integers are summed without a float copy).
+        """
         with torch.no_grad():
-            mean_rate = visible.mean(dim=tuple(range(visible.dim() - 1)))
+            mean_rate = visible.sum(dim=tuple(range(visible.dim() - 1)), dtype=torch.float64)
+            mean_rate = (mean_rate / (visible.numel() // visible.shape[-1])).to(self.bias.dtype)
             self.bias[: self.n_visible] = inverse_link(self.link_name, mean_rate)
             self.bias[self.n_visible :] = inverse_link(self.link_name, mean_rate.mean())
             self.weight.normal_(0.0, scale, generator=generator)

@@ -23,6 +23,7 @@ from spikeglm import relax
 from spikeglm.basis import future, history
 from spikeglm.model import LINKS, Network, inverse_link, poisson_log_pmf
 from spikeglm.relax import PoissonRelaxation
+from spikeglm.segments import Batch
 
 FAMILIES = ("forward-backward", "forward", "forward-self")
 
@@ -127,20 +128,31 @@ class Posterior(nn.Module):
 def log_weights(
     network: Network,
     posterior: Posterior,
-    visible: torch.Tensor,
+    batch: Batch | torch.Tensor,
     n_samples: int,
     relaxation: str = "exact",
     temperature: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)``, each (n_samples, trials).
 
-    With ``relaxation="exact"`` the hidden counts are integer Poisson draws (no gradient through them);
-    otherwise they are relaxed draws of that relaxation at ``temperature``.
+    ``batch`` holds the visible counts (trials, bins, V), as a tensor or as a
+    :class:`~spikeglm.segments.Batch` of segments whose masks say which bins lie in the recording and
+    which are scored (see
+    :mod:`spikeglm.segments`). With ``relaxation="exact"`` the hidden counts are integer Poisson draws (no
+    gradient through them); otherwise they are relaxed draws of that relaxation at ``temperature``.
     """
+    if isinstance(batch, torch.Tensor):
+        batch = Batch(batch)
+    visible = batch.visible
     draw = None if relaxation == "exact" else relax.get(relaxation)
     options = {} if draw is None else {"temperature": temperature}
     hidden, q_rate = posterior.sample(visible, n_samples, draw, **options)
+    if batch.present is not None:
+        hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     counts = torch.cat([visible.expand(n_samples, *visible.shape), hidden], dim=-1)
-    log_p = network.log_likelihood(counts).sum(dim=(-2, -1))
-    log_q = poisson_log_pmf(hidden, q_rate).sum(dim=(-2, -1))
-    return log_p - log_q, log_q
+    log_p = network.log_likelihood(counts)
+    log_q = poisson_log_pmf(hidden, q_rate)
+    if batch.scored is not None:
+        log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
+    log_q = log_q.sum(dim=(-2, -1))
+    return log_p.sum(dim=(-2, -1)) - log_q, log_q

@@ -1,0 +1,136 @@
+"""Training data as segments: whole trials, or long recordings cut into segments with context.
+
+A continuous recording of an hour is one long trial; its counts, kept in their compact integer dtype, are
+never turned into one float tensor. Instead a trial longer than ``length`` bins is cut into segments of
+``length`` bins, and each segment carries ``context`` bins of the recording on either side (``context`` is
+the history window L):
+
+* the left context is the true history of the segment's first bins, so cutting loses no visible
+  history: a bin's rate is the one it has in the uncut trial;
+* the right context is the future that the forward-backward posterior looks at for its last bins.
+
+Context bins are inputs only. Their likelihood is not counted (it is counted once, in the segment they
+belong to), and the hidden counts drawn there stand in for the hidden history of the segment, drawn
+from the posterior given the visible counts around them. Bins outside the recording (before its start,
+after its end) are zero padding: neither scored nor given hidden counts.
+
+Trials no longer than ``length`` are used whole, with no context and no masks, exactly as the model
+defines them (zero history at the start of a trial).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Batch:
+    """Segments gathered for one pass of the model.
+
+    Attributes
+    ----------
+    visible : torch.Tensor
+        Visible counts, shape (segments, bins, V), floating point.
+    present : torch.Tensor or None
+        1 for bins inside the recording, 0 for padding, shape (segments, bins); None when all are.
+    scored : torch.Tensor or None
+        1 for the bins whose likelihood this segment counts, shape (segments, bins); None when all are.
+    """
+
+    visible: torch.Tensor
+    present: torch.Tensor | None = None
+    scored: torch.Tensor | None = None
+
+    @property
+    def n_scored(self) -> int:
+        """Number of scored bins (summed over segments)."""
+        if self.scored is None:
+            return self.visible.shape[0] * self.visible.shape[1]
+        return int(self.scored.sum())
+
+
+class Segments:
+    """The segments of counts (trials, bins, V) that training and scoring iterate over.
+
+    Parameters
+    ----------
+    counts : torch.Tensor
+        Spike counts of shape (trials, bins, V), best in a compact integer dtype (``uint8``); they are
+        converted to floating point one batch at a time.
+    length : int, optional
+        Bins per segment; trials no longer than this are used whole. None: never cut.
+    context : int
+        Bins of context on either side of a cut segment (the model's history window).
+
+    Examples
+    --------
+    >>> counts = torch.zeros(1, 10_000, 3, dtype=torch.uint8)   # one long recording
+    >>> segments = Segments(counts, length=1000, context=5)
+    >>> len(segments), segments.bins
+    (10, 1010)
+    """
+
+    def __init__(self, counts: torch.Tensor, length: int | None = None, context: int = 0) -> None:
+        if counts.dim() != 3:
+            raise ValueError(f"counts must have shape (trials, bins, units); got {tuple(counts.shape)}")
+        if length is not None and length < 1:
+            raise ValueError(f"segment length must be at least 1 bin; got {length}")
+        if context < 0:
+            raise ValueError(f"context must be 0 or more bins; got {context}")
+        self.counts = counts
+        self.n_trials, self.n_bins, self.n_units = counts.shape
+        self.cut = length is not None and self.n_bins > length
+        if not self.cut:
+            self.length, self.context, self.per_trial = self.n_bins, 0, 1
+            self._windows = None
+            return
+        self.length, self.context = length, context
+        self.per_trial = math.ceil(self.n_bins / length)
+        tail = self.per_trial * length - self.n_bins
+        padded = F.pad(counts.transpose(1, 2), (context, tail + context))  # (trials, V, bins + padding)
+        # A view (trials, segments, length + 2 context, V): segment k starts at padded bin k * length.
+        self._windows = padded.unfold(2, length + 2 * context, length).permute(0, 2, 3, 1)
+
+    def __len__(self) -> int:
+        return self.n_trials * self.per_trial
+
+    @property
+    def bins(self) -> int:
+        """Bins in one segment, context included."""
+        return self.length + 2 * self.context
+
+    @property
+    def n_scored(self) -> int:
+        """Bins scored over all segments: every bin of every trial exactly once."""
+        return self.n_trials * self.n_bins
+
+    def batch(
+        self,
+        index: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> Batch:
+        """The segments numbered ``index``: segment ``k`` of trial ``r`` is number ``r * per_trial + k``."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        if self._windows is None:
+            return Batch(self.counts[index].to(device=device, dtype=dtype))
+        trial, piece = index // self.per_trial, index % self.per_trial
+        visible = self._windows[trial, piece]  # (segments, bins, V)
+        position = piece[:, None] * self.length + torch.arange(self.bins) - self.context
+        present = (position >= 0) & (position < self.n_bins)
+        inner = torch.zeros(self.bins, dtype=torch.bool)
+        inner[self.context : self.context + self.length] = True
+        return Batch(
+            visible.to(device=device, dtype=dtype),
+            present.to(device=device, dtype=dtype),
+            (present & inner).to(device=device, dtype=dtype),
+        )
+
+    def groups(self, max_bins: int) -> list[torch.Tensor]:
+        """All segments in order, in groups of at most ``max_bins`` bins (at least one segment each)."""
+        size = max(1, max_bins // self.bins)
+        return list(torch.arange(len(self)).split(size))
