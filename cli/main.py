@@ -97,9 +97,10 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
 
 
 def _bin(recording: sg.Recording, bin_size: str, trial_length: str | None, units: str | None):
-    """Counts of a recording: its trials if it has a trials table, else windows of ``trial_length``."""
-    if trial_length is None and recording.trials is None:
-        trial_length = "1 s"
+    """Counts of a recording: trials of ``trial_length``, else its trials table, else one long trial.
+
+    A long trial is fitted in segments whose context carries the history across the cuts.
+    """
     selected = None if units is None else [u.strip() for u in units.split(",")]
     return recording.bin(bin_size, trial_length=trial_length, units=selected)
 
@@ -148,7 +149,8 @@ def info(recording: str, bin_size: str) -> None:
 @click.option(
     "--trial-length",
     default=None,
-    help="Cut into trials of this length (default: the recording's trials table, else 1 s windows).",
+    help="Cut into trials of this length, each starting with no history (default: the recording's "
+    "trials table, else the whole recording as one trial).",
 )
 @click.option("--units", default=None, help="Comma-separated unit ids to use (default: all).")
 @click.option(
@@ -181,7 +183,22 @@ def info(recording: str, bin_size: str) -> None:
 @click.option("--samples", default=5, show_default=True, help="Hidden-count samples per trial and step.")
 @click.option("--epochs", default=500, show_default=True)
 @click.option("--lr", default=0.02, show_default=True, help="Adam learning rate.")
-@click.option("--batch-size", default=None, type=int, help="Trials per step (default: all).")
+@click.option("--batch-size", default=None, type=int, help="Trials (or segments) per step (default: all).")
+@click.option(
+    "--segment-bins",
+    default=sg.poglm.SEGMENT_BINS,
+    show_default=True,
+    help="Trials longer than this are fitted in segments of this many bins (history kept across cuts).",
+)
+@click.option(
+    "--part-bins",
+    default=sg.fit.PART_BINS,
+    show_default=True,
+    help="Bins computed at once (bounds memory; under torchrun the parts are shared among processes).",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, or auto (a GPU if there is one)."
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--checkpoint-every", default=50, show_default=True, help="Epochs between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint OUTPUT.ckpt.h5.")
@@ -204,6 +221,9 @@ def fit(
     epochs: int,
     lr: float,
     batch_size: int | None,
+    segment_bins: int,
+    part_bins: int,
+    device: str,
     seed: int,
     checkpoint_every: int,
     resume: bool,
@@ -213,32 +233,51 @@ def fit(
 
     A checkpoint (OUTPUT.ckpt.h5) is written every --checkpoint-every epochs and on Ctrl-C; run the
     same command with --resume to continue. Options may also come from a TOML file (--config).
+    Launched by torchrun, the processes share each step's work (gloo on CPU, NCCL on GPU) and give the
+    fit of one process; only the first writes files.
 
     Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2 --epochs 300
+
+    Example: torchrun --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
     out = _check_output(output, overwrite)
     checkpoint = out.with_name(out.name + ".ckpt.h5")
     counts = _bin(sg.load(recording, empty_units=empty_units), bin_size, trial_length, units)
-    click.echo(f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units")
     model = sg.POGLM(n_hidden=hidden, basis=basis, window=window, link=link, variational=variational)
-    try:
-        model.fit(
-            counts,
-            relaxation=relaxation,
-            temperature=temperature,
-            n_samples=samples,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            progress=True,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-        )
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: the fit so far is in {checkpoint}; add --resume to continue", err=True)
-        sys.exit(130)
+    with sg.fit.distributed(None if device == "auto" else device) as where:
+        rank, world = sg.fit.process()
+        if rank == 0:
+            processes = f" in {world} processes" if world > 1 else ""
+            click.echo(
+                f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
+                f"fitting on {where}{processes}"
+            )
+        try:
+            model.fit(
+                counts,
+                relaxation=relaxation,
+                temperature=temperature,
+                n_samples=samples,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                seed=seed,
+                segment_bins=segment_bins,
+                part_bins=part_bins,
+                device=where,
+                progress=True,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            )
+        except KeyboardInterrupt:
+            if rank == 0:
+                click.echo(
+                    f"\ninterrupted: the fit so far is in {checkpoint}; add --resume to continue", err=True
+                )
+            sys.exit(130)
+    if rank != 0:
+        return
     model.save(out, overwrite=overwrite)
     checkpoint.unlink(missing_ok=True)
     final = model.history_[-1].objective

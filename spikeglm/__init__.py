@@ -4,7 +4,7 @@ Visible neurons are the ones recorded; hidden neurons stand in for the unrecorde
 The hidden spike counts are inferred with reparameterised Poisson relaxations (:mod:`spikeglm.relax`).
 """
 
-from spikeglm import basis, evaluate, fidelity, relax, synthetic
+from spikeglm import basis, evaluate, fidelity, fit, relax, segments, synthetic
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
 from spikeglm.io import load, save
@@ -20,9 +20,11 @@ __all__ = [
     "basis",
     "evaluate",
     "fidelity",
+    "fit",
     "load",
     "parse_time",
     "relax",
     "save",
+    "segments",
     "synthetic",
 ]

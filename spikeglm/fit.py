@@ -15,21 +15,30 @@ Gradients:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from spikeglm import relax
 from spikeglm.evaluate import marginal_log_likelihood
 from spikeglm.model import Network
+from spikeglm.segments import Batch, Segments
 from spikeglm.variational import Posterior, log_weights
 
 OBJECTIVES = ("elbo", "iwae")
+#: Default bins computed at once in a training step (context included); bounds the memory of a step.
+PART_BINS = 2**15
 
 
 def surrogate_loss(
@@ -105,7 +114,7 @@ class ProgressLine:
 def train(
     network: Network,
     posterior: Posterior,
-    visible: torch.Tensor,
+    data: Segments | torch.Tensor,
     *,
     relaxation: str = "eat-cubic",
     temperature: float = 0.5,
@@ -114,81 +123,213 @@ def train(
     epochs: int = 500,
     lr: float = 0.02,
     batch_size: int | None = None,
-    validation: torch.Tensor | None = None,
+    part_bins: int = PART_BINS,
+    validation: Segments | torch.Tensor | None = None,
     eval_every: int = 10,
     patience: int = 10,
     train_network: bool = True,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     callback: Callable[[EpochRecord], None] | None = None,
     first_epoch: int = 0,
     optimizer_state: dict | None = None,
     checkpoint: Callable[[int, dict], None] | None = None,
     checkpoint_every: int = 50,
 ) -> list[EpochRecord]:
-    """Fit the network and the posterior to visible counts (trials, bins, V) with Adam.
+    """Fit the network and the posterior to visible counts with Adam, in one process or data-parallel.
 
-    Each epoch visits the trials once in a random order, in mini-batches of ``batch_size`` trials (all
-    at once by default). With ``validation`` counts, the importance-sampled log-likelihood per visible
-    neuron-bin is computed every ``eval_every`` epochs; training stops after ``patience`` evaluations
-    without improvement and the best parameters are restored. With ``train_network=False`` only the
-    posterior learns (the network stays as it is, e.g. at the true parameters for an oracle score).
+    ``data`` is :class:`~spikeglm.segments.Segments` (trials, or segments of long recordings) or a tensor
+    of visible counts (trials, bins, V). Each epoch visits the segments once in a random order, in steps
+    of ``batch_size`` segments (all at once by default). A step is computed in parts of at most
+    ``part_bins`` bins whose gradients add up, which bounds the memory whatever the batch size; each part
+    draws its random numbers from a stream of its own, seeded by ``(seed, epoch, step, part)``.
+
+    Under ``torch.distributed`` (e.g. launched by ``torchrun``), the parts of a step are dealt out to the
+    processes in turn and their gradients summed by DistributedDataParallel; as every part keeps its own
+    random stream, the fit does not depend on the number of processes (up to floating-point rounding).
+    The model and the data go to the device of ``network``.
+
+    With ``validation`` counts, the importance-sampled log-likelihood per visible neuron-bin is computed
+    every ``eval_every`` epochs; training stops after ``patience`` evaluations without improvement and
+    the best parameters are restored. With ``train_network=False`` only the posterior learns (the network
+    stays as it is, e.g. at the true parameters for an oracle score).
 
     Checkpoints: ``checkpoint(epochs_done, optimizer_state)`` is called every ``checkpoint_every`` epochs
     and when the fit is interrupted (KeyboardInterrupt, which is then raised again). A fit resumes from
-    ``first_epoch`` with the optimizer's saved ``optimizer_state``; early stopping starts afresh then.
+    ``first_epoch`` with the optimizer's saved ``optimizer_state`` and continues exactly as the
+    uninterrupted fit would; early stopping starts afresh then.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
     relax.get(relaxation)  # a clear error for an unknown name before any work
-    score_function = relaxation == "exact"
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1; got {n_samples}")
-    n_trials, n_bins, n_visible = visible.shape
-    batch_size = n_trials if batch_size is None else max(1, min(batch_size, n_trials))
-    modules = (network, posterior) if train_network else (posterior,)
-    params = [p for module in modules for p in module.parameters() if p.requires_grad]
+    data = data if isinstance(data, Segments) else Segments(data)
+    if validation is not None and not isinstance(validation, Segments):
+        validation = Segments(validation)
+    frozen = [] if train_network else [p for p in network.parameters() if p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    step_loss = _StepLoss(network, posterior, relaxation, temperature, n_samples, objective)
+    params = [p for p in step_loss.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+    device = network.bias.device
+    engine = _distribute(step_loss, device)
     records: list[EpochRecord] = []
     best = (-math.inf, None)
     stale = 0
+    epoch_bins = data.n_scored * data.n_units
+    batch_size = len(data) if batch_size is None else max(1, min(batch_size, len(data)))
+    per_part = max(1, part_bins // data.bins)
     try:
-        for epoch in range(first_epoch, epochs):
-            start = time.perf_counter()
-            order = torch.randperm(n_trials, generator=generator)
-            total = 0.0
-            for first in range(0, n_trials, batch_size):
-                batch = visible[order[first : first + batch_size]]
-                log_w, log_q = log_weights(network, posterior, batch, n_samples, relaxation, temperature)
-                loss = surrogate_loss(log_w, log_q, objective, score_function)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(log_w.detach().mean(0).sum())
-            seconds = time.perf_counter() - start
-            record = EpochRecord(epoch, total / (n_trials * n_bins * n_visible), seconds)
-            if validation is not None and (epoch + 1) % eval_every == 0:
-                record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
-                if record.validation > best[0]:
-                    best, stale = (record.validation, _snapshot(network, posterior)), 0
-                else:
-                    stale += 1
-            records.append(record)
-            if callback is not None:
-                callback(record)
-            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
-                checkpoint(epoch + 1, optimizer.state_dict())
-            if stale >= patience:
-                break
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for epoch in range(first_epoch, epochs):
+                start = time.perf_counter()
+                shuffle = torch.Generator().manual_seed(_seed(seed, 0, epoch))
+                order = torch.randperm(len(data), generator=shuffle)
+                total = torch.zeros((), dtype=torch.float64, device=device)
+                for step, batch_index in enumerate(order.split(batch_size)):
+                    parts = batch_index.split(per_part)
+                    optimizer.zero_grad(set_to_none=True)
+                    total += _step(engine, data, parts, len(batch_index), (seed, 1, epoch, step), device)
+                    optimizer.step()
+                record = EpochRecord(epoch, float(_all_sum(total)) / epoch_bins, time.perf_counter() - start)
+                if validation is not None and (epoch + 1) % eval_every == 0:
+                    torch.manual_seed(_seed(seed, 2, epoch))
+                    record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
+                    if record.validation > best[0]:
+                        best, stale = (record.validation, _snapshot(network, posterior)), 0
+                    else:
+                        stale += 1
+                records.append(record)
+                if callback is not None:
+                    callback(record)
+                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                    checkpoint(epoch + 1, optimizer.state_dict())
+                if stale >= patience:
+                    break
     except KeyboardInterrupt:
         if checkpoint is not None:
             checkpoint(first_epoch + len(records), optimizer.state_dict())
         raise
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
     if best[1] is not None:
         network.load_state_dict(best[1][0])
         posterior.load_state_dict(best[1][1])
     return records
+
+
+class _StepLoss(nn.Module):
+    """The surrogate loss of a batch of segments and the sum of its mean log-weights (for the record)."""
+
+    def __init__(self, network, posterior, relaxation, temperature, n_samples, objective) -> None:
+        super().__init__()
+        self.network, self.posterior = network, posterior
+        self.options = (n_samples, relaxation, temperature)
+        self.objective = objective
+
+    def forward(self, visible, present, scored) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = Batch(visible, present, scored)
+        n_samples, relaxation, temperature = self.options
+        log_w, log_q = log_weights(self.network, self.posterior, batch, n_samples, relaxation, temperature)
+        loss = surrogate_loss(log_w, log_q, self.objective, score_function=relaxation == "exact")
+        return loss, log_w.detach().mean(0).sum().double()
+
+
+def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, device) -> torch.Tensor:
+    """Accumulate this process's share of one step's gradient; return its summed mean log-weight.
+
+    Parts ``rank, rank + world, ...`` are this process's. Each part's loss is weighted by its share of the
+    batch (times the number of processes, as DistributedDataParallel averages over them), so the summed
+    gradient is that of the batch mean. A process with no part this step runs the first one with weight 0,
+    because every process must take part in each gradient reduction.
+    """
+    rank, world = process()
+    mine = list(range(rank, len(parts), world)) or [None]
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for turn, number in enumerate(mine):
+        index = parts[0 if number is None else number]
+        torch.manual_seed(_seed(*key, 0 if number is None else number))
+        batch = data.batch(index, device=device)
+        weight = 0.0 if number is None else len(index) * world / batch_size
+        last = turn == len(mine) - 1
+        with contextlib.nullcontext() if last or world == 1 else engine.no_sync():
+            loss, value = engine(batch.visible, batch.present, batch.scored)
+            (loss * weight).backward()
+        if number is not None:
+            total += value
+    return total
+
+
+def _seed(*keys: int) -> int:
+    """A seed for the random stream named by ``keys``: equal keys, equal streams; others independent."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+def process() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 outside ``torch.distributed``)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _distribute(module: nn.Module, device: torch.device) -> nn.Module:
+    if process()[1] == 1:
+        return module
+    ids = [device] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+
+
+def _all_sum(value: torch.Tensor) -> torch.Tensor:
+    if process()[1] > 1:
+        dist.all_reduce(value)
+    return value
+
+
+@contextlib.contextmanager
+def distributed(device: str | torch.device | None = None):
+    """Join the process group that ``torchrun`` describes in the environment, for the duration.
+
+    Outside ``torchrun`` (no ``WORLD_SIZE`` above 1 in the environment) this does nothing. The backend is
+    NCCL when the device is a GPU, else gloo. Yields the device this process should use: the given one,
+    or with ``None`` the process's own GPU (``cuda:LOCAL_RANK``) when there is one, else the CPU.
+
+    Examples
+    --------
+    Run with ``torchrun --nproc-per-node 2 script.py``::
+
+        with sg.fit.distributed() as device:
+            model.fit(counts, device=device)
+            if sg.fit.process()[0] == 0:
+                model.save("model.h5")
+    """
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    chosen = choose_device(device, local)
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
+        yield chosen
+        return
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+    try:
+        yield chosen
+    finally:
+        dist.destroy_process_group()
+
+
+def choose_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
+    """``device`` as a torch.device; None or ``"auto"``: GPU ``local_rank`` if there is one, else the CPU."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here")
+    return chosen
 
 
 def _snapshot(network: Network, posterior: Posterior) -> tuple[dict, dict]:

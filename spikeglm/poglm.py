@@ -17,13 +17,16 @@ from spikeglm import evaluate, relax
 from spikeglm._files import atomic_write
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
-from spikeglm.fit import EpochRecord, ProgressLine, train
+from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, choose_device, process, train
 from spikeglm.model import Network, check_link
+from spikeglm.segments import Segments
 from spikeglm.spikes import SpikeCounts
 from spikeglm.variational import Posterior, check_family
 
 _FORMAT = "spikeglm-poglm"
 _FORMAT_VERSION = 1
+#: Default segment length of :meth:`POGLM.fit` (bins): longer trials are cut, with context.
+SEGMENT_BINS = 1000
 
 
 class POGLM:
@@ -87,6 +90,9 @@ class POGLM:
         batch_size: int | None = None,
         objective: str = "elbo",
         seed: int = 0,
+        segment_bins: int | None = SEGMENT_BINS,
+        part_bins: int = PART_BINS,
+        device: str | torch.device | None = None,
         validation: SpikeCounts | None = None,
         patience: int = 10,
         freeze_network: bool = False,
@@ -114,11 +120,24 @@ class POGLM:
         lr : float
             Adam learning rate.
         batch_size : int, optional
-            Trials per step (default: all).
+            Trials (or segments) per step (default: all).
         objective : {"elbo", "iwae"}
             Evidence lower bound or its importance-weighted version.
         seed : int
-            Seed of the initialisation and of every random draw; the same seed gives the same fit.
+            Seed of the initialisation and of every random draw; the same seed gives the same fit, on any
+            number of processes.
+        segment_bins : int, optional
+            Trials longer than this (e.g. a continuous recording) are cut into segments of this many bins,
+            each with ``window`` bins of context on either side so that no history is lost at the cuts
+            (see :mod:`spikeglm.segments`); memory then depends on the batch, not the recording length.
+            None: never cut.
+        part_bins : int
+            Bins computed at once: a step is done in parts of at most this many bins whose gradients
+            add up, each with its own random stream. Lower it to save memory; under ``torchrun`` the
+            parts are shared out among the processes.
+        device : str or torch.device, optional
+            Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default the GPU when there is one
+            (under ``torchrun``, the process's own), else the CPU. The fitted model is returned on the CPU.
         validation : SpikeCounts, optional
             Held-out trials for early stopping on the importance-sampled log-likelihood.
         patience : int
@@ -148,7 +167,9 @@ class POGLM:
         if relaxation == "eat-cubic" and temperature > 1:
             raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
         relax.get(relaxation)
-        visible = self._visible(counts) if freeze_network else counts.to_tensor(torch.float32)
+        if segment_bins is not None and segment_bins < 1:
+            raise ValueError(f"segment_bins must be at least 1; got {segment_bins}")
+        visible = self._visible(counts) if freeze_network else _compact_tensor(counts)
         n_visible = visible.shape[-1]
         options = {
             "relaxation": relaxation,
@@ -156,39 +177,45 @@ class POGLM:
             "n_samples": n_samples,
             "epochs": epochs,
             "lr": lr,
+            "batch_size": batch_size,
             "objective": objective,
             "seed": seed,
             "freeze_network": freeze_network,
+            "segment_bins": segment_bins,
+            "part_bins": part_bins,
         }
         saved = _read_training_state(checkpoint, options, n_visible) if resume and checkpoint else None
         self.history_ = [] if saved is None else saved["history"]
-        callbacks = [self.history_.append, ProgressLine(epochs) if progress else None, callback]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
-            if not freeze_network:
-                self.network_ = self._new_network(n_visible)
-                self.network_.init_from_counts(visible, scale=0.1, generator=generator)
-            self.posterior_ = self._new_posterior(n_visible)
-            self.posterior_.init_rates(float(visible.mean()), scale=0.1, generator=generator)
-            if saved is not None:
-                self.network_.load_state_dict(saved["network"])
-                self.posterior_.load_state_dict(saved["posterior"])
-                torch.set_rng_state(saved["rng"])
-                generator.set_state(saved["generator"])
-            self.unit_ids_ = [str(u) for u in counts.unit_ids]
-            self.bin_size_ = str(counts.bin_size)
-            self.data_ = _json_safe(counts.metadata)
-            self.fit_options_ = options
+        main = process()[0] == 0
+        callbacks = [self.history_.append, ProgressLine(epochs) if progress and main else None, callback]
+        generator = torch.Generator().manual_seed(seed)
+        if not freeze_network:
+            self.network_ = self._new_network(n_visible)
+            self.network_.init_from_counts(visible, scale=0.1, generator=generator)
+        self.posterior_ = self._new_posterior(n_visible)
+        mean_rate = float(visible.sum(dtype=torch.float64)) / visible.numel()
+        self.posterior_.init_rates(mean_rate, scale=0.1, generator=generator)
+        if saved is not None:
+            self.network_.load_state_dict(saved["network"])
+            self.posterior_.load_state_dict(saved["posterior"])
+        self.unit_ids_ = [str(u) for u in counts.unit_ids]
+        self.bin_size_ = str(counts.bin_size)
+        self.data_ = _json_safe(counts.metadata)
+        self.fit_options_ = options
 
-            def save_checkpoint(epochs_done: int, optimizer_state: dict) -> None:
-                state = {"epochs_done": epochs_done, "optimizer": optimizer_state, "generator": generator}
+        def save_checkpoint(epochs_done: int, optimizer_state: dict) -> None:
+            if main:
+                state = {"epochs_done": epochs_done, "optimizer": optimizer_state}
                 self._write(checkpoint, overwrite=True, training=state)
 
+        where = choose_device(device, int(os.environ.get("LOCAL_RANK", 0)))
+        self.network_.to(where)
+        self.posterior_.to(where)
+        try:
             train(
                 self.network_,
                 self.posterior_,
-                visible,
+                self._segments(visible),
                 relaxation=relaxation,
                 temperature=temperature,
                 n_samples=n_samples,
@@ -196,16 +223,20 @@ class POGLM:
                 epochs=epochs,
                 lr=lr,
                 batch_size=batch_size,
-                validation=None if validation is None else validation.to_tensor(torch.float32),
+                part_bins=part_bins,
+                validation=None if validation is None else self._segments(_compact_tensor(validation)),
                 patience=patience,
                 train_network=not freeze_network,
-                generator=generator,
+                seed=seed,
                 callback=_chain(callbacks),
                 first_epoch=0 if saved is None else saved["epochs_done"],
                 optimizer_state=None if saved is None else saved["optimizer"],
                 checkpoint=None if checkpoint is None else save_checkpoint,
                 checkpoint_every=checkpoint_every,
             )
+        finally:
+            self.network_.cpu()
+            self.posterior_.cpu()
         return self
 
     @classmethod
@@ -243,6 +274,7 @@ class POGLM:
         return self.network_, self.posterior_
 
     def _visible(self, counts: SpikeCounts) -> torch.Tensor:
+        """The counts as a compact tensor, checked against the fitted network."""
         network = self.network_
         if network is None:
             raise RuntimeError("this POGLM has no network yet: call fit(counts) first")
@@ -251,23 +283,36 @@ class POGLM:
             raise ValueError(
                 f"counts have {counts.n_units} units but the model was fitted on {network.n_visible}"
             )
-        return counts.to_tensor(torch.float32)
+        return _compact_tensor(counts)
+
+    def _segments(self, visible: torch.Tensor) -> Segments:
+        length = self.fit_options_.get("segment_bins", SEGMENT_BINS)
+        return Segments(visible, length=length, context=self.basis.window)
 
     @torch.no_grad()
     def infer(self, counts: SpikeCounts, n_samples: int = 100, seed: int = 0) -> np.ndarray:
         """Posterior mean rate of each hidden neuron in each bin, shape (trials, bins, n_hidden).
 
         For the mean-field families this is the rate of q; for forward-self, its average over
-        ``n_samples`` draws of the hidden past.
+        ``n_samples`` draws of the hidden past. Long trials are done segment by segment, as in the fit.
         """
         _, posterior = self._fitted()
-        visible = self._visible(counts)
-        if posterior.family != "forward-self":
-            return posterior.rates(visible).numpy()
+        segments = self._segments(self._visible(counts))
+        rates = np.empty((counts.n_trials, counts.n_bins, self.n_hidden), dtype=np.float32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            _, rates = posterior.sample(visible, n_samples, None)
-        return rates.mean(0).numpy()
+            for index in segments.groups(PART_BINS):
+                visible = segments.batch(index).visible
+                if posterior.family == "forward-self":
+                    part = posterior.sample(visible, n_samples, None)[1].mean(0)
+                else:
+                    part = posterior.rates(visible)
+                for number, values in zip(index.tolist(), part.numpy(), strict=True):
+                    trial, piece = divmod(number, segments.per_trial)
+                    first = piece * segments.length
+                    last = min(first + segments.length, counts.n_bins)
+                    rates[trial, first:last] = values[segments.context : segments.context + last - first]
+        return rates
 
     @torch.no_grad()
     def score(self, counts: SpikeCounts, n_samples: int = 1000, seed: int = 0) -> float:
@@ -276,17 +321,18 @@ class POGLM:
         Parameters
         ----------
         counts : SpikeCounts
-            Visible counts of held-out trials.
+            Visible counts of held-out trials. Long trials are scored segment by segment, as in the fit
+            (each segment given its context), so memory does not grow with their length.
         n_samples : int
             Importance samples per trial (the estimate is a lower bound that tightens as it grows).
         seed : int
             Seed of the importance samples.
         """
         network, posterior = self._fitted()
-        visible = self._visible(counts)
+        segments = self._segments(self._visible(counts))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return evaluate.marginal_log_likelihood(network, posterior, visible, n_samples=n_samples)
+            return evaluate.marginal_log_likelihood(network, posterior, segments, n_samples=n_samples)
 
     def connectivity(self) -> Connectivity:
         """The fitted coupling weights, filters and biases of all neurons (hidden ones labelled)."""
@@ -328,7 +374,7 @@ class POGLM:
                 f.attrs["config"] = json.dumps(self._config())
                 for prefix, module in (("network", network), ("posterior", posterior)):
                     for name, value in module.state_dict().items():
-                        f[f"{prefix}/{name}"] = value.numpy()
+                        f[f"{prefix}/{name}"] = value.cpu().numpy()
                 for field in ("objective", "seconds", "validation"):
                     values = [getattr(r, field) for r in self.history_]
                     f[f"history/{field}"] = [math.nan if v is None else v for v in values]
@@ -410,13 +456,11 @@ def _read_parameters(f: h5py.File) -> dict:
 
 def _write_training_state(group: h5py.Group, training: dict) -> None:
     group.attrs["epochs_done"] = training["epochs_done"]
-    group["rng"] = torch.get_rng_state().numpy()
-    group["generator"] = training["generator"].get_state().numpy()
     optimizer = training["optimizer"]
     group.attrs["param_groups"] = json.dumps(optimizer["param_groups"])
     for index, values in optimizer["state"].items():
         for key, value in values.items():
-            group[f"optimizer/{index}/{key}"] = value.numpy()
+            group[f"optimizer/{index}/{key}"] = value.cpu().numpy()
 
 
 def _read_training_state(path: str | os.PathLike, options: dict, n_visible: int) -> dict | None:
@@ -437,8 +481,6 @@ def _read_training_state(path: str | os.PathLike, options: dict, n_visible: int)
         group = f["training"]
         state = _read_parameters(f)
         state["epochs_done"] = int(group.attrs["epochs_done"])
-        state["rng"] = torch.from_numpy(group["rng"][()])
-        state["generator"] = torch.from_numpy(group["generator"][()])
         state["optimizer"] = {
             "param_groups": json.loads(group.attrs["param_groups"]),
             "state": {
@@ -469,3 +511,10 @@ def _check_counts(counts: SpikeCounts, name: str) -> None:
             f"{name} must be a spikeglm.SpikeCounts (e.g. SpikeCounts.from_array(array, bin_size='5 ms')); "
             f"got {type(counts).__name__}"
         )
+
+
+def _compact_tensor(counts: SpikeCounts) -> torch.Tensor:
+    """The counts as a tensor in a compact integer dtype (uint8 when they fit, as they almost always do)."""
+    array = counts.counts
+    dtype = {np.dtype(np.uint8): np.uint8, np.dtype(np.uint16): np.int32}.get(array.dtype, np.int64)
+    return torch.from_numpy(array.astype(dtype))

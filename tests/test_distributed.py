@@ -1,0 +1,79 @@
+"""Data-parallel fitting: two processes launched by torchrun (gloo) give the single-process fit."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import spikeglm as sg
+
+# A continuous recording of 1,200 bins, fitted in segments of 100 bins (12 segments), 2 segments per
+# part. Batches of 5 segments give steps of 3, 3 and 1 parts: the processes get unequal shares, and in
+# the last step the second process has none.
+OPTIONS = [
+    "--hidden", "1", "--epochs", "30", "--segment-bins", "100", "--part-bins", "250",
+    "--batch-size", "5", "--device", "cpu", "--seed", "3",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    _, counts, _ = sg.synthetic.network(
+        "sparse-ei", seed=2, n_visible=6, n_hidden=1, n_train=1, n_test=1, n_bins=1200
+    )
+    path = tmp_path_factory.mktemp("distributed") / "long.npz"
+    sg.save(counts.to_recording(), path)
+    return path
+
+
+def _run(command: list[str], cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _parameters(path) -> dict[str, np.ndarray]:
+    model = sg.POGLM.load(path)
+    return {
+        f"{prefix}.{name}": value.numpy()
+        for prefix, module in (("network", model.network_), ("posterior", model.posterior_))
+        for name, value in module.state_dict().items()
+    }
+
+
+def test_two_processes_fit_what_one_fits(recording, tmp_path):
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *OPTIONS], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = _run([*launch, "-m", "spikeglm", "fit", str(recording), "-o", str(two), *OPTIONS], tmp_path)
+    assert "in 2 processes" in result.stdout
+    assert result.stdout.count("model: ") == 1  # only the first process reports and writes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.h5", "two.h5"]  # no checkpoint left over
+    single, parallel = _parameters(one), _parameters(two)
+    assert single.keys() == parallel.keys()
+    for name in single:
+        np.testing.assert_allclose(parallel[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    # The fit moved far from its start, so the agreement is not that of two unfitted models.
+    history = sg.POGLM.load(one).history_
+    assert history[-1].objective > history[0].objective + 0.003
+
+
+def test_unavailable_device_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        sg.fit.choose_device("cuda")
+    counts = sg.SpikeCounts.from_array(np.ones((2, 20, 3)), "5 ms")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        sg.POGLM(n_hidden=1).fit(counts, epochs=1, device="cuda:0")
+
+
+def test_device_choice():
+    assert sg.fit.choose_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert sg.fit.choose_device(None).type == expected
+    assert sg.fit.choose_device("auto").type == expected
