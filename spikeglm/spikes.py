@@ -523,6 +523,27 @@ class Recording:
             return cls(list(times_per_unit.values()), list(times_per_unit), t_start, t_stop, **options)
         return cls(list(times_per_unit), None, t_start, t_stop, **options)
 
+    def select_units(self, ids: str | Iterable[str]) -> Recording:
+        """The given units, in the given order, as a new Recording (same span, trials and annotations).
+
+        Raises
+        ------
+        ValueError
+            If an id is not among :attr:`unit_ids` (the message names the file).
+        """
+        columns = self._columns([ids] if isinstance(ids, str) else list(ids), "select_units")
+        return Recording(
+            [self.spike_times[k] for k in columns],
+            self.unit_ids[columns].tolist(),
+            self._t_start,
+            self._t_stop,
+            trials=self.trials,
+            annotations=self.annotations,
+            unit_annotations=[self.unit_annotations[k] for k in columns],
+            source=self.source,
+            empty_units="keep",
+        )
+
     @property
     def t_start(self) -> pq.Quantity:
         """Start of the recording, in s."""
@@ -687,7 +708,7 @@ class Recording:
             raise ValueError(self._where(f"bin: {inner} is longer than {outer}"))
         return n_bins
 
-    def _columns(self, units: Sequence[str] | None) -> list[int]:
+    def _columns(self, units: Sequence[str] | None, caller: str = "bin") -> list[int]:
         if units is None:
             return list(range(self.n_units))
         ids = [units] if isinstance(units, str) else [str(unit) for unit in units]
@@ -696,7 +717,7 @@ class Recording:
         if unknown:
             raise ValueError(
                 self._where(
-                    f"bin: unknown unit id(s) {', '.join(map(repr, unknown))}; "
+                    f"{caller}: unknown unit id(s) {', '.join(map(repr, unknown))}; "
                     f"known: {', '.join(map(repr, self.unit_ids.tolist()))}"
                 )
             )

@@ -343,3 +343,34 @@ def test_nix_through_neos_generic_reader_and_a_corrupt_nix(tmp_path):
         load(corrupt)
     with pytest.raises(ValueError, match=r"corrupt\.nix: neo could not read it \(NixIO"):
         load(corrupt, format="neo")
+
+
+def test_nwb_reads_only_the_units_asked_for(tmp_path, monkeypatch):
+    """units= reads just those units' slices of the ragged spike_times dataset, in the order asked."""
+    path = write_pynwb(tmp_path / "rec.nwb")
+    full = load(path)
+    read_slices = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        if self.name == "/units/spike_times":
+            read_slices.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    some = load(path, units=["c", "a"])
+    assert some.unit_ids.tolist() == ["c", "a"]
+    np.testing.assert_array_equal(some.spike_times[0], full.spike_times[2])
+    np.testing.assert_array_equal(some.spike_times[1], full.spike_times[0])
+    assert [some.unit_annotations[k]["quality"] for k in (0, 1)] == ["q2", "q0"]
+    assert read_slices == [slice(4, 8), slice(0, 3)]  # c's four spikes, then a's three; b's never read
+    assert float(some.t_stop) == float(full.t_stop) and some.trials.tolist() == TRIALS
+
+
+@pytest.mark.parametrize("suffix", [".nwb", ".npz"])
+def test_unknown_units_are_named_with_the_file(tmp_path, suffix):
+    path = tmp_path / f"rec{suffix}"
+    save(Recording.from_spike_times(SPIKES, t_stop=1.0), path)
+    assert load(path, units=["b"]).unit_ids.tolist() == ["b"]
+    with pytest.raises(ValueError, match=rf"rec\{suffix}.*unknown unit.*'zz'"):
+        load(path, units=["a", "zz"])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,12 @@ PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 
 def load(
-    path: str | os.PathLike, *, format: str | None = None, empty_units: str = "drop", **options: Any
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    empty_units: str = "drop",
+    units: Sequence[str] | None = None,
+    **options: Any,
 ) -> Recording:
     """Read the sorted units' spike times of a recording.
 
@@ -51,6 +56,9 @@ def load(
         The format; default from the extension. Extensions that are not spikeglm's own go to neo.
     empty_units : {"drop", "keep", "error"}
         Units without spikes: drop them with a warning naming them, keep them, or refuse the file.
+    units : sequence of str, optional
+        Keep only these units, in this order. NWB files are read lazily: only these units' spike times
+        are read from the file.
     **options
         Passed to the format's reader, e.g. ``name_column="unit_name"`` for NWB.
 
@@ -75,7 +83,10 @@ def load(
         raise FileNotFoundError(f"{path}: no such file")
     name = _format(path, format) if format is not None else _format_of(path)
     _, module, reader, _ = FORMATS[name]
-    return _function(module, reader)(path, empty_units=empty_units, **options)
+    if units is not None and name == "nwb":
+        return _function(module, reader)(path, empty_units=empty_units, units=units, **options)
+    recording = _function(module, reader)(path, empty_units=empty_units, **options)
+    return recording if units is None else recording.select_units(units)
 
 
 def save(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,17 @@ _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
 _ROOT_DATASETS = ("identifier", "session_description", "session_start_time")
 
 
-def read(path: Path, *, empty_units: str = "drop", name_column: str | None = None) -> Recording:
+def read(
+    path: Path,
+    *,
+    empty_units: str = "drop",
+    name_column: str | None = None,
+    units: Sequence[str] | None = None,
+) -> Recording:
     """Read the sorted units of an NWB 2.x file (see the module's description).
+
+    The file is read lazily: the spike times of each unit are read straight from their slice of the
+    ragged ``spike_times`` dataset, and with ``units`` only those units' slices are read at all.
 
     Parameters
     ----------
@@ -47,11 +57,14 @@ def read(path: Path, *, empty_units: str = "drop", name_column: str | None = Non
     name_column : str, optional
         The Units table's column that names the units; default the first of ``unit_name``, ``name``,
         ``label`` holding unique strings, else the ids.
+    units : sequence of str, optional
+        The units to read (by name), in this order; default all.
 
     Raises
     ------
     ValueError
-        If the file is not readable HDF5, has no Units table, or its ragged index is inconsistent.
+        If the file is not readable HDF5, has no Units table, its ragged index is inconsistent, or a
+        unit of ``units`` is not in it.
     """
     try:
         handle = h5py.File(path, "r")
@@ -59,31 +72,34 @@ def read(path: Path, *, empty_units: str = "drop", name_column: str | None = Non
         raise ValueError(f"{path}: is not a readable HDF5/NWB file ({error})") from None
     try:
         with handle:
-            return _read(handle, path, empty_units, name_column)
+            return _read(handle, path, empty_units, name_column, units)
     except OSError as error:
         raise ValueError(f"{path}: is not a readable HDF5/NWB file ({error})") from None
 
 
-def _read(handle: h5py.File, path: Path, empty_units: str, name_column: str | None) -> Recording:
-    units = handle.get("units")
-    if not isinstance(units, h5py.Group):
+def _read(
+    handle: h5py.File, path: Path, empty_units: str, name_column: str | None, units: Sequence[str] | None
+) -> Recording:
+    table = handle.get("units")
+    if not isinstance(table, h5py.Group):
         raise ValueError(f"{path}: has no Units table (/units); spikeglm needs sorted units' spike times")
     for column in ("id", "spike_times", "spike_times_index"):
-        if not isinstance(units.get(column), h5py.Dataset):
+        if not isinstance(table.get(column), h5py.Dataset):
             raise ValueError(f"{path}: the Units table (/units) has no {column} dataset")
-    nwb_ids = units["id"][()]
-    times = _ragged(units, "spike_times", len(nwb_ids), path)
-    names = _unit_names(units, nwb_ids, name_column, path)
-    annotations = [{"nwb_id": _plain(value)} for value in nwb_ids]
-    for column, dataset in units.items():
-        if column in _SKIPPED_COLUMNS or column.endswith("_index") or f"{column}_index" in units:
+    nwb_ids = table["id"][()]
+    names = _unit_names(table, nwb_ids, name_column, path)
+    rows = _rows(names, units, path)
+    times = _ragged(table, "spike_times", len(nwb_ids), path, rows)
+    annotations = [{"nwb_id": _plain(nwb_ids[row])} for row in rows]
+    for column, dataset in table.items():
+        if column in _SKIPPED_COLUMNS or column.endswith("_index") or f"{column}_index" in table:
             continue
         if isinstance(dataset, h5py.Dataset) and dataset.shape == (len(nwb_ids),):
-            for values, value in zip(annotations, dataset[()], strict=True):
+            for values, value in zip(annotations, dataset[()][rows], strict=True):
                 values[column] = _plain(value)
     t_start = t_stop = None
-    if "obs_intervals" in units:
-        intervals = np.concatenate(_ragged(units, "obs_intervals", len(nwb_ids), path))
+    if "obs_intervals" in table:
+        intervals = np.concatenate(_ragged(table, "obs_intervals", len(nwb_ids), path))
         if intervals.size:
             t_start, t_stop = float(np.min(intervals[:, 0])), float(np.max(intervals[:, 1]))
     trials = handle.get("intervals/trials")
@@ -93,7 +109,7 @@ def _read(handle: h5py.File, path: Path, empty_units: str, name_column: str | No
     attributes["nwb_version"] = _plain(handle.attrs.get("nwb_version", ""))
     return Recording(
         times,
-        names,
+        [names[row] for row in rows],
         t_start,
         t_stop,
         trials=trials,
@@ -104,9 +120,28 @@ def _read(handle: h5py.File, path: Path, empty_units: str, name_column: str | No
     )
 
 
-def _ragged(units: h5py.Group, column: str, n_units: int, path: Path) -> list[np.ndarray]:
-    """The per-unit parts of a ragged column, checked against its ``_index`` (end offsets)."""
-    values = units[column][()]
+def _rows(names: list[str], units: Sequence[str] | None, path: Path) -> list[int]:
+    """Rows of the Units table holding ``units`` (all rows by default)."""
+    if units is None:
+        return list(range(len(names)))
+    row = {name: k for k, name in enumerate(names)}
+    unknown = [str(unit) for unit in units if str(unit) not in row]
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown unit(s) {', '.join(map(repr, unknown))}; the file has "
+            f"{', '.join(map(repr, names))}"
+        )
+    return [row[str(unit)] for unit in units]
+
+
+def _ragged(
+    units: h5py.Group, column: str, n_units: int, path: Path, rows: list[int] | None = None
+) -> list[np.ndarray]:
+    """The parts of a ragged column for ``rows`` (default all), checked against its ``_index`` offsets.
+
+    Only those parts are read from the file, one slice each.
+    """
+    values = units[column]
     index = units.get(f"{column}_index")
     if not isinstance(index, h5py.Dataset):
         raise ValueError(f"{path}: /units/{column} has no {column}_index dataset")
@@ -122,7 +157,9 @@ def _ragged(units: h5py.Group, column: str, n_units: int, path: Path) -> list[np
             f"{column}; got {ends[:5].tolist()}{' ...' if n_units > 5 else ''} ending at "
             f"{ends[-1] if n_units else None}"
         )
-    return np.split(values.astype(np.float64), ends[:-1].astype(np.int64))
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    rows = range(n_units) if rows is None else rows
+    return [values[starts[row] : int(ends[row])].astype(np.float64) for row in rows]
 
 
 def _unit_names(units: h5py.Group, nwb_ids: np.ndarray, name_column: str | None, path: Path) -> list[str]:
