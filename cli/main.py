@@ -96,19 +96,23 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
     return path
 
 
-def _bin(recording: sg.Recording, bin_size: str, trial_length: str | None, units: str | None):
+def _counts(
+    recording: str, bin_size: str, trial_length: str | None, units: str | None, empty_units: str = "drop"
+) -> sg.SpikeCounts:
     """Counts of a recording: trials of ``trial_length``, else its trials table, else one long trial.
 
-    A long trial is fitted in segments whose context carries the history across the cuts.
+    Only the ``units`` (comma-separated ids) are read; a long trial is fitted in segments whose context
+    carries the history across the cuts.
     """
     selected = None if units is None else [u.strip() for u in units.split(",")]
-    return recording.bin(bin_size, trial_length=trial_length, units=selected)
+    loaded = sg.load(recording, empty_units=empty_units, units=selected)
+    return loaded.bin(bin_size, trial_length=trial_length)
 
 
-def _bin_like(model: sg.POGLM, recording: str):
+def _counts_like(model: sg.POGLM, recording: str) -> sg.SpikeCounts:
     """Counts of a recording's units that the model knows, binned and cut as for its fit."""
     units = ",".join(model.unit_ids_)
-    return _bin(sg.load(recording), model.bin_size_, model.data_.get("trial_length"), units)
+    return _counts(recording, model.bin_size_, model.data_.get("trial_length"), units)
 
 
 @main.command()
@@ -125,7 +129,7 @@ def info(recording: str, bin_size: str) -> None:
     if rec.trials is not None:
         lengths = rec.trials[:, 1] - rec.trials[:, 0]
         click.echo(f"trials: {len(rec.trials)}, {lengths.min():g} to {lengths.max():g} s long")
-    counts = _bin(rec, bin_size, None, None)
+    counts = rec.bin(bin_size)
     click.echo(f"binned at {bin_size}: {counts.n_trials} trials x {counts.n_bins} bins")
     width = max(len(u) for u in rec.unit_ids)
     click.echo(f"{'unit':<{width}}  {'spikes':>7}  {'rate (Hz)':>9}  {'per bin':>7}")
@@ -242,7 +246,7 @@ def fit(
     """
     out = _check_output(output, overwrite)
     checkpoint = out.with_name(out.name + ".ckpt.h5")
-    counts = _bin(sg.load(recording, empty_units=empty_units), bin_size, trial_length, units)
+    counts = _counts(recording, bin_size, trial_length, units, empty_units)
     model = sg.POGLM(n_hidden=hidden, basis=basis, window=window, link=link, variational=variational)
     with sg.fit.distributed(None if device == "auto" else device) as where:
         rank, world = sg.fit.process()
@@ -284,6 +288,17 @@ def fit(
     click.echo(f"model: {out} (ELBO per neuron-bin {final:.4f} after {len(model.history_)} epochs)")
 
 
+def _pages(counts: sg.SpikeCounts, longest: float = 10.0, page: float = 2.0) -> sg.SpikeCounts:
+    """Trials longer than ``longest`` seconds cut into pages of ``page`` seconds, for a readable raster."""
+    width = float(counts.bin_size.rescale("s").magnitude)
+    per_page = max(1, round(page / width))
+    if counts.n_bins * width <= longest:
+        return counts
+    usable = counts.n_bins // per_page * per_page
+    array = counts.counts[:, :usable].reshape(-1, per_page, counts.n_units)
+    return sg.SpikeCounts.from_array(array, counts.bin_size, counts.unit_ids)
+
+
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("recording", type=click.Path(exists=True))
@@ -299,7 +314,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     """
     out = _check_output(output, overwrite)
     fitted = sg.POGLM.load(model)
-    counts = _bin_like(fitted, recording)
+    counts = _counts_like(fitted, recording)
     rates = fitted.infer(counts)
     bin_seconds = float(sg.parse_time(fitted.bin_size_).rescale("s").magnitude)
     arrays = {
@@ -375,7 +390,12 @@ def simulate(
 @click.option(
     "--truth", type=click.Path(exists=True, dir_okay=False), help="True connectivity (.json/.npz/.h5)."
 )
-@click.option("--trial", default=0, show_default=True, help="Trial shown in the raster.")
+@click.option(
+    "--trial",
+    default=0,
+    show_default=True,
+    help="Trial shown in the raster (trials over 10 s are shown in pages of 2 s: the page).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def plot(
     model: str, output: str, recording: str | None, truth: str | None, trial: int, overwrite: bool
@@ -388,7 +408,7 @@ def plot(
 
     out = _check_output(output, overwrite)
     fitted = sg.POGLM.load(model)
-    counts = None if recording is None else _bin_like(fitted, recording)
+    counts = None if recording is None else _pages(_counts_like(fitted, recording))
     conn_truth = None if truth is None else sg.Connectivity.load(truth)
     figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth)
     plots.save_figure(figure, out, overwrite=overwrite)

@@ -198,3 +198,46 @@ def test_demo_runs_the_pipeline_on_the_bundled_data(tmp_path):
     assert "test log-likelihood per neuron-bin" in result.output and "AUROC" in result.output
     for name in ("model.h5", "hidden.npz", "connectivity.csv", "fit.png"):
         assert (tmp_path / "demo" / name).exists() and str(tmp_path / "demo" / name) in result.output
+
+
+def test_a_continuous_recording_is_fitted_whole_in_segments(tmp_path):
+    """Without trials the recording is one long trial, fitted in segments; infer covers every bin."""
+    _, counts, _ = sg.synthetic.network(
+        "sparse-ei", seed=1, n_visible=5, n_hidden=1, n_train=1, n_test=1, n_bins=3000
+    )
+    spikes = counts.to_recording()
+    continuous = sg.Recording(spikes.spike_times, list(spikes.unit_ids), 0.0, spikes.t_stop)
+    sg.save(continuous, tmp_path / "long.nwb")
+    model_path = tmp_path / "model.h5"
+    result = run(
+        "fit", tmp_path / "long.nwb", "-o", model_path, *FAST, "--hidden", "1", "--segment-bins", "500"
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 trials x 3000 bins x 5 units" in result.output
+    model = sg.POGLM.load(model_path)
+    assert model.fit_options_["segment_bins"] == 500 and model.data_["trial_length"] is None
+    result = run("infer", model_path, tmp_path / "long.nwb", "-o", tmp_path / "hidden.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "hidden.npz", allow_pickle=False) as hidden:
+        assert hidden["hidden_rates"].shape == (1, 3000, 1)
+        assert np.all(hidden["hidden_rates"] > 0)
+    # The raster of a 15 s trial is drawn in 2 s pages: page 6 is the last whole one.
+    assert (
+        run(
+            "plot", model_path, "--recording", tmp_path / "long.nwb", "--trial", "6", "-o", tmp_path / "p.png"
+        ).exit_code
+        == 0
+    )
+    late = run(
+        "plot", model_path, "--recording", tmp_path / "long.nwb", "--trial", "7", "-o", tmp_path / "q.png"
+    )
+    assert late.exit_code != 0 and not (tmp_path / "q.png").exists()
+
+
+def test_fit_reads_only_the_chosen_units(tmp_path):
+    out = tmp_path / "model.h5"
+    result = run("fit", EXAMPLE, "-o", out, *FAST, "--hidden", "1", "--units", "n4, n2")
+    assert result.exit_code == 0, result.output
+    assert sg.POGLM.load(out).unit_ids_ == ["n4", "n2"]
+    bad = run("fit", EXAMPLE, "-o", out, *FAST, "--units", "n4,zz", "--overwrite")
+    assert bad.exit_code != 0 and "example.nwb: unknown unit(s) 'zz'" in bad.output
