@@ -93,20 +93,36 @@ class Network(nn.Module):
     def link(self, predictor: torch.Tensor) -> torch.Tensor:
         return LINKS[self.link_name](predictor)
 
-    def rates(self, counts: torch.Tensor) -> torch.Tensor:
+    def rates(self, counts: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Expected count of every neuron in every bin given the history, shape (..., bins, N).
 
         ``counts`` holds all N neurons, shape (..., bins, N); leading dimensions are trials (and samples).
+        With ``hidden`` counts of shape (samples, ..., bins, H), ``counts`` holds the V visible neurons
+        only, shared by every sample: their drive is computed once rather than once per sample, which
+        saves most of the work when V is much larger than H. The result then has the samples first.
         """
-        lead = counts.shape[:-2]
-        flat = counts.reshape(-1, *counts.shape[-2:])
-        h = history(flat, self.basis_matrix.to(flat.dtype))  # (trials, bins, N, n_basis)
-        predictor = self.bias + h.flatten(-2) @ self.weight.flatten(1).T
-        return self.link(predictor).reshape(*lead, *counts.shape[-2:])
+        if hidden is None:
+            return self.link(self.bias + self._drive(counts, self.weight))
+        predictor = self.bias + self._drive(counts, self.weight[:, : self.n_visible])
+        if self.n_hidden == 0:
+            return self.link(predictor).expand(*hidden.shape[:-1], self.n_neurons)
+        return self.link(predictor + self._drive(hidden, self.weight[:, self.n_visible :]))
 
-    def log_likelihood(self, counts: torch.Tensor) -> torch.Tensor:
-        """Complete-data log-likelihood of each neuron in each bin, shape (..., bins, N)."""
-        return poisson_log_pmf(counts, self.rates(counts))
+    def _drive(self, counts: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``sum_{m, b} weight[n, m, b] * history(counts)[..., m, b]``, shape (..., bins, N)."""
+        lead, (n_bins, n_pre) = counts.shape[:-2], counts.shape[-2:]
+        h = history(counts.reshape(-1, n_bins, n_pre), self.basis_matrix.to(counts.dtype))
+        return (h.flatten(-2) @ weight.flatten(1).T).reshape(*lead, n_bins, self.n_neurons)
+
+    def log_likelihood(self, counts: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """Complete-data log-likelihood of each neuron in each bin, shape (..., bins, N).
+
+        The arguments are those of :meth:`rates`: all counts, or the visible counts and hidden samples.
+        """
+        rates = self.rates(counts, hidden)
+        if hidden is not None:
+            counts = torch.cat([counts.expand(*hidden.shape[:-1], self.n_visible), hidden], dim=-1)
+        return poisson_log_pmf(counts, rates)
 
     @torch.no_grad()
     def simulate(self, n_trials: int, n_bins: int, generator: torch.Generator | None = None) -> torch.Tensor:

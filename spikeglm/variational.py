@@ -149,8 +149,7 @@ def log_weights(
     hidden, q_rate = posterior.sample(visible, n_samples, draw, **options)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
-    counts = torch.cat([visible.expand(n_samples, *visible.shape), hidden], dim=-1)
-    log_p = network.log_likelihood(counts)
+    log_p = network.log_likelihood(visible, hidden)
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
         log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]

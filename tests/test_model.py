@@ -131,3 +131,19 @@ def test_importance_sampling_converges_to_the_exact_marginal():
     torch.manual_seed(0)
     elbo = float(log_weights(net, posterior, visible, 2_000)[0].detach().mean(0).sum()) / visible.numel()
     assert elbo < estimate  # Jensen: the ELBO is below the log-likelihood
+
+
+@pytest.mark.parametrize("n_hidden", [0, 2])
+def test_shared_visible_drive_equals_the_full_computation(n_hidden):
+    """Visible counts shared by all samples give the same likelihood as the counts repeated per sample."""
+    torch.manual_seed(0)
+    net = Network(4, n_hidden, basis_module.RaisedCosine(window=6, n_basis=3), link="softplus").double()
+    with torch.no_grad():
+        net.weight.normal_(0.0, 0.4)
+        net.bias.normal_(-1.0, 0.3)
+    visible = torch.poisson(torch.full((3, 25, 4), 0.4, dtype=torch.float64))
+    hidden = torch.rand(5, 3, 25, n_hidden, dtype=torch.float64) * 2  # relaxed: real-valued counts
+    full = torch.cat([visible.expand(5, 3, 25, 4), hidden], dim=-1)
+    torch.testing.assert_close(
+        net.log_likelihood(visible, hidden), net.log_likelihood(full), rtol=1e-12, atol=1e-12
+    )
