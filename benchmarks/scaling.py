@@ -1,9 +1,15 @@
-"""Epoch time and peak memory of POGLM training against recording length and neuron count.
+"""Epoch time and peak memory of POGLM training against recording length, neuron count and processes.
 
-Each configuration runs in a fresh process (so its peak resident memory, ru_maxrss, is its own): a
-random recording of N visible neurons cut into 1 s trials (200 bins of 5 ms) is fitted for a few epochs
-with mini-batches of ``--batch-size`` trials, and the median epoch time after the first is reported
-with the throughput in neuron-bins per second (visible + hidden neurons x bins x samples).
+Each configuration runs in a fresh process (so its peak resident memory, ru_maxrss, is its own): one
+continuous random recording of N visible neurons (5 ms bins, about 10 spikes/s) is fitted for a few
+epochs, cut into segments of 1,000 bins with context, ``--batch-size`` segments per step. The median
+epoch time after the first is reported with the throughput in neuron-bins per second
+((visible + hidden neurons) x bins x samples per second).
+
+Three sweeps: recording length (10^4 to 10^6 bins, 10 neurons), neuron count (10 to 300, 10^5 bins),
+and 1 process against 2 processes launched by torchrun (gloo), 100 neurons, 10^5 bins. Each of the 2
+processes uses one thread; the single process runs once with one thread and once with torch's default
+(all cores), so the ratios show both the parallel efficiency and the gain on this machine.
 
 Usage: python benchmarks/scaling.py [--bins 10000 100000 1000000] [--neurons 10 100 300] [--quick]
 """
@@ -11,47 +17,86 @@ Usage: python benchmarks/scaling.py [--bins 10000 100000 1000000] [--neurons 10 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 
-BINS_PER_TRIAL = 200
+SAMPLES = 5
 
 
-def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, epochs: int) -> dict:
+def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bins: int, epochs: int) -> dict:
     import numpy as np
     import torch
 
     import spikeglm as sg
 
     rng = np.random.default_rng(0)
-    n_trials = max(1, n_bins // BINS_PER_TRIAL)
     counts = sg.SpikeCounts.from_array(
-        rng.poisson(0.05, size=(n_trials, BINS_PER_TRIAL, n_visible)).astype(np.uint8), bin_size="5 ms"
+        rng.poisson(0.05, size=(1, n_bins, n_visible)).astype(np.uint8), bin_size="5 ms"
     )
     seconds: list[float] = []
-    sg.POGLM(n_hidden=n_hidden).fit(
-        counts, epochs=epochs, batch_size=batch_size, seed=0, callback=lambda r: seconds.append(r.seconds)
-    )
+    with sg.fit.distributed("cpu"):
+        sg.POGLM(n_hidden=n_hidden).fit(
+            counts,
+            epochs=epochs,
+            batch_size=batch_size,
+            part_bins=part_bins,
+            n_samples=SAMPLES,
+            seed=0,
+            device="cpu",
+            callback=lambda r: seconds.append(r.seconds),
+        )
+        rank, world = sg.fit.process()
     epoch = statistics.median(seconds[1:] or seconds)
-    neuron_bins = n_trials * BINS_PER_TRIAL * (n_visible + n_hidden) * 5
     return {
-        "bins": n_trials * BINS_PER_TRIAL,
+        "rank": rank,
+        "processes": world,
+        "bins": n_bins,
         "neurons": n_visible,
         "epoch_s": epoch,
-        "neuron_bins_per_s": neuron_bins / epoch,
+        "neuron_bins_per_s": n_bins * (n_visible + n_hidden) * SAMPLES / epoch,
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
     }
 
 
-def run_in_subprocess(**config) -> dict:
-    """``measure(**config)`` in a fresh interpreter, so that its peak memory is its own."""
-    command = [sys.executable, __file__, "--measure", json.dumps(config)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def run(processes: int = 1, threads: int | None = None, **config) -> dict:
+    """``measure(**config)`` in fresh interpreters (torchrun for several), so peak memory is their own.
+
+    Several processes use one thread each; one process uses ``threads`` (default: torch's choice).
+    """
+    launch = [sys.executable]
+    if processes > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    command = [*launch, __file__, "--measure", json.dumps(config)]
+    threads = 1 if processes > 1 else threads
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    first = next(r for r in rows if r["rank"] == 0)
+    first["peak_mib"] = max(r["peak_mib"] for r in rows)  # per process
+    return first
+
+
+def show(rows: list[dict]) -> None:
+    header = f"{'bins':>9} {'neurons':>7} {'procs':>5} {'threads':>7} | {'epoch s':>8} {'neuron-bins/s':>14}"
+    print(f"{header} {'peak MiB/proc':>13}")
+    for r in rows:
+        print(
+            f"{r['bins']:>9,} {r['neurons']:>7} {r['processes']:>5} {r['threads']:>7} | {r['epoch_s']:>8.2f} "
+            f"{r['neuron_bins_per_s']:>14,.0f} {r['peak_mib']:>13.0f}"
+        )
+
+
+def compare(large: dict, small: dict, label: str) -> None:
+    """Print the ratios of epoch time and peak memory of two measurements."""
+    time_ratio = large["epoch_s"] / small["epoch_s"]
+    memory_ratio = large["peak_mib"] / small["peak_mib"]
+    print(f"{label}: epoch time x{time_ratio:.2f}, peak memory per process x{memory_ratio:.2f}")
 
 
 def main() -> None:
@@ -59,36 +104,40 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--bins", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--neurons", type=int, nargs="+", default=[10, 100, 300])
+    parser.add_argument("--neurons", type=int, nargs="+", default=[10, 30, 100, 300])
     parser.add_argument("--hidden", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=50, help="trials per step")
+    parser.add_argument("--batch-size", type=int, default=32, help="segments per step")
+    parser.add_argument("--part-bins", type=int, default=2**14, help="bins computed at once")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one configuration, as JSON (internal)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(**json.loads(args.measure))))
+        print(json.dumps(measure(**json.loads(args.measure))), flush=True)
         return
     bins = [2_000, 20_000] if args.quick else args.bins
     neurons = [10, 30] if args.quick else args.neurons
-    common = dict(n_hidden=args.hidden, batch_size=args.batch_size, epochs=args.epochs)
-    print(f"{'bins':>9} {'neurons':>7} | {'epoch s':>8} {'neuron-bins/s':>14} {'peak MiB':>9}")
-    rows = []
-    for n_bins in bins:
-        rows.append(run_in_subprocess(n_bins=n_bins, n_visible=neurons[0], **common))
-    for n_visible in neurons[1:]:
-        rows.append(run_in_subprocess(n_bins=bins[0], n_visible=n_visible, **common))
-    for r in rows:
-        print(
-            f"{r['bins']:>9,} {r['neurons']:>7} | {r['epoch_s']:>8.2f} {r['neuron_bins_per_s']:>14,.0f} "
-            f"{r['peak_mib']:>9.0f}"
-        )
-    length = rows[: len(bins)]
-    print(
-        f"\nlongest / shortest recording ({length[-1]['bins']:,} / {length[0]['bins']:,} bins): "
-        f"epoch time x{length[-1]['epoch_s'] / length[0]['epoch_s']:.1f}, "
-        f"peak memory x{length[-1]['peak_mib'] / length[0]['peak_mib']:.2f}"
+    middle = bins[len(bins) // 2]
+    common = dict(
+        n_hidden=args.hidden, batch_size=args.batch_size, part_bins=args.part_bins, epochs=args.epochs
     )
+
+    print("recording length")
+    length = [run(n_bins=n, n_visible=neurons[0], **common) for n in bins]
+    show(length)
+    for small, large in itertools.pairwise(length):
+        compare(large, small, f"{large['bins']:,} / {small['bins']:,} bins")
+
+    print(f"\nneurons ({middle:,} bins)")
+    show([run(n_bins=middle, n_visible=n, **common) for n in neurons])
+
+    size = neurons[len(neurons) // 2]
+    print(f"\nprocesses ({middle:,} bins, {size} neurons)")
+    single = run(1, threads=1, n_bins=middle, n_visible=size, **common)
+    one, two = (run(k, n_bins=middle, n_visible=size, **common) for k in (1, 2))
+    show([single, one, two])
+    compare(two, single, "2 processes / 1 process, one thread each")
+    compare(two, one, f"2 processes of 1 thread / 1 process of {one['threads']} threads")
 
 
 if __name__ == "__main__":
