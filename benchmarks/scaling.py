@@ -51,6 +51,10 @@ def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bi
             callback=lambda r: seconds.append(r.seconds),
         )
         rank, world = sg.fit.process()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peaks = [peak] * world
+        if world > 1:
+            torch.distributed.all_gather_object(peaks, peak)
     epoch = statistics.median(seconds[1:] or seconds)
     return {
         "rank": rank,
@@ -59,7 +63,7 @@ def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bi
         "neurons": n_visible,
         "epoch_s": epoch,
         "neuron_bins_per_s": n_bins * (n_visible + n_hidden) * SAMPLES / epoch,
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mib": max(peaks),  # of any process
         "threads": torch.get_num_threads(),
     }
 
@@ -76,10 +80,7 @@ def run(processes: int = 1, threads: int | None = None, **config) -> dict:
     threads = 1 if processes > 1 else threads
     env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    first = next(r for r in rows if r["rank"] == 0)
-    first["peak_mib"] = max(r["peak_mib"] for r in rows)  # per process
-    return first
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def show(rows: list[dict]) -> None:
@@ -113,7 +114,9 @@ def main() -> None:
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one configuration, as JSON (internal)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(**json.loads(args.measure))), flush=True)
+        result = measure(**json.loads(args.measure))
+        if result["rank"] == 0:
+            print(json.dumps(result), flush=True)
         return
     bins = [2_000, 20_000] if args.quick else args.bins
     neurons = [10, 30] if args.quick else args.neurons
