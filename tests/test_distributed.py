@@ -12,10 +12,10 @@ import spikeglm as sg
 
 # A continuous recording of 1,200 bins, fitted in segments of 100 bins (12 segments), 2 segments per
 # part. Batches of 5 segments give steps of 3, 3 and 1 parts: the processes get unequal shares, and in
-# the last step the second process has none.
+# the last step the second process has none. Checkpoints every 10 epochs: only the first process writes.
 OPTIONS = [
     "--hidden", "1", "--epochs", "30", "--segment-bins", "100", "--part-bins", "250",
-    "--batch-size", "5", "--device", "cpu", "--seed", "3",
+    "--batch-size", "5", "--device", "cpu", "--seed", "3", "--checkpoint-every", "10",
 ]  # fmt: skip
 
 
