@@ -24,7 +24,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass
@@ -84,16 +83,10 @@ class Segments:
         self.counts = counts
         self.n_trials, self.n_bins, self.n_units = counts.shape
         self.cut = length is not None and self.n_bins > length
-        if not self.cut:
+        if self.cut:
+            self.length, self.context, self.per_trial = length, context, math.ceil(self.n_bins / length)
+        else:
             self.length, self.context, self.per_trial = self.n_bins, 0, 1
-            self._windows = None
-            return
-        self.length, self.context = length, context
-        self.per_trial = math.ceil(self.n_bins / length)
-        tail = self.per_trial * length - self.n_bins
-        padded = F.pad(counts.transpose(1, 2), (context, tail + context))  # (trials, V, bins + padding)
-        # A view (trials, segments, length + 2 context, V): segment k starts at padded bin k * length.
-        self._windows = padded.unfold(2, length + 2 * context, length).permute(0, 2, 3, 1)
 
     def __len__(self) -> int:
         return self.n_trials * self.per_trial
@@ -116,12 +109,14 @@ class Segments:
     ) -> Batch:
         """The segments numbered ``index``: segment ``k`` of trial ``r`` is number ``r * per_trial + k``."""
         index = torch.as_tensor(index, dtype=torch.long)
-        if self._windows is None:
+        if not self.cut:
             return Batch(self.counts[index].to(device=device, dtype=dtype))
         trial, piece = index // self.per_trial, index % self.per_trial
-        visible = self._windows[trial, piece]  # (segments, bins, V)
         position = piece[:, None] * self.length + torch.arange(self.bins) - self.context
         present = (position >= 0) & (position < self.n_bins)
+        # Gathered from the counts themselves (no padded copy); bins outside the recording are zeroed.
+        visible = self.counts[trial[:, None], position.clamp(0, self.n_bins - 1)]  # (segments, bins, V)
+        visible = visible * present[..., None].to(visible.dtype)
         inner = torch.zeros(self.bins, dtype=torch.bool)
         inner[self.context : self.context + self.length] = True
         return Batch(
