@@ -35,9 +35,11 @@ def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bi
     import spikeglm as sg
 
     rng = np.random.default_rng(0)
-    counts = sg.SpikeCounts.from_array(
-        rng.poisson(0.05, size=(1, n_bins, n_visible)).astype(np.uint8), bin_size="5 ms"
-    )
+    array = np.empty((1, n_bins, n_visible), dtype=np.uint8)
+    for first in range(0, n_bins, 10_000):  # drawn in blocks: no int64 copy of the whole recording
+        block = array[:, first : first + 10_000]
+        block[...] = rng.poisson(0.05, size=block.shape)
+    counts = sg.SpikeCounts.from_array(array, bin_size="5 ms")
     seconds: list[float] = []
     with sg.fit.distributed("cpu"):
         sg.POGLM(n_hidden=n_hidden).fit(

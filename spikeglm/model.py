@@ -46,6 +46,16 @@ def inverse_link(name: str, rate: torch.Tensor) -> torch.Tensor:
     return _INVERSE_LINKS[check_link(name)](rate.clamp(1e-4, upper))
 
 
+def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
+    """Mean count per bin of each unit of counts (..., bins, units), as float64.
+
+    Summed in blocks of bins, so compact integer counts are never copied whole into a wider dtype.
+    """
+    rows = counts.reshape(-1, counts.shape[-1])
+    total = sum(part.sum(dim=0, dtype=torch.float64) for part in rows.split(block))
+    return total / rows.shape[0]
+
+
 def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     """Elementwise Poisson log-pmf, extended to real counts through ``lgamma``."""
     return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)
@@ -145,8 +155,7 @@ class Network(nn.Module):
         ``visible`` is (..., bins, V) counts of any dtype (compact integers are summed without a float copy).
         """
         with torch.no_grad():
-            mean_rate = visible.sum(dim=tuple(range(visible.dim() - 1)), dtype=torch.float64)
-            mean_rate = (mean_rate / (visible.numel() // visible.shape[-1])).to(self.bias.dtype)
+            mean_rate = mean_counts(visible).to(self.bias.dtype)
             self.bias[: self.n_visible] = inverse_link(self.link_name, mean_rate)
             self.bias[self.n_visible :] = inverse_link(self.link_name, mean_rate.mean())
             self.weight.normal_(0.0, scale, generator=generator)

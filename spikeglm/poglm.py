@@ -18,7 +18,7 @@ from spikeglm._files import atomic_write
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
 from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, choose_device, process, train
-from spikeglm.model import Network, check_link
+from spikeglm.model import Network, check_link, mean_counts
 from spikeglm.segments import Segments
 from spikeglm.spikes import SpikeCounts
 from spikeglm.variational import Posterior, check_family
@@ -193,8 +193,7 @@ class POGLM:
             self.network_ = self._new_network(n_visible)
             self.network_.init_from_counts(visible, scale=0.1, generator=generator)
         self.posterior_ = self._new_posterior(n_visible)
-        mean_rate = float(visible.sum(dtype=torch.float64)) / visible.numel()
-        self.posterior_.init_rates(mean_rate, scale=0.1, generator=generator)
+        self.posterior_.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
         if saved is not None:
             self.network_.load_state_dict(saved["network"])
             self.posterior_.load_state_dict(saved["posterior"])

@@ -9,7 +9,7 @@ import torch
 
 from spikeglm import basis as basis_module
 from spikeglm.evaluate import marginal_log_likelihood
-from spikeglm.model import LINKS, Network, inverse_link
+from spikeglm.model import LINKS, Network, inverse_link, mean_counts
 from spikeglm.variational import Posterior, log_weights
 
 
@@ -147,3 +147,9 @@ def test_shared_visible_drive_equals_the_full_computation(n_hidden):
     torch.testing.assert_close(
         net.log_likelihood(visible, hidden), net.log_likelihood(full), rtol=1e-12, atol=1e-12
     )
+
+
+def test_mean_counts_in_blocks_equals_the_float_mean():
+    counts = torch.randint(0, 7, (3, 1001, 4), dtype=torch.uint8)
+    expected = counts.double().mean(dim=(0, 1))
+    torch.testing.assert_close(mean_counts(counts, block=97), expected, rtol=1e-14, atol=0)
