@@ -242,7 +242,9 @@ def fit(
 
     Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2 --epochs 300
 
-    Example: torchrun --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
+    \b
+    Example, two processes:
+    torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
     out = _check_output(output, overwrite)
     checkpoint = out.with_name(out.name + ".ckpt.h5")
