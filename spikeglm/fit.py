@@ -306,8 +306,7 @@ def distributed(device: str | torch.device | None = None):
             if sg.fit.process()[0] == 0:
                 model.save("model.h5")
     """
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    chosen = choose_device(device, local)
+    chosen = choose_device(device)
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
         yield chosen
         return
@@ -320,10 +319,14 @@ def distributed(device: str | torch.device | None = None):
         dist.destroy_process_group()
 
 
-def choose_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    """``device`` as a torch.device; None or ``"auto"``: GPU ``local_rank`` if there is one, else the CPU."""
+def choose_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch.device; None or ``"auto"``: this process's GPU if there is one, else the CPU.
+
+    This process's GPU is number ``LOCAL_RANK`` (set by torchrun; 0 otherwise).
+    """
     if device is None or device == "auto":
         if torch.cuda.is_available():
+            local_rank = int(os.environ.get("LOCAL_RANK", 0))
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return torch.device("cpu")
     chosen = torch.device(device)

@@ -207,7 +207,7 @@ class POGLM:
                 state = {"epochs_done": epochs_done, "optimizer": optimizer_state}
                 self._write(checkpoint, overwrite=True, training=state)
 
-        where = choose_device(device, int(os.environ.get("LOCAL_RANK", 0)))
+        where = choose_device(device)
         self.network_.to(where)
         self.posterior_.to(where)
         try:

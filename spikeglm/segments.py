@@ -44,13 +44,6 @@ class Batch:
     present: torch.Tensor | None = None
     scored: torch.Tensor | None = None
 
-    @property
-    def n_scored(self) -> int:
-        """Number of scored bins (summed over segments)."""
-        if self.scored is None:
-            return self.visible.shape[0] * self.visible.shape[1]
-        return int(self.scored.sum())
-
 
 class Segments:
     """The segments of counts (trials, bins, V) that training and scoring iterate over.

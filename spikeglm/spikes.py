@@ -531,7 +531,7 @@ class Recording:
         ValueError
             If an id is not among :attr:`unit_ids` (the message names the file).
         """
-        columns = self._columns([ids] if isinstance(ids, str) else list(ids), "select_units")
+        columns = self._columns(ids, "select_units")
         return Recording(
             [self.spike_times[k] for k in columns],
             self.unit_ids[columns].tolist(),
@@ -708,7 +708,7 @@ class Recording:
             raise ValueError(self._where(f"bin: {inner} is longer than {outer}"))
         return n_bins
 
-    def _columns(self, units: Sequence[str] | None, caller: str = "bin") -> list[int]:
+    def _columns(self, units: str | Iterable[str] | None, caller: str = "bin") -> list[int]:
         if units is None:
             return list(range(self.n_units))
         ids = [units] if isinstance(units, str) else [str(unit) for unit in units]

@@ -137,9 +137,9 @@ def log_weights(
 
     ``batch`` holds the visible counts (trials, bins, V), as a tensor or as a
     :class:`~spikeglm.segments.Batch` of segments whose masks say which bins lie in the recording and
-    which are scored (see
-    :mod:`spikeglm.segments`). With ``relaxation="exact"`` the hidden counts are integer Poisson draws (no
-    gradient through them); otherwise they are relaxed draws of that relaxation at ``temperature``.
+    which are scored (see :mod:`spikeglm.segments`). With ``relaxation="exact"`` the hidden counts are
+    integer Poisson draws (no gradient through them); otherwise they are relaxed draws of that
+    relaxation at ``temperature``.
     """
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)
