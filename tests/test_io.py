@@ -328,7 +328,7 @@ def test_save_refuses_to_overwrite_and_leaves_the_file_intact(tmp_path):
 def test_save_unwritable_format_creates_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"out\.smr: spikeglm cannot write the neo format; it writes nwb"):
         save(Recording.from_spike_times(SPIKES), tmp_path / "out.smr")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         save(Recording.from_spike_times(SPIKES), tmp_path / "no" / "out.nwb")
     assert list(tmp_path.iterdir()) == []
 
@@ -374,3 +374,14 @@ def test_unknown_units_are_named_with_the_file(tmp_path, suffix):
     assert load(path, units=["b"]).unit_ids.tolist() == ["b"]
     with pytest.raises(ValueError, match=rf"rec\{suffix}.*unknown unit.*'zz'"):
         load(path, units=["a", "zz"])
+
+
+def test_save_never_replaces_the_file_a_recording_was_read_from(tmp_path):
+    path = tmp_path / "rec.npz"
+    save(Recording.from_spike_times(SPIKES), path)
+    before = path.read_bytes()
+    recording = load(path)
+    with pytest.raises(ValueError, match=r"rec\.npz: is an input here"):
+        save(recording, path, overwrite=True)
+    assert path.read_bytes() == before
+    save(recording, tmp_path / "copy.npz")  # anywhere else is fine

@@ -107,7 +107,8 @@ def save(
     Raises
     ------
     ValueError
-        If the format cannot be written.
+        If the format cannot be written, or ``path`` is the file the recording was read from
+        (``recording.source``), even with ``overwrite``.
     FileExistsError
         If ``path`` exists and ``overwrite`` is false.
     """
@@ -117,7 +118,11 @@ def save(
     if writer is None:
         writable = ", ".join(f"{key} ({FORMATS[key][0][0]})" for key, spec in FORMATS.items() if spec[3])
         raise ValueError(f"{path}: spikeglm cannot write the {name} format; it writes {writable}")
-    atomic_write(path, lambda temporary: _function(module, writer)(recording, temporary), overwrite=overwrite)
+    write = _function(module, writer)
+    # The file the recording was read from is never replaced: NWB units are read from it lazily.
+    atomic_write(
+        path, lambda temporary: write(recording, temporary), overwrite=overwrite, inputs=[recording.source]
+    )
 
 
 def _format(path: Path, name: str) -> str:
