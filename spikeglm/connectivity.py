@@ -30,6 +30,7 @@ import copy
 import csv
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -51,6 +52,12 @@ _ARRAY_FIELDS = ("weights", "basis_matrix", "bias", "visible")
 _GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
 _GRAPHML_XSD = "http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd"
 _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+# Characters that XML 1.0 cannot carry at all, not even as a character reference.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# A cell starting with one of these is run as a formula by spreadsheets ("CSV injection", OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A plain decimal number, which spreadsheets read as a value ([0-9]: \d also takes other scripts' digits).
+_PLAIN_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 class Connectivity:
@@ -286,12 +293,18 @@ class Connectivity:
               presynaptic labels, each further row the postsynaptic label followed by its values, written with
               ``repr`` precision (they parse back exactly). No comment lines, so that ``csv``, spreadsheets,
               ``pandas.read_csv(path, index_col=0)`` and ``numpy.genfromtxt(path, delimiter=",",
-              skip_header=1)[:, 1:]`` read it as it is; labels holding commas or quotes are quoted (RFC 4180).
-              Metadata, bias and filters are not part of it.
+              skip_header=1)[:, 1:]`` read it as it is; rows end in CRLF and labels holding commas, quotes or
+              line breaks are quoted (RFC 4180). A label that spreadsheets would run as a formula (starting
+              with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, and not a plain number such as
+              ``-1``) is written with a leading ``'``, so that they show it as text. Metadata, bias and
+              filters are not part of it.
             - ``.npz``, ``.h5``/``.hdf5``, ``.json``: every field, readable with :meth:`load`.
             - ``.graphml``: a directed graph, nodes ``n0``, ``n1``, ... with data ``label``, ``visible`` and
               ``bias``; an edge pre -> post with data ``weight`` (= strength) for each pair, self-loops
-              included, whose ``|strength| > threshold``; the metadata as a JSON string on the graph.
+              included, whose ``|strength| > threshold``; the metadata as a JSON string on the graph. Labels
+              parse back exactly (a carriage return is written as ``&#13;``); a label holding a character that
+              XML 1.0 cannot represent (a control character other than tab, line feed and carriage return,
+              U+FFFE, U+FFFF or a lone surrogate) is refused.
         overwrite : bool, default False
             Replace an existing file. When False, an existing ``path`` raises FileExistsError before anything
             is written.
@@ -301,8 +314,9 @@ class Connectivity:
         Raises
         ------
         ValueError
-            For an unsupported extension (the message lists the supported ones), or a threshold with a format
-            other than GraphML.
+            Before anything is written: for an unsupported extension (the message lists the supported ones), a
+            threshold with a format other than GraphML, or a label the format cannot hold (GraphML: see
+            above; ``.npz``: one ending in ``"\\x00"``, which NumPy string arrays drop).
         FileExistsError
             If ``path`` exists and ``overwrite`` is False.
         FileNotFoundError
@@ -321,6 +335,7 @@ class Connectivity:
             if not (np.isfinite(threshold) and threshold >= 0):
                 raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
             options["threshold"] = float(threshold)
+        _refuse_unwritable_labels(self._labels, path, suffix)
         write = _WRITERS[suffix]
         atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
 
@@ -397,14 +412,38 @@ def _json_normalised(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- writers
+def _refuse_unwritable_labels(labels: list[str], path: Path, suffix: str) -> None:
+    """Raise before writing, rather than write a label the format would corrupt or lose."""
+    for label in labels:
+        if suffix == ".graphml" and (match := _NOT_XML.search(label)):
+            raise ValueError(
+                f"{path}: label {label!r} holds {match.group()!r}, which XML 1.0 (GraphML) cannot represent; "
+                "save to .json or .npz to keep such labels"
+            )
+        if suffix == ".npz" and label.endswith("\x00"):
+            raise ValueError(
+                f"{path}: label {label!r} ends with '\\x00', which NumPy string arrays drop; "
+                "save to .json to keep such labels"
+            )
+
+
+def _csv_label(label: str) -> str:
+    """The label as a CSV cell, with a leading "'" where spreadsheets would run it as a formula."""
+    if label.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(label):
+        return "'" + label
+    return label
+
+
 def _arrays(conn: Connectivity) -> dict[str, np.ndarray]:
     return {name: getattr(conn, name) for name in _ARRAY_FIELDS}
 
 
 def _write_csv(conn: Connectivity, path: Path) -> None:
-    labels = conn.labels
+    labels = [_csv_label(label) for label in conn.labels]
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        # RFC 4180's CRLF: the csv module quotes only the characters of its line terminator, and a bare "\r"
+        # left unquoted in a label would split the row for readers.
+        writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(["", *labels])
         for label, row in zip(labels, conn.strength, strict=True):
             writer.writerow([label, *(repr(float(value)) for value in row)])
@@ -463,7 +502,12 @@ def _write_graphml(conn: Connectivity, path: Path, threshold: float = 0.0) -> No
         edge = ET.SubElement(graph, "edge", {"id": f"e{number}", "source": f"n{pre}", "target": f"n{post}"})
         ET.SubElement(edge, "data", {"key": "weight"}).text = repr(float(strength[post, pre]))
     ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    # XML parsers read a raw "\r" in text as a line end ("\n") but keep the reference "&#13;", which cannot go
+    # into the text ("&" would become "&amp;"). ElementTree leaves "\r" raw only in texts, and of those only
+    # labels can hold one: the metadata JSON escapes its control characters.
+    document = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        handle.write(f"<?xml version='1.0' encoding='utf-8'?>\n{document}\n")
 
 
 _WRITERS: dict[str, Callable[..., None]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -218,6 +219,99 @@ def test_graphml_reads_with_networkx(conn: Connectivity, tmp_path: Path) -> None
     assert graph.edges["n0", "n2"]["weight"] == conn.strength[2, 0]
 
 
+# Labels that a file format could mangle: separators, quotes, padding, line breaks of every kind.
+AWKWARD_LABELS = [
+    "a, b",
+    'say "hi"',
+    "it's",
+    "  padded  ",
+    "two\nlines",
+    "cr\ronly",
+    "crlf\r\nend",
+    "",
+    "ünï 神経",
+]
+
+
+def test_graphml_labels_parse_back_exactly(tmp_path: Path) -> None:
+    labels = [
+        "cr\r",
+        "crlf\r\n",
+        "new\nline",
+        "\ttab",
+        "a & b",
+        "<b>",
+        "]]>",
+        "\"q\" 'q'",
+        "neurône 神経",
+        " x ",
+    ]
+    metadata = {"note": "\r\n\x01 & <"}
+    conn = Connectivity.from_strength(np.eye(len(labels)), labels=labels, metadata=metadata)
+    conn.save(tmp_path / "c.graphml")
+    graph = ET.parse(tmp_path / "c.graphml").getroot().find(f"{GRAPHML}graph")
+    nodes = graph.findall(f"{GRAPHML}node")
+    assert [node.find(f"{GRAPHML}data[@key='label']").text for node in nodes] == labels
+    assert json.loads(graph.find(f"{GRAPHML}data[@key='metadata']").text) == metadata
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x0b", "\x1f", "\ufffe", "\uffff", "\ud800"])
+def test_graphml_refuses_labels_xml_cannot_hold(tmp_path: Path, character: str) -> None:
+    label = f"bad{character}label"
+    conn = Connectivity.from_strength(np.eye(2), labels=["fine", label])
+    path = tmp_path / "c.graphml"
+    with pytest.raises(ValueError, match=re.escape(f"{path}: label {label!r} holds {character!r}")) as error:
+        conn.save(path)
+    assert "\n" not in str(error.value)
+    assert ".json" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+    conn.save(tmp_path / "c.json")  # the suggested formats keep the label
+    conn.save(tmp_path / "c.npz")
+    assert (
+        Connectivity.load(tmp_path / "c.json").labels
+        == Connectivity.load(tmp_path / "c.npz").labels
+        == conn.labels
+    )
+
+
+def test_npz_refuses_a_label_ending_in_nul(tmp_path: Path) -> None:
+    conn = Connectivity.from_strength(np.eye(2), labels=["x", "x\x00"])
+    with pytest.raises(ValueError, match=re.escape("label 'x\\x00' ends with")):
+        conn.save(tmp_path / "c.npz")
+    assert list(tmp_path.iterdir()) == []
+    conn.save(tmp_path / "c.json")
+    assert Connectivity.load(tmp_path / "c.json").labels == ["x", "x\x00"]
+
+
+def test_csv_quotes_formula_labels(tmp_path: Path) -> None:
+    formulas = ['=HYPERLINK("http://x","y")', "+1+2", "@SUM(A1)", "-2+3", "\tcmd", "\r=1", "-", "-inf"]
+    kept = ["-1", "+2.5", "-3e-2", ".5", " -1", "plain", "a-b", "a=b", "'quoted"]
+    conn = Connectivity.from_strength(np.eye(len(formulas) + len(kept)), labels=formulas + kept)
+    conn.save(tmp_path / "c.csv")
+    with open(tmp_path / "c.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    expected = ["'" + label for label in formulas] + kept
+    assert rows[0][1:] == expected
+    assert [row[0] for row in rows[1:]] == expected
+
+
+@pytest.mark.parametrize("extension", ["csv", *LOADABLE])
+def test_awkward_labels_round_trip(tmp_path: Path, extension: str) -> None:
+    conn = Connectivity.from_strength(
+        np.random.default_rng(3).normal(size=(len(AWKWARD_LABELS),) * 2), labels=AWKWARD_LABELS
+    )
+    path = tmp_path / f"c.{extension}"
+    conn.save(path)
+    if extension != "csv":
+        assert Connectivity.load(path).labels == AWKWARD_LABELS
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["", *AWKWARD_LABELS]
+    assert [row[0] for row in rows[1:]] == AWKWARD_LABELS
+    np.testing.assert_array_equal([[float(cell) for cell in row[1:]] for row in rows[1:]], conn.strength)
+
+
 def test_existing_file_is_kept_without_overwrite(conn: Connectivity, tmp_path: Path) -> None:
     path = tmp_path / "conn.npz"
     path.write_bytes(b"precious user data")
@@ -266,7 +360,7 @@ def test_unsupported_extensions(conn: Connectivity, tmp_path: Path) -> None:
 
 
 def test_missing_directory(conn: Connectivity, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
         conn.save(tmp_path / "absent" / "conn.json")
 
 
