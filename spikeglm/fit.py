@@ -19,10 +19,13 @@ import contextlib
 import copy
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -111,6 +114,21 @@ class ProgressLine:
         self.stream.flush()
 
 
+@dataclass
+class Resume:
+    """Where an interrupted fit stands: finished epochs, finished steps of the next one and their sums.
+
+    A checkpoint taken inside an epoch records the steps done in it, with the objective summed over
+    them and the seconds spent, so that a resumed fit skips exactly those steps and gives the epoch the
+    record the uninterrupted fit would.
+    """
+
+    epochs_done: int = 0
+    steps_done: int = 0
+    objective_sum: float = 0.0
+    seconds: float = 0.0
+
+
 def train(
     network: Network,
     posterior: Posterior,
@@ -130,9 +148,9 @@ def train(
     train_network: bool = True,
     seed: int = 0,
     callback: Callable[[EpochRecord], None] | None = None,
-    first_epoch: int = 0,
+    resume: Resume | None = None,
     optimizer_state: dict | None = None,
-    checkpoint: Callable[[int, dict], None] | None = None,
+    checkpoint: Callable[[Resume, dict], None] | None = None,
     checkpoint_every: int = 50,
 ) -> list[EpochRecord]:
     """Fit the network and the posterior to visible counts with Adam, in one process or data-parallel.
@@ -153,19 +171,34 @@ def train(
     the best parameters are restored. With ``train_network=False`` only the posterior learns (the network
     stays as it is, e.g. at the true parameters for an oracle score).
 
-    Checkpoints: ``checkpoint(epochs_done, optimizer_state)`` is called every ``checkpoint_every`` epochs
-    and when the fit is interrupted (KeyboardInterrupt, which is then raised again). A fit resumes from
-    ``first_epoch`` with the optimizer's saved ``optimizer_state`` and continues exactly as the
-    uninterrupted fit would; early stopping starts afresh then.
+    Checkpoints: ``checkpoint(resume, optimizer_state)`` is called every ``checkpoint_every`` epochs and
+    when the fit is interrupted (KeyboardInterrupt, which is then raised again; an interrupt that arrives
+    while a step updates the parameters is held back until the update is whole). A fit continues from
+    ``resume`` with the optimizer's saved ``optimizer_state`` exactly as the uninterrupted fit would,
+    even from the middle of an epoch; early stopping starts afresh then.
+
+    Raises
+    ------
+    FloatingPointError
+        If the objective or a gradient turns non-finite; the parameters are left as they were before
+        that step, and no checkpoint is written.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
     relax.get(relaxation)  # a clear error for an unknown name before any work
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1; got {n_samples}")
+    for name, value in (("n_samples", n_samples), ("epochs", epochs), ("part_bins", part_bins)):
+        check_count(value, name)
+    for name, value in (("eval_every", eval_every), ("patience", patience)):
+        check_count(value, name)
+    check_count(checkpoint_every, "checkpoint_every")
+    if batch_size is not None:
+        check_count(batch_size, "batch_size")
+    if not (isinstance(lr, Real) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0; got {lr!r}")
     data = data if isinstance(data, Segments) else Segments(data)
     if validation is not None and not isinstance(validation, Segments):
         validation = Segments(validation)
+    resume = Resume() if resume is None else resume
     frozen = [] if train_network else [p for p in network.parameters() if p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(False)
@@ -180,21 +213,38 @@ def train(
     best = (-math.inf, None)
     stale = 0
     epoch_bins = data.n_scored * data.n_units
-    batch_size = len(data) if batch_size is None else max(1, min(batch_size, len(data)))
+    batch_size = len(data) if batch_size is None else min(batch_size, len(data))
     per_part = max(1, part_bins // data.bins)
+    where = resume  # how far the fit has come; updated after every whole step
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for epoch in range(first_epoch, epochs):
+            for epoch in range(resume.epochs_done, epochs):
                 start = time.perf_counter()
+                carried = where if where.epochs_done == epoch else Resume(epoch)
                 shuffle = torch.Generator().manual_seed(_seed(seed, 0, epoch))
                 order = torch.randperm(len(data), generator=shuffle)
-                total = torch.zeros((), dtype=torch.float64, device=device)
+                total = torch.tensor(carried.objective_sum, dtype=torch.float64, device=device)
                 for step, batch_index in enumerate(order.split(batch_size)):
+                    if step < carried.steps_done:
+                        continue  # done before the interruption
                     parts = batch_index.split(per_part)
                     optimizer.zero_grad(set_to_none=True)
-                    total += _step(engine, data, parts, len(batch_index), (seed, 1, epoch, step), device)
-                    optimizer.step()
-                record = EpochRecord(epoch, float(_all_sum(total)) / epoch_bins, time.perf_counter() - start)
+                    value = _all_sum(
+                        _step(engine, data, parts, len(batch_index), (seed, 1, epoch, step), device)
+                    )
+                    _check_finite(value, params, epoch, step)
+                    with _interrupts_held():
+                        optimizer.step()
+                        total += value
+                        where = Resume(
+                            epoch,
+                            step + 1,
+                            float(total),
+                            carried.seconds + time.perf_counter() - start,
+                        )
+                seconds = carried.seconds + time.perf_counter() - start
+                record = EpochRecord(epoch, float(total) / epoch_bins, seconds)
+                where = Resume(epoch + 1)
                 if validation is not None and (epoch + 1) % eval_every == 0:
                     torch.manual_seed(_seed(seed, 2, epoch))
                     record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
@@ -206,12 +256,12 @@ def train(
                 if callback is not None:
                     callback(record)
                 if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
-                    checkpoint(epoch + 1, optimizer.state_dict())
+                    checkpoint(where, optimizer.state_dict())
                 if stale >= patience:
                     break
     except KeyboardInterrupt:
         if checkpoint is not None:
-            checkpoint(first_epoch + len(records), optimizer.state_dict())
+            checkpoint(where, optimizer.state_dict())
         raise
     finally:
         for parameter in frozen:
@@ -220,6 +270,54 @@ def train(
         network.load_state_dict(best[1][0])
         posterior.load_state_dict(best[1][1])
     return records
+
+
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum`` (numpy integers too; not bools)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _check_finite(value: torch.Tensor, params: list[torch.Tensor], epoch: int, step: int) -> None:
+    """Stop before an update that would make the parameters non-finite.
+
+    ``value`` is summed over the processes and the gradients are reduced, so all processes agree.
+    """
+    finite = (
+        torch.isfinite(value)
+        & torch.stack([torch.isfinite(p.grad).all() for p in params if p.grad is not None]).all()
+    )
+    if not bool(finite):
+        raise FloatingPointError(
+            f"the objective or its gradient became non-finite at epoch {epoch + 1}, step {step + 1}; "
+            "the fit stopped before that update (any checkpoint written earlier is kept); "
+            "try a smaller learning rate (lr) or another seed"
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold back Ctrl-C and SIGTERM while the block runs; deliver them at its end.
+
+    A parameter update must be whole or not at all, or a checkpoint written on the interrupt could not be
+    resumed exactly. Outside the main thread, where signal handlers cannot be set, nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        number: signal.signal(number, lambda number, _frame: caught.append(number)) for number in held
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in caught:
+            signal.raise_signal(number)
 
 
 class _StepLoss(nn.Module):

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
+from numbers import Real
 
-import h5py
 import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm import evaluate, relax
-from spikeglm._files import atomic_write
+from spikeglm import evaluate, modelfile, relax
+from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
-from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, choose_device, process, train
+from spikeglm.fit import (
+    PART_BINS,
+    EpochRecord,
+    ProgressLine,
+    Resume,
+    check_count,
+    choose_device,
+    process,
+    train,
+)
 from spikeglm.model import Network, check_link, mean_counts
 from spikeglm.segments import Segments
 from spikeglm.spikes import SpikeCounts
 from spikeglm.variational import Posterior, check_family
 
-_FORMAT = "spikeglm-poglm"
-_FORMAT_VERSION = 1
 #: Default segment length of :meth:`POGLM.fit` (bins): longer trials are cut, with context.
 SEGMENT_BINS = 1000
 
@@ -64,9 +72,7 @@ class POGLM:
         variational: str = "forward-backward",
         basis_options: dict | None = None,
     ) -> None:
-        if not isinstance(n_hidden, int) or n_hidden < 0:
-            raise ValueError(f"n_hidden must be a whole number >= 0; got {n_hidden!r}")
-        self.n_hidden = n_hidden
+        self.n_hidden = check_count(n_hidden, "n_hidden", minimum=0)
         self.basis = basis_module.get(basis, window=window, **(basis_options or {}))
         self.link = check_link(link)
         self.variational = check_family(variational)
@@ -77,6 +83,8 @@ class POGLM:
         self.fit_options_: dict = {}
         self.bin_size_: str | None = None
         self.data_: dict = {}
+        #: The file this model was loaded from, which :meth:`save` never replaces (None once refitted).
+        self.source_: str | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -151,12 +159,17 @@ class POGLM:
             Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
         checkpoint : path, optional
             A model file (HDF5) that also holds the training state, written atomically every
-            ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C); it loads as a model.
+            ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C, or SIGTERM where the
+            caller turns it into KeyboardInterrupt, as the command line does); it loads as a model. It
+            records the data (unit ids, bin size, a SHA-256 of the counts) and every option. While the fit
+            runs, the checkpoint is locked: a second fit with the same checkpoint is refused at once.
         checkpoint_every : int
             Epochs between checkpoints.
         resume : bool
-            Continue the fit saved in ``checkpoint`` (same data and options) up to ``epochs``; the result
-            equals that of an uninterrupted fit. Without a checkpoint file the fit starts afresh.
+            Continue the fit saved in ``checkpoint`` up to ``epochs``, even from inside an epoch; the
+            result equals that of an uninterrupted fit. Any difference in the data or the options (but
+            ``epochs``, ``device`` and ``progress``) is refused, naming it. Without a checkpoint file the
+            fit starts afresh; an existing checkpoint without ``resume`` raises FileExistsError.
 
         Returns
         -------
@@ -164,13 +177,18 @@ class POGLM:
             ``self``, fitted.
         """
         _check_counts(counts, "counts")
+        if not (isinstance(temperature, Real) and 0 < temperature < math.inf):
+            raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
         if relaxation == "eat-cubic" and temperature > 1:
             raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
         relax.get(relaxation)
-        if segment_bins is not None and segment_bins < 1:
-            raise ValueError(f"segment_bins must be at least 1; got {segment_bins}")
+        for name, value in (("n_samples", n_samples), ("epochs", epochs), ("part_bins", part_bins)):
+            check_count(value, name)
+        check_count(checkpoint_every, "checkpoint_every")
+        for name, value in (("batch_size", batch_size), ("segment_bins", segment_bins)):
+            if value is not None:
+                check_count(value, name)
         visible = self._visible(counts) if freeze_network else _compact_tensor(counts)
-        n_visible = visible.shape[-1]
         options = {
             "relaxation": relaxation,
             "temperature": temperature,
@@ -184,11 +202,58 @@ class POGLM:
             "segment_bins": segment_bins,
             "part_bins": part_bins,
         }
-        saved = _read_training_state(checkpoint, options, n_visible) if resume and checkpoint else None
-        self.history_ = [] if saved is None else saved["history"]
         main = process()[0] == 0
-        callbacks = [self.history_.append, ProgressLine(epochs) if progress and main else None, callback]
-        generator = torch.Generator().manual_seed(seed)
+        with contextlib.ExitStack() as stack:
+            if checkpoint is not None and main:
+                stack.enter_context(exclusive_lock(checkpoint, "fitting with this checkpoint"))
+                if not resume and os.path.exists(checkpoint):
+                    raise FileExistsError(
+                        f"{checkpoint}: a checkpoint of an earlier fit exists; resume it (resume=True, "
+                        "--resume) or remove it to start afresh (--overwrite)"
+                    )
+            self._fit(
+                counts,
+                visible,
+                options,
+                validation=validation,
+                patience=patience,
+                progress=progress and main,
+                callback=callback,
+                device=device,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            )
+        return self
+
+    def _fit(
+        self,
+        counts: SpikeCounts,
+        visible: torch.Tensor,
+        options: dict,
+        *,
+        validation: SpikeCounts | None,
+        patience: int,
+        progress: bool,
+        callback: Callable[[EpochRecord], None] | None,
+        device: str | torch.device | None,
+        checkpoint: str | os.PathLike | None,
+        checkpoint_every: int,
+        resume: bool,
+    ) -> None:
+        """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
+        n_visible = visible.shape[-1]
+        freeze_network = options["freeze_network"]
+        identity = self._identity(counts, options)
+        saved = None
+        if resume and checkpoint is not None:
+            saved = modelfile.read_training_state(checkpoint, type(self))
+            if saved is not None:
+                _check_identity(checkpoint, saved.get("identity"), identity)
+        self.history_ = [] if saved is None else saved["history"]
+        epochs = options["epochs"]
+        callbacks = [self.history_.append, ProgressLine(epochs) if progress else None, callback]
+        generator = torch.Generator().manual_seed(options["seed"])
         if not freeze_network:
             self.network_ = self._new_network(n_visible)
             self.network_.init_from_counts(visible, scale=0.1, generator=generator)
@@ -198,15 +263,31 @@ class POGLM:
             self.network_.load_state_dict(saved["network"])
             self.posterior_.load_state_dict(saved["posterior"])
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
+        self.source_ = None
         self.bin_size_ = str(counts.bin_size)
         self.data_ = _json_safe(counts.metadata)
         self.fit_options_ = options
 
-        def save_checkpoint(epochs_done: int, optimizer_state: dict) -> None:
-            if main:
-                state = {"epochs_done": epochs_done, "optimizer": optimizer_state}
+        def save_checkpoint(where: Resume, optimizer_state: dict) -> None:
+            if process()[0] == 0:
+                state = {
+                    "epochs_done": where.epochs_done,
+                    "steps_done": where.steps_done,
+                    "partial": {"objective_sum": where.objective_sum, "seconds": where.seconds},
+                    "identity": identity,
+                    "optimizer": optimizer_state,
+                }
                 self._write(checkpoint, overwrite=True, training=state)
 
+        start = None
+        if saved is not None:
+            partial = saved.get("partial") or {}
+            start = Resume(
+                saved["epochs_done"],
+                saved.get("steps_done", 0),
+                partial.get("objective_sum", 0.0),
+                partial.get("seconds", 0.0),
+            )
         where = choose_device(device)
         self.network_.to(where)
         self.posterior_.to(where)
@@ -215,20 +296,20 @@ class POGLM:
                 self.network_,
                 self.posterior_,
                 self._segments(visible),
-                relaxation=relaxation,
-                temperature=temperature,
-                n_samples=n_samples,
-                objective=objective,
+                relaxation=options["relaxation"],
+                temperature=options["temperature"],
+                n_samples=options["n_samples"],
+                objective=options["objective"],
                 epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                part_bins=part_bins,
+                lr=options["lr"],
+                batch_size=options["batch_size"],
+                part_bins=options["part_bins"],
                 validation=None if validation is None else self._segments(_compact_tensor(validation)),
                 patience=patience,
                 train_network=not freeze_network,
-                seed=seed,
+                seed=options["seed"],
                 callback=_chain(callbacks),
-                first_epoch=0 if saved is None else saved["epochs_done"],
+                resume=start,
                 optimizer_state=None if saved is None else saved["optimizer"],
                 checkpoint=None if checkpoint is None else save_checkpoint,
                 checkpoint_every=checkpoint_every,
@@ -236,7 +317,30 @@ class POGLM:
         finally:
             self.network_.cpu()
             self.posterior_.cpu()
-        return self
+
+    def _identity(self, counts: SpikeCounts, options: dict) -> dict:
+        """What a checkpoint must match to be resumed: the model, the options and the data."""
+        digest = hashlib.sha256()
+        array = np.ascontiguousarray(counts.counts)
+        digest.update(str((array.shape, array.dtype.str)).encode())
+        digest.update(memoryview(array).cast("B"))
+        return _json_safe(
+            {
+                "model": {
+                    "n_hidden": self.n_hidden,
+                    "basis": self.basis.to_dict(),
+                    "link": self.link,
+                    "variational": self.variational,
+                },
+                "options": {key: value for key, value in options.items() if key != "epochs"},
+                "data": {
+                    "unit_ids": [str(u) for u in counts.unit_ids],
+                    "bin_size": str(counts.bin_size),
+                    "shape": list(array.shape),
+                    "counts_sha256": digest.hexdigest(),
+                },
+            }
+        )
 
     @classmethod
     def from_connectivity(cls, conn: Connectivity, variational: str = "forward-backward") -> POGLM:
@@ -359,28 +463,18 @@ class POGLM:
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the fitted model to an HDF5 file (no pickle), atomically.
 
-        Raises FileExistsError if ``path`` exists and ``overwrite`` is False.
+        The file starts with a SHA-256 checksum of the rest, which :meth:`load` verifies before it parses
+        anything. Raises FileExistsError if ``path`` exists and ``overwrite`` is False, and ValueError if
+        ``path`` is the file this model was loaded from (``source_``), even with ``overwrite``.
         """
         self._write(path, overwrite)
 
     def _write(self, path: str | os.PathLike, overwrite: bool, training: dict | None = None) -> None:
         network, posterior = self._fitted()
-
-        def write(temporary: Path) -> None:
-            with h5py.File(temporary, "w") as f:
-                f.attrs["format"] = _FORMAT
-                f.attrs["format_version"] = _FORMAT_VERSION
-                f.attrs["config"] = json.dumps(self._config())
-                for prefix, module in (("network", network), ("posterior", posterior)):
-                    for name, value in module.state_dict().items():
-                        f[f"{prefix}/{name}"] = value.cpu().numpy()
-                for field in ("objective", "seconds", "validation"):
-                    values = [getattr(r, field) for r in self.history_]
-                    f[f"history/{field}"] = [math.nan if v is None else v for v in values]
-                if training is not None:
-                    _write_training_state(f.create_group("training"), training)
-
-        atomic_write(path, write, overwrite=overwrite)
+        modules = {"network": network, "posterior": posterior}
+        modelfile.write(
+            path, self._config(), modules, self.history_, training, overwrite=overwrite, inputs=[self.source_]
+        )
 
     def _config(self) -> dict:
         network, _ = self._fitted()
@@ -398,23 +492,31 @@ class POGLM:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> POGLM:
-        """Read a model written by :meth:`save` (or a checkpoint of :meth:`fit`)."""
-        with _open_model_file(path) as f:
-            config = json.loads(f.attrs["config"])
-            basis = basis_module.from_dict(config["basis"])
-            model = cls(
-                config["n_hidden"], basis=basis, link=config["link"], variational=config["variational"]
-            )
-            model.network_ = model._new_network(config["n_visible"])
-            model.posterior_ = model._new_posterior(config["n_visible"])
-            state = _read_parameters(f)
-            model.network_.load_state_dict(state["network"])
-            model.posterior_.load_state_dict(state["posterior"])
-            model.history_ = state["history"]
-        model.unit_ids_ = config["unit_ids"]
-        model.bin_size_ = config["bin_size"]
-        model.data_ = config.get("data", {})
-        model.fit_options_ = config["fit_options"]
+        """Read a model written by :meth:`save` (or a checkpoint of :meth:`fit`).
+
+        Nothing is built from the file before it has passed every check: its checksum first (files of
+        format version 1, from earlier releases, have none), then each field against the format: the
+        config, the size of the model it declares, and the shape, type and values of every parameter.
+
+        Parameters
+        ----------
+        path : path
+            The model file.
+
+        Returns
+        -------
+        POGLM
+            The fitted model.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no file at ``path``.
+        ValueError
+            If the file is damaged, altered or not a model file: one line naming the file and the field.
+        """
+        model = modelfile.read(path, cls)
+        model.source_ = os.fspath(path)
         return model
 
     def __repr__(self) -> str:
@@ -425,69 +527,37 @@ class POGLM:
         )
 
 
-def _open_model_file(path: str | os.PathLike) -> h5py.File:
-    path = os.fspath(path)
-    try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
-    if f.attrs.get("format") != _FORMAT:
-        f.close()
-        raise ValueError(f"{path}: not a spikeglm model file")
-    return f
+def _check_identity(path: str | os.PathLike, saved: dict | None, now: dict) -> None:
+    """Refuse to resume a checkpoint made with other data or options, naming every difference."""
+    if saved is None:
+        raise ValueError(
+            f"{path}: the checkpoint does not record its data and options (an older spikeglm made it); "
+            "start afresh (--overwrite)"
+        )
+    # Keys without their group ("model.link" -> "link"): the names of the options a user knows.
+    before, after = ({key.split(".", 1)[-1]: v for key, v in _flatten(tree).items()} for tree in (saved, now))
+    differences = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            shown = f"{old!r} (now {new!r})"
+            differences.append(f"{key} {shown if len(shown) <= 80 else 'differs'}")
+    if differences:
+        raise ValueError(
+            f"{path}: the checkpoint was made with other data or options: {'; '.join(differences)}; "
+            "resume with the same ones, or start afresh (--overwrite)"
+        )
 
 
-def _read_parameters(f: h5py.File) -> dict:
-    """Network and posterior parameters and the training history of an open model file."""
-    state = {
-        prefix: {k: torch.from_numpy(v[()]) for k, v in f[prefix].items()}
-        for prefix in ("network", "posterior")
-    }
-    columns = [f[f"history/{field}"][()] for field in ("objective", "seconds", "validation")]
-    state["history"] = [
-        EpochRecord(i, float(o), float(s), None if math.isnan(v) else float(v))
-        for i, (o, s, v) in enumerate(zip(*columns, strict=True))
-    ]
-    return state
-
-
-def _write_training_state(group: h5py.Group, training: dict) -> None:
-    group.attrs["epochs_done"] = training["epochs_done"]
-    optimizer = training["optimizer"]
-    group.attrs["param_groups"] = json.dumps(optimizer["param_groups"])
-    for index, values in optimizer["state"].items():
-        for key, value in values.items():
-            group[f"optimizer/{index}/{key}"] = value.cpu().numpy()
-
-
-def _read_training_state(path: str | os.PathLike, options: dict, n_visible: int) -> dict | None:
-    """The training state of a checkpoint, or None if there is no checkpoint file yet."""
-    if not os.path.exists(path):
-        return None
-    with _open_model_file(path) as f:
-        if "training" not in f:
-            raise ValueError(f"{path}: a finished model, not a checkpoint of a fit under way")
-        config = json.loads(f.attrs["config"])
-        saved = {k: v for k, v in config["fit_options"].items() if k != "epochs"}
-        asked = {k: v for k, v in options.items() if k != "epochs"}
-        if saved != asked or config["n_visible"] != n_visible:
-            raise ValueError(
-                f"{path}: the checkpoint was made with other options or data ({saved}, "
-                f"{config['n_visible']} units); resume with the same ones or start afresh"
-            )
-        group = f["training"]
-        state = _read_parameters(f)
-        state["epochs_done"] = int(group.attrs["epochs_done"])
-        state["optimizer"] = {
-            "param_groups": json.loads(group.attrs["param_groups"]),
-            "state": {
-                int(index): {key: torch.tensor(v[()]) for key, v in values.items()}
-                for index, values in group["optimizer"].items()
-            },
-        }
-    return state
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested dicts as one dict with dotted keys (``basis.window``)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:

@@ -208,9 +208,21 @@ def test_resume_refuses_a_different_fit(diffpoglm, fitted, tmp_path):
     _, train, _ = diffpoglm
     ckpt = tmp_path / "fit.ckpt.h5"
     sg.POGLM(n_hidden=2).fit(train, epochs=4, seed=0, checkpoint=ckpt, checkpoint_every=2)
-    with pytest.raises(ValueError, match="checkpoint was made with other options"):
+    with pytest.raises(ValueError, match=r"checkpoint was made with other data or options: seed 0 \(now 1\)"):
         sg.POGLM(n_hidden=2).fit(train, epochs=8, seed=1, checkpoint=ckpt, resume=True)
     final = tmp_path / "final.h5"
     fitted.save(final)
     with pytest.raises(ValueError, match="a finished model, not a checkpoint"):
         sg.POGLM(n_hidden=2).fit(train, epochs=8, checkpoint=final, resume=True)
+
+
+def test_save_never_replaces_the_file_the_model_was_loaded_from(fitted, tmp_path):
+    path = tmp_path / "model.h5"
+    fitted.save(path)
+    before = path.read_bytes()
+    loaded = sg.POGLM.load(path)
+    with pytest.raises(ValueError, match=r"model\.h5: is an input here"):
+        loaded.save(path, overwrite=True)
+    assert path.read_bytes() == before
+    loaded.save(tmp_path / "copy.h5")
+    assert sg.POGLM.load(tmp_path / "copy.h5").unit_ids_ == fitted.unit_ids_

@@ -1,0 +1,441 @@
+"""The model file: a fitted POGLM (or a checkpoint of its fit) in HDF5, checked before it is used.
+
+A file starts with a 512-byte header holding the SHA-256 of the rest (HDF5's "userblock", which HDF5
+itself leaves alone); the rest is an HDF5 file with the attributes ``format``, ``format_version`` and
+``config`` (JSON), the groups ``network``, ``posterior`` and ``history`` of float datasets, and in a
+checkpoint a group ``training`` (the optimizer's state and how far the fit has come). No pickle.
+
+Reading verifies the checksum before HDF5 parses a byte, then checks every field against the format
+(the config, the size of the model it declares, the shape, type, storage and values of every dataset)
+before anything is built, so that a damaged or hostile file is refused with one line naming the file
+and the field. Files of format version 1 (earlier releases) have no header and are checked field by
+field only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import reprlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+import torch
+
+from spikeglm import basis as basis_module
+from spikeglm._files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
+from spikeglm.fit import EpochRecord
+from spikeglm.model import LINKS
+from spikeglm.variational import FAMILIES
+
+if TYPE_CHECKING:
+    from spikeglm.poglm import POGLM
+
+FORMAT = "spikeglm-poglm"
+FORMAT_VERSION = 2
+
+#: The HDF5 signature: at the very start of a file of format version 1, which has no checksum header.
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Most values (parameters and basis matrices) a model file may declare: 4 GB of float32.
+_MAX_MODEL_VALUES = 10**9
+#: Most values of the basis matrix (n_basis x window), which is computed before the parameters are read.
+_MAX_BASIS_VALUES = 10**7
+_HISTORY = ("objective", "seconds", "validation")
+#: What Adam (as :func:`spikeglm.fit.train` uses it, without amsgrad) keeps for each parameter.
+_ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
+#: Storage layouts read: data in the file itself, uncompressed (no filters, no other files).
+_PLAIN_LAYOUTS = (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT)
+
+
+def write(
+    path: str | os.PathLike,
+    config: dict,
+    modules: dict[str, torch.nn.Module],
+    history: Sequence[EpochRecord],
+    training: dict | None,
+    *,
+    overwrite: bool,
+    inputs: Sequence[str | os.PathLike | None] = (),
+) -> None:
+    """Write a model file atomically: ``config``, the ``modules``' parameters, the history, ``training``.
+
+    ``training`` (a checkpoint's state, see :func:`read_training_state`) may be None. ``path`` may not be
+    one of ``inputs``, and replaces an existing file only with ``overwrite``.
+    """
+
+    def fill(temporary: Path) -> None:
+        # HDF5 leaves its userblock alone: the checksum of everything after it goes there, last.
+        with h5py.File(temporary, "w", userblock_size=CHECKSUM_HEADER_BYTES) as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["config"] = json.dumps(config)
+            for prefix, module in modules.items():
+                for name, value in module.state_dict().items():
+                    f[f"{prefix}/{name}"] = value.cpu().numpy()
+            for field in _HISTORY:
+                values = [getattr(r, field) for r in history]
+                f[f"history/{field}"] = [math.nan if v is None else v for v in values]
+            if training is not None:
+                _write_training_state(f.create_group("training"), training)
+        add_checksum(temporary, CHECKSUM_HEADER_BYTES)
+
+    atomic_write(path, fill, overwrite=overwrite, inputs=inputs)
+
+
+def read(path: str | os.PathLike, cls: type[POGLM]) -> POGLM:
+    """The fitted model (of class ``cls``) in a model file or checkpoint, once every check has passed."""
+    with _open_model_file(path) as f:
+        return _read_model(f, os.fspath(path), cls)
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: object) -> bool:
+    return _is_whole(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+#: Each field of the ``config`` attribute: a test of its value and what the test asks for.
+_CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "n_visible": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
+    "n_hidden": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
+    "basis": (lambda v: isinstance(v, dict), "a basis description (an object)"),
+    "link": (lambda v: isinstance(v, str) and v in LINKS, f"one of {', '.join(LINKS)}"),
+    "variational": (lambda v: isinstance(v, str) and v in FAMILIES, f"one of {', '.join(FAMILIES)}"),
+    "unit_ids": (lambda v: isinstance(v, list) and all(isinstance(u, str) for u in v), "a list of strings"),
+    "bin_size": (lambda v: isinstance(v, str), "a string"),
+    "data": (lambda v: isinstance(v, dict), "an object"),
+    "fit_options": (lambda v: isinstance(v, dict), "an object"),
+}
+#: The training state's keys beyond the optimizer's, with the values that stand in for those missing
+#: from checkpoints of earlier releases.
+_TRAINING_DEFAULTS = {"steps_done": 0, "partial": None, "identity": None}
+_TRAINING_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs_done": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
+    "steps_done": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
+    "partial": (
+        lambda v: v is None or (isinstance(v, dict) and all(map(_is_finite_number, v.values()))),
+        "null or an object of finite numbers",
+    ),
+    "identity": (lambda v: v is None or isinstance(v, dict), "null or an object"),
+}
+
+
+def _open_model_file(path: str | os.PathLike) -> h5py.File:
+    """Open a model file for reading, once its checksum, format marker and version have passed.
+
+    Files of format version 1 (earlier releases) start with the HDF5 signature and carry no checksum;
+    later ones start with a checksum header, verified before HDF5 reads a byte of them.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            legacy = handle.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({_one_line(err)})") from None
+    if not legacy:
+        verify_checksum(path, CHECKSUM_HEADER_BYTES)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({_one_line(err)})") from None
+    try:
+        _check_format(f, path, legacy)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _check_format(f: h5py.File, path: str, legacy: bool) -> None:
+    """Refuse a file that is no spikeglm model, or one of a format version this spikeglm cannot read."""
+    if "format" not in f.attrs or _attribute(f, "format", path) != FORMAT:
+        raise ValueError(f"{path}: not a spikeglm model file")
+    version = _attribute(f, "format_version", path)
+    if not _is_whole(version):
+        raise ValueError(
+            f"{path}: attribute 'format_version' must be a whole number; got {reprlib.repr(version)}"
+        )
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format version {version} is newer than this spikeglm reads ({FORMAT_VERSION}); "
+            "upgrade spikeglm"
+        )
+    if version != (1 if legacy else FORMAT_VERSION):
+        layout = "lacks the checksum header of" if legacy else "has a checksum header, unlike"
+        raise ValueError(f"{path}: damaged or altered (the file {layout} format version {version})")
+
+
+def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
+    """The fitted model in an open model file, built only once every field has passed its check."""
+    config, basis = _read_config(f, path)
+    model = cls(config["n_hidden"], basis=basis, link=config["link"], variational=config["variational"])
+    n_visible = config["n_visible"]
+    with torch.device("meta"):  # names and shapes without storage: nothing is allocated yet
+        blueprint = {"network": model._new_network(n_visible), "posterior": model._new_posterior(n_visible)}
+    parameters = {
+        prefix: _read_arrays(_member(f, prefix, path, h5py.Group), _shapes(module), path)
+        for prefix, module in blueprint.items()
+    }
+    model.history_ = _read_history(f, path)
+    model.network_ = model._new_network(n_visible)
+    model.posterior_ = model._new_posterior(n_visible)
+    model.network_.load_state_dict(parameters["network"])
+    model.posterior_.load_state_dict(parameters["posterior"])
+    model.unit_ids_ = config["unit_ids"]
+    model.bin_size_ = config["bin_size"]
+    model.data_ = config["data"]
+    model.fit_options_ = config["fit_options"]
+    return model
+
+
+def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
+    """The ``config`` attribute, checked field by field, and its basis; the model it declares is sane."""
+    config = _json_attribute(f, "config", path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: attribute 'config' must be a JSON object; got {type(config).__name__}")
+    config.setdefault("data", {})  # files of earlier releases may lack it
+    _check_fields(config, _CONFIG_FIELDS, path, "config")
+    try:
+        basis = basis_module.from_dict(config["basis"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: config field 'basis': {_one_line(err)}") from None
+    _check_size(config, basis, path)
+    if len(config["unit_ids"]) != config["n_visible"]:
+        raise ValueError(
+            f"{path}: config field 'unit_ids' has {len(config['unit_ids'])} entries for "
+            f"n_visible={config['n_visible']} units"
+        )
+    return config, basis
+
+
+def _check_size(config: dict, basis: basis_module.Basis, path: str) -> None:
+    """Refuse a model too large to be real before anything of its size is built or read."""
+    basis_values = basis.n_basis * basis.window
+    if basis_values > _MAX_BASIS_VALUES:
+        raise ValueError(
+            f"{path}: config field 'basis' declares {reprlib.repr(basis.n_basis)} function(s) of "
+            f"{reprlib.repr(basis.window)} lags, which exceed the {_MAX_BASIS_VALUES:,} values read"
+        )
+    neurons = config["n_visible"] + config["n_hidden"]
+    # At most three N x N x n_basis coupling arrays (the network's; the posterior's past, future and
+    # self terms together), the biases and two copies of the basis.
+    values = 3 * neurons**2 * basis.n_basis + 2 * neurons + 2 * basis_values
+    if values > _MAX_MODEL_VALUES:
+        raise ValueError(
+            f"{path}: config fields 'n_visible' and 'n_hidden' declare {reprlib.repr(neurons)} neurons, "
+            f"which with {basis.n_basis} basis function(s) exceed the {_MAX_MODEL_VALUES:,} values read"
+        )
+
+
+def _check_fields(values: dict, fields: dict, path: str, where: str) -> None:
+    """Refuse a missing field of ``values``, or one whose value fails its test, naming it."""
+    for key, (valid, wanted) in fields.items():
+        if key not in values:
+            raise ValueError(f"{path}: {where} lacks the field {key!r}")
+        if not valid(values[key]):
+            raise ValueError(
+                f"{path}: {where} field {key!r} must be {wanted}; got {reprlib.repr(values[key])}"
+            )
+
+
+def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(value.shape) for name, value in module.state_dict().items()}
+
+
+def _read_history(f: h5py.File, path: str) -> list[EpochRecord]:
+    """The training history: one record per epoch, from three 1-D float datasets of equal length."""
+    group = _member(f, "history", path, h5py.Group)
+    datasets = [_member(group, field, path, h5py.Dataset) for field in _HISTORY]
+    shape = datasets[0].shape
+    if shape is None or len(shape) != 1:
+        raise ValueError(f"{path}: dataset {datasets[0].name} must be a 1-D array; it has shape {shape}")
+    # NaN stands for a validation not computed at that epoch.
+    objective, seconds, validation = (_read_array(d, path, shape, finite=False) for d in datasets)
+    return [
+        EpochRecord(i, float(o), float(s), None if math.isnan(v) else float(v))
+        for i, (o, s, v) in enumerate(zip(objective, seconds, validation, strict=True))
+    ]
+
+
+def _member(group: h5py.Group, name: str, path: str, kind: type[h5py.Group | h5py.Dataset]) -> Any:
+    """``group[name]``, refused unless it is a ``kind`` stored in this file (not a soft or external link)."""
+    where = f"{group.name.rstrip('/')}/{name}"
+    noun = "group" if kind is h5py.Group else "dataset"
+    try:
+        link = group.get(name, getlink=True)
+        member = group[name] if isinstance(link, h5py.HardLink) else link
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {noun} {where} cannot be read ({_one_line(err)})") from None
+    if link is None:
+        raise ValueError(f"{path}: {noun} {where} is missing")
+    if not isinstance(link, h5py.HardLink):
+        raise ValueError(f"{path}: {where} must be a {noun} stored in the file itself, not a link")
+    if not isinstance(member, kind):
+        raise ValueError(f"{path}: {where} must be a {noun}, not a {type(member).__name__.lower()}")
+    return member
+
+
+def _names(group: h5py.Group, path: str) -> set[str]:
+    try:
+        return set(group)
+    except (OSError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: group {group.name} cannot be listed ({_one_line(err)})") from None
+
+
+def _read_arrays(group: h5py.Group, shapes: dict[str, tuple[int, ...]], path: str) -> dict[str, torch.Tensor]:
+    """Exactly the datasets that ``shapes`` names in ``group`` (no other entry), each of its shape."""
+    unexpected = sorted(_names(group, path) - set(shapes))
+    if unexpected:
+        raise ValueError(f"{path}: group {group.name} holds an unexpected entry {unexpected[0]!r}")
+    return {
+        name: torch.from_numpy(_read_array(_member(group, name, path, h5py.Dataset), path, shape))
+        for name, shape in shapes.items()
+    }
+
+
+def _read_array(dataset: h5py.Dataset, path: str, shape: tuple[int, ...], finite: bool = True) -> np.ndarray:
+    """The values of a dataset of floats of exactly ``shape``, stored in full in the file.
+
+    A dataset whose storage is smaller than its declared size is refused before it is read, so that a
+    few bytes cannot make the reader allocate gigabytes; with ``finite``, so are NaN and infinities.
+    """
+    name = dataset.name
+    try:
+        dtype, stored_shape, stored = dataset.dtype, dataset.shape, dataset.id.get_storage_size()
+        properties = dataset.id.get_create_plist()
+        plain = properties.get_layout() in _PLAIN_LAYOUTS and properties.get_external_count() == 0
+    except (OSError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: dataset {name} cannot be read ({_one_line(err)})") from None
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+        raise ValueError(f"{path}: dataset {name} must hold floats; it holds {_one_line(dtype)}")
+    if stored_shape != shape:
+        raise ValueError(f"{path}: dataset {name} has shape {stored_shape}; expected {shape}")
+    if not plain:
+        raise ValueError(f"{path}: dataset {name} is not stored plainly (chunked, filtered or external)")
+    if stored < dataset.nbytes:
+        raise ValueError(f"{path}: dataset {name} declares {dataset.nbytes} bytes but stores {stored}")
+    try:
+        values = np.asarray(dataset[()], dtype=dtype.newbyteorder("="))
+    except (OSError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: dataset {name} cannot be read ({_one_line(err)})") from None
+    if finite and not np.isfinite(values).all():
+        raise ValueError(f"{path}: dataset {name} holds non-finite values (NaN or infinity)")
+    return values
+
+
+def _attribute(owner: h5py.Group | h5py.Dataset, name: str, path: str) -> Any:
+    """The attribute ``name`` of ``owner``, refused unless it is there and holds a single value."""
+    where = _describe(owner, name)
+    if name not in owner.attrs:
+        raise ValueError(f"{path}: {where} is missing")
+    try:
+        shape = owner.attrs.get_id(name).shape
+        value = owner.attrs[name] if shape == () else None
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {where} cannot be read ({_one_line(err)})") from None
+    if shape != ():
+        raise ValueError(f"{path}: {where} must be a single value; it has shape {shape}")
+    return value.item() if isinstance(value, np.generic) else value  # NumPy scalars as Python values
+
+
+def _json_attribute(owner: h5py.Group | h5py.Dataset, name: str, path: str) -> Any:
+    """The value of the JSON text held by the attribute ``name`` of ``owner``."""
+    text = _attribute(owner, name, path)
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: {_describe(owner, name)} is not valid JSON ({_one_line(err)})") from None
+
+
+def _describe(owner: h5py.Group | h5py.Dataset, name: str) -> str:
+    return f"attribute {name!r}" + ("" if owner.name == "/" else f" of {owner.name}")
+
+
+def _one_line(text: object, longest: int = 300) -> str:
+    """``text`` (e.g. an h5py error) as one line of at most ``longest`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= longest else line[: longest - 3] + "..."
+
+
+def _write_training_state(group: h5py.Group, training: dict) -> None:
+    """Store a fit's training state: ``epochs_done``, the ``optimizer`` state and any further keys.
+
+    The further keys (``steps_done``, ``partial``, ``identity``...) must be JSON-able: they are kept
+    together as the JSON attribute ``extras``, which :func:`read_training_state` unpacks.
+    """
+    group.attrs["epochs_done"] = training["epochs_done"]
+    optimizer = training["optimizer"]
+    group.attrs["param_groups"] = json.dumps(optimizer["param_groups"])
+    for index, values in optimizer["state"].items():
+        for key, value in values.items():
+            group[f"optimizer/{index}/{key}"] = value.cpu().numpy()
+    extras = {key: value for key, value in training.items() if key not in ("epochs_done", "optimizer")}
+    group.attrs["extras"] = json.dumps(extras)
+
+
+def read_training_state(path: str | os.PathLike, cls: type[POGLM]) -> dict | None:
+    """The training state of a checkpoint, or None if there is no file at ``path`` yet.
+
+    The dict holds the ``network`` and ``posterior`` states and the ``history`` (checked as :func:`read`
+    checks them), ``epochs_done``, the ``optimizer`` state and the further keys of the state written
+    (``steps_done``, ``partial`` and ``identity``: 0, None and None in checkpoints of earlier releases).
+    """
+    if not os.path.exists(path):
+        return None
+    path = os.fspath(path)
+    with _open_model_file(path) as f:
+        if "training" not in f:
+            raise ValueError(f"{path}: a finished model, not a checkpoint of a fit under way")
+        model = _read_model(f, path, cls)
+        training = _read_training(_member(f, "training", path, h5py.Group), path, _trained(model))
+    return {
+        **training,
+        "network": model.network_.state_dict(),
+        "posterior": model.posterior_.state_dict(),
+        "history": model.history_,
+    }
+
+
+def _trained(model: POGLM) -> list[torch.nn.Parameter]:
+    """The parameters that the fit's optimizer updates, in its order (that of :func:`spikeglm.fit.train`)."""
+    frozen = model.fit_options_.get("freeze_network") is True
+    modules = [model.posterior_] if frozen else [model.network_, model.posterior_]
+    return [p for module in modules for p in module.parameters() if p.requires_grad]
+
+
+def _read_training(group: h5py.Group, path: str, parameters: list[torch.nn.Parameter]) -> dict:
+    """A checkpoint's ``training`` group, checked against the ``parameters`` its optimizer updates."""
+    extras = _json_attribute(group, "extras", path) if "extras" in group.attrs else {}
+    if not isinstance(extras, dict):
+        raise ValueError(f"{path}: {_describe(group, 'extras')} must be a JSON object")
+    training = {**_TRAINING_DEFAULTS, **extras, "epochs_done": _attribute(group, "epochs_done", path)}
+    _check_fields(training, _TRAINING_FIELDS, path, "training state")
+    param_groups = _json_attribute(group, "param_groups", path)
+    listed = isinstance(param_groups, list) and all(
+        isinstance(g, dict) and isinstance(g.get("params"), list) for g in param_groups
+    )
+    if not listed or [i for g in param_groups for i in g["params"]] != list(range(len(parameters))):
+        raise ValueError(
+            f"{path}: {_describe(group, 'param_groups')} must be a list of parameter groups that number "
+            f"the {len(parameters)} trained parameters in order"
+        )
+    state = {}
+    if "optimizer" in group:  # absent when the fit stopped before its first step
+        optimizer = _member(group, "optimizer", path, h5py.Group)
+        trained = {str(number): parameter for number, parameter in enumerate(parameters)}
+        for index in sorted(_names(optimizer, path)):
+            if index not in trained:
+                raise ValueError(f"{path}: group {optimizer.name} holds an unexpected entry {index!r}")
+            # The step count is a scalar; the moving averages are shaped like their parameter.
+            layout = {key: () if key == "step" else tuple(trained[index].shape) for key in _ADAM_STATE}
+            state[int(index)] = _read_arrays(_member(optimizer, index, path, h5py.Group), layout, path)
+    training["optimizer"] = {"param_groups": param_groups, "state": state}
+    return training

@@ -1,0 +1,161 @@
+"""Checkpoints and resuming: exact from any point, refused when the data or options differ.
+
+The kill test SIGKILLs real fits at random moments, including while a checkpoint is written, and
+checks that what is on disk is always whole and that the resumed fit equals the uninterrupted one.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import spikeglm as sg
+from spikeglm import fit as fitting
+
+
+def counts(seed: int = 0, trials: int = 12) -> sg.SpikeCounts:
+    rng = np.random.default_rng(seed)
+    return sg.SpikeCounts.from_array(rng.poisson(0.3, (trials, 60, 3)), bin_size="5 ms")
+
+
+OPTIONS = {"epochs": 6, "batch_size": 5, "n_samples": 2, "seed": 1}  # 3 steps per epoch
+
+
+def parameters(model: sg.POGLM) -> dict[str, torch.Tensor]:
+    state = {f"network.{k}": v for k, v in model.network_.state_dict().items()}
+    state.update({f"posterior.{k}": v for k, v in model.posterior_.state_dict().items()})
+    return state
+
+
+def assert_same_fit(a: sg.POGLM, b: sg.POGLM) -> None:
+    for (name, x), y in zip(parameters(a).items(), parameters(b).values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
+    assert [r.objective for r in a.history_] == [r.objective for r in b.history_]
+
+
+@pytest.mark.parametrize("stop_at_step", [1, 4, 8, 9, 18])
+def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, stop_at_step):
+    data = counts()
+    uninterrupted = sg.POGLM(n_hidden=1).fit(data, **OPTIONS)
+    checkpoint = tmp_path / "m.ckpt.h5"
+    adam_step = torch.optim.Adam.step
+    calls = []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at_step:
+            raise KeyboardInterrupt  # as Ctrl-C between two steps would
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        sg.POGLM(n_hidden=1).fit(data, checkpoint=checkpoint, **OPTIONS)
+    monkeypatch.setattr(torch.optim.Adam, "step", adam_step)
+    assert len(sg.POGLM.load(checkpoint).history_) == (stop_at_step - 1) // 3
+    resumed = sg.POGLM(n_hidden=1).fit(data, checkpoint=checkpoint, resume=True, **OPTIONS)
+    assert_same_fit(uninterrupted, resumed)
+
+
+def test_an_interrupt_during_an_update_is_delivered_after_it(monkeypatch):
+    """A signal that arrives while the parameters change waits until the update is whole."""
+    seen = []
+    adam_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        import signal
+
+        signal.raise_signal(signal.SIGINT)  # arrives mid-update
+        seen.append("update finished")
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        sg.POGLM(n_hidden=1).fit(counts(), **OPTIONS)
+    assert seen == ["update finished"]
+
+
+def test_a_non_finite_objective_stops_the_fit_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    checkpoint = tmp_path / "m.ckpt.h5"
+    real_step = fitting._step
+    steps = []
+
+    def poisoned(*args, **kwargs):
+        steps.append(1)
+        value = real_step(*args, **kwargs)
+        return value * np.nan if len(steps) == 8 else value  # epoch 3, step 2
+
+    monkeypatch.setattr(fitting, "_step", poisoned)
+    model = sg.POGLM(n_hidden=1)
+    with pytest.raises(FloatingPointError, match="non-finite at epoch 3, step 2"):
+        model.fit(counts(), checkpoint=checkpoint, checkpoint_every=1, **OPTIONS)
+    kept = sg.POGLM.load(checkpoint)
+    assert len(kept.history_) == 2
+    assert all(torch.isfinite(v).all() for v in parameters(kept).values())
+
+
+def test_bad_counts_of_epochs_and_steps_are_refused_before_any_work():
+    for name, value in [("epochs", 0), ("n_samples", 0), ("batch_size", 0), ("part_bins", 0)]:
+        with pytest.raises(ValueError, match=f"{name} must be a whole number >= 1; got 0"):
+            sg.POGLM(n_hidden=1).fit(counts(), **{name: value})
+    with pytest.raises(ValueError, match="checkpoint_every must be a whole number >= 1; got 0"):
+        sg.POGLM(n_hidden=1).fit(counts(), checkpoint_every=0)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        sg.POGLM(n_hidden=1).fit(counts(), temperature=float("nan"))
+    with pytest.raises(ValueError, match="n_hidden must be a whole number >= 0; got True"):
+        sg.POGLM(n_hidden=True)
+    assert sg.POGLM(n_hidden=np.int64(2)).n_hidden == 2
+
+
+def test_an_existing_checkpoint_needs_resume(tmp_path):
+    checkpoint = tmp_path / "m.ckpt.h5"
+    checkpoint.write_text("mine")
+    with pytest.raises(FileExistsError, match="a checkpoint of an earlier fit exists"):
+        sg.POGLM(n_hidden=1).fit(counts(), checkpoint=checkpoint, epochs=1)
+    assert checkpoint.read_text() == "mine"
+
+
+def test_resume_names_each_difference(tmp_path):
+    checkpoint = tmp_path / "m.ckpt.h5"
+    sg.POGLM(n_hidden=1).fit(counts(), checkpoint=checkpoint, checkpoint_every=1, epochs=1)
+    with pytest.raises(ValueError, match=r"n_hidden 1 \(now 2\); temperature 0.5 \(now 0.3\)"):
+        sg.POGLM(n_hidden=2).fit(counts(), checkpoint=checkpoint, resume=True, temperature=0.3, epochs=2)
+    with pytest.raises(ValueError, match="counts_sha256 differs"):
+        sg.POGLM(n_hidden=1).fit(counts(seed=5), checkpoint=checkpoint, resume=True, epochs=2)
+    resumed = sg.POGLM(n_hidden=1).fit(counts(), checkpoint=checkpoint, resume=True, epochs=2)
+    assert len(resumed.history_) == 2
+
+
+def test_killed_fits_resume_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL a fit at random moments (checkpoints every epoch), then resume; 4 kills, then to the end."""
+    recording = tmp_path / "rec.npz"
+    rng = np.random.default_rng(3)
+    times = {f"u{k}": np.sort(rng.uniform(0, 20, 200)) for k in range(4)}
+    sg.save(sg.Recording.from_spike_times(times, t_start=0, t_stop=20), recording)
+    out = tmp_path / "m.h5"
+    checkpoint = Path(str(out) + ".ckpt.h5")
+    options = ["--hidden", "1", "--trial-length", "1 s", "--samples", "2", "--batch-size", "4"]
+    options += ["--epochs", "800", "--checkpoint-every", "1", "--seed", "2"]
+    command = [sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(out), *options, "--resume"]
+    kills = np.random.default_rng(7)
+    for _ in range(4):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(kills.uniform(2.5, 5.0))  # from start-up to mid-training
+        process.kill()
+        process.wait()
+        assert not out.exists(), "the fit finished before it was killed: make it longer"
+        if checkpoint.exists():  # always a whole file: the previous checkpoint or the new one
+            sg.POGLM.load(checkpoint)
+    assert checkpoint.exists(), "no checkpoint was ever written: kill later"
+    done = len(sg.POGLM.load(checkpoint).history_)
+    assert 0 < done < 800
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert not checkpoint.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "rec.npz"]  # no temporaries, no locks
+    data = sg.load(recording).bin("5 ms", trial_length="1 s")
+    reference = sg.POGLM(n_hidden=1).fit(data, n_samples=2, batch_size=4, epochs=800, seed=2)
+    assert_same_fit(reference, sg.POGLM.load(out))
