@@ -19,7 +19,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 demo: setup
-	$(BIN)/spikeglm demo
+	$(BIN)/spikeglm demo --overwrite
 
 lint: setup
 	$(BIN)/ruff check .

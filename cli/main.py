@@ -6,6 +6,9 @@ input as one line on stderr with a non-zero exit (``spikeglm --debug ...`` shows
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import click
 import numpy as np
 
 import spikeglm as sg
-from spikeglm._files import atomic_write
+from spikeglm._files import atomic_write, check_output, exclusive_lock
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,16 +33,27 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
+        except (click.UsageError, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own report: the usage and the option at fault
+        except click.ClickException as error:
+            click.echo(f"spikeglm: error: {_one_line(error)}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("spikeglm: interrupted", err=True)
             sys.exit(130)
         except Exception as error:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"spikeglm: error: {error}", err=True)
+            click.echo(f"spikeglm: error: {_one_line(error)}", err=True)
             sys.exit(1)
+
+
+def _one_line(error: Exception, longest: int = 1000) -> str:
+    """An error as one line of at most ``longest`` characters (a blank message names the error's type)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, KeyError):  # str(KeyError) is the bare key in quotes
+        text = f"missing {text}"
+    return text if len(text) <= longest else text[: longest - 15] + " ... (cut short)"
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,21 +73,20 @@ def _output(description: str):
     return click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=description)
 
 
-def _check_output(path: str, overwrite: bool) -> Path:
-    out = Path(path)
-    if out.exists() and not overwrite:
-        raise click.ClickException(f"{out}: exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise click.ClickException(f"{out.parent}: no such folder for the output {out}")
-    return out
+def _check_output(path: str, overwrite: bool, inputs: tuple = ()) -> Path:
+    """The output path, once it is known not to be an input and to be writable (before any work)."""
+    try:
+        return check_output(path, overwrite=overwrite, inputs=inputs)
+    except FileExistsError:
+        raise click.ClickException(f"{path}: exists; pass --overwrite to replace it") from None
 
 
-def _write_npz(path: Path, arrays: dict, overwrite: bool) -> None:
+def _write_npz(path: Path, arrays: dict, overwrite: bool, inputs: tuple = ()) -> None:
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
 
-    atomic_write(path, write, overwrite=overwrite)
+    atomic_write(path, write, overwrite=overwrite, inputs=inputs)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
@@ -87,32 +100,74 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
         raise click.BadParameter(f"{path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise click.BadParameter(f"{path}: not valid TOML ({error})") from None
-    names = {p.name for p in ctx.command.params}
+    params = {p.name: p for p in ctx.command.params}
     settings = {key.replace("-", "_"): value for key, value in config.items()}
-    unknown = sorted(set(settings) - names)
+    unknown = sorted(set(settings) - set(params))
     if unknown:
         raise click.BadParameter(f"{path}: unknown option(s) {', '.join(unknown)}")
+    for name, value in settings.items():
+        _check_config_type(path, params[name], value)
+    settings = {k: json.dumps(v) if isinstance(v, list) else v for k, v in settings.items()}
     ctx.default_map = {**(ctx.default_map or {}), **settings}
+    ctx.meta["config"] = path
     return path
 
 
+def _check_config_type(path: str, param: click.Parameter, value: object) -> None:
+    """Refuse a TOML value of the wrong kind (``hidden = 2.7`` or ``hidden = true``) instead of casting it."""
+    kind = param.type
+    if getattr(param, "is_flag", False):
+        fits, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(kind, click.types.IntParamType):
+        fits, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(kind, click.types.FloatParamType):
+        fits, wanted = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif param.name == "units":
+        fits = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        wanted = "a string or a list of strings"
+    else:
+        fits, wanted = isinstance(value, str), "a string"
+    if not fits:
+        raise click.BadParameter(f"{path}: option {param.name} must be {wanted}; got {value!r}")
+
+
+def _unit_list(units: str | None) -> list[str] | None:
+    """``--units``: ids separated by commas (spaces around them dropped), or a JSON list of exact ids."""
+    if units is None:
+        return None
+    if units.lstrip().startswith("["):
+        try:
+            ids = json.loads(units)
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(f"not a JSON list of unit ids ({error})", param_hint="--units") from None
+        if not (isinstance(ids, list) and ids and all(isinstance(u, str | int) for u in ids)):
+            raise click.BadParameter("a JSON list of unit ids (strings) is wanted", param_hint="--units")
+        return [str(u) for u in ids]
+    ids = [u.strip() for u in units.split(",")]
+    if not all(ids):
+        raise click.BadParameter(f"an empty unit id in {units!r}", param_hint="--units")
+    return ids
+
+
 def _counts(
-    recording: str, bin_size: str, trial_length: str | None, units: str | None, empty_units: str = "drop"
+    recording: str,
+    bin_size: str,
+    trial_length: str | None,
+    units: list[str] | None,
+    empty_units: str = "drop",
 ) -> sg.SpikeCounts:
     """Counts of a recording: trials of ``trial_length``, else its trials table, else one long trial.
 
-    Only the ``units`` (comma-separated ids) are read; a long trial is fitted in segments whose context
-    carries the history across the cuts.
+    Only the ``units`` are read; a long trial is fitted in segments whose context carries the history
+    across the cuts.
     """
-    selected = None if units is None else [u.strip() for u in units.split(",")]
-    loaded = sg.load(recording, empty_units=empty_units, units=selected)
+    loaded = sg.load(recording, empty_units=empty_units, units=units)
     return loaded.bin(bin_size, trial_length=trial_length)
 
 
 def _counts_like(model: sg.POGLM, recording: str) -> sg.SpikeCounts:
     """Counts of a recording's units that the model knows, binned and cut as for its fit."""
-    units = ",".join(model.unit_ids_)
-    return _counts(recording, model.bin_size_, model.data_.get("trial_length"), units)
+    return _counts(recording, model.bin_size_, model.data_.get("trial_length"), list(model.unit_ids_))
 
 
 @main.command()
@@ -156,7 +211,11 @@ def info(recording: str, bin_size: str) -> None:
     help="Cut into trials of this length, each starting with no history (default: the recording's "
     "trials table, else the whole recording as one trial).",
 )
-@click.option("--units", default=None, help="Comma-separated unit ids to use (default: all).")
+@click.option(
+    "--units",
+    default=None,
+    help='Unit ids to use, comma-separated, or a JSON list of exact ids (\'["a,b", " c"]\'); default: all.',
+)
 @click.option(
     "--empty-units",
     default="drop",
@@ -164,7 +223,9 @@ def info(recording: str, bin_size: str) -> None:
     type=click.Choice(["drop", "keep", "error"]),
     help="Units without spikes: drop them (with a warning), keep them, or refuse the file.",
 )
-@click.option("--hidden", default=2, show_default=True, help="Number of hidden neurons.")
+@click.option(
+    "--hidden", default=2, show_default=True, type=click.IntRange(min=0), help="Number of hidden neurons."
+)
 @click.option(
     "--basis",
     default="exponential",
@@ -172,7 +233,9 @@ def info(recording: str, bin_size: str) -> None:
     type=click.Choice(sg.basis.names()),
     help="History basis.",
 )
-@click.option("--window", default=5, show_default=True, help="History length in bins.")
+@click.option(
+    "--window", default=5, show_default=True, type=click.IntRange(min=1), help="History length in bins."
+)
 @click.option(
     "--link", default="softplus", show_default=True, type=click.Choice(["softplus", "exp", "sigmoid"])
 )
@@ -183,31 +246,66 @@ def info(recording: str, bin_size: str) -> None:
     type=click.Choice(["forward-backward", "forward", "forward-self"]),
 )
 @click.option("--relaxation", default="eat-cubic", show_default=True, type=click.Choice(sg.relax.names()))
-@click.option("--temperature", default=0.5, show_default=True, help="Relaxation temperature.")
-@click.option("--samples", default=5, show_default=True, help="Hidden-count samples per trial and step.")
-@click.option("--epochs", default=500, show_default=True)
-@click.option("--lr", default=0.02, show_default=True, help="Adam learning rate.")
-@click.option("--batch-size", default=None, type=int, help="Trials (or segments) per step (default: all).")
+@click.option(
+    "--temperature",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Relaxation temperature (eat-cubic: at most 1).",
+)
+@click.option(
+    "--samples",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Hidden-count samples per trial and step.",
+)
+@click.option("--epochs", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lr",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate.",
+)
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Trials (or segments) per step (default: all).",
+)
 @click.option(
     "--segment-bins",
     default=sg.poglm.SEGMENT_BINS,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Trials longer than this are fitted in segments of this many bins (history kept across cuts).",
 )
 @click.option(
     "--part-bins",
     default=sg.fit.PART_BINS,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Bins computed at once (bounds memory; under torchrun the parts are shared among processes).",
 )
 @click.option(
     "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, or auto (a GPU if there is one)."
 )
-@click.option("--seed", default=0, show_default=True)
-@click.option("--checkpoint-every", default=50, show_default=True, help="Epochs between checkpoints.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--checkpoint-every",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Epochs between checkpoints.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint OUTPUT.ckpt.h5.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing OUTPUT, or its checkpoint when not resuming."
+)
+@click.pass_context
 def fit(
+    ctx: click.Context,
     recording: str,
     output: str,
     bin_size: str,
@@ -246,18 +344,28 @@ def fit(
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
-    out = _check_output(output, overwrite)
-    checkpoint = out.with_name(out.name + ".ckpt.h5")
-    counts = _counts(recording, bin_size, trial_length, units, empty_units)
+    inputs = (recording, ctx.meta.get("config"))
+    out = _check_output(output, overwrite, inputs)
+    checkpoint = _check_output(str(out) + ".ckpt.h5", True, inputs)
+    if checkpoint.exists() and not (resume or overwrite):
+        raise click.ClickException(
+            f"{checkpoint}: a checkpoint of an earlier fit exists; add --resume to continue it, "
+            "or --overwrite to start afresh"
+        )
+    counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
     model = sg.POGLM(n_hidden=hidden, basis=basis, window=window, link=link, variational=variational)
-    with sg.fit.distributed(None if device == "auto" else device) as where:
+    with sg.fit.distributed(None if device == "auto" else device) as where, contextlib.ExitStack() as stack:
         rank, world = sg.fit.process()
         if rank == 0:
+            stack.enter_context(exclusive_lock(out, "fitting a model to this output"))
+            if checkpoint.exists() and not resume:
+                checkpoint.unlink()  # --overwrite: start afresh
             processes = f" in {world} processes" if world > 1 else ""
             click.echo(
                 f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
                 f"fitting on {where}{processes}"
             )
+        signals = stack.enter_context(_signals_as_interrupt())
         try:
             model.fit(
                 counts,
@@ -278,16 +386,36 @@ def fit(
             )
         except KeyboardInterrupt:
             if rank == 0:
+                saved = f"the fit so far is in {checkpoint}; add --resume to continue"
                 click.echo(
-                    f"\ninterrupted: the fit so far is in {checkpoint}; add --resume to continue", err=True
+                    f"\ninterrupted: {saved if checkpoint.exists() else 'nothing was written'}", err=True
                 )
-            sys.exit(130)
-    if rank != 0:
-        return
-    model.save(out, overwrite=overwrite)
-    checkpoint.unlink(missing_ok=True)
+            sys.exit(128 + (signals[-1] if signals else signal.SIGINT))
+        if rank != 0:
+            return
+        model.save(out, overwrite=overwrite)
+        checkpoint.unlink(missing_ok=True)
     final = model.history_[-1].objective
     click.echo(f"model: {out} (ELBO per neuron-bin {final:.4f} after {len(model.history_)} epochs)")
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt():
+    """SIGTERM (schedulers, ``timeout``) stops a fit as Ctrl-C does, with a checkpoint.
+
+    Yields the list of the signals received, for the exit status (128 + the signal's number).
+    """
+    received: list[int] = []
+
+    def interrupt(number: int, _frame) -> None:
+        received.append(number)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pages(counts: sg.SpikeCounts, longest: float = 10.0, page: float = 2.0) -> sg.SpikeCounts:
@@ -314,7 +442,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
 
     Example: spikeglm infer model.h5 data/example.nwb -o hidden.npz
     """
-    out = _check_output(output, overwrite)
+    out = _check_output(output, overwrite, (model, recording))
     fitted = sg.POGLM.load(model)
     counts = _counts_like(fitted, recording)
     rates = fitted.infer(counts)
@@ -326,7 +454,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
         "hidden_labels": np.array([f"hidden-{k}" for k in range(fitted.n_hidden)]),
         "visible_units": np.array(fitted.unit_ids_),
     }
-    _write_npz(out, arrays, overwrite)
+    _write_npz(out, arrays, overwrite, (model, recording))
     click.echo(f"hidden rates {rates.shape} (trials, bins, hidden): {out}")
 
 
@@ -343,7 +471,7 @@ def export(model: str, output: str, threshold: float | None, overwrite: bool) ->
 
     Example: spikeglm export model.h5 -o connectivity.csv
     """
-    out = _check_output(output, overwrite)
+    out = _check_output(output, overwrite, (model,))
     conn = sg.POGLM.load(model).connectivity()
     conn.save(out, overwrite=overwrite, threshold=threshold)
     click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
@@ -408,7 +536,7 @@ def plot(
     """
     from spikeglm import plot as plots
 
-    out = _check_output(output, overwrite)
+    out = _check_output(output, overwrite, (model, recording, truth))
     fitted = sg.POGLM.load(model)
     counts = None if recording is None else _pages(_counts_like(fitted, recording))
     conn_truth = None if truth is None else sg.Connectivity.load(truth)
@@ -424,10 +552,11 @@ def plot(
     default="results/demo",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the results (the demo's own files there are replaced).",
+    help="Folder for the results (model.h5, hidden.npz, connectivity.csv, fit.png).",
 )
-@click.option("--epochs", default=300, show_default=True, help="Training epochs.")
-def demo(out: str, epochs: int) -> None:
+@click.option("--epochs", default=300, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
+@click.option("--overwrite", is_flag=True, help="Replace the results of an earlier demo in OUT.")
+def demo(out: str, epochs: int, overwrite: bool) -> None:
     """Run the whole pipeline on the bundled example recording.
 
     data/example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80 trials of
@@ -443,9 +572,15 @@ def demo(out: str, epochs: int) -> None:
             f"{EXAMPLE}: the bundled example is missing (run python data/make_example.py)"
         )
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise click.ClickException(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
+    truth_file = EXAMPLE.with_name("example_truth.json")
+    inputs = (EXAMPLE, truth_file)
+    names = ("model.h5", "hidden.npz", "connectivity.csv", "fit.png")
+    outputs = {name: _check_output(str(folder / name), overwrite, inputs) for name in names}
     counts = sg.load(EXAMPLE).bin("5 ms")
-    truth = sg.Connectivity.load(EXAMPLE.with_name("example_truth.json"))
+    truth = sg.Connectivity.load(truth_file)
     train, test = counts.select_trials(slice(0, 60)), counts.select_trials(slice(60, None))
     click.echo(
         f"{EXAMPLE}: {train.n_trials} training and {test.n_trials} test trials, {counts.n_units} units"
@@ -459,9 +594,8 @@ def demo(out: str, epochs: int) -> None:
         f"connectivity: AUROC {scores['auroc']:.3f}, MCC {scores['mcc']:.3f}, "
         f"visible-block MAE {scores['mae_visible']:.3f}, sign accuracy {scores['sign_accuracy']:.3f}"
     )
-    outputs = {name: folder / name for name in ("model.h5", "hidden.npz", "connectivity.csv", "fit.png")}
-    model.save(outputs["model.h5"], overwrite=True)
-    _write_npz(outputs["hidden.npz"], {"hidden_rates": model.infer(counts)}, overwrite=True)
-    model.connectivity().save(outputs["connectivity.csv"], overwrite=True)
-    plots.save_figure(plots.summary(model, test, truth=truth), outputs["fit.png"], overwrite=True)
+    model.save(outputs["model.h5"], overwrite=overwrite)
+    _write_npz(outputs["hidden.npz"], {"hidden_rates": model.infer(counts)}, overwrite, inputs)
+    model.connectivity().save(outputs["connectivity.csv"], overwrite=overwrite)
+    plots.save_figure(plots.summary(model, test, truth=truth), outputs["fit.png"], overwrite=overwrite)
     click.echo("results:\n" + "\n".join(f"  {path}" for path in outputs.values()))

@@ -72,6 +72,13 @@ def parse_time(value: str | pq.Quantity, name: str = "bin_size") -> pq.Quantity:
     return quantity
 
 
+def listing(names: Sequence[str], shown: int = 5) -> str:
+    """Names for a message: all of a few, else the first ``shown`` and how many there are in all."""
+    names = list(names)
+    text = ", ".join(map(repr, names[:shown]))
+    return text if len(names) <= shown else f"{text}, ... ({len(names)} in all)"
+
+
 class SpikeCounts:
     """Spike counts of ``units`` in ``bins`` of equal size, for one or more trials.
 
@@ -251,8 +258,8 @@ class SpikeCounts:
         unknown = [unit for unit in ids if unit not in position]
         if unknown:
             raise ValueError(
-                f"select_units: unknown unit id(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(map(repr, self.unit_ids.tolist()))}"
+                f"select_units: unknown unit id(s) {listing(unknown)}; "
+                f"known: {listing(self.unit_ids.tolist())}"
             )
         columns = [position[unit] for unit in ids]
         return self._with_counts(self.counts[:, :, columns], ids)
@@ -717,8 +724,8 @@ class Recording:
         if unknown:
             raise ValueError(
                 self._where(
-                    f"{caller}: unknown unit id(s) {', '.join(map(repr, unknown))}; "
-                    f"known: {', '.join(map(repr, self.unit_ids.tolist()))}"
+                    f"{caller}: unknown unit id(s) {listing(unknown)}; "
+                    f"known: {listing(self.unit_ids.tolist())}"
                 )
             )
         return [position[unit] for unit in ids]

@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from spikeglm.spikes import Recording
+from spikeglm.spikes import Recording, listing
 
 __all__ = ["read", "write"]
 
@@ -127,10 +127,7 @@ def _rows(names: list[str], units: Sequence[str] | None, path: Path) -> list[int
     row = {name: k for k, name in enumerate(names)}
     unknown = [str(unit) for unit in units if str(unit) not in row]
     if unknown:
-        raise ValueError(
-            f"{path}: unknown unit(s) {', '.join(map(repr, unknown))}; the file has "
-            f"{', '.join(map(repr, names))}"
-        )
+        raise ValueError(f"{path}: unknown unit(s) {listing(unknown)}; the file has {listing(names)}")
     return [row[str(unit)] for unit in units]
 
 

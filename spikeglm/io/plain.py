@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeglm.spikes import Recording
+from spikeglm.spikes import Recording, listing
 
 __all__ = ["read_csv", "read_npz", "write_csv", "write_npz"]
 
@@ -111,7 +111,7 @@ def _group(
         order = names[np.argsort(first)].tolist()
     unlisted = sorted(set(names.tolist()) - set(order))
     if unlisted:
-        raise ValueError(f"{path}: unit_ids {', '.join(map(repr, unlisted))} are not in the units array")
+        raise ValueError(f"{path}: unit_ids {listing(unlisted)} are not in the units array")
     by_unit = np.argsort(inverse, kind="stable")
     parts = np.split(spike_times.astype(np.float64)[by_unit], np.cumsum(np.bincount(inverse))[:-1])
     parts = parts[: len(names)]  # no spikes at all: np.split still returns one empty part
