@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo lint format bench clean
+.PHONY: setup test test-fast demo lint format bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Everything but the tests marked slow (notebooks, subprocess and torchrun fits): for quick checks.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
 demo: setup
 	$(BIN)/spikeglm demo --overwrite
 
@@ -30,6 +34,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 # The quick benchmarks; `python benchmarks/poglm.py quality` (about 11 min) and benchmarks/scaling.py are longer.
+# Each also writes its figures as JSON under results/benchmarks/ (--json PATH to choose another file).
 bench: setup
 	$(BIN)/python benchmarks/relaxations.py
 	$(BIN)/python benchmarks/poglm.py throughput

@@ -10,22 +10,33 @@ Speed: forward + backward of a relaxed sample of N elements (float32, CPU unless
   * plain torch.poisson (forward only, no gradient): the floor any sampler is compared with.
 Timings are interleaved (one of each per round) and the median over rounds is reported, so the ratios
 compare the three under the same machine load. Memory is the bytes autograd keeps for the backward pass.
+Before a rate is timed, one sample of N elements from each sampler is checked: its mean and variance must
+lie within 5 standard errors of the closed forms (for the relaxations, those of Eat-cubic: mean ``rate``,
+variance ``rate * (1 - 9 tau / 35)``; for torch.poisson, ``rate`` and ``rate``), or the benchmark stops.
 
 Fidelity: Wasserstein-1 distance to exact Poisson samples, and empirical mean and variance against the
 closed forms, for each relaxation over a grid of rates and temperatures (spikeglm.fidelity).
 
-Usage: python benchmarks/relaxations.py [--elements 1000000] [--rounds 15] [--quick]
+The figures are written as JSON beside the printed tables (``--json PATH``, default
+results/benchmarks/relaxations.json, relaxations-quick.json with --quick).
+
+Usage: python benchmarks/relaxations.py [--elements 1000000] [--rounds 15] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
+import _results
 import torch
 
 from spikeglm import fidelity, relax
+
+#: How many standard errors a sampler's mean and variance may lie from the closed forms.
+MOMENT_TOLERANCE_SE = 5.0
 
 
 def saved_bytes(fn) -> int:
@@ -58,12 +69,43 @@ def plain_truncated(rate: torch.Tensor, temperature: float, n_exp: int) -> torch
     return relax.cubic_step((1 - arrivals) / temperature).sum(0)
 
 
-def speed(rates, temperature: float, n: int, rounds: int, device: torch.device) -> None:
+def check_moments(name: str, sample: torch.Tensor, mean: float, variance: float) -> dict:
+    """A sample's mean and variance with their standard errors, checked against the expected ones.
+
+    Raises RuntimeError, naming the sampler ``name``, if either lies more than ``MOMENT_TOLERANCE_SE``
+    standard errors from ``mean`` or ``variance``.
+    """
+    z = sample.detach().double().flatten()
+    n = z.numel()
+    sample_mean = float(z.mean())
+    centred = z - sample_mean
+    sample_variance = float(centred.square().sum()) / (n - 1)
+    fourth = float(centred.pow(4).mean())
+    moments = {
+        "mean": sample_mean,
+        "mean_se": math.sqrt(sample_variance / n),
+        "variance": sample_variance,
+        "variance_se": math.sqrt(max(fourth - sample_variance**2, 0.0) / n),
+    }
+    for moment, expected in (("mean", mean), ("variance", variance)):
+        if not abs(moments[moment] - expected) <= MOMENT_TOLERANCE_SE * moments[f"{moment}_se"]:
+            raise RuntimeError(
+                f"{name}: sample {moment} {moments[moment]:.6g} is more than {MOMENT_TOLERANCE_SE:g} "
+                f"standard errors ({moments[f'{moment}_se']:.3g}) from {expected:.6g}; nothing was timed"
+            )
+    return moments
+
+
+def speed(
+    rates: tuple[float, ...], temperature: float, n: int, rounds: int, device: torch.device
+) -> list[dict]:
+    """Check, then time each sampler at each rate; print the table and return its rows."""
     print(f"\nForward + backward, {n:,} elements, temperature {temperature}, {device}, median of {rounds}")
     print(
         f"{'rate':>5} {'n_exp':>5} | {'ms: eat-cubic':>13} {'plain':>7} {'fast-rng':>8} {'poisson':>7} | "
         f"{'plain/cubic':>11} {'fast-rng/cubic':>14} {'cubic/poisson':>13} | {'saved bytes/element':>19}"
     )
+    rows = []
     for r in rates:
         rate = torch.full((n,), r, device=device, requires_grad=True)
         n_exp = relax.poisson_tail_count(r * (1 + temperature), 1e-3) + 1
@@ -76,6 +118,12 @@ def speed(rates, temperature: float, n: int, rounds: int, device: torch.device) 
         }
         contenders = {name: (lambda f=f: f().sum().backward()) for name, f in samplers.items()}
         contenders["poisson"] = lambda rate=rate: torch.poisson(rate.detach())
+        relaxed = relax.EatCubic(torch.tensor(r), temperature)
+        moments = {
+            name: check_moments(f"{name} at rate {r:g}", f(), float(relaxed.mean), float(relaxed.variance))
+            for name, f in samplers.items()
+        }
+        moments["poisson"] = check_moments(f"poisson at rate {r:g}", contenders["poisson"](), r, r)
         for fn in contenders.values():  # warm-up
             fn()
         times = {name: [] for name in contenders}
@@ -90,6 +138,16 @@ def speed(rates, temperature: float, n: int, rounds: int, device: torch.device) 
             f"{ms['fast-rng'] / ms['cubic']:>13.1f}x {ms['cubic'] / ms['poisson']:>12.2f}x | "
             f"cubic {saved['cubic']:.0f}, plain {saved['plain']:.0f}"
         )
+        rows.append(
+            {
+                "rate": r,
+                "n_exp": n_exp,
+                "median_ms": ms,
+                "saved_bytes_per_element": saved,
+                "moments": moments,
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -102,15 +160,32 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--skip-fidelity", action="store_true")
+    _results.add_option(parser, "relaxations")
     args = parser.parse_args()
+    path = _results.output(args.json, "relaxations", args.quick)
     torch.manual_seed(0)
-    n = 20_000 if args.quick else args.elements
-    rounds = 3 if args.quick else args.rounds
-    speed((0.05, 1.0, 5.0), args.temperature, n, rounds, torch.device(args.device))
+    settings = {
+        "elements": 20_000 if args.quick else args.elements,
+        "rounds": 3 if args.quick else args.rounds,
+        "temperature": args.temperature,
+        "device": args.device,
+        "fidelity_samples": None if args.skip_fidelity else 2_000 if args.quick else 10_000,
+        "moment_tolerance_se": MOMENT_TOLERANCE_SE,
+    }
+    figures = {
+        "speed": speed(
+            (0.05, 1.0, 5.0),
+            args.temperature,
+            settings["elements"],
+            settings["rounds"],
+            torch.device(args.device),
+        )
+    }
     if not args.skip_fidelity:
         print("\nFidelity to the Poisson law (W1 and moments; closed forms where they exist)")
-        rows = fidelity.fidelity_table(n_samples=2_000 if args.quick else 10_000, seed=0)
-        print(fidelity.format_table(rows))
+        figures["fidelity"] = fidelity.fidelity_table(n_samples=settings["fidelity_samples"], seed=0)
+        print(fidelity.format_table(figures["fidelity"]))
+    _results.write(path, "relaxations", settings, figures)
 
 
 if __name__ == "__main__":

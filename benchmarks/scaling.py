@@ -11,7 +11,12 @@ and 1 process against 2 processes launched by torchrun (gloo), 100 neurons, 10^5
 processes uses one thread; the single process runs once with one thread and once with torch's default
 (all cores), so the ratios show both the parallel efficiency and the gain on this machine.
 
+A configuration whose training objective is not finite in every epoch stops the benchmark (with the
+measuring process's error). The figures are written as JSON beside the printed tables (``--json PATH``,
+default results/benchmarks/scaling.json, scaling-quick.json with --quick).
+
 Usage: python benchmarks/scaling.py [--bins 10000 100000 1000000] [--neurons 10 100 300] [--quick]
+         [--json PATH]
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import resource
 import statistics
 import subprocess
 import sys
+
+import _results
 
 SAMPLES = 5
 
@@ -40,23 +48,21 @@ def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bi
         block = array[:, first : first + 10_000]
         block[...] = rng.poisson(0.05, size=block.shape)
     counts = sg.SpikeCounts.from_array(array, bin_size="5 ms")
-    seconds: list[float] = []
-    with sg.fit.distributed("cpu"):
-        sg.POGLM(n_hidden=n_hidden).fit(
-            counts,
-            epochs=epochs,
-            batch_size=batch_size,
-            part_bins=part_bins,
-            n_samples=SAMPLES,
-            seed=0,
-            device="cpu",
-            callback=lambda r: seconds.append(r.seconds),
+    records: list[sg.fit.EpochRecord] = []
+    with sg.parallel.distributed("cpu"):
+        model = sg.POGLM(
+            n_hidden=n_hidden, epochs=epochs, batch_size=batch_size, part_bins=part_bins, n_samples=SAMPLES
         )
-        rank, world = sg.fit.process()
+        model.fit(counts, device="cpu", callback=records.append)
+        objectives = [record.objective for record in records]
+        if not all(math.isfinite(objective) for objective in objectives):
+            raise RuntimeError(f"the training objective is not finite in every epoch: {objectives}")
+        rank, world = sg.parallel.rank(), sg.parallel.world_size()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peaks = [peak] * world
         if world > 1:
             torch.distributed.all_gather_object(peaks, peak)
+    seconds = [record.seconds for record in records]
     epoch = statistics.median(seconds[1:] or seconds)
     return {
         "rank": rank,
@@ -81,7 +87,9 @@ def run(processes: int = 1, threads: int | None = None, **config) -> dict:
     command = [*launch, __file__, "--measure", json.dumps(config)]
     threads = 1 if processes > 1 else threads
     env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
+    if out.returncode != 0:  # its traceback, which CalledProcessError would not show
+        raise RuntimeError(f"measuring {config} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -95,11 +103,12 @@ def show(rows: list[dict]) -> None:
         )
 
 
-def compare(large: dict, small: dict, label: str) -> None:
-    """Print the ratios of epoch time and peak memory of two measurements."""
+def compare(large: dict, small: dict, label: str) -> dict:
+    """Print and return the ratios of epoch time and peak memory of two measurements."""
     time_ratio = large["epoch_s"] / small["epoch_s"]
     memory_ratio = large["peak_mib"] / small["peak_mib"]
     print(f"{label}: epoch time x{time_ratio:.2f}, peak memory per process x{memory_ratio:.2f}")
+    return {"label": label, "epoch_time": time_ratio, "peak_memory": memory_ratio}
 
 
 def main() -> None:
@@ -114,35 +123,44 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one configuration, as JSON (internal)
+    _results.add_option(parser, "scaling")
     args = parser.parse_args()
     if args.measure:
         result = measure(**json.loads(args.measure))
         if result["rank"] == 0:
             print(json.dumps(result), flush=True)
         return
+    path = _results.output(args.json, "scaling", args.quick)
     bins = [2_000, 20_000] if args.quick else args.bins
     neurons = [10, 30] if args.quick else args.neurons
     middle = bins[len(bins) // 2]
     common = dict(
         n_hidden=args.hidden, batch_size=args.batch_size, part_bins=args.part_bins, epochs=args.epochs
     )
+    figures: dict = {"ratios": []}
 
     print("recording length")
-    length = [run(n_bins=n, n_visible=neurons[0], **common) for n in bins]
-    show(length)
-    for small, large in itertools.pairwise(length):
-        compare(large, small, f"{large['bins']:,} / {small['bins']:,} bins")
+    figures["length"] = [run(n_bins=n, n_visible=neurons[0], **common) for n in bins]
+    show(figures["length"])
+    for small, large in itertools.pairwise(figures["length"]):
+        figures["ratios"].append(compare(large, small, f"{large['bins']:,} / {small['bins']:,} bins"))
 
     print(f"\nneurons ({middle:,} bins)")
-    show([run(n_bins=middle, n_visible=n, **common) for n in neurons])
+    figures["neurons"] = [run(n_bins=middle, n_visible=n, **common) for n in neurons]
+    show(figures["neurons"])
 
     size = neurons[len(neurons) // 2]
     print(f"\nprocesses ({middle:,} bins, {size} neurons)")
     single = run(1, threads=1, n_bins=middle, n_visible=size, **common)
     one, two = (run(k, n_bins=middle, n_visible=size, **common) for k in (1, 2))
-    show([single, one, two])
-    compare(two, single, "2 processes / 1 process, one thread each")
-    compare(two, one, f"2 processes of 1 thread / 1 process of {one['threads']} threads")
+    figures["processes"] = [single, one, two]
+    show(figures["processes"])
+    figures["ratios"].append(compare(two, single, "2 processes / 1 process, one thread each"))
+    figures["ratios"].append(
+        compare(two, one, f"2 processes of 1 thread / 1 process of {one['threads']} threads")
+    )
+    settings = {"bins": bins, "neurons": neurons, "samples": SAMPLES, "quick": args.quick, **common}
+    _results.write(path, "scaling", settings, figures)
 
 
 if __name__ == "__main__":

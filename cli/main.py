@@ -23,8 +23,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-#: Where ``spikeglm demo`` finds the bundled example recording (the project's data/ folder).
-EXAMPLE = Path(__file__).resolve().parent.parent / "data" / "example.nwb"
+#: The bundled example recording that ``spikeglm demo`` fits (installed with the library, see
+#: spikeglm.examples; in a source checkout the project's data/ folder).
+EXAMPLE = sg.examples.path("example.nwb")
 
 
 class _Commands(click.Group):
@@ -167,7 +168,7 @@ def _counts(
 
 def _counts_like(model: sg.POGLM, recording: str) -> sg.SpikeCounts:
     """Counts of a recording's units that the model knows, binned and cut as for its fit."""
-    return _counts(recording, model.bin_size_, model.data_.get("trial_length"), list(model.unit_ids_))
+    return model.bin_like(sg.load(recording, units=list(model.unit_ids_)))
 
 
 @main.command()
@@ -230,22 +231,30 @@ def info(recording: str, bin_size: str) -> None:
     "--basis",
     default="exponential",
     show_default=True,
-    type=click.Choice(sg.basis.names()),
+    type=click.Choice(sg.basis.BASES.names(), case_sensitive=False),
     help="History basis.",
 )
 @click.option(
     "--window", default=5, show_default=True, type=click.IntRange(min=1), help="History length in bins."
 )
 @click.option(
-    "--link", default="softplus", show_default=True, type=click.Choice(["softplus", "exp", "sigmoid"])
+    "--link",
+    default="softplus",
+    show_default=True,
+    type=click.Choice(sg.model.LINKS.names(), case_sensitive=False),
 )
 @click.option(
     "--variational",
     default="forward-backward",
     show_default=True,
-    type=click.Choice(["forward-backward", "forward", "forward-self"]),
+    type=click.Choice(sg.variational.FAMILIES.names(), case_sensitive=False),
 )
-@click.option("--relaxation", default="eat-cubic", show_default=True, type=click.Choice(sg.relax.names()))
+@click.option(
+    "--relaxation",
+    default="eat-cubic",
+    show_default=True,
+    type=click.Choice(sg.relax.RELAXATIONS.names(), case_sensitive=False),
+)
 @click.option(
     "--temperature",
     default=0.5,
@@ -353,9 +362,27 @@ def fit(
             "or --overwrite to start afresh"
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
-    model = sg.POGLM(n_hidden=hidden, basis=basis, window=window, link=link, variational=variational)
-    with sg.fit.distributed(None if device == "auto" else device) as where, contextlib.ExitStack() as stack:
-        rank, world = sg.fit.process()
+    model = sg.POGLM(
+        n_hidden=hidden,
+        basis=basis,
+        window=window,
+        link=link,
+        variational=variational,
+        relaxation=relaxation,
+        temperature=temperature,
+        n_samples=samples,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        segment_bins=segment_bins,
+        part_bins=part_bins,
+        seed=seed,
+    )
+    with (
+        sg.parallel.distributed(None if device == "auto" else device) as where,
+        contextlib.ExitStack() as stack,
+    ):
+        rank, world = sg.parallel.rank(), sg.parallel.world_size()
         if rank == 0:
             stack.enter_context(exclusive_lock(out, "fitting a model to this output"))
             if checkpoint.exists() and not resume:
@@ -369,15 +396,6 @@ def fit(
         try:
             model.fit(
                 counts,
-                relaxation=relaxation,
-                temperature=temperature,
-                n_samples=samples,
-                epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                seed=seed,
-                segment_bins=segment_bins,
-                part_bins=part_bins,
                 device=where,
                 progress=True,
                 checkpoint=checkpoint,
@@ -420,7 +438,7 @@ def _signals_as_interrupt():
 
 def _pages(counts: sg.SpikeCounts, longest: float = 10.0, page: float = 2.0) -> sg.SpikeCounts:
     """Trials longer than ``longest`` seconds cut into pages of ``page`` seconds, for a readable raster."""
-    width = float(counts.bin_size.rescale("s").magnitude)
+    width = counts.bin_seconds
     per_page = max(1, round(page / width))
     if counts.n_bins * width <= longest:
         return counts
@@ -446,10 +464,9 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     fitted = sg.POGLM.load(model)
     counts = _counts_like(fitted, recording)
     rates = fitted.infer(counts)
-    bin_seconds = float(sg.parse_time(fitted.bin_size_).rescale("s").magnitude)
     arrays = {
         "hidden_rates": rates,
-        "bin_size_s": np.float64(bin_seconds),
+        "bin_size_s": np.float64(fitted.bin_seconds),
         "trial_starts_s": np.asarray(counts.metadata.get("trial_starts_s", []), dtype=np.float64),
         "hidden_labels": np.array([f"hidden-{k}" for k in range(fitted.n_hidden)]),
         "visible_units": np.array(fitted.unit_ids_),
@@ -479,7 +496,12 @@ def export(model: str, output: str, threshold: float | None, overwrite: bool) ->
 
 @main.command()
 @_output("Recording file: .nwb, .nix, .npz or .csv.")
-@click.option("--protocol", default="sparse-ei", show_default=True, type=click.Choice(sg.synthetic.PROTOCOLS))
+@click.option(
+    "--protocol",
+    default="sparse-ei",
+    show_default=True,
+    type=click.Choice(sg.synthetic.PROTOCOLS.names(), case_sensitive=False),
+)
 @click.option("--visible", default=None, type=int, help="Number of recorded neurons.")
 @click.option("--hidden", default=None, type=int, help="Number of hidden neurons.")
 @click.option("--trials", default=40, show_default=True)
@@ -567,15 +589,17 @@ def demo(out: str, epochs: int, overwrite: bool) -> None:
     """
     from spikeglm import plot as plots
 
-    if not EXAMPLE.exists():
-        raise click.ClickException(
-            f"{EXAMPLE}: the bundled example is missing (run python data/make_example.py)"
-        )
+    truth_file = sg.examples.path("example_truth.json")
+    for bundled in (EXAMPLE, truth_file):
+        if not bundled.exists():
+            raise click.ClickException(
+                f"{bundled}: the bundled example is missing (reinstall spikeglm; in a source checkout, "
+                "run python data/make_example.py)"
+            )
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise click.ClickException(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    truth_file = EXAMPLE.with_name("example_truth.json")
     inputs = (EXAMPLE, truth_file)
     names = ("model.h5", "hidden.npz", "connectivity.csv", "fit.png")
     outputs = {name: _check_output(str(folder / name), overwrite, inputs) for name in names}
@@ -585,8 +609,8 @@ def demo(out: str, epochs: int, overwrite: bool) -> None:
     click.echo(
         f"{EXAMPLE}: {train.n_trials} training and {test.n_trials} test trials, {counts.n_units} units"
     )
-    model = sg.POGLM(n_hidden=truth.n_hidden).fit(train, epochs=epochs, seed=0, progress=True)
-    oracle = sg.POGLM.from_connectivity(truth).fit(train, epochs=epochs, seed=0, freeze_network=True)
+    model = sg.POGLM(n_hidden=truth.n_hidden, epochs=epochs, seed=0).fit(train, progress=True)
+    oracle = sg.POGLM.from_connectivity(truth, epochs=epochs, seed=0).fit(train)
     scores = sg.evaluate.connectivity_scores(truth, model.connectivity())
     click.echo(
         f"test log-likelihood per neuron-bin: {model.score(test):.4f} "

@@ -4,12 +4,26 @@ Visible neurons are the ones recorded; hidden neurons stand in for the unrecorde
 The hidden spike counts are inferred with reparameterised Poisson relaxations (:mod:`spikeglm.relax`).
 """
 
-from spikeglm import basis, evaluate, fidelity, fit, relax, segments, synthetic
+from spikeglm import (
+    basis,
+    evaluate,
+    examples,
+    fidelity,
+    fit,
+    model,
+    parallel,
+    relax,
+    segments,
+    synthetic,
+    variational,
+)
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity
+from spikeglm.counts import SpikeCounts
 from spikeglm.io import load, save
 from spikeglm.poglm import POGLM
-from spikeglm.spikes import Recording, SpikeCounts, parse_time
+from spikeglm.recording import Recording
+from spikeglm.timeunits import parse_time
 
 __all__ = [
     "POGLM",
@@ -19,12 +33,16 @@ __all__ = [
     "__version__",
     "basis",
     "evaluate",
+    "examples",
     "fidelity",
     "fit",
     "load",
+    "model",
+    "parallel",
     "parse_time",
     "relax",
     "save",
     "segments",
     "synthetic",
+    "variational",
 ]

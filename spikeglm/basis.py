@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikeglm.options import Registry
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -232,12 +234,15 @@ class RawLags(Basis):
         return {"window": self.window}
 
 
-_REGISTRY: dict[str, type[Basis]] = {cls.name: cls for cls in (Exponential, RaisedCosine, RawLags)}
+#: The history bases by name.
+BASES: Registry[type[Basis]] = Registry(
+    "basis", {cls.name: cls for cls in (Exponential, RaisedCosine, RawLags)}
+)
 
 
-def names() -> list[str]:
+def names() -> tuple[str, ...]:
     """The registered basis names."""
-    return list(_REGISTRY)
+    return BASES.names()
 
 
 def get(name_or_basis: str | Basis, window: int = 5, **kwargs: Any) -> Basis:
@@ -266,10 +271,8 @@ def get(name_or_basis: str | Basis, window: int = 5, **kwargs: Any) -> Basis:
                 "set them on the instance"
             )
         return name_or_basis
-    key = str(name_or_basis).strip().lower().replace("_", "-")
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown basis {name_or_basis!r}; choose one of {', '.join(_REGISTRY)}")
-    cls = _REGISTRY[key]
+    key = BASES.name(name_or_basis)
+    cls = BASES[key]
     accepted = list(inspect.signature(cls).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

@@ -144,7 +144,7 @@ class Connectivity:
         self._bias = bias
         self._visible = visible
         self._labels = [str(label) for label in labels]
-        self._metadata = _json_normalised(metadata or {})
+        self._metadata = json_plain(metadata or {})
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -394,17 +394,25 @@ def _finite_array(values: ArrayLike, name: str) -> np.ndarray:
     return array
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-able")
+def json_plain(metadata: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    """``metadata`` as plain JSON values (NumPy scalars and arrays as numbers and lists).
 
-
-def _json_normalised(metadata: dict[str, Any]) -> dict[str, Any]:
+    Other values raise TypeError with ``strict`` (the metadata of a Connectivity must be data), and are
+    kept as their text without (the metadata of recorded counts, e.g. quantities). Non-finite numbers
+    are refused either way, as JSON cannot carry them.
+    """
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic | np.ndarray):
+            return value.tolist()
+        if strict:
+            raise TypeError(f"{type(value).__name__} is not JSON-able")
+        return str(value)
+
     try:
-        return json.loads(json.dumps(metadata, default=_json_default, allow_nan=False))
+        return json.loads(json.dumps(metadata, default=plain, allow_nan=False))
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"metadata must hold JSON-able values (finite numbers, str, lists, dicts): {error}"

@@ -1,4 +1,4 @@
-"""Scores of fitted models.
+"""Scores of fitted connectivity against the ground truth (plain NumPy).
 
 Connectivity scores
     :func:`connectivity_scores` compares an estimated :class:`~spikeglm.connectivity.Connectivity` with the
@@ -13,25 +13,19 @@ one-function exponential basis of the published protocols, strength and weight c
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
 from spikeglm.connectivity import Connectivity
-from spikeglm.model import Network
-from spikeglm.segments import Segments
-from spikeglm.variational import Posterior, log_weights
 
 __all__ = [
     "auroc",
     "average_precision",
     "connectivity_scores",
-    "marginal_log_likelihood",
     "match_hidden",
     "matthews_corrcoef",
 ]
@@ -307,41 +301,3 @@ def _labels_and_scores(is_edge: ArrayLike, score: ArrayLike) -> tuple[np.ndarray
     if not np.isfinite(score).all():
         raise ValueError("score must be finite")
     return is_edge, score
-
-
-# ---------------------------------------------------------------------- model scores
-@torch.no_grad()
-def marginal_log_likelihood(
-    network: Network,
-    posterior: Posterior,
-    data: torch.Tensor | Segments,
-    n_samples: int = 1000,
-    max_elements: int = 2**24,
-) -> float:
-    """Importance-sampled ``log p(x)`` per visible neuron-bin, with exact Poisson ``p`` and ``q``.
-
-    ``log p(x) ~= log mean_k p(x, z_k) / q(z_k | x)`` with ``z_k ~ q`` integer Poisson draws, for each
-    trial, summed over trials and divided by trials x bins x visible neurons. The estimate is biased
-    low by at most the gap to the true value, which shrinks as ``n_samples`` grows.
-
-    ``data`` is visible counts (trials, bins, V) or :class:`~spikeglm.segments.Segments`; for segments of a
-    cut recording, each segment's likelihood is that of its bins given its context. The work is done in
-    pieces of about ``max_elements`` sample-bin-neuron values, so memory does not grow with the data.
-    """
-    segments = data if isinstance(data, Segments) else Segments(data)
-    n_neurons = network.n_neurons
-    device = network.bias.device
-    per_pass = max(1, max_elements // (segments.bins * n_neurons))  # segment-samples in one pass
-    per_group = max(1, per_pass // min(n_samples, 100))  # segments that get up to 100 samples at once
-    total = 0.0
-    for index in segments.groups(per_group * segments.bins):
-        batch = segments.batch(index, dtype=network.bias.dtype, device=device)
-        samples_per_pass = max(1, per_pass // len(index))
-        log_w = torch.cat(
-            [
-                log_weights(network, posterior, batch, min(samples_per_pass, n_samples - first))[0]
-                for first in range(0, n_samples, samples_per_pass)
-            ]
-        )
-        total += float((torch.logsumexp(log_w, dim=0) - math.log(n_samples)).sum())
-    return total / (segments.n_scored * segments.n_units)

@@ -26,12 +26,12 @@ was. Computations run in float64 on the CPU.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
 from spikeglm import relax
+from spikeglm.parallel import seeded
 
 __all__ = [
     "decoder_gradient_quality",
@@ -50,14 +50,6 @@ Relaxation = str | type[relax.PoissonRelaxation]
 
 #: The Poisson support is summed up to the count whose upper tail probability is below this.
 _SUPPORT_TAIL = 1e-12
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run the block on a copy of torch's global CPU generator, seeded with ``seed``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _relaxation_class(relaxation: Relaxation) -> type[relax.PoissonRelaxation]:
@@ -167,7 +159,7 @@ def moments(
         forms, or None where it has none (Gumbel-softmax).
     """
     law = _law(relaxation, float(rate), temperature)
-    with _seeded(seed):
+    with seeded(seed):
         z = _draw(law, (n_samples,))
     return {
         **_sample_moments(z),
@@ -217,7 +209,7 @@ def fidelity_table(
         - 1``.
     """
     rows = []
-    with _seeded(seed):
+    with seeded(seed):
         for relaxation in relaxations:
             for temperature in temperatures:
                 for rate in rates:
@@ -390,7 +382,7 @@ def poisson_gradient(g: Callable[[torch.Tensor], torch.Tensor], rates: torch.Ten
     rates = torch.as_tensor(rates, dtype=torch.float64)
     last = relax.poisson_tail_count(float(rates.max()), _SUPPORT_TAIL)
     k = torch.arange(last + 1, dtype=torch.float64).unsqueeze(-1)
-    pmf = torch.exp(torch.xlogy(k, rates) - rates - torch.lgamma(k + 1))
+    pmf = torch.exp(relax.poisson_log_pmf(k, rates))
     return (pmf * (g(k + 1) - g(k))).sum(0)
 
 
@@ -435,7 +427,7 @@ def gradient_quality(
     """
     _check_n_samples(n_samples)
     rates = torch.as_tensor(rates, dtype=torch.float64).reshape(-1)
-    with _seeded(seed):
+    with seeded(seed):
         samples = _sampled_gradients(relaxation, temperature, rates, lambda rate: rate, g, n_samples)
     return gradient_metrics(samples, poisson_gradient(g, rates))
 
@@ -526,7 +518,7 @@ def decoder_gradient_quality(
     def squared_error(z: torch.Tensor) -> torch.Tensor:
         return (x - z @ phi.T).pow(2).sum(-1)
 
-    with _seeded(seed):
+    with seeded(seed):
         samples = _sampled_gradients(
             relaxation, temperature, problem["log_rate"], torch.exp, squared_error, n_samples
         )

@@ -17,29 +17,31 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
-import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from numbers import Integral, Real
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from spikeglm import relax
-from spikeglm.evaluate import marginal_log_likelihood
+from spikeglm import parallel, relax
 from spikeglm.model import Network
+from spikeglm.options import Registry, positive, whole
 from spikeglm.segments import Batch, Segments
-from spikeglm.variational import Posterior, log_weights
+from spikeglm.variational import Posterior, log_weights, marginal_log_likelihood
 
-OBJECTIVES = ("elbo", "iwae")
+#: The objectives: what the fit maximises.
+OBJECTIVES: Registry[str] = Registry(
+    "objective",
+    {"elbo": "evidence lower bound", "iwae": "importance-weighted bound over the samples of a trial"},
+)
 #: Default bins computed at once in a training step (context included); bounds the memory of a step.
 PART_BINS = 2**15
 
@@ -129,53 +131,127 @@ class Resume:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a fit trains: every option of the training loop, each checked once, here.
+
+    Parameters
+    ----------
+    relaxation : str or relaxation class
+        Law of the hidden-count samples (:data:`spikeglm.relax.RELAXATIONS`): with a reparameterised
+        sampler (``has_rsample``) the gradient is pathwise, otherwise (``"exact"``) by the score function.
+    temperature : float
+        Temperature of the relaxation, checked by the relaxation itself (Eat-cubic: ``0 < tau <= 1``).
+    n_samples : int
+        Hidden-count samples per segment and step.
+    objective : {"elbo", "iwae"}
+        The bound maximised (:data:`OBJECTIVES`).
+    epochs : int
+        Passes over the data.
+    lr : float
+        Adam's learning rate.
+    batch_size : int, optional
+        Segments per step (None: all, one step per epoch).
+    part_bins : int
+        Bins computed at once; a step is done in parts whose gradients add up.
+    seed : int
+        Seed of the shuffles and of every random draw.
+    patience : int
+        Validation checks without improvement before early stopping.
+    eval_every : int
+        Epochs between validation checks.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    freeze_network : bool
+        Train only the posterior (the network stays as it is).
+    """
+
+    relaxation: str = "eat-cubic"
+    temperature: float = 0.5
+    n_samples: int = 5
+    objective: str = "elbo"
+    epochs: int = 500
+    lr: float = 0.02
+    batch_size: int | None = None
+    part_bins: int = PART_BINS
+    seed: int = 0
+    patience: int = 10
+    eval_every: int = 10
+    checkpoint_every: int = 50
+    freeze_network: bool = False
+    _law: type[relax.PoissonRelaxation] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checked = {
+            "relaxation": relax.RELAXATIONS.name(self.relaxation),
+            "temperature": positive(self.temperature, "temperature"),
+            "objective": OBJECTIVES.name(self.objective),
+            "lr": positive(self.lr, "lr"),
+            "seed": whole(self.seed, "seed", minimum=0),
+            "batch_size": None if self.batch_size is None else whole(self.batch_size, "batch_size"),
+            "freeze_network": bool(self.freeze_network),
+        }
+        for name in ("n_samples", "epochs", "part_bins", "patience", "eval_every", "checkpoint_every"):
+            checked[name] = whole(getattr(self, name), name)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_law", relax.get(self.relaxation))
+        self.law(torch.ones(()))  # the relaxation checks its own options (e.g. Eat-cubic: tau <= 1)
+
+    @property
+    def score_function(self) -> bool:
+        """Whether gradients need the score function: the relaxation has no reparameterised sampler."""
+        return not self._law.has_rsample
+
+    def law(self, rate: torch.Tensor) -> relax.PoissonRelaxation:
+        """The law of the hidden-count samples at ``rate`` (arguments known valid: not re-checked)."""
+        options = {} if self.score_function else {"temperature": self.temperature}
+        return self._law(rate, validate_args=False, **options)
+
+    def replace(self, **changes) -> TrainingConfig:
+        """A copy with ``changes``, checked as the original was."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The options as plain JSON-able values, by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+
 def train(
     network: Network,
     posterior: Posterior,
     data: Segments | torch.Tensor,
+    config: TrainingConfig | None = None,
     *,
-    relaxation: str = "eat-cubic",
-    temperature: float = 0.5,
-    n_samples: int = 5,
-    objective: str = "elbo",
-    epochs: int = 500,
-    lr: float = 0.02,
-    batch_size: int | None = None,
-    part_bins: int = PART_BINS,
     validation: Segments | torch.Tensor | None = None,
-    eval_every: int = 10,
-    patience: int = 10,
-    train_network: bool = True,
-    seed: int = 0,
     callback: Callable[[EpochRecord], None] | None = None,
     resume: Resume | None = None,
     optimizer_state: dict | None = None,
     checkpoint: Callable[[Resume, dict], None] | None = None,
-    checkpoint_every: int = 50,
 ) -> list[EpochRecord]:
     """Fit the network and the posterior to visible counts with Adam, in one process or data-parallel.
 
     ``data`` is :class:`~spikeglm.segments.Segments` (trials, or segments of long recordings) or a tensor
     of visible counts (trials, bins, V). Each epoch visits the segments once in a random order, in steps
-    of ``batch_size`` segments (all at once by default). A step is computed in parts of at most
-    ``part_bins`` bins whose gradients add up, which bounds the memory whatever the batch size; each part
-    draws its random numbers from a stream of its own, seeded by ``(seed, epoch, step, part)``.
+    of ``config.batch_size`` segments (all at once by default). A step is computed in parts of at most
+    ``config.part_bins`` bins whose gradients add up, which bounds the memory whatever the batch size;
+    each part draws its random numbers from a stream of its own, seeded by ``(seed, epoch, step, part)``.
 
     Under ``torch.distributed`` (e.g. launched by ``torchrun``), the parts of a step are dealt out to the
-    processes in turn and their gradients summed by DistributedDataParallel; as every part keeps its own
+    processes in turn and their gradients summed (:mod:`spikeglm.parallel`); as every part keeps its own
     random stream, the fit does not depend on the number of processes (up to floating-point rounding).
     The model and the data go to the device of ``network``.
 
     With ``validation`` counts, the importance-sampled log-likelihood per visible neuron-bin is computed
-    every ``eval_every`` epochs; training stops after ``patience`` evaluations without improvement and
-    the best parameters are restored. With ``train_network=False`` only the posterior learns (the network
-    stays as it is, e.g. at the true parameters for an oracle score).
+    every ``config.eval_every`` epochs; training stops after ``config.patience`` checks without
+    improvement and the best parameters are restored. With ``config.freeze_network`` only the posterior
+    learns (the network stays as it is, e.g. at the true parameters for an oracle score).
 
-    Checkpoints: ``checkpoint(resume, optimizer_state)`` is called every ``checkpoint_every`` epochs and
-    when the fit is interrupted (KeyboardInterrupt, which is then raised again; an interrupt that arrives
-    while a step updates the parameters is held back until the update is whole). A fit continues from
-    ``resume`` with the optimizer's saved ``optimizer_state`` exactly as the uninterrupted fit would,
-    even from the middle of an epoch; early stopping starts afresh then.
+    Checkpoints: ``checkpoint(resume, optimizer_state)`` is called every ``config.checkpoint_every``
+    epochs and when the fit is interrupted (KeyboardInterrupt, which is then raised again; an interrupt
+    that arrives while a step updates the parameters is held back until the update is whole). A fit
+    continues from ``resume`` with the optimizer's saved ``optimizer_state`` exactly as the
+    uninterrupted fit would, even from the middle of an epoch; early stopping starts afresh then.
 
     Raises
     ------
@@ -183,42 +259,32 @@ def train(
         If the objective or a gradient turns non-finite; the parameters are left as they were before
         that step, and no checkpoint is written.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-    relax.get(relaxation)  # a clear error for an unknown name before any work
-    for name, value in (("n_samples", n_samples), ("epochs", epochs), ("part_bins", part_bins)):
-        check_count(value, name)
-    for name, value in (("eval_every", eval_every), ("patience", patience)):
-        check_count(value, name)
-    check_count(checkpoint_every, "checkpoint_every")
-    if batch_size is not None:
-        check_count(batch_size, "batch_size")
-    if not (isinstance(lr, Real) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0; got {lr!r}")
+    config = TrainingConfig() if config is None else config
     data = data if isinstance(data, Segments) else Segments(data)
     if validation is not None and not isinstance(validation, Segments):
         validation = Segments(validation)
     resume = Resume() if resume is None else resume
-    frozen = [] if train_network else [p for p in network.parameters() if p.requires_grad]
+    frozen = [p for p in network.parameters() if p.requires_grad] if config.freeze_network else []
     for parameter in frozen:
         parameter.requires_grad_(False)
-    step_loss = _StepLoss(network, posterior, relaxation, temperature, n_samples, objective)
+    step_loss = _StepLoss(network, posterior, config)
     params = [p for p in step_loss.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = torch.optim.Adam(params, lr=config.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     device = network.bias.device
-    engine = _distribute(step_loss, device)
+    engine = parallel.wrap(step_loss, device)
     records: list[EpochRecord] = []
     best = (-math.inf, None)
     stale = 0
+    seed = config.seed
     epoch_bins = data.n_scored * data.n_units
-    batch_size = len(data) if batch_size is None else min(batch_size, len(data))
-    per_part = max(1, part_bins // data.bins)
+    batch_size = len(data) if config.batch_size is None else min(config.batch_size, len(data))
+    per_part = max(1, config.part_bins // data.bins)
     where = resume  # how far the fit has come; updated after every whole step
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for epoch in range(resume.epochs_done, epochs):
+            for epoch in range(resume.epochs_done, config.epochs):
                 start = time.perf_counter()
                 carried = where if where.epochs_done == epoch else Resume(epoch)
                 shuffle = torch.Generator().manual_seed(_seed(seed, 0, epoch))
@@ -229,23 +295,18 @@ def train(
                         continue  # done before the interruption
                     parts = batch_index.split(per_part)
                     optimizer.zero_grad(set_to_none=True)
-                    value = _all_sum(
-                        _step(engine, data, parts, len(batch_index), (seed, 1, epoch, step), device)
-                    )
+                    key = (seed, 1, epoch, step)
+                    value = parallel.all_sum(_step(engine, data, parts, len(batch_index), key, device))
                     _check_finite(value, params, epoch, step)
                     with _interrupts_held():
                         optimizer.step()
                         total += value
-                        where = Resume(
-                            epoch,
-                            step + 1,
-                            float(total),
-                            carried.seconds + time.perf_counter() - start,
-                        )
+                        seconds = carried.seconds + time.perf_counter() - start
+                        where = Resume(epoch, step + 1, float(total), seconds)
                 seconds = carried.seconds + time.perf_counter() - start
                 record = EpochRecord(epoch, float(total) / epoch_bins, seconds)
                 where = Resume(epoch + 1)
-                if validation is not None and (epoch + 1) % eval_every == 0:
+                if validation is not None and (epoch + 1) % config.eval_every == 0:
                     torch.manual_seed(_seed(seed, 2, epoch))
                     record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
                     if record.validation > best[0]:
@@ -255,9 +316,9 @@ def train(
                 records.append(record)
                 if callback is not None:
                     callback(record)
-                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+                if checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
                     checkpoint(where, optimizer.state_dict())
-                if stale >= patience:
+                if stale >= config.patience:
                     break
     except KeyboardInterrupt:
         if checkpoint is not None:
@@ -270,13 +331,6 @@ def train(
         network.load_state_dict(best[1][0])
         posterior.load_state_dict(best[1][1])
     return records
-
-
-def check_count(value: object, name: str, minimum: int = 1) -> int:
-    """``value`` as an int if it is a whole number >= ``minimum`` (numpy integers too; not bools)."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _check_finite(value: torch.Tensor, params: list[torch.Tensor], epoch: int, step: int) -> None:
@@ -323,17 +377,15 @@ def _interrupts_held():
 class _StepLoss(nn.Module):
     """The surrogate loss of a batch of segments and the sum of its mean log-weights (for the record)."""
 
-    def __init__(self, network, posterior, relaxation, temperature, n_samples, objective) -> None:
+    def __init__(self, network: Network, posterior: Posterior, config: TrainingConfig) -> None:
         super().__init__()
-        self.network, self.posterior = network, posterior
-        self.options = (n_samples, relaxation, temperature)
-        self.objective = objective
+        self.network, self.posterior, self.config = network, posterior, config
 
     def forward(self, visible, present, scored) -> tuple[torch.Tensor, torch.Tensor]:
         batch = Batch(visible, present, scored)
-        n_samples, relaxation, temperature = self.options
-        log_w, log_q = log_weights(self.network, self.posterior, batch, n_samples, relaxation, temperature)
-        loss = surrogate_loss(log_w, log_q, self.objective, score_function=relaxation == "exact")
+        config = self.config
+        log_w, log_q = log_weights(self.network, self.posterior, batch, config.n_samples, config.law)
+        loss = surrogate_loss(log_w, log_q, config.objective, score_function=config.score_function)
         return loss, log_w.detach().mean(0).sum().double()
 
 
@@ -345,7 +397,7 @@ def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, dev
     gradient is that of the batch mean. A process with no part this step runs the first one with weight 0,
     because every process must take part in each gradient reduction.
     """
-    rank, world = process()
+    rank, world = parallel.rank(), parallel.world_size()
     mine = list(range(rank, len(parts), world)) or [None]
     total = torch.zeros((), dtype=torch.float64, device=device)
     for turn, number in enumerate(mine):
@@ -367,71 +419,23 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
-def process() -> tuple[int, int]:
-    """This process's rank and the number of processes (0 and 1 outside ``torch.distributed``)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _distribute(module: nn.Module, device: torch.device) -> nn.Module:
-    if process()[1] == 1:
-        return module
-    ids = [device] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
-
-
-def _all_sum(value: torch.Tensor) -> torch.Tensor:
-    if process()[1] > 1:
-        dist.all_reduce(value)
-    return value
-
-
-@contextlib.contextmanager
-def distributed(device: str | torch.device | None = None):
-    """Join the process group that ``torchrun`` describes in the environment, for the duration.
-
-    Outside ``torchrun`` (no ``WORLD_SIZE`` above 1 in the environment) this does nothing. The backend is
-    NCCL when the device is a GPU, else gloo. Yields the device this process should use: the given one,
-    or with ``None`` the process's own GPU (``cuda:LOCAL_RANK``) when there is one, else the CPU.
-
-    Examples
-    --------
-    Run with ``torchrun --nproc-per-node 2 script.py``::
-
-        with sg.fit.distributed() as device:
-            model.fit(counts, device=device)
-            if sg.fit.process()[0] == 0:
-                model.save("model.h5")
-    """
-    chosen = choose_device(device)
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
-        yield chosen
-        return
-    if chosen.type == "cuda":
-        torch.cuda.set_device(chosen)
-    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
-    try:
-        yield chosen
-    finally:
-        dist.destroy_process_group()
-
-
-def choose_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a torch.device; None or ``"auto"``: this process's GPU if there is one, else the CPU.
-
-    This process's GPU is number ``LOCAL_RANK`` (set by torchrun; 0 otherwise).
-    """
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            local_rank = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    chosen = torch.device(device)
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here")
-    return chosen
-
-
 def _snapshot(network: Network, posterior: Posterior) -> tuple[dict, dict]:
     return copy.deepcopy(network.state_dict()), copy.deepcopy(posterior.state_dict())
+
+
+def distributed(device: str | torch.device | None = None):
+    """Deprecated: :func:`spikeglm.parallel.distributed`."""
+    warnings.warn(
+        "spikeglm.fit.distributed moved to spikeglm.parallel.distributed", DeprecationWarning, stacklevel=2
+    )
+    return parallel.distributed(device)
+
+
+def process() -> tuple[int, int]:
+    """Deprecated: ``(spikeglm.parallel.rank(), spikeglm.parallel.world_size())``."""
+    warnings.warn(
+        "spikeglm.fit.process() moved to spikeglm.parallel.rank() and world_size()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return parallel.rank(), parallel.world_size()

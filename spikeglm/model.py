@@ -19,12 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeglm.basis import Basis, history
+from spikeglm.options import Registry
+from spikeglm.relax import poisson_log_pmf
 
-LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "softplus": F.softplus,
-    "exp": torch.exp,
-    "sigmoid": torch.sigmoid,
-}
+#: Links from the linear predictor to the expected count per bin.
+LINKS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry(
+    "link", {"softplus": F.softplus, "exp": torch.exp, "sigmoid": torch.sigmoid}
+)
 
 _INVERSE_LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "softplus": lambda r: r + torch.log(-torch.expm1(-r)),
@@ -34,10 +35,8 @@ _INVERSE_LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 def check_link(name: str) -> str:
-    """Return ``name`` if it is a known link function, else raise a ValueError listing them."""
-    if name not in LINKS:
-        raise ValueError(f"unknown link {name!r}; choose one of {', '.join(LINKS)}")
-    return name
+    """The canonical name of a link (``"Softplus"`` gives ``"softplus"``); unknown: ValueError."""
+    return LINKS.name(name)
 
 
 def inverse_link(name: str, rate: torch.Tensor) -> torch.Tensor:
@@ -54,11 +53,6 @@ def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
     rows = counts.reshape(-1, counts.shape[-1])
     total = sum(part.sum(dim=0, dtype=torch.float64) for part in rows.split(block))
     return total / rows.shape[0]
-
-
-def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
-    """Elementwise Poisson log-pmf, extended to real counts through ``lgamma``."""
-    return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)
 
 
 class Network(nn.Module):

@@ -193,6 +193,12 @@ def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
     model.bin_size_ = config["bin_size"]
     model.data_ = config["data"]
     model.fit_options_ = config["fit_options"]
+    # The settings of the fit become the estimator's (files of earlier releases hold the same names).
+    settings = {k: v for k, v in model.fit_options_.items() if k in model.get_params()}
+    try:
+        model.set_params(**settings)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: config field 'fit_options': {_one_line(err)}") from None
     return model
 
 

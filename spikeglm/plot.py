@@ -28,14 +28,15 @@ from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
 from spikeglm.connectivity import Connectivity
+from spikeglm.counts import SpikeCounts
 from spikeglm.evaluate import match_hidden
-from spikeglm.fit import EpochRecord
-from spikeglm.spikes import SpikeCounts, parse_time
+from spikeglm.timeunits import parse_time
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure, SubFigure
 
+    from spikeglm.fit import EpochRecord
     from spikeglm.poglm import POGLM
 
 __all__ = ["connectivity", "filters", "raster", "save_figure", "summary", "training_curve"]
@@ -409,7 +410,7 @@ def _draw_spikes(ax: Axes, counts: SpikeCounts, trial: int) -> None:
 
 def _draw_rates(ax: Axes, counts: SpikeCounts, hidden: np.ndarray, truth: np.ndarray | None) -> None:
     times, unit = _time_axis(counts)
-    per_second = 1.0 / float(counts.bin_size.rescale(pq.s).magnitude)
+    per_second = 1.0 / counts.bin_seconds
     for k in range(hidden.shape[1]):
         ax.plot(times, hidden[:, k] * per_second, color=f"C{k % 10}", label=f"hidden-{k}")
     for k in range(0 if truth is None else truth.shape[1]):

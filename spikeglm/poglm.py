@@ -4,63 +4,107 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import math
 import os
+import warnings
 from collections.abc import Callable
-from numbers import Real
 
 import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm import evaluate, modelfile, relax
+from spikeglm import modelfile, parallel, relax
 from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
-from spikeglm.connectivity import Connectivity
-from spikeglm.fit import (
-    PART_BINS,
-    EpochRecord,
-    ProgressLine,
-    Resume,
-    check_count,
-    choose_device,
-    process,
-    train,
-)
+from spikeglm.connectivity import Connectivity, json_plain
+from spikeglm.counts import SpikeCounts
+from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, Resume, TrainingConfig, train
 from spikeglm.model import Network, check_link, mean_counts
+from spikeglm.options import whole
+from spikeglm.recording import Recording
 from spikeglm.segments import Segments
-from spikeglm.spikes import SpikeCounts
-from spikeglm.variational import Posterior, check_family
+from spikeglm.timeunits import seconds
+from spikeglm.variational import Posterior, check_family, marginal_log_likelihood
 
 #: Default segment length of :meth:`POGLM.fit` (bins): longer trials are cut, with context.
 SEGMENT_BINS = 1000
+#: The settings of :class:`POGLM` that go to its :class:`~spikeglm.fit.TrainingConfig`.
+_TRAINING_SETTINGS = (
+    "relaxation",
+    "temperature",
+    "n_samples",
+    "objective",
+    "epochs",
+    "lr",
+    "batch_size",
+    "part_bins",
+    "seed",
+    "patience",
+    "freeze_network",
+)
 
 
 class POGLM:
     """Partially observable GLM: the recorded (visible) neurons plus ``n_hidden`` hidden ones.
+
+    Settings go to the constructor and data to :meth:`fit`, as in scikit-learn; every setting is checked
+    here, once. :meth:`get_params`, :meth:`set_params` and :meth:`clone` read, change and copy them.
 
     Parameters
     ----------
     n_hidden : int
         Number of hidden neurons (0 gives an ordinary, fully observed GLM).
     basis : str or Basis
-        History basis: ``"exponential"`` (literature default), ``"raised-cosine"`` or ``"raw"``.
+        History basis: ``"exponential"`` (literature default), ``"raised-cosine"`` or ``"raw"``
+        (:data:`spikeglm.basis.BASES`), or a ready :class:`~spikeglm.basis.Basis`.
     window : int
-        Number of history lags L (bins).
+        Number of history lags L (bins), for a basis given by name.
     link : {"softplus", "exp", "sigmoid"}
         Link from the linear predictor to the expected count per bin.
     variational : {"forward-backward", "forward", "forward-self"}
         Family of the posterior over hidden counts (see :mod:`spikeglm.variational`).
     basis_options : dict, optional
-        Extra arguments of the basis (e.g. ``{"decay": 0.25}`` or ``{"n_basis": 4}``).
+        Extra arguments of a basis given by name (e.g. ``{"decay": 0.25}`` or ``{"n_basis": 4}``).
+    relaxation : str or relaxation class
+        Law of the hidden-count samples in training: ``"eat-cubic"`` (default), ``"eat-sigmoid"``,
+        ``"gumbel-softmax"`` (pathwise gradients) or ``"exact"`` (score-function gradients).
+    temperature : float
+        Temperature of the relaxation (Eat-cubic: ``0 < tau <= 1``).
+    n_samples : int
+        Hidden-count samples per trial and step.
+    objective : {"elbo", "iwae"}
+        Evidence lower bound or its importance-weighted version.
+    epochs : int
+        Passes over the training trials.
+    lr : float
+        Adam learning rate.
+    batch_size : int, optional
+        Trials (or segments) per step (default: all).
+    segment_bins : int, optional
+        Trials longer than this (e.g. a continuous recording) are cut into segments of this many bins,
+        each with ``window`` bins of context on either side so that no history is lost at the cuts
+        (see :mod:`spikeglm.segments`); memory then depends on the batch, not the recording length.
+        None: never cut. Inference and scoring cut the same way.
+    part_bins : int
+        Bins computed at once: a step is done in parts of at most this many bins whose gradients add
+        up, each with its own random stream. Lower it to save memory; under ``torchrun`` the parts are
+        shared out among the processes.
+    seed : int
+        Seed of the initialisation and of every random draw of a fit; the same seed gives the same fit,
+        on any number of processes.
+    patience : int
+        With validation counts, checks (every 10 epochs) without improvement before stopping.
+    freeze_network : bool
+        Keep the network as it is (from :meth:`from_connectivity` or an earlier fit) and fit only the
+        posterior: with the true network this gives the oracle score, the ceiling of a fit.
 
     Examples
     --------
     >>> import spikeglm as sg
     >>> truth, train, test = sg.synthetic.network(protocol="diffpoglm", seed=0)
-    >>> model = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=50, seed=0)
+    >>> model = sg.POGLM(n_hidden=2, link="sigmoid", epochs=50).fit(train)
     >>> ll = model.score(test, n_samples=200)   # log-likelihood per visible neuron-bin
+    >>> model.get_params()["epochs"]
+    50
     """
 
     def __init__(
@@ -71,11 +115,38 @@ class POGLM:
         link: str = "softplus",
         variational: str = "forward-backward",
         basis_options: dict | None = None,
+        *,
+        relaxation: str | type[relax.PoissonRelaxation] = "eat-cubic",
+        temperature: float = 0.5,
+        n_samples: int = 5,
+        objective: str = "elbo",
+        epochs: int = 500,
+        lr: float = 0.02,
+        batch_size: int | None = None,
+        segment_bins: int | None = SEGMENT_BINS,
+        part_bins: int = PART_BINS,
+        seed: int = 0,
+        patience: int = 10,
+        freeze_network: bool = False,
     ) -> None:
-        self.n_hidden = check_count(n_hidden, "n_hidden", minimum=0)
-        self.basis = basis_module.get(basis, window=window, **(basis_options or {}))
+        self.n_hidden = whole(n_hidden, "n_hidden", minimum=0)
+        self.basis = basis_module.get(basis, window=whole(window, "window"), **(basis_options or {}))
         self.link = check_link(link)
         self.variational = check_family(variational)
+        self.segment_bins = None if segment_bins is None else whole(segment_bins, "segment_bins")
+        self.training = TrainingConfig(
+            relaxation=relaxation,
+            temperature=temperature,
+            n_samples=n_samples,
+            objective=objective,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            part_bins=part_bins,
+            seed=seed,
+            patience=patience,
+            freeze_network=freeze_network,
+        )
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
         self.history_: list[EpochRecord] = []
@@ -86,123 +157,104 @@ class POGLM:
         #: The file this model was loaded from, which :meth:`save` never replaces (None once refitted).
         self.source_: str | None = None
 
+    # ------------------------------------------------------------------ settings
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's settings of this estimator, by name (``deep`` is accepted for scikit-learn)."""
+        training = {name: getattr(self.training, name) for name in _TRAINING_SETTINGS}
+        return {
+            "n_hidden": self.n_hidden,
+            "basis": self.basis,
+            "window": self.basis.window,
+            "link": self.link,
+            "variational": self.variational,
+            "basis_options": None,
+            "segment_bins": self.segment_bins,
+            **training,
+        }
+
+    def set_params(self, **params) -> POGLM:
+        """Change settings, checked as the constructor checks them; returns ``self``.
+
+        A fitted model keeps its fit: the new settings apply to the next :meth:`fit`. ``window`` or
+        ``basis_options`` without ``basis`` rebuild the current basis with them.
+        """
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; settings: {', '.join(self.get_params())}"
+            )
+        merged = {**self.get_params(), **params}
+        if "basis" not in params and ({"window", "basis_options"} & set(params)):
+            spec = {**self.basis.to_dict(), "window": merged["window"], **(params.get("basis_options") or {})}
+            merged["basis"], merged["basis_options"] = basis_module.from_dict(spec), None
+        fitted = {name: value for name, value in vars(self).items() if name.endswith("_")}
+        self.__init__(**merged)
+        vars(self).update(fitted)
+        return self
+
+    def clone(self) -> POGLM:
+        """A new, unfitted estimator with the same settings (what model selection fits afresh)."""
+        return type(self)(**self.get_params())
+
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
         counts: SpikeCounts,
-        relaxation: str = "eat-cubic",
-        temperature: float = 0.5,
-        n_samples: int = 5,
-        epochs: int = 500,
-        lr: float = 0.02,
-        batch_size: int | None = None,
-        objective: str = "elbo",
-        seed: int = 0,
-        segment_bins: int | None = SEGMENT_BINS,
-        part_bins: int = PART_BINS,
-        device: str | torch.device | None = None,
         validation: SpikeCounts | None = None,
-        patience: int = 10,
-        freeze_network: bool = False,
-        progress: bool = False,
         callback: Callable[[EpochRecord], None] | None = None,
         checkpoint: str | os.PathLike | None = None,
-        checkpoint_every: int = 50,
         resume: bool = False,
+        device: str | torch.device | None = None,
+        progress: bool = False,
+        checkpoint_every: int = 50,
+        **settings,
     ) -> POGLM:
-        """Fit the model and the posterior over hidden counts by variational inference.
+        """Fit the model and the posterior over hidden counts to ``counts`` by variational inference.
+
+        How the fit runs (relaxation, epochs, learning rate, ...) is set by the constructor.
 
         Parameters
         ----------
         counts : SpikeCounts
             Visible spike counts (trials, bins, units).
-        relaxation : str
-            ``"eat-cubic"`` (default), ``"eat-sigmoid"``, ``"gumbel-softmax"`` (pathwise gradients) or
-            ``"exact"`` (score-function gradients).
-        temperature : float
-            Temperature of the relaxation (Eat-cubic: ``0 < tau <= 1``).
-        n_samples : int
-            Hidden-count samples per trial and step.
-        epochs : int
-            Passes over the training trials.
-        lr : float
-            Adam learning rate.
-        batch_size : int, optional
-            Trials (or segments) per step (default: all).
-        objective : {"elbo", "iwae"}
-            Evidence lower bound or its importance-weighted version.
-        seed : int
-            Seed of the initialisation and of every random draw; the same seed gives the same fit, on any
-            number of processes.
-        segment_bins : int, optional
-            Trials longer than this (e.g. a continuous recording) are cut into segments of this many bins,
-            each with ``window`` bins of context on either side so that no history is lost at the cuts
-            (see :mod:`spikeglm.segments`); memory then depends on the batch, not the recording length.
-            None: never cut.
-        part_bins : int
-            Bins computed at once: a step is done in parts of at most this many bins whose gradients
-            add up, each with its own random stream. Lower it to save memory; under ``torchrun`` the
-            parts are shared out among the processes.
-        device : str or torch.device, optional
-            Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default the GPU when there is one
-            (under ``torchrun``, the process's own), else the CPU. The fitted model is returned on the CPU.
         validation : SpikeCounts, optional
-            Held-out trials for early stopping on the importance-sampled log-likelihood.
-        patience : int
-            Validation checks (every 10 epochs) without improvement before stopping.
-        freeze_network : bool
-            Keep the network as it is (from :meth:`from_connectivity` or an earlier fit) and fit only the
-            posterior: with the true network this gives the oracle score, the ceiling of a fit.
-        progress : bool
-            Show the progress of the fit on stderr (epoch, objective, time left).
+            Held-out trials for early stopping on the importance-sampled log-likelihood (see
+            ``patience``).
         callback : callable, optional
             Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
         checkpoint : path, optional
             A model file (HDF5) that also holds the training state, written atomically every
             ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C, or SIGTERM where the
             caller turns it into KeyboardInterrupt, as the command line does); it loads as a model. It
-            records the data (unit ids, bin size, a SHA-256 of the counts) and every option. While the fit
+            records the data (unit ids, bin size, a SHA-256 of the counts) and every setting. While the fit
             runs, the checkpoint is locked: a second fit with the same checkpoint is refused at once.
-        checkpoint_every : int
-            Epochs between checkpoints.
         resume : bool
             Continue the fit saved in ``checkpoint`` up to ``epochs``, even from inside an epoch; the
-            result equals that of an uninterrupted fit. Any difference in the data or the options (but
-            ``epochs``, ``device`` and ``progress``) is refused, naming it. Without a checkpoint file the
-            fit starts afresh; an existing checkpoint without ``resume`` raises FileExistsError.
+            result equals that of an uninterrupted fit. Any difference in the data or the settings (but
+            ``epochs``) is refused, naming it. Without a checkpoint file the fit starts afresh; an
+            existing checkpoint without ``resume`` raises FileExistsError.
+        device : str or torch.device, optional
+            Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default the GPU when there is one
+            (under ``torchrun``, the process's own), else the CPU. The fitted model is returned on the CPU.
+        progress : bool
+            Show the progress of the fit on stderr (epoch, objective, time left).
+        checkpoint_every : int
+            Epochs between checkpoints.
+        **settings
+            Deprecated: settings given here (e.g. ``epochs=50``) are set on the estimator, with a
+            DeprecationWarning; give them to the constructor or :meth:`set_params` instead.
 
         Returns
         -------
         POGLM
             ``self``, fitted.
         """
+        if settings:
+            self._deprecated_settings(settings)
         _check_counts(counts, "counts")
-        if not (isinstance(temperature, Real) and 0 < temperature < math.inf):
-            raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
-        if relaxation == "eat-cubic" and temperature > 1:
-            raise ValueError(f"temperature must be <= 1 for eat-cubic; got {temperature}")
-        relax.get(relaxation)
-        for name, value in (("n_samples", n_samples), ("epochs", epochs), ("part_bins", part_bins)):
-            check_count(value, name)
-        check_count(checkpoint_every, "checkpoint_every")
-        for name, value in (("batch_size", batch_size), ("segment_bins", segment_bins)):
-            if value is not None:
-                check_count(value, name)
-        visible = self._visible(counts) if freeze_network else _compact_tensor(counts)
-        options = {
-            "relaxation": relaxation,
-            "temperature": temperature,
-            "n_samples": n_samples,
-            "epochs": epochs,
-            "lr": lr,
-            "batch_size": batch_size,
-            "objective": objective,
-            "seed": seed,
-            "freeze_network": freeze_network,
-            "segment_bins": segment_bins,
-            "part_bins": part_bins,
-        }
-        main = process()[0] == 0
+        config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
+        visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
+        main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
                 stack.enter_context(exclusive_lock(checkpoint, "fitting with this checkpoint"))
@@ -214,36 +266,45 @@ class POGLM:
             self._fit(
                 counts,
                 visible,
-                options,
+                config,
                 validation=validation,
-                patience=patience,
                 progress=progress and main,
                 callback=callback,
                 device=device,
                 checkpoint=checkpoint,
-                checkpoint_every=checkpoint_every,
                 resume=resume,
             )
         return self
+
+    def _deprecated_settings(self, settings: dict) -> None:
+        unknown = sorted(set(settings) - set(self.get_params()))
+        if unknown:
+            raise TypeError(f"fit() got unexpected keyword argument(s) {', '.join(unknown)}")
+        given = ", ".join(f"{name}={value!r}" for name, value in settings.items())
+        warnings.warn(
+            f"fit({given}): settings belong to the constructor, POGLM({given}), or to set_params(); "
+            "fit() will stop taking them in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        self.set_params(**settings)
 
     def _fit(
         self,
         counts: SpikeCounts,
         visible: torch.Tensor,
-        options: dict,
+        config: TrainingConfig,
         *,
         validation: SpikeCounts | None,
-        patience: int,
         progress: bool,
         callback: Callable[[EpochRecord], None] | None,
         device: str | torch.device | None,
         checkpoint: str | os.PathLike | None,
-        checkpoint_every: int,
         resume: bool,
     ) -> None:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
         n_visible = visible.shape[-1]
-        freeze_network = options["freeze_network"]
+        options = {**_fit_options(config), "segment_bins": self.segment_bins}
         identity = self._identity(counts, options)
         saved = None
         if resume and checkpoint is not None:
@@ -251,10 +312,9 @@ class POGLM:
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
-        epochs = options["epochs"]
-        callbacks = [self.history_.append, ProgressLine(epochs) if progress else None, callback]
-        generator = torch.Generator().manual_seed(options["seed"])
-        if not freeze_network:
+        callbacks = [self.history_.append, ProgressLine(config.epochs) if progress else None, callback]
+        generator = torch.Generator().manual_seed(config.seed)
+        if not config.freeze_network:
             self.network_ = self._new_network(n_visible)
             self.network_.init_from_counts(visible, scale=0.1, generator=generator)
         self.posterior_ = self._new_posterior(n_visible)
@@ -265,11 +325,11 @@ class POGLM:
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
         self.source_ = None
         self.bin_size_ = str(counts.bin_size)
-        self.data_ = _json_safe(counts.metadata)
+        self.data_ = json_plain(counts.metadata, strict=False)
         self.fit_options_ = options
 
         def save_checkpoint(where: Resume, optimizer_state: dict) -> None:
-            if process()[0] == 0:
+            if parallel.is_main():
                 state = {
                     "epochs_done": where.epochs_done,
                     "steps_done": where.steps_done,
@@ -288,7 +348,7 @@ class POGLM:
                 partial.get("objective_sum", 0.0),
                 partial.get("seconds", 0.0),
             )
-        where = choose_device(device)
+        where = parallel.choose_device(device)
         self.network_.to(where)
         self.posterior_.to(where)
         try:
@@ -296,35 +356,24 @@ class POGLM:
                 self.network_,
                 self.posterior_,
                 self._segments(visible),
-                relaxation=options["relaxation"],
-                temperature=options["temperature"],
-                n_samples=options["n_samples"],
-                objective=options["objective"],
-                epochs=epochs,
-                lr=options["lr"],
-                batch_size=options["batch_size"],
-                part_bins=options["part_bins"],
+                config,
                 validation=None if validation is None else self._segments(_compact_tensor(validation)),
-                patience=patience,
-                train_network=not freeze_network,
-                seed=options["seed"],
                 callback=_chain(callbacks),
                 resume=start,
                 optimizer_state=None if saved is None else saved["optimizer"],
                 checkpoint=None if checkpoint is None else save_checkpoint,
-                checkpoint_every=checkpoint_every,
             )
         finally:
             self.network_.cpu()
             self.posterior_.cpu()
 
     def _identity(self, counts: SpikeCounts, options: dict) -> dict:
-        """What a checkpoint must match to be resumed: the model, the options and the data."""
+        """What a checkpoint must match to be resumed: the model, the settings and the data."""
         digest = hashlib.sha256()
         array = np.ascontiguousarray(counts.counts)
         digest.update(str((array.shape, array.dtype.str)).encode())
         digest.update(memoryview(array).cast("B"))
-        return _json_safe(
+        return json_plain(
             {
                 "model": {
                     "n_hidden": self.n_hidden,
@@ -343,18 +392,33 @@ class POGLM:
         )
 
     @classmethod
-    def from_connectivity(cls, conn: Connectivity, variational: str = "forward-backward") -> POGLM:
+    def from_connectivity(
+        cls,
+        conn: Connectivity,
+        variational: str = "forward-backward",
+        *,
+        freeze_network: bool = True,
+        **settings,
+    ) -> POGLM:
         """A model whose network is given (e.g. the ground truth of a synthetic network).
 
         ``conn.metadata`` must name the ``basis`` (a basis spec) and the ``link``, as the connectivity of
-        :func:`spikeglm.synthetic.network` and of a fitted model do. Fit its posterior with
-        ``fit(counts, freeze_network=True)`` before scoring or inferring.
+        :func:`spikeglm.synthetic.network` and of a fitted model do. By default its network stays as
+        given (``freeze_network``): :meth:`fit` then fits only the posterior, which scoring and
+        inference need. ``settings`` are further constructor settings (e.g. ``epochs``, ``seed``).
         """
         missing = [key for key in ("basis", "link") if key not in conn.metadata]
         if missing:
             raise ValueError(f"connectivity metadata lacks {', '.join(missing)}: cannot rebuild the model")
         basis = basis_module.from_dict(conn.metadata["basis"])
-        model = cls(conn.n_hidden, basis=basis, link=conn.metadata["link"], variational=variational)
+        model = cls(
+            conn.n_hidden,
+            basis=basis,
+            link=conn.metadata["link"],
+            variational=variational,
+            freeze_network=freeze_network,
+            **settings,
+        )
         network = model._new_network(conn.n_visible)
         with torch.no_grad():
             network.weight.copy_(torch.tensor(conn.weights))
@@ -389,8 +453,30 @@ class POGLM:
         return _compact_tensor(counts)
 
     def _segments(self, visible: torch.Tensor) -> Segments:
-        length = self.fit_options_.get("segment_bins", SEGMENT_BINS)
-        return Segments(visible, length=length, context=self.basis.window)
+        return Segments(visible, length=self.segment_bins, context=self.basis.window)
+
+    def bin_like(self, recording: Recording) -> SpikeCounts:
+        """The counts of ``recording`` binned as the fit's data was.
+
+        The model's units in its order, its bin size and its trial cutting: what :meth:`infer`,
+        :meth:`score` and plots of a recording need.
+
+        Raises
+        ------
+        ValueError
+            If the recording lacks one of the model's units (the message names it).
+        """
+        if self.bin_size_ is None:
+            raise RuntimeError("this POGLM is not fitted yet: call fit(counts) first")
+        units = recording.select_units(self.unit_ids_)
+        return units.bin(self.bin_size_, trial_length=self.data_.get("trial_length"))
+
+    @property
+    def bin_seconds(self) -> float:
+        """The bin size of the fit in seconds."""
+        if self.bin_size_ is None:
+            raise RuntimeError("this POGLM is not fitted yet: call fit(counts) first")
+        return seconds(self.bin_size_, "bin_size")
 
     @torch.no_grad()
     def infer(self, counts: SpikeCounts, n_samples: int = 100, seed: int = 0) -> np.ndarray:
@@ -402,8 +488,7 @@ class POGLM:
         _, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
         rates = np.empty((counts.n_trials, counts.n_bins, self.n_hidden), dtype=np.float32)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with parallel.seeded(seed):
             for index in segments.groups(PART_BINS):
                 visible = segments.batch(index).visible
                 if posterior.family == "forward-self":
@@ -433,9 +518,8 @@ class POGLM:
         """
         network, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return evaluate.marginal_log_likelihood(network, posterior, segments, n_samples=n_samples)
+        with parallel.seeded(seed):
+            return marginal_log_likelihood(network, posterior, segments, n_samples=n_samples)
 
     def connectivity(self) -> Connectivity:
         """The fitted coupling weights, filters and biases of all neurons (hidden ones labelled)."""
@@ -560,6 +644,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _fit_options(config: TrainingConfig) -> dict:
+    """The settings a fit used, as recorded in its model file and its connectivity's metadata."""
+    return {name: getattr(config, name) for name in _TRAINING_SETTINGS}
+
+
 def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:
     def every(record: EpochRecord) -> None:
         for callback in callbacks:
@@ -567,11 +656,6 @@ def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:
                 callback(record)
 
     return every
-
-
-def _json_safe(metadata: dict) -> dict:
-    """The JSON-able view of a metadata dict (other values as their text)."""
-    return json.loads(json.dumps(metadata, default=str))
 
 
 def _check_counts(counts: SpikeCounts, name: str) -> None:

@@ -29,7 +29,10 @@ import scipy.stats
 import torch
 from torch.distributions import Distribution, constraints
 
+from spikeglm.options import Registry
+
 __all__ = [
+    "RELAXATIONS",
     "EatCubic",
     "EatSigmoid",
     "ExactPoisson",
@@ -38,6 +41,7 @@ __all__ = [
     "cubic_step",
     "get",
     "names",
+    "poisson_log_pmf",
     "poisson_tail_count",
     "truncated_arrival_counts",
 ]
@@ -99,6 +103,15 @@ def _check_tail(tail: float, owner: str) -> float:
     return float(tail)
 
 
+def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Elementwise Poisson log-pmf ``k log(rate) - rate - lgamma(k + 1)``, extended to real ``k >= 0``.
+
+    The one definition used everywhere: the model's likelihood, the posterior's density and every
+    relaxation's :meth:`~PoissonRelaxation.log_prob`.
+    """
+    return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)
+
+
 class PoissonRelaxation(Distribution):
     """Base class: a Poisson law of mean ``rate`` with a relaxed, reparameterised sampler.
 
@@ -143,7 +156,7 @@ class PoissonRelaxation(Distribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Poisson log-pmf ``x log(rate) - rate - lgamma(x + 1)``, defined for real ``x >= 0``."""
         value = torch.as_tensor(value, dtype=self.rate.dtype, device=self.rate.device)
-        return torch.xlogy(value, self.rate) - self.rate - torch.lgamma(value + 1)
+        return poisson_log_pmf(value, self.rate)
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={getattr(self, k)}" for k in ("temperature", "tail") if hasattr(self, k))
@@ -437,26 +450,26 @@ class GumbelSoftmax(_TruncatedRelaxation):
         return onehot @ k
 
 
-_REGISTRY: dict[str, type[PoissonRelaxation]] = {
-    cls.name: cls for cls in (EatCubic, EatSigmoid, GumbelSoftmax, ExactPoisson)
-}
+#: The relaxations by name; a class is accepted in place of its name.
+RELAXATIONS: Registry[type[PoissonRelaxation]] = Registry(
+    "relaxation", {cls.name: cls for cls in (EatCubic, EatSigmoid, GumbelSoftmax, ExactPoisson)}
+)
 
 
 def names() -> tuple[str, ...]:
     """Names accepted by :func:`get`."""
-    return tuple(_REGISTRY)
+    return RELAXATIONS.names()
 
 
-def get(name: str) -> type[PoissonRelaxation]:
-    """Relaxation class by name: ``"eat-cubic"``, ``"eat-sigmoid"``, ``"gumbel-softmax"`` or ``"exact"``.
+def get(name: str | type[PoissonRelaxation]) -> type[PoissonRelaxation]:
+    """Relaxation class by name (``"eat-cubic"``, ``"eat-sigmoid"``, ``"gumbel-softmax"``, ``"exact"``).
+
+    Names match whatever their case, with ``_`` for ``-``; a relaxation class is returned as it is.
 
     Examples
     --------
     >>> import spikeglm as sg
-    >>> sg.relax.get("eat-cubic")
+    >>> sg.relax.get("Eat_Cubic")
     <class 'spikeglm.relax.EatCubic'>
     """
-    try:
-        return _REGISTRY[name.lower().replace("_", "-")]
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown relaxation {name!r}; choose one of {', '.join(names())}") from None
+    return RELAXATIONS[name]

@@ -21,10 +21,9 @@ import torch
 
 from spikeglm import basis as basis_module
 from spikeglm.connectivity import Connectivity
+from spikeglm.counts import SpikeCounts
 from spikeglm.model import Network
-from spikeglm.spikes import SpikeCounts
-
-PROTOCOLS = ("diffpoglm", "sparse-ei")
+from spikeglm.options import Registry
 
 
 def network(protocol: str = "diffpoglm", seed: int = 0, with_hidden: bool = False, **options) -> tuple:
@@ -52,25 +51,9 @@ def network(protocol: str = "diffpoglm", seed: int = 0, with_hidden: bool = Fals
     hidden_train, hidden_test : SpikeCounts
         Only with ``with_hidden=True``: the hidden neurons' counts (units ``hidden-0``, ...).
     """
-    if protocol == "diffpoglm":
-        settings = dict(n_visible=3, n_hidden=2, n_bins=100, n_train=40, n_test=20, bin_size="5 ms")
-        settings.update(options)
-        net = _diffpoglm(settings, np.random.default_rng(seed))
-    elif protocol == "sparse-ei":
-        settings = dict(
-            n_visible=30,
-            n_hidden=3,
-            n_bins=500,
-            n_train=40,
-            n_test=20,
-            bin_size="5 ms",
-            connection_prob=0.15,
-            base_rate=0.08,
-        )
-        settings.update(options)
-        net = _sparse_ei(settings, np.random.default_rng(seed))
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    generate, defaults = PROTOCOLS[protocol]
+    settings = {**defaults, **options}
+    net = generate(settings, np.random.default_rng(seed))
     n_train, n_test, n_bins = settings["n_train"], settings["n_test"], settings["n_bins"]
     return simulate(net, n_train, n_test, n_bins, settings["bin_size"], seed, with_hidden)
 
@@ -145,3 +128,28 @@ def _sparse_ei(settings: dict, rng: np.random.Generator) -> Network:
     base = float(np.log(np.expm1(settings["base_rate"])))  # softplus^-1 of the base rate per bin
     bias = base + rng.normal(0.0, 0.2, n)
     return _with_parameters(net, weight[..., None], bias)
+
+
+#: The published protocols: each a generator of the network and its default settings.
+PROTOCOLS: Registry[tuple] = Registry(
+    "protocol",
+    {
+        "diffpoglm": (
+            _diffpoglm,
+            dict(n_visible=3, n_hidden=2, n_bins=100, n_train=40, n_test=20, bin_size="5 ms"),
+        ),
+        "sparse-ei": (
+            _sparse_ei,
+            dict(
+                n_visible=30,
+                n_hidden=3,
+                n_bins=500,
+                n_train=40,
+                n_test=20,
+                bin_size="5 ms",
+                connection_prob=0.15,
+                base_rate=0.08,
+            ),
+        ),
+    },
+)

@@ -12,27 +12,44 @@ that bin, through the model's history basis:
 ``"forward-self"``
     Autoregressive: the rate also depends on the sampled hidden past, ``C_h . past(z)_t``, so samples
     are drawn bin after bin.
+
+:func:`log_weights` gives the importance weights of samples of q, from which the training objectives
+(:mod:`spikeglm.fit`) and the importance-sampled marginal likelihood (:func:`marginal_log_likelihood`)
+are built.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from spikeglm import relax
 from spikeglm.basis import future, history
-from spikeglm.model import LINKS, Network, inverse_link, poisson_log_pmf
-from spikeglm.relax import PoissonRelaxation
-from spikeglm.segments import Batch
+from spikeglm.model import LINKS, Network, inverse_link
+from spikeglm.options import Registry
+from spikeglm.relax import PoissonRelaxation, poisson_log_pmf
+from spikeglm.segments import Batch, Segments
 
-FAMILIES = ("forward-backward", "forward", "forward-self")
+#: A law of hidden counts at given rates: e.g. ``functools.partial(relax.EatCubic, temperature=0.5)``.
+Law = Callable[[torch.Tensor], PoissonRelaxation]
+
+#: The posterior families, each with what its rate depends on.
+FAMILIES: Registry[str] = Registry(
+    "variational family",
+    {
+        "forward-backward": "past and future visible counts (mean field)",
+        "forward": "past visible counts (mean field)",
+        "forward-self": "past visible and sampled hidden counts (autoregressive)",
+    },
+)
 
 
 def check_family(name: str) -> str:
-    """Return ``name`` if it is a known variational family, else raise a ValueError listing them."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown variational family {name!r}; choose one of {', '.join(FAMILIES)}")
-    return name
+    """The canonical name of a posterior family (``"Forward_Backward"`` is accepted); unknown: ValueError."""
+    return FAMILIES.name(name)
 
 
 class Posterior(nn.Module):
@@ -91,19 +108,18 @@ class Posterior(nn.Module):
         return LINKS[self.link_name](self._visible_predictor(visible))
 
     def sample(
-        self, visible: torch.Tensor, n_samples: int, draw: type[PoissonRelaxation] | None, **options
+        self, visible: torch.Tensor, n_samples: int, law: Law | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden counts drawn from q and their rates, each shape (n_samples, trials, bins, H).
 
-        ``draw`` is a relaxation class (``rsample``, differentiable) or None for exact Poisson samples
-        (no gradient through the counts); ``options`` go to the relaxation (e.g. ``temperature``).
+        ``law(rate)`` gives the law the counts are drawn from: a relaxation with a reparameterised
+        sampler gives relaxed counts, differentiable in the rates; one without (and None: the exact
+        Poisson law) gives integer counts with no gradient through them.
         """
 
         def sampler(rate: torch.Tensor, shape: tuple) -> torch.Tensor:
-            if draw is None:
-                with torch.no_grad():
-                    return torch.poisson(rate.expand(*shape, *rate.shape))
-            return draw(rate, validate_args=False, **options).rsample(shape)
+            drawn = relax.ExactPoisson(rate, validate_args=False) if law is None else law(rate)
+            return drawn.rsample(shape) if drawn.has_rsample else drawn.sample(shape)
 
         if self.family != "forward-self":
             rate = self.rates(visible).expand(n_samples, *visible.shape[:-1], self.n_hidden)
@@ -130,23 +146,20 @@ def log_weights(
     posterior: Posterior,
     batch: Batch | torch.Tensor,
     n_samples: int,
-    relaxation: str = "exact",
-    temperature: float = 0.5,
+    law: Law | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)``, each (n_samples, trials).
 
     ``batch`` holds the visible counts (trials, bins, V), as a tensor or as a
     :class:`~spikeglm.segments.Batch` of segments whose masks say which bins lie in the recording and
-    which are scored (see :mod:`spikeglm.segments`). With ``relaxation="exact"`` the hidden counts are
-    integer Poisson draws (no gradient through them); otherwise they are relaxed draws of that
-    relaxation at ``temperature``.
+    which are scored (see :mod:`spikeglm.segments`). The hidden counts are drawn as
+    :meth:`Posterior.sample` draws them: by default integer Poisson draws (no gradient through them),
+    or relaxed draws of ``law(rate)``, e.g. ``TrainingConfig.law``.
     """
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)
     visible = batch.visible
-    draw = None if relaxation == "exact" else relax.get(relaxation)
-    options = {} if draw is None else {"temperature": temperature}
-    hidden, q_rate = posterior.sample(visible, n_samples, draw, **options)
+    hidden, q_rate = posterior.sample(visible, n_samples, law)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     log_p = network.log_likelihood(visible, hidden)
@@ -155,3 +168,40 @@ def log_weights(
         log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
     log_q = log_q.sum(dim=(-2, -1))
     return log_p.sum(dim=(-2, -1)) - log_q, log_q
+
+
+@torch.no_grad()
+def marginal_log_likelihood(
+    network: Network,
+    posterior: Posterior,
+    data: torch.Tensor | Segments,
+    n_samples: int = 1000,
+    max_elements: int = 2**24,
+) -> float:
+    """Importance-sampled ``log p(x)`` per visible neuron-bin, with exact Poisson ``p`` and ``q``.
+
+    ``log p(x) ~= log mean_k p(x, z_k) / q(z_k | x)`` with ``z_k ~ q`` integer Poisson draws, for each
+    trial, summed over trials and divided by trials x bins x visible neurons. The estimate is biased
+    low by at most the gap to the true value, which shrinks as ``n_samples`` grows.
+
+    ``data`` is visible counts (trials, bins, V) or :class:`~spikeglm.segments.Segments`; for segments of a
+    cut recording, each segment's likelihood is that of its bins given its context. The work is done in
+    pieces of about ``max_elements`` sample-bin-neuron values, so memory does not grow with the data.
+    """
+    segments = data if isinstance(data, Segments) else Segments(data)
+    n_neurons = network.n_neurons
+    device = network.bias.device
+    per_pass = max(1, max_elements // (segments.bins * n_neurons))  # segment-samples in one pass
+    per_group = max(1, per_pass // min(n_samples, 100))  # segments that get up to 100 samples at once
+    total = 0.0
+    for index in segments.groups(per_group * segments.bins):
+        batch = segments.batch(index, dtype=network.bias.dtype, device=device)
+        samples_per_pass = max(1, per_pass // len(index))
+        log_w = torch.cat(
+            [
+                log_weights(network, posterior, batch, min(samples_per_pass, n_samples - first))[0]
+                for first in range(0, n_samples, samples_per_pass)
+            ]
+        )
+        total += float((torch.logsumexp(log_w, dim=0) - math.log(n_samples)).sum())
+    return total / (segments.n_scored * segments.n_units)

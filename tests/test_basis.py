@@ -188,7 +188,7 @@ def test_matrix_dtype():
 
 
 def test_get():
-    assert basis_module.names() == ["exponential", "raised-cosine", "raw"]
+    assert basis_module.names() == ("exponential", "raised-cosine", "raw")
     assert get("exponential") == Exponential()
     assert get("raised-cosine", window=8, n_basis=2) == RaisedCosine(window=8, n_basis=2)
     assert get("Raised_Cosine", window=8) == RaisedCosine(window=8)

@@ -243,7 +243,7 @@ def test_resume_refuses_other_data_and_options(small, tmp_path):
     base = ["--hidden", "1", "--trial-length", "1 s", "--samples", "2"]
     counts = sg.load(recording).bin("5 ms", trial_length="1 s")
     model = sg.POGLM(n_hidden=1)
-    model.fit(counts, n_samples=2, epochs=1, checkpoint=str(out) + ".ckpt.h5", checkpoint_every=1)
+    model.set_params(n_samples=2, epochs=1).fit(counts, checkpoint=str(out) + ".ckpt.h5", checkpoint_every=1)
     checkpoint = Path(str(out) + ".ckpt.h5")
     before = digest(checkpoint)
     cases = [
@@ -262,6 +262,7 @@ def test_resume_refuses_other_data_and_options(small, tmp_path):
     assert len(sg.POGLM.load(out).history_) == 3
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_fit_with_a_checkpoint(small, tmp_path):
     recording, _ = small
     out = tmp_path / "m.h5"

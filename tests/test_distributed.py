@@ -45,6 +45,7 @@ def _parameters(path) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.slow
 def test_two_processes_fit_what_one_fits(recording, tmp_path):
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *OPTIONS], tmp_path)
@@ -66,14 +67,14 @@ def test_unavailable_device_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        sg.fit.choose_device("cuda")
+        sg.parallel.choose_device("cuda")
     counts = sg.SpikeCounts.from_array(np.ones((2, 20, 3)), "5 ms")
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        sg.POGLM(n_hidden=1).fit(counts, epochs=1, device="cuda:0")
+        sg.POGLM(n_hidden=1, epochs=1).fit(counts, device="cuda:0")
 
 
 def test_device_choice():
-    assert sg.fit.choose_device("cpu") == torch.device("cpu")
+    assert sg.parallel.choose_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert sg.fit.choose_device(None).type == expected
-    assert sg.fit.choose_device("auto").type == expected
+    assert sg.parallel.choose_device(None).type == expected
+    assert sg.parallel.choose_device("auto").type == expected

@@ -12,7 +12,7 @@ import quantities as pq
 from neo.io import NixIO
 
 from spikeglm.io import load, save
-from spikeglm.spikes import Recording
+from spikeglm.recording import Recording
 
 SPIKES = {"a": [0.1, 0.4, 0.45], "b": [0.2], "c": [0.05, 0.3, 0.6, 0.9]}
 TRIALS = [[0.0, 0.5], [0.5, 1.0]]

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm.evaluate import marginal_log_likelihood
 from spikeglm.model import LINKS, Network, inverse_link, mean_counts
-from spikeglm.variational import Posterior, log_weights
+from spikeglm.variational import Posterior, log_weights, marginal_log_likelihood
 
 
 def random_network(n_visible=2, n_hidden=1, basis=None, link="softplus", seed=0, dtype=torch.float64):

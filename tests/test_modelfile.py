@@ -37,10 +37,10 @@ def files(tmp_path_factory):
     """A fitted model, its file and the checkpoint file of the same fit."""
     folder = tmp_path_factory.mktemp("files")
     counts = sg.SpikeCounts.from_array(np.random.default_rng(0).poisson(0.3, (2, 60, 3)), bin_size="5 ms")
-    model = sg.POGLM(n_hidden=1).fit(counts, epochs=2, seed=0)
+    model = sg.POGLM(n_hidden=1, epochs=2, seed=0).fit(counts)
     model.save(folder / "model.h5")
     checkpoint = folder / "fit.ckpt.h5"
-    sg.POGLM(n_hidden=1).fit(counts, epochs=2, seed=0, checkpoint=checkpoint, checkpoint_every=1)
+    sg.POGLM(n_hidden=1, epochs=2, seed=0).fit(counts, checkpoint=checkpoint, checkpoint_every=1)
     return model, folder / "model.h5", checkpoint
 
 

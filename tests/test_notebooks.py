@@ -38,6 +38,7 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
         assert cell.get("execution_count") is None, f"{path.name}: code cell {index} has an execution count"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     nbclient = pytest.importorskip("nbclient")

@@ -24,11 +24,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    """The published synthetic network, its data with the true hidden counts, and a briefly fitted model."""
-    truth, train, test, _, hidden_test = sg.synthetic.network(protocol="diffpoglm", seed=0, with_hidden=True)
-    model = sg.POGLM(n_hidden=2, link="sigmoid").fit(train, epochs=5, seed=0)
-    return {"truth": truth, "test": test, "hidden_test": hidden_test, "model": model}
+def fitted(diffpoglm_with_hidden, diffpoglm_fitted):
+    """The published synthetic network, its data with the true hidden counts, and a briefly fitted model
+    (the session's, from conftest.py)."""
+    truth, _, test, _, hidden_test = diffpoglm_with_hidden
+    return {"truth": truth, "test": test, "hidden_test": hidden_test, "model": diffpoglm_fitted}
 
 
 @pytest.fixture(autouse=True)

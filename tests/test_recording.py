@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import quantities as pq
 
-from spikeglm.spikes import Recording, SpikeCounts
+from spikeglm.counts import SpikeCounts
+from spikeglm.recording import Recording
 
 
 def brute_force(recording, starts, n_bins, width, units):

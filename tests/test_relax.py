@@ -199,7 +199,12 @@ def test_bad_tail_is_refused(tail):
 
 def test_validation_can_be_turned_off():
     # Hot loops skip the check; the caller then answers for the input.
-    relax.EatCubic(torch.tensor([0.0]), validate_args=False)
+    bad = torch.tensor([0.0, 2.0])
+    with pytest.raises(ValueError, match="`rate` must be positive and finite"):
+        relax.EatCubic(bad)
+    unchecked = relax.EatCubic(bad, validate_args=False)
+    assert torch.equal(unchecked.rate, bad) and unchecked.batch_shape == (2,)
+    assert unchecked.sample((3,)).shape == (3, 2)  # the unchecked law still draws
 
 
 def test_registry():

@@ -51,7 +51,7 @@ def test_bad_segment_settings_are_refused():
     with pytest.raises(ValueError, match="context"):
         Segments(counts, length=5, context=-1)
     with pytest.raises(ValueError, match="segment_bins"):
-        sg.POGLM(n_hidden=0).fit(sg.SpikeCounts.from_array(np.ones((1, 10, 2)), "5 ms"), segment_bins=0)
+        sg.POGLM(n_hidden=0, segment_bins=0).fit(sg.SpikeCounts.from_array(np.ones((1, 10, 2)), "5 ms"))
 
 
 @pytest.mark.parametrize("length", [7, 100, 333])
@@ -80,23 +80,26 @@ def test_cutting_loses_no_history(length):
 def test_inferred_rates_do_not_depend_on_the_cuts(long_recording):
     """The forward-backward posterior sees L bins either way, so segments give the uncut rates exactly."""
     _, counts = long_recording
-    model = sg.POGLM(n_hidden=2).fit(counts, epochs=3, seed=0, segment_bins=None)
+    model = sg.POGLM(n_hidden=2, epochs=3, seed=0, segment_bins=None).fit(counts)
     whole = model.infer(counts)
     model.fit_options_["segment_bins"] = 150
     np.testing.assert_allclose(model.infer(counts), whole, rtol=1e-5, atol=1e-7)
 
 
-def test_a_long_recording_is_fitted_in_segments_and_scored(long_recording):
+def test_a_long_recording_is_fitted_in_segments_and_scored(long_recording, fit_poglm):
     """A fit in segments learns as well as the uncut fit: scores agree within Monte-Carlo noise."""
     _truth, counts = long_recording
-    cut = sg.POGLM(n_hidden=2).fit(counts, epochs=150, seed=0, segment_bins=200, batch_size=5)
-    whole = sg.POGLM(n_hidden=2).fit(counts, epochs=150, seed=0, segment_bins=None)
+    # 10 segments of 200 bins, 2 steps of 5 segments per epoch; the uncut fit takes 1 step per epoch.
+    cut = fit_poglm(counts, n_hidden=2, epochs=60, lr=0.05, seed=0, segment_bins=200, batch_size=5)
+    whole = fit_poglm(counts, n_hidden=2, epochs=60, lr=0.05, seed=0, segment_bins=None)
     assert cut.fit_options_["segment_bins"] == 200
-    assert len(cut.history_) == 150
+    assert len(cut.history_) == 60
     # Both far better than the start and within 0.5% of each other (per neuron-bin, same data).
+    # Observed: scores -0.28190 (cut) and -0.28203 (uncut), 0.05% apart; objectives rose by 0.015.
     score_cut, score_whole = cut.score(counts, n_samples=200), whole.score(counts, n_samples=200)
     assert score_cut == pytest.approx(score_whole, rel=5e-3)
-    assert cut.history_[-1].objective > cut.history_[0].objective + 0.01
+    for model in (cut, whole):
+        assert model.history_[-1].objective > model.history_[0].objective + 0.01
 
 
 def test_scoring_in_pieces_matches_scoring_at_once():
@@ -106,6 +109,6 @@ def test_scoring_in_pieces_matches_scoring_at_once():
     net = Network(3, 0, basis, link="softplus")
     counts = net.simulate(6, 40)
     posterior = Posterior("forward", 3, 0, basis.matrix(), "softplus")
-    small = sg.evaluate.marginal_log_likelihood(net, posterior, counts, n_samples=4, max_elements=200)
-    large = sg.evaluate.marginal_log_likelihood(net, posterior, counts, n_samples=4)
+    small = sg.variational.marginal_log_likelihood(net, posterior, counts, n_samples=4, max_elements=200)
+    large = sg.variational.marginal_log_likelihood(net, posterior, counts, n_samples=4)
     assert small == pytest.approx(large, rel=1e-6)

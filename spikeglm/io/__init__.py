@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeglm._files import atomic_write
-from spikeglm.spikes import Recording
+from spikeglm.recording import Recording
 
 __all__ = ["FORMATS", "load", "save"]
 
@@ -35,7 +35,6 @@ FORMATS: dict[str, tuple[tuple[str, ...], str, str, str | None]] = {
     "csv": ((".csv",), "plain", "read_csv", "write_csv"),
     "neo": ((), "neo_io", "read", None),
 }
-PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 
 def load(
@@ -75,8 +74,10 @@ def load(
 
     Examples
     --------
-    >>> rec = load("recording.nwb")                      # doctest: +SKIP
-    >>> counts = rec.bin("5 ms", trial_length="500 ms")  # doctest: +SKIP
+    >>> import spikeglm as sg
+    >>> rec = load(sg.examples.path("example.nwb"))  # the bundled example recording
+    >>> rec.bin("5 ms", trial_length="500 ms").counts.shape  # trials, bins, units
+    (160, 100, 10)
     """
     path = Path(path)
     if not path.exists():
@@ -137,10 +138,13 @@ def _format_of(path: Path) -> str:
     for name, (extensions, *_) in FORMATS.items():
         if suffix in extensions:
             return name
-    if suffix in PICKLE_SUFFIXES or path.is_dir():
+    if path.is_dir():
+        return "neo"
+    neo_io = importlib.import_module("spikeglm.io.neo_io")
+    if suffix in neo_io.PICKLE_SUFFIXES:
         return "neo"  # the neo reader refuses pickles with an explanation
     own = [extension for extensions, *_ in FORMATS.values() for extension in extensions]
-    neo_extensions = _function("neo_io", "neo_extensions")(own)
+    neo_extensions = neo_io.neo_extensions(own)
     if suffix in neo_extensions:
         return "neo"
     raise ValueError(

@@ -24,10 +24,12 @@ import numpy as np
 import quantities as pq
 from neo.io import NixIO, PickleIO
 
-from spikeglm.io import PICKLE_SUFFIXES
-from spikeglm.spikes import Recording
+from spikeglm.recording import Recording
 
-__all__ = ["neo_extensions", "read", "read_nix", "write_nix"]
+__all__ = ["PICKLE_SUFFIXES", "neo_extensions", "read", "read_nix", "write_nix"]
+
+# neo's pickle format: refused, whatever reads it (the package's load routes these files here).
+PICKLE_SUFFIXES = (".pkl", ".pickle")
 
 _KEY_ANNOTATIONS = ("unit_id", "unit_name")
 # NixIO's own bookkeeping: object names that must stay unique within a file.

@@ -26,7 +26,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from spikeglm.spikes import Recording, listing
+from spikeglm.recording import Recording
+from spikeglm.unitids import unit_columns
 
 __all__ = ["read", "write"]
 
@@ -53,7 +54,7 @@ def read(
     path : pathlib.Path
         The ``.nwb`` file.
     empty_units : {"drop", "keep", "error"}
-        What to do with units without spikes (see :class:`~spikeglm.spikes.Recording`).
+        What to do with units without spikes (see :class:`~spikeglm.recording.Recording`).
     name_column : str, optional
         The Units table's column that names the units; default the first of ``unit_name``, ``name``,
         ``label`` holding unique strings, else the ids.
@@ -88,7 +89,8 @@ def _read(
             raise ValueError(f"{path}: the Units table (/units) has no {column} dataset")
     nwb_ids = table["id"][()]
     names = _unit_names(table, nwb_ids, name_column, path)
-    rows = _rows(names, units, path)
+    # Rows of the Units table holding ``units`` (all rows by default).
+    rows = unit_columns(units, names, str(path), "unknown unit(s) {unknown}; the file has {known}")
     times = _ragged(table, "spike_times", len(nwb_ids), path, rows)
     annotations = [{"nwb_id": _plain(nwb_ids[row])} for row in rows]
     for column, dataset in table.items():
@@ -118,17 +120,6 @@ def _read(
         source=path,
         empty_units=empty_units,
     )
-
-
-def _rows(names: list[str], units: Sequence[str] | None, path: Path) -> list[int]:
-    """Rows of the Units table holding ``units`` (all rows by default)."""
-    if units is None:
-        return list(range(len(names)))
-    row = {name: k for k, name in enumerate(names)}
-    unknown = [str(unit) for unit in units if str(unit) not in row]
-    if unknown:
-        raise ValueError(f"{path}: unknown unit(s) {listing(unknown)}; the file has {listing(names)}")
-    return [row[str(unit)] for unit in units]
 
 
 def _ragged(

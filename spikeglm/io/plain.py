@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spikeglm.spikes import Recording, listing
+from spikeglm.recording import Recording
+from spikeglm.unitids import listing
 
 __all__ = ["read_csv", "read_npz", "write_csv", "write_npz"]
 

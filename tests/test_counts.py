@@ -1,66 +1,11 @@
-"""Duration parsing and binned spike counts: construction, validation messages, selection, splitting."""
+"""Binned spike counts: construction, validation messages, selection, splitting."""
 
 import numpy as np
 import pytest
 import quantities as pq
 import torch
 
-from spikeglm.spikes import SpikeCounts, parse_time
-
-
-@pytest.mark.parametrize(
-    ("value", "magnitude", "unit"),
-    [
-        ("5 ms", 5.0, "ms"),
-        ("5ms", 5.0, "ms"),
-        (" 0.005 s ", 0.005, "s"),
-        ("1.5 min", 1.5, "min"),
-        ("1e-3 s", 0.001, "s"),
-        ("20 us", 20.0, "us"),
-        ("20 µs", 20.0, "us"),
-        (5 * pq.ms, 5.0, "ms"),
-        (pq.Quantity([2], "s"), 2.0, "s"),
-    ],
-)
-def test_parse_time(value, magnitude, unit):
-    quantity = parse_time(value)
-    assert isinstance(quantity, pq.Quantity)
-    assert quantity.shape == ()
-    assert float(quantity.magnitude) == pytest.approx(magnitude)
-    assert quantity.dimensionality.string == unit
-
-
-def test_parse_time_units_are_interchangeable():
-    assert float(parse_time("5 ms").rescale(pq.s)) == pytest.approx(float(parse_time("0.005 s")))
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        (5, "bin_size: give a unit, e.g. '5 ms'; got 5"),
-        (0.005, "bin_size: give a unit, e.g. '5 ms'; got 0.005"),
-        ("5", "bin_size: give a unit, e.g. '5 ms'; got '5'"),
-        ("5 Hz", "bin_size: 5 Hz is not a time"),
-        (3 * pq.m, "bin_size: 3 m is not a time"),
-        ("5 blinks", "bin_size: unknown unit 'blinks' in '5 blinks'"),
-        ("five ms", "bin_size: cannot read 'five ms' as a duration"),
-        ("5 ms * 2", "bin_size: cannot read '5 ms * 2' as a duration"),
-        ("0 ms", "bin_size: must be a positive duration; got 0 ms"),
-        ("-5 ms", "bin_size: must be a positive duration; got -5 ms"),
-        (np.inf * pq.s, "bin_size: must be a positive duration"),
-        (pq.Quantity([1, 2], "s"), "bin_size: expected a single duration; got 2 values"),
-        (None, "bin_size: expected a duration such as '5 ms'"),
-    ],
-)
-def test_parse_time_errors(value, message):
-    with pytest.raises(ValueError) as error:
-        parse_time(value)
-    assert message in str(error.value)
-
-
-def test_parse_time_names_the_parameter():
-    with pytest.raises(ValueError, match=r"^trial_length: give a unit"):
-        parse_time(500, name="trial_length")
+from spikeglm.counts import SpikeCounts
 
 
 def random_array(shape=(6, 20, 3), seed=0, high=4) -> np.ndarray:
@@ -78,6 +23,16 @@ def test_from_array_3d():
     assert float(counts.trial_duration.rescale(pq.ms)) == pytest.approx(100.0)
     assert float(counts.duration.rescale(pq.s)) == pytest.approx(0.6)
     assert counts.metadata == {}
+
+
+@pytest.mark.parametrize(
+    ("bin_size", "text", "width"), [("5 ms", "5.0 ms", 0.005), ("0.9 ms", "0.9 ms", 0.0009)]
+)
+def test_bin_size_keeps_its_unit_and_bin_seconds_is_in_seconds(bin_size, text, width):
+    counts = SpikeCounts.from_array(random_array(), bin_size=bin_size)
+    assert str(counts.bin_size) == text  # model files store this string
+    assert counts.bin_seconds == pytest.approx(width, rel=1e-15)
+    assert counts.select_trials([0]).bin_seconds == counts.bin_seconds
 
 
 def test_from_array_2d_is_one_trial():

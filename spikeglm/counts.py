@@ -1,0 +1,340 @@
+"""Binned spike counts: :class:`SpikeCounts`, the ``(trials, bins, units)`` counts that the models fit.
+
+A SpikeCounts holds the counts with the bin size and an id per unit; :meth:`SpikeCounts.from_array`
+makes it from an array or a tensor and checks it. :meth:`spikeglm.recording.Recording.bin` makes it from
+spike times, and :meth:`SpikeCounts.to_recording` turns it back into spike times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import quantities as pq
+import torch
+
+from spikeglm.timeunits import format_time, parse_time, seconds
+from spikeglm.unitids import check_unit_ids, unit_columns
+
+if TYPE_CHECKING:
+    from spikeglm.recording import Recording
+
+__all__ = ["COUNT_DTYPES", "SpikeCounts"]
+
+#: The dtypes counts are stored in, smallest first: the first that holds the largest count is used.
+COUNT_DTYPES = (np.uint8, np.uint16, np.uint32)
+
+
+class SpikeCounts:
+    """Spike counts of ``units`` in ``bins`` of equal size, for one or more trials.
+
+    Prefer :meth:`from_array`, which also takes a single trial or a torch tensor. Instances are
+    read-only: the selection methods return new objects.
+
+    Parameters
+    ----------
+    counts : array_like, shape (trials, bins, units)
+        Non-negative whole numbers of any numeric dtype (floats must hold whole values). They are
+        stored in the smallest of uint8, uint16 and uint32 that holds the largest count.
+    bin_size : str or quantities.Quantity
+        Width of a bin, with a unit (see :func:`parse_time`).
+    unit_ids : sequence of str, optional
+        One unique id per unit (non-strings are converted with ``str``); default ``"0", "1", ...``.
+    metadata : dict, optional
+        Free-form information about the recording (copied, not interpreted).
+
+    Attributes
+    ----------
+    counts : numpy.ndarray
+        The counts, shape (trials, bins, units), read-only.
+    bin_size : quantities.Quantity
+        The bin width, in the unit it was given in.
+    bin_seconds : float
+        The bin width in seconds.
+    unit_ids : numpy.ndarray of str
+        The unit ids, read-only.
+    metadata : dict
+        The metadata.
+
+    Raises
+    ------
+    ValueError
+        With the problem and where it is: e.g. ``counts: 3 negative value(s), first at trial 0, bin 12,
+        unit 'n2'``.
+    """
+
+    def __init__(
+        self,
+        counts: np.ndarray,
+        bin_size: str | pq.Quantity,
+        unit_ids: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        array = np.asarray(counts)
+        if array.ndim != 3:
+            raise ValueError(f"counts: expected 3 dimensions (trials, bins, units); got shape {array.shape}")
+        # The bin size is read once. Arithmetic uses its value in seconds; the quantity as given keeps the
+        # unit and the exact magnitude that str(bin_size) shows (model files store that string), which
+        # rescaling the seconds back would not always reproduce (0.9 ms -> 0.9000000000000001 ms).
+        self._bin_size = parse_time(bin_size, "bin_size")
+        self._bin_seconds = seconds(self._bin_size, "bin_size")
+        self.unit_ids = check_unit_ids(unit_ids, array.shape[2])
+        self.counts = _compact_counts(array, self.unit_ids)
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_array(
+        cls,
+        array: np.ndarray | torch.Tensor,
+        bin_size: str | pq.Quantity = "5 ms",
+        unit_ids: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SpikeCounts:
+        """Spike counts from an array of shape (trials, bins, units), or (bins, units) for one trial.
+
+        Parameters
+        ----------
+        array : numpy.ndarray or torch.Tensor
+            The counts, any numeric dtype; floats must hold whole values.
+        bin_size : str or quantities.Quantity
+            Width of a bin, with a unit, e.g. ``"5 ms"``.
+        unit_ids : sequence of str, optional
+            One unique id per unit; default ``"0", "1", ...``.
+        metadata : dict, optional
+            Free-form information about the recording.
+
+        Returns
+        -------
+        SpikeCounts
+
+        Examples
+        --------
+        >>> SpikeCounts.from_array(np.zeros((100, 3)), bin_size="5 ms")
+        SpikeCounts(1 trial x 100 bins x 3 units, bin_size=5 ms)
+        """
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        array = np.asarray(array)
+        if array.ndim == 2:
+            array = array[np.newaxis]
+        elif array.ndim != 3:
+            raise ValueError(
+                "counts: expected a 3-D (trials, bins, units) or 2-D (bins, units) array; "
+                f"got shape {array.shape}"
+            )
+        return cls(array, bin_size, unit_ids, metadata)
+
+    @property
+    def bin_size(self) -> pq.Quantity:
+        """Width of a bin, in the unit it was given in, e.g. ``array(5.) * ms``."""
+        return self._bin_size
+
+    @property
+    def bin_seconds(self) -> float:
+        """Width of a bin in seconds."""
+        return self._bin_seconds
+
+    @property
+    def n_trials(self) -> int:
+        """Number of trials."""
+        return self.counts.shape[0]
+
+    @property
+    def n_bins(self) -> int:
+        """Number of bins per trial."""
+        return self.counts.shape[1]
+
+    @property
+    def n_units(self) -> int:
+        """Number of units."""
+        return self.counts.shape[2]
+
+    @property
+    def trial_duration(self) -> pq.Quantity:
+        """Duration of one trial, ``n_bins * bin_size``."""
+        return self.n_bins * self.bin_size
+
+    @property
+    def duration(self) -> pq.Quantity:
+        """Total duration of all trials, ``n_trials * n_bins * bin_size``."""
+        return self.n_trials * self.trial_duration
+
+    def to_tensor(
+        self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        """The counts as a new tensor of shape (trials, bins, units)."""
+        return torch.from_numpy(self.counts.astype(np.int64)).to(dtype=dtype, device=device)
+
+    def select_trials(self, index: int | slice | Sequence[int] | np.ndarray) -> SpikeCounts:
+        """The trials picked by an int, a slice, a sequence of ints or a boolean mask, as new SpikeCounts.
+
+        An int keeps the trial dimension (one trial). ``counts[index]`` does the same.
+        """
+        trials = np.atleast_1d(np.arange(self.n_trials)[index])
+        return self._with_counts(self.counts[trials], self.unit_ids)
+
+    __getitem__ = select_trials
+
+    def to_recording(self, seed: int = 0) -> Recording:
+        """Spike times that bin back to these counts: trials end to end from 0 s, spikes spread in bins.
+
+        Trial ``r`` spans ``[r T, (r + 1) T)`` with ``T`` the trial duration, and the ``c`` spikes of a
+        bin are placed uniformly at random inside it (``seed``), never on an edge, so that
+        ``to_recording().bin(bin_size)`` gives these counts back. The trials become the recording's
+        trials table; unit ids and metadata are kept.
+        """
+        # Recording.bin makes SpikeCounts, so recording.py imports this module; the conversion back is
+        # the rarer direction and imports Recording when it runs, so that the imports run one way.
+        from spikeglm.recording import Recording
+
+        rng = np.random.default_rng(seed)
+        width = self.bin_seconds
+        trial, bin_, unit = np.nonzero(self.counts)
+        repeats = self.counts[trial, bin_, unit].astype(np.int64)
+        starts = (np.repeat(trial * self.n_bins + bin_, repeats)) * width
+        # Uniform in the open bin: (0.05 .. 0.95) of its width keeps clear of edges and rounding.
+        times = starts + width * rng.uniform(0.05, 0.95, size=starts.size)
+        owner = np.repeat(unit, repeats)
+        spike_times = [np.sort(times[owner == k]) for k in range(self.n_units)]
+        duration = self.n_bins * width
+        trials = np.column_stack([np.arange(self.n_trials), np.arange(1, self.n_trials + 1)]) * duration
+        return Recording(
+            spike_times,
+            list(self.unit_ids),
+            0.0,
+            self.n_trials * duration,
+            trials=trials,
+            annotations=dict(self.metadata),
+            empty_units="keep",
+        )
+
+    def __len__(self) -> int:
+        return self.n_trials
+
+    def select_units(self, ids: str | Iterable[str]) -> SpikeCounts:
+        """The given units, in the given order, as new SpikeCounts.
+
+        Raises
+        ------
+        ValueError
+            If an id is not among :attr:`unit_ids`.
+        """
+        columns = unit_columns(ids, self.unit_ids, "select_units")
+        return self._with_counts(self.counts[:, :, columns], self.unit_ids[columns])
+
+    def split(
+        self, test_fraction: float = 0.33, seed: int = 0, shuffle: bool = True
+    ) -> tuple[SpikeCounts, SpikeCounts]:
+        """Split the trials into a training and a test part.
+
+        Parameters
+        ----------
+        test_fraction : float
+            Share of the trials that go to the test part (rounded to a whole number of trials).
+        seed : int
+            Seed of the shuffle; the same seed gives the same split.
+        shuffle : bool
+            Draw the test trials at random; otherwise the last trials are the test part.
+
+        Returns
+        -------
+        train, test : SpikeCounts
+            Disjoint, together all trials, each in the original trial order.
+
+        Raises
+        ------
+        ValueError
+            If ``test_fraction`` is not in (0, 1) or either part would be empty.
+        """
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"split: test_fraction must be between 0 and 1; got {test_fraction}")
+        n_test = round(test_fraction * self.n_trials)
+        if not 0 < n_test < self.n_trials:
+            part = "test" if n_test == 0 else "training"
+            raise ValueError(
+                f"split: test_fraction={test_fraction} of {self.n_trials} trial(s) "
+                f"leaves the {part} part empty"
+            )
+        order = (
+            np.random.default_rng(seed).permutation(self.n_trials) if shuffle else np.arange(self.n_trials)
+        )
+        n_train = self.n_trials - n_test
+        return self.select_trials(np.sort(order[:n_train])), self.select_trials(np.sort(order[n_train:]))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[SpikeCounts]) -> SpikeCounts:
+        """Join the trials of several SpikeCounts with the same units, bins per trial and bin size.
+
+        The result has the first part's bin size unit and metadata.
+
+        Raises
+        ------
+        ValueError
+            If no parts are given or they differ in unit ids (and their order), bins or bin size.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("concatenate: no SpikeCounts given")
+        first = parts[0]
+        for k, part in enumerate(parts[1:], start=1):
+            if not np.array_equal(part.unit_ids, first.unit_ids):
+                raise ValueError(
+                    f"concatenate: part {k} has units {part.unit_ids.tolist()}, "
+                    f"part 0 has {first.unit_ids.tolist()}"
+                )
+            if part.n_bins != first.n_bins:
+                raise ValueError(
+                    f"concatenate: part {k} has {part.n_bins} bins per trial, part 0 has {first.n_bins}"
+                )
+            if not np.isclose(part.bin_seconds, first.bin_seconds, rtol=1e-9):
+                raise ValueError(
+                    f"concatenate: part {k} has bin_size {format_time(part.bin_size)}, "
+                    f"part 0 has {format_time(first.bin_size)}"
+                )
+        counts = np.concatenate([part.counts for part in parts], axis=0)
+        return cls(counts, first.bin_size, first.unit_ids, first.metadata)
+
+    def _with_counts(self, counts: np.ndarray, unit_ids: Sequence[str]) -> SpikeCounts:
+        return type(self)(counts, self.bin_size, unit_ids, self.metadata)
+
+    def __repr__(self) -> str:
+        trials = "trial" if self.n_trials == 1 else "trials"
+        return (
+            f"SpikeCounts({self.n_trials} {trials} x {self.n_bins} bins x {self.n_units} units, "
+            f"bin_size={format_time(self.bin_size)})"
+        )
+
+
+def _compact_counts(array: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
+    """Validate counts of shape (trials, bins, units) and store them in the smallest unsigned dtype."""
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or np.iscomplexobj(array):
+        raise ValueError(f"counts: expected real numbers; got dtype {array.dtype}")
+    empty = [name for name, size in zip(("trials", "bins", "units"), array.shape, strict=True) if size == 0]
+    if empty:
+        raise ValueError(f"counts: no {' and no '.join(empty)} (shape {array.shape})")
+    if np.issubdtype(array.dtype, np.floating):
+        _reject(~np.isfinite(array), "NaN or infinite", array, unit_ids)
+        _reject(array != np.round(array), "non-integer", array, unit_ids)
+    _reject(array < 0, "negative", array, unit_ids)
+    largest = array.max()
+    for dtype in COUNT_DTYPES:
+        if largest <= np.iinfo(dtype).max:
+            compact = array.astype(dtype)
+            compact.flags.writeable = False
+            return compact
+    raise ValueError(
+        f"counts: the largest value {largest} exceeds {np.iinfo(COUNT_DTYPES[-1]).max}; "
+        "are these spike counts per bin?"
+    )
+
+
+def _reject(bad: np.ndarray, what: str, array: np.ndarray, unit_ids: np.ndarray) -> None:
+    """Raise a ValueError that counts the flagged entries and says where the first one is."""
+    if not bad.any():
+        return
+    trial, bin_, unit = np.unravel_index(np.argmax(bad), bad.shape)
+    raise ValueError(
+        f"counts: {int(bad.sum())} {what} value(s), first at trial {trial}, bin {bin_}, "
+        f"unit {str(unit_ids[unit])!r} (value {array[trial, bin_, unit]})"
+    )

@@ -1,0 +1,105 @@
+"""Where a fit runs: the device, the processes that share its work, and seeded random streams.
+
+Launched by ``torchrun``, several processes fit one model: each computes its share of every step and
+DistributedDataParallel sums their gradients. Outside ``torchrun`` there is one process, of rank 0, and
+every function here is a no-op that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+def rank() -> int:
+    """This process's number among those fitting together (0 outside ``torch.distributed``)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """How many processes fit together (1 outside ``torch.distributed``)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """Whether this process is the one that reports progress and writes files (rank 0)."""
+    return rank() == 0
+
+
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` as it is in one process; under several, wrapped to sum their gradients."""
+    if world_size() == 1:
+        return module
+    ids = [device] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+
+
+def all_sum(value: torch.Tensor) -> torch.Tensor:
+    """``value`` summed over the processes, in place (unchanged in one process)."""
+    if world_size() > 1:
+        dist.all_reduce(value)
+    return value
+
+
+@contextlib.contextmanager
+def distributed(device: str | torch.device | None = None) -> Iterator[torch.device]:
+    """Join the process group that ``torchrun`` describes in the environment, for the duration.
+
+    Outside ``torchrun`` (no ``WORLD_SIZE`` above 1 in the environment) this does nothing. The backend is
+    NCCL when the device is a GPU, else gloo. Yields the device this process should use: the given one,
+    or with ``None`` the process's own GPU (``cuda:LOCAL_RANK``) when there is one, else the CPU.
+
+    Examples
+    --------
+    Run with ``torchrun --nproc-per-node 2 script.py``::
+
+        with sg.parallel.distributed() as device:
+            model.fit(counts, device=device)
+            if sg.parallel.is_main():
+                model.save("model.h5")
+    """
+    chosen = choose_device(device)
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
+        yield chosen
+        return
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+    try:
+        yield chosen
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Draw torch's random numbers from ``seed`` in the block, leaving the caller's streams as they were.
+
+    The CPU stream is always forked; a GPU's too when ``device`` is one.
+    """
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def choose_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch.device; None or ``"auto"``: this process's GPU if there is one, else the CPU.
+
+    This process's GPU is number ``LOCAL_RANK`` (set by torchrun; 0 otherwise).
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            local_rank = int(os.environ.get("LOCAL_RANK", 0))
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here")
+    return chosen

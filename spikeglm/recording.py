@@ -1,0 +1,418 @@
+"""Spike times: :class:`Recording`, the sorted units' spike times on one time line, as read from a file.
+
+:meth:`Recording.bin` counts them in bins of equal size, trial by trial, into
+:class:`~spikeglm.counts.SpikeCounts`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import quantities as pq
+
+from spikeglm.counts import COUNT_DTYPES, SpikeCounts
+from spikeglm.timeunits import format_time, parse_time, seconds
+from spikeglm.unitids import check_unit_ids, unit_columns
+
+__all__ = ["Recording"]
+
+_EMPTY_UNITS = ("drop", "keep", "error")
+
+
+class Recording:
+    """Spike times of sorted units on one time line, in seconds, as read from a file.
+
+    Parameters
+    ----------
+    spike_times : sequence of array_like
+        One 1-D array of spike times in seconds per unit, each sorted (non-decreasing); a
+        :class:`quantities.Quantity` array is rescaled to seconds.
+    unit_ids : sequence of str, optional
+        One unique id per unit (non-strings are converted with ``str``); default ``"0", "1", ...``.
+    t_start, t_stop : float or str or quantities.Quantity, optional
+        The recorded span; a bare number is in seconds. Default: 0 s, and the last spike or the end of
+        the last trial, whichever is later.
+    trials : array_like, shape (n_trials, 2), optional
+        ``[start, stop]`` of each trial in seconds, inside ``[t_start, t_stop]``.
+    annotations : dict, optional
+        Information about the whole recording (copied, not interpreted).
+    unit_annotations : sequence of dict, optional
+        Information about each unit (one dict per unit).
+    source : str or os.PathLike, optional
+        The file the recording came from; error messages and :meth:`bin`'s metadata name it.
+    empty_units : {"drop", "keep", "error"}
+        What to do with units without spikes: drop them with a warning that names them, keep them, or
+        refuse them with a ValueError.
+
+    Attributes
+    ----------
+    spike_times : list of numpy.ndarray
+        Read-only float64 arrays of spike times in seconds, one per unit.
+    unit_ids : numpy.ndarray of str
+        The unit ids, read-only.
+    trials : numpy.ndarray or None
+        Read-only ``(n_trials, 2)`` float64 array of trial ``[start, stop]`` in seconds.
+    annotations : dict
+    unit_annotations : list of dict
+    source : str or None
+
+    Raises
+    ------
+    ValueError
+        If a spike time is NaN, infinite or negative, a unit's times are not sorted, a spike lies outside
+        ``[t_start, t_stop]``, a trial is empty or outside the recording, ids are duplicated, or (with
+        ``empty_units="error"``) a unit has no spikes. The message names the file and the unit.
+
+    Examples
+    --------
+    >>> rec = Recording([[0.1, 0.25], [0.3]], unit_ids=["a", "b"], t_stop=1.0)
+    >>> rec.bin("5 ms", trial_length="500 ms")
+    SpikeCounts(2 trials x 100 bins x 2 units, bin_size=5 ms)
+    """
+
+    def __init__(
+        self,
+        spike_times: Sequence[np.ndarray | Sequence[float]],
+        unit_ids: Sequence[str] | None = None,
+        t_start: float | str | pq.Quantity | None = None,
+        t_stop: float | str | pq.Quantity | None = None,
+        *,
+        trials: np.ndarray | Sequence[Sequence[float]] | None = None,
+        annotations: dict[str, Any] | None = None,
+        unit_annotations: Sequence[dict[str, Any]] | None = None,
+        source: str | os.PathLike | None = None,
+        empty_units: str = "drop",
+    ) -> None:
+        self.source = None if source is None else str(source)
+        if empty_units not in _EMPTY_UNITS:
+            raise ValueError(f"empty_units: expected one of {', '.join(_EMPTY_UNITS)}; got {empty_units!r}")
+        try:
+            ids = check_unit_ids(unit_ids, len(spike_times)).tolist()
+        except ValueError as error:
+            raise ValueError(self._where(str(error))) from None
+        times = [self._unit_times(values, unit) for values, unit in zip(spike_times, ids, strict=True)]
+        unit_annotations = [{} for _ in ids] if unit_annotations is None else list(unit_annotations)
+        if len(unit_annotations) != len(ids):
+            raise ValueError(
+                self._where(f"{len(unit_annotations)} unit annotation(s) for {len(ids)} unit(s)")
+            )
+        if not any(values.size for values in times):
+            raise ValueError(self._where(f"none of the {len(ids)} unit(s) has spikes"))
+        self.trials = None if trials is None else self._trials(trials)
+        ends = [values[-1] for values in times if values.size]
+        ends += [] if self.trials is None else [self.trials[:, 1].max()]
+        self._t_start = 0.0 if t_start is None else seconds(t_start, "t_start")
+        self._t_stop = float(max(ends)) if t_stop is None else seconds(t_stop, "t_stop")
+        self._check_span(times, ids)
+        empty = [k for k, values in enumerate(times) if values.size == 0]
+        if empty and empty_units != "keep":
+            names = ", ".join(repr(ids[k]) for k in empty)
+            if empty_units == "error":
+                raise ValueError(self._where(f"unit(s) {names} have no spikes (empty_units='error')"))
+            warnings.warn(self._where(f"dropping {len(empty)} unit(s) without spikes: {names}"), stacklevel=2)
+            keep = [k for k in range(len(ids)) if times[k].size]
+            times, ids, unit_annotations = (
+                [values[k] for k in keep] for values in (times, ids, unit_annotations)
+            )
+        self.spike_times = times
+        self.unit_ids = check_unit_ids(ids, len(ids))
+        self.annotations = dict(annotations or {})
+        self.unit_annotations = [dict(values) for values in unit_annotations]
+
+    @classmethod
+    def from_spike_times(
+        cls,
+        times_per_unit: Mapping[str, np.ndarray | Sequence[float]] | Sequence[np.ndarray | Sequence[float]],
+        t_start: float | str | pq.Quantity | None = None,
+        t_stop: float | str | pq.Quantity | None = None,
+        **options: Any,
+    ) -> Recording:
+        """A recording from spike times per unit: a dict ``{unit_id: times}`` or a list of arrays.
+
+        Times are in seconds, or quantities of any time unit. ``options`` go to :class:`Recording`
+        (``trials``, ``annotations``, ``unit_annotations``, ``source``, ``empty_units``).
+
+        Examples
+        --------
+        >>> Recording.from_spike_times({"a": [0.1, 0.2], "b": [0.15]}, t_stop="1 s")
+        Recording(2 units, 3 spikes, 0 s to 1 s)
+        """
+        if isinstance(times_per_unit, Mapping):
+            return cls(list(times_per_unit.values()), list(times_per_unit), t_start, t_stop, **options)
+        return cls(list(times_per_unit), None, t_start, t_stop, **options)
+
+    def select_units(self, ids: str | Iterable[str]) -> Recording:
+        """The given units, in the given order, as a new Recording (same span, trials and annotations).
+
+        Raises
+        ------
+        ValueError
+            If an id is not among :attr:`unit_ids` (the message names the file).
+        """
+        columns = unit_columns(ids, self.unit_ids, self._where("select_units"))
+        return Recording(
+            [self.spike_times[k] for k in columns],
+            self.unit_ids[columns].tolist(),
+            self._t_start,
+            self._t_stop,
+            trials=self.trials,
+            annotations=self.annotations,
+            unit_annotations=[self.unit_annotations[k] for k in columns],
+            source=self.source,
+            empty_units="keep",
+        )
+
+    @property
+    def t_start(self) -> pq.Quantity:
+        """Start of the recording, in s."""
+        return pq.Quantity(self._t_start, "s")
+
+    @property
+    def t_stop(self) -> pq.Quantity:
+        """End of the recording, in s."""
+        return pq.Quantity(self._t_stop, "s")
+
+    @property
+    def duration(self) -> pq.Quantity:
+        """``t_stop - t_start``, in s."""
+        return pq.Quantity(self._t_stop - self._t_start, "s")
+
+    @property
+    def n_units(self) -> int:
+        """Number of units."""
+        return len(self.spike_times)
+
+    @property
+    def n_spikes(self) -> np.ndarray:
+        """Number of spikes of each unit."""
+        return np.array([times.size for times in self.spike_times])
+
+    def bin(
+        self,
+        bin_size: str | pq.Quantity,
+        trial_length: str | pq.Quantity | None = None,
+        t_start: float | str | pq.Quantity | None = None,
+        t_stop: float | str | pq.Quantity | None = None,
+        units: Sequence[str] | None = None,
+        max_bytes: int = 4 * 2**30,
+    ) -> SpikeCounts:
+        """Count the spikes in bins of equal size, trial by trial.
+
+        Bins are left-closed: bin ``j`` of a trial starting at ``s`` counts the spikes ``t`` with
+        ``s + j * bin_size <= t < s + (j + 1) * bin_size``. The trials are, in this order of precedence:
+
+        - ``trial_length`` given: consecutive trials of that length from ``t_start``; the incomplete tail
+          is dropped (``metadata["dropped_s"]`` says how much);
+        - the recording has :attr:`trials`: one trial per row that lies inside ``[t_start, t_stop]``, each
+          starting at its start and all cut to the number of whole bins of the shortest one;
+        - otherwise one trial from ``t_start`` with as many whole bins as fit before ``t_stop``.
+
+        Parameters
+        ----------
+        bin_size : str or quantities.Quantity
+            Width of a bin, e.g. ``"5 ms"``.
+        trial_length : str or quantities.Quantity, optional
+            Length of a trial, a whole number of bins, e.g. ``"500 ms"``.
+        t_start, t_stop : float or str or quantities.Quantity, optional
+            The span to bin (a bare number is in seconds); default the whole recording.
+        units : sequence of str, optional
+            The ids of the units to count, in this order; default all.
+        max_bytes : int
+            Refuse counts that would take more memory than this (default 4 GiB).
+
+        Returns
+        -------
+        SpikeCounts
+            Counts (trials, bins, units); ``metadata`` holds ``source``, ``bin_size``, ``trial_length``,
+            ``t_start_s``, ``t_stop_s``, ``trial_starts_s`` and ``dropped_s``.
+
+        Raises
+        ------
+        ValueError
+            If a bin is longer than the span, a trial or the shortest trial; ``trial_length`` is not a whole
+            number of bins; the span is outside the recording; a unit id is unknown; or the counts would
+            exceed ``max_bytes``.
+        """
+        size = parse_time(bin_size, "bin_size")
+        width = seconds(size, "bin_size")
+        start = self._t_start if t_start is None else seconds(t_start, "t_start")
+        stop = self._t_stop if t_stop is None else seconds(t_stop, "t_stop")
+        if not self._t_start <= start < stop <= self._t_stop:
+            raise ValueError(
+                self._where(
+                    f"bin: the span {start:g} s to {stop:g} s is not a non-empty part of the recording "
+                    f"({self._t_start:g} s to {self._t_stop:g} s)"
+                )
+            )
+        columns = unit_columns(units, self.unit_ids, self._where("bin"))
+        length = None if trial_length is None else parse_time(trial_length, "trial_length")
+        span = f"the span binned ({format_time(pq.Quantity(stop - start, 's'))})"
+        bin_label = f"bin_size {format_time(size)}"
+        if length is not None:
+            length_s = seconds(length, "trial_length")
+            n_bins = self._whole_bins(length_s, width, f"trial_length {format_time(length)}", bin_label)
+            if n_bins * width * (1 + 1e-9) < length_s:
+                raise ValueError(
+                    self._where(
+                        f"bin: trial_length {format_time(length)} is not a whole number of bins "
+                        f"of {format_time(size)}"
+                    )
+                )
+            n_trials = self._whole_bins(
+                stop - start, n_bins * width, span, f"trial_length {format_time(length)}"
+            )
+            starts = start + np.arange(n_trials) * (n_bins * width)
+        elif self.trials is not None:
+            starts, stops = self.trials[(self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)].T
+            if starts.size == 0:
+                raise ValueError(self._where(f"bin: no trial lies inside {start:g} s to {stop:g} s"))
+            shortest = pq.Quantity(np.min(stops - starts), "s")
+            n_bins = self._whole_bins(
+                float(shortest), width, f"the shortest trial ({format_time(shortest)})", bin_label
+            )
+        else:
+            n_bins = self._whole_bins(stop - start, width, span, bin_label)
+            starts = np.array([start])
+        metadata = {
+            "source": self.source,
+            "bin_size": format_time(size),
+            "trial_length": None if length is None else format_time(length),
+            "t_start_s": start,
+            "t_stop_s": stop,
+            "trial_starts_s": starts.tolist(),
+            # Time of the span left out of every trial: the incomplete tail, or the trials' ends and gaps.
+            "dropped_s": max(0.0, stop - start - len(starts) * n_bins * width),
+        }
+        counts = self._count(starts, n_bins, width, columns, max_bytes)
+        return SpikeCounts(counts, size, self.unit_ids[columns].tolist(), metadata)
+
+    def _count(
+        self, starts: np.ndarray, n_bins: int, width: float, columns: list[int], max_bytes: int
+    ) -> np.ndarray:
+        """Counts (trials, bins, units) of the units in ``columns`` for trials from ``starts``."""
+        busiest = max(self.spike_times[k].size for k in columns)
+        dtype = next(dtype for dtype in COUNT_DTYPES if busiest <= np.iinfo(dtype).max)
+        shape = (len(starts), n_bins, len(columns))
+        size = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+        if size > max_bytes:
+            raise ValueError(
+                self._where(
+                    f"bin: {shape[0]} trial(s) x {shape[1]} bins x {shape[2]} unit(s) of counts would take "
+                    f"{size / 2**30:.3g} GiB (max_bytes={max_bytes}); use a larger bin size, fewer units "
+                    "or a shorter span"
+                )
+            )
+        counts = np.zeros((shape[0] * n_bins, shape[2]), dtype=dtype)
+        ends = starts + n_bins * width
+        trial_index = np.arange(len(starts))
+        for column, unit in enumerate(columns):
+            times = self.spike_times[unit]
+            first = np.searchsorted(times, starts, side="left")
+            lengths = np.searchsorted(times, ends, side="left") - first
+            # Every spike of every trial (a spike twice where trials overlap): its trial and its position.
+            trial = np.repeat(trial_index, lengths)
+            spike = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - first, lengths)
+            t, s = times[spike], starts[trial]
+            j = np.floor((t - s) / width).astype(np.int64)
+            # Make the bin agree exactly with the edges s + j * width despite rounding in the division.
+            j -= t < s + j * width
+            j += t >= s + (j + 1) * width
+            flat, number = np.unique(trial * n_bins + j, return_counts=True)
+            counts[flat, column] = number
+        return counts.reshape(shape)
+
+    def _whole_bins(self, length: float, width: float, outer: str, inner: str) -> int:
+        """Number of whole pieces of ``width`` s (``inner``) in ``length`` s (``outer``); none: ValueError."""
+        n_bins = int(np.floor(length / width * (1 + 1e-12)))
+        if n_bins == 0:
+            raise ValueError(self._where(f"bin: {inner} is longer than {outer}"))
+        return n_bins
+
+    def _unit_times(self, values: np.ndarray | Sequence[float], unit: str) -> np.ndarray:
+        """One unit's spike times as a read-only float64 array in seconds, checked."""
+        if isinstance(values, pq.Quantity):
+            values = values.rescale("s").magnitude
+        try:
+            times = np.array(values, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(self._where(f"unit {unit!r}: spike times are not numbers ({error})")) from None
+        if times.ndim != 1:
+            raise ValueError(self._where(f"unit {unit!r}: expected 1-D spike times; got shape {times.shape}"))
+        for bad, what in ((~np.isfinite(times), "NaN or infinite"), (times < 0, "negative")):
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise ValueError(
+                    self._where(
+                        f"unit {unit!r}: {int(bad.sum())} {what} spike time(s), first at index {k} "
+                        f"({times[k]})"
+                    )
+                )
+        backwards = np.flatnonzero(np.diff(times) < 0)
+        if backwards.size:
+            k = int(backwards[0]) + 1
+            raise ValueError(
+                self._where(
+                    f"unit {unit!r}: spike times are not sorted: index {k} ({times[k]} s) comes after "
+                    f"{times[k - 1]} s ({backwards.size} place(s)); sort them first"
+                )
+            )
+        times.flags.writeable = False
+        return times
+
+    def _trials(self, trials: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        array = np.array(trials, dtype=np.float64)
+        if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+            raise ValueError(self._where(f"trials: expected an (n_trials, 2) array; got shape {array.shape}"))
+        bad = ~np.isfinite(array).all(axis=1) | (array[:, 0] >= array[:, 1]) | (array[:, 0] < 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                self._where(f"trials: trial {k} is [{array[k, 0]}, {array[k, 1]}]; need 0 <= start < stop")
+            )
+        array.flags.writeable = False
+        return array
+
+    def _check_span(self, times: list[np.ndarray], ids: list[str]) -> None:
+        """Check that t_start < t_stop and that every spike and trial lies inside them."""
+        if not 0 <= self._t_start < self._t_stop:
+            raise ValueError(
+                self._where(
+                    f"need 0 <= t_start < t_stop; got t_start={self._t_start} s, t_stop={self._t_stop} s"
+                )
+            )
+        span = f"[t_start, t_stop] = [{self._t_start:g}, {self._t_stop:g}] s"
+        for unit, values in zip(ids, times, strict=True):
+            outside = (values < self._t_start) | (values > self._t_stop)
+            if outside.any():
+                k = int(np.argmax(outside))
+                raise ValueError(
+                    self._where(
+                        f"unit {unit!r}: {int(outside.sum())} spike(s) outside {span}, first at index {k} "
+                        f"({values[k]} s)"
+                    )
+                )
+        if self.trials is not None:
+            outside = (self.trials[:, 0] < self._t_start) | (self.trials[:, 1] > self._t_stop)
+            if outside.any():
+                k = int(np.argmax(outside))
+                raise ValueError(
+                    self._where(
+                        f"trials: trial {k} [{self.trials[k, 0]}, {self.trials[k, 1]}] s is outside {span}"
+                    )
+                )
+
+    def _where(self, message: str) -> str:
+        """Prefix a message with the file the recording came from, if known."""
+        return message if self.source is None else f"{self.source}: {message}"
+
+    def __repr__(self) -> str:
+        units = "unit" if self.n_units == 1 else "units"
+        trials = "" if self.trials is None else f", {len(self.trials)} trials"
+        return (
+            f"Recording({self.n_units} {units}, {int(self.n_spikes.sum())} spikes, "
+            f"{self._t_start:g} s to {self._t_stop:g} s{trials})"
+        )
