@@ -101,20 +101,27 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
         raise click.BadParameter(f"{path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise click.BadParameter(f"{path}: not valid TOML ({error})") from None
-    params = {p.name: p for p in ctx.command.params}
+    # Keys are the options' names on the command line (hidden, bin_size or bin-size), whatever the
+    # name of the parameter they fill.
+    params = {
+        option[2:].replace("-", "_"): p
+        for p in ctx.command.params
+        for option in p.opts
+        if option.startswith("--")
+    }
     settings = {key.replace("-", "_"): value for key, value in config.items()}
     unknown = sorted(set(settings) - set(params))
     if unknown:
         raise click.BadParameter(f"{path}: unknown option(s) {', '.join(unknown)}")
-    for name, value in settings.items():
-        _check_config_type(path, params[name], value)
-    settings = {k: json.dumps(v) if isinstance(v, list) else v for k, v in settings.items()}
-    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    for key, value in settings.items():
+        _check_config_type(path, key, params[key], value)
+    defaults = {params[k].name: json.dumps(v) if isinstance(v, list) else v for k, v in settings.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
     ctx.meta["config"] = path
     return path
 
 
-def _check_config_type(path: str, param: click.Parameter, value: object) -> None:
+def _check_config_type(path: str, key: str, param: click.Parameter, value: object) -> None:
     """Refuse a TOML value of the wrong kind (``hidden = 2.7`` or ``hidden = true``) instead of casting it."""
     kind = param.type
     if getattr(param, "is_flag", False):
@@ -129,7 +136,7 @@ def _check_config_type(path: str, param: click.Parameter, value: object) -> None
     else:
         fits, wanted = isinstance(value, str), "a string"
     if not fits:
-        raise click.BadParameter(f"{path}: option {param.name} must be {wanted}; got {value!r}")
+        raise click.BadParameter(f"{path}: option {key} must be {wanted}; got {value!r}")
 
 
 def _unit_list(units: str | None) -> list[str] | None:
@@ -225,7 +232,12 @@ def info(recording: str, bin_size: str) -> None:
     help="Units without spikes: drop them (with a warning), keep them, or refuse the file.",
 )
 @click.option(
-    "--hidden", default=2, show_default=True, type=click.IntRange(min=0), help="Number of hidden neurons."
+    "--hidden",
+    "n_hidden",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Number of hidden neurons.",
 )
 @click.option(
     "--basis",
@@ -264,6 +276,7 @@ def info(recording: str, bin_size: str) -> None:
 )
 @click.option(
     "--samples",
+    "n_samples",
     default=5,
     show_default=True,
     type=click.IntRange(min=1),
@@ -321,24 +334,11 @@ def fit(
     trial_length: str | None,
     units: str | None,
     empty_units: str,
-    hidden: int,
-    basis: str,
-    window: int,
-    link: str,
-    variational: str,
-    relaxation: str,
-    temperature: float,
-    samples: int,
-    epochs: int,
-    lr: float,
-    batch_size: int | None,
-    segment_bins: int,
-    part_bins: int,
     device: str,
-    seed: int,
     checkpoint_every: int,
     resume: bool,
     overwrite: bool,
+    **settings,
 ) -> None:
     """Fit a POGLM with hidden neurons to a recording and save the model.
 
@@ -362,22 +362,7 @@ def fit(
             "or --overwrite to start afresh"
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
-    model = sg.POGLM(
-        n_hidden=hidden,
-        basis=basis,
-        window=window,
-        link=link,
-        variational=variational,
-        relaxation=relaxation,
-        temperature=temperature,
-        n_samples=samples,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        segment_bins=segment_bins,
-        part_bins=part_bins,
-        seed=seed,
-    )
+    model = sg.POGLM(**settings)  # the estimator's settings, by their names
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
         contextlib.ExitStack() as stack,
