@@ -398,8 +398,8 @@ def fit(
             return
         model.save(out, overwrite=overwrite)
         checkpoint.unlink(missing_ok=True)
-    final = model.history_[-1].objective
-    click.echo(f"model: {out} (ELBO per neuron-bin {final:.4f} after {len(model.history_)} epochs)")
+    final, steps = model.history_[-1].objective, len(model.history_)
+    click.echo(f"model: {out} (objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_})")
 
 
 @contextlib.contextmanager

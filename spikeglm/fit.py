@@ -93,8 +93,8 @@ class ProgressLine:
     written every ``every`` epochs.
     """
 
-    def __init__(self, epochs: int, stream=None, every: int = 50) -> None:
-        self.epochs, self.every = epochs, every
+    def __init__(self, epochs: int, stream=None, every: int = 50, label: str = "epoch") -> None:
+        self.epochs, self.every, self.label = epochs, every, label
         self.stream = sys.stderr if stream is None else stream
         self.elapsed, self.seen = 0.0, 0
         self.redraw = getattr(self.stream, "isatty", lambda: False)()
@@ -105,7 +105,7 @@ class ProgressLine:
         done = record.epoch + 1
         left = self.elapsed / self.seen * (self.epochs - done)
         line = (
-            f"epoch {done}/{self.epochs}  objective {record.objective:.4f}"
+            f"{self.label} {done}/{self.epochs}  objective {record.objective:.4f}"
             + ("" if record.validation is None else f"  validation {record.validation:.4f}")
             + f"  {self.elapsed:.1f} s, ~{left:.0f} s left"
         )
@@ -331,6 +331,104 @@ def train(
         network.load_state_dict(best[1][0])
         posterior.load_state_dict(best[1][1])
     return records
+
+
+#: The convex stage stops when an iteration raises the log-likelihood per neuron-bin by less than this...
+GLM_TOLERANCE_CHANGE = 1e-9
+#: ... or when no gradient component (per neuron-bin) exceeds this.
+GLM_TOLERANCE_GRAD = 1e-7
+
+
+def solve_glm(
+    network: Network,
+    data: Segments | torch.Tensor,
+    config: TrainingConfig | None = None,
+    *,
+    callback: Callable[[EpochRecord], None] | None = None,
+) -> tuple[list[EpochRecord], str]:
+    """Fit a network without hidden neurons by maximum likelihood: full-batch L-BFGS, to convergence.
+
+    With no hidden neuron the model is an ordinary Poisson GLM, whose log-likelihood is concave in the
+    weights and biases for the exp and softplus links; no sampling is involved, so ``n_samples``, the
+    relaxation and the learning rate play no part. Each iteration is one L-BFGS step with a strong-Wolfe
+    line search on the exact log-likelihood of all the data (computed in parts of ``config.part_bins``
+    bins, shared among the processes under ``torch.distributed``). The solve stops when an iteration
+    raises the log-likelihood per neuron-bin by less than :data:`GLM_TOLERANCE_CHANGE`, when no gradient
+    component exceeds :data:`GLM_TOLERANCE_GRAD`, or after ``config.epochs`` iterations. It draws no
+    random number: the same data give the same fit, so an interrupted solve is simply run again.
+
+    Returns
+    -------
+    records : list of EpochRecord
+        One per iteration: the log-likelihood per visible neuron-bin after it.
+    reason : str
+        Why the solve stopped.
+    """
+    config = TrainingConfig() if config is None else config
+    if network.n_hidden:
+        raise ValueError(f"solve_glm fits networks without hidden neurons; this one has {network.n_hidden}")
+    data = data if isinstance(data, Segments) else Segments(data)
+    params = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.LBFGS(
+        params,
+        lr=1,
+        max_iter=config.epochs,
+        max_eval=10 * config.epochs,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=GLM_TOLERANCE_GRAD,
+        tolerance_change=GLM_TOLERANCE_CHANGE,
+    )
+    device = network.bias.device
+    scale = 1.0 / (data.n_scored * data.n_units)
+    mine = data.groups(config.part_bins)[parallel.rank() :: parallel.world_size()]
+    records: list[EpochRecord] = []
+    clock = [time.perf_counter()]
+
+    def closure() -> torch.Tensor:
+        # L-BFGS evaluates the objective a few times per iteration (its line search); an iteration is
+        # recorded once the next one starts, with the best value its search found.
+        iteration = optimizer.state[params[0]].get("n_iter", 0)
+        optimizer.zero_grad(set_to_none=False)
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for index in mine:
+            batch = data.batch(index, device=device)
+            log_likelihood = network.log_likelihood(batch.visible)
+            if batch.scored is not None:
+                log_likelihood = log_likelihood * batch.scored[..., None]
+            loss = -log_likelihood.sum() * scale
+            loss.backward()
+            total += loss.detach().double()
+        for parameter in params:
+            parallel.all_sum(parameter.grad)
+        value = float(parallel.all_sum(total))
+        if not math.isfinite(value):
+            raise FloatingPointError(f"the log-likelihood became non-finite at iteration {iteration}")
+        if iteration > len(records):  # the first value of a new iteration: the last one is done
+            if records:
+                _finish(records[-1], records[-1].objective, callback)
+            now = time.perf_counter()
+            records.append(EpochRecord(iteration - 1, -value, now - clock[0]))
+            clock[0] = now
+        elif records:
+            records[-1].objective = max(records[-1].objective, -value)
+        return torch.tensor(value)
+
+    optimizer.step(closure)
+    if records:
+        _finish(records[-1], records[-1].objective, callback)
+    done = optimizer.state[params[0]].get("n_iter", 0)
+    if done >= config.epochs:
+        reason = f"reached the cap of {config.epochs} iterations (epochs) before converging"
+    else:
+        reason = f"converged in {done} L-BFGS iterations (gradient or change below tolerance)"
+    return records, reason
+
+
+def _finish(record: EpochRecord, objective: float, callback: Callable[[EpochRecord], None] | None) -> None:
+    record.objective = objective
+    if callback is not None:
+        callback(record)
 
 
 def _check_finite(value: torch.Tensor, params: list[torch.Tensor], epoch: int, step: int) -> None:

@@ -17,7 +17,7 @@ from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
-from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, Resume, TrainingConfig, train
+from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, Resume, TrainingConfig, solve_glm, train
 from spikeglm.model import Network, check_link, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
@@ -156,6 +156,8 @@ class POGLM:
         self.data_: dict = {}
         #: The file this model was loaded from, which :meth:`save` never replaces (None once refitted).
         self.source_: str | None = None
+        #: Why the last fit stopped (converged, a cap reached, early stopping).
+        self.stopped_: str | None = None
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -312,11 +314,16 @@ class POGLM:
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
-        callbacks = [self.history_.append, ProgressLine(config.epochs) if progress else None, callback]
+        convex = self.n_hidden == 0
+        label = "L-BFGS iteration" if convex else "epoch"
+        shown = ProgressLine(config.epochs, label=label) if progress else None
+        callbacks = [self.history_.append, shown, callback]
         generator = torch.Generator().manual_seed(config.seed)
         if not config.freeze_network:
             self.network_ = self._new_network(n_visible)
-            self.network_.init_from_counts(visible, scale=0.1, generator=generator)
+            # A GLM's optimum is unique (exp and softplus links): start it from no coupling at all, so that
+            # the fit depends on the data alone.
+            self.network_.init_from_counts(visible, scale=0.0 if convex else 0.1, generator=generator)
         self.posterior_ = self._new_posterior(n_visible)
         self.posterior_.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
         if saved is not None:
@@ -352,17 +359,27 @@ class POGLM:
         self.network_.to(where)
         self.posterior_.to(where)
         try:
-            train(
-                self.network_,
-                self.posterior_,
-                self._segments(visible),
-                config,
-                validation=None if validation is None else self._segments(_compact_tensor(validation)),
-                callback=_chain(callbacks),
-                resume=start,
-                optimizer_state=None if saved is None else saved["optimizer"],
-                checkpoint=None if checkpoint is None else save_checkpoint,
-            )
+            if convex and not config.freeze_network:  # an ordinary GLM: solved to convergence, no sampling
+                self.stopped_ = solve_glm(
+                    self.network_, self._segments(visible), config, callback=_chain(callbacks)
+                )[1]
+            elif not convex:
+                train(
+                    self.network_,
+                    self.posterior_,
+                    self._segments(visible),
+                    config,
+                    validation=None if validation is None else self._segments(_compact_tensor(validation)),
+                    callback=_chain(callbacks),
+                    resume=start,
+                    optimizer_state=None if saved is None else saved["optimizer"],
+                    checkpoint=None if checkpoint is None else save_checkpoint,
+                )
+                self.stopped_ = (
+                    "stopped early: the validation log-likelihood stopped improving"
+                    if len(self.history_) < config.epochs
+                    else f"ran the {config.epochs} epochs set"
+                )
         finally:
             self.network_.cpu()
             self.posterior_.cpu()

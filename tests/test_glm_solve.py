@@ -1,0 +1,76 @@
+"""The convex stage: with no hidden neuron the fit is an ordinary Poisson GLM, solved to convergence."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+import spikeglm as sg
+from spikeglm.fit import solve_glm
+
+
+def simulated(link: str, seed: int = 0) -> sg.SpikeCounts:
+    basis = sg.basis.get("exponential", window=5)
+    network = sg.model.Network(3, 0, basis, link)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        network.weight.copy_(torch.tensor(rng.uniform(-1.0, 0.3, (3, 3, 1)), dtype=torch.float32))
+        network.bias.copy_(torch.tensor([-2.0, -1.5, -1.0]))
+    counts = network.simulate(30, 200, generator=torch.Generator().manual_seed(seed))
+    return sg.SpikeCounts.from_array(counts.numpy().astype(np.uint8), bin_size="5 ms")
+
+
+def scipy_optimum(counts: sg.SpikeCounts, link: str) -> tuple[np.ndarray, float]:
+    """The same log-likelihood maximised independently: scipy's L-BFGS-B in float64."""
+    template = sg.model.Network(3, 0, sg.basis.get("exponential", window=5), link).double()
+    x = torch.tensor(counts.counts, dtype=torch.float64)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        weight = torch.tensor(theta[:9].reshape(3, 3, 1), requires_grad=True)
+        bias = torch.tensor(theta[9:], requires_grad=True)
+        rates = template.link(bias + template._drive(x, weight))
+        loss = -sg.relax.poisson_log_pmf(x, rates).sum() / x.numel()
+        loss.backward()
+        return loss.item(), np.concatenate([weight.grad.numpy().ravel(), bias.grad.numpy()])
+
+    start = np.concatenate([np.zeros(9), np.full(3, -1.0)])
+    found = scipy.optimize.minimize(
+        objective, start, jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 5000}
+    )
+    return found.x, -found.fun
+
+
+@pytest.mark.parametrize("link", ["exp", "softplus"])
+def test_the_glm_fit_reaches_the_optimum_found_independently(link):
+    counts = simulated(link)
+    model = sg.POGLM(n_hidden=0, link=link).fit(counts)
+    theta, best = scipy_optimum(counts, link)
+    assert model.stopped_.startswith("converged")
+    # The optimum's value agrees to 1e-6 nats per neuron-bin. The fit computes in float32, where the
+    # log-likelihood is this flat over about 0.005 in the weights: a tenth of their standard errors
+    # here (about 0.05, from 18,000 bins), so the weights are compared to 0.01.
+    assert model.history_[-1].objective == pytest.approx(best, abs=1e-6)
+    np.testing.assert_allclose(model.network_.weight.detach().numpy().ravel(), theta[:9], atol=0.01)
+    np.testing.assert_allclose(model.network_.bias.detach().numpy(), theta[9:], atol=0.01)
+    assert model.score(counts, n_samples=1) == pytest.approx(best, abs=1e-6)  # exact with no hidden neuron
+
+
+def test_the_glm_fit_uses_no_random_numbers_and_records_each_iteration():
+    counts = simulated("softplus", seed=1)
+    first = sg.POGLM(n_hidden=0, seed=0, n_samples=1).fit(counts)
+    second = sg.POGLM(n_hidden=0, seed=7, n_samples=9, relaxation="exact").fit(counts)
+    assert torch.equal(first.network_.weight, second.network_.weight)
+    objectives = [record.objective for record in first.history_]
+    assert len(objectives) > 3 and objectives[-1] >= max(objectives) - 1e-7
+    assert objectives[-1] > objectives[0]
+
+
+def test_a_cap_on_iterations_is_reported():
+    model = sg.POGLM(n_hidden=0, epochs=2).fit(simulated("exp"))
+    assert len(model.history_) <= 2 and model.stopped_.startswith("reached the cap of 2 iterations")
+
+
+def test_the_solve_is_refused_for_hidden_neurons():
+    network = sg.model.Network(3, 1, sg.basis.get("exponential"), "softplus")
+    with pytest.raises(ValueError, match="without hidden neurons"):
+        solve_glm(network, torch.zeros(2, 10, 3))
