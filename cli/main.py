@@ -282,19 +282,33 @@ def info(recording: str, bin_size: str) -> None:
     type=click.IntRange(min=1),
     help="Hidden-count samples per trial and step.",
 )
-@click.option("--epochs", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--epochs",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most epochs (a fit stops earlier once converged, see --tol).",
+)
 @click.option(
     "--lr",
-    default=0.02,
+    default=0.05,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Adam learning rate.",
 )
 @click.option(
+    "--tol",
+    default=1e-4,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Stop when the smoothed objective rises less than this (nats per neuron-bin) in 10 epochs; "
+    "0: run all --epochs.",
+)
+@click.option(
     "--batch-size",
     default=None,
     type=click.IntRange(min=1),
-    help="Trials (or segments) per step (default: all).",
+    help="Trials (or segments) per step (default: a quarter of them, at most 2^14 bins).",
 )
 @click.option(
     "--segment-bins",
@@ -362,6 +376,7 @@ def fit(
             "or --overwrite to start afresh"
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
+    settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
     model = sg.POGLM(**settings)  # the estimator's settings, by their names
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,7 +151,8 @@ class TrainingConfig:
     lr : float
         Adam's learning rate.
     batch_size : int, optional
-        Segments per step (None: all, one step per epoch).
+        Segments per step. None: chosen from the data by :func:`auto_batch_size` (a quarter of the
+        segments, at most 2^14 bins), so that every epoch takes several steps.
     part_bins : int
         Bins computed at once; a step is done in parts whose gradients add up.
     seed : int
@@ -164,6 +165,10 @@ class TrainingConfig:
         Epochs between checkpoints.
     freeze_network : bool
         Train only the posterior (the network stays as it is).
+    tol : float, optional
+        Stop once the training objective, smoothed over epochs, has not risen by ``tol`` nats per
+        neuron-bin in :data:`PLATEAU_EPOCHS` epochs (see :class:`Plateau`); ``epochs`` is then a cap.
+        None: run all ``epochs``.
     """
 
     relaxation: str = "eat-cubic"
@@ -171,7 +176,7 @@ class TrainingConfig:
     n_samples: int = 5
     objective: str = "elbo"
     epochs: int = 500
-    lr: float = 0.02
+    lr: float = 0.05
     batch_size: int | None = None
     part_bins: int = PART_BINS
     seed: int = 0
@@ -179,6 +184,7 @@ class TrainingConfig:
     eval_every: int = 10
     checkpoint_every: int = 50
     freeze_network: bool = False
+    tol: float | None = 1e-4
     _law: type[relax.PoissonRelaxation] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -190,6 +196,7 @@ class TrainingConfig:
             "seed": whole(self.seed, "seed", minimum=0),
             "batch_size": None if self.batch_size is None else whole(self.batch_size, "batch_size"),
             "freeze_network": bool(self.freeze_network),
+            "tol": None if self.tol is None else positive(self.tol, "tol"),
         }
         for name in ("n_samples", "epochs", "part_bins", "patience", "eval_every", "checkpoint_every"):
             checked[name] = whole(getattr(self, name), name)
@@ -228,7 +235,8 @@ def train(
     resume: Resume | None = None,
     optimizer_state: dict | None = None,
     checkpoint: Callable[[Resume, dict], None] | None = None,
-) -> list[EpochRecord]:
+    previous: Sequence[EpochRecord] = (),
+) -> tuple[list[EpochRecord], str]:
     """Fit the network and the posterior to visible counts with Adam, in one process or data-parallel.
 
     ``data`` is :class:`~spikeglm.segments.Segments` (trials, or segments of long recordings) or a tensor
@@ -251,7 +259,18 @@ def train(
     epochs and when the fit is interrupted (KeyboardInterrupt, which is then raised again; an interrupt
     that arrives while a step updates the parameters is held back until the update is whole). A fit
     continues from ``resume`` with the optimizer's saved ``optimizer_state`` exactly as the
-    uninterrupted fit would, even from the middle of an epoch; early stopping starts afresh then.
+    uninterrupted fit would, even from the middle of an epoch, given the records of its ``previous``
+    epochs (for the stopping rule on the training objective; validation checks start afresh).
+
+    Unless ``config.tol`` is None, the fit stops once the training objective stops rising
+    (:class:`Plateau`), so ``config.epochs`` is a cap.
+
+    Returns
+    -------
+    records : list of EpochRecord
+        One per epoch run.
+    reason : str
+        Why the fit stopped.
 
     Raises
     ------
@@ -279,9 +298,13 @@ def train(
     stale = 0
     seed = config.seed
     epoch_bins = data.n_scored * data.n_units
-    batch_size = len(data) if config.batch_size is None else min(config.batch_size, len(data))
+    batch_size = auto_batch_size(data) if config.batch_size is None else min(config.batch_size, len(data))
+    plateau = Plateau(config.tol)
+    for record in previous:  # a resumed fit picks up the smoothed objective where it was
+        plateau.update(record.objective)
     per_part = max(1, config.part_bins // data.bins)
     where = resume  # how far the fit has come; updated after every whole step
+    reason = f"ran the {config.epochs} epochs set"
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for epoch in range(resume.epochs_done, config.epochs):
@@ -319,6 +342,13 @@ def train(
                 if checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
                     checkpoint(where, optimizer.state_dict())
                 if stale >= config.patience:
+                    reason = f"stopped early: the validation log-likelihood fell {stale} checks in a row"
+                    break
+                if plateau.update(record.objective):
+                    reason = (
+                        f"converged: the smoothed objective rose by less than {config.tol:g} nats per "
+                        f"neuron-bin in {plateau.epochs} epochs"
+                    )
                     break
     except KeyboardInterrupt:
         if checkpoint is not None:
@@ -330,13 +360,62 @@ def train(
     if best[1] is not None:
         network.load_state_dict(best[1][0])
         posterior.load_state_dict(best[1][1])
-    return records
+    return records, reason
 
 
 #: The convex stage stops when an iteration raises the log-likelihood per neuron-bin by less than this...
 GLM_TOLERANCE_CHANGE = 1e-9
 #: ... or when no gradient component (per neuron-bin) exceeds this.
 GLM_TOLERANCE_GRAD = 1e-7
+
+
+#: Epochs over which the smoothed training objective must rise by ``tol`` for a fit to go on.
+PLATEAU_EPOCHS = 10
+#: Weight of the newest epoch in the smoothed training objective (an exponential moving average).
+PLATEAU_SMOOTHING = 0.2
+
+
+class Plateau:
+    """Tells when a noisy training objective has stopped rising.
+
+    The objective of each epoch (a stochastic estimate) is smoothed by an exponential moving average
+    with weight :data:`PLATEAU_SMOOTHING`; the fit has reached its plateau when the smoothed value has
+    not exceeded its best by ``tol`` for ``epochs`` epochs in a row. ``tol=None`` never stops.
+
+    Examples
+    --------
+    >>> rule = Plateau(tol=1e-3, epochs=3, smoothing=1.0)  # no smoothing, to show the rule
+    >>> [rule.update(v) for v in (-2.0, -1.5, -1.2, -1.2, -1.2, -1.2)]
+    [False, False, False, False, False, True]
+    """
+
+    def __init__(self, tol: float | None, epochs: int = PLATEAU_EPOCHS, smoothing: float = PLATEAU_SMOOTHING):
+        self.tol, self.epochs, self.smoothing = tol, epochs, smoothing
+        self.smoothed = self.best = None
+        self.stale = 0
+
+    def update(self, objective: float) -> bool:
+        """Take an epoch's objective; True once the plateau is reached."""
+        if self.tol is None:
+            return False
+        if self.smoothed is None:
+            self.smoothed = self.best = objective
+            return False
+        self.smoothed += self.smoothing * (objective - self.smoothed)
+        if self.smoothed > self.best + self.tol:
+            self.best, self.stale = self.smoothed, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.epochs
+
+
+def auto_batch_size(data: Segments) -> int:
+    """Segments per step when none is set: a quarter of them, and at most 2^14 bins.
+
+    Several steps per epoch is what makes a stochastic fit converge in few epochs (a full-batch step
+    per epoch needs hundreds); the cap keeps the steps of long recordings small.
+    """
+    return max(1, min(math.ceil(len(data) / 4), 2**14 // data.bins))
 
 
 def solve_glm(

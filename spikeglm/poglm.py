@@ -40,6 +40,7 @@ _TRAINING_SETTINGS = (
     "seed",
     "patience",
     "freeze_network",
+    "tol",
 )
 
 
@@ -74,11 +75,13 @@ class POGLM:
     objective : {"elbo", "iwae"}
         Evidence lower bound or its importance-weighted version.
     epochs : int
-        Passes over the training trials.
+        Most passes over the training trials (with ``tol``, a fit usually stops well before); with no
+        hidden neuron, most L-BFGS iterations.
     lr : float
         Adam learning rate.
     batch_size : int, optional
-        Trials (or segments) per step (default: all).
+        Trials (or segments) per step. Default: a quarter of them, at most 2^14 bins
+        (:func:`spikeglm.fit.auto_batch_size`); a number at least the trials' gives full-batch steps.
     segment_bins : int, optional
         Trials longer than this (e.g. a continuous recording) are cut into segments of this many bins,
         each with ``window`` bins of context on either side so that no history is lost at the cuts
@@ -96,6 +99,12 @@ class POGLM:
     freeze_network : bool
         Keep the network as it is (from :meth:`from_connectivity` or an earlier fit) and fit only the
         posterior: with the true network this gives the oracle score, the ceiling of a fit.
+    tol : float, optional
+        Stop once the training objective, smoothed over epochs, has not risen by ``tol`` nats per
+        neuron-bin in 10 epochs (:class:`spikeglm.fit.Plateau`). None: run all ``epochs``.
+
+    With no hidden neuron the model is an ordinary Poisson GLM, fitted by full-batch L-BFGS to
+    convergence (:func:`spikeglm.fit.solve_glm`): the sampling settings play no part then.
 
     Examples
     --------
@@ -121,13 +130,14 @@ class POGLM:
         n_samples: int = 5,
         objective: str = "elbo",
         epochs: int = 500,
-        lr: float = 0.02,
+        lr: float = 0.05,
         batch_size: int | None = None,
         segment_bins: int | None = SEGMENT_BINS,
         part_bins: int = PART_BINS,
         seed: int = 0,
         patience: int = 10,
         freeze_network: bool = False,
+        tol: float | None = 1e-4,
     ) -> None:
         self.n_hidden = whole(n_hidden, "n_hidden", minimum=0)
         self.basis = basis_module.get(basis, window=whole(window, "window"), **(basis_options or {}))
@@ -146,6 +156,7 @@ class POGLM:
             seed=seed,
             patience=patience,
             freeze_network=freeze_network,
+            tol=tol,
         )
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
@@ -364,7 +375,7 @@ class POGLM:
                     self.network_, self._segments(visible), config, callback=_chain(callbacks)
                 )[1]
             elif not convex:
-                train(
+                self.stopped_ = train(
                     self.network_,
                     self.posterior_,
                     self._segments(visible),
@@ -374,12 +385,8 @@ class POGLM:
                     resume=start,
                     optimizer_state=None if saved is None else saved["optimizer"],
                     checkpoint=None if checkpoint is None else save_checkpoint,
-                )
-                self.stopped_ = (
-                    "stopped early: the validation log-likelihood stopped improving"
-                    if len(self.history_) < config.epochs
-                    else f"ran the {config.epochs} epochs set"
-                )
+                    previous=list(self.history_),
+                )[1]
         finally:
             self.network_.cpu()
             self.posterior_.cpu()

@@ -250,7 +250,7 @@ def test_resume_refuses_other_data_and_options(small, tmp_path):
         (["--link", "exp"], "link 'softplus' (now 'exp')"),
         (["--bin-size", "10 ms"], "bin_size '5.0 ms' (now '10.0 ms')"),
         (["--units", "u2,u1,u0"], "unit_ids"),
-        (["--lr", "0.05"], "lr 0.02 (now 0.05)"),
+        (["--lr", "0.1"], "lr 0.05 (now 0.1)"),
         (["--trial-length", "0.5 s"], "counts_sha256"),
     ]
     for extra, phrase in cases:  # (the last of a repeated option counts)
@@ -268,7 +268,9 @@ def test_sigterm_stops_a_fit_with_a_checkpoint(small, tmp_path):
     out = tmp_path / "m.h5"
     args = ["--hidden", "1", "--trial-length", "1 s", "--samples", "2", "--checkpoint-every", "1000"]
     command = [sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(out), *args]
-    process = subprocess.Popen([*command, "--epochs", "100000"], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*command, "--epochs", "100000", "--tol", "0"], stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     line = ""
     while "epoch" not in line and time.monotonic() < deadline:

@@ -6,7 +6,7 @@ import scipy.optimize
 import torch
 
 import spikeglm as sg
-from spikeglm.fit import solve_glm
+from spikeglm.fit import Plateau, auto_batch_size, solve_glm
 
 
 def simulated(link: str, seed: int = 0) -> sg.SpikeCounts:
@@ -74,3 +74,25 @@ def test_the_solve_is_refused_for_hidden_neurons():
     network = sg.model.Network(3, 1, sg.basis.get("exponential"), "softplus")
     with pytest.raises(ValueError, match="without hidden neurons"):
         solve_glm(network, torch.zeros(2, 10, 3))
+
+
+def test_the_plateau_rule_stops_on_a_flat_objective_and_not_on_a_rising_one():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 2e-4, 400)  # epoch-to-epoch noise of a stochastic objective
+    rising = -1 + 1e-3 * np.arange(400) + noise  # still gaining 1e-3 per epoch
+    flat = -1 + noise
+    rule = Plateau(tol=1e-4)
+    assert not any(rule.update(v) for v in rising)
+    rule = Plateau(tol=1e-4)
+    stops = [rule.update(v) for v in flat]
+    assert any(stops) and stops.index(True) < 60
+    assert not any(Plateau(tol=None).update(v) for v in flat)
+
+
+def test_stochastic_fits_stop_once_converged_and_say_so(diffpoglm):
+    _, train, _ = diffpoglm
+    model = sg.POGLM(n_hidden=2, link="sigmoid", seed=0).fit(train)
+    assert len(model.history_) < 500 and model.stopped_.startswith("converged: the smoothed objective")
+    assert auto_batch_size(model._segments(torch.zeros(40, 100, 3))) == 10  # 40 trials: 4 steps per epoch
+    capped = sg.POGLM(n_hidden=2, link="sigmoid", seed=0, epochs=5).fit(train)
+    assert capped.stopped_ == "ran the 5 epochs set"
