@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from spikeglm import parallel, relax
-from spikeglm.model import Network
+from spikeglm.model import Network, mean_counts
 from spikeglm.options import Registry, positive, whole
 from spikeglm.segments import Batch, Segments
 from spikeglm.variational import Posterior, log_weights, marginal_log_likelihood
@@ -363,9 +363,9 @@ def train(
     return records, reason
 
 
-#: The convex stage stops when an iteration raises the log-likelihood per neuron-bin by less than this...
+#: The convex stage stops when an iteration changes the log-likelihood per spike by less than this...
 GLM_TOLERANCE_CHANGE = 1e-9
-#: ... or when no gradient component (per neuron-bin) exceeds this.
+#: ... or when no gradient component (of the log-likelihood per spike) exceeds this.
 GLM_TOLERANCE_GRAD = 1e-7
 
 
@@ -432,7 +432,7 @@ def solve_glm(
     relaxation and the learning rate play no part. Each iteration is one L-BFGS step with a strong-Wolfe
     line search on the exact log-likelihood of all the data (computed in parts of ``config.part_bins``
     bins, shared among the processes under ``torch.distributed``). The solve stops when an iteration
-    raises the log-likelihood per neuron-bin by less than :data:`GLM_TOLERANCE_CHANGE`, when no gradient
+    changes the log-likelihood per spike by less than :data:`GLM_TOLERANCE_CHANGE`, when no gradient
     component exceeds :data:`GLM_TOLERANCE_GRAD`, or after ``config.epochs`` iterations. It draws no
     random number: the same data give the same fit, so an interrupted solve is simply run again.
 
@@ -459,7 +459,10 @@ def solve_glm(
         tolerance_change=GLM_TOLERANCE_CHANGE,
     )
     device = network.bias.device
-    scale = 1.0 / (data.n_scored * data.n_units)
+    # The objective is the log-likelihood per spike, whose gradient has the same size however sparse the
+    # spikes (per neuron-bin, a recording at 1 Hz in 5 ms bins has gradients below any fixed tolerance).
+    spikes = max(1.0, float(mean_counts(data.counts).sum()) * data.n_scored)
+    scale, per_bin = 1.0 / spikes, spikes / (data.n_scored * data.n_units)
     mine = data.groups(config.part_bins)[parallel.rank() :: parallel.world_size()]
     records: list[EpochRecord] = []
     clock = [time.perf_counter()]
@@ -487,10 +490,10 @@ def solve_glm(
             if records:
                 _finish(records[-1], records[-1].objective, callback)
             now = time.perf_counter()
-            records.append(EpochRecord(iteration - 1, -value, now - clock[0]))
+            records.append(EpochRecord(iteration - 1, -value * per_bin, now - clock[0]))
             clock[0] = now
         elif records:
-            records[-1].objective = max(records[-1].objective, -value)
+            records[-1].objective = max(records[-1].objective, -value * per_bin)
         return torch.tensor(value)
 
     optimizer.step(closure)
