@@ -66,6 +66,15 @@ def check_output(
         If the folder is missing or not writable, or the name is too long for it (found by creating
         and removing the temporary file that the write will use).
     """
+    path = _check_target(path, overwrite, inputs)
+    _create_temporary(path).unlink()
+    return path
+
+
+def _check_target(
+    path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike | None]
+) -> Path:
+    """The checks of :func:`check_output` that create no file: inputs, an existing file, the folder."""
     path = Path(path)
     for source in inputs:
         if source is not None and same_file(path, source):
@@ -86,13 +95,18 @@ def check_output(
             raise FileExistsError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: no such folder for the output {path}")
-    probe = _temporary_name(path)
+    return path
+
+
+def _create_temporary(path: Path) -> Path:
+    """Create the empty temporary file that a write of ``path`` fills; refuse an unwritable ``path``."""
+    temporary = _temporary_name(path)
     try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide the permissions.
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as error:
         raise _unwritable(path, error) from None
-    probe.unlink()
-    return path
+    return temporary
 
 
 def _unwritable(path: Path, error: OSError) -> OSError:
@@ -112,11 +126,9 @@ def atomic_write(
     ``path`` is first checked by :func:`check_output` (with ``overwrite`` and ``inputs``), and the
     temporary files that killed writers left for the same target are removed.
     """
-    path = check_output(path, overwrite=overwrite, inputs=inputs)
+    path = _check_target(path, overwrite, inputs)
     remove_stale_temporaries(path)
-    temporary = _temporary_name(path)
-    # O_EXCL: never reuse an existing file; mode 0o666 lets the umask decide the permissions, as for open().
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    temporary = _create_temporary(path)  # which also finds an unwritable folder or name
     try:
         write(temporary)
         with open(temporary, "r+b") as handle:

@@ -219,10 +219,6 @@ class TrainingConfig:
         """A copy with ``changes``, checked as the original was."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        """The options as plain JSON-able values, by name."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-
 
 def train(
     network: Network,
@@ -487,8 +483,8 @@ def solve_glm(
         if not math.isfinite(value):
             raise FloatingPointError(f"the log-likelihood became non-finite at iteration {iteration}")
         if iteration > len(records):  # the first value of a new iteration: the last one is done
-            if records:
-                _finish(records[-1], records[-1].objective, callback)
+            if records and callback is not None:
+                callback(records[-1])
             now = time.perf_counter()
             records.append(EpochRecord(iteration - 1, -value * per_bin, now - clock[0]))
             clock[0] = now
@@ -497,20 +493,14 @@ def solve_glm(
         return torch.tensor(value)
 
     optimizer.step(closure)
-    if records:
-        _finish(records[-1], records[-1].objective, callback)
+    if records and callback is not None:
+        callback(records[-1])
     done = optimizer.state[params[0]].get("n_iter", 0)
     if done >= config.epochs:
         reason = f"reached the cap of {config.epochs} iterations (epochs) before converging"
     else:
         reason = f"converged in {done} L-BFGS iterations (gradient or change below tolerance)"
     return records, reason
-
-
-def _finish(record: EpochRecord, objective: float, callback: Callable[[EpochRecord], None] | None) -> None:
-    record.objective = objective
-    if callback is not None:
-        callback(record)
 
 
 def _check_finite(value: torch.Tensor, params: list[torch.Tensor], epoch: int, step: int) -> None:

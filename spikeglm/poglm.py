@@ -318,7 +318,8 @@ class POGLM:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
         n_visible = visible.shape[-1]
         options = {**_fit_options(config), "segment_bins": self.segment_bins}
-        identity = self._identity(counts, options)
+        # Only a checkpoint needs it, and it hashes every count.
+        identity = None if checkpoint is None else self._identity(counts, options)
         saved = None
         if resume and checkpoint is not None:
             saved = modelfile.read_training_state(checkpoint, type(self))
