@@ -275,6 +275,12 @@ def info(recording: str, bin_size: str) -> None:
     help="Relaxation temperature (eat-cubic: at most 1).",
 )
 @click.option(
+    "--straight-through/--relaxed",
+    default=False,
+    show_default=True,
+    help="Train on exact integer hidden counts with the relaxation's gradient (eat-cubic only).",
+)
+@click.option(
     "--samples",
     "n_samples",
     default=5,
@@ -298,11 +304,11 @@ def info(recording: str, bin_size: str) -> None:
 )
 @click.option(
     "--tol",
-    default=1e-4,
+    default=5e-4,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Stop when the smoothed objective rises less than this (nats per neuron-bin) in 10 epochs; "
-    "0: run all --epochs.",
+    help="Once the smoothed objective rises less than this (nats per spike) in 10 epochs, lower the "
+    "learning rate five-fold; at the next such plateau, stop. 0: run all --epochs.",
 )
 @click.option(
     "--batch-size",

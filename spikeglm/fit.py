@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeglm import parallel, relax
+from spikeglm import parallel, relax, smc
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import Registry, positive, whole
 from spikeglm.segments import Batch, Segments
-from spikeglm.variational import Posterior, log_weights, marginal_log_likelihood
+from spikeglm.variational import Posterior, log_weights
 
 #: The objectives: what the fit maximises.
 OBJECTIVES: Registry[str] = Registry(
@@ -166,9 +166,12 @@ class TrainingConfig:
     freeze_network : bool
         Train only the posterior (the network stays as it is).
     tol : float, optional
-        Stop once the training objective, smoothed over epochs, has not risen by ``tol`` nats per
-        neuron-bin in :data:`PLATEAU_EPOCHS` epochs (see :class:`Plateau`); ``epochs`` is then a cap.
-        None: run all ``epochs``.
+        Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
+        :data:`PLATEAU_EPOCHS` epochs, lower the learning rate by :data:`LR_FACTOR`; stop at the next
+        such plateau (see :class:`Plateau`); ``epochs`` is then a cap. None: run all ``epochs`` at ``lr``.
+    straight_through : bool
+        Score exact integer hidden counts and take only the gradient from the relaxation (Eat-cubic
+        only, see :class:`~spikeglm.relax.EatCubic`): the objective is then a true bound.
     """
 
     relaxation: str = "eat-cubic"
@@ -184,7 +187,8 @@ class TrainingConfig:
     eval_every: int = 10
     checkpoint_every: int = 50
     freeze_network: bool = False
-    tol: float | None = 1e-4
+    tol: float | None = 5e-4
+    straight_through: bool = False
     _law: type[relax.PoissonRelaxation] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -197,12 +201,15 @@ class TrainingConfig:
             "batch_size": None if self.batch_size is None else whole(self.batch_size, "batch_size"),
             "freeze_network": bool(self.freeze_network),
             "tol": None if self.tol is None else positive(self.tol, "tol"),
+            "straight_through": bool(self.straight_through),
         }
         for name in ("n_samples", "epochs", "part_bins", "patience", "eval_every", "checkpoint_every"):
             checked[name] = whole(getattr(self, name), name)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_law", relax.get(self.relaxation))
+        if self.straight_through and self.relaxation != "eat-cubic":
+            raise ValueError(f"straight_through needs relaxation 'eat-cubic'; got {self.relaxation!r}")
         self.law(torch.ones(()))  # the relaxation checks its own options (e.g. Eat-cubic: tau <= 1)
 
     @property
@@ -213,6 +220,8 @@ class TrainingConfig:
     def law(self, rate: torch.Tensor) -> relax.PoissonRelaxation:
         """The law of the hidden-count samples at ``rate`` (arguments known valid: not re-checked)."""
         options = {} if self.score_function else {"temperature": self.temperature}
+        if self.straight_through:
+            options["straight_through"] = True
         return self._law(rate, validate_args=False, **options)
 
     def replace(self, **changes) -> TrainingConfig:
@@ -246,10 +255,11 @@ def train(
     random stream, the fit does not depend on the number of processes (up to floating-point rounding).
     The model and the data go to the device of ``network``.
 
-    With ``validation`` counts, the importance-sampled log-likelihood per visible neuron-bin is computed
-    every ``config.eval_every`` epochs; training stops after ``config.patience`` checks without
-    improvement and the best parameters are restored. With ``config.freeze_network`` only the posterior
-    learns (the network stays as it is, e.g. at the true parameters for an oracle score).
+    With ``validation`` counts, the log-likelihood per visible neuron-bin (a particle filter,
+    :mod:`spikeglm.smc`) is computed every ``config.eval_every`` epochs; training stops after
+    ``config.patience`` checks without improvement and the best parameters are restored. With
+    ``config.freeze_network`` only the posterior learns (the network stays as it is, e.g. at the true
+    parameters for an oracle score).
 
     Checkpoints: ``checkpoint(resume, optimizer_state)`` is called every ``config.checkpoint_every``
     epochs and when the fit is interrupted (KeyboardInterrupt, which is then raised again; an interrupt
@@ -258,8 +268,9 @@ def train(
     uninterrupted fit would, even from the middle of an epoch, given the records of its ``previous``
     epochs (for the stopping rule on the training objective; validation checks start afresh).
 
-    Unless ``config.tol`` is None, the fit stops once the training objective stops rising
-    (:class:`Plateau`), so ``config.epochs`` is a cap.
+    Unless ``config.tol`` is None, the learning rate is lowered when the training objective stops rising,
+    and the fit stops when it stops rising again (:class:`Plateau`), so ``config.epochs`` is a cap. The
+    rule reads the objective per spike, so one tolerance serves dense and sparse recordings alike.
 
     Returns
     -------
@@ -296,8 +307,10 @@ def train(
     epoch_bins = data.n_scored * data.n_units
     batch_size = auto_batch_size(data) if config.batch_size is None else min(config.batch_size, len(data))
     plateau = Plateau(config.tol)
-    for record in previous:  # a resumed fit picks up the smoothed objective where it was
-        plateau.update(record.objective)
+    per_spike = 1 / spikes_per_bin(data)  # the rule reads the objective per spike: sparse data too
+    for record in previous:  # a resumed fit picks up the smoothed objective and the rate where they were
+        plateau.update(record.objective * per_spike)
+    _set_lr(optimizer, config.lr * plateau.scale)
     per_part = max(1, config.part_bins // data.bins)
     where = resume  # how far the fit has come; updated after every whole step
     reason = f"ran the {config.epochs} epochs set"
@@ -326,8 +339,12 @@ def train(
                 record = EpochRecord(epoch, float(total) / epoch_bins, seconds)
                 where = Resume(epoch + 1)
                 if validation is not None and (epoch + 1) % config.eval_every == 0:
-                    torch.manual_seed(_seed(seed, 2, epoch))
-                    record.validation = marginal_log_likelihood(network, posterior, validation, n_samples=64)
+                    record.validation = smc.log_likelihood(
+                        network,
+                        validation.counts,
+                        n_particles=VALIDATION_PARTICLES,
+                        seed=_seed(seed, 2, epoch),
+                    ).per_bin
                     if record.validation > best[0]:
                         best, stale = (record.validation, _snapshot(network, posterior)), 0
                     else:
@@ -340,12 +357,16 @@ def train(
                 if stale >= config.patience:
                     reason = f"stopped early: the validation log-likelihood fell {stale} checks in a row"
                     break
-                if plateau.update(record.objective):
+                if plateau.update(record.objective * per_spike):
+                    lr = f"{config.lr * plateau.scale:.3g}" + (
+                        f" (lowered from {config.lr:g})" if plateau.lowered else ""
+                    )
                     reason = (
-                        f"converged: the smoothed objective rose by less than {config.tol:g} nats per "
-                        f"neuron-bin in {plateau.epochs} epochs"
+                        f"converged: the smoothed objective rose by less than {config.tol:g} nats per spike "
+                        f"in {plateau.epochs} epochs at learning rate {lr}"
                     )
                     break
+                _set_lr(optimizer, config.lr * plateau.scale)
     except KeyboardInterrupt:
         if checkpoint is not None:
             checkpoint(where, optimizer.state_dict())
@@ -365,33 +386,56 @@ GLM_TOLERANCE_CHANGE = 1e-9
 GLM_TOLERANCE_GRAD = 1e-7
 
 
+#: Particles per trial of the validation checks' likelihood (:func:`spikeglm.smc.log_likelihood`).
+VALIDATION_PARTICLES = 256
+
 #: Epochs over which the smoothed training objective must rise by ``tol`` for a fit to go on.
 PLATEAU_EPOCHS = 10
 #: Weight of the newest epoch in the smoothed training objective (an exponential moving average).
 PLATEAU_SMOOTHING = 0.2
+#: Plateaus at which the learning rate is lowered before one ends the fit...
+LR_LOWERINGS = 1
+#: ... each time by this factor.
+LR_FACTOR = 0.2
 
 
 class Plateau:
-    """Tells when a noisy training objective has stopped rising.
+    """Tells when a noisy training objective has stopped rising: first lower the learning rate, then stop.
 
-    The objective of each epoch (a stochastic estimate) is smoothed by an exponential moving average
-    with weight :data:`PLATEAU_SMOOTHING`; the fit has reached its plateau when the smoothed value has
-    not exceeded its best by ``tol`` for ``epochs`` epochs in a row. ``tol=None`` never stops.
+    Each epoch's objective (a stochastic estimate) is smoothed by an exponential moving average with
+    weight ``smoothing``. A plateau is ``epochs`` epochs in a row in which the smoothed value has not
+    exceeded its best by ``tol``. At each of the first ``lowerings`` plateaus the learning rate is
+    multiplied by ``factor`` (:attr:`scale` is the product so far) and the count starts again: a smaller
+    step averages out more of the gradient noise, so the objective often rises further. The next plateau
+    ends the fit. ``tol=None`` never stops nor lowers.
 
     Examples
     --------
-    >>> rule = Plateau(tol=1e-3, epochs=3, smoothing=1.0)  # no smoothing, to show the rule
-    >>> [rule.update(v) for v in (-2.0, -1.5, -1.2, -1.2, -1.2, -1.2)]
-    [False, False, False, False, False, True]
+    >>> rule = Plateau(tol=1e-3, epochs=2, smoothing=1.0, lowerings=1, factor=0.5)  # no smoothing
+    >>> [(rule.update(v), rule.scale) for v in (-2.0, -1.5, -1.5, -1.5, -1.4, -1.4, -1.4)]
+    [(False, 1.0), (False, 1.0), (False, 1.0), (False, 0.5), (False, 0.5), (False, 0.5), (True, 0.5)]
     """
 
-    def __init__(self, tol: float | None, epochs: int = PLATEAU_EPOCHS, smoothing: float = PLATEAU_SMOOTHING):
+    def __init__(
+        self,
+        tol: float | None,
+        epochs: int = PLATEAU_EPOCHS,
+        smoothing: float = PLATEAU_SMOOTHING,
+        lowerings: int = LR_LOWERINGS,
+        factor: float = LR_FACTOR,
+    ):
         self.tol, self.epochs, self.smoothing = tol, epochs, smoothing
+        self.lowerings, self.factor = lowerings, factor
         self.smoothed = self.best = None
-        self.stale = 0
+        self.stale = self.lowered = 0
+
+    @property
+    def scale(self) -> float:
+        """The learning rate's factor now: ``factor`` to the number of plateaus met so far."""
+        return self.factor**self.lowered
 
     def update(self, objective: float) -> bool:
-        """Take an epoch's objective; True once the plateau is reached."""
+        """Take an epoch's objective; True once the last plateau is reached."""
         if self.tol is None:
             return False
         if self.smoothed is None:
@@ -400,9 +444,14 @@ class Plateau:
         self.smoothed += self.smoothing * (objective - self.smoothed)
         if self.smoothed > self.best + self.tol:
             self.best, self.stale = self.smoothed, 0
-        else:
-            self.stale += 1
-        return self.stale >= self.epochs
+            return False
+        self.stale += 1
+        if self.stale < self.epochs:
+            return False
+        if self.lowered < self.lowerings:
+            self.lowered, self.stale = self.lowered + 1, 0
+            return False
+        return True
 
 
 def auto_batch_size(data: Segments) -> int:
@@ -457,8 +506,8 @@ def solve_glm(
     device = network.bias.device
     # The objective is the log-likelihood per spike, whose gradient has the same size however sparse the
     # spikes (per neuron-bin, a recording at 1 Hz in 5 ms bins has gradients below any fixed tolerance).
-    spikes = max(1.0, float(mean_counts(data.counts).sum()) * data.n_scored)
-    scale, per_bin = 1.0 / spikes, spikes / (data.n_scored * data.n_units)
+    per_bin = spikes_per_bin(data)
+    scale = 1.0 / (per_bin * data.n_scored * data.n_units)
     mine = data.groups(config.part_bins)[parallel.rank() :: parallel.world_size()]
     records: list[EpochRecord] = []
     clock = [time.perf_counter()]
@@ -572,7 +621,7 @@ def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, dev
     total = torch.zeros((), dtype=torch.float64, device=device)
     for turn, number in enumerate(mine):
         index = parts[0 if number is None else number]
-        torch.manual_seed(_seed(*key, 0 if number is None else number))
+        parallel.seed_streams(_seed(*key, 0 if number is None else number), device)
         batch = data.batch(index, device=device)
         weight = 0.0 if number is None else len(index) * world / batch_size
         last = turn == len(mine) - 1
@@ -582,6 +631,17 @@ def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, dev
         if number is not None:
             total += value
     return total
+
+
+def spikes_per_bin(data: Segments) -> float:
+    """Mean spike count per visible neuron-bin of ``data`` (every bin once), counting at least one spike."""
+    spikes = max(1.0, float(mean_counts(data.counts).sum()) * data.n_scored)
+    return spikes / (data.n_scored * data.n_units)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _seed(*keys: int) -> int:

@@ -85,8 +85,20 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """
     devices = [device] if device is not None and device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        seed_streams(seed, device)
         yield
+
+
+def seed_streams(seed: int, device: torch.device | None = None) -> None:
+    """Seed torch's CPU stream, and ``device``'s when it is a GPU.
+
+    Unlike ``torch.manual_seed``, this leaves the streams of other devices alone, and costs nothing on a
+    machine without them (``torch.manual_seed`` formats a stack trace for each lazy GPU back end).
+    """
+    torch.default_generator.manual_seed(seed)
+    if device is not None and device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
 
 
 def choose_device(device: str | torch.device | None) -> torch.device:

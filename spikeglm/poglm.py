@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm import modelfile, parallel, relax
+from spikeglm import modelfile, parallel, relax, smc
 from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
@@ -41,6 +41,7 @@ _TRAINING_SETTINGS = (
     "patience",
     "freeze_network",
     "tol",
+    "straight_through",
 )
 
 
@@ -100,8 +101,12 @@ class POGLM:
         Keep the network as it is (from :meth:`from_connectivity` or an earlier fit) and fit only the
         posterior: with the true network this gives the oracle score, the ceiling of a fit.
     tol : float, optional
-        Stop once the training objective, smoothed over epochs, has not risen by ``tol`` nats per
-        neuron-bin in 10 epochs (:class:`spikeglm.fit.Plateau`). None: run all ``epochs``.
+        Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
+        10 epochs, the learning rate is lowered five-fold; at the next such plateau the fit stops
+        (:class:`spikeglm.fit.Plateau`). None: run all ``epochs`` at ``lr``.
+    straight_through : bool
+        Train on exact integer hidden counts, with gradients from the Eat-cubic relaxation of the same
+        draws, so that the objective is a true bound (:class:`spikeglm.relax.EatCubic`).
 
     With no hidden neuron the model is an ordinary Poisson GLM, fitted by full-batch L-BFGS to
     convergence (:func:`spikeglm.fit.solve_glm`): the sampling settings play no part then.
@@ -137,7 +142,8 @@ class POGLM:
         seed: int = 0,
         patience: int = 10,
         freeze_network: bool = False,
-        tol: float | None = 1e-4,
+        tol: float | None = 5e-4,
+        straight_through: bool = False,
     ) -> None:
         self.n_hidden = whole(n_hidden, "n_hidden", minimum=0)
         self.basis = basis_module.get(basis, window=whole(window, "window"), **(basis_options or {}))
@@ -157,6 +163,7 @@ class POGLM:
             patience=patience,
             freeze_network=freeze_network,
             tol=tol,
+            straight_through=straight_through,
         )
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
@@ -231,8 +238,8 @@ class POGLM:
         counts : SpikeCounts
             Visible spike counts (trials, bins, units).
         validation : SpikeCounts, optional
-            Held-out trials for early stopping on the importance-sampled log-likelihood (see
-            ``patience``).
+            Held-out trials for early stopping on their log-likelihood, estimated by a particle filter
+            (see ``patience``).
         callback : callable, optional
             Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
         checkpoint : path, optional
@@ -528,23 +535,57 @@ class POGLM:
         return rates
 
     @torch.no_grad()
-    def score(self, counts: SpikeCounts, n_samples: int = 1000, seed: int = 0) -> float:
-        """Test log-likelihood per visible neuron-bin, importance-sampled with exact Poisson p and q.
+    def score(self, counts: SpikeCounts, n_samples: int = 1000, seed: int = 0, method: str = "smc") -> float:
+        """Held-out log-likelihood per visible neuron-bin.
 
         Parameters
         ----------
         counts : SpikeCounts
-            Visible counts of held-out trials. Long trials are scored segment by segment, as in the fit
-            (each segment given its context), so memory does not grow with their length.
+            Visible counts of held-out trials.
         n_samples : int
-            Importance samples per trial (the estimate is a lower bound that tightens as it grows).
+            Particles per trial (``"smc"``) or importance samples per trial (``"is"``).
         seed : int
-            Seed of the importance samples.
+            Seed of the draws.
+        method : {"smc", "is"}
+            ``"smc"``: a particle filter over the hidden counts (:meth:`log_likelihood`), exact with no
+            hidden neuron, and tight enough to compare models with and without hidden neurons.
+            ``"is"``: importance sampling of whole trials with the posterior as the proposal (each long
+            trial scored segment by segment); a looser lower bound, biased against hidden neurons.
         """
+        if method == "smc":
+            return self.log_likelihood(counts, n_particles=n_samples, seed=seed).per_bin
+        if method != "is":
+            raise ValueError(f"score: unknown method {method!r}; expected 'smc' or 'is'")
         network, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
         with parallel.seeded(seed):
             return marginal_log_likelihood(network, posterior, segments, n_samples=n_samples)
+
+    @torch.no_grad()
+    def log_likelihood(
+        self,
+        counts: SpikeCounts,
+        n_particles: int = 1000,
+        seed: int = 0,
+        proposal: str = "model",
+        n_runs: int = 4,
+    ) -> smc.Estimate:
+        """``log p(visible counts)`` per trial by sequential Monte Carlo, with its standard error.
+
+        Every trial is filtered whole (a continuous recording as one sequence), by ``n_runs``
+        independent particle filters of ``n_particles / n_runs`` particles each whose hidden counts are
+        drawn from the ``proposal`` (see :mod:`spikeglm.smc`).
+
+        Returns
+        -------
+        spikeglm.smc.Estimate
+            ``.per_bin`` (as :meth:`score`), ``.se`` its Monte Carlo standard error, ``.per_trial``.
+        """
+        network, posterior = self._fitted()
+        visible = self._visible(counts)
+        return smc.log_likelihood(
+            network, visible, posterior, proposal=proposal, n_particles=n_particles, n_runs=n_runs, seed=seed
+        )
 
     def connectivity(self) -> Connectivity:
         """The fitted coupling weights, filters and biases of all neurons (hidden ones labelled)."""

@@ -107,9 +107,12 @@ def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     """Elementwise Poisson log-pmf ``k log(rate) - rate - lgamma(k + 1)``, extended to real ``k >= 0``.
 
     The one definition used everywhere: the model's likelihood, the posterior's density and every
-    relaxation's :meth:`~PoissonRelaxation.log_prob`.
+    relaxation's :meth:`~PoissonRelaxation.log_prob`. A rate that has underflowed to 0 (a strongly
+    inhibited neuron) counts as the smallest normal float in the log, so that the value stays finite and
+    the gradient is never 0/0.
     """
-    return torch.xlogy(counts, rate) - rate - torch.lgamma(counts + 1)
+    floor = torch.finfo(rate.dtype).tiny
+    return torch.xlogy(counts, rate.clamp_min(floor)) - rate - torch.lgamma(counts + 1)
 
 
 class PoissonRelaxation(Distribution):
@@ -192,15 +195,17 @@ class _EatCubicWindow(torch.autograd.Function):
 
     Inputs: ``rate`` (n,); ``unit_times`` (m,), arrivals on the unit-rate time scale (``rate * S``) that
     are not counted in ``n_before``; ``owner`` (m,), the element of each arrival; ``n_before`` (n,) or
-    None, arrivals before the window drawn as a number only. Only ``dz/drate`` (n,) is kept for backward.
+    None, arrivals before the window drawn as a number only; ``hard``: count each arrival before ``S = 1``
+    as 1 and the others as 0 (the exact Poisson count) instead of through the smoothstep, keeping the
+    relaxed derivative. Only ``dz/drate`` (n,) is kept for backward.
     """
 
     @staticmethod
-    def forward(ctx, rate, unit_times, owner, n_before, temperature):
+    def forward(ctx, rate, unit_times, owner, n_before, temperature, hard):
         rate_j = rate[owner]
         times = unit_times / rate_j  # S_j on the rate-`rate` time scale
         u = ((1 + temperature - times) / (2 * temperature)).clamp_(0, 1)  # (x + 1) / 2
-        step = u * u * (3 - 2 * u)
+        step = (times < 1).to(rate.dtype) if hard else u * u * (3 - 2 * u)
         # dz/drate = sum_j f'(x_j) dx_j/dS_j dS_j/drate = sum_j 3 u_j (1 - u_j) S_j / (tau rate)
         slope = u.mul_(1 - u).mul_(times).div_(rate_j).mul_(3 / temperature)
         count = torch.zeros_like(rate) if n_before is None else n_before.clone()
@@ -211,7 +216,7 @@ class _EatCubicWindow(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_count):
         (derivative,) = ctx.saved_tensors
-        return grad_count * derivative, None, None, None, None
+        return grad_count * derivative, None, None, None, None, None
 
 
 class EatCubic(PoissonRelaxation):
@@ -233,6 +238,11 @@ class EatCubic(PoissonRelaxation):
     temperature : float
         Half-width ``tau`` of the smoothing window, ``0 < tau <= 1``. Small values give counts close to
         integers and noisier gradients.
+    straight_through : bool
+        Make :meth:`rsample` return the exact integer count of the same arrivals (those before
+        ``S = 1``) with the relaxed count's gradient. Objectives evaluated on such samples are exact
+        (an ELBO stays a bound, with no real-valued count to exploit); only their gradient is relaxed.
+        :attr:`mean` and :attr:`variance` are then those of the Poisson law.
     validate_args : bool, optional
         Check the arguments (default True).
 
@@ -246,8 +256,15 @@ class EatCubic(PoissonRelaxation):
 
     name = "eat-cubic"
 
-    def __init__(self, rate, temperature: float = 0.5, validate_args: bool | None = None) -> None:
+    def __init__(
+        self,
+        rate,
+        temperature: float = 0.5,
+        validate_args: bool | None = None,
+        straight_through: bool = False,
+    ) -> None:
         self.temperature = _check_temperature(temperature, "EatCubic", at_most_one=True)
+        self.straight_through = bool(straight_through)
         super().__init__(rate, validate_args=validate_args)
 
     @property
@@ -256,7 +273,7 @@ class EatCubic(PoissonRelaxation):
 
     @property
     def variance(self) -> torch.Tensor:
-        return self.rate * (1 - 9 * self.temperature / 35)
+        return self.rate * (1 if self.straight_through else 1 - 9 * self.temperature / 35)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
@@ -283,7 +300,7 @@ class EatCubic(PoissonRelaxation):
                 n_before[many] = torch.poisson(rate[many] * (1 - tau))
                 start = torch.zeros_like(rate).index_fill_(0, many, 1 - tau)
             unit_times, owner = _arrivals_until(rate, start, 1 + tau)
-        return _EatCubicWindow.apply(rate, unit_times, owner, n_before, tau)
+        return _EatCubicWindow.apply(rate, unit_times, owner, n_before, tau, self.straight_through)
 
 
 #: Elements expecting more arrivals than this before the smoothing window draw their number directly.

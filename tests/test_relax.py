@@ -83,7 +83,7 @@ def test_window_function_gradcheck_float64():
     n_before = torch.tensor([0.0, 2.0, 1.0, 5.0], dtype=torch.float64)
     for before in (n_before, None):
         assert torch.autograd.gradcheck(
-            lambda r, before=before: relax._EatCubicWindow.apply(r, unit_times, owner, before, tau),
+            lambda r, before=before: relax._EatCubicWindow.apply(r, unit_times, owner, before, tau, False),
             (rate,),
             eps=1e-6,
             atol=1e-7,

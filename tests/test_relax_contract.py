@@ -122,6 +122,21 @@ def test_log_prob_of_counts_is_the_poisson_log_pmf(name, dtype):
     np.testing.assert_allclose(got.double().numpy(), expected, **tolerance)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_underflowed_rate_gives_a_finite_log_pmf_and_gradient(dtype):
+    # softplus of a very negative drive underflows to 0; xlogy's gradient there would be 0/0
+    predictor = torch.tensor([-1000.0, -1000.0, -1000.0, 0.0], dtype=dtype, requires_grad=True)
+    counts = torch.tensor([0.0, 0.3, 1.0, 1.0], dtype=dtype)
+    rate = torch.nn.functional.softplus(predictor)
+    assert rate[0] == 0 and rate[2] == 0
+    log_pmf = relax.poisson_log_pmf(counts, rate)
+    log_pmf.sum().backward()
+    assert torch.isfinite(log_pmf).all() and torch.isfinite(predictor.grad).all()
+    assert log_pmf[0] == 0  # log P(0; rate 0) = 0 exactly
+    floor = math.log(torch.finfo(dtype).tiny)
+    assert float(log_pmf[2].detach()) == pytest.approx(floor)  # the floor, not -inf
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_log_prob_extends_to_real_values(name):
     """Documented departure from torch.distributions.Poisson: real-valued (relaxed) counts are scored too."""
@@ -162,3 +177,30 @@ def test_mean_and_variance_match_monte_carlo(name):
     assert mean.shape == variance.shape == d.batch_shape
     assert_means_close(draws, mean, extra=truncation_loss(d))
     assert_variances_close(draws, variance, extra=truncation_loss(d))
+
+
+def test_straight_through_eat_cubic_draws_exact_counts_with_the_relaxed_gradient():
+    rate = torch.tensor([0.05, 1.0, 5.0], dtype=torch.float64)
+    grads, draws = [], []
+    for straight_through in (False, True):
+        leaf = rate.clone().requires_grad_()
+        torch.manual_seed(7)  # the same arrivals for both
+        z = relax.EatCubic(leaf, temperature=0.5, straight_through=straight_through).rsample((N_DRAWS,))
+        z.sum().backward()
+        grads.append(leaf.grad)
+        draws.append(z.detach())
+    relaxed, exact = draws
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)  # only the value differs
+    assert torch.equal(exact, exact.round()) and not torch.equal(relaxed, relaxed.round())
+    # exact Poisson draws: mean and variance both equal the rate, within 5 Monte-Carlo standard errors
+    n = exact.shape[0]
+    assert torch.all((exact.mean(0) - rate).abs() < 5 * (rate / n).sqrt())
+    assert torch.all((exact.var(0) - rate).abs() < 5 * (rate * (1 + 2 * rate) / n).sqrt())
+    # an arrival counts 1 exactly when the smoothstep would give it more than 1/2: the two agree closely
+    assert (exact - relaxed).abs().mean() < 0.5
+    assert relax.EatCubic(rate, straight_through=True).variance.equal(rate)
+
+
+def test_straight_through_is_refused_for_other_relaxations():
+    with pytest.raises(ValueError, match="straight_through needs relaxation 'eat-cubic'"):
+        sg.POGLM(relaxation="gumbel-softmax", straight_through=True)

@@ -169,3 +169,33 @@ def test_killed_fits_resume_to_the_uninterrupted_result(tmp_path):
     data = sg.load(recording).bin("5 ms", trial_length="1 s")
     reference = sg.POGLM(n_hidden=1, n_samples=2, batch_size=4, epochs=800, seed=2, tol=None).fit(data)
     assert_same_fit(reference, sg.POGLM.load(out))
+
+
+def test_a_fit_resumed_after_its_learning_rate_was_lowered_goes_on_at_the_lowered_rate(tmp_path, monkeypatch):
+    # tol so large that every epoch after the first is flat: the rate is lowered after epoch 11 and the
+    # fit stops after epoch 21; it is interrupted in epoch 16, after the lowering.
+    options = {**OPTIONS, "epochs": 100, "tol": 10.0}
+    data = counts()
+    uninterrupted = sg.POGLM(n_hidden=1, **options).fit(data)
+    assert len(uninterrupted.history_) == 21
+    assert uninterrupted.stopped_.endswith("at learning rate 0.01 (lowered from 0.05)")
+    checkpoint = tmp_path / "m.ckpt.h5"
+    adam_step = torch.optim.Adam.step
+    rates, interrupted = [], []
+
+    def step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        if len(rates) == 3 * 15 + 2 and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        sg.POGLM(n_hidden=1, **options).fit(data, checkpoint=checkpoint)
+    assert rates[0] == 0.05 and rates[3 * 11 - 1] == 0.05 and rates[3 * 11] == pytest.approx(0.01)
+    rates.clear()
+    resumed = sg.POGLM(n_hidden=1, **options).fit(data, checkpoint=checkpoint, resume=True)
+    assert rates[0] == pytest.approx(0.01)
+    assert_same_fit(uninterrupted, resumed)
+    assert resumed.stopped_ == uninterrupted.stopped_

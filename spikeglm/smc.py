@@ -1,0 +1,231 @@
+"""The held-out likelihood of a POGLM by sequential Monte Carlo: a particle filter over the hidden counts.
+
+Given the past of all neurons, the counts of a bin are independent Poisson draws. The likelihood of the
+visible counts ``x`` therefore factorises over bins, ``p(x) = prod_t p(x_t | x_<t)``, and a particle
+filter estimates each factor: every particle carries a history of integer hidden counts; at bin ``t``
+it is weighted by the Poisson probability of the observed ``x_t`` given its past, then draws its hidden
+counts ``z_t`` from a proposal, and the particles are resampled (systematically) when the effective
+sample size falls below a set share. The product of the mean weights is an unbiased estimate of
+``p(x)``; its log is a lower bound in expectation that tightens as the particles grow, and far tighter
+than importance sampling of whole trials, whose weights degenerate with the number of bins.
+
+Proposals:
+
+``"model"``
+    The model's own conditional law of ``z_t`` (a bootstrap filter). Needs nothing but the network.
+``"posterior"``
+    The fitted variational posterior's law of ``z_t`` (it sees the visible counts that follow, which the
+    model's conditional cannot), weighted by ``p(z_t | past) / q(z_t)``.
+
+Every trial is filtered whole, so a long recording is scored as one sequence: no cut, no context.
+:func:`log_likelihood` runs ``n_runs`` independent filters per trial and averages their estimates of
+``p(x)``; the spread between them gives the Monte Carlo standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spikeglm.model import LINKS, Network
+from spikeglm.options import Registry, whole
+from spikeglm.relax import poisson_log_pmf
+from spikeglm.variational import Posterior
+
+#: The proposals of the hidden counts, each with what it uses.
+PROPOSALS: Registry[str] = Registry(
+    "proposal",
+    {
+        "model": "the network's own conditional law of the hidden counts (bootstrap filter)",
+        "posterior": "the fitted variational posterior, weighted by prior / proposal",
+    },
+)
+
+#: Resample a filter's particles when their effective sample size falls below this share of them.
+RESAMPLE_BELOW = 0.5
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimate of the log-likelihood of visible counts, trial by trial.
+
+    Attributes
+    ----------
+    per_trial : numpy.ndarray
+        ``log p(x)`` of each trial, in nats.
+    se_per_trial : numpy.ndarray
+        Monte Carlo standard error of each (0 where the estimate is exact, NaN with one run).
+    n_bins, n_visible : int
+        Bins per trial and visible neurons, the denominators of :attr:`per_bin`.
+    """
+
+    per_trial: np.ndarray
+    se_per_trial: np.ndarray
+    n_bins: int
+    n_visible: int
+
+    @property
+    def per_bin(self) -> float:
+        """Log-likelihood per visible neuron-bin, summed over trials."""
+        return float(self.per_trial.sum()) / self._size
+
+    @property
+    def se(self) -> float:
+        """Monte Carlo standard error of :attr:`per_bin` (trials' errors are independent)."""
+        return float(np.sqrt(np.sum(self.se_per_trial**2))) / self._size
+
+    @property
+    def _size(self) -> int:
+        return len(self.per_trial) * self.n_bins * self.n_visible
+
+
+@torch.no_grad()
+def log_likelihood(
+    network: Network,
+    visible: torch.Tensor,
+    posterior: Posterior | None = None,
+    *,
+    proposal: str = "model",
+    n_particles: int = 256,
+    n_runs: int = 4,
+    seed: int = 0,
+    block: int = 4096,
+) -> Estimate:
+    """Estimate ``log p(visible counts)`` under ``network`` with particle filters.
+
+    Parameters
+    ----------
+    network : Network
+        The generative model; with no hidden neuron the likelihood is computed exactly.
+    visible : torch.Tensor
+        Visible counts, shape (trials, bins, V); each trial starts with no history.
+    posterior : Posterior, optional
+        Needed for ``proposal="posterior"``.
+    proposal : {"model", "posterior"}
+        Law the hidden counts are drawn from (:data:`PROPOSALS`).
+    n_particles : int
+        Particles per trial, shared out among the runs (at least one each).
+    n_runs : int
+        Independent filters per trial, for the standard error (1: none).
+    seed : int
+        Seed of the draws and the resampling.
+    block : int
+        Bins whose visible drive is computed at once (bounds the memory on long trials).
+
+    Returns
+    -------
+    Estimate
+    """
+    proposal = PROPOSALS.name(proposal)
+    n_runs, n_particles = whole(n_runs, "n_runs"), whole(n_particles, "n_particles")
+    if proposal == "posterior" and posterior is None:
+        raise ValueError("proposal='posterior' needs the fitted posterior")
+    dtype, device = network.bias.dtype, network.bias.device
+    visible = visible.to(dtype=dtype, device=device)
+    n_trials, n_bins, n_visible = visible.shape
+    window = network.basis_matrix.shape[1]
+    if network.n_hidden == 0:
+        exact = torch.zeros(n_trials, dtype=torch.float64, device=device)
+        for piece, bins in _blocks(visible, block, window, 0):
+            exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
+        per_trial = exact.cpu().numpy()
+        return Estimate(per_trial, np.zeros_like(per_trial), n_bins, n_visible)
+    particles = _Particles(
+        network, posterior if proposal == "posterior" else None, n_trials, n_runs, n_particles, seed
+    )
+    ahead = window if proposal == "posterior" else 0
+    for piece, bins in _blocks(visible, block, window, ahead):
+        particles.advance(piece, bins)
+    log_z = particles.log_z.reshape(n_trials, n_runs)
+    per_trial = torch.logsumexp(log_z, dim=1) - math.log(n_runs)
+    ratios = torch.exp(log_z - per_trial[:, None])  # each run's estimate of p(x) over their mean
+    se = ratios.std(dim=1) / math.sqrt(n_runs) if n_runs > 1 else torch.full_like(per_trial, math.nan)
+    return Estimate(per_trial.cpu().numpy(), se.cpu().numpy(), n_bins, n_visible)
+
+
+def _blocks(visible: torch.Tensor, block: int, past: int, ahead: int) -> Iterator[tuple[torch.Tensor, slice]]:
+    """Blocks of bins of ``visible``, each with ``past`` bins before it and ``ahead`` after (where there are).
+
+    Yields the counts of the block with its context and the slice of the block's own bins in them.
+    """
+    n_bins = visible.shape[1]
+    for start in range(0, n_bins, block):
+        stop = min(start + block, n_bins)
+        low, high = max(0, start - past), min(n_bins, stop + ahead)
+        yield visible[:, low:high], slice(start - low, stop - low)
+
+
+class _Particles:
+    """The particles of ``n_runs`` independent filters for every trial, advanced block by block.
+
+    Filter ``trial * n_runs + run`` holds ``n_particles // n_runs`` particles, each the hidden counts
+    of its last L bins (lag 1 first), with normalised log-weights; ``log_z`` sums each filter's log mean
+    weight over the bins filtered so far.
+    """
+
+    def __init__(self, network, posterior, n_trials, n_runs, n_particles, seed):
+        self.network, self.posterior, self.n_runs = network, posterior, n_runs
+        self.n_visible = network.n_visible
+        device, dtype = network.bias.device, network.bias.dtype
+        basis = network.basis_matrix.to(dtype)
+        self.filters = torch.einsum("nhb,bl->nhl", network.weight[:, self.n_visible :], basis)
+        if posterior is not None:
+            self.q_filters = torch.einsum("hkb,bl->hkl", posterior.self_past, basis)
+        filters, particles = n_trials * n_runs, max(1, n_particles // n_runs)
+        shape = (filters, particles, basis.shape[1], network.n_hidden)
+        self.recent = torch.zeros(shape, dtype=dtype, device=device)
+        self.log_w = torch.full(
+            (filters, particles), -math.log(particles), dtype=torch.float64, device=device
+        )
+        self.log_z = torch.zeros(filters, dtype=torch.float64, device=device)
+        self.generator = torch.Generator(device).manual_seed(seed)
+        self.link = LINKS[network.link_name]
+
+    def advance(self, piece: torch.Tensor, bins: slice) -> None:
+        """Filter the bins ``bins`` of ``piece`` (trials, bins, V), which holds the context they need."""
+        network, runs, n_visible = self.network, self.n_runs, self.n_visible
+        drive = network.bias + network._drive(piece, network.weight[:, :n_visible])
+        drive, x = drive[:, bins].repeat_interleave(runs, 0), piece[:, bins].repeat_interleave(runs, 0)
+        if self.posterior is not None:
+            q_drive = self.posterior._visible_predictor(piece)[:, bins].repeat_interleave(runs, 0)
+        for t in range(x.shape[1]):
+            predictor = drive[:, t, None] + torch.einsum("fplh,nhl->fpn", self.recent, self.filters)
+            rate = self.link(predictor)
+            increment = poisson_log_pmf(x[:, t, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
+            prior = rate[..., n_visible:]
+            if self.posterior is None:
+                hidden = torch.poisson(prior, generator=self.generator)
+            else:
+                own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
+                q_rate = self.link(q_drive[:, t, None] + own)
+                hidden = torch.poisson(q_rate, generator=self.generator)
+                ratio = poisson_log_pmf(hidden, prior) - poisson_log_pmf(hidden, q_rate)
+                increment += ratio.sum(-1, dtype=torch.float64)
+            self._reweight(increment)
+            self.recent = torch.cat([hidden[:, :, None], self.recent[:, :, :-1]], dim=2)
+            self._resample()
+
+    def _reweight(self, increment: torch.Tensor) -> None:
+        total = self.log_w + increment
+        step = torch.logsumexp(total, dim=1)
+        self.log_z += step
+        self.log_w = total - step[:, None]
+
+    def _resample(self) -> None:
+        """Systematic resampling of the filters whose effective sample size is below the threshold."""
+        weights = self.log_w.exp()
+        particles = weights.shape[1]
+        low = (1.0 / weights.square().sum(dim=1) < RESAMPLE_BELOW * particles).nonzero().squeeze(1)
+        if len(low) == 0:
+            return
+        cdf = weights[low].cumsum(dim=1)
+        cdf[:, -1] = 1.0
+        offset = torch.rand(len(low), 1, dtype=cdf.dtype, device=cdf.device, generator=self.generator)
+        points = (offset + torch.arange(particles, dtype=cdf.dtype, device=cdf.device)) / particles
+        index = torch.searchsorted(cdf, points).clamp_(max=particles - 1)
+        self.recent[low] = self.recent[low[:, None], index]
+        self.log_w[low] = -math.log(particles)

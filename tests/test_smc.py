@@ -1,0 +1,120 @@
+"""The particle-filter likelihood: exact with no hidden neuron, against enumeration with one."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import spikeglm as sg
+from spikeglm import smc
+from spikeglm.model import Network
+from spikeglm.variational import Posterior
+
+
+def tiny_network(n_visible: int = 2, seed: int = 0, drive: float = 2.5) -> Network:
+    """A network whose one hidden neuron drives the visible ones strongly (so it matters)."""
+    generator = torch.Generator().manual_seed(seed)
+    network = Network(n_visible, 1, sg.basis.get("exponential", window=2), link="softplus")
+    with torch.no_grad():
+        network.weight.normal_(0.0, 0.5, generator=generator)
+        network.weight[:n_visible, n_visible] = drive
+        network.bias.copy_(torch.tensor([-1.5] * n_visible + [-1.0]))
+    return network.double()
+
+
+@torch.no_grad()
+def enumerated_log_likelihood(network: Network, visible: torch.Tensor, max_count: int) -> np.ndarray:
+    """log p(x) of each trial by summing p(x, z) over every hidden sequence with counts <= max_count."""
+    n_bins = visible.shape[1]
+    sequences = torch.tensor(
+        list(itertools.product(range(max_count + 1), repeat=n_bins)), dtype=torch.float64
+    )
+    hidden = sequences[:, None, :, None].expand(-1, visible.shape[0], -1, 1)  # (S, trials, bins, 1)
+    joint = network.log_likelihood(visible, hidden).sum(dim=(-2, -1))  # (S, trials)
+    return torch.logsumexp(joint, dim=0).numpy()
+
+
+def simulated_visible(network: Network, n_trials: int, n_bins: int, seed: int = 1) -> torch.Tensor:
+    counts = network.simulate(n_trials, n_bins, generator=torch.Generator().manual_seed(seed))
+    return counts[..., : network.n_visible]
+
+
+def test_without_hidden_neurons_the_estimate_is_the_exact_likelihood():
+    network = Network(3, 0, sg.basis.get("exponential"), link="exp").double()
+    with torch.no_grad():
+        network.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+        network.bias.fill_(-1.0)
+    visible = simulated_visible(network, 4, 50)
+    estimate = smc.log_likelihood(network, visible, block=7)  # blocks of 7 bins: context crosses them
+    exact = network.log_likelihood(visible).sum(dim=(1, 2)).detach().numpy()
+    np.testing.assert_allclose(estimate.per_trial, exact, rtol=1e-12)
+    assert estimate.se == 0 and estimate.per_bin == pytest.approx(exact.sum() / (4 * 50 * 3))
+
+
+@pytest.mark.parametrize(("proposal", "drive"), [("model", 1.5), ("posterior", 1.0)])
+def test_the_estimate_agrees_with_enumeration_over_the_hidden_counts(proposal, drive):
+    network = tiny_network(drive=drive)
+    visible = simulated_visible(network, 3, 5)
+    exact = enumerated_log_likelihood(network, visible, max_count=9)  # P(count > 9) < 1e-9 per bin here
+    posterior = _posterior(network)  # a rough posterior: the proposal need not be good, only valid
+    estimate = smc.log_likelihood(
+        network, visible, posterior, proposal=proposal, n_particles=8000, n_runs=8, seed=3
+    )
+    # the per-trial standard errors are what the estimator claims; 4 of them, plus the bias of the log
+    # (of order se^2), must cover the exact value
+    assert np.all(estimate.se_per_trial > 0) and np.all(estimate.se_per_trial < 0.02)
+    np.testing.assert_array_less(np.abs(estimate.per_trial - exact), 4 * estimate.se_per_trial + 1e-3)
+
+
+def test_the_standard_error_matches_the_spread_over_seeds():
+    network = tiny_network(n_visible=3, drive=1.0)
+    visible = simulated_visible(network, 1, 60)
+    runs = [smc.log_likelihood(network, visible, n_particles=64, n_runs=8, seed=s) for s in range(30)]
+    spread = np.std([r.per_trial[0] for r in runs], ddof=1)
+    claimed = np.median([r.se_per_trial[0] for r in runs])
+    assert 0.5 < claimed / spread < 2  # the delta-method error from 8 runs is rough, not wrong
+
+
+def test_blocks_do_not_change_the_estimate():
+    network = tiny_network()
+    visible = simulated_visible(network, 2, 40)
+    for proposal, posterior in (("model", None), ("posterior", _posterior(network))):
+        whole = smc.log_likelihood(network, visible, posterior, proposal=proposal, n_particles=40, seed=5)
+        cut = smc.log_likelihood(
+            network, visible, posterior, proposal=proposal, n_particles=40, seed=5, block=3
+        )
+        np.testing.assert_allclose(cut.per_trial, whole.per_trial, rtol=1e-12)
+
+
+def test_more_particles_tighten_the_estimate_towards_the_truth():
+    network = tiny_network(drive=1.5)
+    visible = simulated_visible(network, 2, 5)
+    exact = enumerated_log_likelihood(network, visible, max_count=10).sum()
+    gaps = [
+        exact - smc.log_likelihood(network, visible, n_particles=n, n_runs=1, seed=s).per_trial.sum()
+        for n in (2, 2000)
+        for s in range(20)
+    ]
+    few, many = np.mean(gaps[:20]), np.mean(gaps[20:])
+    assert few > 0.05 and abs(many) < 0.02  # a lower bound in expectation, tight with many particles
+
+
+def test_bad_settings_are_named():
+    network = tiny_network()
+    visible = simulated_visible(network, 1, 5)
+    with pytest.raises(ValueError, match="proposal='posterior' needs the fitted posterior"):
+        smc.log_likelihood(network, visible, proposal="posterior")
+    with pytest.raises(ValueError, match="proposal"):
+        smc.log_likelihood(network, visible, proposal="magic")
+    with pytest.raises(ValueError, match="n_particles"):
+        smc.log_likelihood(network, visible, n_particles=0)
+    assert math.isnan(smc.log_likelihood(network, visible, n_runs=1).se)
+
+
+def _posterior(network: Network) -> Posterior:
+    posterior = Posterior("forward-backward", network.n_visible, 1, network.basis_matrix, "softplus").double()
+    with torch.no_grad():
+        posterior.init_rates(0.3, 0.5, torch.Generator().manual_seed(2))
+    return posterior
