@@ -2,11 +2,12 @@
 
 The previous default was 500 full-batch Adam epochs at lr 0.02 for every model, hidden neurons or not.
 The default now solves a model without hidden neurons by L-BFGS to convergence, and fits one with
-hidden neurons in mini-batches (a quarter of the segments) at lr 0.05 until the smoothed training
-objective stops rising. For each case this prints the CPU time of each fit, the CPU time it took to
-come within 0.001 nats per neuron-bin of the best held-out log-likelihood either fit reached (scored
-every few epochs, scoring time not counted), the final held-out log-likelihood and, where the truth is
-known, the weight MAE after matching the hidden neurons.
+hidden neurons in mini-batches (a quarter of the segments) at lr 0.05, lowered five-fold when the
+smoothed training objective stops rising, until it stops rising again. For each case this prints the
+CPU time of each fit, the CPU time it took to come within 0.001 nats per neuron-bin of the best held-out
+log-likelihood either fit reached (scored every few epochs by the particle filter, scoring time not
+counted), the final held-out log-likelihood and, where the truth is known, the weight MAE after matching
+the hidden neurons.
 
 Cases: the diffpoglm protocol (3 visible + 2 hidden, sigmoid link; 10 datasets), sparse-ei (30
 neurons, with 0 and with 2 hidden), and the public 3-unit mouse recording in ../shared/data when that
