@@ -32,16 +32,21 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- connectivity scores
-def match_hidden(truth: Connectivity, estimate: Connectivity) -> list[tuple[int, int]]:
+def match_hidden(
+    truth: Connectivity, estimate: Connectivity, allow_inverted: bool = True
+) -> list[tuple[int, int]]:
     """Pair the estimate's hidden neurons with the truth's by the Hungarian algorithm.
 
-    Hidden neurons are identifiable only up to a permutation. The cost of pairing true hidden neuron ``i``
-    with estimated hidden neuron ``j`` is the total absolute difference of their strengths to and from the
-    visible neurons plus that of their self-couplings::
+    Hidden neurons are identifiable only up to a permutation, and a hidden neuron may be learnt inverted:
+    firing when the true one is silent, with the signs of its couplings to and from the visible neurons
+    reversed. The cost of pairing true hidden neuron ``i`` with estimated hidden neuron ``j`` is the total
+    absolute difference of their strengths to and from the visible neurons plus that of their
+    self-couplings::
 
-        cost[i, j] = sum_v |T[i, v] - E[j, v]| + sum_v |T[v, i] - E[v, j]| + |T[i, i] - E[j, j]|
+        cost[i, j] = sum_v |T[i, v] - s E[j, v]| + sum_v |T[v, i] - s E[v, j]| + |T[i, i] - E[j, j]|
 
-    (T, E: truth's and estimate's strength; v runs over the visible neurons). These terms depend on the
+    (T, E: truth's and estimate's strength; v runs over the visible neurons), with the orientation ``s``
+    (+1, or -1 where ``allow_inverted`` and it costs less) chosen per pair. These terms depend on the
     pair alone, so :func:`scipy.optimize.linear_sum_assignment` minimises their sum over the assignment
     exactly. The couplings between two different hidden neurons are left out of the cost: their mismatch
     depends on the pairing of both ends, which would make the problem a quadratic assignment; they are still
@@ -54,6 +59,9 @@ def match_hidden(truth: Connectivity, estimate: Connectivity) -> list[tuple[int,
     ----------
     truth, estimate : Connectivity
         Networks with the same visible neurons (same labels, same order).
+    allow_inverted : bool
+        Whether a pair may match with the estimate's signs reversed (:func:`connectivity_scores` reports
+        which pairs did).
 
     Returns
     -------
@@ -66,23 +74,36 @@ def match_hidden(truth: Connectivity, estimate: Connectivity) -> list[tuple[int,
     ValueError
         If the visible neurons differ in number, labels or order.
     """
+    return _match(truth, estimate, allow_inverted)[0]
+
+
+def _match(
+    truth: Connectivity, estimate: Connectivity, allow_inverted: bool
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """:func:`match_hidden`'s pairs and the orientation (+1 or -1) of each."""
     _check_same_visible(truth, estimate)
     v = truth.n_visible
-    true_strength, est_strength = truth.strength, estimate.strength
 
     def profile(strength: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Per hidden neuron: incoming from visible (H, V), outgoing to visible (H, V), self-coupling (H,).
         return strength[v:, :v], strength[:v, v:].T, np.diag(strength)[v:]
 
-    true_in, true_out, true_self = profile(true_strength)
-    est_in, est_out, est_self = profile(est_strength)
-    cost = (
-        np.abs(true_in[:, None, :] - est_in[None, :, :]).sum(axis=-1)
-        + np.abs(true_out[:, None, :] - est_out[None, :, :]).sum(axis=-1)
-        + np.abs(true_self[:, None] - est_self[None, :])
-    )
-    rows, cols = linear_sum_assignment(cost)
-    return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
+    true_in, true_out, true_self = profile(truth.strength)
+    est_in, est_out, est_self = profile(estimate.strength)
+    self_cost = np.abs(true_self[:, None] - est_self[None, :])
+
+    def cost(sign: int) -> np.ndarray:
+        return (
+            np.abs(true_in[:, None, :] - sign * est_in[None, :, :]).sum(axis=-1)
+            + np.abs(true_out[:, None, :] - sign * est_out[None, :, :]).sum(axis=-1)
+            + self_cost
+        )
+
+    upright = cost(1)
+    inverted = cost(-1) if allow_inverted else np.full_like(upright, np.inf)
+    rows, cols = linear_sum_assignment(np.minimum(upright, inverted))
+    signs = [-1 if inverted[i, j] < upright[i, j] else 1 for i, j in zip(rows, cols, strict=True)]
+    return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True)], signs
 
 
 def connectivity_scores(
@@ -90,9 +111,12 @@ def connectivity_scores(
 ) -> dict[str, Any]:
     """Compare an estimated connectivity with the ground truth, hidden neurons matched first.
 
-    The hidden neurons are paired by :func:`match_hidden`; the scores use the strength matrix restricted to
-    the visible neurons and the matched hidden ones (hidden neurons left unmatched when the two networks have
-    different numbers of them are not scored), in the truth's order.
+    The hidden neurons are paired by :func:`match_hidden` (an inverted one has its couplings' signs
+    reversed before scoring); the scores use the strength matrix restricted to the visible neurons and the
+    matched hidden ones (hidden neurons left unmatched when the two networks have different numbers of
+    them are not scored), in the truth's order. Every score is also given for the visible block alone
+    (``_visible``), what a fit of recorded neurons is judged by, and the error and correlation for the
+    entries that involve a hidden neuron (``_hidden``).
 
     Parameters
     ----------
@@ -111,8 +135,9 @@ def connectivity_scores(
         ``mae``, ``pearson_r``
             Mean absolute difference and Pearson correlation over all entries (diagonal included) of the
             matched strength matrix.
-        ``mae_visible``, ``pearson_r_visible``
-            The same over the visible block only.
+        ``mae_visible``, ``pearson_r_visible``, ``mae_hidden``, ``pearson_r_hidden``
+            The same over the visible block only, and over the rows and columns of the matched hidden
+            neurons (nan without any).
         ``auroc``, ``auprc``, ``mcc``
             Edge detection over the off-diagonal entries of the matched matrix: an edge is present where the
             true strength is exactly nonzero (synthetic sparse networks have exact zeros), scored by
@@ -124,8 +149,12 @@ def connectivity_scores(
             Over the true off-diagonal edges, the fraction whose estimated strength has the true sign (an
             estimate of exactly 0 counts as wrong); nan without true edges. The diagonal (self-history,
             nearly always inhibitory) is left out, as in the detection scores.
+        ``auroc_visible``, ``auprc_visible``, ``mcc_visible``, ``sign_accuracy_visible``
+            The same over the visible block (the MCC at its own default threshold unless one is given).
         ``hidden_match``
             The ``(true, estimated)`` hidden index pairs of :func:`match_hidden`.
+        ``hidden_inverted``
+            For each pair, whether the estimated neuron matched inverted.
         ``n_true_edges``
             Number of true off-diagonal edges among the scored neurons.
         ``mcc_threshold``
@@ -138,14 +167,35 @@ def connectivity_scores(
     """
     if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-    pairs = match_hidden(truth, estimate)
+    pairs, signs = _match(truth, estimate, allow_inverted=True)
     v = truth.n_visible
     true_index = np.concatenate([np.arange(v), v + np.array([i for i, _ in pairs], dtype=int)])
     est_index = np.concatenate([np.arange(v), v + np.array([j for _, j in pairs], dtype=int)])
+    orientation = np.concatenate([np.ones(v), np.array(signs, dtype=float)])
     true_strength = truth.strength[np.ix_(true_index, true_index)]
-    est_strength = estimate.strength[np.ix_(est_index, est_index)]
+    est_strength = estimate.strength[np.ix_(est_index, est_index)] * np.outer(orientation, orientation)
+    hidden = np.ones_like(true_strength, dtype=bool)
+    hidden[:v, :v] = False
+    visible_true, visible_est = true_strength[:v, :v], est_strength[:v, :v]
+    scores = {
+        "mae": float(np.mean(np.abs(true_strength - est_strength))),
+        "mae_visible": float(np.mean(np.abs(visible_true - visible_est))),
+        "mae_hidden": float(np.mean(np.abs(true_strength - est_strength)[hidden])) if pairs else np.nan,
+        "pearson_r": _pearson(true_strength, est_strength),
+        "pearson_r_visible": _pearson(visible_true, visible_est),
+        "pearson_r_hidden": _pearson(true_strength[hidden], est_strength[hidden]) if pairs else np.nan,
+        **_detection(true_strength, est_strength, threshold),
+        **{f"{k}_visible": x for k, x in _detection(visible_true, visible_est, threshold).items()},
+        "hidden_match": pairs,
+        "hidden_inverted": [sign < 0 for sign in signs],
+    }
+    del scores["n_true_edges_visible"], scores["mcc_threshold_visible"]
+    return scores
 
-    off_diagonal = ~np.eye(len(true_index), dtype=bool)
+
+def _detection(true_strength: np.ndarray, est_strength: np.ndarray, threshold: float | None) -> dict:
+    """Edge detection and sign scores over the off-diagonal entries (see :func:`connectivity_scores`)."""
+    off_diagonal = ~np.eye(len(true_strength), dtype=bool)
     is_edge = true_strength[off_diagonal] != 0
     score = np.abs(est_strength[off_diagonal])
     n_true_edges = int(is_edge.sum())
@@ -158,24 +208,10 @@ def connectivity_scores(
             "mcc": matthews_corrcoef(is_edge, score > mcc_threshold),
             "mcc_threshold": float(mcc_threshold),
         }
-
     true_edges = true_strength[off_diagonal][is_edge]
     est_at_edges = est_strength[off_diagonal][is_edge]
     sign_accuracy = float(np.mean(np.sign(est_at_edges) == np.sign(true_edges))) if n_true_edges else np.nan
-    visible_true, visible_est = true_strength[:v, :v], est_strength[:v, :v]
-    return {
-        "mae": float(np.mean(np.abs(true_strength - est_strength))),
-        "mae_visible": float(np.mean(np.abs(visible_true - visible_est))),
-        "pearson_r": _pearson(true_strength, est_strength),
-        "pearson_r_visible": _pearson(visible_true, visible_est),
-        "auroc": detection["auroc"],
-        "auprc": detection["auprc"],
-        "mcc": detection["mcc"],
-        "sign_accuracy": sign_accuracy,
-        "hidden_match": pairs,
-        "n_true_edges": n_true_edges,
-        "mcc_threshold": detection["mcc_threshold"],
-    }
+    return {**detection, "sign_accuracy": sign_accuracy, "n_true_edges": n_true_edges}
 
 
 def _check_same_visible(truth: Connectivity, estimate: Connectivity) -> None:

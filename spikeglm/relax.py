@@ -103,7 +103,7 @@ def _check_tail(tail: float, owner: str) -> float:
     return float(tail)
 
 
-def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor | float) -> torch.Tensor:
     """Elementwise Poisson log-pmf ``k log(rate) - rate - lgamma(k + 1)``, extended to real ``k >= 0``.
 
     The one definition used everywhere: the model's likelihood, the posterior's density and every
@@ -111,6 +111,8 @@ def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
     inhibited neuron) counts as the smallest normal float in the log, so that the value stays finite and
     the gradient is never 0/0.
     """
+    if not torch.is_tensor(rate):
+        rate = torch.as_tensor(rate, dtype=counts.dtype, device=counts.device)
     floor = torch.finfo(rate.dtype).tiny
     return torch.xlogy(counts, rate.clamp_min(floor)) - rate - torch.lgamma(counts + 1)
 

@@ -179,3 +179,36 @@ def test_threshold_must_be_non_negative() -> None:
     truth = sparse_network()
     with pytest.raises(ValueError, match="threshold"):
         connectivity_scores(truth, truth, threshold=-0.1)
+
+
+def inverted(conn: Connectivity, hidden: int) -> Connectivity:
+    """``conn`` with one hidden neuron inverted: the signs of its couplings with the others reversed."""
+    sign = np.ones(conn.n_neurons)
+    sign[conn.n_visible + hidden] = -1.0
+    strength = conn.strength * np.outer(sign, sign)
+    return Connectivity.from_strength(strength, labels=conn.labels, visible=conn.visible)
+
+
+def test_an_inverted_hidden_neuron_matches_and_scores_as_the_true_one() -> None:
+    truth = sparse_network(seed=3)
+    estimate = inverted(truth, hidden=1).permute_hidden([2, 1, 0])
+    scores = connectivity_scores(truth, estimate)
+    assert scores["hidden_match"] == [(0, 2), (1, 1), (2, 0)]
+    assert scores["hidden_inverted"] == [False, True, False]
+    assert scores["mae"] == 0 and scores["sign_accuracy"] == 1 and scores["pearson_r_hidden"] == 1
+    # matched upright only, the inverted neuron's couplings count as sign errors
+    upright = match_hidden(truth, estimate, allow_inverted=False)
+    assert [j for _, j in upright] == [2, 1, 0]
+
+
+def test_the_visible_block_and_the_hidden_neurons_are_scored_apart() -> None:
+    truth = sparse_network(seed=4)
+    noisy = truth.strength.copy()
+    noisy[truth.n_visible :, :] += 0.7  # errors in the hidden neurons' rows only
+    estimate = Connectivity.from_strength(noisy, labels=truth.labels, visible=truth.visible)
+    scores = connectivity_scores(truth, estimate)
+    assert (
+        scores["mae_visible"] == 0 and scores["auroc_visible"] == 1 and scores["sign_accuracy_visible"] == 1
+    )
+    assert scores["mae_hidden"] > 0.2 and scores["mae"] < scores["mae_hidden"]
+    assert {"auprc_visible", "mcc_visible"} <= scores.keys()
