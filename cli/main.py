@@ -121,11 +121,31 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
     return path
 
 
+class HiddenCount(click.ParamType):
+    """``--hidden``: a whole number >= 0, or ``auto``."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value if value == "auto" or value >= 0 else self.fail(f"{value} is negative", param, ctx)
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
+        return number if number >= 0 else self.fail(f"{number} is negative", param, ctx)
+
+
 def _check_config_type(path: str, key: str, param: click.Parameter, value: object) -> None:
     """Refuse a TOML value of the wrong kind (``hidden = 2.7`` or ``hidden = true``) instead of casting it."""
     kind = param.type
     if getattr(param, "is_flag", False):
         fits, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(kind, HiddenCount):
+        fits, wanted = (
+            value == "auto" or (isinstance(value, int) and not isinstance(value, bool)),
+            "a whole number or 'auto'",
+        )
     elif isinstance(kind, click.types.IntParamType):
         fits, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
     elif isinstance(kind, click.types.FloatParamType):
@@ -234,10 +254,23 @@ def info(recording: str, bin_size: str) -> None:
 @click.option(
     "--hidden",
     "n_hidden",
-    default=2,
+    default="2",
     show_default=True,
-    type=click.IntRange(min=0),
-    help="Number of hidden neurons.",
+    type=HiddenCount(),
+    help="Number of hidden neurons, or 'auto': chosen among --candidates by cross-validation.",
+)
+@click.option(
+    "--candidates",
+    default="0,1,2,4",
+    show_default=True,
+    help="With --hidden auto: the numbers of hidden neurons tried, separated by commas.",
+)
+@click.option(
+    "--folds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="With --hidden auto: cross-validation folds (whole trials, or blocks of time of each trial).",
 )
 @click.option(
     "--basis",
@@ -358,6 +391,8 @@ def fit(
     checkpoint_every: int,
     resume: bool,
     overwrite: bool,
+    candidates: str,
+    folds: int,
     **settings,
 ) -> None:
     """Fit a POGLM with hidden neurons to a recording and save the model.
@@ -383,7 +418,9 @@ def fit(
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
-    model = sg.POGLM(**settings)  # the estimator's settings, by their names
+    auto = settings["n_hidden"] == "auto"
+    model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
+    tried = _whole_numbers(candidates, "--candidates") if auto else ()
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
         contextlib.ExitStack() as stack,
@@ -399,6 +436,10 @@ def fit(
                 f"fitting on {where}{processes}"
             )
         signals = stack.enter_context(_signals_as_interrupt())
+        selection = None
+        if auto:
+            selection = _cross_validate(counts, tried, folds, model, rank == 0)
+            model.set_params(n_hidden=selection.chosen)
         try:
             model.fit(
                 counts,
@@ -417,10 +458,38 @@ def fit(
             sys.exit(128 + (signals[-1] if signals else signal.SIGINT))
         if rank != 0:
             return
+        model.selection_ = selection
         model.save(out, overwrite=overwrite)
         checkpoint.unlink(missing_ok=True)
     final, steps = model.history_[-1].objective, len(model.history_)
     click.echo(f"model: {out} (objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_})")
+
+
+def _whole_numbers(text: str, option: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{option}: expected whole numbers separated by commas; got {text!r}"
+        ) from None
+    if not numbers or min(numbers) < 0:
+        raise click.BadParameter(f"{option}: expected whole numbers >= 0; got {text!r}")
+    return numbers
+
+
+def _cross_validate(counts, candidates, folds, model, report) -> sg.selection.Selection:
+    """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
+
+    def progress(n_hidden: int, fold: int, score: float) -> None:
+        if report:
+            click.echo(f"  {n_hidden} hidden, fold {fold + 1}/{folds}: held-out {score:.6f} per neuron-bin")
+
+    if report:
+        click.echo(f"choosing the number of hidden neurons among {', '.join(map(str, candidates))}:")
+    selection = sg.selection.cross_validate(counts, candidates, folds, model, callback=progress)
+    if report:
+        click.echo(str(selection))
+    return selection
 
 
 @contextlib.contextmanager

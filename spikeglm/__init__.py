@@ -14,6 +14,7 @@ from spikeglm import (
     parallel,
     relax,
     segments,
+    selection,
     synthetic,
     variational,
 )
@@ -23,6 +24,7 @@ from spikeglm.counts import SpikeCounts
 from spikeglm.io import load, save
 from spikeglm.poglm import POGLM
 from spikeglm.recording import Recording
+from spikeglm.selection import select_hidden
 from spikeglm.timeunits import parse_time
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "relax",
     "save",
     "segments",
+    "select_hidden",
+    "selection",
     "synthetic",
     "variational",
 ]

@@ -30,6 +30,7 @@ from spikeglm import basis as basis_module
 from spikeglm._files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
 from spikeglm.fit import EpochRecord
 from spikeglm.model import LINKS
+from spikeglm.selection import Selection
 from spikeglm.variational import FAMILIES
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bin_size": (lambda v: isinstance(v, str), "a string"),
     "data": (lambda v: isinstance(v, dict), "an object"),
     "fit_options": (lambda v: isinstance(v, dict), "an object"),
+    "selection": (lambda v: v is None or isinstance(v, dict), "null or an object"),
 }
 #: The training state's keys beyond the optimizer's, with the values that stand in for those missing
 #: from checkpoints of earlier releases.
@@ -193,6 +195,11 @@ def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
     model.bin_size_ = config["bin_size"]
     model.data_ = config["data"]
     model.fit_options_ = config["fit_options"]
+    if config["selection"] is not None:
+        try:
+            model.selection_ = Selection.from_dict(config["selection"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: config field 'selection': {_one_line(err)}") from None
     # The settings of the fit become the estimator's (files of earlier releases hold the same names).
     settings = {k: v for k, v in model.fit_options_.items() if k in model.get_params()}
     try:
@@ -207,7 +214,8 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     config = _json_attribute(f, "config", path)
     if not isinstance(config, dict):
         raise ValueError(f"{path}: attribute 'config' must be a JSON object; got {type(config).__name__}")
-    config.setdefault("data", {})  # files of earlier releases may lack it
+    config.setdefault("data", {})  # files of earlier releases may lack these
+    config.setdefault("selection", None)
     _check_fields(config, _CONFIG_FIELDS, path, "config")
     try:
         basis = basis_module.from_dict(config["basis"])

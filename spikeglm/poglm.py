@@ -22,6 +22,7 @@ from spikeglm.model import Network, check_link, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
 from spikeglm.segments import Segments
+from spikeglm.selection import Selection
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, check_family, marginal_log_likelihood
 
@@ -176,6 +177,8 @@ class POGLM:
         self.source_: str | None = None
         #: Why the last fit stopped (converged, a cap reached, early stopping).
         self.stopped_: str | None = None
+        #: The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`), if any.
+        self.selection_: Selection | None = None
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -353,6 +356,7 @@ class POGLM:
         self.bin_size_ = str(counts.bin_size)
         self.data_ = json_plain(counts.metadata, strict=False)
         self.fit_options_ = options
+        self.selection_ = None
 
         def save_checkpoint(where: Resume, optimizer_state: dict) -> None:
             if parallel.is_main():
@@ -600,6 +604,8 @@ class POGLM:
             "spikeglm_version": __version__,
             **self.fit_options_,
         }
+        if self.selection_ is not None:
+            metadata["selection"] = self.selection_.to_dict()
         return Connectivity(
             weights=network.weight.detach().numpy().astype(np.float64),
             basis_matrix=network.basis_matrix.numpy().astype(np.float64),
@@ -638,6 +644,7 @@ class POGLM:
             "bin_size": self.bin_size_,
             "data": self.data_,
             "fit_options": self.fit_options_,
+            "selection": None if self.selection_ is None else self.selection_.to_dict(),
         }
 
     @classmethod

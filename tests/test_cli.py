@@ -247,3 +247,17 @@ def test_fit_reads_only_the_chosen_units(tmp_path):
     assert sg.POGLM.load(out).unit_ids_ == ["n4", "n2"]
     bad = run("fit", EXAMPLE, "-o", out, *FAST, "--units", "n4,zz", "--overwrite")
     assert bad.exit_code != 0 and "example.nwb: unknown unit(s) 'zz'" in bad.output
+
+
+def test_fit_with_hidden_auto_chooses_by_cross_validation_and_keeps_the_table(tmp_path):
+    config = tmp_path / "fit.toml"
+    config.write_text('hidden = "auto"\ncandidates = "0,1"\nfolds = 2\n')
+    out = tmp_path / "m.h5"
+    result = run("fit", EXAMPLE, "-o", str(out), *FAST, "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "0 hidden, fold 2/2" in result.output and "<- chosen" in result.output
+    model = sg.POGLM.load(out)
+    assert model.selection_.candidates == (0, 1) and model.n_hidden == model.selection_.chosen
+    assert model.selection_.fold_scores.shape == (2, 2)
+    bad = run("fit", EXAMPLE, "-o", str(tmp_path / "x.h5"), "--hidden", "-1")
+    assert bad.exit_code != 0 and "-1 is negative" in bad.output and not (tmp_path / "x.h5").exists()

@@ -1,0 +1,218 @@
+"""How many hidden neurons: cross-validated choice by the particle-filter likelihood of held-out data.
+
+:func:`select_hidden` fits every candidate number of hidden neurons on all folds but one and scores the
+left-out fold by :meth:`~spikeglm.poglm.POGLM.log_likelihood` (a particle filter: exact with no hidden
+neuron, tight with some, so candidates with and without hidden neurons compare fairly). Folds are groups
+of whole trials when there are enough of them; otherwise every trial is cut into as many blocks of time
+as there are folds, and fold ``k`` holds block ``k`` of every trial (a continuous recording is one trial).
+
+The choice follows the one-standard-error rule: the smallest number of hidden neurons whose mean held-out
+log-likelihood lies within one paired standard error of the best. The error is paired, computed from the
+fold-by-fold differences to the best candidate, because the folds' own spread (some stretches of a
+recording are easier than others) is shared by every candidate and says nothing about their difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from spikeglm.counts import SpikeCounts
+from spikeglm.options import whole
+
+if TYPE_CHECKING:  # the estimator's module keeps a Selection: it is imported where it is used
+    from matplotlib.axes import Axes
+
+    from spikeglm.poglm import POGLM
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The cross-validated scores of each candidate number of hidden neurons, and the choice.
+
+    Attributes
+    ----------
+    candidates : tuple of int
+        Numbers of hidden neurons tried, increasing.
+    fold_scores : numpy.ndarray
+        Held-out log-likelihood per visible neuron-bin, shape (candidates, folds).
+    chosen : int
+        The number of hidden neurons chosen.
+    folds_by : str
+        ``"trials"`` or ``"time blocks"``: how the data were split.
+    """
+
+    candidates: tuple[int, ...]
+    fold_scores: np.ndarray
+    chosen: int
+    folds_by: str
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean held-out log-likelihood per visible neuron-bin of each candidate."""
+        return self.fold_scores.mean(axis=1)
+
+    @property
+    def best(self) -> int:
+        """The candidate with the highest mean."""
+        return self.candidates[int(np.argmax(self.mean))]
+
+    @property
+    def paired_se(self) -> np.ndarray:
+        """Standard error of each candidate's difference to the best, from the fold-by-fold differences."""
+        differences = self.fold_scores - self.fold_scores[self.candidates.index(self.best)]
+        folds = self.fold_scores.shape[1]
+        return (
+            differences.std(axis=1, ddof=1) / math.sqrt(folds)
+            if folds > 1
+            else np.full(len(self.mean), np.nan)
+        )
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready form (what a model file keeps)."""
+        return {
+            "candidates": list(self.candidates),
+            "fold_scores": self.fold_scores.tolist(),
+            "chosen": self.chosen,
+            "folds_by": self.folds_by,
+        }
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> Selection:
+        """The inverse of :meth:`to_dict`, checked (a model file may hold anything)."""
+        candidates = tuple(whole(h, "candidates", minimum=0) for h in spec["candidates"])
+        scores = np.asarray(spec["fold_scores"], dtype=float)
+        if scores.ndim != 2 or scores.shape[0] != len(candidates) or scores.shape[1] < 1:
+            raise ValueError(f"fold_scores must be a candidates x folds table; got shape {scores.shape}")
+        if spec["chosen"] not in candidates or spec["folds_by"] not in ("trials", "time blocks"):
+            raise ValueError("chosen must be one of the candidates and folds_by 'trials' or 'time blocks'")
+        return cls(candidates, scores, spec["chosen"], spec["folds_by"])
+
+    def __str__(self) -> str:
+        folds = f"{self.fold_scores.shape[1]} folds by {self.folds_by}"
+        lines = [f"hidden  held-out LL per neuron-bin  vs best (paired SE)   [{folds}]"]
+        for h, mean, se in zip(self.candidates, self.mean, self.paired_se, strict=True):
+            mark = "  <- chosen" if h == self.chosen else ""
+            lines.append(f"{h:>6}  {mean:>26.6f}  {mean - self.mean.max():+.6f} ({se:.6f}){mark}")
+        return "\n".join(lines)
+
+    def plot(self, ax: Axes | None = None) -> Axes:
+        """Each candidate's mean held-out log-likelihood with its paired standard error; the choice ringed.
+
+        The dotted line is the best mean less the chosen candidate's paired standard error.
+        """
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+        chosen = self.candidates.index(self.chosen)
+        ax.errorbar(self.candidates, self.mean, yerr=self.paired_se, fmt="o-", color="C0", capsize=4)
+        ax.axhline(self.mean.max() - np.nan_to_num(self.paired_se[chosen]), color="0.6", ls=":")
+        ax.plot([self.chosen], [self.mean[chosen]], "o", ms=14, mfc="none", color="C3")
+        ax.set_xticks(self.candidates)
+        ax.set_xlabel("hidden neurons")
+        ax.set_ylabel("held-out log-likelihood\nper neuron-bin")
+        ax.set_title(f"{self.chosen} hidden chosen ({self.fold_scores.shape[1]} folds by {self.folds_by})")
+        return ax
+
+
+def select_hidden(
+    counts: SpikeCounts,
+    candidates: Sequence[int] = (0, 1, 2, 4),
+    folds: int = 5,
+    *,
+    model: POGLM | None = None,
+    n_particles: int = 1000,
+    callback: Callable[[int, int, float], None] | None = None,
+) -> POGLM:
+    """Choose the number of hidden neurons by cross-validation, and refit the choice on all the data.
+
+    Parameters
+    ----------
+    counts : SpikeCounts
+        The recording, binned.
+    candidates : sequence of int
+        Numbers of hidden neurons to try.
+    folds : int
+        Number of folds (at least 2).
+    model : POGLM, optional
+        The settings of every fit (its ``n_hidden`` is replaced by each candidate's); default ``POGLM()``.
+    n_particles : int
+        Particles per held-out trial of the particle filter.
+    callback : callable, optional
+        Called as ``callback(n_hidden, fold, score)`` after each held-out score (progress).
+
+    Returns
+    -------
+    POGLM
+        Fitted on all of ``counts`` with the chosen number of hidden neurons; its ``selection_`` is the
+        :class:`Selection` (saved with the model).
+
+    Examples
+    --------
+    >>> import spikeglm as sg
+    >>> _, train, _ = sg.synthetic.network(protocol="diffpoglm", seed=0)
+    >>> model = sg.select_hidden(train, (0, 2), folds=2, model=sg.POGLM(link="sigmoid", epochs=10))
+    >>> model.n_hidden == model.selection_.chosen
+    True
+    """
+    from spikeglm.poglm import POGLM
+
+    template = POGLM() if model is None else model
+    selection = cross_validate(counts, candidates, folds, template, n_particles, callback)
+    chosen = template.clone().set_params(n_hidden=selection.chosen).fit(counts)
+    chosen.selection_ = selection
+    return chosen
+
+
+def cross_validate(
+    counts: SpikeCounts,
+    candidates: Sequence[int],
+    folds: int,
+    model: POGLM,
+    n_particles: int = 1000,
+    callback: Callable[[int, int, float], None] | None = None,
+) -> Selection:
+    """The cross-validation of :func:`select_hidden` without the final refit (same arguments)."""
+    candidates = tuple(sorted({whole(h, "candidates", minimum=0) for h in candidates}))
+    if not candidates:
+        raise ValueError("candidates: give at least one number of hidden neurons")
+    folds = whole(folds, "folds", minimum=2)
+    parts, folds_by = _folds(counts, folds)
+    scores = np.empty((len(candidates), folds))
+    for row, n_hidden in enumerate(candidates):
+        for k in range(folds):
+            train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
+            fitted = model.clone().set_params(n_hidden=n_hidden).fit(train)
+            scores[row, k] = fitted.log_likelihood(parts[k], n_particles=n_particles).per_bin
+            if callback is not None:
+                callback(n_hidden, k, scores[row, k])
+    return _choose(candidates, scores, folds_by)
+
+
+def _choose(candidates: tuple[int, ...], scores: np.ndarray, folds_by: str) -> Selection:
+    """The smallest candidate within one paired standard error of the best."""
+    provisional = Selection(candidates, scores, candidates[0], folds_by)
+    within = provisional.mean >= provisional.mean.max() - np.nan_to_num(provisional.paired_se)
+    return Selection(candidates, scores, candidates[int(np.argmax(within))], folds_by)
+
+
+def _folds(counts: SpikeCounts, folds: int) -> tuple[list[SpikeCounts], str]:
+    """The data split into ``folds`` parts, by whole trials if there are enough, else by time blocks."""
+    if counts.n_trials >= folds:
+        groups = np.array_split(np.arange(counts.n_trials), folds)
+        return [counts.select_trials(g) for g in groups], "trials"
+    length = counts.n_bins // folds
+    if length < 1:
+        raise ValueError(
+            f"folds: {counts.n_trials} trial(s) of {counts.n_bins} bins cannot be cut into {folds} blocks"
+        )
+    blocks = [
+        counts._with_counts(counts.counts[:, k * length : (k + 1) * length], counts.unit_ids)
+        for k in range(folds)
+    ]
+    return blocks, "time blocks"

@@ -1,0 +1,66 @@
+"""Choosing the number of hidden neurons: folds, the one-standard-error rule, and the refit model."""
+
+import numpy as np
+import pytest
+
+import spikeglm as sg
+from spikeglm.selection import Selection, _choose, _folds
+
+
+def test_the_rule_takes_the_fewest_hidden_neurons_within_one_paired_standard_error():
+    folds = np.array([0.0, 0.01, -0.01, 0.02, -0.02])  # a shared fold effect, which pairing removes
+    scores = np.stack([folds - 0.010, folds - 0.0004 + [0.001, -0.001, 0.001, -0.001, 0.0], folds])
+    selection = _choose((0, 1, 2), scores, "trials")
+    assert selection.best == 2 and selection.chosen == 1  # 1 is within 0.0004 +- ~0.0005 of 2; 0 is far off
+    assert selection.paired_se[2] == 0 and 0 < selection.paired_se[1] < 0.001
+    # unpaired, the fold effect (sd 0.016) would have hidden the 0.010 gap of H = 0
+    assert scores[0].std(ddof=1) / np.sqrt(5) > 0.005
+    assert "<- chosen" in str(selection).splitlines()[2]
+    assert Selection.from_dict(selection.to_dict()).chosen == 1
+
+
+def test_folds_are_whole_trials_or_blocks_of_time():
+    counts = sg.SpikeCounts.from_array(np.arange(6 * 10 * 2).reshape(6, 10, 2) % 3, bin_size="5 ms")
+    parts, by = _folds(counts, 3)
+    assert by == "trials" and [p.n_trials for p in parts] == [2, 2, 2]
+    long = counts.select_trials([0])
+    parts, by = _folds(long, 3)
+    assert by == "time blocks" and [p.counts.shape for p in parts] == [(1, 3, 2)] * 3
+    np.testing.assert_array_equal(parts[1].counts[0], long.counts[0, 3:6])
+    with pytest.raises(ValueError, match="cannot be cut into 20 blocks"):
+        _folds(counts.select_trials([0]), 20)
+
+
+def test_select_hidden_refits_the_choice_and_the_table_is_saved_with_it(tmp_path, diffpoglm):
+    _, train, _ = diffpoglm
+    seen = []
+    model = sg.select_hidden(
+        train,
+        candidates=(2, 0),
+        folds=2,
+        model=sg.POGLM(link="sigmoid", epochs=20),
+        n_particles=200,
+        callback=lambda h, k, score: seen.append((h, k)),
+    )
+    selection = model.selection_
+    assert seen == [(0, 0), (0, 1), (2, 0), (2, 1)] and selection.candidates == (0, 2)
+    assert model.n_hidden == selection.chosen and model.history_  # refit on all the data
+    assert np.all(np.isfinite(selection.fold_scores)) and np.all(selection.fold_scores < 0)
+    # the score of H = 0 is exact: that of its refit on one fold, scored on the other
+    half = train.select_trials(slice(0, 20)), train.select_trials(slice(20, None))
+    plain = sg.POGLM(n_hidden=0, link="sigmoid", epochs=20).fit(half[1])
+    assert selection.fold_scores[0, 0] == pytest.approx(plain.score(half[0]), abs=1e-6)
+    path = tmp_path / "m.h5"
+    model.save(path)
+    loaded = sg.POGLM.load(path).selection_
+    np.testing.assert_array_equal(loaded.fold_scores, selection.fold_scores)
+    assert loaded.chosen == selection.chosen and loaded.folds_by == "trials"
+    assert selection.plot().get_title().startswith(f"{selection.chosen} hidden chosen")
+
+
+def test_bad_choices_are_named(diffpoglm):
+    _, train, _ = diffpoglm
+    with pytest.raises(ValueError, match="folds must be a whole number >= 2"):
+        sg.select_hidden(train, folds=1)
+    with pytest.raises(ValueError, match="candidates"):
+        sg.select_hidden(train, candidates=(-1, 2))
