@@ -12,6 +12,9 @@ Protocols
     law: each presynaptic neuron's outgoing weights share a sign), connection probability
     ``connection_prob``, refractory self-inhibition, and a few hidden neurons that each drive a large
     share of the visible ones (the unrecorded common input a POGLM is meant to explain). Softplus link.
+    ``hidden_drive`` scales the hidden neurons' couplings onto the visible ones: a factor, or one of
+    :data:`HIDDEN_DRIVES` (``"weak"``, where a plain GLM does as well; ``"moderate"``, the default;
+    ``"strong"``, where hidden neurons clearly pay off).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def network(protocol: str = "diffpoglm", seed: int = 0, with_hidden: bool = Fals
         a fit infers).
     **options
         Overrides of the protocol's settings: ``n_visible``, ``n_hidden``, ``n_bins``, ``n_train``,
-        ``n_test``, ``bin_size``, and for ``"sparse-ei"`` also ``connection_prob``, ``base_rate``.
+        ``n_test``, ``bin_size``, and for ``"sparse-ei"`` also ``connection_prob``, ``base_rate`` and
+        ``hidden_drive``.
 
     Returns
     -------
@@ -124,10 +128,26 @@ def _sparse_ei(settings: dict, rng: np.random.Generator) -> Network:
     # Each hidden neuron drives half of the visible neurons: the common input a POGLM should find.
     present[:n_visible, n_visible:] = rng.random((n_visible, n_hidden)) < 0.5
     weight = present * strength * sign[None, :]
+    weight[:n_visible, n_visible:] *= hidden_drive(settings["hidden_drive"])
     np.fill_diagonal(weight, -rng.uniform(1.0, 2.0, n))  # refractoriness
     base = float(np.log(np.expm1(settings["base_rate"])))  # softplus^-1 of the base rate per bin
     bias = base + rng.normal(0.0, 0.2, n)
     return _with_parameters(net, weight[..., None], bias)
+
+
+#: Named strengths of ``hidden_drive`` (sparse-ei): factors on the hidden-to-visible couplings.
+HIDDEN_DRIVES = {"weak": 0.5, "moderate": 1.0, "strong": 2.5}
+
+
+def hidden_drive(value: str | float) -> float:
+    """The factor of a ``hidden_drive`` setting: a name of :data:`HIDDEN_DRIVES` or a number >= 0."""
+    if isinstance(value, str):
+        if value not in HIDDEN_DRIVES:
+            raise ValueError(f"hidden_drive: unknown strength {value!r}; one of {', '.join(HIDDEN_DRIVES)}")
+        return HIDDEN_DRIVES[value]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"hidden_drive must be a number >= 0 or a strength name; got {value!r}")
+    return float(value)
 
 
 #: The published protocols: each a generator of the network and its default settings.
@@ -149,6 +169,7 @@ PROTOCOLS: Registry[tuple] = Registry(
                 bin_size="5 ms",
                 connection_prob=0.15,
                 base_rate=0.08,
+                hidden_drive="moderate",
             ),
         ),
     },

@@ -50,3 +50,19 @@ def test_options_and_errors():
     assert train.counts.shape == (5, 30, 3) and test.counts.shape == (2, 30, 3)
     with pytest.raises(ValueError, match="unknown protocol 'dense'; choose one of diffpoglm, sparse-ei"):
         sg.synthetic.network(protocol="dense")
+
+
+def test_hidden_drive_scales_only_the_hidden_neurons_couplings_onto_the_visible_ones():
+    small = {"n_visible": 8, "n_hidden": 2, "n_train": 2, "n_test": 1, "n_bins": 20}
+    default = sg.synthetic.network(protocol="sparse-ei", seed=3, **small)[0].strength
+    moderate = sg.synthetic.network(protocol="sparse-ei", seed=3, hidden_drive=1.0, **small)[0].strength
+    strong = sg.synthetic.network(protocol="sparse-ei", seed=3, hidden_drive="strong", **small)[0].strength
+    np.testing.assert_array_equal(default, moderate)
+    np.testing.assert_allclose(strong[:8, 8:], 2.5 * default[:8, 8:])
+    rest = np.ones_like(default, dtype=bool)
+    rest[:8, 8:] = False
+    np.testing.assert_array_equal(strong[rest], default[rest])
+    with pytest.raises(ValueError, match="hidden_drive: unknown strength 'huge'"):
+        sg.synthetic.network(protocol="sparse-ei", hidden_drive="huge", **small)
+    with pytest.raises(ValueError, match="hidden_drive must be a number >= 0"):
+        sg.synthetic.network(protocol="sparse-ei", hidden_drive=-1, **small)
