@@ -15,6 +15,7 @@ from spikeglm import (
     relax,
     segments,
     selection,
+    significance,
     synthetic,
     variational,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "segments",
     "select_hidden",
     "selection",
+    "significance",
     "synthetic",
     "variational",
 ]

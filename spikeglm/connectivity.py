@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
+from spikeglm.significance import wald_table
 
 __all__ = ["Connectivity"]
 
@@ -258,14 +259,55 @@ class Connectivity:
             raise ValueError(f"order must be a permutation of range({self.n_hidden}), got {order.tolist()}")
         return self._subset(np.concatenate([np.arange(self.n_visible), self.n_visible + order]))
 
+    def significance(self, alpha: float = 0.05, method: str = "wald") -> np.ndarray:
+        """Test every coupling: is it there, excitatory or inhibitory, and how sure is that.
+
+        Parameters
+        ----------
+        alpha : float
+            False discovery rate: a coupling is significant where its Benjamini-Hochberg q < alpha.
+        method : {"wald"}
+            Wald tests of the strengths against the standard errors the fit stored in the metadata
+            (``strength_se``; fits without hidden neurons, see :mod:`spikeglm.significance`).
+
+        Returns
+        -------
+        numpy.ndarray
+            One row per (pre, post) pair: ``pre, post, strength, se, z, p, q, significant, sign, self``
+            (a structured array; ``pandas.DataFrame(table)`` makes a data frame of it).
+
+        Raises
+        ------
+        ValueError
+            If the connectivity carries no standard errors, or ``method`` or ``alpha`` is unknown or out of
+            range.
+        """
+        if method != "wald":
+            raise ValueError(f"significance: unknown method {method!r}; available: 'wald'")
+        se = self._metadata.get("strength_se")
+        if se is None:
+            raise ValueError(
+                "significance: this connectivity carries no standard errors (they come from fits without "
+                "hidden neurons, n_hidden=0)"
+            )
+        se = np.array([[np.inf if x is None else x for x in row] for row in se], dtype=float)
+        if se.shape != self.strength.shape:
+            raise ValueError(
+                f"significance: strength_se has shape {se.shape}, strength {self.strength.shape}"
+            )
+        return wald_table(self.strength, se, self._labels, alpha)
+
     def _subset(self, index: np.ndarray) -> Connectivity:
+        metadata = dict(self._metadata)
+        if metadata.get("strength_se") is not None:  # the standard errors move with their neurons
+            metadata["strength_se"] = [[metadata["strength_se"][i][j] for j in index] for i in index]
         return Connectivity(
             self._weights[np.ix_(index, index)],
             self._basis_matrix,
             self._bias[index],
             labels=[self._labels[k] for k in index],
             visible=self._visible[index],
-            metadata=self._metadata,
+            metadata=metadata,
         )
 
     def __repr__(self) -> str:
@@ -444,6 +486,28 @@ def _csv_label(label: str) -> str:
 
 def _arrays(conn: Connectivity) -> dict[str, np.ndarray]:
     return {name: getattr(conn, name) for name in _ARRAY_FIELDS}
+
+
+def save_edges(table: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Write a table of :meth:`Connectivity.significance` as a CSV edge list, one row per pair, atomically.
+
+    Columns ``pre, post, strength, se, z, p, q, significant, sign, self``; labels are protected as in the
+    square CSV (a leading ``'`` before a formula-like label), numbers written exactly.
+    """
+    if Path(path).suffix.lower() != ".csv":
+        raise ValueError(f"{path}: an edge list is written as .csv")
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\r\n")
+            writer.writerow(table.dtype.names)
+            for row in table:
+                writer.writerow(
+                    _csv_label(str(v)) if isinstance(v, str) else repr(v.item() if hasattr(v, "item") else v)
+                    for v in row.tolist()
+                )
+
+    atomic_write(path, write, overwrite=overwrite)
 
 
 def _write_csv(conn: Connectivity, path: Path) -> None:

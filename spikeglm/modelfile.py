@@ -113,6 +113,16 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data": (lambda v: isinstance(v, dict), "an object"),
     "fit_options": (lambda v: isinstance(v, dict), "an object"),
     "selection": (lambda v: v is None or isinstance(v, dict), "null or an object"),
+    "strength_se": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, list)
+                and all(isinstance(r, list) and all(x is None or _is_finite_number(x) for x in r) for r in v)
+            )
+        ),
+        "null or a table of numbers (null: no information)",
+    ),
 }
 #: The training state's keys beyond the optimizer's, with the values that stand in for those missing
 #: from checkpoints of earlier releases.
@@ -195,6 +205,15 @@ def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
     model.bin_size_ = config["bin_size"]
     model.data_ = config["data"]
     model.fit_options_ = config["fit_options"]
+    if config["strength_se"] is not None:
+        se = np.array(
+            [[np.inf if x is None else x for x in row] for row in config["strength_se"]], dtype=float
+        )
+        if se.shape != (n_visible + config["n_hidden"],) * 2:
+            raise ValueError(
+                f"{path}: config field 'strength_se' has shape {se.shape}, not that of the model"
+            )
+        model.strength_se_ = se
     if config["selection"] is not None:
         try:
             model.selection_ = Selection.from_dict(config["selection"])
@@ -216,6 +235,7 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
         raise ValueError(f"{path}: attribute 'config' must be a JSON object; got {type(config).__name__}")
     config.setdefault("data", {})  # files of earlier releases may lack these
     config.setdefault("selection", None)
+    config.setdefault("strength_se", None)
     _check_fields(config, _CONFIG_FIELDS, path, "config")
     try:
         basis = basis_module.from_dict(config["basis"])

@@ -23,6 +23,7 @@ from spikeglm.options import whole
 from spikeglm.recording import Recording
 from spikeglm.segments import Segments
 from spikeglm.selection import Selection
+from spikeglm.significance import strength_se
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, check_family, marginal_log_likelihood
 
@@ -179,6 +180,8 @@ class POGLM:
         self.stopped_: str | None = None
         #: The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`), if any.
         self.selection_: Selection | None = None
+        #: Standard errors of the coupling strengths, (post, pre); fits without hidden neurons only.
+        self.strength_se_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -357,6 +360,7 @@ class POGLM:
         self.data_ = json_plain(counts.metadata, strict=False)
         self.fit_options_ = options
         self.selection_ = None
+        self.strength_se_ = None
 
         def save_checkpoint(where: Resume, optimizer_state: dict) -> None:
             if parallel.is_main():
@@ -383,9 +387,10 @@ class POGLM:
         self.posterior_.to(where)
         try:
             if convex and not config.freeze_network:  # an ordinary GLM: solved to convergence, no sampling
-                self.stopped_ = solve_glm(
-                    self.network_, self._segments(visible), config, callback=_chain(callbacks)
-                )[1]
+                segments = self._segments(visible)
+                self.stopped_ = solve_glm(self.network_, segments, config, callback=_chain(callbacks))[1]
+                self.strength_se_ = strength_se(self.network_.cpu(), segments)
+                self.network_.to(where)
             elif not convex:
                 self.stopped_ = train(
                     self.network_,
@@ -606,6 +611,9 @@ class POGLM:
         }
         if self.selection_ is not None:
             metadata["selection"] = self.selection_.to_dict()
+        if self.strength_se_ is not None:
+            metadata["strength_se"] = _plain_se(self.strength_se_)
+            metadata["se_method"] = "observed Fisher information (no hidden neuron)"
         return Connectivity(
             weights=network.weight.detach().numpy().astype(np.float64),
             basis_matrix=network.basis_matrix.numpy().astype(np.float64),
@@ -645,6 +653,7 @@ class POGLM:
             "data": self.data_,
             "fit_options": self.fit_options_,
             "selection": None if self.selection_ is None else self.selection_.to_dict(),
+            "strength_se": _plain_se(self.strength_se_),
         }
 
     @classmethod
@@ -720,6 +729,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def _fit_options(config: TrainingConfig) -> dict:
     """The settings a fit used, as recorded in its model file and its connectivity's metadata."""
     return {name: getattr(config, name) for name in _TRAINING_SETTINGS}
+
+
+def _plain_se(se: np.ndarray | None) -> list | None:
+    """Standard errors as JSON: nested lists, with null where one is infinite (no information)."""
+    return None if se is None else [[float(v) if np.isfinite(v) else None for v in row] for row in se]
 
 
 def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:
