@@ -558,31 +558,29 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     "--alpha",
     default=None,
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Write a .csv edge list of Wald tests instead: pre, post, strength, se, z, p, q, significant "
-    "(q < ALPHA, Benjamini-Hochberg), sign, self. Fits without hidden neurons.",
+    help="Export Wald tests of the couplings (fits without hidden neurons): .csv an edge list of pre, post, "
+    "strength, se, z, p, q, significant (q < ALPHA, Benjamini-Hochberg), sign, self; .graphml the "
+    "significant edges with those fields; .json every field plus the edges.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def export(model: str, output: str, threshold: float | None, alpha: float | None, overwrite: bool) -> None:
     """Export the fitted connectivity (weights, filters, strength, bias, labels), or tests of it.
 
     CSV holds the strength[post, pre] matrix with labels (hidden neurons are hidden-0, hidden-1, ...);
-    NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph. With --alpha, a CSV
-    edge list says which couplings are significant.
+    NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph. With --alpha, the
+    tests of each coupling (CSV: an edge list; GraphML: the significant edges; JSON: both).
 
     Example: spikeglm export model.h5 -o connectivity.csv
 
     Example: spikeglm export model.h5 -o edges.csv --alpha 0.05
     """
     out = _check_output(output, overwrite, (model,))
-    if alpha is not None and out.suffix.lower() != ".csv":
-        raise click.BadParameter(f"{out}: --alpha writes a .csv edge list", param_hint="--alpha")
     conn = sg.POGLM.load(model).connectivity()
+    conn.save(out, overwrite=overwrite, threshold=threshold, alpha=alpha)
     if alpha is None:
-        conn.save(out, overwrite=overwrite, threshold=threshold)
         click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
         return
     table = conn.significance(alpha)
-    sg.connectivity.save_edges(table, out, overwrite=overwrite)
     pairs = table[~table["self"]]
     click.echo(
         f"{int(pairs['significant'].sum())} of {len(pairs)} couplings significant at q < {alpha:g} "

@@ -319,7 +319,12 @@ class Connectivity:
 
     # ------------------------------------------------------------------ files
     def save(
-        self, path: str | os.PathLike, *, overwrite: bool = False, threshold: float | None = None
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        threshold: float | None = None,
+        alpha: float | None = None,
     ) -> None:
         """Write to a file whose format follows the extension, atomically.
 
@@ -352,6 +357,12 @@ class Connectivity:
             is written.
         threshold : float, optional
             GraphML only: keep edges whose ``|strength|`` exceeds it (default 0, i.e. every nonzero coupling).
+        alpha : float, optional
+            Write the tests of :meth:`significance` at this false discovery rate instead: ``.csv`` becomes an
+            edge list with one row per pair and the columns ``pre, post, strength, se, z, p, q,
+            significant, sign, self``; ``.graphml`` keeps the significant edges only, each with those
+            fields as data; ``.json`` gains ``edges`` (every pair, those fields) and ``significance``
+            (the test and ``alpha``). The GraphML metadata records the test and ``alpha`` too.
 
         Raises
         ------
@@ -377,8 +388,14 @@ class Connectivity:
             if not (np.isfinite(threshold) and threshold >= 0):
                 raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
             options["threshold"] = float(threshold)
+        if alpha is not None:
+            if suffix not in (".csv", ".graphml", ".json") or threshold is not None:
+                raise ValueError(
+                    f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
+                )
+            options["tests"] = (self.significance(alpha), {"test": "wald", "alpha": float(alpha)})
         _refuse_unwritable_labels(self._labels, path, suffix)
-        write = _WRITERS[suffix]
+        write = _EDGE_WRITERS[suffix] if alpha is not None else _WRITERS[suffix]
         atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
 
     @classmethod
@@ -488,28 +505,6 @@ def _arrays(conn: Connectivity) -> dict[str, np.ndarray]:
     return {name: getattr(conn, name) for name in _ARRAY_FIELDS}
 
 
-def save_edges(table: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-    """Write a table of :meth:`Connectivity.significance` as a CSV edge list, one row per pair, atomically.
-
-    Columns ``pre, post, strength, se, z, p, q, significant, sign, self``; labels are protected as in the
-    square CSV (a leading ``'`` before a formula-like label), numbers written exactly.
-    """
-    if Path(path).suffix.lower() != ".csv":
-        raise ValueError(f"{path}: an edge list is written as .csv")
-
-    def write(temporary: Path) -> None:
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, lineterminator="\r\n")
-            writer.writerow(table.dtype.names)
-            for row in table:
-                writer.writerow(
-                    _csv_label(str(v)) if isinstance(v, str) else repr(v.item() if hasattr(v, "item") else v)
-                    for v in row.tolist()
-                )
-
-    atomic_write(path, write, overwrite=overwrite)
-
-
 def _write_csv(conn: Connectivity, path: Path) -> None:
     labels = [_csv_label(label) for label in conn.labels]
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -541,38 +536,58 @@ def _write_h5(conn: Connectivity, path: Path) -> None:
         file.attrs.update(_HEADER)
 
 
-def _write_json(conn: Connectivity, path: Path) -> None:
+def _write_json(conn: Connectivity, path: Path, extra: dict | None = None) -> None:
     document = {
         **_HEADER,
         "labels": conn.labels,
         "metadata": conn.metadata,
         **{name: array.tolist() for name, array in _arrays(conn).items()},
+        **(extra or {}),
     }
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1, allow_nan=False)
         handle.write("\n")
 
 
-def _write_graphml(conn: Connectivity, path: Path, threshold: float = 0.0) -> None:
+#: The edge data of a GraphML export with tests, beside ``weight`` (the strength).
+_TEST_KEYS = (("se", "double"), ("z", "double"), ("p", "double"), ("q", "double"), ("sign", "int"))
+
+
+def _write_graphml(
+    conn: Connectivity, path: Path, threshold: float = 0.0, tests: tuple | None = None
+) -> None:
+    """The graph; with ``tests`` (a significance table and its settings), the significant edges only."""
     root = ET.Element(
         "graphml",
         {"xmlns": _GRAPHML_NS, "xmlns:xsi": _XSI_NS, "xsi:schemaLocation": f"{_GRAPHML_NS} {_GRAPHML_XSD}"},
     )
     keys = [("metadata", "graph", "string"), ("label", "node", "string"), ("visible", "node", "boolean")]
     keys += [("bias", "node", "double"), ("weight", "edge", "double")]
+    keys += [(name, "edge", kind) for name, kind in _TEST_KEYS] if tests is not None else []
     for name, domain, kind in keys:
         ET.SubElement(root, "key", {"id": name, "for": domain, "attr.name": name, "attr.type": kind})
     graph = ET.SubElement(root, "graph", {"id": "connectivity", "edgedefault": "directed"})
-    ET.SubElement(graph, "data", {"key": "metadata"}).text = json.dumps(conn.metadata)
+    metadata = conn.metadata if tests is None else {**conn.metadata, "significance": tests[1]}
+    ET.SubElement(graph, "data", {"key": "metadata"}).text = json.dumps(metadata)
     for k, (label, visible, bias) in enumerate(zip(conn.labels, conn.visible, conn.bias, strict=True)):
         node = ET.SubElement(graph, "node", {"id": f"n{k}"})
         ET.SubElement(node, "data", {"key": "label"}).text = label
         ET.SubElement(node, "data", {"key": "visible"}).text = "true" if visible else "false"
         ET.SubElement(node, "data", {"key": "bias"}).text = repr(float(bias))
     strength = conn.strength
-    for number, (post, pre) in enumerate(np.argwhere(np.abs(strength) > threshold)):
+    if tests is None:
+        edges = [(post, pre, {}) for post, pre in np.argwhere(np.abs(strength) > threshold)]
+    else:
+        index = {label: k for k, label in enumerate(conn.labels)}
+        edges = [
+            (index[row["post"]], index[row["pre"]], {name: row[name].item() for name, _ in _TEST_KEYS})
+            for row in tests[0][tests[0]["significant"]]
+        ]
+    for number, (post, pre, data) in enumerate(edges):
         edge = ET.SubElement(graph, "edge", {"id": f"e{number}", "source": f"n{pre}", "target": f"n{post}"})
         ET.SubElement(edge, "data", {"key": "weight"}).text = repr(float(strength[post, pre]))
+        for name, value in data.items():
+            ET.SubElement(edge, "data", {"key": name}).text = repr(value)
     ET.indent(root)
     # XML parsers read a raw "\r" in text as a line end ("\n") but keep the reference "&#13;", which cannot go
     # into the text ("&" would become "&amp;"). ElementTree leaves "\r" raw only in texts, and of those only
@@ -581,6 +596,35 @@ def _write_graphml(conn: Connectivity, path: Path, threshold: float = 0.0) -> No
     with open(path, "w", newline="", encoding="utf-8") as handle:
         handle.write(f"<?xml version='1.0' encoding='utf-8'?>\n{document}\n")
 
+
+def _write_edges_csv(conn: Connectivity, path: Path, tests: tuple) -> None:
+    table, _ = tests
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(table.dtype.names)
+        for row in table.tolist():
+            writer.writerow(_csv_label(v) if isinstance(v, str) else repr(v) for v in row)
+
+
+def _write_edges_json(conn: Connectivity, path: Path, tests: tuple) -> None:
+    table, test = tests
+    # JSON has no infinity: a standard error without information (and its z) is written as null
+    rows = [
+        [None if isinstance(v, float) and not np.isfinite(v) else v for v in row] for row in table.tolist()
+    ]
+    edges = [dict(zip(table.dtype.names, row, strict=True)) for row in rows]
+    _write_json(conn, path, {"significance": test, "edges": edges})
+
+
+def _write_edges_graphml(conn: Connectivity, path: Path, tests: tuple) -> None:
+    _write_graphml(conn, path, tests=tests)
+
+
+_EDGE_WRITERS: dict[str, Callable[..., None]] = {
+    ".csv": _write_edges_csv,
+    ".graphml": _write_edges_graphml,
+    ".json": _write_edges_json,
+}
 
 _WRITERS: dict[str, Callable[..., None]] = {
     ".csv": _write_csv,

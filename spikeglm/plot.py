@@ -130,7 +130,11 @@ def raster(
 
 
 def connectivity(
-    conn: Connectivity, ax: Axes | None = None, value: str = "strength", vmax: float | None = None
+    conn: Connectivity,
+    ax: Axes | None = None,
+    value: str = "strength",
+    vmax: float | None = None,
+    alpha: float | None = 0.05,
 ) -> Axes:
     """Heatmap of the coupling matrix: postsynaptic neurons in rows, presynaptic ones in columns.
 
@@ -150,6 +154,10 @@ def connectivity(
     vmax : float, optional
         Colour limits ``[-vmax, vmax]``; default the largest magnitude in the matrix. Give two
         heatmaps the same ``vmax`` to compare them.
+    alpha : float, optional
+        Where the connectivity carries standard errors (fits without hidden neurons), a dot marks each
+        coupling between two neurons that is significant at this false discovery rate
+        (:meth:`Connectivity.significance`). None: no marks.
 
     Returns
     -------
@@ -166,17 +174,33 @@ def connectivity(
         ax = _new_figure(figsize=(5.5, 4.5)).subplots()
     image = ax.imshow(matrix, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
     ax.figure.colorbar(image, ax=ax, label=_VALUES[value], shrink=0.9)
+    title = f"Connectivity ({conn.n_visible} visible + {conn.n_hidden} hidden)"
+    significant = set()
+    if alpha is not None and conn.metadata.get("strength_se") is not None:
+        table = conn.significance(alpha)
+        marked = table[table["significant"] & ~table["self"]]
+        index = {label: k for k, label in enumerate(conn.labels)}
+        significant = {
+            (index[post], index[pre]) for pre, post in zip(marked["pre"], marked["post"], strict=True)
+        }
+        mark = "*" if conn.n_neurons <= _ANNOTATE_UP_TO else "dots"
+        title += f"\n{mark}: {len(marked)} couplings with q < {alpha:g}"
     if conn.n_neurons <= _ANNOTATE_UP_TO:
         for (post, pre), number in np.ndenumerate(matrix):
             color = "white" if abs(number) > 0.6 * vmax else "black"
-            ax.text(pre, post, f"{number:.2f}", ha="center", va="center", fontsize=7, color=color)
+            text = f"{number:.2f}{'*' if (post, pre) in significant else ''}"
+            ax.text(pre, post, text, ha="center", va="center", fontsize=7, color=color)
+    elif significant:
+        post, pre = zip(*sorted(significant), strict=True)
+        size = float(np.clip(600 / conn.n_neurons, 2, 30))
+        ax.scatter(pre, post, s=size, color="black", marker="o", linewidths=0)
     if conn.n_hidden:
         for line in (ax.axhline, ax.axvline):
             line(conn.n_visible - 0.5, color="black", linewidth=1.2)
     _label_neurons(ax, conn)
     ax.set_xlabel("presynaptic")
     ax.set_ylabel("postsynaptic")
-    ax.set_title(f"Connectivity ({conn.n_visible} visible + {conn.n_hidden} hidden)")
+    ax.set_title(title)
     return ax
 
 

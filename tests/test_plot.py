@@ -215,3 +215,24 @@ def test_save_figure_rejects_an_unknown_extension(small_figure, tmp_path: Path) 
     with pytest.raises(ValueError, match=r"\.png, \.pdf, \.svg"):
         plot.save_figure(small_figure, tmp_path / "fit.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_heatmap_marks_the_significant_couplings():
+    rng = np.random.default_rng(0)
+    strength = rng.normal(0, 1, (12, 12))
+    se = np.full((12, 12), 10.0)
+    se[3, 5] = se[7, 1] = 0.01  # only these two are significant (the diagonal aside)
+    np.fill_diagonal(se, 0.01)
+    labels = [f"n{k}" for k in range(12)]
+    conn = sg.Connectivity.from_strength(strength, labels=labels, metadata={"strength_se": se.tolist()})
+    ax = plot.connectivity(conn)
+    (dots,) = ax.collections
+    assert sorted(map(tuple, dots.get_offsets().tolist())) == [(1.0, 7.0), (5.0, 3.0)]  # (pre, post)
+    assert "dots: 2 couplings with q < 0.05" in ax.get_title()
+    small = sg.Connectivity.from_strength(
+        strength[:3, :3], labels=labels[:3], metadata={"strength_se": se[:3, :3].tolist()}
+    )
+    texts = [t.get_text() for t in plot.connectivity(small).texts]
+    assert not any(t.endswith("*") for t in texts)  # only self-couplings are significant: not marked
+    assert not plot.connectivity(conn, alpha=None).collections
+    plt.close("all")

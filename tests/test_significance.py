@@ -1,6 +1,8 @@
 """Standard errors of coupling strengths, Wald tests and Benjamini-Hochberg control."""
 
 import csv
+import json
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -89,6 +91,22 @@ def test_a_strong_coupling_is_found_with_its_sign(tmp_path):
     assert len(rows) == 16 and list(rows[0]) == list(sg.significance.COLUMNS)
     excitatory = next(r for r in rows if r["pre"] == "0" and r["post"] == "1")
     assert excitatory["significant"] == "True" and float(excitatory["q"]) < 0.05
+    # GraphML: the significant edges with their tests; JSON: every pair, and the test and alpha
+    conn = model.connectivity()
+    conn.save(tmp_path / "g.graphml", alpha=0.05)
+    graph = ET.parse(tmp_path / "g.graphml").getroot()
+    namespace = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    edges = graph.findall(".//g:edge", namespace)
+    assert len(edges) == int(table["significant"].sum())
+    assert {d.get("key") for d in edges[0]} == {"weight", "se", "z", "p", "q", "sign"}
+    metadata = json.loads(graph.find(".//g:graph/g:data[@key='metadata']", namespace).text)
+    assert metadata["significance"] == {"test": "wald", "alpha": 0.05}
+    conn.save(tmp_path / "c.json", alpha=0.05)
+    document = json.loads((tmp_path / "c.json").read_text())
+    assert len(document["edges"]) == 16 and document["significance"]["alpha"] == 0.05
+    assert sg.Connectivity.load(tmp_path / "c.json").strength.shape == (4, 4)
+    with pytest.raises(ValueError, match=r"alpha applies to \.csv, \.graphml and \.json"):
+        conn.save(tmp_path / "c.npz", alpha=0.05)
 
 
 def test_benjamini_hochberg_controls_the_false_discovery_rate():
