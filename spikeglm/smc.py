@@ -125,12 +125,11 @@ def log_likelihood(
     if proposal == "posterior" and posterior is None:
         raise ValueError("proposal='posterior' needs the fitted posterior")
     dtype, device = network.bias.dtype, network.bias.device
-    visible = visible.to(dtype=dtype, device=device)
     n_trials, n_bins, n_visible = visible.shape
     window = network.basis_matrix.shape[1]
     if network.n_hidden == 0:
         exact = torch.zeros(n_trials, dtype=torch.float64, device=device)
-        for piece, bins in _blocks(visible, block, window, 0):
+        for piece, bins in _blocks(visible, block, window, 0, dtype, device):
             exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
         per_trial = exact.cpu().numpy()
         return Estimate(per_trial, np.zeros_like(per_trial), n_bins, n_visible)
@@ -138,7 +137,7 @@ def log_likelihood(
         network, posterior if proposal == "posterior" else None, n_trials, n_runs, n_particles, seed
     )
     ahead = window if proposal == "posterior" else 0
-    for piece, bins in _blocks(visible, block, window, ahead):
+    for piece, bins in _blocks(visible, block, window, ahead, dtype, device):
         particles.advance(piece, bins)
     log_z = particles.log_z.reshape(n_trials, n_runs)
     per_trial = torch.logsumexp(log_z, dim=1) - math.log(n_runs)
@@ -147,16 +146,19 @@ def log_likelihood(
     return Estimate(per_trial.cpu().numpy(), se.cpu().numpy(), n_bins, n_visible)
 
 
-def _blocks(visible: torch.Tensor, block: int, past: int, ahead: int) -> Iterator[tuple[torch.Tensor, slice]]:
+def _blocks(
+    visible: torch.Tensor, block: int, past: int, ahead: int, dtype: torch.dtype, device: torch.device
+) -> Iterator[tuple[torch.Tensor, slice]]:
     """Blocks of bins of ``visible``, each with ``past`` bins before it and ``ahead`` after (where there are).
 
-    Yields the counts of the block with its context and the slice of the block's own bins in them.
+    Yields the counts of the block with its context, as ``dtype`` on ``device`` (compact integer counts
+    are converted a block at a time), and the slice of the block's own bins in them.
     """
     n_bins = visible.shape[1]
     for start in range(0, n_bins, block):
         stop = min(start + block, n_bins)
         low, high = max(0, start - past), min(n_bins, stop + ahead)
-        yield visible[:, low:high], slice(start - low, stop - low)
+        yield visible[:, low:high].to(dtype=dtype, device=device), slice(start - low, stop - low)
 
 
 class _Particles:
