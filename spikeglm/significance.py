@@ -32,7 +32,7 @@ from spikeglm.segments import Segments
 COLUMNS = ("pre", "post", "strength", "se", "z", "p", "q", "significant", "sign", "self")
 
 
-def strength_se(network: Network, data: Segments, part_bins: int = 2**16) -> np.ndarray:
+def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> np.ndarray:
     """Standard errors of the coupling strengths of a fitted GLM (no hidden neuron), shape (post, pre).
 
     Parameters
@@ -41,8 +41,8 @@ def strength_se(network: Network, data: Segments, part_bins: int = 2**16) -> np.
         Fitted to ``data`` by maximum likelihood (e.g. :func:`spikeglm.fit.solve_glm`).
     data : Segments
         The counts the network was fitted to.
-    part_bins : int
-        Bins computed at once (bounds the memory).
+    max_elements : int
+        Bins x neurons x parameters computed at once (bounds the memory: 256 MB at the default).
 
     Returns
     -------
@@ -52,8 +52,8 @@ def strength_se(network: Network, data: Segments, part_bins: int = 2**16) -> np.
     """
     if network.n_hidden:
         raise ValueError("strength_se covers networks without hidden neurons")
-    information = _information(network, data, part_bins)
     n, n_basis = network.n_neurons, network.weight.shape[-1]
+    information = _information(network, data, max(1, max_elements // (n * (1 + n * n_basis))))
     sums = network.basis_matrix.double().sum(dim=1).cpu().numpy()  # strength = weight . sums
     se = np.full((n, n), np.inf)
     for post in range(n):
