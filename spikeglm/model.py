@@ -55,6 +55,10 @@ def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
     return total / rows.shape[0]
 
 
+#: :meth:`Network.simulate` stops with an error past this many expected spikes per bin (a runaway).
+MAX_SIMULATED_RATE = 1e4
+
+
 class Network(nn.Module):
     """Generative POGLM of ``n_visible + n_hidden`` neurons (visible first).
 
@@ -140,7 +144,15 @@ class Network(nn.Module):
         for t in range(n_bins):
             recent = counts[:, t : t + window].flip(1)  # lags 1..L of bin t + window
             predictor = self.bias + torch.einsum("rlm,nml->rn", recent, filters)
-            counts[:, t + window] = torch.poisson(self.link(predictor), generator=generator)
+            rate = self.link(predictor)
+            if not bool((rate <= MAX_SIMULATED_RATE).all()):  # also catches inf and nan
+                neuron = int((~(rate <= MAX_SIMULATED_RATE)).any(0).nonzero()[0])
+                raise ValueError(
+                    f"simulate: the activity runs away at bin {t} (neuron {neuron} expects "
+                    f"{float(rate[:, neuron].max()):.3g} spikes per bin): the excitatory couplings are too "
+                    "strong for a stable network; weaken them or simulate fewer bins"
+                )
+            counts[:, t + window] = torch.poisson(rate, generator=generator)
         return counts[:, window:]
 
     def init_from_counts(self, visible: torch.Tensor, scale: float, generator: torch.Generator) -> None:

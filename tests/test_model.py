@@ -152,3 +152,11 @@ def test_mean_counts_in_blocks_equals_the_float_mean():
     counts = torch.randint(0, 7, (3, 1001, 4), dtype=torch.uint8)
     expected = counts.double().mean(dim=(0, 1))
     torch.testing.assert_close(mean_counts(counts, block=97), expected, rtol=1e-14, atol=0)
+
+
+def test_a_runaway_simulation_stops_with_a_clear_error():
+    network = Network(2, 0, basis_module.get("exponential"), link="exp")
+    with torch.no_grad():
+        network.weight.fill_(3.0)  # every spike raises every rate e^0.9-fold: activity explodes
+    with pytest.raises(ValueError, match=r"simulate: the activity runs away at bin \d+ \(neuron \d expects"):
+        network.simulate(2, 400, generator=torch.Generator().manual_seed(0))
