@@ -311,7 +311,9 @@ def summary(
     Layout: with ``counts``, the top row is the :func:`raster` of ``trial`` with the inferred hidden
     rates below it; the bottom row holds the fitted :func:`connectivity`, the true one beside it when
     ``truth`` is given (same colour limits, and the fitted hidden neurons reordered to match the
-    truth's when both have the same visible and hidden neurons), and the :func:`training_curve`.
+    truth's when both have the same visible and hidden neurons), the choice of the number of hidden
+    neurons when the model has one (:meth:`spikeglm.selection.Selection.plot`), and the
+    :func:`training_curve`.
     Without ``counts`` the figure is the bottom row alone.
 
     Parameters
@@ -330,7 +332,8 @@ def summary(
     matplotlib.figure.Figure
     """
     fitted = model.connectivity()
-    panels = 2 if truth is None else 3
+    selection = model.selection_
+    panels = (2 if truth is None else 3) + (selection is not None)
     fig = _new_figure(figsize=(4.6 * panels, 8.5 if counts is not None else 4.2))
     fig.suptitle(
         f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons, "
@@ -345,17 +348,24 @@ def summary(
         raster(counts, trial, hidden_rates=rates, fig=top)
     axes = bottom.subplots(1, panels, width_ratios=[1] * (panels - 1) + [1.1])
     if truth is None:
-        connectivity(fitted, axes[0]).set_title("Fitted connectivity")
+        _retitle(connectivity(fitted, axes[0]), "Fitted connectivity")
     else:
         if _comparable(truth, fitted):
             fitted = fitted.permute_hidden([j for _, j in match_hidden(truth, fitted)])
         vmax = float(max(np.abs(fitted.strength).max(), np.abs(truth.strength).max()))
-        connectivity(fitted, axes[0], vmax=vmax).set_title("Fitted connectivity (hidden matched)")
+        _retitle(connectivity(fitted, axes[0], vmax=vmax), "Fitted connectivity (hidden matched)")
         connectivity(truth, axes[1], vmax=vmax).set_title("True connectivity")
+    if selection is not None:
+        selection.plot(axes[-2])
     training_curve(
         model.history_, axes[-1], objective=str(model.fit_options_.get("objective", "elbo")).upper()
     )
     return fig
+
+
+def _retitle(ax: Axes, first_line: str) -> None:
+    """Replace the first line of a panel's title, keeping what follows (e.g. the significance note)."""
+    ax.set_title("\n".join([first_line, *ax.get_title().split("\n")[1:]]))
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, overwrite: bool = False, dpi: float = 150) -> None:

@@ -114,6 +114,7 @@ class Selection:
         ax.axhline(self.mean.max() - np.nan_to_num(self.paired_se[chosen]), color="0.6", ls=":")
         ax.plot([self.chosen], [self.mean[chosen]], "o", ms=14, mfc="none", color="C3")
         ax.set_xticks(self.candidates)
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("hidden neurons")
         ax.set_ylabel("held-out log-likelihood\nper neuron-bin")
         ax.set_title(f"{self.chosen} hidden chosen ({self.fold_scores.shape[1]} folds by {self.folds_by})")

@@ -236,3 +236,12 @@ def test_the_heatmap_marks_the_significant_couplings():
     assert not any(t.endswith("*") for t in texts)  # only self-couplings are significant: not marked
     assert not plot.connectivity(conn, alpha=None).collections
     plt.close("all")
+
+
+def test_the_summary_shows_how_the_number_of_hidden_neurons_was_chosen(diffpoglm):
+    _, train, _ = diffpoglm
+    model = sg.select_hidden(train, (0, 1), folds=2, model=sg.POGLM(link="sigmoid", epochs=5))
+    titles = [ax.get_title() for ax in plot.summary(model).axes]
+    assert f"{model.n_hidden} hidden chosen (2 folds by trials)" in titles
+    assert any(title.startswith("Fitted connectivity") for title in titles)
+    plt.close("all")
