@@ -127,13 +127,15 @@ class HiddenCount(click.ParamType):
     name = "INTEGER|auto"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, int) or value == "auto":
-            return value if value == "auto" or value >= 0 else self.fail(f"{value} is negative", param, ctx)
+        if value == "auto":
+            return value
         try:
             number = int(value)
         except ValueError:
             self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
-        return number if number >= 0 else self.fail(f"{number} is negative", param, ctx)
+        if number < 0:
+            self.fail(f"{number} is negative", param, ctx)
+        return number
 
 
 def _check_config_type(path: str, key: str, param: click.Parameter, value: object) -> None:

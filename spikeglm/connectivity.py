@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
-from spikeglm.significance import wald_table
+from spikeglm.significance import se_from_json, wald_table
 
 __all__ = ["Connectivity"]
 
@@ -290,7 +290,7 @@ class Connectivity:
                 "significance: this connectivity carries no standard errors (they come from fits without "
                 "hidden neurons, n_hidden=0)"
             )
-        se = np.array([[np.inf if x is None else x for x in row] for row in se], dtype=float)
+        se = se_from_json(se)
         if se.shape != self.strength.shape:
             raise ValueError(
                 f"significance: strength_se has shape {se.shape}, strength {self.strength.shape}"

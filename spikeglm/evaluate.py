@@ -177,7 +177,8 @@ def connectivity_scores(
     hidden = np.ones_like(true_strength, dtype=bool)
     hidden[:v, :v] = False
     visible_true, visible_est = true_strength[:v, :v], est_strength[:v, :v]
-    scores = {
+    visible_detection = _detection(visible_true, visible_est, threshold)
+    return {
         "mae": float(np.mean(np.abs(true_strength - est_strength))),
         "mae_visible": float(np.mean(np.abs(visible_true - visible_est))),
         "mae_hidden": float(np.mean(np.abs(true_strength - est_strength)[hidden])) if pairs else np.nan,
@@ -185,12 +186,10 @@ def connectivity_scores(
         "pearson_r_visible": _pearson(visible_true, visible_est),
         "pearson_r_hidden": _pearson(true_strength[hidden], est_strength[hidden]) if pairs else np.nan,
         **_detection(true_strength, est_strength, threshold),
-        **{f"{k}_visible": x for k, x in _detection(visible_true, visible_est, threshold).items()},
+        **{f"{k}_visible": visible_detection[k] for k in ("auroc", "auprc", "mcc", "sign_accuracy")},
         "hidden_match": pairs,
         "hidden_inverted": [sign < 0 for sign in signs],
     }
-    del scores["n_true_edges_visible"], scores["mcc_threshold_visible"]
-    return scores
 
 
 def _detection(true_strength: np.ndarray, est_strength: np.ndarray, threshold: float | None) -> dict:

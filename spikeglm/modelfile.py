@@ -31,6 +31,7 @@ from spikeglm._files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, v
 from spikeglm.fit import EpochRecord
 from spikeglm.model import LINKS
 from spikeglm.selection import Selection
+from spikeglm.significance import se_from_json
 from spikeglm.variational import FAMILIES
 
 if TYPE_CHECKING:
@@ -206,9 +207,7 @@ def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
     model.data_ = config["data"]
     model.fit_options_ = config["fit_options"]
     if config["strength_se"] is not None:
-        se = np.array(
-            [[np.inf if x is None else x for x in row] for row in config["strength_se"]], dtype=float
-        )
+        se = se_from_json(config["strength_se"])
         if se.shape != (n_visible + config["n_hidden"],) * 2:
             raise ValueError(
                 f"{path}: config field 'strength_se' has shape {se.shape}, not that of the model"

@@ -23,7 +23,7 @@ from spikeglm.options import whole
 from spikeglm.recording import Recording
 from spikeglm.segments import Segments
 from spikeglm.selection import Selection
-from spikeglm.significance import strength_se
+from spikeglm.significance import se_to_json, strength_se
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, check_family, marginal_log_likelihood
 
@@ -389,8 +389,7 @@ class POGLM:
             if convex and not config.freeze_network:  # an ordinary GLM: solved to convergence, no sampling
                 segments = self._segments(visible)
                 self.stopped_ = solve_glm(self.network_, segments, config, callback=_chain(callbacks))[1]
-                self.strength_se_ = strength_se(self.network_.cpu(), segments)
-                self.network_.to(where)
+                self.strength_se_ = strength_se(self.network_, segments)
             elif not convex:
                 self.stopped_ = train(
                     self.network_,
@@ -612,7 +611,7 @@ class POGLM:
         if self.selection_ is not None:
             metadata["selection"] = self.selection_.to_dict()
         if self.strength_se_ is not None:
-            metadata["strength_se"] = _plain_se(self.strength_se_)
+            metadata["strength_se"] = se_to_json(self.strength_se_)
             metadata["se_method"] = "observed Fisher information (no hidden neuron)"
         return Connectivity(
             weights=network.weight.detach().numpy().astype(np.float64),
@@ -653,7 +652,7 @@ class POGLM:
             "data": self.data_,
             "fit_options": self.fit_options_,
             "selection": None if self.selection_ is None else self.selection_.to_dict(),
-            "strength_se": _plain_se(self.strength_se_),
+            "strength_se": None if self.strength_se_ is None else se_to_json(self.strength_se_),
         }
 
     @classmethod
@@ -729,11 +728,6 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def _fit_options(config: TrainingConfig) -> dict:
     """The settings a fit used, as recorded in its model file and its connectivity's metadata."""
     return {name: getattr(config, name) for name in _TRAINING_SETTINGS}
-
-
-def _plain_se(se: np.ndarray | None) -> list | None:
-    """Standard errors as JSON: nested lists, with null where one is infinite (no information)."""
-    return None if se is None else [[float(v) if np.isfinite(v) else None for v in row] for row in se]
 
 
 def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:

@@ -32,6 +32,16 @@ from spikeglm.segments import Segments
 COLUMNS = ("pre", "post", "strength", "se", "z", "p", "q", "significant", "sign", "self")
 
 
+def se_to_json(se: np.ndarray) -> list[list[float | None]]:
+    """Standard errors as nested lists for JSON (model files, metadata), null where infinite."""
+    return [[float(v) if np.isfinite(v) else None for v in row] for row in se]
+
+
+def se_from_json(rows: list[list[float | None]]) -> np.ndarray:
+    """The inverse of :func:`se_to_json`."""
+    return np.array([[np.inf if v is None else v for v in row] for row in rows], dtype=float)
+
+
 def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> np.ndarray:
     """Standard errors of the coupling strengths of a fitted GLM (no hidden neuron), shape (post, pre).
 
@@ -77,21 +87,22 @@ def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray
     basis = network.basis_matrix.double()
     n = network.n_neurons
     size = 1 + n * weight.shape[-1]
-    total = torch.zeros(n, size, size, dtype=torch.float64)
+    total = torch.zeros(n, size, size, dtype=torch.float64, device=bias.device)
     for index in data.groups(part_bins):
-        batch = data.batch(index, dtype=torch.float64)
+        batch = data.batch(index, dtype=torch.float64, device=bias.device)
         features = history(batch.visible, basis).flatten(-2)  # (segments, bins, N * n_basis)
         rows = torch.cat([torch.ones_like(features[..., :1]), features], dim=-1).reshape(-1, size)
         with torch.enable_grad():
             predictor = (bias + features @ weight.flatten(1).T).reshape(-1, n).requires_grad_()
             log_p = poisson_log_pmf(batch.visible.reshape(-1, n), link(predictor)).sum()
             (slope,) = torch.autograd.grad(log_p, predictor, create_graph=True)
-            (curvature,) = torch.autograd.grad(slope.sum(), predictor)  # elementwise: log p is
+            # log p is a sum of one term per entry, so this gradient is each entry's own curvature
+            (curvature,) = torch.autograd.grad(slope.sum(), predictor)
         weights = -curvature
         if batch.scored is not None:
             weights = weights * batch.scored.reshape(-1, 1)
         total += torch.einsum("tn,ti,tj->nij", weights, rows, rows)
-    return total.numpy()
+    return total.cpu().numpy()
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
