@@ -34,8 +34,9 @@ class Recording:
     unit_ids : sequence of str, optional
         One unique id per unit (non-strings are converted with ``str``); default ``"0", "1", ...``.
     t_start, t_stop : float or str or quantities.Quantity, optional
-        The recorded span; a bare number is in seconds. Default: 0 s, and the last spike or the end of
-        the last trial, whichever is later.
+        The recorded span; a bare number is in seconds. Times may be negative (before the file's
+        reference time). Default: 0 s or the first spike or trial start, whichever is earlier, and the
+        last spike or the end of the last trial, whichever is later.
     trials : array_like, shape (n_trials, 2), optional
         ``[start, stop]`` of each trial in seconds, inside ``[t_start, t_stop]``.
     annotations : dict, optional
@@ -63,7 +64,7 @@ class Recording:
     Raises
     ------
     ValueError
-        If a spike time is NaN, infinite or negative, a unit's times are not sorted, a spike lies outside
+        If a spike time is NaN or infinite, a unit's times are not sorted, a spike lies outside
         ``[t_start, t_stop]``, a trial is empty or outside the recording, ids are duplicated, or (with
         ``empty_units="error"``) a unit has no spikes. The message names the file and the unit.
 
@@ -103,9 +104,11 @@ class Recording:
         if not any(values.size for values in times):
             raise ValueError(self._where(f"none of the {len(ids)} unit(s) has spikes"))
         self.trials = None if trials is None else self._trials(trials)
+        firsts = [0.0] + [values[0] for values in times if values.size]
+        firsts += [] if self.trials is None else [self.trials[:, 0].min()]
         ends = [values[-1] for values in times if values.size]
         ends += [] if self.trials is None else [self.trials[:, 1].max()]
-        self._t_start = 0.0 if t_start is None else seconds(t_start, "t_start")
+        self._t_start = float(min(firsts)) if t_start is None else seconds(t_start, "t_start")
         self._t_stop = float(max(ends)) if t_stop is None else seconds(t_stop, "t_stop")
         self._check_span(times, ids)
         empty = [k for k, values in enumerate(times) if values.size == 0]
@@ -165,6 +168,143 @@ class Recording:
             source=self.source,
             empty_units="keep",
         )
+
+    def window(
+        self,
+        t_start: float | str | pq.Quantity | None = None,
+        t_stop: float | str | pq.Quantity | None = None,
+        *,
+        empty_units: str = "keep",
+    ) -> Recording:
+        """The part of the recording from ``t_start`` to ``t_stop``, as a new Recording.
+
+        Spikes with ``t_start <= t <= t_stop`` are kept, and the trials that lie wholly inside; the new
+        recording spans exactly the window, which may reach past the recording's own span (a file that
+        states no span ends at its last spike) but must overlap it.
+
+        Parameters
+        ----------
+        t_start, t_stop : float or str or quantities.Quantity, optional
+            The window (a bare number is in seconds); default the recording's own start and stop.
+        empty_units : {"keep", "drop", "error"}
+            Units without spikes in the window (see :class:`Recording`).
+
+        Raises
+        ------
+        ValueError
+            If the window is empty or lies outside the recording, or holds no spikes at all.
+        """
+        start = self._t_start if t_start is None else seconds(t_start, "t_start")
+        stop = self._t_stop if t_stop is None else seconds(t_stop, "t_stop")
+        span = f"the recording ({self._t_start:g} s to {self._t_stop:g} s)"
+        if not start < stop:
+            raise ValueError(self._where(f"window: need t_start < t_stop; got {start:g} s and {stop:g} s"))
+        if stop <= self._t_start or start >= self._t_stop:
+            raise ValueError(self._where(f"window: {start:g} s to {stop:g} s lies outside {span}"))
+        times = [
+            values[np.searchsorted(values, start) : np.searchsorted(values, stop, side="right")]
+            for values in self.spike_times
+        ]
+        trials = None
+        if self.trials is not None:
+            inside = self.trials[(self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)]
+            trials = inside if len(inside) else None
+        return Recording(
+            times,
+            self.unit_ids.tolist(),
+            start,
+            stop,
+            trials=trials,
+            annotations=self.annotations,
+            unit_annotations=self.unit_annotations,
+            source=self.source,
+            empty_units=empty_units,
+        )
+
+    def select_active(self, min_spikes: int = 0, min_rate: float = 0.0) -> Recording:
+        """The units with at least ``min_spikes`` spikes and a mean rate of at least ``min_rate`` Hz.
+
+        The rate is the number of spikes over :attr:`duration`. Returns a new Recording.
+
+        Raises
+        ------
+        ValueError
+            If no unit passes (the message names the busiest unit).
+        """
+        rates = self.n_spikes / float(self.duration)
+        keep = (self.n_spikes >= min_spikes) & (rates >= min_rate)
+        if not keep.any():
+            busiest = int(np.argmax(self.n_spikes))
+            raise ValueError(
+                self._where(
+                    f"no unit has at least {min_spikes} spikes and {min_rate:g} Hz; the busiest, "
+                    f"{self.unit_ids.tolist()[busiest]!r}, has {self.n_spikes[busiest]} spikes "
+                    f"({rates[busiest]:.3g} Hz)"
+                )
+            )
+        return self.select_units(self.unit_ids[keep].tolist())
+
+    def shared_spikes(self) -> np.ndarray:
+        """Identical spike times of each pair of units: an ``(n_units, n_units)`` int array.
+
+        Entry ``[i, j]`` counts the times at which both units ``i`` and ``j`` have a spike; the diagonal
+        is zero. Many shared times betray electrical crosstalk, or one neuron sorted twice.
+        """
+        owners = np.repeat(np.arange(self.n_units), self.n_spikes)
+        times = np.concatenate(self.spike_times)
+        order = np.lexsort((owners, times))
+        times, owners = times[order], owners[order]
+        # A unit's repeated time counts once.
+        first = np.ones(times.size, dtype=bool)
+        first[1:] = (times[1:] != times[:-1]) | (owners[1:] != owners[:-1])
+        times, owners = times[first], owners[first]
+        starts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
+        sizes = np.diff(np.r_[starts, times.size])
+        shared = np.zeros((self.n_units, self.n_units), dtype=np.int64)
+        pairs = starts[sizes == 2]  # the common case, counted at once: one pair, in either order
+        np.add.at(shared, (owners[pairs], owners[pairs + 1]), 1)
+        shared += shared.T
+        for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
+            members = owners[start : start + size]
+            shared[np.ix_(members, members)] += 1
+        np.fill_diagonal(shared, 0)
+        return shared
+
+    def suspicious_units(self, few_spikes: int = 20, shared_fraction: float = 0.1) -> list[str]:
+        """Warnings about units that may not be single neurons, one sentence each.
+
+        Parameters
+        ----------
+        few_spikes : int
+            A unit with fewer spikes than this is named.
+        shared_fraction : float
+            Two units are named when at least this share of the smaller one's spikes (and at least 3)
+            fall at times where the other also has a spike (see :meth:`shared_spikes`).
+
+        Returns
+        -------
+        list of str
+            Units with few spikes, then pairs by the number of times they share, most first; empty when
+            nothing looks wrong.
+        """
+        notes = [
+            f"unit {unit!r}: only {n} spike(s)"
+            for unit, n in zip(self.unit_ids.tolist(), self.n_spikes, strict=True)
+            if n < few_spikes
+        ]
+        shared = self.shared_spikes()
+        smaller = np.minimum.outer(self.n_spikes, self.n_spikes)
+        flagged = (shared >= 3) & (shared >= shared_fraction * smaller)
+        ids = self.unit_ids.tolist()
+        first, second = np.nonzero(np.triu(flagged))
+        busiest = np.argsort(-shared[first, second], kind="stable")
+        for i, j in zip(first[busiest], second[busiest], strict=True):
+            share = shared[i, j] / smaller[i, j]
+            notes.append(
+                f"units {ids[i]!r} and {ids[j]!r}: {shared[i, j]} identical spike times "
+                f"({share:.0%} of the smaller unit's spikes): crosstalk, or one neuron sorted twice"
+            )
+        return notes
 
     @property
     def t_start(self) -> pq.Quantity:
@@ -342,15 +482,15 @@ class Recording:
             raise ValueError(self._where(f"unit {unit!r}: spike times are not numbers ({error})")) from None
         if times.ndim != 1:
             raise ValueError(self._where(f"unit {unit!r}: expected 1-D spike times; got shape {times.shape}"))
-        for bad, what in ((~np.isfinite(times), "NaN or infinite"), (times < 0, "negative")):
-            if bad.any():
-                k = int(np.argmax(bad))
-                raise ValueError(
-                    self._where(
-                        f"unit {unit!r}: {int(bad.sum())} {what} spike time(s), first at index {k} "
-                        f"({times[k]})"
-                    )
+        bad = ~np.isfinite(times)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(
+                self._where(
+                    f"unit {unit!r}: {int(bad.sum())} NaN or infinite spike time(s), first at index {k} "
+                    f"({times[k]})"
                 )
+            )
         backwards = np.flatnonzero(np.diff(times) < 0)
         if backwards.size:
             k = int(backwards[0]) + 1
@@ -367,22 +507,20 @@ class Recording:
         array = np.array(trials, dtype=np.float64)
         if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
             raise ValueError(self._where(f"trials: expected an (n_trials, 2) array; got shape {array.shape}"))
-        bad = ~np.isfinite(array).all(axis=1) | (array[:, 0] >= array[:, 1]) | (array[:, 0] < 0)
+        bad = ~np.isfinite(array).all(axis=1) | (array[:, 0] >= array[:, 1])
         if bad.any():
             k = int(np.argmax(bad))
             raise ValueError(
-                self._where(f"trials: trial {k} is [{array[k, 0]}, {array[k, 1]}]; need 0 <= start < stop")
+                self._where(f"trials: trial {k} is [{array[k, 0]}, {array[k, 1]}]; need start < stop")
             )
         array.flags.writeable = False
         return array
 
     def _check_span(self, times: list[np.ndarray], ids: list[str]) -> None:
         """Check that t_start < t_stop and that every spike and trial lies inside them."""
-        if not 0 <= self._t_start < self._t_stop:
+        if not self._t_start < self._t_stop:
             raise ValueError(
-                self._where(
-                    f"need 0 <= t_start < t_stop; got t_start={self._t_start} s, t_stop={self._t_stop} s"
-                )
+                self._where(f"need t_start < t_stop; got t_start={self._t_start} s, t_stop={self._t_stop} s")
             )
         span = f"[t_start, t_stop] = [{self._t_start:g}, {self._t_stop:g}] s"
         for unit, values in zip(ids, times, strict=True):

@@ -59,12 +59,16 @@ def test_defaults_and_from_spike_times():
     [
         ([[0.1, np.nan]], {}, "unit '0': 1 NaN or infinite spike time(s), first at index 1"),
         ([[0.1, np.inf]], {}, "unit '0': 1 NaN or infinite"),
-        ([[0.2], [-0.1, 0.3]], {}, "unit '1': 1 negative spike time(s), first at index 0 (-0.1)"),
+        (
+            [[0.2], [-0.1, 0.3]],
+            {"t_start": 0.0},
+            "unit '1': 1 spike(s) outside [t_start, t_stop] = [0, 0.3] s",
+        ),
         ([[0.1, 0.3, 0.2]], {}, "unit '0': spike times are not sorted: index 2 (0.2 s) comes after 0.3 s"),
         ([[0.1, 1.5]], {"t_stop": 1.0}, "unit '0': 1 spike(s) outside [t_start, t_stop] = [0, 1] s"),
         ([[0.1, 0.5]], {"t_start": 0.2}, "first at index 0 (0.1 s)"),
-        ([[0.1]], {"t_start": 1.0, "t_stop": 0.5}, "need 0 <= t_start < t_stop"),
-        ([[0.1]], {"trials": [[0.5, 0.2]]}, "trials: trial 0 is [0.5, 0.2]; need 0 <= start < stop"),
+        ([[0.1]], {"t_start": 1.0, "t_stop": 0.5}, "need t_start < t_stop"),
+        ([[0.1]], {"trials": [[0.5, 0.2]]}, "trials: trial 0 is [0.5, 0.2]; need start < stop"),
         ([[0.1]], {"trials": [0.1, 0.2]}, "trials: expected an (n_trials, 2) array"),
         ([[0.1]], {"trials": [[0.0, 2.0]], "t_stop": 1.0}, "trials: trial 0 [0.0, 2.0] s is outside"),
         ([[[0.1]]], {}, "unit '0': expected 1-D spike times"),
@@ -215,3 +219,74 @@ def test_bin_shortest_trial_shorter_than_a_bin():
         recording.bin("100 ms")
     with pytest.raises(ValueError, match=r"no trial lies inside 0\.2 s to 0\.5 s"):
         recording.bin("10 ms", t_start=0.2)
+
+
+def test_negative_times_start_the_recording_early():
+    recording = Recording([[-2.5, 0.1], [0.3]], trials=[[-3.0, -1.0], [0.0, 0.5]])
+    assert float(recording.t_start) == -3.0 and float(recording.t_stop) == 0.5  # the first trial's start
+    assert float(Recording([[-2.5, 0.1]]).t_start) == -2.5  # the first spike
+    counts = recording.bin("500 ms", trial_length="1 s")
+    assert counts.metadata["trial_starts_s"] == [-3.0, -2.0, -1.0]
+    assert counts.counts[:, :, 0].tolist() == [[0, 1], [0, 0], [0, 0]]  # -2.5 s: first trial, second bin
+
+
+def test_window_keeps_the_spikes_and_trials_inside():
+    recording = Recording(
+        [[0.1, 0.5, 1.0, 1.5], [0.2, 2.5]], ["a", "b"], t_stop=3.0, trials=[[0, 1], [1, 2], [2, 3]]
+    )
+    window = recording.window(0.5, 2.0)
+    assert (float(window.t_start), float(window.t_stop)) == (0.5, 2.0)
+    assert window.spike_times[0].tolist() == [0.5, 1.0, 1.5]  # both ends included
+    assert window.n_spikes.tolist() == [3, 0]  # empty units kept by default
+    assert window.trials.tolist() == [[1.0, 2.0]]
+    assert recording.window(t_stop=0.9).trials is None  # no trial lies wholly inside
+    with pytest.warns(UserWarning, match="dropping 1 unit"):
+        assert recording.window(0.5, 2.0, empty_units="drop").unit_ids.tolist() == ["a"]
+    longer = recording.window(2.0, 4.0)  # past the end: the span asked for
+    assert float(longer.t_stop) == 4.0 and longer.trials.tolist() == [[2.0, 3.0]]
+    with pytest.raises(ValueError, match=r"window: 3\.5 s to 4 s lies outside the recording \(0 s to 3 s\)"):
+        recording.window(3.5, 4.0)
+    with pytest.raises(ValueError, match="window: need t_start < t_stop; got 2 s and 1 s"):
+        recording.window(2.0, 1.0)
+
+
+def test_select_active_by_count_and_rate():
+    recording = Recording([[0.1] * 10, [0.2] * 3, [0.3] * 25], ["a", "b", "c"], t_stop=10.0)
+    assert recording.select_active(min_spikes=5).unit_ids.tolist() == ["a", "c"]
+    assert recording.select_active(min_rate=2.0).unit_ids.tolist() == ["c"]  # 25 spikes in 10 s
+    assert recording.select_active(min_spikes=5, min_rate=1.5).unit_ids.tolist() == ["c"]
+    with pytest.raises(
+        ValueError, match=r"rec\.nwb: no unit has at least 30 spikes .* the busiest, 'c', has 25"
+    ):
+        Recording([[0.1] * 25], ["c"], t_stop=10.0, source="rec.nwb").select_active(min_spikes=30)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shared_spikes_match_a_pairwise_count(seed):
+    rng = np.random.default_rng(seed)
+    grid = np.arange(200) * 0.01  # coarse times, so that units share some by chance
+    times = [np.sort(rng.choice(grid, rng.integers(20, 80), replace=False)) for _ in range(5)]
+    times[3] = np.sort(np.concatenate([times[3], [times[3][0]]]))  # a repeated time counts once
+    recording = Recording(times)
+    expected = np.array(
+        [
+            [0 if i == j else len(np.intersect1d(a, b)) for j, b in enumerate(times)]
+            for i, a in enumerate(times)
+        ]
+    )
+    np.testing.assert_array_equal(recording.shared_spikes(), expected)
+
+
+def test_suspicious_units_name_few_spikes_and_crosstalk():
+    rng = np.random.default_rng(0)
+    a = np.sort(rng.uniform(0, 100, 200))
+    b = np.sort(np.concatenate([a[::2], rng.uniform(0, 100, 50)]))  # half of a's times: crosstalk
+    c = np.sort(rng.uniform(0, 100, 150))
+    recording = Recording([a, b, c, [5.0, 6.0]], ["a", "b", "c", "d"], t_stop=100.0)
+    notes = recording.suspicious_units()
+    assert notes[0] == "unit 'd': only 2 spike(s)"
+    assert notes[1].startswith(
+        "units 'a' and 'b': 100 identical spike times (67% of the smaller unit's spikes)"
+    )
+    assert len(notes) == 2  # independent units share no time
+    assert recording.select_units(["a", "c"]).suspicious_units() == []
