@@ -7,6 +7,7 @@ input as one line on stderr with a non-zero exit (``spikeglm --debug ...`` shows
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 
 import spikeglm as sg
 from spikeglm._files import atomic_write, check_output, exclusive_lock
+from spikeglm.io.matlab import COLUMN_ORDERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -179,6 +181,103 @@ def _unit_list(units: str | None) -> list[str] | None:
     return ids
 
 
+#: The options of the commands that read a recording: how to read it, and which part of it to keep.
+_READING_OPTIONS = (
+    click.option(
+        "--format",
+        type=click.Choice(list(sg.io.FORMATS)),
+        help="Read the recording as this format (default: from the extension, or the folder's files).",
+    ),
+    click.option(
+        "--trials",
+        metavar="TABLE",
+        help="NWB: the TimeIntervals table under /intervals whose rows are the trials (default: trials; "
+        "spikeglm info lists the tables).",
+    ),
+    click.option("--t-start", type=float, help="Keep the recording from this time on (s)."),
+    click.option("--t-stop", type=float, help="Keep the recording up to this time (s)."),
+    click.option(
+        "--label",
+        help="Keep the units with this label (phy/Kilosort: good, mua, noise...; NWB: the quality column; "
+        "several: good,mua).",
+    ),
+    click.option(
+        "--min-spikes",
+        default=0,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Keep the units with at least this many spikes (in the window kept).",
+    ),
+    click.option(
+        "--min-rate",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Keep the units firing at least this many spikes per second (in the window kept).",
+    ),
+    click.option(
+        "--time-unit",
+        type=click.Choice(sg.timeunits.TIME_UNITS),
+        help="Unit of the times in a MATLAB or text file (default s) or a phy folder (default samples).",
+    ),
+    click.option(
+        "--sampling-rate",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="HZ",
+        help="Samples per second, for --time-unit samples (phy: instead of params.py's sample_rate).",
+    ),
+    click.option(
+        "--variable",
+        metavar="NAME",
+        help="MATLAB: the variable (or struct field, NAME.FIELD) holding the spike times, if not unique.",
+    ),
+    click.option(
+        "--columns",
+        type=click.Choice(COLUMN_ORDERS),
+        help="MATLAB: the column order of an [id, time] array, if it cannot be told from the values.",
+    ),
+)
+
+
+#: The parameters of those options, in that order.
+_READING_NAMES = (
+    "format",
+    "trials",
+    "t_start",
+    "t_stop",
+    "label",
+    "min_spikes",
+    "min_rate",
+    "time_unit",
+    "sampling_rate",
+    "variable",
+    "columns",
+)
+
+
+def _reading_options(command):
+    """Give a command the options of :data:`_READING_OPTIONS`; :func:`_load` applies them."""
+
+    @functools.wraps(command)
+    def with_reading(*args, **kwargs):
+        reading = {name: kwargs.pop(name) for name in _READING_NAMES}
+        click.get_current_context().meta["reading"] = reading
+        return command(*args, **kwargs)
+
+    for option in reversed(_READING_OPTIONS):
+        with_reading = option(with_reading)
+    return with_reading
+
+
+def _load(recording: str, **options) -> sg.Recording:
+    """``sg.load`` with the reading options given on the command line (see :func:`_reading_options`)."""
+    reading = click.get_current_context().meta.get("reading", {})
+    given = {name: value for name, value in reading.items() if value is not None}
+    if "label" in given:
+        given["label"] = [part.strip() for part in given["label"].split(",")]
+    return sg.load(recording, **given, **options)
+
+
 def _counts(
     recording: str,
     bin_size: str,
@@ -191,26 +290,53 @@ def _counts(
     Only the ``units`` are read; a long trial is fitted in segments whose context carries the history
     across the cuts.
     """
-    loaded = sg.load(recording, empty_units=empty_units, units=units)
+    loaded = _load(recording, empty_units=empty_units, units=units)
     return loaded.bin(bin_size, trial_length=trial_length)
 
 
 def _counts_like(model: sg.POGLM, recording: str) -> sg.SpikeCounts:
     """Counts of a recording's units that the model knows, binned and cut as for its fit."""
-    return model.bin_like(sg.load(recording, units=list(model.unit_ids_)))
+    return model.bin_like(_load(recording, units=list(model.unit_ids_)))
+
+
+#: Notes on suspicious units that ``info`` prints before it says how many more there are.
+_NOTES_SHOWN = 12
 
 
 @main.command()
-@click.argument("recording", type=click.Path(exists=True))
+@click.argument("recording", type=click.Path())
 @click.option("--bin-size", default="5 ms", show_default=True, help="Bin size for the count summary.")
+@_reading_options
 def info(recording: str, bin_size: str) -> None:
-    """Describe a recording: units, spikes, duration, trials and firing rates.
+    """Describe a recording: what was assumed in reading it, units, spikes, duration, trials, firing
+    rates, and units that look suspicious (few spikes; many spikes at the same times as another unit).
+
+    RECORDING is a file, a phy/Kilosort folder, a folder of per-unit text files, or a quoted glob
+    pattern of such files.
 
     Example: spikeglm info data/example.nwb
+
+    Example: spikeglm info "cells/cell*.txt.gz" --time-unit ms --t-start 0 --t-stop 5400
     """
-    rec = sg.load(recording)
+    rec = _load(recording)
     duration = float(rec.duration.rescale("s").magnitude)
-    click.echo(f"{recording}: {rec.n_units} units, {int(rec.n_spikes.sum())} spikes, {duration:g} s")
+    click.echo(
+        f"{recording}: {rec.n_units} units, {int(rec.n_spikes.sum())} spikes, {duration:g} s "
+        f"({float(rec.t_start):g} s to {float(rec.t_stop):g} s)"
+    )
+    for subject, assumption in rec.annotations.get("assumed", {}).items():
+        click.echo(f"  {subject}: {assumption}")
+    tables = rec.annotations.get("interval_tables") or {}
+    if tables:
+        click.echo(
+            "interval tables: "
+            + ", ".join(
+                f"{name} ({table['rows']} rows, {table['start_s']:g} to {table['stop_s']:g} s)"
+                if table["rows"]
+                else f"{name} (empty)"
+                for name, table in tables.items()
+            )
+        )
     if rec.trials is not None:
         lengths = rec.trials[:, 1] - rec.trials[:, 0]
         click.echo(f"trials: {len(rec.trials)}, {lengths.min():g} to {lengths.max():g} s long")
@@ -221,10 +347,20 @@ def info(recording: str, bin_size: str) -> None:
     per_bin = counts.counts.mean(axis=(0, 1))
     for unit, n, mean in zip(rec.unit_ids, rec.n_spikes, per_bin, strict=True):
         click.echo(f"{unit:<{width}}  {int(n):>7}  {n / duration:>9.2f}  {mean:>7.3f}")
+    notes = rec.suspicious_units()
+    if notes:
+        click.echo(
+            f"suspicious units ({len(notes)} note(s); --min-spikes, --min-rate or fit's --units "
+            "leave units out):"
+        )
+        for note in notes[:_NOTES_SHOWN]:
+            click.echo(f"  {note}")
+        if len(notes) > _NOTES_SHOWN:
+            click.echo(f"  ... and {len(notes) - _NOTES_SHOWN} more")
 
 
 @main.command()
-@click.argument("recording", type=click.Path(exists=True))
+@click.argument("recording", type=click.Path())
 @_output("Model file (.h5).")
 @click.option(
     "--config",
@@ -380,6 +516,7 @@ def info(recording: str, bin_size: str) -> None:
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing OUTPUT, or its checkpoint when not resuming."
 )
+@_reading_options
 @click.pass_context
 def fit(
     ctx: click.Context,
@@ -529,6 +666,7 @@ def _pages(counts: sg.SpikeCounts, longest: float = 10.0, page: float = 2.0) -> 
 @click.argument("recording", type=click.Path(exists=True))
 @_output("Output .npz file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@_reading_options
 def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
 
@@ -645,6 +783,7 @@ def simulate(
     help="Trial shown in the raster (trials over 10 s are shown in pages of 2 s: the page).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@_reading_options
 def plot(
     model: str, output: str, recording: str | None, truth: str | None, trial: int, overwrite: bool
 ) -> None:

@@ -2,7 +2,9 @@
 
 :func:`parse_time` reads a positive duration (a bin size, a trial length) and keeps the unit it was given
 in; :func:`seconds` reads a point in time or a duration as a float in seconds, where a bare number is
-already in seconds (``t_start``, ``t_stop``); :func:`format_time` writes a quantity for a message.
+already in seconds (``t_start``, ``t_stop``); :func:`format_time` writes a quantity for a message;
+:func:`unit_seconds` says how many seconds one unit of the times stored in a file is (``"ms"``, or
+``"samples"`` at a sampling rate).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from numbers import Real
 import numpy as np
 import quantities as pq
 
-__all__ = ["format_time", "parse_time", "seconds"]
+__all__ = ["TIME_UNITS", "format_time", "parse_time", "seconds", "unit_seconds"]
+
+#: The units of spike times stored in files: seconds, milliseconds, microseconds, or sample indices.
+TIME_UNITS = ("s", "ms", "us", "samples")
 
 _DURATION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµμ]+)?\s*$")
 
@@ -102,3 +107,35 @@ def seconds(value: float | str | pq.Quantity, name: str) -> float:
 def format_time(quantity: pq.Quantity) -> str:
     """A scalar quantity for a message: ``5 ms`` rather than ``5.0 ms``."""
     return f"{float(quantity.magnitude):g} {quantity.dimensionality.string}"
+
+
+def unit_seconds(time_unit: str, sampling_rate: float | None = None) -> float:
+    """Seconds per unit of stored spike times: ``"s"`` 1, ``"ms"`` 1e-3, ``"us"`` 1e-6, ``"samples"`` 1/rate.
+
+    Parameters
+    ----------
+    time_unit : {"s", "ms", "us", "samples"}
+    sampling_rate : float, optional
+        Samples per second; needed by, and only by, ``"samples"``.
+
+    Raises
+    ------
+    ValueError
+        If the unit is unknown, ``"samples"`` comes without a positive finite ``sampling_rate``, or a
+        rate comes with another unit. The message names the options ``time_unit`` and ``sampling_rate``.
+    """
+    if time_unit not in TIME_UNITS:
+        raise ValueError(f"time_unit: expected one of {', '.join(TIME_UNITS)}; got {time_unit!r}")
+    if time_unit != "samples":
+        if sampling_rate is not None:
+            raise ValueError(
+                f"sampling_rate: only used with time_unit='samples'; got time_unit={time_unit!r}"
+            )
+        return {"s": 1.0, "ms": 1e-3, "us": 1e-6}[time_unit]
+    if sampling_rate is None:
+        raise ValueError("time_unit='samples' needs sampling_rate (samples per second)")
+    if not (isinstance(sampling_rate, Real) and np.isfinite(sampling_rate) and sampling_rate > 0):
+        raise ValueError(
+            f"sampling_rate: must be a positive number of samples per second; got {sampling_rate!r}"
+        )
+    return 1.0 / float(sampling_rate)

@@ -18,9 +18,12 @@ SPIKES = {"a": [0.1, 0.4, 0.45], "b": [0.2], "c": [0.05, 0.3, 0.6, 0.9]}
 TRIALS = [[0.0, 0.5], [0.5, 1.0]]
 
 
-def write_pynwb(path, spikes=SPIKES, trials=TRIALS, names=True, obs_intervals=True):
-    """An NWB file written by pynwb: units (optionally named, with observation intervals) and trials."""
+def write_pynwb(path, spikes=SPIKES, trials=TRIALS, names=True, obs_intervals=True, tables=None):
+    """An NWB file written by pynwb: units (optionally named, with observation intervals), trials, and
+    ``tables``: other TimeIntervals tables, ``{name: [[start, stop], ...]}``."""
     pynwb = pytest.importorskip("pynwb")  # a test dependency only: spikeglm reads NWB with h5py
+    from pynwb.epoch import TimeIntervals
+
     nwbfile = pynwb.NWBFile(
         session_description="pynwb test",
         identifier="id-42",
@@ -37,6 +40,11 @@ def write_pynwb(path, spikes=SPIKES, trials=TRIALS, names=True, obs_intervals=Tr
         nwbfile.add_unit(spike_times=times, quality=f"q{k}", **extra)
     for start, stop in trials or []:
         nwbfile.add_trial(start_time=start, stop_time=stop)
+    for name, rows in (tables or {}).items():
+        table = TimeIntervals(name=name, description=f"the {name}")
+        for start, stop in rows:
+            table.add_interval(start_time=start, stop_time=stop)
+        nwbfile.add_time_intervals(table)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pynwb.NWBHDF5IO(str(path), "w") as io:

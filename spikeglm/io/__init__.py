@@ -1,31 +1,45 @@
 """Reading and writing recordings: :func:`load` and :func:`save` over every supported format.
 
-========================  ==================================  ===========================
-format                    extensions                          written by :func:`save`
-========================  ==================================  ===========================
-``"nwb"`` (NWB 2.x)       ``.nwb``                            yes (h5py; pynwb reads it)
-``"nix"`` (through neo)   ``.nix``                            yes (neo's NixIO)
-``"npz"``                 ``.npz``                            yes
-``"csv"``                 ``.csv``                            yes
-``"neo"``                 any other extension neo reads       no
-========================  ==================================  ===========================
+=========================  ====================================  ===========================
+format                     found by                              written by :func:`save`
+=========================  ====================================  ===========================
+``"nwb"`` (NWB 2.x)        ``.nwb``                              yes (h5py; pynwb reads it)
+``"nix"`` (through neo)    ``.nix``                              yes (neo's NixIO)
+``"npz"``                  ``.npz``                              yes
+``"csv"``                  ``.csv``                              yes
+``"phy"`` (phy, Kilosort)  a folder with ``spike_times.npy``     no
+``"mat"`` (MATLAB)         ``.mat`` (v5 and v7.3)                no
+``"text"`` (per unit)      ``.txt``, ``.gz``, a glob pattern,    no
+                           a folder of ``.txt``/``.txt.gz``
+``"neo"``                  any other extension neo reads         no
+=========================  ====================================  ===========================
 
-The modules :mod:`~spikeglm.io.nwb`, :mod:`~spikeglm.io.neo_io` and :mod:`~spikeglm.io.plain` describe
-what each format holds. neo's pickle files are refused. neo is imported only when a neo format is used.
+The modules :mod:`~spikeglm.io.nwb`, :mod:`~spikeglm.io.neo_io`, :mod:`~spikeglm.io.plain`,
+:mod:`~spikeglm.io.phy`, :mod:`~spikeglm.io.matlab` and :mod:`~spikeglm.io.text` describe what each
+format holds. Every reader records what it assumed (time unit, span, trials, units kept) in the
+recording's ``annotations["assumed"]``, which ``spikeglm info`` prints. neo's pickle files are
+refused. neo is imported only when a neo format is used.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from spikeglm._files import atomic_write
+from spikeglm.io.phy import is_phy_folder
+from spikeglm.io.text import is_pattern, unit_files
 from spikeglm.recording import Recording
+from spikeglm.unitids import listing
 
 __all__ = ["FORMATS", "load", "save"]
+
+#: The unit annotations that ``label=`` reads, in this order: phy's and Kilosort's labels, an NWB column.
+_LABEL_KEYS = ("label", "quality")
 
 # format -> (extensions, module, reader, writer or None); modules are imported on first use.
 FORMATS: dict[str, tuple[tuple[str, ...], str, str, str | None]] = {
@@ -33,6 +47,9 @@ FORMATS: dict[str, tuple[tuple[str, ...], str, str, str | None]] = {
     "nix": ((".nix",), "neo_io", "read_nix", "write_nix"),
     "npz": ((".npz",), "plain", "read_npz", "write_npz"),
     "csv": ((".csv",), "plain", "read_csv", "write_csv"),
+    "phy": ((), "phy", "read", None),
+    "mat": ((".mat",), "matlab", "read", None),
+    "text": ((".txt", ".gz"), "text", "read", None),
     "neo": ((), "neo_io", "read", None),
 }
 
@@ -43,6 +60,12 @@ def load(
     format: str | None = None,
     empty_units: str = "drop",
     units: Sequence[str] | None = None,
+    label: str | Sequence[str] | None = None,
+    trials: str | None = None,
+    t_start: float | str | None = None,
+    t_stop: float | str | None = None,
+    min_spikes: int = 0,
+    min_rate: float = 0.0,
     **options: Any,
 ) -> Recording:
     """Read the sorted units' spike times of a recording.
@@ -50,27 +73,46 @@ def load(
     Parameters
     ----------
     path : str or os.PathLike
-        The file (or, for neo formats stored as folders, the folder).
-    format : {"nwb", "nix", "npz", "csv", "neo"}, optional
-        The format; default from the extension. Extensions that are not spikeglm's own go to neo.
+        The file, the folder (phy/Kilosort output, per-unit text files, neo formats stored as folders)
+        or, for per-unit text files, a glob pattern such as ``"cells/cell*.txt.gz"``.
+    format : {"nwb", "nix", "npz", "csv", "phy", "mat", "text", "neo"}, optional
+        The format; default from the extension or the folder's contents. Extensions that are not
+        spikeglm's own go to neo.
     empty_units : {"drop", "keep", "error"}
         Units without spikes: drop them with a warning naming them, keep them, or refuse the file.
     units : sequence of str, optional
         Keep only these units, in this order. NWB files are read lazily: only these units' spike times
         are read from the file.
+    label : str or sequence of str, optional
+        Keep only the units with this label (or one of these), e.g. ``"good"`` for phy's curated
+        units: the unit annotation ``"label"`` (see :mod:`~spikeglm.io.phy`), else ``"quality"`` (a
+        column of an NWB Units table).
+    trials : str, optional
+        NWB: the TimeIntervals table under ``/intervals`` that gives the trials, e.g.
+        ``"encoding_table"``; default ``"trials"`` when there is one.
+    t_start, t_stop : float or str, optional
+        Keep only this window of the recording (a bare number is in seconds), see
+        :meth:`Recording.window`.
+    min_spikes : int
+        Keep only the units with at least this many spikes (in the window).
+    min_rate : float
+        Keep only the units firing at least this many spikes per second on average (in the window).
     **options
-        Passed to the format's reader, e.g. ``name_column="unit_name"`` for NWB.
+        Passed to the format's reader: ``name_column`` (NWB); ``time_unit`` and ``sampling_rate``
+        (MATLAB, text, phy); ``variable`` and ``columns`` (MATLAB).
 
     Returns
     -------
     Recording
+        ``annotations["assumed"]`` says what was assumed and kept, one phrase per subject.
 
     Raises
     ------
     FileNotFoundError
-        If ``path`` does not exist.
+        If ``path`` does not exist (or, as a pattern, matches nothing).
     ValueError
-        If the format is unknown or the file cannot be read; the message names the file.
+        If the format is unknown, an option does not apply to it, the file cannot be read, or the
+        choice of units or window leaves nothing; the message names the file and the option.
 
     Examples
     --------
@@ -78,16 +120,44 @@ def load(
     >>> rec = load(sg.examples.path("example.nwb"))  # the bundled example recording
     >>> rec.bin("5 ms", trial_length="500 ms").counts.shape  # trials, bins, units
     (160, 100, 10)
+    >>> window = load(sg.examples.path("example.nwb"), t_start=10, t_stop=20)  # trials inside are kept
+    >>> float(window.duration), len(window.trials)
+    (10.0, 10)
     """
     path = Path(path)
-    if not path.exists():
+    if not (path.exists() or is_pattern(path)):
         raise FileNotFoundError(f"{path}: no such file")
     name = _format(path, format) if format is not None else _format_of(path)
-    _, module, reader, _ = FORMATS[name]
+    _, module, reader_name, _ = FORMATS[name]
+    reader = _function(module, reader_name)
+    if trials is not None:
+        options["trials"] = trials
+    _check_options(reader, options, name, path)
     if units is not None and name == "nwb":
-        return _function(module, reader)(path, empty_units=empty_units, units=units, **options)
-    recording = _function(module, reader)(path, empty_units=empty_units, **options)
-    return recording if units is None else recording.select_units(units)
+        options["units"] = units
+    recording = reader(path, empty_units=empty_units, **options)
+    n_read = recording.n_units
+    kept = []
+    if units is not None:
+        recording = recording.select_units(units) if name != "nwb" else recording
+        kept.append(f"{len(units)} named")
+    if label is not None:
+        labels = [label] if isinstance(label, str) else list(label)
+        recording = _with_label(recording, labels)
+        kept.append(f"labelled {' or '.join(labels)}")
+    if t_start is not None or t_stop is not None:
+        recording = recording.window(t_start, t_stop, empty_units=empty_units)
+    if min_spikes or min_rate:
+        recording = recording.select_active(min_spikes, min_rate)
+        floors = [f"{min_spikes} spikes"] * bool(min_spikes) + [f"{min_rate:g} Hz"] * bool(min_rate)
+        kept.append(f"with at least {' and '.join(floors)}")
+    assumed = {"format": name, **recording.annotations.get("assumed", {})}
+    if t_start is not None or t_stop is not None:
+        assumed["window"] = f"{float(recording.t_start):g} s to {float(recording.t_stop):g} s"
+    if kept:
+        assumed["units kept"] = f"{recording.n_units} of {n_read}: " + "; ".join(kept)
+    recording.annotations["assumed"] = assumed
+    return recording
 
 
 def save(
@@ -133,13 +203,21 @@ def _format(path: Path, name: str) -> str:
 
 
 def _format_of(path: Path) -> str:
-    """The format of a path, from its extension."""
+    """The format of a path, from its extension, or for a folder or pattern from the files in it."""
+    if is_pattern(path):
+        return "text"
+    if path.is_dir():
+        if is_phy_folder(path):
+            return "phy"
+        try:
+            unit_files(path)
+            return "text"
+        except ValueError:
+            return "neo"
     suffix = path.suffix.lower()
     for name, (extensions, *_) in FORMATS.items():
         if suffix in extensions:
             return name
-    if path.is_dir():
-        return "neo"
     neo_io = importlib.import_module("spikeglm.io.neo_io")
     if suffix in neo_io.PICKLE_SUFFIXES:
         return "neo"  # the neo reader refuses pickles with an explanation
@@ -148,9 +226,47 @@ def _format_of(path: Path) -> str:
     if suffix in neo_extensions:
         return "neo"
     raise ValueError(
-        f"{path}: unknown extension {path.suffix or '(none)'!r}; spikeglm reads {', '.join(own)} and, "
-        f"through neo, {', '.join(neo_extensions)}; or pass format="
+        f"{path}: unknown extension {path.suffix or '(none)'!r}; spikeglm reads {', '.join(own)}, phy and "
+        f"Kilosort folders, folders of per-unit text files, and, through neo, {len(neo_extensions)} more "
+        f"extensions; or pass format= (--format) with one of {', '.join(FORMATS)}"
     )
+
+
+def _check_options(reader: Callable[..., Any], options: dict[str, Any], name: str, path: Path) -> None:
+    """Refuse reader options that the format does not take, naming those it does."""
+    accepted = [
+        parameter
+        for parameter in inspect.signature(reader).parameters
+        if parameter not in ("path", "empty_units", "units")
+    ]
+    foreign = [option for option in options if option not in accepted]
+    if foreign:
+        takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+        raise ValueError(
+            f"{path}: option(s) {', '.join(foreign)} do not apply to the {name} format ({takes})"
+        )
+
+
+def _with_label(recording: Recording, labels: list[str]) -> Recording:
+    """The units whose label (annotation ``"label"``, else ``"quality"``) is one of ``labels``."""
+    key = next(
+        (key for key in _LABEL_KEYS if any(key in notes for notes in recording.unit_annotations)), None
+    )
+    if key is None:
+        raise ValueError(
+            f"{recording.source}: its units carry no labels; label= (--label) keeps units by the label of a "
+            "phy or Kilosort folder (cluster_group.tsv or cluster_KSLabel.tsv) or an NWB Units table's "
+            "quality column"
+        )
+    found = [notes.get(key) for notes in recording.unit_annotations]
+    keep = [unit for unit, value in zip(recording.unit_ids, found, strict=True) if value in labels]
+    if not keep:
+        present = sorted({str(value) for value in found if value is not None})
+        raise ValueError(
+            f"{recording.source}: no unit is labelled {listing(labels)}; the labels ({key}) are "
+            f"{listing(present)}"
+        )
+    return recording.select_units(keep)
 
 
 def _function(module: str, name: str) -> Callable[..., Any]:

@@ -136,8 +136,13 @@ def _recording(blocks: list[neo.Block], path: Path, empty_units: str, reader: st
         if key not in _NIX_BOOKKEEPING and value is not None
     }
     annotations["reader"] = reader
+    annotations["assumed"] = {
+        "reader": f"neo's {reader}",
+        "trials": f"one per segment ({len(segments)})" if len(segments) > 1 else "none (one segment)",
+    }
     if any(offsets):
         annotations["segment_offsets_s"] = offsets
+        annotations["assumed"]["trials"] += ", laid end to end where they overlap"
     return Recording(
         [np.concatenate(parts) for parts in times.values()],
         list(times),

@@ -6,7 +6,9 @@ Reading needs no pynwb. What is read:
   unit ``i``) and ``id``. Units are named by a string column, the first of ``unit_name``, ``name``,
   ``label`` that holds unique names (or the column given as ``name_column``), else by their ids. The
   other one-value-per-unit columns become the units' annotations, with the NWB id as ``"nwb_id"``.
-- ``/intervals/trials``: ``start_time`` and ``stop_time`` become the trials.
+- The trials: ``start_time`` and ``stop_time`` of the TimeIntervals table ``/intervals/trials``, or of
+  the table under ``/intervals`` named by ``trials=`` (e.g. ``"encoding_table"``). Every table found
+  is described in ``annotations["interval_tables"]`` (name: rows, first start and last stop in s).
 - ``t_start`` and ``t_stop``: the first start and the last stop of the units' ``obs_intervals`` when the
   table has them; otherwise 0 s (the session's ``timestamps_reference_time``) and the last spike or trial end.
 
@@ -43,6 +45,7 @@ def read(
     empty_units: str = "drop",
     name_column: str | None = None,
     units: Sequence[str] | None = None,
+    trials: str | None = None,
 ) -> Recording:
     """Read the sorted units of an NWB 2.x file (see the module's description).
 
@@ -60,12 +63,15 @@ def read(
         ``label`` holding unique strings, else the ids.
     units : sequence of str, optional
         The units to read (by name), in this order; default all.
+    trials : str, optional
+        The TimeIntervals table under ``/intervals`` whose rows are the trials; default ``"trials"``
+        when the file has it, else no trials.
 
     Raises
     ------
     ValueError
-        If the file is not readable HDF5, has no Units table, its ragged index is inconsistent, or a
-        unit of ``units`` is not in it.
+        If the file is not readable HDF5, has no Units table, its ragged index is inconsistent, a
+        unit of ``units`` is not in it, or it has no table ``trials``.
     """
     try:
         handle = h5py.File(path, "r")
@@ -73,13 +79,18 @@ def read(
         raise ValueError(f"{path}: is not a readable HDF5/NWB file ({error})") from None
     try:
         with handle:
-            return _read(handle, path, empty_units, name_column, units)
+            return _read(handle, path, empty_units, name_column, units, trials)
     except OSError as error:
         raise ValueError(f"{path}: is not a readable HDF5/NWB file ({error})") from None
 
 
 def _read(
-    handle: h5py.File, path: Path, empty_units: str, name_column: str | None, units: Sequence[str] | None
+    handle: h5py.File,
+    path: Path,
+    empty_units: str,
+    name_column: str | None,
+    units: Sequence[str] | None,
+    trials: str | None,
 ) -> Recording:
     table = handle.get("units")
     if not isinstance(table, h5py.Group):
@@ -104,22 +115,59 @@ def _read(
         intervals = np.concatenate(_ragged(table, "obs_intervals", len(nwb_ids), path))
         if intervals.size:
             t_start, t_stop = float(np.min(intervals[:, 0])), float(np.max(intervals[:, 1]))
-    trials = handle.get("intervals/trials")
-    if trials is not None:
-        trials = np.column_stack([trials["start_time"][()], trials["stop_time"][()]])
+    tables = _interval_tables(handle)
+    chosen = trials if trials is not None else ("trials" if "trials" in tables else None)
+    if chosen is not None and chosen not in tables:
+        known = ", ".join(tables) or "none"
+        raise ValueError(f"{path}: no TimeIntervals table {chosen!r} under /intervals; the file has {known}")
+    spans = None
+    if chosen is not None:
+        spans = np.column_stack([tables[chosen]["start_time"][()], tables[chosen]["stop_time"][()]])
     attributes = {key: _plain(handle[key][()]) for key in _ROOT_DATASETS if key in handle}
     attributes["nwb_version"] = _plain(handle.attrs.get("nwb_version", ""))
+    attributes["interval_tables"] = {name: _interval_summary(table) for name, table in tables.items()}
+    listed = ", ".join(
+        f"{name} ({table['rows']} rows)" for name, table in attributes["interval_tables"].items()
+    )
+    described = "none"
+    if spans is not None:
+        described = f"/intervals/{chosen} ({len(spans)} rows)"
+    elif tables:
+        described = f"none (tables: {listed}; trials= or --trials uses one)"
+    span = "the units' obs_intervals" if t_start is not None else "0 s to the last spike or trial end"
+    attributes["assumed"] = {"span": span, "trials": described}
     return Recording(
         times,
         [names[row] for row in rows],
         t_start,
         t_stop,
-        trials=trials,
+        trials=spans,
         annotations=attributes,
         unit_annotations=annotations,
         source=path,
         empty_units=empty_units,
     )
+
+
+def _interval_tables(handle: h5py.File) -> dict[str, h5py.Group]:
+    """The tables under ``/intervals`` with ``start_time`` and ``stop_time`` columns, by name."""
+    intervals = handle.get("intervals")
+    if not isinstance(intervals, h5py.Group):
+        return {}
+    return {
+        name: table
+        for name, table in intervals.items()
+        if isinstance(table, h5py.Group)
+        and all(isinstance(table.get(column), h5py.Dataset) for column in ("start_time", "stop_time"))
+    }
+
+
+def _interval_summary(table: h5py.Group) -> dict[str, Any]:
+    """Rows, first start and last stop (s) of a TimeIntervals table."""
+    starts, stops = table["start_time"][()], table["stop_time"][()]
+    if not len(starts):
+        return {"rows": 0, "start_s": None, "stop_s": None}
+    return {"rows": len(starts), "start_s": float(np.nanmin(starts)), "stop_s": float(np.nanmax(stops))}
 
 
 def _ragged(

@@ -22,7 +22,7 @@ import numpy as np
 from spikeglm.recording import Recording
 from spikeglm.unitids import listing
 
-__all__ = ["read_csv", "read_npz", "write_csv", "write_npz"]
+__all__ = ["group_spikes", "read_csv", "read_npz", "write_csv", "write_npz"]
 
 _UNIT_HEADERS = ("unit", "unit_id")
 _TIME_HEADERS = ("time", "spike_time", "t")
@@ -57,7 +57,7 @@ def read_npz(path: Path, *, empty_units: str = "drop") -> Recording:
             "and equally long"
         )
     order = arrays["units"].astype(str).tolist() if "units" in arrays else None
-    times, ids = _group(spike_times, unit_ids.astype(str), order, path)
+    times, ids = group_spikes(spike_times, unit_ids.astype(str), order, path)
     return Recording(
         times,
         ids,
@@ -100,13 +100,17 @@ def read_csv(path: Path, *, empty_units: str = "drop") -> Recording:
         except ValueError:
             raise ValueError(f"{path}: row {k + 2}: time {row[time_column]!r} is not a number") from None
     unit_ids = np.array([row[unit_column].strip() for row in body], dtype=str)
-    return Recording(*_group(spike_times, unit_ids, None, path), source=path, empty_units=empty_units)
+    return Recording(*group_spikes(spike_times, unit_ids, None, path), source=path, empty_units=empty_units)
 
 
-def _group(
-    spike_times: np.ndarray, unit_ids: np.ndarray, order: list[str] | None, path: Path
-) -> tuple[list[np.ndarray], list[str]]:
-    """Split a spike list into per-unit times (file order kept), units by first spike or by ``order``."""
+def group_spikes(
+    spike_times: np.ndarray, unit_ids: np.ndarray, order: list | None, path: Path
+) -> tuple[list[np.ndarray], list]:
+    """Split a spike list into per-unit times (file order kept), units by first spike or by ``order``.
+
+    ``unit_ids`` gives each spike's unit (strings or numbers); ``order`` lists every unit (of the same
+    type) in the order wanted. Returns the times of each unit and the units, in that order.
+    """
     names, first, inverse = np.unique(unit_ids, return_index=True, return_inverse=True)
     if order is None:
         order = names[np.argsort(first)].tolist()

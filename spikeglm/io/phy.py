@@ -1,0 +1,179 @@
+"""phy and Kilosort output folders, read with numpy and plain text (``params.py`` is parsed, never run).
+
+What is read from the folder:
+
+- ``spike_times.npy``: each spike's time as a sample index (phy's convention), or in ``time_unit``.
+- ``spike_clusters.npy``: each spike's cluster after curation; without it, ``spike_templates.npy``
+  (Kilosort's template of each spike, before any curation). A cluster is a unit; its id is the
+  cluster number.
+- ``params.py``: ``sample_rate`` in Hz. The file is parsed as Python syntax and only literal assignments
+  (``sample_rate = 30000.0``) are read; nothing in it is executed. ``sampling_rate=`` supplies the
+  rate when the file lacks it, and overrides it.
+- ``cluster_group.tsv`` (phy's curated labels) or, without it, ``cluster_KSLabel.tsv`` (Kilosort's):
+  each cluster's label (``good``, ``mua``, ``noise``...), kept as the unit annotation ``"label"``;
+  clusters missing from the table are labelled ``unsorted``. :func:`spikeglm.io.load` keeps units by
+  label with ``label=``.
+
+Units come in increasing order of cluster id. The folder does not state the recording's length:
+``t_start`` is 0 s and ``t_stop`` the last spike.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spikeglm.io._times import to_seconds
+from spikeglm.io.plain import group_spikes
+from spikeglm.recording import Recording
+
+__all__ = ["is_phy_folder", "read"]
+
+_LABEL_FILES = (("cluster_group.tsv", "group"), ("cluster_KSLabel.tsv", "KSLabel"))
+
+
+def is_phy_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder holding ``spike_times.npy``."""
+    return path.is_dir() and (path / "spike_times.npy").is_file()
+
+
+def read(
+    path: Path,
+    *,
+    empty_units: str = "drop",
+    sampling_rate: float | None = None,
+    time_unit: str | None = None,
+) -> Recording:
+    """Read the sorted units of a phy or Kilosort folder (see the module's description).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The folder.
+    empty_units : {"drop", "keep", "error"}
+        Clusters without spikes cannot occur here (a cluster is known by its spikes); kept for the
+        common reader interface.
+    sampling_rate : float, optional
+        Samples per second, instead of ``params.py``'s ``sample_rate``.
+    time_unit : {"samples", "s", "ms", "us"}, optional
+        The unit of ``spike_times.npy``; default ``"samples"``.
+
+    Raises
+    ------
+    ValueError
+        If a file is missing or unreadable, the arrays disagree in length, or the sampling rate is
+        unknown; the message names the file and the option that resolves it.
+    """
+    times = _array(path / "spike_times.npy")
+    cluster_file = path / "spike_clusters.npy"
+    if not cluster_file.is_file():
+        cluster_file = path / "spike_templates.npy"
+        if not cluster_file.is_file():
+            raise ValueError(
+                f"{path}: has spike_times.npy but neither spike_clusters.npy nor spike_templates.npy"
+            )
+    clusters = _array(cluster_file)
+    if times.shape != clusters.shape:
+        raise ValueError(
+            f"{path}: spike_times.npy holds {times.size} spikes but {cluster_file.name} {clusters.size}"
+        )
+    if not np.issubdtype(clusters.dtype, np.integer):
+        raise ValueError(f"{cluster_file}: expected whole-number cluster ids; got {clusters.dtype}")
+    assumed: dict[str, str] = {}
+    time_unit = time_unit or "samples"
+    rate_source = "as told"
+    if time_unit == "samples" and sampling_rate is None:
+        sampling_rate = _sample_rate(path)
+        rate_source = "params.py sample_rate"
+    per_unit, ids = group_spikes(times.astype(np.float64), clusters, np.unique(clusters).tolist(), path)
+    per_unit, stated = to_seconds(per_unit, time_unit, sampling_rate, path)
+    assumed["time unit"] = stated.replace("as told", rate_source)
+    labels, label_file = _labels(path)
+    names = [str(unit) for unit in ids]
+    unit_labels = [labels.get(unit, "unsorted") for unit in names]
+    tally = ", ".join(f"{count} {label}" for label, count in Counter(unit_labels).most_common())
+    assumed["units"] = f"clusters of {cluster_file.name}" + (
+        f"; labels from {label_file}: {tally} (label= or --label keeps some)" if label_file else "; no labels"
+    )
+    assumed["span"] = "0 s to the last spike (the folder states no recording length)"
+    return Recording(
+        per_unit,
+        names,
+        0.0,
+        None,
+        annotations={"assumed": assumed},
+        unit_annotations=[{"label": label} for label in unit_labels],
+        source=path,
+        empty_units=empty_units,
+    )
+
+
+def _array(path: Path) -> np.ndarray:
+    """A 1-D array (or an ``(n, 1)`` column) from a ``.npy`` file, never unpickled."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path}: is not a readable .npy array ({error})") from None
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{path}: expected one value per spike; got an array of shape {array.shape}")
+    return array
+
+
+def _sample_rate(path: Path) -> float:
+    """``sample_rate`` from ``params.py``, read as literals (never executed)."""
+    where = path / "params.py"
+    hint = "pass sampling_rate= (--sampling-rate HZ)"
+    try:
+        text = where.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: has no params.py to give the sampling rate; {hint}") from None
+    rate = _literals(text, where).get("sample_rate")
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not np.isfinite(rate) or rate <= 0:
+        raise ValueError(f"{where}: no positive sample_rate (got {rate!r}); {hint}")
+    return float(rate)
+
+
+def _literals(text: str, where: Path) -> dict[str, Any]:
+    """The ``name = literal`` assignments of Python source, parsed but not executed."""
+    try:
+        tree = ast.parse(text, filename=str(where))
+    except SyntaxError as error:
+        raise ValueError(f"{where}: is not readable Python ({error.msg}, line {error.lineno})") from None
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue  # an expression, not a literal: left unread
+    return values
+
+
+def _labels(path: Path) -> tuple[dict[str, str], str | None]:
+    """Each cluster's label from the first label table present, and that table's name."""
+    for name, column in _LABEL_FILES:
+        where = path / name
+        if not where.is_file():
+            continue
+        with open(where, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle, delimiter="\t") if row]
+        header = [field.strip() for field in rows[0]] if rows else []
+        if "cluster_id" not in header or column not in header:
+            raise ValueError(f"{where}: expected the columns cluster_id and {column}; got {header}")
+        ids, labels = header.index("cluster_id"), header.index(column)
+        short = next((k for k, row in enumerate(rows[1:]) if len(row) <= max(ids, labels)), None)
+        if short is not None:
+            raise ValueError(
+                f"{where}: row {short + 2} has {len(rows[short + 1])} field(s); expected {len(header)}"
+            )
+        return {row[ids].strip(): row[labels].strip() or "unsorted" for row in rows[1:]}, name
+    return {}, None
