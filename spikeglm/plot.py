@@ -101,7 +101,7 @@ def raster(
     *,
     page: int | None = None,
     page_seconds: float = PAGE_SECONDS,
-    truth_spikes: ArrayLike | None = None,
+    truth_spikes: ArrayLike | SpikeCounts | None = None,
 ) -> Axes | Figure | SubFigure:
     """Spike raster of the visible units in one trial (or one page of a long one), hidden rates below.
 
@@ -137,9 +137,10 @@ def raster(
         trials longer than :data:`LONG_TRIAL_SECONDS` have pages.
     page_seconds : float
         Length of a page of a long trial, in s.
-    truth_spikes : array_like, shape (trials, bins, H'), optional
-        True hidden spike counts of synthetic data, drawn as ticks in the top band of the rate panel, in
-        the colours of the inferred rates. Needs ``hidden_rates``.
+    truth_spikes : array_like, shape (trials, bins, H'), or SpikeCounts, optional
+        True hidden spike counts of synthetic data (e.g. :func:`spikeglm.examples.hidden_counts`),
+        drawn as ticks in the top band of the rate panel, in the colours of the inferred rates. Needs
+        ``hidden_rates``.
 
     Returns
     -------
@@ -505,7 +506,7 @@ def summary(
     truth: Connectivity | None = None,
     *,
     page: int | None = None,
-    truth_spikes: ArrayLike | None = None,
+    truth_spikes: ArrayLike | SpikeCounts | None = None,
 ) -> Figure:
     """One page on a fitted model: data and hidden rates, connectivity, training.
 
@@ -530,7 +531,7 @@ def summary(
         The true network (synthetic data).
     page : int, optional
         The page of a long trial shown (see :func:`raster`); default the busiest.
-    truth_spikes : array_like, shape (trials, bins, H), optional
+    truth_spikes : array_like, shape (trials, bins, H), or SpikeCounts, optional
         The true hidden neurons' spike counts in ``counts``' bins (synthetic data), drawn over the
         inferred rates; with ``truth``, in the order of its hidden neurons.
 
@@ -798,8 +799,8 @@ def _draw_rates(
     ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=8, frameon=False)
 
 
-def _rates(rates: ArrayLike, counts: SpikeCounts, name: str) -> np.ndarray:
-    array = np.asarray(rates, dtype=float)
+def _rates(rates: ArrayLike | SpikeCounts, counts: SpikeCounts, name: str) -> np.ndarray:
+    array = np.asarray(rates.counts if isinstance(rates, SpikeCounts) else rates, dtype=float)
     if array.ndim != 3 or array.shape[:2] != counts.counts.shape[:2]:
         raise ValueError(
             f"{name} must have shape (trials, bins, H) = ({counts.n_trials}, {counts.n_bins}, H) to match "
