@@ -4,6 +4,7 @@
 :func:`raster`               spikes of one trial (or a page of a long one), the hidden rates below
 :func:`connectivity`         the coupling matrix ``strength[post, pre]`` as a heatmap
 :func:`neuron_order`         an order of the neurons that keeps related ones together (large heatmaps)
+:func:`color_limits`         colour limits shared by several heatmaps, to compare them
 :func:`filters`              the coupling filters over the history lags, one panel per pair
 :func:`training_curve`       the training objective against epoch: learning-rate changes, why it stopped
 :func:`summary`              one page with all of the above but the filters (``spikeglm plot``)
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from spikeglm.poglm import POGLM
 
 __all__ = [
+    "color_limits",
     "connectivity",
     "filters",
     "neuron_order",
@@ -305,6 +307,25 @@ def connectivity(
     ax.set_ylabel("postsynaptic")
     ax.set_title(title)
     return ax
+
+
+def color_limits(*conns: Connectivity, value: str = "strength") -> tuple[float, float]:
+    """Colour limits (visible, hidden) of :func:`connectivity` that suit all the given networks.
+
+    Each network's default limits (see :func:`connectivity`), the larger of each pair: pass the result as
+    ``vmax`` to every heatmap to compare them colour for colour.
+
+    Examples
+    --------
+    >>> limits = color_limits(fitted, truth)  # doctest: +SKIP
+    >>> connectivity(fitted, vmax=limits); connectivity(truth, vmax=limits)  # doctest: +SKIP
+    """
+    if value not in _VALUES:
+        raise ValueError(f"unknown value {value!r}; choose one of {', '.join(_VALUES)}")
+    if not conns:
+        raise ValueError("color_limits needs at least one Connectivity")
+    limits = np.max([_limits(conn, value) for conn in conns], axis=0)
+    return float(limits[0]), float(limits[1])
 
 
 def neuron_order(conn: Connectivity, by: str = "auto") -> np.ndarray:
@@ -570,7 +591,7 @@ def summary(
     if truth is None:
         _retitle(connectivity(fitted, axes[0]), "Fitted connectivity")
     else:
-        limits = tuple(np.maximum(_limits(fitted), _limits(truth)))
+        limits = color_limits(fitted, truth)
         v = fitted.n_visible
         if truth.n_visible == v and truth.labels[:v] == fitted.labels[:v]:  # the same recorded neurons
             order = np.concatenate([neuron_order(truth)[:v], np.arange(v, fitted.n_neurons)])

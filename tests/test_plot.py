@@ -392,3 +392,15 @@ def test_the_summary_shows_how_the_number_of_hidden_neurons_was_chosen(diffpoglm
     assert f"{model.n_hidden} hidden chosen (2 folds by trials)" in titles
     assert any(title.startswith("Fitted connectivity") for title in titles)
     plt.close("all")
+
+
+def test_shared_colour_limits_suit_every_network(fitted) -> None:
+    fitted_conn, truth = fitted["model"].connectivity(), fitted["truth"]
+    limits = plot.color_limits(fitted_conn, truth)
+    one, other = plot.color_limits(fitted_conn), plot.color_limits(truth)
+    assert limits == (max(one[0], other[0]), max(one[1], other[1]))
+    assert (
+        limits[1] == np.abs(np.concatenate([truth.strength[3:].ravel(), truth.strength[:, 3:].ravel()])).max()
+    )
+    with pytest.raises(ValueError, match="at least one"):
+        plot.color_limits()
