@@ -646,10 +646,9 @@ def export(
     """
     out = _check_output(output, overwrite, (model,))
     conn = sg.POGLM.load(model).connectivity()
-    if self_loops and not out.suffix.lower() == ".graphml":
+    if self_loops and out.suffix.lower() != ".graphml":
         raise click.BadParameter("applies to .graphml exports only", param_hint="--self-loops")
-    extra = {"self_loops": True} if self_loops else {}
-    conn.save(out, overwrite=overwrite, threshold=threshold, alpha=alpha, **extra)
+    conn.save(out, overwrite=overwrite, threshold=threshold, alpha=alpha, self_loops=self_loops)
     if alpha is None:
         click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
         return

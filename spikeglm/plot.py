@@ -240,9 +240,10 @@ def connectivity(
         by = _resolve_order(conn, order)
         index = neuron_order(conn, by)
     else:
-        by, index = "explicit", np.asarray(order, dtype=int)
+        index = np.asarray(order, dtype=int)
         if sorted(index.tolist()) != list(range(conn.n_neurons)):
             raise ValueError(f"order must be a permutation of 0..{conn.n_neurons - 1}")
+        by = "given" if np.array_equal(index, np.arange(conn.n_neurons)) else "explicit"
     matrix = (conn.strength if value == "strength" else _peak(conn.filters))[np.ix_(index, index)]
     visible = conn.visible[index]
     with_hidden = ~(visible[:, None] & visible[None, :])
@@ -301,7 +302,8 @@ def connectivity(
     _label_neurons(ax, conn, index)
     ordered = {
         "hidden": ", visible grouped by their strongest hidden input",
-        "cluster": ", visible clustered",
+        "cluster": ", visible clustered by their couplings",
+        "explicit": ", visible in the order given",
     }
     ax.set_xlabel("presynaptic" + ordered.get(by, ""), fontsize=None if by == "given" else 8)
     ax.set_ylabel("postsynaptic")

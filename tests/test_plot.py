@@ -404,3 +404,15 @@ def test_shared_colour_limits_suit_every_network(fitted) -> None:
     )
     with pytest.raises(ValueError, match="at least one"):
         plot.color_limits()
+
+
+def test_a_heatmap_can_take_another_networks_order() -> None:
+    strength = np.arange(16.0).reshape(4, 4)
+    conn = sg.Connectivity.from_strength(strength, labels=["a", "b", "c", "d"])
+    ax = plot.connectivity(conn, order=[2, 0, 3, 1])
+    np.testing.assert_array_equal(ax.images[0].get_array(), strength[np.ix_([2, 0, 3, 1], [2, 0, 3, 1])])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "a", "d", "b"]
+    assert ax.get_xlabel() == "presynaptic, visible in the order given"
+    assert plot.connectivity(conn, order=[0, 1, 2, 3]).get_xlabel() == "presynaptic"
+    with pytest.raises(ValueError, match="permutation"):
+        plot.connectivity(conn, order=[0, 0, 1, 2])
