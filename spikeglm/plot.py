@@ -609,7 +609,10 @@ def summary(
     training_curve(
         model.history_,
         axes[-1],
-        objective=str(model.fit_options_.get("objective", "elbo")).upper(),
+        # without hidden neurons the fit maximises the log-likelihood itself (L-BFGS)
+        objective="log-likelihood"
+        if fitted.n_hidden == 0
+        else str(model.fit_options_.get("objective", "elbo")).upper(),
         stopped=model.stopped_,
     )
     return fig

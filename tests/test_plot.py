@@ -416,3 +416,13 @@ def test_a_heatmap_can_take_another_networks_order() -> None:
     assert plot.connectivity(conn, order=[0, 1, 2, 3]).get_xlabel() == "presynaptic"
     with pytest.raises(ValueError, match="permutation"):
         plot.connectivity(conn, order=[0, 0, 1, 2])
+
+
+def test_the_summary_of_a_fit_without_hidden_neurons_names_its_objective(diffpoglm):
+    _, train, _ = diffpoglm
+    model = sg.POGLM(n_hidden=0, link="sigmoid", epochs=5).fit(train)
+    fig = plot.summary(model, train)
+    (training,) = [ax for ax in fig.axes if ax.get_title().startswith("Training")]
+    assert "training log-likelihood" in [t.get_text() for t in training.get_legend().get_texts()]
+    assert training.get_title() == "Training: NOT converged (epoch cap reached)"  # 5 iterations are too few
+    assert len(fig.axes) == 4  # raster (no hidden-rate panel), heatmap + colour bar, training curve
