@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import spikeglm as sg
 from spikeglm._files import atomic_write, check_output, exclusive_lock
 from spikeglm.io.matlab import COLUMN_ORDERS
+from spikeglm.modelfile import read_training_state
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,9 +37,13 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # here, where a closed pipe can still be told apart
+            return result
         except (click.UsageError, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own report: the usage and the option at fault
+        except BrokenPipeError:
+            _closed_pipe()
         except click.ClickException as error:
             click.echo(f"spikeglm: error: {_one_line(error)}", err=True)
             sys.exit(1)
@@ -49,6 +55,17 @@ class _Commands(click.Group):
                 raise
             click.echo(f"spikeglm: error: {_one_line(error)}", err=True)
             sys.exit(1)
+
+
+def _closed_pipe() -> None:
+    """The reader of the output went away (``spikeglm info x | head``): end quietly, as ``cat`` does.
+
+    What is left in the output buffer goes to /dev/null, so that Python's last flush does not complain;
+    the exit status is that of a process ended by SIGPIPE (141).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + 13)
 
 
 def _one_line(error: Exception, longest: int = 1000) -> str:
@@ -425,18 +442,23 @@ def info(recording: str, bin_size: str) -> None:
     default="softplus",
     show_default=True,
     type=click.Choice(sg.model.LINKS.names(), case_sensitive=False),
+    help="Link from the linear predictor to the rate per bin (sigmoid keeps rates below 1 per bin, as "
+    "in the published POGLM experiments).",
 )
 @click.option(
     "--variational",
     default="forward-backward",
     show_default=True,
     type=click.Choice(sg.variational.FAMILIES.names(), case_sensitive=False),
+    help="Posterior family of the hidden counts: forward-backward reads the visible past and future, "
+    "forward the past only, forward-self also the sampled hidden past (sequential, slower).",
 )
 @click.option(
     "--relaxation",
     default="eat-cubic",
     show_default=True,
     type=click.Choice(sg.relax.RELAXATIONS.names(), case_sensitive=False),
+    help="Differentiable relaxation of the sampled hidden counts (exact: score-function gradients).",
 )
 @click.option(
     "--temperature",
@@ -504,7 +526,13 @@ def info(recording: str, bin_size: str) -> None:
 @click.option(
     "--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, or auto (a GPU if there is one)."
 )
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the initial parameters, the batches and the samples (same seed, same fit).",
+)
 @click.option(
     "--checkpoint-every",
     default=50,
@@ -512,7 +540,9 @@ def info(recording: str, bin_size: str) -> None:
     type=click.IntRange(min=1),
     help="Epochs between checkpoints.",
 )
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint OUTPUT.ckpt.h5.")
+@click.option(
+    "--resume", is_flag=True, help="Continue from the checkpoint OUTPUT.ckpt.h5 (it says from which epoch)."
+)
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing OUTPUT, or its checkpoint when not resuming."
 )
@@ -574,6 +604,8 @@ def fit(
                 f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
                 f"fitting on {where}{processes}"
             )
+            if resume:
+                click.echo(_resuming(checkpoint, settings["epochs"]))
         signals = stack.enter_context(_signals_as_interrupt())
         selection = None
         if auto:
@@ -602,6 +634,16 @@ def fit(
         checkpoint.unlink(missing_ok=True)
     final, steps = model.history_[-1].objective, len(model.history_)
     click.echo(f"model: {out} (objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_})")
+
+
+def _resuming(checkpoint: Path, epochs: int) -> str:
+    """Where ``--resume`` picks the fit up, for the user to see before it goes on."""
+    state = read_training_state(checkpoint, sg.POGLM)
+    if state is None:
+        return f"--resume: no checkpoint {checkpoint} yet; starting from epoch 1"
+    done, steps = state["epochs_done"], state["steps_done"]
+    within = f" (and {steps} steps into epoch {done + 1})" if steps else ""
+    return f"resuming {checkpoint}: {done} of at most {epochs} epochs done{within}; on at epoch {done + 1}"
 
 
 def _whole_numbers(text: str, option: str) -> tuple[int, ...]:
@@ -650,17 +692,6 @@ def _signals_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _pages(counts: sg.SpikeCounts, longest: float = 10.0, page: float = 2.0) -> sg.SpikeCounts:
-    """Trials longer than ``longest`` seconds cut into pages of ``page`` seconds, for a readable raster."""
-    width = counts.bin_seconds
-    per_page = max(1, round(page / width))
-    if counts.n_bins * width <= longest:
-        return counts
-    usable = counts.n_bins // per_page * per_page
-    array = counts.counts[:, :usable].reshape(-1, per_page, counts.n_units)
-    return sg.SpikeCounts.from_array(array, counts.bin_size, counts.unit_ids)
-
-
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("recording", type=click.Path(exists=True))
@@ -670,30 +701,64 @@ def _pages(counts: sg.SpikeCounts, longest: float = 10.0, page: float = 2.0) -> 
 def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
 
-    Writes an .npz with hidden_rates (trials, bins, hidden), the bin size and trial starts in s, and
-    the labels.
+    Writes an .npz (read it with numpy.load; no pickle) holding hidden_rates, the posterior mean of
+    each hidden neuron's count per bin (trials, bins, hidden), and hidden_rates_hz, the same in spikes
+    per second (divided by the bin size); each with its unit in hidden_rates_unit and
+    hidden_rates_hz_unit; bin_size_s and trial_starts_s (s); hidden_labels and visible_units; and
+    metadata, a JSON string naming the model file, the recording and the model's settings.
 
     Example: spikeglm infer model.h5 data/example.nwb -o hidden.npz
     """
     out = _check_output(output, overwrite, (model, recording))
     fitted = sg.POGLM.load(model)
     counts = _counts_like(fitted, recording)
-    rates = fitted.infer(counts)
-    arrays = {
-        "hidden_rates": rates,
-        "bin_size_s": np.float64(fitted.bin_seconds),
-        "trial_starts_s": np.asarray(counts.metadata.get("trial_starts_s", []), dtype=np.float64),
-        "hidden_labels": np.array([f"hidden-{k}" for k in range(fitted.n_hidden)]),
-        "visible_units": np.array(fitted.unit_ids_),
-    }
+    arrays = _hidden_arrays(fitted, counts, {"model": model, "recording": recording})
     _write_npz(out, arrays, overwrite, (model, recording))
-    click.echo(f"hidden rates {rates.shape} (trials, bins, hidden): {out}")
+    click.echo(
+        f"hidden rates {arrays['hidden_rates'].shape} (trials, bins, hidden), in expected counts per "
+        f"{fitted.bin_size_} bin and in Hz: {out}"
+    )
+
+
+def _hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> dict[str, np.ndarray]:
+    """What ``infer`` and ``demo`` write of the hidden rates: both units, named, and where they came from."""
+    rates = model.infer(counts)
+    metadata = {
+        **sources,
+        "spikeglm": sg.__version__,
+        "bin_size": model.bin_size_,
+        "n_hidden": model.n_hidden,
+        "link": model.link,
+        "variational": model.variational,
+        "trial_length": model.data_.get("trial_length"),
+    }
+    return {
+        "hidden_rates": rates,
+        "hidden_rates_unit": np.array("expected spike count per bin"),
+        "hidden_rates_hz": rates / model.bin_seconds,
+        "hidden_rates_hz_unit": np.array("Hz (spikes per second)"),
+        "bin_size_s": np.float64(model.bin_seconds),
+        "trial_starts_s": np.asarray(counts.metadata.get("trial_starts_s", []), dtype=np.float64),
+        "hidden_labels": np.array([f"hidden-{k}" for k in range(model.n_hidden)]),
+        "visible_units": np.array(model.unit_ids_),
+        "metadata": np.array(json.dumps(metadata)),
+    }
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @_output("File by extension: .csv, .npz, .h5, .graphml or .json.")
-@click.option("--threshold", default=None, type=float, help="GraphML: keep edges with |strength| above it.")
+@click.option(
+    "--threshold",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="GraphML: keep the edges with |strength| above it (default: the significant ones where the model "
+    "has standard errors, else those above a tenth of the largest |strength|; the file's metadata says "
+    "which).",
+)
+@click.option(
+    "--self-loops", is_flag=True, help="GraphML: also write each neuron's self-coupling as an edge."
+)
 @click.option(
     "--alpha",
     default=None,
@@ -703,12 +768,15 @@ def infer(model: str, recording: str, output: str, overwrite: bool) -> None:
     "significant edges with those fields; .json every field plus the edges.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
-def export(model: str, output: str, threshold: float | None, alpha: float | None, overwrite: bool) -> None:
+def export(
+    model: str, output: str, threshold: float | None, self_loops: bool, alpha: float | None, overwrite: bool
+) -> None:
     """Export the fitted connectivity (weights, filters, strength, bias, labels), or tests of it.
 
     CSV holds the strength[post, pre] matrix with labels (hidden neurons are hidden-0, hidden-1, ...);
-    NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph. With --alpha, the
-    tests of each coupling (CSV: an edge list; GraphML: the significant edges; JSON: both).
+    NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph of the edges that
+    pass --threshold or the test at --alpha (edge data: strength, signed, and weight = |strength|). With
+    --alpha, the tests of each coupling (CSV: an edge list; GraphML: the significant edges; JSON: both).
 
     Example: spikeglm export model.h5 -o connectivity.csv
 
@@ -716,7 +784,9 @@ def export(model: str, output: str, threshold: float | None, alpha: float | None
     """
     out = _check_output(output, overwrite, (model,))
     conn = sg.POGLM.load(model).connectivity()
-    conn.save(out, overwrite=overwrite, threshold=threshold, alpha=alpha)
+    if self_loops and out.suffix.lower() != ".graphml":
+        raise click.BadParameter("applies to .graphml exports only", param_hint="--self-loops")
+    conn.save(out, overwrite=overwrite, threshold=threshold, alpha=alpha, self_loops=self_loops)
     if alpha is None:
         click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
         return
@@ -735,12 +805,16 @@ def export(model: str, output: str, threshold: float | None, alpha: float | None
     default="sparse-ei",
     show_default=True,
     type=click.Choice(sg.synthetic.PROTOCOLS.names(), case_sensitive=False),
+    help="Generator of the network: diffpoglm (the published benchmark: 3 visible, 2 hidden, sigmoid "
+    "link) or sparse-ei (sparse excitatory and inhibitory couplings, softplus link).",
 )
-@click.option("--visible", default=None, type=int, help="Number of recorded neurons.")
-@click.option("--hidden", default=None, type=int, help="Number of hidden neurons.")
-@click.option("--trials", default=40, show_default=True)
-@click.option("--bins", default=None, type=int, help="Bins per trial.")
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--visible", default=None, type=int, help="Number of recorded neurons (default: the protocol's)."
+)
+@click.option("--hidden", default=None, type=int, help="Number of hidden neurons (default: the protocol's).")
+@click.option("--trials", default=40, show_default=True, help="Number of trials written.")
+@click.option("--bins", default=None, type=int, help="Bins per trial (default: the protocol's).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the network and of the spikes.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def simulate(
     output: str,
@@ -778,14 +852,28 @@ def simulate(
 )
 @click.option(
     "--trial",
-    default=0,
-    show_default=True,
-    help="Trial shown in the raster (trials over 10 s are shown in pages of 2 s: the page).",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Trial shown in the raster, counting from 0, as the model cut the recording (its trials table, "
+    "its --trial-length, or the whole recording as trial 0). Default: the busiest trial.",
+)
+@click.option(
+    "--page",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Trials over 10 s (continuous recordings) are drawn 2 s at a time, on the recording's clock: "
+    "the page shown, counting from 0 (page P covers 2P to 2P + 2 s of the trial). Default: the busiest.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 @_reading_options
 def plot(
-    model: str, output: str, recording: str | None, truth: str | None, trial: int, overwrite: bool
+    model: str,
+    output: str,
+    recording: str | None,
+    truth: str | None,
+    trial: int | None,
+    page: int | None,
+    overwrite: bool,
 ) -> None:
     """Draw a fitted model: raster with inferred hidden rates, connectivity, training curve.
 
@@ -795,9 +883,9 @@ def plot(
 
     out = _check_output(output, overwrite, (model, recording, truth))
     fitted = sg.POGLM.load(model)
-    counts = None if recording is None else _pages(_counts_like(fitted, recording))
+    counts = None if recording is None else _counts_like(fitted, recording)
     conn_truth = None if truth is None else sg.Connectivity.load(truth)
-    figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth)
+    figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth, page=page)
     plots.save_figure(figure, out, overwrite=overwrite)
     click.echo(f"figure: {out}")
 
@@ -805,15 +893,18 @@ def plot(
 @main.command()
 @click.option(
     "-o",
-    "--out",
+    "--output",
     default="results/demo",
     show_default=True,
     type=click.Path(file_okay=False),
     help="Folder for the results (model.h5, hidden.npz, connectivity.csv, fit.png).",
 )
-@click.option("--epochs", default=300, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
-@click.option("--overwrite", is_flag=True, help="Replace the results of an earlier demo in OUT.")
-def demo(out: str, epochs: int, overwrite: bool) -> None:
+@click.option("--out", "old_output", default=None, hidden=True, type=click.Path(file_okay=False))
+@click.option(
+    "--epochs", default=300, show_default=True, type=click.IntRange(min=1), help="Most training epochs."
+)
+@click.option("--overwrite", is_flag=True, help="Replace the results of an earlier demo in OUTPUT.")
+def demo(output: str, old_output: str | None, epochs: int, overwrite: bool) -> None:
     """Run the whole pipeline on the bundled example recording.
 
     data/example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80 trials of
@@ -824,18 +915,21 @@ def demo(out: str, epochs: int, overwrite: bool) -> None:
     """
     from spikeglm import plot as plots
 
-    truth_file = sg.examples.path("example_truth.json")
-    for bundled in (EXAMPLE, truth_file):
+    if old_output is not None:  # the option's name before -o/--output was used by every command
+        click.echo("spikeglm: --out is deprecated; use -o/--output", err=True)
+        output = old_output
+    truth_file, hidden_file = sg.examples.path("example_truth.json"), sg.examples.path("example_hidden.npz")
+    for bundled in (EXAMPLE, truth_file, hidden_file):
         if not bundled.exists():
             raise click.ClickException(
                 f"{bundled}: the bundled example is missing (reinstall spikeglm; in a source checkout, "
                 "run python data/make_example.py)"
             )
-    folder = Path(out)
+    folder = Path(output)
     if folder.exists() and not folder.is_dir():
         raise click.ClickException(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    inputs = (EXAMPLE, truth_file)
+    inputs = (EXAMPLE, truth_file, hidden_file)
     names = ("model.h5", "hidden.npz", "connectivity.csv", "fit.png")
     outputs = {name: _check_output(str(folder / name), overwrite, inputs) for name in names}
     counts = sg.load(EXAMPLE).bin("5 ms")
@@ -845,7 +939,13 @@ def demo(out: str, epochs: int, overwrite: bool) -> None:
         f"{EXAMPLE}: {train.n_trials} training and {test.n_trials} test trials, {counts.n_units} units"
     )
     model = sg.POGLM(n_hidden=truth.n_hidden, epochs=epochs, seed=0).fit(train, progress=True)
+    click.echo(f"fit: {model.stopped_}")
+    click.echo(
+        "scoring the true network for comparison: its network is kept fixed while a posterior of its "
+        f"hidden neurons is trained (up to {epochs} epochs, about as long as the fit above) ..."
+    )
     oracle = sg.POGLM.from_connectivity(truth, epochs=epochs, seed=0).fit(train)
+    click.echo("scoring both on the test trials ...")
     scores = sg.evaluate.connectivity_scores(truth, model.connectivity())
     click.echo(
         f"test log-likelihood per neuron-bin: {model.score(test):.4f} "
@@ -854,7 +954,10 @@ def demo(out: str, epochs: int, overwrite: bool) -> None:
         f"visible-block MAE {scores['mae_visible']:.3f}, sign accuracy {scores['sign_accuracy']:.3f}"
     )
     model.save(outputs["model.h5"], overwrite=overwrite)
-    _write_npz(outputs["hidden.npz"], {"hidden_rates": model.infer(counts)}, overwrite, inputs)
+    hidden = _hidden_arrays(model, counts, {"model": str(outputs["model.h5"]), "recording": str(EXAMPLE)})
+    _write_npz(outputs["hidden.npz"], hidden, overwrite, inputs)
     model.connectivity().save(outputs["connectivity.csv"], overwrite=overwrite)
-    plots.save_figure(plots.summary(model, test, truth=truth), outputs["fit.png"], overwrite=overwrite)
+    true_spikes = sg.examples.hidden_counts(test)
+    figure = plots.summary(model, test, truth=truth, truth_spikes=true_spikes)
+    plots.save_figure(figure, outputs["fit.png"], overwrite=overwrite)
     click.echo("results:\n" + "\n".join(f"  {path}" for path in outputs.values()))

@@ -17,7 +17,7 @@ extension                 content                                               
 ``.h5`` / ``.hdf5``       datasets plus attributes (metadata as a JSON attribute)   yes, exact
 ``.json``                 every field as nested lists, metadata as an object        yes, exact
 ``.csv``                  the square strength[post, pre] matrix with labels         no (strength only)
-``.graphml``              a directed graph pre -> post, edge weight = strength      no (strength only)
+``.graphml``              a directed graph pre -> post of the chosen edges          no (strength only)
 ========================  ========================================================  ==================
 
 The CSV and GraphML exports keep only the strength, so :meth:`Connectivity.load` refuses them; a strength
@@ -53,6 +53,10 @@ _ARRAY_FIELDS = ("weights", "basis_matrix", "bias", "visible")
 _GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
 _GRAPHML_XSD = "http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd"
 _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+#: The false discovery rate of a GraphML export's default rule, where the connectivity has standard errors...
+GRAPHML_ALPHA = 0.05
+#: ... and otherwise its threshold: this fraction of the largest |strength| between two distinct neurons.
+GRAPHML_RELATIVE_THRESHOLD = 0.1
 # Characters that XML 1.0 cannot carry at all, not even as a character reference.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # A cell starting with one of these is run as a formula by spreadsheets ("CSV injection", OWASP).
@@ -325,6 +329,7 @@ class Connectivity:
         overwrite: bool = False,
         threshold: float | None = None,
         alpha: float | None = None,
+        self_loops: bool = False,
     ) -> None:
         """Write to a file whose format follows the extension, atomically.
 
@@ -347,29 +352,37 @@ class Connectivity:
               filters are not part of it.
             - ``.npz``, ``.h5``/``.hdf5``, ``.json``: every field, readable with :meth:`load`.
             - ``.graphml``: a directed graph, nodes ``n0``, ``n1``, ... with data ``label``, ``visible`` and
-              ``bias``; an edge pre -> post with data ``weight`` (= strength) for each pair, self-loops
-              included, whose ``|strength| > threshold``; the metadata as a JSON string on the graph. Labels
-              parse back exactly (a carriage return is written as ``&#13;``); a label holding a character that
+              ``bias``; an edge pre -> post for each coupling between two distinct neurons that passes the
+              ``threshold`` (``|strength| > threshold``) or the test at ``alpha``, with data ``strength``
+              (signed) and ``weight`` (its magnitude, for graph tools that want positive weights). With
+              neither, the rule is the test at :data:`GRAPHML_ALPHA` where the connectivity carries standard
+              errors (fits without hidden neurons), else a threshold of :data:`GRAPHML_RELATIVE_THRESHOLD`
+              times the largest ``|strength|`` between distinct neurons. The metadata, as a JSON string on
+              the graph, gains ``edges``: the rule applied (and whether it was the default). Labels parse
+              back exactly (a carriage return is written as ``&#13;``); a label holding a character that
               XML 1.0 cannot represent (a control character other than tab, line feed and carriage return,
               U+FFFE, U+FFFF or a lone surrogate) is refused.
         overwrite : bool, default False
             Replace an existing file. When False, an existing ``path`` raises FileExistsError before anything
             is written.
         threshold : float, optional
-            GraphML only: keep edges whose ``|strength|`` exceeds it (default 0, i.e. every nonzero coupling).
+            GraphML only: keep the edges whose ``|strength|`` exceeds it (0: every nonzero coupling).
         alpha : float, optional
             Write the tests of :meth:`significance` at this false discovery rate instead: ``.csv`` becomes an
             edge list with one row per pair and the columns ``pre, post, strength, se, z, p, q,
             significant, sign, self``; ``.graphml`` keeps the significant edges only, each with those
             fields as data; ``.json`` gains ``edges`` (every pair, those fields) and ``significance``
             (the test and ``alpha``). The GraphML metadata records the test and ``alpha`` too.
+        self_loops : bool, default False
+            GraphML only: also write the self-couplings (pre = post) that pass the rule, as self-loops.
 
         Raises
         ------
         ValueError
             Before anything is written: for an unsupported extension (the message lists the supported ones), a
-            threshold with a format other than GraphML, or a label the format cannot hold (GraphML: see
-            above; ``.npz``: one ending in ``"\\x00"``, which NumPy string arrays drop).
+            threshold or self-loops with a format other than GraphML, both a threshold and ``alpha``, or a
+            label the format cannot hold (GraphML: see above; ``.npz``: one ending in ``"\\x00"``, which
+            NumPy string arrays drop).
         FileExistsError
             If ``path`` exists and ``overwrite`` is False.
         FileNotFoundError
@@ -381,22 +394,56 @@ class Connectivity:
             raise ValueError(
                 f"{path}: unsupported extension {path.suffix!r}; supported: {', '.join(_WRITERS)}"
             )
-        options = {}
-        if threshold is not None:
-            if suffix != ".graphml":
-                raise ValueError(f"threshold applies only to GraphML exports, not to {suffix}")
-            if not (np.isfinite(threshold) and threshold >= 0):
-                raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-            options["threshold"] = float(threshold)
-        if alpha is not None:
-            if suffix not in (".csv", ".graphml", ".json") or threshold is not None:
-                raise ValueError(
-                    f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
-                )
-            options["tests"] = (self.significance(alpha), {"test": "wald", "alpha": float(alpha)})
+        if suffix != ".graphml" and (threshold is not None or self_loops):
+            raise ValueError(f"threshold and self_loops apply only to GraphML exports, not to {suffix}")
+        if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+        if alpha is not None and (suffix not in (".csv", ".graphml", ".json") or threshold is not None):
+            raise ValueError(
+                f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
+            )
         _refuse_unwritable_labels(self._labels, path, suffix)
-        write = _EDGE_WRITERS[suffix] if alpha is not None else _WRITERS[suffix]
+        if suffix == ".graphml":
+            edges, rule = self._graph_edges(threshold, alpha, self_loops)
+            options = {"edges": edges, "rule": rule}
+            write = _write_graphml
+        elif alpha is not None:
+            options = {"tests": (self.significance(alpha), {"test": "wald", "alpha": float(alpha)})}
+            write = _EDGE_WRITERS[suffix]
+        else:
+            options, write = {}, _WRITERS[suffix]
         atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
+
+    def _graph_edges(
+        self, threshold: float | None, alpha: float | None, self_loops: bool
+    ) -> tuple[list[tuple[int, int, dict]], dict[str, Any]]:
+        """The GraphML edges ``(post, pre, test fields)`` that pass the rule, and how they were chosen."""
+        default = threshold is None and alpha is None
+        if default and self.metadata.get("strength_se") is not None:
+            alpha = GRAPHML_ALPHA
+        if alpha is not None:
+            table = self.significance(alpha)
+            index = {label: k for k, label in enumerate(self._labels)}
+            edges = [
+                (index[row["post"]], index[row["pre"]], {name: row[name].item() for name, _ in _TEST_KEYS})
+                for row in table[table["significant"]]
+            ]
+            rule = {"rule": "significance", "test": "wald", "alpha": float(alpha)}
+        else:
+            strength = np.abs(self.strength)
+            if threshold is None:
+                between = strength[~np.eye(self.n_neurons, dtype=bool)]
+                threshold = GRAPHML_RELATIVE_THRESHOLD * float(between.max(initial=0.0))
+            edges = [(post, pre, {}) for post, pre in np.argwhere(strength > threshold)]
+            rule = {"rule": "|strength| above threshold", "threshold": float(threshold)}
+        if default:
+            rule["default"] = (
+                f"the test at alpha {GRAPHML_ALPHA:g}"
+                if alpha is not None
+                else f"{GRAPHML_RELATIVE_THRESHOLD:g} times the largest |strength| between distinct neurons"
+            )
+        rule["self_loops"] = bool(self_loops)
+        return [edge for edge in edges if self_loops or edge[0] != edge[1]], rule
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Connectivity:
@@ -549,25 +596,25 @@ def _write_json(conn: Connectivity, path: Path, extra: dict | None = None) -> No
         handle.write("\n")
 
 
-#: The edge data of a GraphML export with tests, beside ``weight`` (the strength).
+#: The edge data of a GraphML export with tests, beside ``strength`` and ``weight``.
 _TEST_KEYS = (("se", "double"), ("z", "double"), ("p", "double"), ("q", "double"), ("sign", "int"))
 
 
-def _write_graphml(
-    conn: Connectivity, path: Path, threshold: float = 0.0, tests: tuple | None = None
-) -> None:
-    """The graph; with ``tests`` (a significance table and its settings), the significant edges only."""
+def _write_graphml(conn: Connectivity, path: Path, edges: list[tuple[int, int, dict]], rule: dict) -> None:
+    """The graph of the ``edges`` (post, pre, extra data); its metadata records the ``rule`` used."""
     root = ET.Element(
         "graphml",
         {"xmlns": _GRAPHML_NS, "xmlns:xsi": _XSI_NS, "xsi:schemaLocation": f"{_GRAPHML_NS} {_GRAPHML_XSD}"},
     )
     keys = [("metadata", "graph", "string"), ("label", "node", "string"), ("visible", "node", "boolean")]
-    keys += [("bias", "node", "double"), ("weight", "edge", "double")]
-    keys += [(name, "edge", kind) for name, kind in _TEST_KEYS] if tests is not None else []
+    keys += [("bias", "node", "double"), ("strength", "edge", "double"), ("weight", "edge", "double")]
+    keys += [(name, "edge", kind) for name, kind in _TEST_KEYS] if rule["rule"] == "significance" else []
     for name, domain, kind in keys:
         ET.SubElement(root, "key", {"id": name, "for": domain, "attr.name": name, "attr.type": kind})
     graph = ET.SubElement(root, "graph", {"id": "connectivity", "edgedefault": "directed"})
-    metadata = conn.metadata if tests is None else {**conn.metadata, "significance": tests[1]}
+    metadata = {**conn.metadata, "edges": rule}
+    if rule["rule"] == "significance":
+        metadata["significance"] = {"test": rule["test"], "alpha": rule["alpha"]}
     ET.SubElement(graph, "data", {"key": "metadata"}).text = json.dumps(metadata)
     for k, (label, visible, bias) in enumerate(zip(conn.labels, conn.visible, conn.bias, strict=True)):
         node = ET.SubElement(graph, "node", {"id": f"n{k}"})
@@ -575,19 +622,13 @@ def _write_graphml(
         ET.SubElement(node, "data", {"key": "visible"}).text = "true" if visible else "false"
         ET.SubElement(node, "data", {"key": "bias"}).text = repr(float(bias))
     strength = conn.strength
-    if tests is None:
-        edges = [(post, pre, {}) for post, pre in np.argwhere(np.abs(strength) > threshold)]
-    else:
-        index = {label: k for k, label in enumerate(conn.labels)}
-        edges = [
-            (index[row["post"]], index[row["pre"]], {name: row[name].item() for name, _ in _TEST_KEYS})
-            for row in tests[0][tests[0]["significant"]]
-        ]
     for number, (post, pre, data) in enumerate(edges):
         edge = ET.SubElement(graph, "edge", {"id": f"e{number}", "source": f"n{pre}", "target": f"n{post}"})
-        ET.SubElement(edge, "data", {"key": "weight"}).text = repr(float(strength[post, pre]))
-        for name, value in data.items():
-            ET.SubElement(edge, "data", {"key": name}).text = repr(value)
+        value = float(strength[post, pre])
+        ET.SubElement(edge, "data", {"key": "strength"}).text = repr(value)
+        ET.SubElement(edge, "data", {"key": "weight"}).text = repr(abs(value))
+        for name, item in data.items():
+            ET.SubElement(edge, "data", {"key": name}).text = repr(item)
     ET.indent(root)
     # XML parsers read a raw "\r" in text as a line end ("\n") but keep the reference "&#13;", which cannot go
     # into the text ("&" would become "&amp;"). ElementTree leaves "\r" raw only in texts, and of those only
@@ -616,15 +657,7 @@ def _write_edges_json(conn: Connectivity, path: Path, tests: tuple) -> None:
     _write_json(conn, path, {"significance": test, "edges": edges})
 
 
-def _write_edges_graphml(conn: Connectivity, path: Path, tests: tuple) -> None:
-    _write_graphml(conn, path, tests=tests)
-
-
-_EDGE_WRITERS: dict[str, Callable[..., None]] = {
-    ".csv": _write_edges_csv,
-    ".graphml": _write_edges_graphml,
-    ".json": _write_edges_json,
-}
+_EDGE_WRITERS: dict[str, Callable[..., None]] = {".csv": _write_edges_csv, ".json": _write_edges_json}
 
 _WRITERS: dict[str, Callable[..., None]] = {
     ".csv": _write_csv,

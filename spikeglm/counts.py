@@ -7,6 +7,7 @@ spike times, and :meth:`SpikeCounts.to_recording` turns it back into spike times
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -169,10 +170,15 @@ class SpikeCounts:
     def select_trials(self, index: int | slice | Sequence[int] | np.ndarray) -> SpikeCounts:
         """The trials picked by an int, a slice, a sequence of ints or a boolean mask, as new SpikeCounts.
 
-        An int keeps the trial dimension (one trial). ``counts[index]`` does the same.
+        An int keeps the trial dimension (one trial). ``counts[index]`` does the same. The metadata's
+        ``trial_starts_s`` (where each trial starts in the recording) follow the trials picked.
         """
         trials = np.atleast_1d(np.arange(self.n_trials)[index])
-        return self._with_counts(self.counts[trials], self.unit_ids)
+        picked = self._with_counts(self.counts[trials], self.unit_ids)
+        starts = self.metadata.get("trial_starts_s")
+        if starts is not None and len(starts) == self.n_trials:
+            picked.metadata["trial_starts_s"] = [starts[k] for k in trials]
+        return picked
 
     __getitem__ = select_trials
 
@@ -224,18 +230,32 @@ class SpikeCounts:
         return self._with_counts(self.counts[:, :, columns], self.unit_ids[columns])
 
     def split(
-        self, test_fraction: float = 0.33, seed: int = 0, shuffle: bool = True
+        self,
+        test_fraction: float | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        *,
+        train: float | None = None,
+        test: float | None = None,
     ) -> tuple[SpikeCounts, SpikeCounts]:
         """Split the trials into a training and a test part.
 
+        Name the share of one part: ``split(train=0.8)`` and ``split(test=0.2)`` are the same split. With
+        neither, 33% of the trials (rounded) are the test part.
+
         Parameters
         ----------
-        test_fraction : float
-            Share of the trials that go to the test part (rounded to a whole number of trials).
+        test_fraction : float, optional
+            Deprecated (a DeprecationWarning says so): the test part's share as the first argument, which
+            reads backwards (``split(0.8)`` would test on 80%). Write ``test=`` or ``train=``.
         seed : int
             Seed of the shuffle; the same seed gives the same split.
         shuffle : bool
             Draw the test trials at random; otherwise the last trials are the test part.
+        train : float, optional
+            Share of the trials that go to the training part (rounded to a whole number of trials).
+        test : float, optional
+            Share of the trials that go to the test part (rounded to a whole number of trials).
 
         Returns
         -------
@@ -245,21 +265,33 @@ class SpikeCounts:
         Raises
         ------
         ValueError
-            If ``test_fraction`` is not in (0, 1) or either part would be empty.
+            If more than one share is given, the share is not in (0, 1), or either part would be empty.
         """
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"split: test_fraction must be between 0 and 1; got {test_fraction}")
-        n_test = round(test_fraction * self.n_trials)
-        if not 0 < n_test < self.n_trials:
-            part = "test" if n_test == 0 else "training"
+        shares = {"train": train, "test": test, "test_fraction": test_fraction}
+        given = {name: share for name, share in shares.items() if share is not None}
+        if len(given) > 1:
+            raise ValueError(f"split: give the share of one part only; got {', '.join(given)}")
+        if test_fraction is not None:
+            warnings.warn(
+                "SpikeCounts.split(test_fraction): the first argument is the test part's share, which reads "
+                "backwards; write split(test=...) or split(train=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        name, share = next(iter(given.items()), ("test", 0.33))
+        if not 0 < share < 1:
+            raise ValueError(f"split: {name} must be between 0 and 1; got {share}")
+        n_train = (
+            round(share * self.n_trials) if name == "train" else self.n_trials - round(share * self.n_trials)
+        )
+        if not 0 < n_train < self.n_trials:
+            part = "training" if n_train == 0 else "test"
             raise ValueError(
-                f"split: test_fraction={test_fraction} of {self.n_trials} trial(s) "
-                f"leaves the {part} part empty"
+                f"split: {name}={share} of {self.n_trials} trial(s) leaves the {part} part empty"
             )
         order = (
             np.random.default_rng(seed).permutation(self.n_trials) if shuffle else np.arange(self.n_trials)
         )
-        n_train = self.n_trials - n_test
         return self.select_trials(np.sort(order[:n_train])), self.select_trials(np.sort(order[n_train:]))
 
     @classmethod

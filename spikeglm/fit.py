@@ -78,12 +78,17 @@ def _leave_one_out_signal(log_w: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class EpochRecord:
-    """What one training epoch did: its mean objective per visible neuron-bin and time taken."""
+    """What one training epoch did: its mean objective per visible neuron-bin, time taken and learning rate.
+
+    ``lr`` is the Adam learning rate of the epoch (None for the L-BFGS stage of fits without hidden
+    neurons): a change of it marks where the stopping rule lowered the rate.
+    """
 
     epoch: int
     objective: float
     seconds: float
     validation: float | None = None
+    lr: float | None = None
 
 
 class ProgressLine:
@@ -336,7 +341,7 @@ def train(
                         seconds = carried.seconds + time.perf_counter() - start
                         where = Resume(epoch, step + 1, float(total), seconds)
                 seconds = carried.seconds + time.perf_counter() - start
-                record = EpochRecord(epoch, float(total) / epoch_bins, seconds)
+                record = EpochRecord(epoch, float(total) / epoch_bins, seconds, lr=config.lr * plateau.scale)
                 where = Resume(epoch + 1)
                 if validation is not None and (epoch + 1) % config.eval_every == 0:
                     record.validation = smc.log_likelihood(

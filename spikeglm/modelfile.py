@@ -47,6 +47,8 @@ _MAX_MODEL_VALUES = 10**9
 #: Most values of the basis matrix (n_basis x window), which is computed before the parameters are read.
 _MAX_BASIS_VALUES = 10**7
 _HISTORY = ("objective", "seconds", "validation")
+#: History fields that files of earlier releases lack (read as None there).
+_HISTORY_OPTIONAL = ("lr",)
 #: What Adam (as :func:`spikeglm.fit.train` uses it, without amsgrad) keeps for each parameter.
 _ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 #: Storage layouts read: data in the file itself, uncompressed (no filters, no other files).
@@ -78,7 +80,7 @@ def write(
             for prefix, module in modules.items():
                 for name, value in module.state_dict().items():
                     f[f"{prefix}/{name}"] = value.cpu().numpy()
-            for field in _HISTORY:
+            for field in (*_HISTORY, *_HISTORY_OPTIONAL):
                 values = [getattr(r, field) for r in history]
                 f[f"history/{field}"] = [math.nan if v is None else v for v in values]
             if training is not None:
@@ -284,18 +286,27 @@ def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _read_history(f: h5py.File, path: str) -> list[EpochRecord]:
-    """The training history: one record per epoch, from three 1-D float datasets of equal length."""
+    """The training history: one record per epoch, from 1-D float datasets of equal length."""
     group = _member(f, "history", path, h5py.Group)
-    datasets = [_member(group, field, path, h5py.Dataset) for field in _HISTORY]
-    shape = datasets[0].shape
+    fields = (*_HISTORY, *(field for field in _HISTORY_OPTIONAL if field in group))
+    datasets = {field: _member(group, field, path, h5py.Dataset) for field in fields}
+    shape = datasets["objective"].shape
     if shape is None or len(shape) != 1:
-        raise ValueError(f"{path}: dataset {datasets[0].name} must be a 1-D array; it has shape {shape}")
-    # NaN stands for a validation not computed at that epoch.
-    objective, seconds, validation = (_read_array(d, path, shape, finite=False) for d in datasets)
+        raise ValueError(
+            f"{path}: dataset {datasets['objective'].name} must be a 1-D array; it has shape {shape}"
+        )
+    # NaN stands for a value not recorded at that epoch (a validation not computed, no learning rate).
+    values = {field: _read_array(d, path, shape, finite=False) for field, d in datasets.items()}
+    absent = np.full(shape, np.nan)
+    objective, seconds, validation, lr = (values.get(f, absent) for f in (*_HISTORY, *_HISTORY_OPTIONAL))
     return [
-        EpochRecord(i, float(o), float(s), None if math.isnan(v) else float(v))
-        for i, (o, s, v) in enumerate(zip(objective, seconds, validation, strict=True))
+        EpochRecord(i, float(o), float(s), _recorded(v), _recorded(r))
+        for i, (o, s, v, r) in enumerate(zip(objective, seconds, validation, lr, strict=True))
     ]
+
+
+def _recorded(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 def _member(group: h5py.Group, name: str, path: str, kind: type[h5py.Group | h5py.Dataset]) -> Any:

@@ -1,10 +1,12 @@
 """Figures of spike data and fitted POGLMs (matplotlib).
 
 ===========================  ==================================================================
-:func:`raster`               spikes of one trial, with the inferred hidden rates below them
+:func:`raster`               spikes of one trial (or a page of a long one), the hidden rates below
 :func:`connectivity`         the coupling matrix ``strength[post, pre]`` as a heatmap
+:func:`neuron_order`         an order of the neurons that keeps related ones together (large heatmaps)
+:func:`color_limits`         colour limits shared by several heatmaps, to compare them
 :func:`filters`              the coupling filters over the history lags, one panel per pair
-:func:`training_curve`       the training objective (and validation score) against epoch
+:func:`training_curve`       the training objective against epoch: learning-rate changes, why it stopped
 :func:`summary`              one page with all of the above but the filters (``spikeglm plot``)
 :func:`save_figure`          write a figure to PNG, PDF or SVG, atomically
 ===========================  ==================================================================
@@ -17,20 +19,25 @@ colour (purple) throughout: in tick labels, in panel titles and in the hidden-ra
 
 from __future__ import annotations
 
+import itertools
 import os
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import quantities as pq
+from matplotlib.colors import ListedColormap
 from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
 from spikeglm.evaluate import match_hidden
-from spikeglm.timeunits import parse_time
+from spikeglm.fit import PLATEAU_SMOOTHING
+from spikeglm.timeunits import format_time, parse_time
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -39,13 +46,37 @@ if TYPE_CHECKING:
     from spikeglm.fit import EpochRecord
     from spikeglm.poglm import POGLM
 
-__all__ = ["connectivity", "filters", "raster", "save_figure", "summary", "training_curve"]
+__all__ = [
+    "color_limits",
+    "connectivity",
+    "filters",
+    "neuron_order",
+    "raster",
+    "save_figure",
+    "summary",
+    "training_curve",
+]
 
 HIDDEN_COLOR = "tab:purple"
 """Colour that marks hidden neurons in every figure."""
 
 WEIGHT_CMAP = "RdBu_r"
-"""Diverging colour map of the coupling heatmaps: red excitatory, blue inhibitory, white zero."""
+"""Diverging colour map of the couplings between visible neurons: red excitatory, blue inhibitory."""
+
+HIDDEN_CMAP = "PuOr_r"
+"""Colour map of the couplings with a hidden neuron (own scale): orange excitatory, purple inhibitory."""
+
+ROBUST_PERCENTILE = 98.0
+"""Default colour limit of the visible block: this percentile of its magnitudes (larger ones clipped)."""
+
+ORDERS = ("auto", "given", "hidden", "cluster")
+"""Orders of the neurons in a heatmap (:func:`neuron_order`)."""
+
+LONG_TRIAL_SECONDS = 10.0
+"""Trials longer than this (continuous recordings) are drawn in pages."""
+
+PAGE_SECONDS = 2.0
+"""Default length of a page of a long trial, in s."""
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 """File extensions :func:`save_figure` writes, and matplotlib's name of each format."""
@@ -56,41 +87,62 @@ _VALUES = {
 }
 _SECONDS_ABOVE = 2.0  # trials longer than this are drawn in s, shorter ones in ms
 _ANNOTATE_UP_TO = 10  # heatmaps of at most this many neurons show their values in the cells
+_ORDER_ABOVE = 30  # heatmaps of more neurons are reordered by default
+_MAX_LABELS = 30  # most visible neurons labelled on an axis
+_RATE_PANEL_INCHES = 2.2  # height of the hidden-rate panel
 
 
 # ---------------------------------------------------------------------- the figures
 def raster(
     counts: SpikeCounts,
-    trial: int = 0,
+    trial: int | None = None,
     hidden_rates: ArrayLike | None = None,
     truth_rates: ArrayLike | None = None,
     ax: Axes | None = None,
     fig: Figure | SubFigure | None = None,
+    *,
+    page: int | None = None,
+    page_seconds: float = PAGE_SECONDS,
+    truth_spikes: ArrayLike | SpikeCounts | None = None,
 ) -> Axes | Figure | SubFigure:
-    """Spike raster of the visible units in one trial, optionally with hidden rates in a panel below.
+    """Spike raster of the visible units in one trial (or one page of a long one), hidden rates below.
 
     Each bin with spikes is one vertical tick in its unit's row, at the bin's centre; bins with more
-    than one spike are drawn thicker and black, single spikes thinner and grey. Time is in ms (or in s
-    for trials longer than 2 s).
+    than one spike are drawn thicker and black, single spikes thinner and grey. A trial of at most
+    :data:`LONG_TRIAL_SECONDS` is drawn whole, its time axis running from the trial's start (in ms up to
+    2 s, else in s). A longer trial (a continuous recording) is drawn one page of ``page_seconds`` at a
+    time, on the recording's own clock in s when the counts know where the trial starts
+    (``metadata["trial_starts_s"]``, as :meth:`spikeglm.Recording.bin` records it). The title names the
+    trial or page and the bin size.
 
     Parameters
     ----------
     counts : SpikeCounts
         The visible counts; their ``unit_ids`` label the rows and their ``bin_size`` gives the time axis.
-    trial : int
-        Which trial to draw.
+    trial : int, optional
+        Which trial to draw; default the busiest (the most units with spikes, then the most spikes).
     hidden_rates : array_like, shape (trials, bins, H), optional
-        Expected hidden counts per bin (e.g. :meth:`spikeglm.POGLM.infer`), drawn as lines in spikes/s
-        in a second panel that shares the time axis.
+        Expected hidden counts per bin (e.g. :meth:`spikeglm.POGLM.infer`), drawn as rates in Hz (the
+        count per bin divided by the bin size; the right axis reads the count per bin) in a panel of
+        their own below, sharing the time axis.
     truth_rates : array_like, shape (trials, bins, H'), optional
-        True hidden rates (or counts) per bin of synthetic data, drawn dashed over ``hidden_rates`` in
-        the same colours (match the hidden neurons first: they are identifiable only up to order).
-        Needs ``hidden_rates``.
+        True hidden rates (expected counts per bin) of synthetic data, drawn dashed over
+        ``hidden_rates`` in the same colours (match the hidden neurons first: they are identifiable
+        only up to order). Needs ``hidden_rates``.
     ax : matplotlib.axes.Axes, optional
         Where to draw the raster when there are no hidden rates.
     fig : matplotlib.figure.Figure or SubFigure, optional
         Where to draw: the raster alone or, with hidden rates, both panels. A new figure if neither
         ``ax`` nor ``fig`` is given.
+    page : int, optional
+        The page of a long trial (0 is its first ``page_seconds``); default the busiest page. Only
+        trials longer than :data:`LONG_TRIAL_SECONDS` have pages.
+    page_seconds : float
+        Length of a page of a long trial, in s.
+    truth_spikes : array_like, shape (trials, bins, H'), or SpikeCounts, optional
+        True hidden spike counts of synthetic data (e.g. :func:`spikeglm.examples.hidden_counts`),
+        drawn as ticks in the top band of the rate panel, in the colours of the inferred rates. Needs
+        ``hidden_rates``.
 
     Returns
     -------
@@ -102,30 +154,33 @@ def raster(
     Raises
     ------
     ValueError
-        If ``trial`` is out of range, the rates do not have shape (trials, bins, H) of ``counts``,
-        ``truth_rates`` come without ``hidden_rates``, both ``ax`` and ``fig`` are given, or ``ax`` is
-        given with hidden rates (two panels need a figure).
+        If ``trial`` or ``page`` is out of range (or a page is asked of a trial that is drawn whole), the
+        rates do not have shape (trials, bins, H) of ``counts``, truth comes without ``hidden_rates``, both
+        ``ax`` and ``fig`` are given, or ``ax`` is given with hidden rates (two panels need a figure).
     """
-    if not 0 <= trial < counts.n_trials:
-        raise ValueError(f"trial must be in 0..{counts.n_trials - 1}; got {trial}")
     if ax is not None and fig is not None:
         raise ValueError("give ax or fig, not both")
-    if truth_rates is not None and hidden_rates is None:
-        raise ValueError("truth_rates are drawn over hidden_rates: give hidden_rates too")
+    if (truth_rates is not None or truth_spikes is not None) and hidden_rates is None:
+        raise ValueError("truth_rates and truth_spikes are drawn over hidden_rates: give hidden_rates too")
+    view = _page(counts, trial, page, page_seconds)
+    height = _raster_height(counts.n_units)
     if hidden_rates is None:
         if ax is None:
-            ax = (fig or _new_figure(figsize=(8, 1 + 0.3 * counts.n_units))).subplots()
-        _draw_spikes(ax, counts, trial)
+            ax = (fig or _new_figure(figsize=(9, height + 0.8))).subplots()
+        _draw_spikes(ax, counts, view)
         return ax
     if ax is not None:
         raise ValueError("with hidden_rates the raster needs two panels: pass fig=..., not ax=...")
     hidden = _rates(hidden_rates, counts, "hidden_rates")
-    truth = None if truth_rates is None else _rates(truth_rates, counts, "truth_rates")
-    fig = fig or _new_figure(figsize=(8, 3 + 0.3 * counts.n_units))
-    spikes_ax, rates_ax = fig.subplots(2, 1, sharex=True, height_ratios=[max(counts.n_units, 3), 3])
-    _draw_spikes(spikes_ax, counts, trial)
+    truth = [
+        None if t is None else _rates(t, counts, n)
+        for t, n in ((truth_rates, "truth_rates"), (truth_spikes, "truth_spikes"))
+    ]
+    fig = fig or _new_figure(figsize=(9, height + _RATE_PANEL_INCHES + 0.8))
+    spikes_ax, rates_ax = fig.subplots(2, 1, sharex=True, height_ratios=[height, _RATE_PANEL_INCHES])
+    _draw_spikes(spikes_ax, counts, view)
     spikes_ax.set_xlabel("")
-    _draw_rates(rates_ax, counts, hidden[trial], None if truth is None else truth[trial])
+    _draw_rates(rates_ax, counts, view, hidden, *truth)
     return fig
 
 
@@ -133,75 +188,187 @@ def connectivity(
     conn: Connectivity,
     ax: Axes | None = None,
     value: str = "strength",
-    vmax: float | None = None,
+    vmax: float | tuple[float, float] | None = None,
     alpha: float | None = 0.05,
+    order: str | Sequence[int] = "auto",
 ) -> Axes:
     """Heatmap of the coupling matrix: postsynaptic neurons in rows, presynaptic ones in columns.
 
-    The colour map is diverging and centred on zero (red excitatory, blue inhibitory) with symmetric
-    limits; hidden neurons' labels are purple and lines separate them from the visible block. Networks
-    of up to 10 neurons also show the values in the cells.
+    The colour maps are diverging and centred on zero with symmetric limits. The couplings between
+    visible neurons (red excitatory, blue inhibitory) have a colour scale of their own, robust to
+    outliers: by default it ends at the :data:`ROBUST_PERCENTILE` th percentile of their magnitudes
+    between distinct neurons, and larger values (often the self-couplings) are clipped to the ends of
+    the scale, which the colour bar marks with arrows. The couplings to and from hidden neurons (orange
+    excitatory, purple inhibitory) have a second scale and colour bar, so one large hidden weight does
+    not wash out the visible block; lines separate the two, and hidden neurons' labels are purple.
+
+    Networks of up to 10 neurons show the values in the cells. Larger ones label at most 30 neurons
+    per axis (and every hidden neuron), and above 30 neurons the visible ones are reordered
+    (``order="auto"``) so that related neurons sit together; see :func:`neuron_order`.
 
     Parameters
     ----------
     conn : Connectivity
         A fitted or true network.
     ax : matplotlib.axes.Axes, optional
-        Where to draw; a new figure if omitted. The colour bar takes space from its figure.
+        Where to draw; a new figure if omitted. The colour bars take space from its figure.
     value : {"strength", "peak"}
         ``"strength"``: each filter summed over the lags (:attr:`Connectivity.strength`);
         ``"peak"``: each filter's value of largest magnitude.
-    vmax : float, optional
-        Colour limits ``[-vmax, vmax]``; default the largest magnitude in the matrix. Give two
-        heatmaps the same ``vmax`` to compare them.
+    vmax : float or (float, float), optional
+        Colour limits ``[-vmax, vmax]``: one number for both scales, or a pair (visible, hidden); default
+        the robust limit of the visible block and the largest magnitude involving a hidden neuron. Give
+        two heatmaps the same ``vmax`` to compare them.
     alpha : float, optional
-        Where the connectivity carries standard errors (fits without hidden neurons), a dot marks each
-        coupling between two neurons that is significant at this false discovery rate
-        (:meth:`Connectivity.significance`). None: no marks.
+        Where the connectivity carries standard errors (fits without hidden neurons), a mark (``*`` in
+        small networks, else a dot) shows each coupling between two neurons that is significant at this
+        false discovery rate (:meth:`Connectivity.significance`). None: no marks.
+    order : {"auto", "given", "hidden", "cluster"} or sequence of int
+        Order of the visible neurons (:func:`neuron_order`; hidden neurons come last), or the neuron
+        indices in drawing order (e.g. another network's ``neuron_order``, to compare two heatmaps).
 
     Returns
     -------
     matplotlib.axes.Axes
-        The heatmap's Axes; its image is ``ax.images[0]``.
+        The heatmap's Axes; its image of the visible block is ``ax.images[0]``, that of the couplings
+        with hidden neurons (when there are any) ``ax.images[1]``; the data of both are in the drawn
+        order, masked outside their block.
     """
     if value not in _VALUES:
         raise ValueError(f"unknown value {value!r}; choose one of {', '.join(_VALUES)}")
-    matrix = conn.strength if value == "strength" else _peak(conn.filters)
-    if vmax is None:
-        vmax = float(np.abs(matrix).max())
-    vmax = vmax if vmax > 0 else 1.0
+    if isinstance(order, str):
+        by = _resolve_order(conn, order)
+        index = neuron_order(conn, by)
+    else:
+        index = np.asarray(order, dtype=int)
+        if sorted(index.tolist()) != list(range(conn.n_neurons)):
+            raise ValueError(f"order must be a permutation of 0..{conn.n_neurons - 1}")
+        by = "given" if np.array_equal(index, np.arange(conn.n_neurons)) else "explicit"
+    matrix = (conn.strength if value == "strength" else _peak(conn.filters))[np.ix_(index, index)]
+    visible = conn.visible[index]
+    with_hidden = ~(visible[:, None] & visible[None, :])
+    limits = _limits(conn, value) if vmax is None else _pair(vmax)
     if ax is None:
-        ax = _new_figure(figsize=(5.5, 4.5)).subplots()
-    image = ax.imshow(matrix, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
-    ax.figure.colorbar(image, ax=ax, label=_VALUES[value], shrink=0.9)
+        side = float(np.clip(2.5 + 0.045 * conn.n_neurons, 5.0, 10.0))
+        ax = _new_figure(figsize=(side + 1.5, side)).subplots()
+    blocks = [("visible", WEIGHT_CMAP, ~with_hidden, limits[0])]
+    if conn.n_hidden:
+        blocks.append(("hidden", HIDDEN_CMAP, with_hidden, limits[1]))
+    for name, cmap, inside, limit in blocks:
+        image = ax.imshow(
+            np.ma.masked_where(~inside, matrix), cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest"
+        )
+        clipped = bool((np.abs(matrix[inside]) > limit * (1 + 1e-9)).any())
+        label = _VALUES[value] if name == "visible" else f"{value}, with a hidden neuron"
+        bar = ax.figure.colorbar(
+            image, ax=ax, shrink=0.9 if conn.n_hidden == 0 else 0.6, extend="both" if clipped else "neither"
+        )
+        bar.set_label(label + ("\n(clipped: arrows)" if clipped else ""), fontsize=8)
     title = f"Connectivity ({conn.n_visible} visible + {conn.n_hidden} hidden)"
     significant = set()
     if alpha is not None and conn.metadata.get("strength_se") is not None:
         table = conn.significance(alpha)
         marked = table[table["significant"] & ~table["self"]]
-        index = {label: k for k, label in enumerate(conn.labels)}
+        where = {conn.labels[neuron]: k for k, neuron in enumerate(index)}
         significant = {
-            (index[post], index[pre]) for pre, post in zip(marked["pre"], marked["post"], strict=True)
+            (where[post], where[pre]) for pre, post in zip(marked["pre"], marked["post"], strict=True)
         }
         mark = "*" if conn.n_neurons <= _ANNOTATE_UP_TO else "dots"
-        title += f"\n{mark}: {len(marked)} couplings with q < {alpha:g}"
+        faded = "" if conn.n_neurons <= _ANNOTATE_UP_TO else ", the others faded"
+        title += f"\n{mark}: {len(marked)} couplings with q < {alpha:g}{faded}"
     if conn.n_neurons <= _ANNOTATE_UP_TO:
         for (post, pre), number in np.ndenumerate(matrix):
-            color = "white" if abs(number) > 0.6 * vmax else "black"
+            limit = limits[1] if with_hidden[post, pre] else limits[0]
+            color = "white" if abs(number) > 0.6 * limit else "black"
             text = f"{number:.2f}{'*' if (post, pre) in significant else ''}"
             ax.text(pre, post, text, ha="center", va="center", fontsize=7, color=color)
     elif significant:
+        # in a large map, dark cells look like dots: the other cells are faded under a white veil
+        veil = np.ones(matrix.shape, dtype=bool)
+        veil[tuple(np.array(sorted(significant)).T)] = False
+        white = ListedColormap(["white"])
+        ax.imshow(np.ma.masked_where(~veil, veil), cmap=white, alpha=0.7, interpolation="nearest")
         post, pre = zip(*sorted(significant), strict=True)
-        size = float(np.clip(600 / conn.n_neurons, 2, 30))
+        size = float(np.clip(900 / conn.n_neurons, 3, 30))
         ax.scatter(pre, post, s=size, color="black", marker="o", linewidths=0)
     if conn.n_hidden:
         for line in (ax.axhline, ax.axvline):
             line(conn.n_visible - 0.5, color="black", linewidth=1.2)
-    _label_neurons(ax, conn)
-    ax.set_xlabel("presynaptic")
+    if by == "hidden":
+        drivers = _drivers(conn)[index[: conn.n_visible]]  # neuron_order puts the visible ones first
+        for edge in np.flatnonzero(np.diff(drivers)) + 0.5:
+            for line in (ax.axhline, ax.axvline):
+                line(edge, color="0.5", linewidth=0.6)
+    _label_neurons(ax, conn, index)
+    ordered = {
+        "hidden": ", visible grouped by their strongest hidden input",
+        "cluster": ", visible clustered by their couplings",
+        "explicit": ", visible in the order given",
+    }
+    ax.set_xlabel("presynaptic" + ordered.get(by, ""), fontsize=None if by == "given" else 8)
     ax.set_ylabel("postsynaptic")
     ax.set_title(title)
     return ax
+
+
+def color_limits(*conns: Connectivity, value: str = "strength") -> tuple[float, float]:
+    """Colour limits (visible, hidden) of :func:`connectivity` that suit all the given networks.
+
+    Each network's default limits (see :func:`connectivity`), the larger of each pair: pass the result as
+    ``vmax`` to every heatmap to compare them colour for colour.
+
+    Examples
+    --------
+    >>> limits = color_limits(fitted, truth)  # doctest: +SKIP
+    >>> connectivity(fitted, vmax=limits); connectivity(truth, vmax=limits)  # doctest: +SKIP
+    """
+    if value not in _VALUES:
+        raise ValueError(f"unknown value {value!r}; choose one of {', '.join(_VALUES)}")
+    if not conns:
+        raise ValueError("color_limits needs at least one Connectivity")
+    limits = np.max([_limits(conn, value) for conn in conns], axis=0)
+    return float(limits[0]), float(limits[1])
+
+
+def neuron_order(conn: Connectivity, by: str = "auto") -> np.ndarray:
+    """An order of the neurons for a heatmap: the visible ones (reordered), then the hidden ones.
+
+    Parameters
+    ----------
+    conn : Connectivity
+        A fitted or true network.
+    by : {"auto", "given", "hidden", "cluster"}
+        ``"given"``: the network's own order. ``"hidden"``: the visible neurons grouped by the hidden
+        neuron with the strongest coupling (largest ``|strength|``) onto them, in the order of the
+        hidden neurons, the most strongly driven first within a group; neurons no hidden neuron reaches
+        come last. ``"cluster"``: the visible neurons in the leaf order of a hierarchical clustering
+        (Ward, optimal leaf order) of their couplings to and from the other visible neurons.
+        ``"auto"``: ``"given"`` up to 30 neurons; above, ``"hidden"`` when the network has hidden
+        neurons, else ``"cluster"``.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Neuron indices in drawing order (a permutation of ``range(conn.n_neurons)``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``by``, or ``"hidden"`` for a network without hidden neurons.
+    """
+    by = _resolve_order(conn, by)
+    visible, hidden = np.flatnonzero(conn.visible), np.flatnonzero(~conn.visible)
+    if by == "hidden":
+        drive = np.abs(conn.strength[np.ix_(visible, hidden)]).max(axis=1)
+        visible = visible[np.lexsort((-drive, _drivers(conn)[visible]))]
+    elif by == "cluster" and visible.size > 2:
+        from scipy.cluster.hierarchy import leaves_list, linkage
+
+        block = conn.strength[np.ix_(visible, visible)].copy()
+        np.fill_diagonal(block, 0.0)
+        profiles = np.hstack([block, block.T])  # what reaches each neuron, and what it sends
+        visible = visible[leaves_list(linkage(profiles, method="ward", optimal_ordering=True))]
+    return np.concatenate([visible, hidden]).astype(int)
 
 
 def filters(
@@ -262,8 +429,18 @@ def filters(
     return fig
 
 
-def training_curve(history: Sequence[EpochRecord], ax: Axes | None = None, objective: str = "ELBO") -> Axes:
-    """Training objective per visible neuron-bin against epoch, with the validation scores as points.
+def training_curve(
+    history: Sequence[EpochRecord],
+    ax: Axes | None = None,
+    objective: str = "ELBO",
+    stopped: str | None = None,
+) -> Axes:
+    """Training objective per visible neuron-bin against epoch: did the fit converge?
+
+    The objective of each epoch is drawn thin and grey, its exponential moving average (what the
+    stopping rule of :func:`spikeglm.fit.train` reads) black, the validation scores as points; a dotted
+    vertical line marks each change of the learning rate (the rule lowers it at the first plateau), and
+    the title says why the fit stopped.
 
     Parameters
     ----------
@@ -273,21 +450,30 @@ def training_curve(history: Sequence[EpochRecord], ax: Axes | None = None, objec
         Where to draw; a new figure if omitted.
     objective : str
         Name of the objective in the legend (``"ELBO"``, ``"IWAE"``).
+    stopped : str, optional
+        Why the fit stopped (:attr:`spikeglm.POGLM.stopped_`): the title's verdict (converged, stopped
+        early, or not converged) and, in small print, the reason.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
     if ax is None:
-        ax = _new_figure(figsize=(5, 3.5)).subplots()
-    ax.set_title("Training")
+        ax = _new_figure(figsize=(5, 3.8)).subplots()
+    ax.set_title(_verdict(stopped), fontsize=10)
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per visible neuron-bin")
     if not history:
         ax.text(0.5, 0.5, "no training history", transform=ax.transAxes, ha="center", va="center")
         return ax
     epochs = np.array([record.epoch + 1 for record in history])
-    ax.plot(epochs, [record.objective for record in history], color="black", label=f"training {objective}")
+    values = np.array([record.objective for record in history])
+    ax.plot(epochs, values, color="0.6", linewidth=0.8, label=f"training {objective}")
+    smoothed = np.empty_like(values)
+    smoothed[0] = values[0]
+    for k in range(1, values.size):
+        smoothed[k] = smoothed[k - 1] + PLATEAU_SMOOTHING * (values[k] - smoothed[k - 1])
+    ax.plot(epochs, smoothed, color="black", linewidth=1.4, label="smoothed (read by the stopping rule)")
     checked = [record for record in history if record.validation is not None]
     if checked:
         ax.plot(
@@ -298,23 +484,63 @@ def training_curve(history: Sequence[EpochRecord], ax: Axes | None = None, objec
             color="tab:orange",
             label="validation log-likelihood",
         )
-    ax.legend(loc="lower right", fontsize=8)
+    for before, after in itertools.pairwise(history):
+        if before.lr is not None and after.lr is not None and not np.isclose(before.lr, after.lr):
+            ax.axvline(after.epoch + 0.5, color="tab:red", linestyle=":", linewidth=1.2)
+            ax.annotate(
+                f"lr {before.lr:.3g} → {after.lr:.3g}",
+                (after.epoch + 0.5, 0.97),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                ha="right",
+                va="top",
+                fontsize=7,
+                color="tab:red",
+            )
+    # the first epochs of a long fit often start far below: the limits then leave out its first tenth
+    first = values.size // 10 if values.size >= 30 else 0
+    settled = np.concatenate([values[first:], smoothed[first:], [record.validation for record in checked]])
+    low, high = float(np.min(settled)), float(np.max(settled))
+    margin = 0.08 * (high - low) or 0.05 * abs(high) or 0.1
+    ax.set_ylim(low - margin, high + margin)
+    legend = ax.legend(
+        loc="lower right", fontsize=7, title=None if stopped is None else textwrap.fill(stopped, 50)
+    )
+    legend.get_title().set_fontsize(6.5)
     ax.grid(alpha=0.3)
     return ax
 
 
+def _verdict(stopped: str | None) -> str:
+    """The training panel's title: whether the fit converged, from its stop reason."""
+    if stopped is None:
+        return "Training"
+    if stopped.startswith("converged"):
+        return "Training: converged"
+    if stopped.startswith("stopped early"):
+        return "Training: stopped early (validation)"
+    return "Training: NOT converged (epoch cap reached)"
+
+
 def summary(
-    model: POGLM, counts: SpikeCounts | None = None, trial: int = 0, truth: Connectivity | None = None
+    model: POGLM,
+    counts: SpikeCounts | None = None,
+    trial: int | None = None,
+    truth: Connectivity | None = None,
+    *,
+    page: int | None = None,
+    truth_spikes: ArrayLike | SpikeCounts | None = None,
 ) -> Figure:
     """One page on a fitted model: data and hidden rates, connectivity, training.
 
-    Layout: with ``counts``, the top row is the :func:`raster` of ``trial`` with the inferred hidden
-    rates below it; the bottom row holds the fitted :func:`connectivity`, the true one beside it when
-    ``truth`` is given (same colour limits, and the fitted hidden neurons reordered to match the
-    truth's when both have the same visible and hidden neurons), the choice of the number of hidden
-    neurons when the model has one (:meth:`spikeglm.selection.Selection.plot`), and the
-    :func:`training_curve`.
-    Without ``counts`` the figure is the bottom row alone.
+    Layout: with ``counts``, the top row is the :func:`raster` of ``trial`` (or of a ``page`` of a long
+    trial) with the inferred hidden rates in a panel below it; the bottom row holds the fitted
+    :func:`connectivity`, the true one beside it when ``truth`` is given (same colour limits, and the
+    fitted hidden neurons reordered to match the truth's when both have the same visible and hidden
+    neurons), the choice of the number of hidden neurons when the model has one
+    (:meth:`spikeglm.selection.Selection.plot`), and the :func:`training_curve` with the fit's stop
+    reason. The title names the network, the bin size and the model's options. Panels grow with the
+    number of neurons. Without ``counts`` the figure is the bottom row alone.
 
     Parameters
     ----------
@@ -322,10 +548,15 @@ def summary(
         A fitted model.
     counts : SpikeCounts, optional
         Visible counts of the units the model was fitted on (for the raster and the hidden rates).
-    trial : int
-        The trial shown in the raster.
+    trial : int, optional
+        The trial shown in the raster; default the busiest.
     truth : Connectivity, optional
         The true network (synthetic data).
+    page : int, optional
+        The page of a long trial shown (see :func:`raster`); default the busiest.
+    truth_spikes : array_like, shape (trials, bins, H), or SpikeCounts, optional
+        The true hidden neurons' spike counts in ``counts``' bins (synthetic data), drawn over the
+        inferred rates; with ``truth``, in the order of its hidden neurons.
 
     Returns
     -------
@@ -333,32 +564,56 @@ def summary(
     """
     fitted = model.connectivity()
     selection = model.selection_
+    rates = model.infer(counts) if counts is not None and fitted.n_hidden else None
+    if truth is not None and _comparable(truth, fitted):
+        order = [j for _, j in match_hidden(truth, fitted)]
+        fitted = fitted.permute_hidden(order)
+        rates = None if rates is None else rates[..., order]
     panels = (2 if truth is None else 3) + (selection is not None)
-    fig = _new_figure(figsize=(4.6 * panels, 8.5 if counts is not None else 4.2))
+    side = float(np.clip(2.8 + 0.04 * fitted.n_neurons, 4.2, 8.0))
+    widths = [side + 1.4] * (panels - 1 - (selection is not None)) + [4.6] * (selection is not None) + [5.0]
+    top_height = 0.0
+    if counts is not None:
+        top_height = _raster_height(counts.n_units) + (_RATE_PANEL_INCHES if rates is not None else 0) + 1.0
+    fig = _new_figure(figsize=(max(sum(widths), 9.0), side + 0.6 + top_height))
     fig.suptitle(
         f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons, "
-        f"{model.link} link, {model.basis!r}",
+        f"{_bin_label(model.bin_size_)} bins, {model.link} link, {model.basis!r}",
         fontsize=11,
     )
     if counts is None:
         bottom = fig
     else:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
-        rates = model.infer(counts) if fitted.n_hidden else None
-        raster(counts, trial, hidden_rates=rates, fig=top)
-    axes = bottom.subplots(1, panels, width_ratios=[1] * (panels - 1) + [1.1])
+        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, side + 0.6])
+        if rates is None:
+            raster(counts, trial, fig=top, page=page)
+        else:
+            raster(counts, trial, hidden_rates=rates, fig=top, page=page, truth_spikes=truth_spikes)
+    axes = bottom.subplots(1, panels, width_ratios=widths)
     if truth is None:
         _retitle(connectivity(fitted, axes[0]), "Fitted connectivity")
     else:
-        if _comparable(truth, fitted):
-            fitted = fitted.permute_hidden([j for _, j in match_hidden(truth, fitted)])
-        vmax = float(max(np.abs(fitted.strength).max(), np.abs(truth.strength).max()))
-        _retitle(connectivity(fitted, axes[0], vmax=vmax), "Fitted connectivity (hidden matched)")
-        connectivity(truth, axes[1], vmax=vmax).set_title("True connectivity")
+        limits = color_limits(fitted, truth)
+        v = fitted.n_visible
+        if truth.n_visible == v and truth.labels[:v] == fitted.labels[:v]:  # the same recorded neurons
+            order = np.concatenate([neuron_order(truth)[:v], np.arange(v, fitted.n_neurons)])
+            ax = connectivity(fitted, axes[0], vmax=limits, order=order)
+            _retitle(ax, "Fitted connectivity" + (" (hidden matched)" if _comparable(truth, fitted) else ""))
+            if truth.n_neurons > _ORDER_ABOVE:
+                ax.set_xlabel("presynaptic, in the true network's order", fontsize=8)
+        else:
+            _retitle(connectivity(fitted, axes[0], vmax=limits), "Fitted connectivity")
+        connectivity(truth, axes[1], vmax=limits).set_title("True connectivity")
     if selection is not None:
         selection.plot(axes[-2])
     training_curve(
-        model.history_, axes[-1], objective=str(model.fit_options_.get("objective", "elbo")).upper()
+        model.history_,
+        axes[-1],
+        # without hidden neurons the fit maximises the log-likelihood itself (L-BFGS)
+        objective="log-likelihood"
+        if fitted.n_hidden == 0
+        else str(model.fit_options_.get("objective", "elbo")).upper(),
+        stopped=model.stopped_,
     )
     return fig
 
@@ -414,17 +669,101 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
     return plt.figure(figsize=figsize, layout="constrained")
 
 
-def _time_axis(counts: SpikeCounts) -> tuple[np.ndarray, str]:
-    """Bin centres of a trial in ms, or in s for long trials, and the unit's name."""
-    unit = pq.s if float(counts.trial_duration.rescale(pq.s).magnitude) > _SECONDS_ABOVE else pq.ms
+def _bin_label(bin_size: str | pq.Quantity) -> str:
+    """A bin size as people write it: ``"5 ms"``, ``"1.5 s"``."""
+    size = parse_time(bin_size)
+    unit = pq.ms if float(size.rescale(pq.s).magnitude) < 1 else pq.s
+    return format_time(size.rescale(unit))
+
+
+def _raster_height(n_units: int) -> float:
+    """Height in inches of a raster of this many rows: a row each, within bounds."""
+    return float(np.clip(0.9 + 0.22 * n_units, 1.6, 6.0))
+
+
+@dataclass(frozen=True)
+class _Page:
+    """What a raster shows: bins ``first`` to ``stop`` of a trial, and where they lie in time."""
+
+    trial: int
+    first: int
+    stop: int
+    number: int | None  # the page of a long trial; None when the trial is shown whole
+    n_pages: int
+    start_s: float | None  # where the trial starts on the recording's clock, when the counts know it
+
+
+def _page(counts: SpikeCounts, trial: int | None, page: int | None, page_seconds: float) -> _Page:
+    """The trial and bins a raster shows; by default the busiest trial, and its busiest page."""
+    if trial is None:
+        trial = _busiest(counts.counts.sum(axis=1))
+    if not 0 <= trial < counts.n_trials:
+        raise ValueError(f"trial must be in 0..{counts.n_trials - 1}; got {trial}")
+    starts = counts.metadata.get("trial_starts_s")
+    start_s = float(starts[trial]) if starts is not None and len(starts) == counts.n_trials else None
+    seconds = counts.n_bins * counts.bin_seconds
+    if seconds <= LONG_TRIAL_SECONDS:
+        if page not in (None, 0):
+            raise ValueError(
+                f"page {page}: trial {trial} is {seconds:g} s long and drawn whole (only trials over "
+                f"{LONG_TRIAL_SECONDS:g} s are drawn in pages)"
+            )
+        return _Page(trial, 0, counts.n_bins, None, 1, start_s)
+    if not page_seconds > 0:
+        raise ValueError(f"page_seconds must be > 0; got {page_seconds}")
+    per_page = max(1, round(page_seconds / counts.bin_seconds))
+    n_pages = -(-counts.n_bins // per_page)
+    if page is None:
+        padded = np.zeros((n_pages * per_page, counts.n_units), dtype=np.int64)
+        padded[: counts.n_bins] = counts.counts[trial]
+        page = _busiest(padded.reshape(n_pages, per_page, counts.n_units).sum(axis=1))
+    if not 0 <= page < n_pages:
+        raise ValueError(f"page must be in 0..{n_pages - 1} (pages of {page_seconds:g} s); got {page}")
+    first = page * per_page
+    return _Page(trial, first, min(first + per_page, counts.n_bins), page, n_pages, start_s)
+
+
+def _busiest(per_unit: np.ndarray) -> int:
+    """The row (trial or page) of ``per_unit`` counts with the most units active, then the most spikes."""
+    active = (per_unit > 0).sum(axis=1).astype(np.int64)
+    spikes = per_unit.sum(axis=1).astype(np.int64)
+    return int(np.argmax(active * (spikes.max() + 1) + spikes))
+
+
+def _time_axis(counts: SpikeCounts, view: _Page) -> tuple[np.ndarray, str]:
+    """Bin centres of the bins shown and the time axis' label.
+
+    A page of a long trial is on the recording's clock in s (from the trial's start when that is not
+    known); a whole trial is in time from its start, in ms up to 2 s.
+    """
+    bins = np.arange(view.first, view.stop) + 0.5
+    if view.number is not None:
+        offset = 0.0 if view.start_s is None else view.start_s
+        label = "time (s)" if view.start_s is not None else "time from trial start (s)"
+        return offset + bins * counts.bin_seconds, label
+    unit = pq.s if counts.n_bins * counts.bin_seconds > _SECONDS_ABOVE else pq.ms
     width = float(counts.bin_size.rescale(unit).magnitude)
-    return (np.arange(counts.n_bins) + 0.5) * width, unit.dimensionality.string
+    return bins * width, f"time from trial start ({unit.dimensionality.string})"
 
 
-def _draw_spikes(ax: Axes, counts: SpikeCounts, trial: int) -> None:
-    times, unit = _time_axis(counts)
-    spike_bin, unit_row = np.nonzero(counts.counts[trial])
-    several = counts.counts[trial][spike_bin, unit_row] > 1
+def _where(counts: SpikeCounts, view: _Page) -> str:
+    """Which part of the data a raster shows, for its title."""
+    bins = f"{_bin_label(counts.bin_size)} bins"
+    if view.number is None:
+        start = "" if view.start_s is None else f", from {view.start_s:g} s"
+        return f"Trial {view.trial} (of 0-{counts.n_trials - 1}){start}; {bins}"
+    times, _ = _time_axis(counts, view)
+    half = counts.bin_seconds / 2
+    trial = f" of trial {view.trial}" if counts.n_trials > 1 else ""
+    pages = f"page {view.number} of 0-{view.n_pages - 1}"
+    return f"{times[0] - half:g}-{times[-1] + half:g} s ({pages}{trial}); {bins}"
+
+
+def _draw_spikes(ax: Axes, counts: SpikeCounts, view: _Page) -> None:
+    times, label = _time_axis(counts, view)
+    shown = counts.counts[view.trial, view.first : view.stop]
+    spike_bin, unit_row = np.nonzero(shown)
+    several = shown[spike_bin, unit_row] > 1
     ax.vlines(
         times[spike_bin],
         unit_row - 0.4,
@@ -432,33 +771,62 @@ def _draw_spikes(ax: Axes, counts: SpikeCounts, trial: int) -> None:
         colors=np.where(several, "black", "0.45"),
         linewidths=np.where(several, 2.2, 1.0),
     )
-    step = int(np.ceil(counts.n_units / 30))
+    step = int(np.ceil(counts.n_units / _MAX_LABELS))
     rows = np.arange(0, counts.n_units, step)
-    ax.set_yticks(rows, [str(counts.unit_ids[k]) for k in rows], fontsize=8 if counts.n_units > 10 else None)
+    ax.set_yticks(rows, [str(counts.unit_ids[k]) for k in rows], fontsize=7 if counts.n_units > 10 else None)
     ax.set_ylim(counts.n_units - 0.5, -0.5)
-    ax.set_xlim(0, times[-1] + times[0])
-    ax.set_ylabel("unit")
-    ax.set_xlabel(f"time ({unit})")
-    ax.set_title(f"Trial {trial}: spikes of the visible units (thick black: > 1 spike per bin)", fontsize=10)
+    half = (times[1] - times[0]) / 2 if times.size > 1 else counts.bin_seconds / 2
+    ax.set_xlim(times[0] - half, times[-1] + half)
+    ax.set_ylabel(f"unit ({counts.n_units})" if counts.n_units > _MAX_LABELS else "unit")
+    ax.set_xlabel(label)
+    ax.set_title(f"{_where(counts, view)}. Visible spikes (thick black: > 1 spike per bin)", fontsize=10)
 
 
-def _draw_rates(ax: Axes, counts: SpikeCounts, hidden: np.ndarray, truth: np.ndarray | None) -> None:
-    times, unit = _time_axis(counts)
+def _draw_rates(
+    ax: Axes,
+    counts: SpikeCounts,
+    view: _Page,
+    hidden: np.ndarray,
+    truth_rates: np.ndarray | None,
+    truth_spikes: np.ndarray | None,
+) -> None:
+    times, label = _time_axis(counts, view)
+    part = slice(view.first, view.stop)
     per_second = 1.0 / counts.bin_seconds
-    for k in range(hidden.shape[1]):
-        ax.plot(times, hidden[:, k] * per_second, color=f"C{k % 10}", label=f"hidden-{k}")
-    for k in range(0 if truth is None else truth.shape[1]):
-        label = "truth (dashed)" if k == 0 else None
-        ax.plot(times, truth[:, k] * per_second, color=f"C{k % 10}", linestyle="--", label=label)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel(f"time ({unit})")
-    ax.set_ylabel("rate (spikes/s)")
-    ax.set_title("Inferred hidden rates (posterior mean)", fontsize=10, color=HIDDEN_COLOR)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    for k in range(hidden.shape[2]):
+        ax.plot(times, hidden[view.trial, part, k] * per_second, color=f"C{k % 10}", label=f"hidden-{k}")
+    notes = []
+    if truth_rates is not None:
+        for k in range(truth_rates.shape[2]):
+            rate = truth_rates[view.trial, part, k] * per_second
+            ax.plot(times, rate, color=f"C{k % 10}", linestyle="--", label="true rate" if k == 0 else None)
+        notes.append("dashed: true rates")
+    top = max(float(np.max(line.get_ydata())) for line in ax.lines) if ax.lines else 0.0
+    top = top if top > 0 else 1.0
+    if truth_spikes is not None:
+        # the true spikes as ticks in a band above the curves, one row per hidden neuron
+        n_true = truth_spikes.shape[2]
+        band = 0.35 * top
+        for k in range(n_true):
+            spike_bins = np.flatnonzero(truth_spikes[view.trial, part, k])
+            low = top * 1.05 + band * k / n_true
+            ax.vlines(times[spike_bins], low, low + 0.8 * band / n_true, color=f"C{k % 10}", linewidth=1.0)
+        notes.append("ticks: true spikes")
+        top = top * 1.05 + band
+    ax.set_ylim(0, top * 1.05)
+    ax.set_xlabel(label)
+    ax.set_ylabel("rate (Hz)")
+    width = _bin_label(counts.bin_size)
+    ax.secondary_yaxis(
+        "right", functions=(lambda hz: hz / per_second, lambda count: count * per_second)
+    ).set_ylabel(f"count per {width} bin", fontsize=8)
+    title = "Hidden neurons: inferred rate (posterior mean)"
+    ax.set_title(title + (f"; {', '.join(notes)}" if notes else ""), fontsize=10, color=HIDDEN_COLOR)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=8, frameon=False)
 
 
-def _rates(rates: ArrayLike, counts: SpikeCounts, name: str) -> np.ndarray:
-    array = np.asarray(rates, dtype=float)
+def _rates(rates: ArrayLike | SpikeCounts, counts: SpikeCounts, name: str) -> np.ndarray:
+    array = np.asarray(rates.counts if isinstance(rates, SpikeCounts) else rates, dtype=float)
     if array.ndim != 3 or array.shape[:2] != counts.counts.shape[:2]:
         raise ValueError(
             f"{name} must have shape (trials, bins, H) = ({counts.n_trials}, {counts.n_bins}, H) to match "
@@ -473,27 +841,81 @@ def _peak(filters: np.ndarray) -> np.ndarray:
     return np.take_along_axis(filters, lag[..., None], axis=-1)[..., 0]
 
 
-def _label_neurons(ax: Axes, conn: Connectivity) -> None:
-    """Neuron labels on both axes of a heatmap, hidden ones in the hidden colour."""
+def _limits(conn: Connectivity, value: str = "strength") -> tuple[float, float]:
+    """Default colour limits of a heatmap: (visible block, couplings with a hidden neuron).
+
+    The visible limit is the :data:`ROBUST_PERCENTILE` th percentile of the magnitudes between distinct
+    visible neurons (their largest if that is 0; the self-couplings' if those are all there is); the hidden
+    limit is the largest magnitude involving a hidden neuron. A limit of 0 becomes 1.
+    """
+    matrix = np.abs(conn.strength if value == "strength" else _peak(conn.filters))
+    visible = conn.visible
+    block = matrix[np.ix_(visible, visible)]
+    between = block[~np.eye(len(block), dtype=bool)]
+    limit = float(np.percentile(between, ROBUST_PERCENTILE)) if between.size else 0.0
+    limit = limit or (float(between.max()) if between.size else 0.0) or float(block.max(initial=0.0))
+    with_hidden = matrix[~(visible[:, None] & visible[None, :])]
+    hidden = float(with_hidden.max(initial=0.0))
+    return (limit or 1.0, hidden or 1.0)
+
+
+def _pair(vmax: float | tuple[float, float]) -> tuple[float, float]:
+    pair = (vmax, vmax) if np.isscalar(vmax) else tuple(vmax)
+    if len(pair) != 2 or not all(np.isfinite(v) and v > 0 for v in pair):
+        raise ValueError(f"vmax must be a number > 0 or a pair (visible, hidden) of them; got {vmax!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _resolve_order(conn: Connectivity, by: str) -> str:
+    """The ordering that ``by`` names for this network (``"auto"`` resolved)."""
+    if by not in ORDERS:
+        raise ValueError(f"unknown order {by!r}; choose one of {', '.join(ORDERS)}")
+    if by == "hidden" and conn.n_hidden == 0:
+        raise ValueError("order 'hidden' needs hidden neurons; this network has none (use 'cluster')")
+    if by != "auto":
+        return by
+    if conn.n_neurons <= _ORDER_ABOVE:
+        return "given"
+    return "hidden" if conn.n_hidden else "cluster"
+
+
+def _drivers(conn: Connectivity) -> np.ndarray:
+    """For each neuron, the hidden neuron (0..H-1) with the strongest coupling onto it; H if none reaches it.
+
+    Hidden neurons get -1.
+    """
+    drivers = np.full(conn.n_neurons, -1)
+    visible, hidden = np.flatnonzero(conn.visible), np.flatnonzero(~conn.visible)
+    if hidden.size:
+        drive = np.abs(conn.strength[np.ix_(visible, hidden)])
+        drivers[visible] = np.where(drive.max(axis=1) > 0, drive.argmax(axis=1), hidden.size)
+    return drivers
+
+
+def _label_neurons(ax: Axes, conn: Connectivity, index: np.ndarray) -> None:
+    """Neuron labels on both axes of a heatmap drawn in ``index`` order, hidden ones in the hidden colour.
+
+    At most :data:`_MAX_LABELS` visible neurons are labelled (evenly spaced); hidden neurons each have
+    a label, or in a large map one label for their block.
+    """
     positions = np.arange(conn.n_neurons)
-    step = int(np.ceil(conn.n_neurons / 40))
-    shown = positions[::step]
-    labels = [conn.labels[k] for k in shown]
-    ax.set_xticks(
-        shown,
-        labels,
-        rotation=45 if conn.n_neurons <= 10 else 90,
-        ha="right",
-        va="center",
-        rotation_mode="anchor",
-    )
+    visible = conn.visible[index]
+    step = int(np.ceil(conn.n_visible / _MAX_LABELS))
+    shown, labels = list(positions[visible][::step]), [conn.labels[k] for k in index[visible][::step]]
+    if conn.n_hidden and conn.n_neurons > 2 * _MAX_LABELS:  # rows too thin for a label each: one for all
+        shown.append(float(positions[~visible].mean()))
+        labels.append(f"{conn.n_hidden} hidden")
+    elif conn.n_hidden:
+        shown += list(positions[~visible])
+        labels += [conn.labels[k] for k in index[~visible]]
+    many = conn.n_neurons > _ANNOTATE_UP_TO
+    ax.set_xticks(shown, labels, rotation=90 if many else 45, ha="right", va="center", rotation_mode="anchor")
     ax.set_yticks(shown, labels)
     for tick_labels in (ax.get_xticklabels(), ax.get_yticklabels()):
-        for k, text in zip(shown, tick_labels, strict=True):
-            if not conn.visible[k]:
-                text.set_color(HIDDEN_COLOR)
-    if conn.n_neurons > 10:
-        ax.tick_params(labelsize=7)
+        for text in tick_labels[len(positions[visible][::step]) :]:
+            text.set_color(HIDDEN_COLOR)
+    if many:
+        ax.tick_params(labelsize=7 if conn.n_neurons <= 60 else 6)
 
 
 def _selected_neurons(conn: Connectivity, max_neurons: int) -> np.ndarray:

@@ -1,9 +1,12 @@
 """The command line, through click's runner and as a real subprocess."""
 
+import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import click
 import h5py
 import numpy as np
 import pytest
@@ -40,9 +43,17 @@ def test_fit_infer_export_pipeline(fitted_model, tmp_path):
     assert not Path(str(fitted_model) + ".ckpt.h5").exists()  # the checkpoint goes once the fit is saved
     result = run("infer", fitted_model, EXAMPLE, "-o", tmp_path / "hidden.npz")
     assert result.exit_code == 0, result.output
+    assert "in expected counts per 5.0 ms bin and in Hz" in result.output
     with np.load(tmp_path / "hidden.npz", allow_pickle=False) as hidden:
         assert hidden["hidden_rates"].shape == (80, 200, 2)
         assert hidden["trial_starts_s"][:3].tolist() == [0.0, 1.0, 2.0]
+        assert str(hidden["hidden_rates_unit"]) == "expected spike count per bin"
+        assert str(hidden["hidden_rates_hz_unit"]) == "Hz (spikes per second)"
+        np.testing.assert_allclose(hidden["hidden_rates_hz"], hidden["hidden_rates"] / 0.005)
+        assert hidden["bin_size_s"] == 0.005
+        metadata = json.loads(str(hidden["metadata"]))
+        assert metadata["model"] == str(fitted_model) and metadata["bin_size"] == "5.0 ms"
+        assert metadata["n_hidden"] == 2 and metadata["recording"] == str(EXAMPLE)
     for suffix in ("csv", "npz", "h5", "graphml", "json"):
         result = run("export", fitted_model, "-o", tmp_path / f"conn.{suffix}")
         assert result.exit_code == 0, result.output
@@ -198,12 +209,61 @@ def test_plot_writes_a_figure(fitted_model, tmp_path):
     assert again.exit_code != 0 and "exists; pass --overwrite" in again.output
 
 
-def test_demo_runs_the_pipeline_on_the_bundled_data(tmp_path):
+def test_demo_runs_the_pipeline_on_the_bundled_data(fitted_model, tmp_path):
     result = run("demo", "--epochs", "3", "-o", tmp_path / "demo")
     assert result.exit_code == 0, result.output
     assert "test log-likelihood per neuron-bin" in result.output and "AUROC" in result.output
+    assert "scoring the true network for comparison" in result.output
     for name in ("model.h5", "hidden.npz", "connectivity.csv", "fit.png"):
         assert (tmp_path / "demo" / name).exists() and str(tmp_path / "demo" / name) in result.output
+    # the demo's hidden rates hold what infer writes
+    assert run("infer", fitted_model, EXAMPLE, "-o", tmp_path / "infer.npz").exit_code == 0
+    with np.load(tmp_path / "demo" / "hidden.npz") as demo, np.load(tmp_path / "infer.npz") as inferred:
+        assert sorted(demo.files) == sorted(inferred.files)
+        assert demo["hidden_rates"].shape == (80, 200, 2)
+        assert json.loads(str(demo["metadata"]))["recording"] == str(EXAMPLE)
+
+
+def test_every_option_says_what_it_does():
+    for name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help, f"spikeglm {name} {param.opts[-1]} has no help text"
+
+
+def test_every_command_writes_to_dash_o():
+    for name, command in main.commands.items():
+        writes = [p for p in command.params if isinstance(p, click.Option) and "--output" in p.opts]
+        assert name == "info" or (writes and "-o" in writes[0].opts), name
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """``spikeglm ... | head``: the reader goes away first; no traceback, the status of SIGPIPE."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spikeglm", "info", str(EXAMPLE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # before the command writes anything
+    _, err = process.communicate(timeout=120)
+    assert err.decode() == ""
+    assert process.returncode == 141
+
+
+def test_export_graphml_leaves_out_self_loops_unless_asked(fitted_model, tmp_path):
+    graphml = "{http://graphml.graphdrawing.org/xmlns}"
+
+    def edges(path):
+        return [(e.get("source"), e.get("target")) for e in ET.parse(path).getroot().iter(f"{graphml}edge")]
+
+    assert run("export", fitted_model, "-o", tmp_path / "plain.graphml", "--threshold", "0").exit_code == 0
+    result = run("export", fitted_model, "-o", tmp_path / "loops.graphml", "--threshold", "0", "--self-loops")
+    assert result.exit_code == 0, result.output
+    plain, loops = edges(tmp_path / "plain.graphml"), edges(tmp_path / "loops.graphml")
+    assert all(source != target for source, target in plain) and len(plain) == 12 * 11
+    assert len(loops) == 12 * 12
+    bad = run("export", fitted_model, "-o", tmp_path / "c.csv", "--self-loops")
+    assert bad.exit_code == 2 and "applies to .graphml exports only" in bad.output
 
 
 def test_a_continuous_recording_is_fitted_whole_in_segments(tmp_path):
@@ -227,17 +287,16 @@ def test_a_continuous_recording_is_fitted_whole_in_segments(tmp_path):
     with np.load(tmp_path / "hidden.npz", allow_pickle=False) as hidden:
         assert hidden["hidden_rates"].shape == (1, 3000, 1)
         assert np.all(hidden["hidden_rates"] > 0)
-    # The raster of a 15 s trial is drawn in 2 s pages: page 6 is the last whole one.
+    # The raster of a 15 s trial is drawn in 2 s pages: page 7 is the last (half) one.
+    recording = tmp_path / "long.nwb"
     assert (
-        run(
-            "plot", model_path, "--recording", tmp_path / "long.nwb", "--trial", "6", "-o", tmp_path / "p.png"
-        ).exit_code
+        run("plot", model_path, "--recording", recording, "--page", "7", "-o", tmp_path / "p.png").exit_code
         == 0
     )
-    late = run(
-        "plot", model_path, "--recording", tmp_path / "long.nwb", "--trial", "7", "-o", tmp_path / "q.png"
-    )
-    assert late.exit_code != 0 and not (tmp_path / "q.png").exists()
+    late = run("plot", model_path, "--recording", recording, "--page", "8", "-o", tmp_path / "q.png")
+    assert late.exit_code != 0 and "page must be in 0..7" in late.output and not (tmp_path / "q.png").exists()
+    other = run("plot", model_path, "--recording", recording, "--trial", "1", "-o", tmp_path / "q.png")
+    assert other.exit_code != 0 and "trial must be in 0..0" in other.output
 
 
 def test_fit_reads_only_the_chosen_units(tmp_path):

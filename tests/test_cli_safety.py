@@ -101,6 +101,10 @@ def test_demo_keeps_earlier_results_unless_asked(tmp_path):
     refused(run("demo", "-o", tmp_path, "--epochs", "1"), "model.h5: exists", "--overwrite")
     assert (tmp_path / "model.h5").read_text() == "my earlier results"
     assert listing(tmp_path) == ["model.h5"]
+    # the option's old name still works, and says it is deprecated
+    output = refused(run("demo", "--out", tmp_path, "--epochs", "1"), "model.h5: exists")
+    assert "--out is deprecated; use -o/--output" in output
+    assert (tmp_path / "model.h5").read_text() == "my earlier results"
 
 
 def test_an_existing_checkpoint_is_never_replaced_unasked(small, tmp_path):
@@ -259,6 +263,7 @@ def test_resume_refuses_other_data_and_options(small, tmp_path):
         assert digest(checkpoint) == before
     result = run("fit", recording, "-o", out, "--epochs", "3", "--resume", *base)
     assert result.exit_code == 0, result.output
+    assert "m.h5.ckpt.h5: 1 of at most 3 epochs done; on at epoch 2" in result.output
     assert len(sg.POGLM.load(out).history_) == 3
 
 

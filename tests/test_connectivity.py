@@ -171,15 +171,16 @@ def test_csv_reads_with_numpy(tmp_path: Path) -> None:
 
 def test_graphml_structure(conn: Connectivity, tmp_path: Path) -> None:
     path = tmp_path / "conn.graphml"
-    conn.save(path)
+    conn.save(path, threshold=0.0)
     root = ET.parse(path).getroot()
     assert root.tag == f"{GRAPHML}graphml"
     keys = {key.get("id"): (key.get("for"), key.get("attr.type")) for key in root.iter(f"{GRAPHML}key")}
-    assert keys["weight"] == ("edge", "double")
+    assert keys["weight"] == keys["strength"] == ("edge", "double")
     assert keys["visible"] == ("node", "boolean")
     graph = root.find(f"{GRAPHML}graph")
     assert graph.get("edgedefault") == "directed"
-    assert json.loads(graph.find(f"{GRAPHML}data").text) == conn.metadata
+    rule = {"rule": "|strength| above threshold", "threshold": 0.0, "self_loops": False}
+    assert json.loads(graph.find(f"{GRAPHML}data").text) == {**conn.metadata, "edges": rule}
 
     nodes = graph.findall(f"{GRAPHML}node")
     assert len(nodes) == conn.n_neurons
@@ -190,33 +191,58 @@ def test_graphml_structure(conn: Connectivity, tmp_path: Path) -> None:
 
     edges = graph.findall(f"{GRAPHML}edge")
     strength = conn.strength
-    assert len(edges) == np.count_nonzero(strength) == 23
+    off_diagonal = ~np.eye(5, dtype=bool)
+    assert len(edges) == np.count_nonzero(strength[off_diagonal]) == 18  # no self-loops
     node_index = {node.get("id"): k for k, node in enumerate(nodes)}
+    signs = set()
     for edge in edges:
         pre, post = node_index[edge.get("source")], node_index[edge.get("target")]
-        assert float(edge.find(f"{GRAPHML}data").text) == strength[post, pre]
+        assert pre != post
+        values = {d.get("key"): float(d.text) for d in edge.findall(f"{GRAPHML}data")}
+        assert values == {"strength": strength[post, pre], "weight": abs(strength[post, pre])}
+        signs.add(np.sign(values["strength"]))
+    assert signs == {-1.0, 1.0}  # both kinds of coupling, so the magnitude really differs from the sign
 
 
-def test_graphml_threshold(conn: Connectivity, tmp_path: Path) -> None:
+def test_graphml_threshold_and_self_loops(conn: Connectivity, tmp_path: Path) -> None:
     conn.save(tmp_path / "conn.graphml", threshold=1.0)
     edges = ET.parse(tmp_path / "conn.graphml").getroot().iter(f"{GRAPHML}edge")
-    assert len(list(edges)) == np.count_nonzero(np.abs(conn.strength) > 1.0)
+    above = np.abs(conn.strength) > 1.0
+    assert len(list(edges)) == np.count_nonzero(above & ~np.eye(5, dtype=bool))
+    conn.save(tmp_path / "loops.graphml", threshold=1.0, self_loops=True)
+    edges = ET.parse(tmp_path / "loops.graphml").getroot().iter(f"{GRAPHML}edge")
+    assert len(list(edges)) == np.count_nonzero(above) > np.count_nonzero(above & ~np.eye(5, dtype=bool))
     with pytest.raises(ValueError, match="only to GraphML"):
         conn.save(tmp_path / "conn.csv", threshold=1.0)
+    with pytest.raises(ValueError, match="only to GraphML"):
+        conn.save(tmp_path / "conn.json", self_loops=True)
     with pytest.raises(ValueError, match="threshold"):
         conn.save(tmp_path / "other.graphml", threshold=-1.0)
+
+
+def test_graphml_default_keeps_the_strong_couplings_and_says_so(tmp_path: Path) -> None:
+    strength = np.array([[5.0, 2.0, 0.1], [-0.3, -9.0, 0.05], [0.0, -1.0, 4.0]])
+    Connectivity.from_strength(strength).save(tmp_path / "c.graphml")
+    graph = ET.parse(tmp_path / "c.graphml").getroot().find(f"{GRAPHML}graph")
+    pairs = {(e.get("source"), e.get("target")) for e in graph.iter(f"{GRAPHML}edge")}
+    # the largest |strength| between distinct neurons is 2.0: edges above 0.2, diagonal left out
+    assert pairs == {("n1", "n0"), ("n0", "n1"), ("n1", "n2")}
+    rule = json.loads(graph.find(f"{GRAPHML}data[@key='metadata']").text)["edges"]
+    assert rule["threshold"] == pytest.approx(0.2)
+    assert "largest |strength| between distinct neurons" in rule["default"]
 
 
 def test_graphml_reads_with_networkx(conn: Connectivity, tmp_path: Path) -> None:
     import networkx  # installed with torch
 
-    conn.save(tmp_path / "conn.graphml")
+    conn.save(tmp_path / "conn.graphml", threshold=0.0)
     graph = networkx.read_graphml(tmp_path / "conn.graphml")
     assert graph.is_directed()
     assert graph.number_of_nodes() == 5
-    assert graph.number_of_edges() == 23
+    assert graph.number_of_edges() == 18
     assert graph.nodes["n3"] == {"label": "hidden-0", "visible": False, "bias": conn.bias[3]}
-    assert graph.edges["n0", "n2"]["weight"] == conn.strength[2, 0]
+    assert graph.edges["n0", "n2"]["strength"] == conn.strength[2, 0]
+    assert graph.edges["n0", "n2"]["weight"] == abs(conn.strength[2, 0])
 
 
 # Labels that a file format could mangle: separators, quotes, padding, line breaks of every kind.
@@ -252,7 +278,8 @@ def test_graphml_labels_parse_back_exactly(tmp_path: Path) -> None:
     graph = ET.parse(tmp_path / "c.graphml").getroot().find(f"{GRAPHML}graph")
     nodes = graph.findall(f"{GRAPHML}node")
     assert [node.find(f"{GRAPHML}data[@key='label']").text for node in nodes] == labels
-    assert json.loads(graph.find(f"{GRAPHML}data[@key='metadata']").text) == metadata
+    written = json.loads(graph.find(f"{GRAPHML}data[@key='metadata']").text)
+    assert written == {**metadata, "edges": written["edges"]}
 
 
 @pytest.mark.parametrize("character", ["\x00", "\x01", "\x0b", "\x1f", "\ufffe", "\uffff", "\ud800"])

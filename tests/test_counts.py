@@ -178,7 +178,7 @@ def test_select_units():
 def test_split_sizes_disjoint_and_complete():
     array = np.arange(60)[:, None, None] * np.ones((1, 4, 2), dtype=int)  # trial k holds the value k
     counts = SpikeCounts.from_array(array)
-    train, test = counts.split(test_fraction=1 / 3, seed=0)
+    train, test = counts.split(test=1 / 3, seed=0)
     assert (train.n_trials, test.n_trials) == (40, 20)
     train_ids, test_ids = train.counts[:, 0, 0].tolist(), test.counts[:, 0, 0].tolist()
     assert set(train_ids).isdisjoint(test_ids)
@@ -198,7 +198,7 @@ def test_split_is_reproducible():
 
 def test_split_without_shuffle_takes_the_last_trials():
     counts = SpikeCounts.from_array(np.arange(10)[:, None, None] * np.ones((1, 2, 1), dtype=int))
-    train, test = counts.split(test_fraction=0.3, shuffle=False)
+    train, test = counts.split(test=0.3, shuffle=False)
     assert train.counts[:, 0, 0].tolist() == list(range(7))
     assert test.counts[:, 0, 0].tolist() == [7, 8, 9]
 
@@ -206,18 +206,48 @@ def test_split_without_shuffle_takes_the_last_trials():
 @pytest.mark.parametrize(
     ("n_trials", "fraction", "message"),
     [
-        (2, 0.1, "split: test_fraction=0.1 of 2 trial(s) leaves the test part empty"),
-        (2, 0.9, "split: test_fraction=0.9 of 2 trial(s) leaves the training part empty"),
+        (2, 0.1, "split: test=0.1 of 2 trial(s) leaves the test part empty"),
+        (2, 0.9, "split: test=0.9 of 2 trial(s) leaves the training part empty"),
         (1, 0.5, "leaves the"),
-        (5, 0.0, "split: test_fraction must be between 0 and 1; got 0.0"),
-        (5, 1.0, "split: test_fraction must be between 0 and 1; got 1.0"),
+        (5, 0.0, "split: test must be between 0 and 1; got 0.0"),
+        (5, 1.0, "split: test must be between 0 and 1; got 1.0"),
     ],
 )
 def test_split_errors(n_trials, fraction, message):
     counts = SpikeCounts.from_array(np.zeros((n_trials, 3, 2)))
     with pytest.raises(ValueError) as error:
-        counts.split(test_fraction=fraction)
+        counts.split(test=fraction)
     assert message in str(error.value)
+
+
+def test_split_by_the_training_share_matches_the_test_share():
+    counts = SpikeCounts.from_array(np.arange(10)[:, None, None] * np.ones((1, 2, 1), dtype=int))
+    by_train, by_test = counts.split(train=0.8, seed=5), counts.split(test=0.2, seed=5)
+    assert (by_train[0].n_trials, by_train[1].n_trials) == (8, 2)
+    for a, b in zip(by_train, by_test, strict=True):
+        np.testing.assert_array_equal(a.counts, b.counts)
+    with pytest.raises(
+        ValueError, match=r"split: train=0\.05 of 10 trial\(s\) leaves the training part empty"
+    ):
+        counts.split(train=0.05)
+    with pytest.raises(ValueError, match="one part only; got train, test"):
+        counts.split(train=0.8, test=0.2)
+
+
+def test_split_with_the_test_share_first_still_works_but_warns():
+    counts = SpikeCounts.from_array(np.arange(10)[:, None, None] * np.ones((1, 2, 1), dtype=int))
+    with pytest.warns(DeprecationWarning, match="reads backwards; write split\\(test=...\\)"):
+        train, test = counts.split(0.3, 5)
+    expected = counts.split(test=0.3, seed=5)
+    np.testing.assert_array_equal(train.counts, expected[0].counts)
+    np.testing.assert_array_equal(test.counts, expected[1].counts)
+
+
+def test_selected_trials_keep_their_start_times():
+    recording = SpikeCounts.from_array(np.ones((4, 10, 1), dtype=int), bin_size="1 ms").to_recording()
+    counts = recording.bin("1 ms", trial_length="10 ms")
+    assert counts.metadata["trial_starts_s"] == pytest.approx([0.0, 0.01, 0.02, 0.03])
+    assert counts.select_trials([3, 1]).metadata["trial_starts_s"] == pytest.approx([0.03, 0.01])
 
 
 def test_concatenate():

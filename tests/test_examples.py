@@ -4,6 +4,7 @@ import fnmatch
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import spikeglm as sg
@@ -42,3 +43,19 @@ def test_every_data_file_is_listed_and_shipped_in_the_wheel() -> None:
     patterns = setuptools["package-data"]["spikeglm._example_data"]
     for name in shipped:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+
+
+def test_the_true_hidden_spikes_are_binned_like_the_recordings_trials():
+    counts = sg.load(sg.examples.path("example.nwb")).bin("5 ms")
+    hidden = sg.examples.hidden_counts(counts[60:])
+    assert hidden.counts.shape == (20, counts.n_bins, 2)
+    assert hidden.unit_ids.tolist() == ["hidden-0", "hidden-1"]
+    with np.load(sg.examples.path("example_hidden.npz"), allow_pickle=False) as truth:
+        times, units = truth["spike_times"], truth["unit_ids"]
+        in_last_trials = (times >= 60.0) & (times < 80.0)
+        assert hidden.counts.sum() == np.count_nonzero(in_last_trials)
+        assert hidden.counts[0, :, 0].sum() == np.count_nonzero(
+            (units == "hidden-0") & (times >= 60) & (times < 61)
+        )
+    with pytest.raises(ValueError, match=r"hidden_counts: like must be counts of example\.nwb"):
+        sg.examples.hidden_counts(sg.SpikeCounts.from_array(np.zeros((2, 200, 3))))

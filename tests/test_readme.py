@@ -22,5 +22,6 @@ def test_readme_python_example_runs(tmp_path, capsys):
     finally:
         os.chdir(cwd)
     printed = capsys.readouterr().out
-    assert "test log-likelihood per neuron-bin" in printed and "auroc" in printed
+    assert "test log-likelihood per neuron-bin" in printed and "'auroc': " in printed
+    assert "nan" not in printed  # every score printed is defined
     assert (tmp_path / "conn.csv").read_text().startswith(",n0,n1,n2,hidden-0,hidden-1")

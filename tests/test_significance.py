@@ -97,8 +97,8 @@ def test_a_strong_coupling_is_found_with_its_sign(tmp_path):
     graph = ET.parse(tmp_path / "g.graphml").getroot()
     namespace = {"g": "http://graphml.graphdrawing.org/xmlns"}
     edges = graph.findall(".//g:edge", namespace)
-    assert len(edges) == int(table["significant"].sum())
-    assert {d.get("key") for d in edges[0]} == {"weight", "se", "z", "p", "q", "sign"}
+    assert len(edges) == int((table["significant"] & ~table["self"]).sum())  # no self-loops unless asked
+    assert {d.get("key") for d in edges[0]} == {"strength", "weight", "se", "z", "p", "q", "sign"}
     metadata = json.loads(graph.find(".//g:graph/g:data[@key='metadata']", namespace).text)
     assert metadata["significance"] == {"test": "wald", "alpha": 0.05}
     conn.save(tmp_path / "c.json", alpha=0.05)
