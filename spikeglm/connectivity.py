@@ -35,14 +35,18 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
-from spikeglm.significance import se_from_json, wald_table
+from spikeglm.significance import N_JITTER, jitter_table, se_from_json, wald_table
+from spikeglm.timeunits import seconds
+
+if TYPE_CHECKING:
+    from spikeglm.counts import SpikeCounts
 
 __all__ = ["Connectivity"]
 
@@ -259,31 +263,59 @@ class Connectivity:
             raise ValueError(f"order must be a permutation of range({self.n_hidden}), got {order.tolist()}")
         return self._subset(np.concatenate([np.arange(self.n_visible), self.n_visible + order]))
 
-    def significance(self, alpha: float = 0.05, method: str = "wald") -> np.ndarray:
+    def significance(self, alpha: float = 0.05, method: str = "wald", **options: Any) -> np.ndarray:
         """Test every coupling: is it there, excitatory or inhibitory, and how sure is that.
 
         Parameters
         ----------
         alpha : float
             False discovery rate: a coupling is significant where its Benjamini-Hochberg q < alpha.
-        method : {"wald"}
-            Wald tests of the strengths against the standard errors the fit stored in the metadata
-            (``strength_se``; fits without hidden neurons, see :mod:`spikeglm.significance`).
+        method : {"wald", "jitter"}
+            ``"wald"``: Wald tests of the strengths against the standard errors the fit stored in the
+            metadata (``strength_se``; fits without hidden neurons, see :mod:`spikeglm.significance`).
+            ``"jitter"``: spike-time jitter tests (:func:`spikeglm.significance.jitter_table`), which
+            need the counts the connectivity was fitted to.
+        **options
+            For ``"jitter"``: ``counts`` (:class:`~spikeglm.SpikeCounts` of the fit's units, in its
+            bins; required), and optionally ``n_jitter`` (default 99), ``jitter`` (half-width of the
+            jitter intervals in bins; default the history window), ``pvalue`` (``"normal"``, the
+            default, or ``"empirical"``) and ``seed`` (default 0).
 
         Returns
         -------
         numpy.ndarray
             One row per (pre, post) pair: ``pre, post, strength, se, z, p, q, significant, sign, self``
-            (a structured array; ``pandas.DataFrame(table)`` makes a data frame of it).
+            (a structured array; ``pandas.DataFrame(table)`` makes a data frame of it). The jitter test
+            leaves the self-couplings untested (NaN): a neuron's jittered spikes fall on its own spikes.
 
         Raises
         ------
         ValueError
-            If the connectivity carries no standard errors, or ``method`` or ``alpha`` is unknown or out of
-            range.
+            If the connectivity carries no standard errors (``"wald"``), has hidden neurons or counts
+            that do not match it (``"jitter"``), or ``method``, ``alpha`` or an option is unknown or
+            out of range.
         """
+        return self.test_couplings(alpha, method, **options)[0]
+
+    def test_couplings(
+        self, alpha: float = 0.05, method: str = "wald", **options: Any
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The table of :meth:`significance` and the test's settings, as :meth:`save` writes them.
+
+        Returns
+        -------
+        table : numpy.ndarray
+            As :meth:`significance`.
+        settings : dict
+            JSON values: ``test`` (the method), ``alpha`` and, for the jitter test, ``n_jitter``,
+            ``jitter_bins``, ``pvalue`` and ``seed``.
+        """
+        if method == "jitter":
+            return self._jitter_tests(alpha, **options)
         if method != "wald":
-            raise ValueError(f"significance: unknown method {method!r}; available: 'wald'")
+            raise ValueError(f"significance: unknown method {method!r}; available: 'wald', 'jitter'")
+        if options:
+            raise ValueError(f"significance: the Wald test takes no options, got {', '.join(options)}")
         se = self._metadata.get("strength_se")
         if se is None:
             raise ValueError(
@@ -295,7 +327,50 @@ class Connectivity:
             raise ValueError(
                 f"significance: strength_se has shape {se.shape}, strength {self.strength.shape}"
             )
-        return wald_table(self.strength, se, self._labels, alpha)
+        return wald_table(self.strength, se, self._labels, alpha), {"test": "wald", "alpha": float(alpha)}
+
+    def _jitter_tests(
+        self,
+        alpha: float,
+        counts: SpikeCounts | None = None,
+        n_jitter: int = N_JITTER,
+        jitter: int | None = None,
+        pvalue: str = "normal",
+        seed: int = 0,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.n_hidden:
+            raise ValueError(
+                "significance: the jitter test needs a fit without hidden neurons; "
+                f"this one has {self.n_hidden}"
+            )
+        if counts is None:
+            raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
+        if list(counts.unit_ids) != self._labels:
+            missing = [label for label in self._labels if label not in list(counts.unit_ids)]
+            raise ValueError(
+                "significance: counts must hold the connectivity's units in its order "
+                f"({', '.join(self._labels)}); "
+                + (f"missing {', '.join(missing)}" if missing else f"got {', '.join(counts.unit_ids)}")
+            )
+        bin_size = self._metadata.get("bin_size")
+        if bin_size is not None and not np.isclose(seconds(bin_size, "bin_size"), counts.bin_seconds):
+            raise ValueError(f"significance: counts are binned at {counts.bin_size}, the fit at {bin_size}")
+        jitter = self._basis_matrix.shape[1] if jitter is None else int(jitter)
+        table = jitter_table(
+            self._weights,
+            self._basis_matrix,
+            self._bias,
+            self._metadata.get("link", "softplus"),
+            counts.counts,
+            self._labels,
+            alpha=alpha,
+            n_jitter=n_jitter,
+            jitter=jitter,
+            pvalue=pvalue,
+            seed=seed,
+        )
+        settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
+        return table, {"test": "jitter", "alpha": float(alpha), **settings}
 
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)
@@ -325,6 +400,7 @@ class Connectivity:
         overwrite: bool = False,
         threshold: float | None = None,
         alpha: float | None = None,
+        tests: tuple[np.ndarray, dict[str, Any]] | None = None,
     ) -> None:
         """Write to a file whose format follows the extension, atomically.
 
@@ -362,7 +438,10 @@ class Connectivity:
             edge list with one row per pair and the columns ``pre, post, strength, se, z, p, q,
             significant, sign, self``; ``.graphml`` keeps the significant edges only, each with those
             fields as data; ``.json`` gains ``edges`` (every pair, those fields) and ``significance``
-            (the test and ``alpha``). The GraphML metadata records the test and ``alpha`` too.
+            (the test and its settings). The GraphML metadata records the test and its settings too.
+        tests : tuple, optional
+            Write these tests instead of the Wald tests at ``alpha``: a result of :meth:`test_couplings`,
+            e.g. ``conn.test_couplings(0.05, "jitter", counts=counts)``. Same formats as ``alpha``.
 
         Raises
         ------
@@ -388,14 +467,16 @@ class Connectivity:
             if not (np.isfinite(threshold) and threshold >= 0):
                 raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
             options["threshold"] = float(threshold)
-        if alpha is not None:
+        if alpha is not None or tests is not None:
             if suffix not in (".csv", ".graphml", ".json") or threshold is not None:
                 raise ValueError(
                     f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
                 )
-            options["tests"] = (self.significance(alpha), {"test": "wald", "alpha": float(alpha)})
+            if alpha is not None and tests is not None:
+                raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
+            options["tests"] = self.test_couplings(alpha) if tests is None else tests
         _refuse_unwritable_labels(self._labels, path, suffix)
-        write = _EDGE_WRITERS[suffix] if alpha is not None else _WRITERS[suffix]
+        write = _EDGE_WRITERS[suffix] if "tests" in options else _WRITERS[suffix]
         atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
 
     @classmethod
