@@ -632,6 +632,11 @@ def export(
     out = _check_output(output, overwrite, inputs)
     if method == "jitter" and (alpha is None or recording is None):
         raise click.UsageError("--test jitter needs --alpha and --recording")
+    if alpha is not None and (
+        threshold is not None or out.suffix.lower() not in (".csv", ".graphml", ".json")
+    ):
+        # refused before the tests run, which may take minutes
+        raise click.UsageError("--alpha applies to .csv, .graphml and .json outputs without --threshold")
     fitted = sg.POGLM.load(model)
     conn = fitted.connectivity()
     if alpha is None:
