@@ -450,7 +450,7 @@ def _link_derivatives(link: str, predictor: torch.Tensor) -> tuple[torch.Tensor,
     if link == "exp":
         rate = torch.exp(predictor)
         return rate, rate, rate
-    if link == "softplus":  # one exponential for the three (the predictor is far below 30 here)
+    if link == "softplus":  # one exponential for the three; above 30, softplus is the predictor itself
         grow = torch.exp(predictor.clamp(max=30.0))
         slope = grow / (1 + grow)
         rate = torch.where(predictor > 30.0, predictor, torch.log1p(grow))
