@@ -10,8 +10,13 @@
   recording lengths: true-positive rate and false discovery proportion at q < 0.05.
 - The public spycon recording (20 of 300 LIF neurons, 1 hour, 18 true edges), when ../shared/data is
   there: detected edges, precision and MCC at q < 0.05, and the AUROC of |z|.
+- The jitter tests (``method="jitter"``, default settings: 99 jittered copies, intervals reaching one
+  history window, normal p-values) on the calibration case (10 recordings) and on
+  spycon (also with intervals of 2 bins either side): the same figures, and their CPU time against
+  that of the fit.
 
-Run: ``python benchmarks/significance.py`` (about 3 minutes on 2 cores), ``--quick`` for fewer cases.
+Run: ``python benchmarks/significance.py`` (about 12 minutes on 2 cores), ``--quick`` for fewer cases
+(no spycon, no jitter tests on it).
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from spikeglm.model import Network
 SPYCON = Path(__file__).resolve().parents[2] / "shared" / "data" / "spycon-ren-sim-20of300"
 
 
-def tested(model: sg.POGLM, alpha: float = 0.05) -> np.ndarray:
-    table = model.connectivity().significance(alpha)
+def tested(model: sg.POGLM, alpha: float = 0.05, **options) -> np.ndarray:
+    table = model.connectivity().significance(alpha, **options)
     return table[~table["self"]]
 
 
@@ -45,19 +50,29 @@ def truth_at(pairs: np.ndarray, strength: np.ndarray, labels: list[str]) -> np.n
     )
 
 
-def calibration(recordings: int) -> dict:
+def calibration(recordings: int, method: str = "wald") -> dict:
     network = Network(8, 0, sg.basis.get("exponential"), link="softplus")
     with torch.no_grad():
         network.bias.fill_(float(np.log(np.expm1(0.1))))
         network.weight[range(8), range(8), 0] = -1.5
-    shares = []
+    shares, seconds = [], []
     for seed in range(recordings):
-        counts = network.simulate(40, 500, generator=torch.Generator().manual_seed(seed)).numpy()
-        model = sg.POGLM(n_hidden=0).fit(sg.SpikeCounts.from_array(counts, bin_size="5 ms"))
-        shares.append(float(np.mean(tested(model)["p"] < 0.05)))
-    row = {"recordings": recordings, "share_p_below_0.05": float(np.mean(shares))}
+        simulated = network.simulate(40, 500, generator=torch.Generator().manual_seed(seed)).numpy()
+        counts = sg.SpikeCounts.from_array(simulated, bin_size="5 ms")
+        start = time.process_time()
+        model = sg.POGLM(n_hidden=0).fit(counts)
+        fit_s = time.process_time() - start
+        options = {} if method == "wald" else {"method": method, "counts": counts, "seed": seed}
+        start = time.process_time()
+        shares.append(float(np.mean(tested(model, **options)["p"] < 0.05)))
+        seconds.append((fit_s, time.process_time() - start))
+    row = {"test": method, "recordings": recordings, "share_p_below_0.05": float(np.mean(shares))}
+    row["fit_cpu_s"], row["test_cpu_s"] = map(float, np.mean(seconds, axis=0))
     print(
-        f"calibration, {recordings} uncoupled recordings: share of p < 0.05 = {row['share_p_below_0.05']:.3f}"
+        f"calibration ({method}), {recordings} uncoupled recordings: share of p < 0.05 = "
+        f"{row['share_p_below_0.05']:.3f} (fit {row['fit_cpu_s']:.1f} s CPU, "
+        f"tests {row['test_cpu_s']:.1f} s)",
+        flush=True,
     )
     return row
 
@@ -87,30 +102,42 @@ def detection(name: str, seeds: range, **options) -> dict:
     return row
 
 
-def spycon() -> dict:
+def spycon(tests: dict[str, dict]) -> list[dict]:
     data = np.load(SPYCON / "ren_simulation_1917_Cell1Block1_long_340_20_ei5_example.npz")
     truth = np.load(SPYCON / "truth_ren_example.npz")
     times, ids = data["times"], data["ids"]
     spikes = {str(i): np.sort(times[ids == i]) for i in range(20)}
     counts = sg.Recording.from_spike_times(spikes, t_start=0, t_stop=3600).bin("5 ms")
+    start = time.process_time()
     model = sg.POGLM(n_hidden=0).fit(counts)
-    pairs = tested(model)
-    post, pre = pairs["post"].astype(int), pairs["pre"].astype(int)
-    known = truth["known"][post, pre]
-    real = (truth["weights"][post, pre] != 0)[known]
-    found = pairs["significant"][known]
-    row = {
-        "detected": int(found.sum()),
-        "true_edges": int(real.sum()),
-        "precision": float((found & real).sum() / max(1, found.sum())),
-        "mcc": sg.evaluate.matthews_corrcoef(real, found),
-        "auroc_abs_z": sg.evaluate.auroc(real, np.abs(pairs["z"][known])),
-    }
-    print(
-        f"spycon 20 of 300, 1 h: {row['detected']} edges at q < 0.05 for {row['true_edges']} true, precision "
-        f"{row['precision']:.3f}, MCC {row['mcc']:.3f}; AUROC of |z| {row['auroc_abs_z']:.4f}"
-    )
-    return row
+    fit_s = time.process_time() - start
+    rows = []
+    for name, options in tests.items():
+        start = time.process_time()
+        pairs = tested(model, **options, **({"counts": counts} if options else {}))
+        test_s = time.process_time() - start
+        post, pre = pairs["post"].astype(int), pairs["pre"].astype(int)
+        known = truth["known"][post, pre]
+        real = (truth["weights"][post, pre] != 0)[known]
+        found = pairs["significant"][known]
+        row = {
+            "test": name,
+            "detected": int(found.sum()),
+            "true_edges": int(real.sum()),
+            "precision": float((found & real).sum() / max(1, found.sum())),
+            "mcc": sg.evaluate.matthews_corrcoef(real, found),
+            "auroc_abs_z": sg.evaluate.auroc(real, np.abs(pairs["z"][known])),
+            "fit_cpu_s": fit_s,
+            "test_cpu_s": test_s,
+        }
+        print(
+            f"spycon 20 of 300, 1 h, {name}: {row['detected']} edges at q < 0.05 for "
+            f"{row['true_edges']} true, precision {row['precision']:.3f}, MCC {row['mcc']:.3f}; AUROC of |z| "
+            f"{row['auroc_abs_z']:.4f} (fit {fit_s:.0f} s CPU, tests {test_s:.0f} s)",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -121,6 +148,7 @@ def main() -> None:
     path = _results.output(args.json, "significance", args.quick)
     torch.set_num_threads(1)
     figures = {"calibration": calibration(5 if args.quick else 20)}
+    figures["calibration jitter"] = calibration(2 if args.quick else 10, "jitter")
     seeds = range(2 if args.quick else 5)
     figures["no hidden"] = detection(
         "sparse-ei, hidden neurons not driving, 40 trials", seeds, hidden_drive=0
@@ -130,10 +158,13 @@ def main() -> None:
         for trials in ((10, 40) if args.quick else (10, 20, 40))
     ]
     if SPYCON.exists() and not args.quick:
-        figures["spycon"] = spycon()
+        jitter = {"method": "jitter"}
+        figures["spycon"] = spycon(
+            {"wald": {}, "jitter": jitter, "jitter, half-width 2 bins": {**jitter, "jitter": 2}}
+        )
     elif not SPYCON.exists():
         print(f"(skipped the spycon recording: {SPYCON} is not there)")
-    _results.write(path, "significance", {"alpha": 0.05, "test": "wald"}, figures)
+    _results.write(path, "significance", {"alpha": 0.05, "tests": ["wald", "jitter"]}, figures)
 
 
 if __name__ == "__main__":

@@ -763,13 +763,62 @@ def _hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> di
     "--alpha",
     default=None,
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Export Wald tests of the couplings (fits without hidden neurons): .csv an edge list of pre, post, "
+    help="Export tests of the couplings (fits without hidden neurons): .csv an edge list of pre, post, "
     "strength, se, z, p, q, significant (q < ALPHA, Benjamini-Hochberg), sign, self; .graphml the "
     "significant edges with those fields; .json every field plus the edges.",
 )
+@click.option(
+    "--test",
+    "method",
+    default="wald",
+    show_default=True,
+    type=click.Choice(["wald", "jitter"]),
+    help="With --alpha: Wald tests from the fit's standard errors, or spike-time jitter tests (need "
+    "--recording).",
+)
+@click.option(
+    "--recording",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The recording the model was fitted to (--test jitter), binned as for the fit.",
+)
+@click.option(
+    "--n-jitter",
+    default=sg.significance.N_JITTER,
+    show_default=True,
+    type=click.IntRange(2),
+    help="--test jitter: jittered copies of each neuron's spikes.",
+)
+@click.option(
+    "--jitter-bins",
+    default=None,
+    type=click.IntRange(1),
+    help="--test jitter: half-width of the jitter intervals in bins [default: the history window].",
+)
+@click.option(
+    "--p-values",
+    "pvalue",
+    default="normal",
+    show_default=True,
+    type=click.Choice(["normal", "empirical"]),
+    help="--test jitter: p-values from a normal null fitted to the jittered couplings, or the share of "
+    "jittered couplings at least as strong (exact, but none below 1/(N_JITTER + 1)).",
+)
+@click.option("--seed", default=0, show_default=True, help="--test jitter: seed of the jitter.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def export(
-    model: str, output: str, threshold: float | None, self_loops: bool, alpha: float | None, overwrite: bool
+    model: str,
+    output: str,
+    threshold: float | None,
+    self_loops: bool,
+    alpha: float | None,
+    method: str,
+    recording: str | None,
+    n_jitter: int,
+    jitter_bins: int | None,
+    pvalue: str,
+    seed: int,
+    overwrite: bool,
 ) -> None:
     """Export the fitted connectivity (weights, filters, strength, bias, labels), or tests of it.
 
@@ -781,16 +830,33 @@ def export(
     Example: spikeglm export model.h5 -o connectivity.csv
 
     Example: spikeglm export model.h5 -o edges.csv --alpha 0.05
+
+    Example: spikeglm export model.h5 -o edges.csv --alpha 0.05 --test jitter --recording rec.nwb
     """
-    out = _check_output(output, overwrite, (model,))
-    conn = sg.POGLM.load(model).connectivity()
+    inputs = (model,) if recording is None else (model, recording)
+    out = _check_output(output, overwrite, inputs)
     if self_loops and out.suffix.lower() != ".graphml":
         raise click.BadParameter("applies to .graphml exports only", param_hint="--self-loops")
-    conn.save(out, overwrite=overwrite, threshold=threshold, alpha=alpha, self_loops=self_loops)
+    if method == "jitter" and (alpha is None or recording is None):
+        raise click.UsageError("--test jitter needs --alpha and --recording")
+    if alpha is not None and (
+        threshold is not None or out.suffix.lower() not in (".csv", ".graphml", ".json")
+    ):
+        # refused before the tests run, which may take minutes
+        raise click.UsageError("--alpha applies to .csv, .graphml and .json outputs without --threshold")
+    fitted = sg.POGLM.load(model)
+    conn = fitted.connectivity()
     if alpha is None:
+        conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops)
         click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
         return
-    table = conn.significance(alpha)
+    options = {}
+    if method == "jitter":
+        options = {"counts": _counts_like(fitted, recording), "n_jitter": n_jitter, "jitter": jitter_bins}
+        options.update(pvalue=pvalue, seed=seed)
+    tests = conn.test_couplings(alpha, method, **options)
+    conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
+    table = tests[0]
     pairs = table[~table["self"]]
     click.echo(
         f"{int(pairs['significant'].sum())} of {len(pairs)} couplings significant at q < {alpha:g} "

@@ -35,14 +35,18 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
-from spikeglm.significance import se_from_json, wald_table
+from spikeglm.significance import N_JITTER, jitter_table, se_from_json, wald_table
+from spikeglm.timeunits import seconds
+
+if TYPE_CHECKING:
+    from spikeglm.counts import SpikeCounts
 
 __all__ = ["Connectivity"]
 
@@ -263,31 +267,59 @@ class Connectivity:
             raise ValueError(f"order must be a permutation of range({self.n_hidden}), got {order.tolist()}")
         return self._subset(np.concatenate([np.arange(self.n_visible), self.n_visible + order]))
 
-    def significance(self, alpha: float = 0.05, method: str = "wald") -> np.ndarray:
+    def significance(self, alpha: float = 0.05, method: str = "wald", **options: Any) -> np.ndarray:
         """Test every coupling: is it there, excitatory or inhibitory, and how sure is that.
 
         Parameters
         ----------
         alpha : float
             False discovery rate: a coupling is significant where its Benjamini-Hochberg q < alpha.
-        method : {"wald"}
-            Wald tests of the strengths against the standard errors the fit stored in the metadata
-            (``strength_se``; fits without hidden neurons, see :mod:`spikeglm.significance`).
+        method : {"wald", "jitter"}
+            ``"wald"``: Wald tests of the strengths against the standard errors the fit stored in the
+            metadata (``strength_se``; fits without hidden neurons, see :mod:`spikeglm.significance`).
+            ``"jitter"``: spike-time jitter tests (:func:`spikeglm.significance.jitter_table`), which
+            need the counts the connectivity was fitted to.
+        **options
+            For ``"jitter"``: ``counts`` (:class:`~spikeglm.SpikeCounts` of the fit's units, in its
+            bins; required), and optionally ``n_jitter`` (default 99), ``jitter`` (half-width of the
+            jitter intervals in bins; default the history window), ``pvalue`` (``"normal"``, the
+            default, or ``"empirical"``) and ``seed`` (default 0).
 
         Returns
         -------
         numpy.ndarray
             One row per (pre, post) pair: ``pre, post, strength, se, z, p, q, significant, sign, self``
-            (a structured array; ``pandas.DataFrame(table)`` makes a data frame of it).
+            (a structured array; ``pandas.DataFrame(table)`` makes a data frame of it). The jitter test
+            leaves the self-couplings untested (NaN): a neuron's jittered spikes fall on its own spikes.
 
         Raises
         ------
         ValueError
-            If the connectivity carries no standard errors, or ``method`` or ``alpha`` is unknown or out of
-            range.
+            If the connectivity carries no standard errors (``"wald"``), has hidden neurons or counts
+            that do not match it (``"jitter"``), or ``method``, ``alpha`` or an option is unknown or
+            out of range.
         """
+        return self.test_couplings(alpha, method, **options)[0]
+
+    def test_couplings(
+        self, alpha: float = 0.05, method: str = "wald", **options: Any
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The table of :meth:`significance` and the test's settings, as :meth:`save` writes them.
+
+        Returns
+        -------
+        table : numpy.ndarray
+            As :meth:`significance`.
+        settings : dict
+            JSON values: ``test`` (the method), ``alpha`` and, for the jitter test, ``n_jitter``,
+            ``jitter_bins``, ``pvalue`` and ``seed``.
+        """
+        if method == "jitter":
+            return self._jitter_tests(alpha, **options)
         if method != "wald":
-            raise ValueError(f"significance: unknown method {method!r}; available: 'wald'")
+            raise ValueError(f"significance: unknown method {method!r}; available: 'wald', 'jitter'")
+        if options:
+            raise ValueError(f"significance: the Wald test takes no options, got {', '.join(options)}")
         se = self._metadata.get("strength_se")
         if se is None:
             raise ValueError(
@@ -299,7 +331,50 @@ class Connectivity:
             raise ValueError(
                 f"significance: strength_se has shape {se.shape}, strength {self.strength.shape}"
             )
-        return wald_table(self.strength, se, self._labels, alpha)
+        return wald_table(self.strength, se, self._labels, alpha), {"test": "wald", "alpha": float(alpha)}
+
+    def _jitter_tests(
+        self,
+        alpha: float,
+        counts: SpikeCounts | None = None,
+        n_jitter: int = N_JITTER,
+        jitter: int | None = None,
+        pvalue: str = "normal",
+        seed: int = 0,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.n_hidden:
+            raise ValueError(
+                "significance: the jitter test needs a fit without hidden neurons; "
+                f"this one has {self.n_hidden}"
+            )
+        if counts is None:
+            raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
+        if list(counts.unit_ids) != self._labels:
+            missing = [label for label in self._labels if label not in list(counts.unit_ids)]
+            raise ValueError(
+                "significance: counts must hold the connectivity's units in its order "
+                f"({', '.join(self._labels)}); "
+                + (f"missing {', '.join(missing)}" if missing else f"got {', '.join(counts.unit_ids)}")
+            )
+        bin_size = self._metadata.get("bin_size")
+        if bin_size is not None and not np.isclose(seconds(bin_size, "bin_size"), counts.bin_seconds):
+            raise ValueError(f"significance: counts are binned at {counts.bin_size}, the fit at {bin_size}")
+        jitter = self._basis_matrix.shape[1] if jitter is None else int(jitter)
+        table = jitter_table(
+            self._weights,
+            self._basis_matrix,
+            self._bias,
+            self._metadata.get("link", "softplus"),
+            counts.counts,
+            self._labels,
+            alpha=alpha,
+            n_jitter=n_jitter,
+            jitter=jitter,
+            pvalue=pvalue,
+            seed=seed,
+        )
+        settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
+        return table, {"test": "jitter", "alpha": float(alpha), **settings}
 
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)
@@ -330,6 +405,7 @@ class Connectivity:
         threshold: float | None = None,
         alpha: float | None = None,
         self_loops: bool = False,
+        tests: tuple[np.ndarray, dict[str, Any]] | None = None,
     ) -> None:
         """Write to a file whose format follows the extension, atomically.
 
@@ -372,9 +448,12 @@ class Connectivity:
             edge list with one row per pair and the columns ``pre, post, strength, se, z, p, q,
             significant, sign, self``; ``.graphml`` keeps the significant edges only, each with those
             fields as data; ``.json`` gains ``edges`` (every pair, those fields) and ``significance``
-            (the test and ``alpha``). The GraphML metadata records the test and ``alpha`` too.
+            (the test and its settings). The GraphML metadata records the test and its settings too.
         self_loops : bool, default False
             GraphML only: also write the self-couplings (pre = post) that pass the rule, as self-loops.
+        tests : tuple, optional
+            Write these tests instead of the Wald tests at ``alpha``: a result of :meth:`test_couplings`,
+            e.g. ``conn.test_couplings(0.05, "jitter", counts=counts)``. Same formats as ``alpha``.
 
         Raises
         ------
@@ -398,37 +477,40 @@ class Connectivity:
             raise ValueError(f"threshold and self_loops apply only to GraphML exports, not to {suffix}")
         if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
             raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-        if alpha is not None and (suffix not in (".csv", ".graphml", ".json") or threshold is not None):
-            raise ValueError(
-                f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
-            )
+        if alpha is not None or tests is not None:
+            if suffix not in (".csv", ".graphml", ".json") or threshold is not None:
+                raise ValueError(
+                    f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
+                )
+            if alpha is not None and tests is not None:
+                raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
+            tests = self.test_couplings(alpha) if tests is None else tests
         _refuse_unwritable_labels(self._labels, path, suffix)
         if suffix == ".graphml":
-            edges, rule = self._graph_edges(threshold, alpha, self_loops)
+            edges, rule = self._graph_edges(threshold, tests, self_loops)
             options = {"edges": edges, "rule": rule}
             write = _write_graphml
-        elif alpha is not None:
-            options = {"tests": (self.significance(alpha), {"test": "wald", "alpha": float(alpha)})}
-            write = _EDGE_WRITERS[suffix]
+        elif tests is not None:
+            options, write = {"tests": tests}, _EDGE_WRITERS[suffix]
         else:
             options, write = {}, _WRITERS[suffix]
         atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
 
     def _graph_edges(
-        self, threshold: float | None, alpha: float | None, self_loops: bool
+        self, threshold: float | None, tests: tuple | None, self_loops: bool
     ) -> tuple[list[tuple[int, int, dict]], dict[str, Any]]:
         """The GraphML edges ``(post, pre, test fields)`` that pass the rule, and how they were chosen."""
-        default = threshold is None and alpha is None
+        default = threshold is None and tests is None
         if default and self.metadata.get("strength_se") is not None:
-            alpha = GRAPHML_ALPHA
-        if alpha is not None:
-            table = self.significance(alpha)
+            tests = self.test_couplings(GRAPHML_ALPHA)
+        if tests is not None:
+            table, settings = tests
             index = {label: k for k, label in enumerate(self._labels)}
             edges = [
                 (index[row["post"]], index[row["pre"]], {name: row[name].item() for name, _ in _TEST_KEYS})
                 for row in table[table["significant"]]
             ]
-            rule = {"rule": "significance", "test": "wald", "alpha": float(alpha)}
+            rule = {"rule": "significance", **settings}
         else:
             strength = np.abs(self.strength)
             if threshold is None:
@@ -439,7 +521,7 @@ class Connectivity:
         if default:
             rule["default"] = (
                 f"the test at alpha {GRAPHML_ALPHA:g}"
-                if alpha is not None
+                if tests is not None
                 else f"{GRAPHML_RELATIVE_THRESHOLD:g} times the largest |strength| between distinct neurons"
             )
         rule["self_loops"] = bool(self_loops)
@@ -614,7 +696,9 @@ def _write_graphml(conn: Connectivity, path: Path, edges: list[tuple[int, int, d
     graph = ET.SubElement(root, "graph", {"id": "connectivity", "edgedefault": "directed"})
     metadata = {**conn.metadata, "edges": rule}
     if rule["rule"] == "significance":
-        metadata["significance"] = {"test": rule["test"], "alpha": rule["alpha"]}
+        metadata["significance"] = {
+            key: value for key, value in rule.items() if key not in ("rule", "self_loops")
+        }
     ET.SubElement(graph, "data", {"key": "metadata"}).text = json.dumps(metadata)
     for k, (label, visible, bias) in enumerate(zip(conn.labels, conn.visible, conn.bias, strict=True)):
         node = ET.SubElement(graph, "node", {"id": f"n{k}"})
