@@ -40,7 +40,11 @@ from spikeglm.variational import Posterior, log_weights
 #: The objectives: what the fit maximises.
 OBJECTIVES: Registry[str] = Registry(
     "objective",
-    {"elbo": "evidence lower bound", "iwae": "importance-weighted bound over the samples of a trial"},
+    {
+        "elbo": "evidence lower bound",
+        "iwae": "importance-weighted bound over the samples of a trial",
+        "fivo": "particle-filter bound: the samples are particles, resampled bin by bin",
+    },
 )
 #: Default bins computed at once in a training step (context included); bounds the memory of a step.
 PART_BINS = 2**15
@@ -149,8 +153,10 @@ class TrainingConfig:
         Temperature of the relaxation, checked by the relaxation itself (Eat-cubic: ``0 < tau <= 1``).
     n_samples : int
         Hidden-count samples per segment and step.
-    objective : {"elbo", "iwae"}
-        The bound maximised (:data:`OBJECTIVES`).
+    objective : {"elbo", "iwae", "fivo"}
+        The bound maximised (:data:`OBJECTIVES`). ``"fivo"`` runs a particle filter of ``n_samples``
+        particles per segment (:func:`spikeglm.smc.filtering_bound`) whose draws are always exact
+        integer counts with Eat-cubic's gradient.
     epochs : int
         Passes over the data.
     lr : float
@@ -213,8 +219,12 @@ class TrainingConfig:
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_law", relax.get(self.relaxation))
-        if self.straight_through and self.relaxation != "eat-cubic":
-            raise ValueError(f"straight_through needs relaxation 'eat-cubic'; got {self.relaxation!r}")
+        for needs, wanted in (
+            ("straight_through", self.straight_through),
+            ("objective 'fivo'", self.objective == "fivo"),
+        ):
+            if wanted and self.relaxation != "eat-cubic":
+                raise ValueError(f"{needs} needs relaxation 'eat-cubic'; got {self.relaxation!r}")
         self.law(torch.ones(()))  # the relaxation checks its own options (e.g. Eat-cubic: tau <= 1)
 
     @property
@@ -228,6 +238,10 @@ class TrainingConfig:
         if self.straight_through:
             options["straight_through"] = True
         return self._law(rate, validate_args=False, **options)
+
+    def draw(self, rate: torch.Tensor) -> torch.Tensor:
+        """Integer hidden counts at ``rate`` with Eat-cubic's gradient: the particles of ``"fivo"``."""
+        return relax.EatCubic(rate, self.temperature, validate_args=False, straight_through=True).rsample()
 
     def replace(self, **changes) -> TrainingConfig:
         """A copy with ``changes``, checked as the original was."""
@@ -608,6 +622,9 @@ class _StepLoss(nn.Module):
     def forward(self, visible, present, scored) -> tuple[torch.Tensor, torch.Tensor]:
         batch = Batch(visible, present, scored)
         config = self.config
+        if config.objective == "fivo":
+            log_z = smc.filtering_bound(self.network, self.posterior, batch, config.n_samples, config.draw)
+            return -log_z.mean(), log_z.detach().sum()
         log_w, log_q = log_weights(self.network, self.posterior, batch, config.n_samples, config.law)
         loss = surrogate_loss(log_w, log_q, config.objective, score_function=config.score_function)
         return loss, log_w.detach().mean(0).sum().double()

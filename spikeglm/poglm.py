@@ -64,7 +64,7 @@ class POGLM:
         Number of history lags L (bins), for a basis given by name.
     link : {"softplus", "exp", "sigmoid"}
         Link from the linear predictor to the expected count per bin.
-    variational : {"forward-backward", "forward", "forward-self"}
+    variational : {"forward-backward", "forward", "forward-self", "smoothing"}
         Family of the posterior over hidden counts (see :mod:`spikeglm.variational`).
     basis_options : dict, optional
         Extra arguments of a basis given by name (e.g. ``{"decay": 0.25}`` or ``{"n_basis": 4}``).
@@ -74,9 +74,10 @@ class POGLM:
     temperature : float
         Temperature of the relaxation (Eat-cubic: ``0 < tau <= 1``).
     n_samples : int
-        Hidden-count samples per trial and step.
-    objective : {"elbo", "iwae"}
-        Evidence lower bound or its importance-weighted version.
+        Hidden-count samples per trial and step (the particles, for ``"fivo"``).
+    objective : {"elbo", "iwae", "fivo"}
+        Evidence lower bound, its importance-weighted version, or a particle filter's bound
+        (:func:`spikeglm.smc.filtering_bound`; exact integer draws with Eat-cubic's gradient).
     epochs : int
         Most passes over the training trials (with ``tol``, a fit usually stops well before); with no
         hidden neuron, most L-BFGS iterations.
@@ -522,7 +523,7 @@ class POGLM:
     def infer(self, counts: SpikeCounts, n_samples: int = 100, seed: int = 0) -> np.ndarray:
         """Posterior mean rate of each hidden neuron in each bin, shape (trials, bins, n_hidden).
 
-        For the mean-field families this is the rate of q; for forward-self, its average over
+        For the mean-field families this is the rate of q; for the autoregressive ones, its average over
         ``n_samples`` draws of the hidden past. Long trials are done segment by segment, as in the fit.
         """
         _, posterior = self._fitted()
@@ -531,7 +532,7 @@ class POGLM:
         with parallel.seeded(seed):
             for index in segments.groups(PART_BINS):
                 visible = segments.batch(index).visible
-                if posterior.family == "forward-self":
+                if posterior.autoregressive:
                     part = posterior.sample(visible, n_samples, None)[1].mean(0)
                 else:
                     part = posterior.rates(visible)

@@ -25,7 +25,7 @@ Every trial is filtered whole, so a long recording is scored as one sequence: no
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ import torch
 from spikeglm.model import LINKS, Network
 from spikeglm.options import Registry, whole
 from spikeglm.relax import poisson_log_pmf
+from spikeglm.segments import Batch
 from spikeglm.variational import Posterior
 
 #: The proposals of the hidden counts, each with what it uses.
@@ -133,9 +134,9 @@ def log_likelihood(
             exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
         per_trial = exact.cpu().numpy()
         return Estimate(per_trial, np.zeros_like(per_trial), n_bins, n_visible)
-    particles = _Particles(
-        network, posterior if proposal == "posterior" else None, n_trials, n_runs, n_particles, seed
-    )
+    generator = torch.Generator(device).manual_seed(seed)
+    proposer = posterior if proposal == "posterior" else None
+    particles = _Particles(network, proposer, n_trials, n_runs, n_particles, generator)
     ahead = window if proposal == "posterior" else 0
     for piece, bins in _blocks(visible, block, window, ahead, dtype, device):
         particles.advance(piece, bins)
@@ -144,6 +145,44 @@ def log_likelihood(
     ratios = torch.exp(log_z - per_trial[:, None])  # each run's estimate of p(x) over their mean
     se = ratios.std(dim=1) / math.sqrt(n_runs) if n_runs > 1 else torch.full_like(per_trial, math.nan)
     return Estimate(per_trial.cpu().numpy(), se.cpu().numpy(), n_bins, n_visible)
+
+
+def filtering_bound(
+    network: Network,
+    posterior: Posterior,
+    batch: Batch,
+    n_particles: int,
+    draw: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """A particle filter's estimate of ``log p(x)`` of each segment, differentiable: a training objective.
+
+    One filter of ``n_particles`` per segment proposes the hidden counts of each bin from ``posterior``
+    (drawn by ``draw(rate)``, a reparameterised sampler such as straight-through Eat-cubic, so the
+    gradient flows through the draws) and resamples as :func:`log_likelihood` does. The result is a
+    lower bound of ``log p(x)`` in expectation (of the scored bins given the segment's left context, for
+    segments cut from a long recording) that tightens with the particles, unlike the ELBO, which stays
+    below by the posterior's mismatch whatever the samples. The gradient leaves out the resampling's
+    own term, which is what keeps its variance low.
+
+    Parameters
+    ----------
+    network : Network
+    posterior : Posterior
+    batch : Batch
+        Visible counts of the segments with their masks (:mod:`spikeglm.segments`).
+    n_particles : int
+    draw : callable
+        ``draw(rate)`` gives hidden counts at ``rate`` with the same shape.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (segments,), float64.
+    """
+    particles = _Particles(network, posterior, len(batch.visible), 1, n_particles, None, draw)
+    visible = batch.visible.to(network.bias.dtype)
+    particles.advance(visible, slice(None), batch.present, batch.scored)
+    return particles.log_z
 
 
 def _blocks(
@@ -167,9 +206,13 @@ class _Particles:
     Filter ``trial * n_runs + run`` holds ``n_particles // n_runs`` particles, each the hidden counts
     of its last L bins (lag 1 first), with normalised log-weights; ``log_z`` sums each filter's log mean
     weight over the bins filtered so far.
+
+    The update is written without in-place changes, so that gradients flow through it when the hidden
+    counts are drawn by a reparameterised ``draw(rate)`` (:func:`filtering_bound`); the resampling itself
+    is not differentiated. ``draw=None`` draws exact Poisson counts from ``generator``.
     """
 
-    def __init__(self, network, posterior, n_trials, n_runs, n_particles, seed):
+    def __init__(self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None):
         self.network, self.posterior, self.n_runs = network, posterior, n_runs
         self.n_visible = network.n_visible
         device, dtype = network.bias.device, network.bias.dtype
@@ -184,11 +227,22 @@ class _Particles:
             (filters, particles), -math.log(particles), dtype=torch.float64, device=device
         )
         self.log_z = torch.zeros(filters, dtype=torch.float64, device=device)
-        self.generator = torch.Generator(device).manual_seed(seed)
+        self.generator = generator
+        self.draw = draw or (lambda rate: torch.poisson(rate, generator=generator))
         self.link = LINKS[network.link_name]
 
-    def advance(self, piece: torch.Tensor, bins: slice) -> None:
-        """Filter the bins ``bins`` of ``piece`` (trials, bins, V), which holds the context they need."""
+    def advance(
+        self,
+        piece: torch.Tensor,
+        bins: slice,
+        present: torch.Tensor | None = None,
+        scored: torch.Tensor | None = None,
+    ) -> None:
+        """Filter the bins ``bins`` of ``piece`` (trials, bins, V), which holds the context they need.
+
+        ``present`` (trials, bins) marks the bins inside the recording (no hidden spikes elsewhere) and
+        ``scored`` those whose likelihood ``log_z`` counts; the others still weigh the particles.
+        """
         network, runs, n_visible = self.network, self.n_runs, self.n_visible
         drive = network.bias + network._drive(piece, network.weight[:, :n_visible])
         drive, x = drive[:, bins].repeat_interleave(runs, 0), piece[:, bins].repeat_interleave(runs, 0)
@@ -200,34 +254,38 @@ class _Particles:
             increment = poisson_log_pmf(x[:, t, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
             prior = rate[..., n_visible:]
             if self.posterior is None:
-                hidden = torch.poisson(prior, generator=self.generator)
+                hidden = self.draw(prior)
             else:
                 own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
                 q_rate = self.link(q_drive[:, t, None] + own)
-                hidden = torch.poisson(q_rate, generator=self.generator)
+                hidden = self.draw(q_rate)
                 ratio = poisson_log_pmf(hidden, prior) - poisson_log_pmf(hidden, q_rate)
-                increment += ratio.sum(-1, dtype=torch.float64)
-            self._reweight(increment)
+                increment = increment + ratio.sum(-1, dtype=torch.float64)
+            if present is not None:
+                hidden = hidden * present[:, t, None, None]
+            self._reweight(increment, None if scored is None else scored[:, t])
             self.recent = torch.cat([hidden[:, :, None], self.recent[:, :, :-1]], dim=2)
             self._resample()
 
-    def _reweight(self, increment: torch.Tensor) -> None:
+    def _reweight(self, increment: torch.Tensor, scored: torch.Tensor | None) -> None:
         total = self.log_w + increment
         step = torch.logsumexp(total, dim=1)
-        self.log_z += step
+        self.log_z = self.log_z + (step if scored is None else step * scored)
         self.log_w = total - step[:, None]
 
     def _resample(self) -> None:
         """Systematic resampling of the filters whose effective sample size is below the threshold."""
-        weights = self.log_w.exp()
+        weights = self.log_w.detach().exp()
         particles = weights.shape[1]
-        low = (1.0 / weights.square().sum(dim=1) < RESAMPLE_BELOW * particles).nonzero().squeeze(1)
-        if len(low) == 0:
+        low = 1.0 / weights.square().sum(dim=1) < RESAMPLE_BELOW * particles
+        if not bool(low.any()):
             return
-        cdf = weights[low].cumsum(dim=1)
+        cdf = weights.cumsum(dim=1)
         cdf[:, -1] = 1.0
-        offset = torch.rand(len(low), 1, dtype=cdf.dtype, device=cdf.device, generator=self.generator)
+        offset = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device, generator=self.generator)
         points = (offset + torch.arange(particles, dtype=cdf.dtype, device=cdf.device)) / particles
-        index = torch.searchsorted(cdf, points).clamp_(max=particles - 1)
-        self.recent[low] = self.recent[low[:, None], index]
-        self.log_w[low] = -math.log(particles)
+        drawn = torch.searchsorted(cdf, points).clamp_(max=particles - 1)
+        index = torch.where(low[:, None], drawn, torch.arange(particles, device=cdf.device))
+        gather = index[:, :, None, None].expand_as(self.recent)
+        self.recent = torch.gather(self.recent, 1, gather)
+        self.log_w = torch.where(low[:, None], -math.log(particles), torch.gather(self.log_w, 1, index))

@@ -12,6 +12,10 @@ that bin, through the model's history basis:
 ``"forward-self"``
     Autoregressive: the rate also depends on the sampled hidden past, ``C_h . past(z)_t``, so samples
     are drawn bin after bin.
+``"smoothing"``
+    Both: past and future visible counts and the sampled hidden past. The hidden neurons' own history
+    lets q keep a hidden neuron's spikes apart in time as the model's self-coupling does, while the
+    future term tells it which hidden spikes the visible neurons call for.
 
 :func:`log_weights` gives the importance weights of samples of q, from which the training objectives
 (:mod:`spikeglm.fit`) and the importance-sampled marginal likelihood (:func:`marginal_log_likelihood`)
@@ -43,6 +47,7 @@ FAMILIES: Registry[str] = Registry(
         "forward-backward": "past and future visible counts (mean field)",
         "forward": "past visible counts (mean field)",
         "forward-self": "past visible and sampled hidden counts (autoregressive)",
+        "smoothing": "past and future visible and sampled hidden counts (autoregressive)",
     },
 )
 
@@ -57,7 +62,7 @@ class Posterior(nn.Module):
 
     Parameters
     ----------
-    family : {"forward-backward", "forward", "forward-self"}
+    family : {"forward-backward", "forward", "forward-self", "smoothing"}
         The dependence structure, see the module documentation.
     n_visible, n_hidden : int
         Numbers of visible and hidden neurons.
@@ -80,31 +85,41 @@ class Posterior(nn.Module):
         self.past = nn.Parameter(torch.zeros(n_hidden, n_visible, n_basis))
         self.future = nn.Parameter(torch.zeros(n_hidden, n_visible, n_basis))
         self.self_past = nn.Parameter(torch.zeros(n_hidden, n_hidden, n_basis))
-        if family != "forward-backward":
+        if not self.sees_future:
             self.future.requires_grad_(False)
-        if family != "forward-self":
+        if not self.autoregressive:
             self.self_past.requires_grad_(False)
+
+    @property
+    def sees_future(self) -> bool:
+        """Whether q's rates depend on the visible counts that follow a bin."""
+        return self.family in ("forward-backward", "smoothing")
+
+    @property
+    def autoregressive(self) -> bool:
+        """Whether q's rates depend on the sampled hidden past (samples are drawn bin after bin)."""
+        return self.family in ("forward-self", "smoothing")
 
     def init_rates(self, rate: float, scale: float, generator: torch.Generator) -> None:
         """Start with hidden rates near ``rate`` and small random visible couplings of std ``scale``."""
         with torch.no_grad():
             self.bias.fill_(float(inverse_link(self.link_name, torch.tensor(rate))))
             self.past.normal_(0.0, scale, generator=generator)
-            if self.family == "forward-backward":
+            if self.sees_future:
                 self.future.normal_(0.0, scale, generator=generator)
 
     def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
         """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""
         basis = self.basis_matrix.to(visible.dtype)
         predictor = self.bias + history(visible, basis).flatten(-2) @ self.past.flatten(1).T
-        if self.family == "forward-backward":
+        if self.sees_future:
             predictor = predictor + future(visible, basis).flatten(-2) @ self.future.flatten(1).T
         return predictor
 
     def rates(self, visible: torch.Tensor) -> torch.Tensor:
         """Rates of q for the mean-field families, shape (trials, bins, H)."""
-        if self.family == "forward-self":
-            raise ValueError("forward-self rates depend on sampled hidden counts: use sample()")
+        if self.autoregressive:
+            raise ValueError(f"{self.family} rates depend on sampled hidden counts: use sample()")
         return LINKS[self.link_name](self._visible_predictor(visible))
 
     def sample(
@@ -121,7 +136,7 @@ class Posterior(nn.Module):
             drawn = relax.ExactPoisson(rate, validate_args=False) if law is None else law(rate)
             return drawn.rsample(shape) if drawn.has_rsample else drawn.sample(shape)
 
-        if self.family != "forward-self":
+        if not self.autoregressive:
             rate = self.rates(visible).expand(n_samples, *visible.shape[:-1], self.n_hidden)
             return sampler(rate, ()), rate
         return self._sample_autoregressive(visible, n_samples, sampler)

@@ -70,6 +70,20 @@ def test_every_relaxation_and_family_improves_the_elbo(diffpoglm, relaxation, va
     assert model.infer(train).shape == (10, 100, 2)
 
 
+@pytest.mark.parametrize("variational", ["forward-backward", "smoothing"])
+def test_the_particle_filter_objective_rises(diffpoglm, fit_poglm, variational):
+    _, train, _ = diffpoglm
+    train = train.select_trials(slice(0, 10))
+    model = fit_poglm(
+        train, n_hidden=2, objective="fivo", variational=variational, n_samples=8, epochs=15, seed=0
+    )
+    objective = [r.objective for r in model.history_]
+    assert np.isfinite(objective).all() and np.mean(objective[-3:]) > np.mean(objective[:3])
+    assert model.infer(train).shape == (10, 100, 2)
+    with pytest.raises(ValueError, match="objective 'fivo' needs relaxation 'eat-cubic'"):
+        sg.POGLM(n_hidden=1, objective="fivo", relaxation="gumbel-softmax").fit(train)
+
+
 def test_iwae_objective(diffpoglm, fit_poglm):
     """A fit of the importance-weighted bound raises it; on the fitted model that bound with K samples
     lies above the ELBO (its K = 1 case), as it must in expectation unless q is the exact posterior."""
