@@ -319,8 +319,11 @@ def color_limits(*conns: Connectivity, value: str = "strength") -> tuple[float, 
 
     Examples
     --------
-    >>> limits = color_limits(fitted, truth)  # doctest: +SKIP
-    >>> connectivity(fitted, vmax=limits); connectivity(truth, vmax=limits)  # doctest: +SKIP
+    >>> import spikeglm as sg
+    >>> truth = sg.Connectivity.load(sg.examples.path("example_truth.json"))
+    >>> visible, hidden = color_limits(truth, truth)  # e.g. a fit and the truth, to draw side by side
+    >>> (visible, hidden) == color_limits(truth) and visible > 0 and hidden > 0
+    True
     """
     if value not in _VALUES:
         raise ValueError(f"unknown value {value!r}; choose one of {', '.join(_VALUES)}")
