@@ -451,7 +451,16 @@ def info(recording: str, bin_size: str) -> None:
     show_default=True,
     type=click.Choice(sg.variational.FAMILIES.names(), case_sensitive=False),
     help="Posterior family of the hidden counts: forward-backward reads the visible past and future, "
-    "forward the past only, forward-self also the sampled hidden past (sequential, slower).",
+    "forward the past only, forward-self also the sampled hidden past, smoothing all three "
+    "(the last two sample bin by bin: slower).",
+)
+@click.option(
+    "--objective",
+    default="elbo",
+    show_default=True,
+    type=click.Choice(sg.fit.OBJECTIVES.names(), case_sensitive=False),
+    help="Bound maximised: elbo; iwae (importance-weighted over --samples); fivo (a particle filter of "
+    "--samples particles, exact counts, slower; try --samples 16).",
 )
 @click.option(
     "--relaxation",
@@ -479,7 +488,7 @@ def info(recording: str, bin_size: str) -> None:
     default=5,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Hidden-count samples per trial and step.",
+    help="Hidden-count samples (fivo: particles) per trial and step.",
 )
 @click.option(
     "--epochs",

@@ -85,6 +85,17 @@ def test_resume_continues_a_checkpoint(tmp_path):
     assert len(sg.POGLM.load(out).history_) == 4 and not checkpoint.exists()
 
 
+def test_the_particle_filter_objective_and_smoothing_family_from_the_command_line(tmp_path):
+    out = tmp_path / "model.h5"
+    args = ["--hidden", "1", "--bin-size", "20 ms", "--epochs", "2", "--samples", "4"]
+    result = run("fit", EXAMPLE, "-o", out, *args, "--objective", "FIVO", "--variational", "smoothing")
+    assert result.exit_code == 0, result.output
+    model = sg.POGLM.load(out)
+    settings = model.get_params()
+    assert [settings[k] for k in ("objective", "variational", "n_samples")] == ["fivo", "smoothing", 4]
+    assert len(model.history_) == 2 and np.isfinite(model.history_[-1].objective)
+
+
 def test_config_file_supplies_defaults(tmp_path):
     config = tmp_path / "fit.toml"
     config.write_text('hidden = 1\nepochs = 3\nsamples = 2\nbin-size = "10 ms"\n')
