@@ -555,6 +555,14 @@ def info(recording: str, bin_size: str) -> None:
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing OUTPUT, or its checkpoint when not resuming."
 )
+@click.option(
+    "--bootstrap",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="After the fit, this many refits to recordings simulated from it give the standard errors of the "
+    "couplings (parametric bootstrap; for fits with hidden neurons, which have none otherwise). 0: none.",
+)
 @_reading_options
 @click.pass_context
 def fit(
@@ -571,6 +579,7 @@ def fit(
     overwrite: bool,
     candidates: str,
     folds: int,
+    bootstrap: int,
     **settings,
 ) -> None:
     """Fit a POGLM with hidden neurons to a recording and save the model.
@@ -586,6 +595,8 @@ def fit(
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
+    if bootstrap == 1:
+        raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
     inputs = (recording, ctx.meta.get("config"))
     out = _check_output(output, overwrite, inputs)
     checkpoint = _check_output(str(out) + ".ckpt.h5", True, inputs)
@@ -629,6 +640,8 @@ def fit(
                 checkpoint_every=checkpoint_every,
                 resume=resume,
             )
+            if bootstrap:
+                _bootstrap(model, counts, bootstrap, where, rank == 0)
         except KeyboardInterrupt:
             if rank == 0:
                 saved = f"the fit so far is in {checkpoint}; add --resume to continue"
@@ -643,6 +656,19 @@ def fit(
         checkpoint.unlink(missing_ok=True)
     final, steps = model.history_[-1].objective, len(model.history_)
     click.echo(f"model: {out} (objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_})")
+
+
+def _bootstrap(model: sg.POGLM, counts: sg.SpikeCounts, n_boot: int, where: object, report: bool) -> None:
+    """``--bootstrap``: the standard errors of the couplings from ``n_boot`` refits (each reported) on the
+    device ``where``."""
+
+    def progress(index: int, seconds: float) -> None:
+        if report:
+            click.echo(f"  bootstrap refit {index + 1}/{n_boot}: {seconds:.1f} s")
+
+    if report:
+        click.echo(f"standard errors by parametric bootstrap ({n_boot} refits to simulated recordings):")
+    model.bootstrap_se(counts, n_boot=n_boot, callback=progress, device=where)
 
 
 def _resuming(checkpoint: Path, epochs: int) -> str:

@@ -276,7 +276,8 @@ class Connectivity:
             False discovery rate: a coupling is significant where its Benjamini-Hochberg q < alpha.
         method : {"wald", "jitter"}
             ``"wald"``: Wald tests of the strengths against the standard errors the fit stored in the
-            metadata (``strength_se``; fits without hidden neurons, see :mod:`spikeglm.significance`).
+            metadata (``strength_se``: every fit without hidden neurons has them, and
+            :meth:`spikeglm.POGLM.bootstrap_se` gives them to any fit; see :mod:`spikeglm.significance`).
             ``"jitter"``: spike-time jitter tests (:func:`spikeglm.significance.jitter_table`), which
             need the counts the connectivity was fitted to.
         **options
@@ -323,8 +324,8 @@ class Connectivity:
         se = self._metadata.get("strength_se")
         if se is None:
             raise ValueError(
-                "significance: this connectivity carries no standard errors (they come from fits without "
-                "hidden neurons, n_hidden=0)"
+                "significance: this connectivity carries no standard errors (fits without hidden neurons "
+                "have them; for others, run model.bootstrap_se(counts) or fit with --bootstrap N)"
             )
         se = se_from_json(se)
         if se.shape != self.strength.shape:

@@ -23,6 +23,7 @@ from scipy.stats import rankdata
 from spikeglm.connectivity import Connectivity
 
 __all__ = [
+    "align_hidden",
     "auroc",
     "average_precision",
     "connectivity_scores",
@@ -75,6 +76,34 @@ def match_hidden(
         If the visible neurons differ in number, labels or order.
     """
     return _match(truth, estimate, allow_inverted)[0]
+
+
+def align_hidden(reference: Connectivity, estimate: Connectivity) -> np.ndarray:
+    """The estimate's strength matrix with its hidden neurons put in the reference's order and orientation.
+
+    The hidden neurons are paired by :func:`match_hidden` (inversion allowed); an estimated hidden neuron
+    matched inverted has the signs of its couplings with every neuron of the other orientation reversed
+    (``strength[i, j] * s_i * s_j``), so that it reads as the reference's. Rows and columns follow the
+    visible neurons, then the matched hidden neurons in the reference's order; hidden neurons left
+    unmatched (where the two have different numbers of them) are dropped.
+
+    Raises
+    ------
+    ValueError
+        If the visible neurons differ in number, labels or order.
+    """
+    pairs, signs = _match(reference, estimate, allow_inverted=True)
+    return _aligned(estimate.strength, reference.n_visible, pairs, signs)
+
+
+def _aligned(
+    strength: np.ndarray, n_visible: int, pairs: list[tuple[int, int]], signs: list[int]
+) -> np.ndarray:
+    """An estimate's ``strength`` restricted to the visible and matched hidden neurons, in the pairs' order
+    and each hidden neuron in its matched orientation."""
+    index = np.concatenate([np.arange(n_visible), n_visible + np.array([j for _, j in pairs], dtype=int)])
+    orientation = np.concatenate([np.ones(n_visible), np.array(signs, dtype=float)])
+    return strength[np.ix_(index, index)] * np.outer(orientation, orientation)
 
 
 def _match(
@@ -170,10 +199,8 @@ def connectivity_scores(
     pairs, signs = _match(truth, estimate, allow_inverted=True)
     v = truth.n_visible
     true_index = np.concatenate([np.arange(v), v + np.array([i for i, _ in pairs], dtype=int)])
-    est_index = np.concatenate([np.arange(v), v + np.array([j for _, j in pairs], dtype=int)])
-    orientation = np.concatenate([np.ones(v), np.array(signs, dtype=float)])
     true_strength = truth.strength[np.ix_(true_index, true_index)]
-    est_strength = estimate.strength[np.ix_(est_index, est_index)] * np.outer(orientation, orientation)
+    est_strength = _aligned(estimate.strength, v, pairs, signs)
     hidden = np.ones_like(true_strength, dtype=bool)
     hidden[:v, :v] = False
     visible_true, visible_est = true_strength[:v, :v], est_strength[:v, :v]

@@ -126,6 +126,21 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         ),
         "null or a table of numbers (null: no information)",
     ),
+    "strength_se_source": (
+        lambda v: (
+            v is None
+            or v == {"method": "fisher"}
+            or (
+                isinstance(v, dict)
+                and set(v) == {"method", "n_boot", "seed"}
+                and v["method"] == "bootstrap"
+                and _is_whole(v["n_boot"])
+                and v["n_boot"] >= 2
+                and _is_whole(v["seed"])
+            )
+        ),
+        'null, {"method": "fisher"} or {"method": "bootstrap", "n_boot": >= 2, "seed": a whole number}',
+    ),
 }
 #: The training state's keys beyond the optimizer's, with the values that stand in for those missing
 #: from checkpoints of earlier releases.
@@ -215,6 +230,8 @@ def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
                 f"{path}: config field 'strength_se' has shape {se.shape}, not that of the model"
             )
         model.strength_se_ = se
+        # files of earlier releases had standard errors of the observed information only
+        model.strength_se_source_ = config["strength_se_source"] or {"method": "fisher"}
     if config["selection"] is not None:
         try:
             model.selection_ = Selection.from_dict(config["selection"])
@@ -237,6 +254,7 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     config.setdefault("data", {})  # files of earlier releases may lack these
     config.setdefault("selection", None)
     config.setdefault("strength_se", None)
+    config.setdefault("strength_se_source", None)
     _check_fields(config, _CONFIG_FIELDS, path, "config")
     try:
         basis = basis_module.from_dict(config["basis"])

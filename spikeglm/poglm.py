@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm import modelfile, parallel, relax, smc
+from spikeglm import modelfile, parallel, relax, significance, smc
 from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
@@ -181,8 +181,12 @@ class POGLM:
         self.stopped_: str | None = None
         #: The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`), if any.
         self.selection_: Selection | None = None
-        #: Standard errors of the coupling strengths, (post, pre); fits without hidden neurons only.
+        #: Standard errors of the coupling strengths, (post, pre): from every fit without hidden neurons,
+        #: and from :meth:`bootstrap_se` for any fit.
         self.strength_se_: np.ndarray | None = None
+        #: Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
+        #: ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``; None without standard errors.
+        self.strength_se_source_: dict | None = None
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -361,7 +365,7 @@ class POGLM:
         self.data_ = json_plain(counts.metadata, strict=False)
         self.fit_options_ = options
         self.selection_ = None
-        self.strength_se_ = None
+        self.strength_se_ = self.strength_se_source_ = None
 
         def save_checkpoint(where: Resume, optimizer_state: dict) -> None:
             if parallel.is_main():
@@ -391,6 +395,7 @@ class POGLM:
                 segments = self._segments(visible)
                 self.stopped_ = solve_glm(self.network_, segments, config, callback=_chain(callbacks))[1]
                 self.strength_se_ = strength_se(self.network_, segments)
+                self.strength_se_source_ = {"method": "fisher"}
             elif not convex:
                 self.stopped_ = train(
                     self.network_,
@@ -613,7 +618,7 @@ class POGLM:
             metadata["selection"] = self.selection_.to_dict()
         if self.strength_se_ is not None:
             metadata["strength_se"] = se_to_json(self.strength_se_)
-            metadata["se_method"] = "observed Fisher information (no hidden neuron)"
+            metadata.update(_se_metadata(self.strength_se_source_ or {"method": "fisher"}))
         return Connectivity(
             weights=network.weight.detach().numpy().astype(np.float64),
             basis_matrix=network.basis_matrix.numpy().astype(np.float64),
@@ -622,6 +627,46 @@ class POGLM:
             visible=visible,
             metadata=metadata,
         )
+
+    def bootstrap_se(
+        self,
+        counts: SpikeCounts,
+        n_boot: int = 20,
+        seed: int = 0,
+        callback: Callable[[int, float], None] | None = None,
+        device: str | torch.device | None = None,
+    ) -> np.ndarray:
+        """Standard errors of the coupling strengths by parametric bootstrap; they become ``strength_se_``.
+
+        ``n_boot`` recordings like ``counts`` are simulated from the fitted network and refitted with this
+        model's settings (:func:`spikeglm.significance.bootstrap_se`, which says more). Afterwards
+        :meth:`connectivity` carries the standard errors, with ``se_method`` and ``se_n_boot`` in its
+        metadata, so that its ``significance(method="wald")`` tests the couplings of a fit with hidden
+        neurons too; :meth:`save` keeps them and their source.
+
+        Parameters
+        ----------
+        counts : SpikeCounts
+            The counts the model was fitted to.
+        n_boot : int
+            Refits (each costs about as much as the fit).
+        seed : int
+            Seed of the simulations and refits.
+        callback : callable, optional
+            Called after each refit with its index (from 0) and its seconds.
+        device : str or torch.device, optional
+            Where the refits compute.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``se[post, pre]``, shape (N, N) as the connectivity's strength.
+        """
+        self.strength_se_ = significance.bootstrap_se(
+            self, counts, n_boot=n_boot, seed=seed, callback=callback, device=device
+        )
+        self.strength_se_source_ = {"method": "bootstrap", "n_boot": int(n_boot), "seed": int(seed)}
+        return self.strength_se_
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -654,6 +699,7 @@ class POGLM:
             "fit_options": self.fit_options_,
             "selection": None if self.selection_ is None else self.selection_.to_dict(),
             "strength_se": None if self.strength_se_ is None else se_to_json(self.strength_se_),
+            "strength_se_source": self.strength_se_source_,
         }
 
     @classmethod
@@ -724,6 +770,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _se_metadata(source: dict) -> dict:
+    """How the standard errors were found, as a connectivity's metadata records it."""
+    if source["method"] == "bootstrap":
+        return {
+            "se_method": "parametric bootstrap from the fitted model",
+            "se_n_boot": source["n_boot"],
+            "se_seed": source["seed"],
+        }
+    return {"se_method": "observed Fisher information (no hidden neuron)"}
 
 
 def _fit_options(config: TrainingConfig) -> dict:

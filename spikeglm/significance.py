@@ -12,6 +12,14 @@ and no dense Hessian of all the parameters is ever built. The covariance of neur
 ``I_n^-1``; a coupling's strength ``sum_b W[n, m, b] * sum_l basis[b, l]`` is linear in them, so its
 standard error is exact to first order (the usual asymptotics of maximum likelihood).
 
+With hidden neurons the likelihood is an integral over their counts, and a variational fit gives no
+closed form of its observed information. :func:`bootstrap_se` takes the standard errors from a
+parametric bootstrap instead: recordings of the same shape are simulated from the fitted network, the
+model is refitted to each with its own settings, the refits' hidden neurons are matched to the fit's
+(they are identifiable only up to order and sign), and each strength's standard deviation over the
+refits is its standard error. This covers everything the fit's estimate depends on, the hidden neurons'
+couplings and the fit's own randomness included, at the cost of ``n_boot`` fits.
+
 :func:`wald_table` turns strengths and standard errors into a table of every pair: Wald ``z``, two-sided
 ``p``, Benjamini-Hochberg ``q`` over the couplings between different neurons (self-couplings, almost
 always inhibitory refractoriness, get their own ``q``), the decision at ``alpha`` and the sign.
@@ -28,16 +36,23 @@ compared with the refitted ones.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from scipy.stats import norm, t
 
 from spikeglm.basis import history
+from spikeglm.counts import SpikeCounts
 from spikeglm.model import LINKS, Network
+from spikeglm.options import whole
 from spikeglm.relax import poisson_log_pmf
 from spikeglm.segments import Segments
+
+if TYPE_CHECKING:
+    from spikeglm.poglm import POGLM
 
 #: The columns of :func:`wald_table` and :func:`jitter_table`.
 COLUMNS = ("pre", "post", "strength", "se", "z", "p", "q", "significant", "sign", "self")
@@ -117,6 +132,89 @@ def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray
             weights = weights * batch.scored.reshape(-1, 1)
         total += torch.einsum("tn,ti,tj->nij", weights, rows, rows)
     return total.cpu().numpy()
+
+
+def bootstrap_se(
+    model: POGLM,
+    counts: SpikeCounts,
+    n_boot: int = 20,
+    seed: int = 0,
+    callback: Callable[[int, float], None] | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Standard errors of a fitted model's coupling strengths by parametric bootstrap, shape (post, pre).
+
+    Each of the ``n_boot`` rounds simulates a recording from the fitted network with as many trials and
+    bins as ``counts`` (the hidden neurons' columns dropped), refits a model with the fit's settings to
+    it, and reads the refit's strengths with its hidden neurons matched to the fit's
+    (:func:`spikeglm.evaluate.align_hidden`: reordered, and an inverted one turned back). The standard
+    error of each pair is the standard deviation of its strength over the refits. Each refit has a seed
+    of its own (drawn from ``seed``), so that the spread includes the fit's dependence on its starting
+    point and samples. The refits run one after another; only the strengths are kept.
+
+    Parameters
+    ----------
+    model : POGLM
+        A fitted model (of any number of hidden neurons; with none, :func:`strength_se` is exact and
+        much faster).
+    counts : SpikeCounts
+        The counts the model was fitted to: the simulated recordings take their trials, bins and bin size.
+    n_boot : int
+        Refits, at least 2. The standard errors' own relative error is about ``1 / sqrt(2 (n_boot - 1))``.
+    seed : int
+        Seed of the simulations and of the refits' seeds.
+    callback : callable, optional
+        Called after each refit with its index (from 0) and the seconds it took, e.g. to show progress.
+    device : str or torch.device, optional
+        Where the refits compute (see :meth:`spikeglm.POGLM.fit`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``se[post, pre]`` over all neurons, visible then hidden, in the fit's order.
+
+    Raises
+    ------
+    ValueError
+        If ``n_boot`` is below 2, ``counts`` do not have the model's units, the model's network was given
+        rather than fitted (``freeze_network``), or the fitted network's activity runs away when simulated.
+    """
+    from spikeglm.evaluate import align_hidden  # evaluate reads Connectivity, which reads this module
+
+    n_boot = whole(n_boot, "bootstrap_se: n_boot", minimum=2)
+    network = model.network_
+    if network is None:
+        raise RuntimeError("bootstrap_se: this POGLM is not fitted yet: call fit(counts) first")
+    if model.training.freeze_network:
+        raise ValueError(
+            "bootstrap_se: the model's network was given, not fitted (freeze_network): there is no fit to "
+            "repeat"
+        )
+    if not isinstance(counts, SpikeCounts) or counts.n_units != network.n_visible:
+        got = f"{counts.n_units} units" if isinstance(counts, SpikeCounts) else type(counts).__name__
+        raise ValueError(
+            f"bootstrap_se: counts must be the SpikeCounts of the fit's {network.n_visible} units; got {got}"
+        )
+    reference = model.connectivity()
+    settings = model.get_params()
+    refit_seeds = np.random.SeedSequence(seed).generate_state(n_boot)
+    generator = torch.Generator().manual_seed(seed)
+    strengths = np.empty((n_boot, network.n_neurons, network.n_neurons))
+    for round_ in range(n_boot):
+        start = time.perf_counter()
+        with torch.no_grad():
+            try:
+                simulated = network.simulate(counts.n_trials, counts.n_bins, generator=generator)
+            except ValueError as err:
+                raise ValueError(f"bootstrap_se: cannot simulate the fitted network: {err}") from None
+        data = SpikeCounts.from_array(
+            simulated[..., : network.n_visible], bin_size=counts.bin_size, unit_ids=counts.unit_ids
+        )
+        refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])}).fit(data, device=device)
+        strengths[round_] = align_hidden(reference, refit.connectivity())
+        if callback is not None:
+            callback(round_, time.perf_counter() - start)
+    return strengths.std(axis=0, ddof=1)
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:

@@ -331,3 +331,19 @@ def test_fit_with_hidden_auto_chooses_by_cross_validation_and_keeps_the_table(tm
     assert model.selection_.fold_scores.shape == (2, 2)
     bad = run("fit", EXAMPLE, "-o", str(tmp_path / "x.h5"), "--hidden", "-1")
     assert bad.exit_code != 0 and "-1 is negative" in bad.output and not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.slow
+def test_fit_with_bootstrap_stores_standard_errors_that_export_tests(tmp_path):
+    out, edges = tmp_path / "m.h5", tmp_path / "edges.csv"
+    result = run("fit", EXAMPLE, "-o", out, *FAST, "--hidden", "1", "--units", "n0,n1,n2", "--bootstrap", "2")
+    assert result.exit_code == 0, result.output
+    assert "bootstrap refit 2/2" in result.output
+    model = sg.POGLM.load(out)
+    assert model.strength_se_.shape == (4, 4) and np.all(np.isfinite(model.strength_se_))
+    assert model.strength_se_source_ == {"method": "bootstrap", "n_boot": 2, "seed": 0}
+    exported = run("export", out, "-o", edges, "--alpha", "0.05")
+    assert exported.exit_code == 0, exported.output
+    assert len(edges.read_text().splitlines()) == 1 + 16
+    bad = run("fit", EXAMPLE, "-o", tmp_path / "x.h5", *FAST, "--bootstrap", "1")
+    assert bad.exit_code != 0 and "--bootstrap" in bad.output and "at least 2 refits" in bad.output

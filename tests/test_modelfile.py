@@ -154,6 +154,14 @@ SCHEMA_CASES = {
     "unknown-link": (_config(lambda c: c.update(link="tanh")), r"config field 'link' must be one of"),
     "link-as-list": (_config(lambda c: c.update(link=["exp"])), r"config field 'link' must be one of"),
     "fit-options-list": (_config(lambda c: c.update(fit_options=[])), r"config field 'fit_options'"),
+    "unknown-se-source": (
+        _config(lambda c: c.update(strength_se_source={"method": "guess"})),
+        r"config field 'strength_se_source' must be null, \{\"method\": \"fisher\"\}",
+    ),
+    "one-refit-bootstrap": (
+        _config(lambda c: c.update(strength_se_source={"method": "bootstrap", "n_boot": 1, "seed": 0})),
+        r"config field 'strength_se_source'",
+    ),
     "bad-basis": (_config(lambda c: c["basis"].update(decay=-1)), r"config field 'basis': decay must be > 0"),
     "basis-argument-clash": (_config(lambda c: c["basis"].update(name_or_basis=1)), r"config field 'basis'"),
     "huge-window": (

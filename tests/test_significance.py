@@ -319,3 +319,93 @@ def test_the_null_model_of_a_pair_is_one_newton_step_from_the_fit():
     # the one-step null model lies much closer to the refit than the coupling dropped alone (observed:
     # 0.015 against 0.144 in the predictor, for a coupling of strength 1)
     assert (step - exact).abs().max() < 0.2 * (naive - exact).abs().max()
+
+
+@pytest.mark.slow
+def test_bootstrap_standard_errors_of_a_glm_agree_with_the_fisher_information():
+    network = uncoupled_network(3)
+    with torch.no_grad():
+        network.weight[1, 0, 0] = 1.5
+    counts = simulated(network, seed=2, trials=20, bins=400)
+    model = sg.POGLM(n_hidden=0).fit(counts)
+    fisher = model.strength_se_.copy()
+    rounds = []
+    se = model.bootstrap_se(counts, n_boot=30, seed=0, callback=lambda index, seconds: rounds.append(index))
+    assert rounds == list(range(30))
+    assert se is model.strength_se_ and se.shape == (3, 3)
+    # 30 refits: each standard error is within ~13% (1 / sqrt(58)) of its own expectation, and both
+    # estimate the spread of the fit; the median ratio over the 9 pairs lies within 0.8-1.25 (observed 1.03,
+    # every pair within 0.80-1.14)
+    ratio = se / fisher
+    assert 0.8 <= np.median(ratio) <= 1.25, ratio
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+    assert model.strength_se_source_ == {"method": "bootstrap", "n_boot": 30, "seed": 0}
+    # the same seed gives the same standard errors, another seed others
+    twice = [sg.significance.bootstrap_se(model, counts, n_boot=2, seed=seed) for seed in (5, 5, 6)]
+    np.testing.assert_array_equal(twice[0], twice[1])
+    assert not np.array_equal(twice[0], twice[2])
+
+
+def test_bootstrap_matches_the_hidden_neurons_of_each_refit(diffpoglm, monkeypatch):
+    # refits that come back as the fit with its hidden neurons swapped, one of them inverted (its
+    # couplings with the other neurons of the other orientation negated) and every strength scaled by
+    # 1 + 0.01 b in refit b: after matching, the standard errors are |strength| * 0.01 * std(0..4)
+    _, train, _ = diffpoglm
+    model = sg.POGLM(n_hidden=2, link="sigmoid", epochs=3).fit(train)
+    weight = model.network_.weight.detach().clone()
+    orientation = torch.tensor([1.0, 1.0, 1.0, -1.0, 1.0])
+    order = torch.tensor([0, 1, 2, 4, 3])
+    turned = (weight * (orientation[:, None] * orientation[None, :])[..., None])[order][:, order]
+    done = []
+
+    def swapped_fit(self, counts, **options):
+        self.network_ = model._new_network(3)
+        with torch.no_grad():
+            self.network_.weight.copy_(turned * (1 + 0.01 * len(done)))
+            self.network_.bias.copy_(model.network_.bias[order])
+        self.posterior_, self.unit_ids_, self.bin_size_ = model.posterior_, model.unit_ids_, model.bin_size_
+        done.append(counts.counts.shape)
+        return self
+
+    strength = model.connectivity().strength
+    monkeypatch.setattr(sg.POGLM, "fit", swapped_fit)
+    se = model.bootstrap_se(train, n_boot=5, seed=1)
+    assert done == [train.counts.shape] * 5  # simulated like the data, hidden columns dropped
+    np.testing.assert_allclose(se, np.abs(strength) * 0.01 * np.std(np.arange(5), ddof=1), rtol=1e-4)
+
+
+def test_bootstrap_standard_errors_of_hidden_neurons_test_and_travel(diffpoglm, tmp_path):
+    _, train, _ = diffpoglm
+    model = sg.POGLM(n_hidden=2, link="sigmoid", epochs=5).fit(train)
+    assert model.strength_se_ is None
+    se = model.bootstrap_se(train, n_boot=3, seed=0)
+    assert se.shape == (5, 5) and np.all(np.isfinite(se)) and np.all(se > 0)
+    table = model.connectivity().significance(alpha=0.05)
+    assert len(table) == 25 and np.all(np.isfinite(table["p"]))
+    np.testing.assert_allclose(table["se"], se.ravel())  # rows run over (post, pre) pairs
+    metadata = model.connectivity().metadata
+    assert metadata["se_method"] == "parametric bootstrap from the fitted model"
+    assert metadata["se_n_boot"] == 3 and metadata["se_seed"] == 0
+    # the model file keeps the standard errors and their source; the exports say where they came from
+    path = tmp_path / "m.h5"
+    model.save(path)
+    loaded = sg.POGLM.load(path)
+    np.testing.assert_array_equal(loaded.strength_se_, se)
+    assert loaded.strength_se_source_ == {"method": "bootstrap", "n_boot": 3, "seed": 0}
+    loaded.connectivity().save(tmp_path / "c.json", alpha=0.05)
+    document = json.loads((tmp_path / "c.json").read_text())
+    assert document["metadata"]["se_n_boot"] == 3 and len(document["edges"]) == 25
+    # a refit clears them
+    assert loaded.set_params(epochs=1).fit(train).strength_se_ is None
+
+
+def test_bootstrap_refuses_what_it_cannot_repeat(diffpoglm):
+    truth, train, _ = diffpoglm
+    model = sg.POGLM(n_hidden=1, link="sigmoid", epochs=1).fit(train)
+    with pytest.raises(ValueError, match="n_boot must be a whole number >= 2; got 1"):
+        model.bootstrap_se(train, n_boot=1)
+    with pytest.raises(ValueError, match="counts must be the SpikeCounts of the fit's 3 units; got 2 units"):
+        model.bootstrap_se(sg.SpikeCounts.from_array(train.counts[..., :2]), n_boot=2)
+    given = sg.POGLM.from_connectivity(truth)
+    with pytest.raises(ValueError, match="network was given, not fitted"):
+        given.bootstrap_se(train, n_boot=2)
