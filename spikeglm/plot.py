@@ -437,6 +437,7 @@ def training_curve(
     ax: Axes | None = None,
     objective: str = "ELBO",
     stopped: str | None = None,
+    step: str = "epoch",
 ) -> Axes:
     """Training objective per visible neuron-bin against epoch: did the fit converge?
 
@@ -456,6 +457,9 @@ def training_curve(
     stopped : str, optional
         Why the fit stopped (:attr:`spikeglm.POGLM.stopped_`): the title's verdict (converged, stopped
         early, or not converged) and, in small print, the reason.
+    step : str
+        What one record is, for the x axis: ``"epoch"``, or ``"L-BFGS iteration"`` for a fit without
+        hidden neurons.
 
     Returns
     -------
@@ -464,7 +468,7 @@ def training_curve(
     if ax is None:
         ax = _new_figure(figsize=(5, 3.8)).subplots()
     ax.set_title(_verdict(stopped), fontsize=10)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(step)
     ax.set_ylabel("nats per visible neuron-bin")
     if not history:
         ax.text(0.5, 0.5, "no training history", transform=ax.transAxes, ha="center", va="center")
@@ -617,6 +621,7 @@ def summary(
         if fitted.n_hidden == 0
         else str(model.fit_options_.get("objective", "elbo")).upper(),
         stopped=model.stopped_,
+        step="L-BFGS iteration" if fitted.n_hidden == 0 else "epoch",
     )
     return fig
 
