@@ -46,9 +46,8 @@ from scipy.stats import norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
-from spikeglm.model import LINKS, Network
+from spikeglm.model import Network
 from spikeglm.options import whole
-from spikeglm.relax import poisson_log_pmf
 from spikeglm.segments import Segments
 
 if TYPE_CHECKING:
@@ -110,7 +109,6 @@ def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> 
 @torch.no_grad()
 def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray:
     """The blocks ``I_n`` of the observed Fisher information, shape (N, P, P) with P = 1 + N * n_basis."""
-    link = LINKS[network.link_name]
     weight = network.weight.detach().double()
     bias = network.bias.detach().double()
     basis = network.basis_matrix.double()
@@ -121,13 +119,8 @@ def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray
         batch = data.batch(index, dtype=torch.float64, device=bias.device)
         features = history(batch.visible, basis).flatten(-2)  # (segments, bins, N * n_basis)
         rows = torch.cat([torch.ones_like(features[..., :1]), features], dim=-1).reshape(-1, size)
-        with torch.enable_grad():
-            predictor = (bias + features @ weight.flatten(1).T).reshape(-1, n).requires_grad_()
-            log_p = poisson_log_pmf(batch.visible.reshape(-1, n), link(predictor)).sum()
-            (slope,) = torch.autograd.grad(log_p, predictor, create_graph=True)
-            # log p is a sum of one term per entry, so this gradient is each entry's own curvature
-            (curvature,) = torch.autograd.grad(slope.sum(), predictor)
-        weights = -curvature
+        predictor = (bias + features @ weight.flatten(1).T).reshape(-1, n)
+        weights = _observed_curvature(network.link_name, batch.visible.reshape(-1, n), predictor)
         if batch.scored is not None:
             weights = weights * batch.scored.reshape(-1, 1)
         total += torch.einsum("tn,ti,tj->nij", weights, rows, rows)
@@ -469,8 +462,7 @@ def _null_shifts(
     set to 0 and the other parameters move by ``I_rest^-1 I_rest,pair w``, with ``I`` the observed
     information of the neuron's log-likelihood.
     """
-    rate, slope, curve = _link_derivatives(link, predictor)
-    curvature = _curvature(counts, rate.clamp_min(torch.finfo(rate.dtype).tiny), slope, curve)
+    curvature = _observed_curvature(link, counts, predictor)
     information = (design * curvature[:, None]).T @ design
     shifts = []
     for pre in range((len(theta) - 1) // n_basis):
@@ -558,6 +550,13 @@ def _link_derivatives(link: str, predictor: torch.Tensor) -> tuple[torch.Tensor,
         curve = slope * (1 - slope)
         return slope, curve, curve * (1 - 2 * slope)
     raise ValueError(f"unknown link {link!r}; expected 'softplus', 'exp' or 'sigmoid'")
+
+
+def _observed_curvature(link: str, counts: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
+    """``-d^2/d eta^2`` of the Poisson log-likelihood of each entry of ``counts`` at the linear predictor
+    ``eta``: the weight of its row in the observed information (rates floored as in the log-pmf)."""
+    rate, slope, curve = _link_derivatives(link, predictor)
+    return _curvature(counts, rate.clamp_min(torch.finfo(rate.dtype).tiny), slope, curve)
 
 
 def _curvature(
