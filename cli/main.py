@@ -459,8 +459,10 @@ def info(recording: str, bin_size: str) -> None:
     default="elbo",
     show_default=True,
     type=click.Choice(sg.fit.OBJECTIVES.names(), case_sensitive=False),
-    help="Bound maximised: elbo; iwae (importance-weighted over --samples); fivo (a particle filter of "
-    "--samples particles, exact counts, slower; try --samples 16).",
+    help="What the fit maximises: elbo; iwae (importance-weighted over --samples); fivo (a particle "
+    "filter's bound over --samples particles); likelihood (the log-likelihood itself, its gradient from "
+    "a particle smoother of --samples particles: hidden neurons are not shrunk, several times slower; "
+    "try --samples 16).",
 )
 @click.option(
     "--relaxation",
@@ -475,6 +477,14 @@ def info(recording: str, bin_size: str) -> None:
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="Relaxation temperature (eat-cubic: at most 1).",
+)
+@click.option(
+    "--init",
+    default="glm",
+    show_default=True,
+    type=click.Choice(sg.fit.STARTS.names(), case_sensitive=False),
+    help="How a fit with hidden neurons starts: glm (the visible neurons' GLM, each hidden neuron "
+    "along a principal component of its errors) or random (small random couplings).",
 )
 @click.option(
     "--straight-through/--relaxed",

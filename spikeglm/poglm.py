@@ -17,7 +17,16 @@ from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
-from spikeglm.fit import PART_BINS, EpochRecord, ProgressLine, Resume, TrainingConfig, solve_glm, train
+from spikeglm.fit import (
+    PART_BINS,
+    EpochRecord,
+    ProgressLine,
+    Resume,
+    TrainingConfig,
+    glm_start,
+    solve_glm,
+    train,
+)
 from spikeglm.model import Network, check_link, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
@@ -44,6 +53,7 @@ _TRAINING_SETTINGS = (
     "freeze_network",
     "tol",
     "straight_through",
+    "init",
 )
 
 
@@ -74,10 +84,14 @@ class POGLM:
     temperature : float
         Temperature of the relaxation (Eat-cubic: ``0 < tau <= 1``).
     n_samples : int
-        Hidden-count samples per trial and step (the particles, for ``"fivo"``).
-    objective : {"elbo", "iwae", "fivo"}
-        Evidence lower bound, its importance-weighted version, or a particle filter's bound
-        (:func:`spikeglm.smc.filtering_bound`; exact integer draws with Eat-cubic's gradient).
+        Hidden-count samples per trial and step (the particles, for ``"fivo"`` and ``"likelihood"``).
+    objective : {"elbo", "iwae", "fivo", "likelihood"}
+        Evidence lower bound, its importance-weighted version, a particle filter's bound
+        (:func:`spikeglm.smc.filtering_bound`; exact integer draws with Eat-cubic's gradient), or the
+        log-likelihood itself, climbed by its gradient from a particle smoother whose proposal is the
+        posterior (:func:`spikeglm.smc.smoothed_score`; no relaxation is used). The bounds shrink the
+        hidden neurons towards those whose posterior the family can match; ``"likelihood"`` does not,
+        at several times the cost per epoch (see the README).
     epochs : int
         Most passes over the training trials (with ``tol``, a fit usually stops well before); with no
         hidden neuron, most L-BFGS iterations.
@@ -110,6 +124,11 @@ class POGLM:
     straight_through : bool
         Train on exact integer hidden counts, with gradients from the Eat-cubic relaxation of the same
         draws, so that the objective is a true bound (:class:`spikeglm.relax.EatCubic`).
+    init : {"glm", "random"}
+        How a fit with hidden neurons starts: ``"glm"`` fits the visible neurons' GLM first and couples
+        each hidden neuron onto the visible ones along a principal component of that GLM's errors (the
+        shared input it cannot explain; :func:`spikeglm.fit.glm_start`); ``"random"`` starts from small
+        random couplings.
 
     With no hidden neuron the model is an ordinary Poisson GLM, fitted by full-batch L-BFGS to
     convergence (:func:`spikeglm.fit.solve_glm`): the sampling settings play no part then.
@@ -147,6 +166,7 @@ class POGLM:
         freeze_network: bool = False,
         tol: float | None = 5e-4,
         straight_through: bool = False,
+        init: str = "glm",
     ) -> None:
         self.n_hidden = whole(n_hidden, "n_hidden", minimum=0)
         self.basis = basis_module.get(basis, window=whole(window, "window"), **(basis_options or {}))
@@ -167,6 +187,7 @@ class POGLM:
             freeze_network=freeze_network,
             tol=tol,
             straight_through=straight_through,
+            init=init,
         )
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
@@ -397,6 +418,8 @@ class POGLM:
                 self.strength_se_ = strength_se(self.network_, segments)
                 self.strength_se_source_ = {"method": "fisher"}
             elif not convex:
+                if saved is None and not config.freeze_network and config.init == "glm":
+                    glm_start(self.network_, self.posterior_, self._segments(visible), config)
                 self.stopped_ = train(
                     self.network_,
                     self.posterior_,

@@ -185,6 +185,45 @@ def filtering_bound(
     return particles.log_z
 
 
+def smoothed_score(
+    network: Network, posterior: Posterior, batch: Batch, n_particles: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A surrogate whose gradient estimates that of ``log p(x)`` itself, by a fixed-lag particle smoother.
+
+    By Fisher's identity the gradient of the log-likelihood is the posterior mean of the gradient of the
+    complete-data log-probability, ``E[grad log p(x, z) | x]``. A particle filter proposing the hidden
+    counts from ``posterior`` (exact integer draws, not differentiated) estimates that mean bin by bin:
+    the terms of bin ``t``, ``log p(x_t, z_t | past)``, are averaged over the particles' weights ``2 L``
+    bins later (L the history window: by then every visible bin that ``z_t`` drives, directly or through
+    the next hidden counts, has weighed it), following each particle's ancestry through the
+    resamplings. No posterior mismatch enters the network's gradient, so unlike a variational bound it
+    does not favour models whose posterior is easy. The same weighted sum over ``log q(z_t)`` gives the
+    posterior's gradient towards the smoothed particles (the wake step of reweighted wake-sleep), which
+    makes it a better proposal.
+
+    Parameters
+    ----------
+    network : Network
+    posterior : Posterior
+    batch : Batch
+        Visible counts of the segments with their masks; only scored bins enter the surrogate.
+    n_particles : int
+
+    Returns
+    -------
+    surrogate : torch.Tensor
+        Shape (segments,): differentiate it, do not read it.
+    log_z : torch.Tensor
+        Shape (segments,), float64: the filter's estimate of ``log p(x)`` of the scored bins (no gradient).
+    """
+    window = network.basis_matrix.shape[1]
+    particles = _Particles(network, posterior, len(batch.visible), 1, n_particles, None, lag=2 * window)
+    with torch.no_grad():
+        visible = batch.visible.to(network.bias.dtype)
+    particles.advance(visible, slice(None), batch.present, batch.scored)
+    return particles.smoothed, particles.log_z
+
+
 def _blocks(
     visible: torch.Tensor, block: int, past: int, ahead: int, dtype: torch.dtype, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, slice]]:
@@ -212,7 +251,7 @@ class _Particles:
     is not differentiated. ``draw=None`` draws exact Poisson counts from ``generator``.
     """
 
-    def __init__(self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None):
+    def __init__(self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None, lag=0):
         self.network, self.posterior, self.n_runs = network, posterior, n_runs
         self.n_visible = network.n_visible
         device, dtype = network.bias.device, network.bias.dtype
@@ -230,6 +269,10 @@ class _Particles:
         self.generator = generator
         self.draw = draw or (lambda rate: torch.poisson(rate, generator=generator))
         self.link = LINKS[network.link_name]
+        # The smoother's record (lag > 0): each particle's last ``lag`` complete-data log-probabilities,
+        # newest first, and the weighted sum of those already ``lag`` bins old (Fisher's identity).
+        self.terms = torch.zeros((filters, particles, lag), dtype=torch.float64, device=device)
+        self.settled = torch.zeros(filters, dtype=torch.float64, device=device)
 
     def advance(
         self,
@@ -253,25 +296,44 @@ class _Particles:
             rate = self.link(predictor)
             increment = poisson_log_pmf(x[:, t, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
             prior = rate[..., n_visible:]
+            term = increment
             if self.posterior is None:
                 hidden = self.draw(prior)
+                if self.terms.shape[2]:
+                    term = term + poisson_log_pmf(hidden, prior).sum(-1, dtype=torch.float64)
             else:
                 own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
                 q_rate = self.link(q_drive[:, t, None] + own)
                 hidden = self.draw(q_rate)
-                ratio = poisson_log_pmf(hidden, prior) - poisson_log_pmf(hidden, q_rate)
-                increment = increment + ratio.sum(-1, dtype=torch.float64)
+                log_p = poisson_log_pmf(hidden, prior).sum(-1, dtype=torch.float64)
+                log_q = poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
+                increment, term = increment + log_p - log_q, term + log_p + log_q
             if present is not None:
                 hidden = hidden * present[:, t, None, None]
             self._reweight(increment, None if scored is None else scored[:, t])
+            if self.terms.shape[2]:
+                self._settle(term if scored is None else term * scored[:, t, None])
             self.recent = torch.cat([hidden[:, :, None], self.recent[:, :, :-1]], dim=2)
             self._resample()
 
     def _reweight(self, increment: torch.Tensor, scored: torch.Tensor | None) -> None:
+        if self.terms.shape[2]:
+            increment = increment.detach()  # the smoother's weights are not differentiated
         total = self.log_w + increment
         step = torch.logsumexp(total, dim=1)
         self.log_z = self.log_z + (step if scored is None else step * scored)
         self.log_w = total - step[:, None]
+
+    def _settle(self, term: torch.Tensor) -> None:
+        """Add the oldest recorded terms, weighted by the particles' weights now, and record ``term``."""
+        weights = self.log_w.detach().exp()
+        self.settled = self.settled + (weights * self.terms[..., -1]).sum(1)
+        self.terms = torch.cat([term[..., None], self.terms[..., :-1]], dim=2)
+
+    @property
+    def smoothed(self) -> torch.Tensor:
+        """The weighted sum of every recorded term, the last ``lag`` bins' at the current weights."""
+        return self.settled + (self.log_w.detach().exp() * self.terms.sum(2)).sum(1)
 
     def _resample(self) -> None:
         """Systematic resampling of the filters whose effective sample size is below the threshold."""
@@ -288,4 +350,5 @@ class _Particles:
         index = torch.where(low[:, None], drawn, torch.arange(particles, device=cdf.device))
         gather = index[:, :, None, None].expand_as(self.recent)
         self.recent = torch.gather(self.recent, 1, gather)
+        self.terms = torch.gather(self.terms, 1, index[:, :, None].expand_as(self.terms))
         self.log_w = torch.where(low[:, None], -math.log(particles), torch.gather(self.log_w, 1, index))

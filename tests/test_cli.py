@@ -85,14 +85,16 @@ def test_resume_continues_a_checkpoint(tmp_path):
     assert len(sg.POGLM.load(out).history_) == 4 and not checkpoint.exists()
 
 
-def test_the_particle_filter_objective_and_smoothing_family_from_the_command_line(tmp_path):
+@pytest.mark.parametrize("objective", ["FIVO", "likelihood"])
+def test_the_particle_objectives_and_smoothing_family_from_the_command_line(tmp_path, objective):
     out = tmp_path / "model.h5"
     args = ["--hidden", "1", "--bin-size", "20 ms", "--epochs", "2", "--samples", "4"]
-    result = run("fit", EXAMPLE, "-o", out, *args, "--objective", "FIVO", "--variational", "smoothing")
+    result = run("fit", EXAMPLE, "-o", out, *args, "--objective", objective, "--variational", "smoothing")
     assert result.exit_code == 0, result.output
     model = sg.POGLM.load(out)
     settings = model.get_params()
-    assert [settings[k] for k in ("objective", "variational", "n_samples")] == ["fivo", "smoothing", 4]
+    wanted = [objective.lower(), "smoothing", 4]
+    assert [settings[k] for k in ("objective", "variational", "n_samples")] == wanted
     assert len(model.history_) == 2 and np.isfinite(model.history_[-1].objective)
 
 

@@ -6,7 +6,10 @@ import scipy.optimize
 import torch
 
 import spikeglm as sg
-from spikeglm.fit import Plateau, auto_batch_size, solve_glm
+from spikeglm.fit import Plateau, TrainingConfig, auto_batch_size, glm_start, solve_glm
+from spikeglm.model import Network
+from spikeglm.segments import Segments
+from spikeglm.variational import Posterior
 
 
 def simulated(link: str, seed: int = 0) -> sg.SpikeCounts:
@@ -96,3 +99,31 @@ def test_stochastic_fits_stop_once_converged_and_say_so(diffpoglm):
     assert auto_batch_size(model._segments(torch.zeros(40, 100, 3))) == 10  # 40 trials: 4 steps per epoch
     capped = sg.POGLM(n_hidden=2, link="sigmoid", seed=0, epochs=5).fit(train)
     assert capped.stopped_ == "ran the 5 epochs set"
+
+
+@pytest.mark.parametrize("drive", ["strong", 0.0])
+def test_the_glm_start_finds_the_shared_input(drive):
+    """glm_start: the visible block starts at the GLM's fit; with strong hidden drive every hidden neuron
+    starts along a principal component of the GLM's errors, and the three components together span the
+    true hidden couplings; with hidden neurons that drive nothing, no component stands out of the noise
+    and the hidden neurons keep their small random start."""
+    truth, train, _ = sg.synthetic.network(protocol="sparse-ei", seed=0, hidden_drive=drive)
+    visible = torch.from_numpy(np.asarray(train.counts, dtype=np.float32))
+    basis = sg.basis.from_dict(truth.metadata["basis"])
+    network = Network(30, 3, basis, "softplus")
+    posterior = Posterior("forward-backward", 30, 3, network.basis_matrix, "softplus")
+    network.init_from_counts(visible, scale=0.1, generator=torch.Generator().manual_seed(0))
+    glm_start(network, posterior, Segments(visible), TrainingConfig())
+    glm = sg.POGLM(n_hidden=0, basis=basis).fit(train).network_
+    torch.testing.assert_close(network.weight[:30, :30], glm.weight, rtol=1e-4, atol=1e-4)
+    started = network.weight.detach()[:30, 30:, 0].numpy()
+    if drive == 0.0:
+        assert np.abs(started).max() < 0.6  # std 0.1 over 90 couplings: observed 0.41 at most
+        return
+    np.testing.assert_allclose(np.abs(started).max(axis=0), 1.0)
+    np.testing.assert_allclose(posterior.future.detach()[:, :, 0].abs().amax(1), 0.5)
+    true = truth.weights[:30, 30:, 0]
+    # Each true column lies mostly in the span of the started ones (observed: 0.978-0.980 of its norm).
+    basis, _ = np.linalg.qr(started)
+    captured = np.linalg.norm(basis.T @ true, axis=0) / np.linalg.norm(true, axis=0)
+    assert captured.min() > 0.8, captured

@@ -179,3 +179,35 @@ def _posterior(network: Network, family: str = "forward-backward", scale: float 
         if posterior.autoregressive:
             posterior.self_past.normal_(0.0, scale, generator=torch.Generator().manual_seed(3))
     return posterior
+
+
+def test_the_smoothed_score_is_the_gradient_of_the_likelihood():
+    """smoothed_score: with many particles its gradient in the network is that of the exact log p(x)
+    (enumerated), and its gradient in the posterior is the posterior mean of grad log q(z) (the wake step
+    of reweighted wake-sleep); its log_z estimates log p(x)."""
+    network = tiny_network(drive=1.5)
+    visible = simulated_visible(network, 2, 5)
+    posterior = _posterior(network, scale=0.1)
+    n_bins, max_count = visible.shape[1], 10
+    sequences = torch.tensor(
+        list(itertools.product(range(max_count + 1), repeat=n_bins)), dtype=torch.float64
+    )
+    hidden = sequences[:, None, :, None].expand(-1, visible.shape[0], -1, 1)
+    joint = network.log_likelihood(visible, hidden).sum(dim=(-2, -1))  # (S, trials)
+    exact = torch.logsumexp(joint, dim=0).sum()
+    q_rate = sg.model.LINKS["softplus"](posterior._visible_predictor(visible))  # (trials, bins, 1)
+    log_q = sg.relax.poisson_log_pmf(hidden, q_rate).sum(dim=(-2, -1))
+    wake = (torch.softmax(joint.detach(), dim=0) * log_q).sum()
+    parameters = [network.weight, network.bias, posterior.future]
+    wanted = torch.autograd.grad(exact, parameters[:2]) + torch.autograd.grad(wake, parameters[2:])
+    torch.manual_seed(0)
+    runs = [smc.smoothed_score(network, posterior, Batch(visible), 4000) for _ in range(8)]
+    estimated = torch.autograd.grad(sum(surrogate.sum() for surrogate, _ in runs) / 8, parameters)
+    for name, got, want in zip(("weight", "bias", "future"), estimated, wanted, strict=True):
+        # Observed: relative errors 0.005-0.03 with 8 x 4000 particles over seeds (Monte Carlo error); a
+        # lag of L instead of 2 L leaves about 0.04 in the bias's gradient even with 16 x 16000.
+        error = float((got - want).norm() / want.norm())
+        assert error < 0.06, (name, error)
+    log_z = torch.stack([z for _, z in runs]).sum(1)
+    assert abs(float(log_z.mean()) - exact.item()) < 0.05
+    assert not log_z.requires_grad
