@@ -1,12 +1,20 @@
 """Regenerate the bundled example recording and its ground truth (deterministic).
 
 A sparse excitatory/inhibitory network of 10 recorded and 2 hidden neurons (spikeglm.synthetic,
-protocol "sparse-ei", seed 7), simulated in 5 ms bins for 80 trials of 1 s, written as
+protocol "sparse-ei", seed 18, hidden drive 4), simulated in 5 ms bins for 80 trials of 1 s, written as
 
   example.nwb          the recorded units' spike times, with a trials table (NWB 2.x)
   example.nix          the same through neo's NixIO, as one continuous Segment
   example_truth.json   the true connectivity of all 12 neurons (spikeglm.Connectivity)
   example_hidden.npz   the hidden neurons' spike times, to compare with what a fit infers
+
+The hidden neurons drive the recorded ones hard enough to pay off: on the last 20 trials (the first 60
+for training, as in ``spikeglm demo``) the true network's held-out log-likelihood is -0.4018 nats per
+visible neuron-bin against -0.4088 for a GLM of the recorded units alone, and a default fit with 2 hidden
+neurons reaches about -0.404 (1000-particle filter; the last digit moves with the number of CPU threads
+the fit ran on). At this size the named drive "strong" (2.5) gains at most 0.002 nats over the GLM (25
+seeds tried); seed 18 at drive 4 gains 0.007, and its activity stays bounded in 200 further simulations
+of 80 trials.
 
 Run from the project root: python data/make_example.py
 """
@@ -16,12 +24,15 @@ from pathlib import Path
 import spikeglm as sg
 
 HERE = Path(__file__).parent
-SETTINGS = dict(n_visible=10, n_hidden=2, n_bins=200, n_train=60, n_test=20, connection_prob=0.2)
+SEED = 18
+SETTINGS = dict(
+    n_visible=10, n_hidden=2, n_bins=200, n_train=60, n_test=20, connection_prob=0.2, hidden_drive=4.0
+)
 
 
 def main() -> None:
     truth, train, test, hidden_train, hidden_test = sg.synthetic.network(
-        "sparse-ei", seed=7, with_hidden=True, **SETTINGS
+        "sparse-ei", seed=SEED, with_hidden=True, **SETTINGS
     )
     visible = sg.SpikeCounts.concatenate([train, test])
     hidden = sg.SpikeCounts.concatenate([hidden_train, hidden_test])

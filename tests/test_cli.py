@@ -33,7 +33,7 @@ def fitted_model(tmp_path_factory) -> Path:
 def test_info_describes_the_recording():
     result = run("info", EXAMPLE)
     assert result.exit_code == 0, result.output
-    assert "10 units, 11500 spikes, 80 s" in result.output
+    assert "10 units, 22227 spikes, 80 s" in result.output  # the bundled example's spike count
     assert "trials: 80" in result.output
 
 
