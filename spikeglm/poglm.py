@@ -618,7 +618,13 @@ class POGLM:
         spikeglm.smc.Estimate
             ``.per_bin`` (as :meth:`score`), ``.se`` its Monte Carlo standard error, ``.per_trial``.
         """
-        network, posterior = self._fitted()
+        proposal = smc.PROPOSALS.name(proposal)
+        # The model's own proposal needs only the network: a true network from from_connectivity is scored
+        # before any posterior is fitted.
+        if proposal == "posterior" or self.network_ is None:
+            network, posterior = self._fitted()
+        else:
+            network, posterior = self.network_, None
         visible = self._visible(counts)
         return smc.log_likelihood(
             network, visible, posterior, proposal=proposal, n_particles=n_particles, n_runs=n_runs, seed=seed

@@ -143,6 +143,17 @@ def test_oracle_keeps_the_true_network(diffpoglm):
     assert np.isfinite(oracle.score(test, n_samples=100))
 
 
+def test_a_true_network_is_scored_before_any_posterior_is_fitted(diffpoglm):
+    """The model's own proposal needs only the network; the posterior's proposal still needs a fit."""
+    truth, _, test = diffpoglm
+    oracle = sg.POGLM.from_connectivity(truth, seed=0)
+    visible = torch.from_numpy(np.asarray(test.counts, dtype=np.float32))
+    direct = sg.smc.log_likelihood(oracle.network_, visible, n_particles=200, seed=1)
+    assert oracle.log_likelihood(test, n_particles=200, seed=1).per_bin == direct.per_bin
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        oracle.log_likelihood(test, proposal="posterior")
+
+
 def test_early_stopping_on_validation(diffpoglm):
     _, train, test = diffpoglm
     model = sg.POGLM(n_hidden=2, link="sigmoid")
