@@ -614,8 +614,8 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, config: Tr
     glm = Network(n_visible, 0, network.basis, network.link_name).to(network.bias.device)
     glm.bias.data.copy_(network.bias.data[:n_visible])
     solve_glm(glm, data, config.replace(epochs=START_ITERATIONS))  # the same start whatever the epochs
-    device, moments = network.bias.device, torch.zeros(n_visible + 1, n_visible + 1, dtype=torch.float64)
-    moments = moments.to(device)
+    device = network.bias.device
+    moments = torch.zeros(n_visible + 1, n_visible + 1, dtype=torch.float64, device=device)
     with torch.no_grad():
         for index in data.groups(config.part_bins)[parallel.rank() :: parallel.world_size()]:
             batch = data.batch(index, device=device)

@@ -418,12 +418,13 @@ class POGLM:
                 self.strength_se_ = strength_se(self.network_, segments)
                 self.strength_se_source_ = {"method": "fisher"}
             elif not convex:
+                segments = self._segments(visible)
                 if saved is None and not config.freeze_network and config.init == "glm":
-                    glm_start(self.network_, self.posterior_, self._segments(visible), config)
+                    glm_start(self.network_, self.posterior_, segments, config)
                 self.stopped_ = train(
                     self.network_,
                     self.posterior_,
-                    self._segments(visible),
+                    segments,
                     config,
                     validation=None if validation is None else self._segments(_compact_tensor(validation)),
                     callback=_chain(callbacks),

@@ -218,9 +218,7 @@ def smoothed_score(
     """
     window = network.basis_matrix.shape[1]
     particles = _Particles(network, posterior, len(batch.visible), 1, n_particles, None, lag=2 * window)
-    with torch.no_grad():
-        visible = batch.visible.to(network.bias.dtype)
-    particles.advance(visible, slice(None), batch.present, batch.scored)
+    particles.advance(batch.visible.to(network.bias.dtype), slice(None), batch.present, batch.scored)
     return particles.smoothed, particles.log_z
 
 
@@ -269,8 +267,9 @@ class _Particles:
         self.generator = generator
         self.draw = draw or (lambda rate: torch.poisson(rate, generator=generator))
         self.link = LINKS[network.link_name]
-        # The smoother's record (lag > 0): each particle's last ``lag`` complete-data log-probabilities,
-        # newest first, and the weighted sum of those already ``lag`` bins old (Fisher's identity).
+        # The smoother's record (lag > 0, with a posterior as the proposal): each particle's last ``lag``
+        # complete-data log-probabilities, newest first, and the weighted sum of those already ``lag``
+        # bins old (Fisher's identity).
         self.terms = torch.zeros((filters, particles, lag), dtype=torch.float64, device=device)
         self.settled = torch.zeros(filters, dtype=torch.float64, device=device)
 
@@ -299,8 +298,6 @@ class _Particles:
             term = increment
             if self.posterior is None:
                 hidden = self.draw(prior)
-                if self.terms.shape[2]:
-                    term = term + poisson_log_pmf(hidden, prior).sum(-1, dtype=torch.float64)
             else:
                 own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
                 q_rate = self.link(q_drive[:, t, None] + own)
