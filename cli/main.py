@@ -253,6 +253,12 @@ _READING_OPTIONS = (
         type=click.Choice(COLUMN_ORDERS),
         help="MATLAB: the column order of an [id, time] array, if it cannot be told from the values.",
     ),
+    click.option(
+        "--read-limit",
+        metavar="SIZE",
+        help="The most memory reading the recording may take, e.g. 4GB (default 1 GiB, or the environment "
+        "variable SPIKEGLM_READ_LIMIT); a file that declares or decompresses to more is refused.",
+    ),
 )
 
 
@@ -269,6 +275,7 @@ _READING_NAMES = (
     "sampling_rate",
     "variable",
     "columns",
+    "read_limit",
 )
 
 

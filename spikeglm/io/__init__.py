@@ -14,6 +14,9 @@ format                     found by                              written by :fun
 ``"neo"``                  any other extension neo reads         no
 =========================  ====================================  ===========================
 
+No reader holds more than a budget of memory (:mod:`~spikeglm.io.limits`, 1 GiB by default): a small
+file that declares or decompresses to more is refused with one line before it is read.
+
 The modules :mod:`~spikeglm.io.nwb`, :mod:`~spikeglm.io.neo_io`, :mod:`~spikeglm.io.plain`,
 :mod:`~spikeglm.io.phy`, :mod:`~spikeglm.io.matlab` and :mod:`~spikeglm.io.text` describe what each
 format holds. Every reader records what it assumed (time unit, span, trials, units kept) in the
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from spikeglm._files import atomic_write
+from spikeglm.io.limits import reading
 from spikeglm.io.phy import is_phy_folder
 from spikeglm.io.text import is_pattern, unit_files
 from spikeglm.recording import Recording
@@ -66,6 +70,7 @@ def load(
     t_stop: float | str | None = None,
     min_spikes: int = 0,
     min_rate: float = 0.0,
+    read_limit: int | str | None = None,
     **options: Any,
 ) -> Recording:
     """Read the sorted units' spike times of a recording.
@@ -97,6 +102,10 @@ def load(
         Keep only the units with at least this many spikes (in the window).
     min_rate : float
         Keep only the units firing at least this many spikes per second on average (in the window).
+    read_limit : int or str, optional
+        The most memory the reading may take, in bytes or as ``"4 GB"``; default 1 GiB, or the
+        environment variable ``SPIKEGLM_READ_LIMIT`` (see :mod:`~spikeglm.io.limits`). A file that
+        declares or decompresses to more is refused before it is read.
     **options
         Passed to the format's reader: ``name_column`` (NWB); ``time_unit`` and ``sampling_rate``
         (MATLAB, text, phy); ``variable`` and ``columns`` (MATLAB).
@@ -135,7 +144,8 @@ def load(
     _check_options(reader, options, name, path)
     if units is not None and name == "nwb":
         options["units"] = units
-    recording = reader(path, empty_units=empty_units, **options)
+    with reading(read_limit):
+        recording = reader(path, empty_units=empty_units, **options)
     n_read = recording.n_units
     kept = []
     if units is not None:
