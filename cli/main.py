@@ -293,13 +293,19 @@ def _reading_options(command):
     return with_reading
 
 
-def _load(recording: str, **options) -> sg.Recording:
-    """``sg.load`` with the reading options given on the command line (see :func:`_reading_options`)."""
+def _given_reading() -> dict:
+    """The reading options given on the command line (see :func:`_reading_options`), as ``sg.load``
+    takes them."""
     reading = click.get_current_context().meta.get("reading", {})
     given = {name: value for name, value in reading.items() if value is not None}
     if "label" in given:
         given["label"] = [part.strip() for part in given["label"].split(",")]
-    return sg.load(recording, **given, **options)
+    return given
+
+
+def _load(recording: str, reading: dict | None = None, **options) -> sg.Recording:
+    """``sg.load`` with the ``reading`` options, by default those given on the command line."""
+    return sg.load(recording, **(_given_reading() if reading is None else reading), **options)
 
 
 def _counts(
@@ -318,9 +324,10 @@ def _counts(
     return loaded.bin(bin_size, trial_length=trial_length)
 
 
-def _counts_like(model: sg.POGLM, recording: str) -> sg.SpikeCounts:
-    """Counts of a recording's units that the model knows, binned and cut as for its fit."""
-    return model.bin_like(_load(recording, units=list(model.unit_ids_)))
+def _counts_like(model: sg.POGLM, recording: str, reading: dict | None = None) -> sg.SpikeCounts:
+    """Counts of a recording's units that the model knows, binned and cut as for its fit (read with the
+    ``reading`` options, by default those given on the command line)."""
+    return model.bin_like(_load(recording, reading, units=list(model.unit_ids_)))
 
 
 #: Notes on suspicious units that ``info`` prints before it says how many more there are.
@@ -623,6 +630,7 @@ def fit(
             "or --overwrite to start afresh"
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
+    counts.metadata["reading"] = _given_reading()  # the model records how its data was read
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
     auto = settings["n_hidden"] == "auto"
     model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
@@ -832,7 +840,8 @@ def _hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> di
     "--recording",
     default=None,
     type=click.Path(exists=True, dir_okay=False),
-    help="The recording the model was fitted to (--test jitter), binned as for the fit.",
+    help="The recording the model was fitted to (--test jitter), read and binned as for the fit; another "
+    "recording is refused.",
 )
 @click.option(
     "--n-jitter",
@@ -904,7 +913,8 @@ def export(
         return
     options = {}
     if method == "jitter":
-        options = {"counts": _counts_like(fitted, recording), "n_jitter": n_jitter, "jitter": jitter_bins}
+        counts = _counts_like(fitted, recording, _fit_reading(fitted, model))
+        options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins}
         options.update(pvalue=pvalue, seed=seed)
     tests = conn.test_couplings(alpha, method, **options)
     conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
@@ -914,6 +924,17 @@ def export(
         f"{int(pairs['significant'].sum())} of {len(pairs)} couplings significant at q < {alpha:g} "
         f"({int((pairs['sign'] > 0).sum())} excitatory, {int((pairs['sign'] < 0).sum())} inhibitory): {out}"
     )
+
+
+def _fit_reading(fitted: sg.POGLM, model: str) -> dict:
+    """The reading options that the fit of ``fitted`` (loaded from ``model``) read its recording with."""
+    reading = (fitted.fitted_on_ or {}).get("reading") or {}
+    unknown = sorted(set(reading) - set(_READING_NAMES))
+    if unknown:
+        raise ValueError(
+            f"{model}: records the reading option(s) {', '.join(unknown)}, unknown to this spikeglm"
+        )
+    return reading
 
 
 @main.command()
