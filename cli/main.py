@@ -198,6 +198,13 @@ def _unit_list(units: str | None) -> list[str] | None:
     return ids
 
 
+#: How much memory reading a recording may take: a bound on the reading, not on what is read.
+_READ_LIMIT = click.option(
+    "--read-limit",
+    metavar="SIZE",
+    help="The most memory reading the recording may take, e.g. 4GB (default 1 GiB, or the environment "
+    "variable SPIKEGLM_READ_LIMIT); a file that declares or decompresses to more is refused.",
+)
 #: The options of the commands that read a recording: how to read it, and which part of it to keep.
 _READING_OPTIONS = (
     click.option(
@@ -253,12 +260,7 @@ _READING_OPTIONS = (
         type=click.Choice(COLUMN_ORDERS),
         help="MATLAB: the column order of an [id, time] array, if it cannot be told from the values.",
     ),
-    click.option(
-        "--read-limit",
-        metavar="SIZE",
-        help="The most memory reading the recording may take, e.g. 4GB (default 1 GiB, or the environment "
-        "variable SPIKEGLM_READ_LIMIT); a file that declares or decompresses to more is refused.",
-    ),
+    _READ_LIMIT,
 )
 
 
@@ -277,6 +279,8 @@ _READING_NAMES = (
     "columns",
     "read_limit",
 )
+#: Those that decide what is read, which a fitted model records (the read limit only bounds the memory).
+_DATA_READING = tuple(name for name in _READING_NAMES if name != "read_limit")
 
 
 def _reading_options(command):
@@ -630,7 +634,8 @@ def fit(
             "or --overwrite to start afresh"
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
-    counts.metadata["reading"] = _given_reading()  # the model records how its data was read
+    # the model records how its data was read
+    counts.metadata["reading"] = {k: v for k, v in _given_reading().items() if k in _DATA_READING}
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
     auto = settings["n_hidden"] == "auto"
     model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
@@ -866,6 +871,7 @@ def _hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> di
     "jittered couplings at least as strong (exact, but none below 1/(N_JITTER + 1)).",
 )
 @click.option("--seed", default=0, show_default=True, help="--test jitter: seed of the jitter.")
+@_READ_LIMIT
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def export(
     model: str,
@@ -879,6 +885,7 @@ def export(
     jitter_bins: int | None,
     pvalue: str,
     seed: int,
+    read_limit: str | None,
     overwrite: bool,
 ) -> None:
     """Export the fitted connectivity (weights, filters, strength, bias, labels), or tests of it.
@@ -887,6 +894,8 @@ def export(
     NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph of the edges that
     pass --threshold or the test at --alpha (edge data: strength, signed, and weight = |strength|). With
     --alpha, the tests of each coupling (CSV: an edge list; GraphML: the significant edges; JSON: both).
+    The jitter test reads --recording with the options the fit read its recording with (the model
+    records them), and refuses a recording other than the fit's.
 
     Example: spikeglm export model.h5 -o connectivity.csv
 
@@ -913,7 +922,10 @@ def export(
         return
     options = {}
     if method == "jitter":
-        counts = _counts_like(fitted, recording, _fit_reading(fitted, model))
+        reading = _fit_reading(fitted, model)
+        if read_limit is not None:
+            reading["read_limit"] = read_limit
+        counts = _counts_like(fitted, recording, reading)
         options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins}
         options.update(pvalue=pvalue, seed=seed)
     tests = conn.test_couplings(alpha, method, **options)
@@ -928,8 +940,8 @@ def export(
 
 def _fit_reading(fitted: sg.POGLM, model: str) -> dict:
     """The reading options that the fit of ``fitted`` (loaded from ``model``) read its recording with."""
-    reading = (fitted.fitted_on_ or {}).get("reading") or {}
-    unknown = sorted(set(reading) - set(_READING_NAMES))
+    reading = dict((fitted.fitted_on_ or {}).get("reading") or {})
+    unknown = sorted(set(reading) - set(_DATA_READING))
     if unknown:
         raise ValueError(
             f"{model}: records the reading option(s) {', '.join(unknown)}, unknown to this spikeglm"

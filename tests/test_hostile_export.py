@@ -171,3 +171,21 @@ def test_a_damaged_record_of_the_data_is_refused(folder, tmp_path, fitted_on, wa
     model = sg.POGLM.load(folder / "m.h5")
     with pytest.raises(ValueError, match=rf"bad\.h5: config field 'fitted_on' must be .*{wanted}"):
         _rewritten(model, tmp_path / "bad.h5", fitted_on=fitted_on)
+
+
+def test_export_takes_no_reading_option_from_a_model_but_those_that_decide_what_is_read(folder, tmp_path):
+    # a model file may not raise the memory bound of a reading (or pass sg.load what it likes)
+    model = sg.POGLM.load(folder / "m.h5")
+    reading = {**model.fitted_on_["reading"], "read_limit": "1 TB"}
+    _rewritten(model, tmp_path / "wide.h5", fitted_on={**model.fitted_on_, "reading": reading})
+    edges = tmp_path / "edges.csv"
+    arguments = ["-o", str(edges), "--alpha", "0.05", "--test", "jitter", "--n-jitter", "5"]
+    arguments += ["--recording", str(folder / "fit.npz")]
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "wide.h5"), *arguments])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "wide.h5: records the reading option(s) read_limit, unknown" in result.output
+    assert not edges.exists()
+    # the bound is the command line's
+    result = CliRunner().invoke(main, ["export", str(folder / "m.h5"), *arguments, "--read-limit", "lots"])
+    assert result.exit_code == 1 and "cannot read 'lots' as a size" in result.output, result.output
+    assert not edges.exists()
