@@ -198,6 +198,13 @@ def _unit_list(units: str | None) -> list[str] | None:
     return ids
 
 
+#: How much memory reading a recording may take: a bound on the reading, not on what is read.
+_READ_LIMIT = click.option(
+    "--read-limit",
+    metavar="SIZE",
+    help="The most memory reading the recording may take, e.g. 4GB (default 1 GiB, or the environment "
+    "variable SPIKEGLM_READ_LIMIT); a file that declares or decompresses to more is refused.",
+)
 #: The options of the commands that read a recording: how to read it, and which part of it to keep.
 _READING_OPTIONS = (
     click.option(
@@ -253,12 +260,7 @@ _READING_OPTIONS = (
         type=click.Choice(COLUMN_ORDERS),
         help="MATLAB: the column order of an [id, time] array, if it cannot be told from the values.",
     ),
-    click.option(
-        "--read-limit",
-        metavar="SIZE",
-        help="The most memory reading the recording may take, e.g. 4GB (default 1 GiB, or the environment "
-        "variable SPIKEGLM_READ_LIMIT); a file that declares or decompresses to more is refused.",
-    ),
+    _READ_LIMIT,
 )
 
 
@@ -277,6 +279,8 @@ _READING_NAMES = (
     "columns",
     "read_limit",
 )
+#: Those that decide what is read, which a fitted model records (the read limit only bounds the memory).
+_DATA_READING = tuple(name for name in _READING_NAMES if name != "read_limit")
 
 
 def _reading_options(command):
@@ -293,13 +297,19 @@ def _reading_options(command):
     return with_reading
 
 
-def _load(recording: str, **options) -> sg.Recording:
-    """``sg.load`` with the reading options given on the command line (see :func:`_reading_options`)."""
+def _given_reading() -> dict:
+    """The reading options given on the command line (see :func:`_reading_options`), as ``sg.load``
+    takes them."""
     reading = click.get_current_context().meta.get("reading", {})
     given = {name: value for name, value in reading.items() if value is not None}
     if "label" in given:
         given["label"] = [part.strip() for part in given["label"].split(",")]
-    return sg.load(recording, **given, **options)
+    return given
+
+
+def _load(recording: str, reading: dict | None = None, **options) -> sg.Recording:
+    """``sg.load`` with the ``reading`` options, by default those given on the command line."""
+    return sg.load(recording, **(_given_reading() if reading is None else reading), **options)
 
 
 def _counts(
@@ -318,9 +328,10 @@ def _counts(
     return loaded.bin(bin_size, trial_length=trial_length)
 
 
-def _counts_like(model: sg.POGLM, recording: str) -> sg.SpikeCounts:
-    """Counts of a recording's units that the model knows, binned and cut as for its fit."""
-    return model.bin_like(_load(recording, units=list(model.unit_ids_)))
+def _counts_like(model: sg.POGLM, recording: str, reading: dict | None = None) -> sg.SpikeCounts:
+    """Counts of a recording's units that the model knows, binned and cut as for its fit (read with the
+    ``reading`` options, by default those given on the command line)."""
+    return model.bin_like(_load(recording, reading, units=list(model.unit_ids_)))
 
 
 #: Notes on suspicious units that ``info`` prints before it says how many more there are.
@@ -623,6 +634,8 @@ def fit(
             "or --overwrite to start afresh"
         )
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
+    # the model records how its data was read
+    counts.metadata["reading"] = {k: v for k, v in _given_reading().items() if k in _DATA_READING}
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
     auto = settings["n_hidden"] == "auto"
     model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
@@ -832,7 +845,8 @@ def _hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> di
     "--recording",
     default=None,
     type=click.Path(exists=True, dir_okay=False),
-    help="The recording the model was fitted to (--test jitter), binned as for the fit.",
+    help="The recording the model was fitted to (--test jitter), read and binned as for the fit; another "
+    "recording is refused.",
 )
 @click.option(
     "--n-jitter",
@@ -857,6 +871,7 @@ def _hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> di
     "jittered couplings at least as strong (exact, but none below 1/(N_JITTER + 1)).",
 )
 @click.option("--seed", default=0, show_default=True, help="--test jitter: seed of the jitter.")
+@_READ_LIMIT
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def export(
     model: str,
@@ -870,6 +885,7 @@ def export(
     jitter_bins: int | None,
     pvalue: str,
     seed: int,
+    read_limit: str | None,
     overwrite: bool,
 ) -> None:
     """Export the fitted connectivity (weights, filters, strength, bias, labels), or tests of it.
@@ -878,6 +894,8 @@ def export(
     NPZ, HDF5 and JSON hold every field and the metadata; GraphML a directed graph of the edges that
     pass --threshold or the test at --alpha (edge data: strength, signed, and weight = |strength|). With
     --alpha, the tests of each coupling (CSV: an edge list; GraphML: the significant edges; JSON: both).
+    The jitter test reads --recording with the options the fit read its recording with (the model
+    records them), and refuses a recording other than the fit's.
 
     Example: spikeglm export model.h5 -o connectivity.csv
 
@@ -904,7 +922,11 @@ def export(
         return
     options = {}
     if method == "jitter":
-        options = {"counts": _counts_like(fitted, recording), "n_jitter": n_jitter, "jitter": jitter_bins}
+        reading = _fit_reading(fitted, model)
+        if read_limit is not None:
+            reading["read_limit"] = read_limit
+        counts = _counts_like(fitted, recording, reading)
+        options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins}
         options.update(pvalue=pvalue, seed=seed)
     tests = conn.test_couplings(alpha, method, **options)
     conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
@@ -914,6 +936,17 @@ def export(
         f"{int(pairs['significant'].sum())} of {len(pairs)} couplings significant at q < {alpha:g} "
         f"({int((pairs['sign'] > 0).sum())} excitatory, {int((pairs['sign'] < 0).sum())} inhibitory): {out}"
     )
+
+
+def _fit_reading(fitted: sg.POGLM, model: str) -> dict:
+    """The reading options that the fit of ``fitted`` (loaded from ``model``) read its recording with."""
+    reading = dict((fitted.fitted_on_ or {}).get("reading") or {})
+    unknown = sorted(set(reading) - set(_DATA_READING))
+    if unknown:
+        raise ValueError(
+            f"{model}: records the reading option(s) {', '.join(unknown)}, unknown to this spikeglm"
+        )
+    return reading
 
 
 @main.command()

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm._files import atomic_write
+from spikeglm.provenance import check_fitted_on
 from spikeglm.significance import N_JITTER, jitter_table, se_from_json, wald_table
 from spikeglm.timeunits import seconds
 
@@ -281,10 +282,11 @@ class Connectivity:
             ``"jitter"``: spike-time jitter tests (:func:`spikeglm.significance.jitter_table`), which
             need the counts the connectivity was fitted to.
         **options
-            For ``"jitter"``: ``counts`` (:class:`~spikeglm.SpikeCounts` of the fit's units, in its
-            bins; required), and optionally ``n_jitter`` (default 99), ``jitter`` (half-width of the
-            jitter intervals in bins; default the history window), ``pvalue`` (``"normal"``, the
-            default, or ``"empirical"``) and ``seed`` (default 0).
+            For ``"jitter"``: ``counts`` (:class:`~spikeglm.SpikeCounts`, those of the fit; required),
+            checked against the metadata's ``fitted_on`` (which :meth:`spikeglm.POGLM.connectivity`
+            records; without it, a warning), and optionally ``n_jitter`` (default 99), ``jitter``
+            (half-width of the jitter intervals in bins; default the history window), ``pvalue``
+            (``"normal"``, the default, or ``"empirical"``) and ``seed`` (default 0).
 
         Returns
         -------
@@ -296,9 +298,9 @@ class Connectivity:
         Raises
         ------
         ValueError
-            If the connectivity carries no standard errors (``"wald"``), has hidden neurons or counts
-            that do not match it (``"jitter"``), or ``method``, ``alpha`` or an option is unknown or
-            out of range.
+            If the connectivity carries no standard errors (``"wald"``), has hidden neurons or is given
+            counts other than those of its fit (``"jitter"``; the message names the difference), or
+            ``method``, ``alpha`` or an option is unknown or out of range.
         """
         return self.test_couplings(alpha, method, **options)[0]
 
@@ -360,6 +362,7 @@ class Connectivity:
         bin_size = self._metadata.get("bin_size")
         if bin_size is not None and not np.isclose(seconds(bin_size, "bin_size"), counts.bin_seconds):
             raise ValueError(f"significance: counts are binned at {counts.bin_size}, the fit at {bin_size}")
+        check_fitted_on(self._metadata.get("fitted_on"), counts, "the jitter test")
         jitter = self._basis_matrix.shape[1] if jitter is None else int(jitter)
         table = jitter_table(
             self._weights,

@@ -30,6 +30,7 @@ from spikeglm import basis as basis_module
 from spikeglm._files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
 from spikeglm.fit import EpochRecord
 from spikeglm.model import LINKS
+from spikeglm.provenance import is_fitted_on
 from spikeglm.selection import Selection
 from spikeglm.significance import se_from_json
 from spikeglm.variational import FAMILIES
@@ -114,6 +115,10 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "unit_ids": (lambda v: isinstance(v, list) and all(isinstance(u, str) for u in v), "a list of strings"),
     "bin_size": (lambda v: isinstance(v, str), "a string"),
     "data": (lambda v: isinstance(v, dict), "an object"),
+    "fitted_on": (
+        lambda v: v is None or is_fitted_on(v),
+        "null (not known) or an object of unit_ids, bin_size, shape, counts_sha256, source and reading",
+    ),
     "fit_options": (lambda v: isinstance(v, dict), "an object"),
     "selection": (lambda v: v is None or isinstance(v, dict), "null or an object"),
     "strength_se": (
@@ -222,6 +227,7 @@ def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
     model.unit_ids_ = config["unit_ids"]
     model.bin_size_ = config["bin_size"]
     model.data_ = config["data"]
+    model.fitted_on_ = config["fitted_on"]
     model.fit_options_ = config["fit_options"]
     if config["strength_se"] is not None:
         se = se_from_json(config["strength_se"])
@@ -252,6 +258,7 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     if not isinstance(config, dict):
         raise ValueError(f"{path}: attribute 'config' must be a JSON object; got {type(config).__name__}")
     config.setdefault("data", {})  # files of earlier releases may lack these
+    config.setdefault("fitted_on", None)  # not known: the tests that need the fit's counts warn
     config.setdefault("selection", None)
     config.setdefault("strength_se", None)
     config.setdefault("strength_se_source", None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import warnings
 from collections.abc import Callable
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm import modelfile, parallel, relax, significance, smc
+from spikeglm import modelfile, parallel, provenance, relax, significance, smc
 from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
@@ -196,6 +195,10 @@ class POGLM:
         self.fit_options_: dict = {}
         self.bin_size_: str | None = None
         self.data_: dict = {}
+        #: What the last fit was made on (:func:`spikeglm.provenance.fitted_on`: unit ids, bin size, trial
+        #: layout, a SHA-256 of the counts, their source file and reading options); None where unknown
+        #: (a model file of an earlier release, or a network given by :meth:`from_connectivity`).
+        self.fitted_on_: dict | None = None
         #: The file this model was loaded from, which :meth:`save` never replaces (None once refitted).
         self.source_: str | None = None
         #: Why the last fit stopped (converged, a cap reached, early stopping).
@@ -357,8 +360,8 @@ class POGLM:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
         n_visible = visible.shape[-1]
         options = {**_fit_options(config), "segment_bins": self.segment_bins}
-        # Only a checkpoint needs it, and it hashes every count.
-        identity = None if checkpoint is None else self._identity(counts, options)
+        fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
+        identity = None if checkpoint is None else self._identity(fitted_on, options)
         saved = None
         if resume and checkpoint is not None:
             saved = modelfile.read_training_state(checkpoint, type(self))
@@ -384,6 +387,7 @@ class POGLM:
         self.source_ = None
         self.bin_size_ = str(counts.bin_size)
         self.data_ = json_plain(counts.metadata, strict=False)
+        self.fitted_on_ = fitted_on
         self.fit_options_ = options
         self.selection_ = None
         self.strength_se_ = self.strength_se_source_ = None
@@ -437,12 +441,9 @@ class POGLM:
             self.network_.cpu()
             self.posterior_.cpu()
 
-    def _identity(self, counts: SpikeCounts, options: dict) -> dict:
-        """What a checkpoint must match to be resumed: the model, the settings and the data."""
-        digest = hashlib.sha256()
-        array = np.ascontiguousarray(counts.counts)
-        digest.update(str((array.shape, array.dtype.str)).encode())
-        digest.update(memoryview(array).cast("B"))
+    def _identity(self, fitted_on: dict, options: dict) -> dict:
+        """What a checkpoint must match to be resumed: the model, the settings and the data (the counts
+        of ``fitted_on``, wherever they were read from)."""
         return json_plain(
             {
                 "model": {
@@ -452,12 +453,7 @@ class POGLM:
                     "variational": self.variational,
                 },
                 "options": {key: value for key, value in options.items() if key != "epochs"},
-                "data": {
-                    "unit_ids": [str(u) for u in counts.unit_ids],
-                    "bin_size": str(counts.bin_size),
-                    "shape": list(array.shape),
-                    "counts_sha256": digest.hexdigest(),
-                },
+                "data": {key: value for key, value in fitted_on.items() if key not in provenance.ORIGIN},
             }
         )
 
@@ -642,6 +638,7 @@ class POGLM:
             "bin_size": self.bin_size_,
             "variational": self.variational,
             "spikeglm_version": __version__,
+            "fitted_on": self.fitted_on_,
             **self.fit_options_,
         }
         if self.selection_ is not None:
@@ -726,6 +723,7 @@ class POGLM:
             "unit_ids": self.unit_ids_,
             "bin_size": self.bin_size_,
             "data": self.data_,
+            "fitted_on": self.fitted_on_,
             "fit_options": self.fit_options_,
             "selection": None if self.selection_ is None else self.selection_.to_dict(),
             "strength_se": None if self.strength_se_ is None else se_to_json(self.strength_se_),

@@ -48,6 +48,7 @@ from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
 from spikeglm.model import Network
 from spikeglm.options import whole
+from spikeglm.provenance import check_fitted_on
 from spikeglm.segments import Segments
 
 if TYPE_CHECKING:
@@ -151,7 +152,9 @@ def bootstrap_se(
         A fitted model (of any number of hidden neurons; with none, :func:`strength_se` is exact and
         much faster).
     counts : SpikeCounts
-        The counts the model was fitted to: the simulated recordings take their trials, bins and bin size.
+        The counts the model was fitted to (checked against :attr:`~spikeglm.POGLM.fitted_on_`; a model
+        that does not record them gives a warning): the simulated recordings take their trials, bins and
+        bin size.
     n_boot : int
         Refits, at least 2. The standard errors' own relative error is about ``1 / sqrt(2 (n_boot - 1))``.
     seed : int
@@ -169,8 +172,9 @@ def bootstrap_se(
     Raises
     ------
     ValueError
-        If ``n_boot`` is below 2, ``counts`` do not have the model's units, the model's network was given
-        rather than fitted (``freeze_network``), or the fitted network's activity runs away when simulated.
+        If ``n_boot`` is below 2, ``counts`` are not those the model was fitted on (the message names the
+        difference), the model's network was given rather than fitted (``freeze_network``), or the fitted
+        network's activity runs away when simulated.
     """
     from spikeglm.evaluate import align_hidden  # evaluate reads Connectivity, which reads this module
 
@@ -188,6 +192,7 @@ def bootstrap_se(
         raise ValueError(
             f"bootstrap_se: counts must be the SpikeCounts of the fit's {network.n_visible} units; got {got}"
         )
+    check_fitted_on(model.fitted_on_, counts, "the parametric bootstrap")
     reference = model.connectivity()
     settings = model.get_params()
     refit_seeds = np.random.SeedSequence(seed).generate_state(n_boot)
