@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -174,9 +175,11 @@ def _too_deep(path: Path, where: str) -> ValueError:
 
 
 def _reason(error: BaseException) -> str:
-    """A library's error as a short clause (its first line)."""
-    text = str(error).strip().strip("'\"").splitlines()
-    return text[0] if text else type(error).__name__
+    """A library's error as a short clause: its first line, without h5py's "Unable to ..." wrapper."""
+    lines = str(error).strip().strip("'\"").splitlines()
+    text = lines[0] if lines else type(error).__name__
+    wrapped = re.fullmatch(r"Unable to synchronously [^(]*\((.*)\)", text)
+    return wrapped.group(1) if wrapped else text
 
 
 def _variables(path: Path) -> tuple[dict[str, Any], str]:
@@ -296,7 +299,7 @@ class _Hdf5Reader:
     def attribute(self, obj: h5py.HLObject, name: str, where: str) -> Any:
         try:
             return obj.attrs.get(name)
-        except (KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
             raise self.error(where, f"has an unreadable {name} attribute ({_reason(error)})") from None
 
     def matlab_class(self, obj: h5py.HLObject, where: str) -> str:
@@ -314,17 +317,11 @@ class _Hdf5Reader:
         names = self.attribute(group, "MATLAB_fields", where)
         if names is None:
             return present
-        try:
-            order = [
-                name.decode()
-                if isinstance(name, bytes)
-                else b"".join(np.asarray(name, "S1").ravel()).decode()
-                for name in np.atleast_1d(names)
-            ]
-        except (TypeError, ValueError) as error:
+        order = [_field_name(name) for name in np.atleast_1d(names)]
+        if None in order:
             raise self.error(
-                where, f"has a MATLAB_fields attribute that is not a list of field names ({_reason(error)})"
-            ) from None
+                where, f"has a MATLAB_fields attribute that is not a list of field names ({names!r:.60})"
+            )
         return [name for name in order if name in present] or present
 
     def group(self, group: h5py.Group, where: str, within: tuple) -> Any:
@@ -406,7 +403,7 @@ class _Hdf5Reader:
             raise self.error(where, f"declares {size} values but stores none (nothing was written)")
         try:
             return np.asarray(dataset[()])
-        except (KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
             raise self.error(where, f"cannot be read ({_reason(error)})") from None
 
     def sparse(self, group: h5py.Group, where: str) -> scipy.sparse.csc_matrix:
@@ -432,6 +429,15 @@ class _Hdf5Reader:
         return _csc(
             data, parts.get("ir", np.zeros(0, np.int64)), parts["jc"], int(rows[0]), f"{self.path}: {where}"
         )
+
+
+def _field_name(name: Any) -> str | None:
+    """One name of a ``MATLAB_fields`` attribute (an array of single bytes), or None if it is not one."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    if isinstance(name, np.ndarray) and name.dtype.kind == "S" and name.ndim == 1:
+        return b"".join(name.tolist()).decode("utf-8", "replace")
+    return None
 
 
 def _csc(
@@ -548,12 +554,17 @@ class _V5Scan:
         inflater = zlib.decompressobj()
         try:
             head = inflater.decompress(compressed, 4096)
-            where = self.header(head, 0, len(head), None)[2] if len(head) >= 8 else f"element {number}"
-            declared = 8 + struct.unpack_from(f"{self.order}I", head, 4)[0] if len(head) >= 8 else len(head)
-        except (zlib.error, ValueError) as error:
+        except zlib.error as error:
             raise self.malformed(
                 f"element {number}", f"its compressed data are corrupt ({_reason(error)})"
             ) from None
+        if len(head) < 8:
+            raise self.malformed(f"element {number}", "its compressed data end inside its tag")
+        declared = 8 + struct.unpack_from(f"{self.order}I", head, 4)[0]
+        try:
+            where = self.header(head, 8, len(head), None)[2]
+        except ValueError:  # too little inflated to hold its name: the element is named by its place
+            where = f"element {number}"
         self.budget.charge(declared, f"variable {where!r} (decompressed)")
         try:
             rest = inflater.decompress(inflater.unconsumed_tail, max(declared - len(head), 1))
@@ -562,12 +573,11 @@ class _V5Scan:
         return (head + rest)[:declared]
 
     def header(
-        self, buffer: bytes, offset: int, end: int, where: str | None
-    ) -> tuple[int, list[int], str, int, int]:
-        """A matrix's class, dimensions, name (or ``where``), where its contents go on, and where it ends."""
+        self, buffer: bytes, start: int, stop: int, where: str | None
+    ) -> tuple[int, list[int], str, int]:
+        """A matrix's class, dimensions and name (or ``where``), read from its contents at ``start``, and
+        where its contents go on."""
         label = where or "a variable"
-        _, nbytes, start, _ = self.tag(buffer, offset, end, label)
-        stop = start + nbytes
         _, size, flags, position = self.tag(buffer, start, stop, label)
         _, size_dims, dims_at, position = self.tag(buffer, position, stop, label)
         _, size_name, name_at, position = self.tag(buffer, position, stop, label)
@@ -576,14 +586,15 @@ class _V5Scan:
         matlab_class = struct.unpack_from(f"{self.order}I", buffer, flags)[0] & 0xFF
         dims = list(struct.unpack_from(f"{self.order}{size_dims // 4}i", buffer, dims_at))
         name = where or buffer[name_at : name_at + size_name].decode("latin-1")
-        return matlab_class, dims, name, position, stop
+        return matlab_class, dims, name, position
 
     def matrix(self, buffer: bytes, offset: int, end: int, where: str | None, depth: int) -> int:
         """Check the matrix at ``offset`` and everything it nests; where the next element starts."""
-        kind, nbytes, _, after = self.tag(buffer, offset, end, where or "a variable")
+        kind, nbytes, start, after = self.tag(buffer, offset, end, where or "a variable")
         if kind != self._MATRIX or nbytes == 0:
             return after
-        matlab_class, dims, where, position, stop = self.header(buffer, offset, end, where)
+        stop = start + nbytes
+        matlab_class, dims, where, position = self.header(buffer, start, stop, where)
         if not 1 <= matlab_class <= 3:
             return after
         if depth >= _MAX_NESTING:
