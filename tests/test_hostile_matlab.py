@@ -228,14 +228,22 @@ def test_v5_cell_declaring_more_than_it_holds(tmp_path):
         sg.load(path)
 
 
-def test_v5_small_elements_and_unknown_elements(tmp_path):
-    """A small-format element and a non-matrix element at the top level are stepped over."""
-    path = tmp_path / "small.mat"
+def test_v5_element_tags_checked_before_scipy_reads_them(tmp_path):
+    """scipy's reader trusts the tags (a wrong type can crash it): every tag is checked first."""
+    path = tmp_path / "tags.mat"
     scipy.io.savemat(path, {"unit_t": np.array([[0.1, 0.2, 0.3]])})
     body = path.read_bytes()[128:]
-    small = struct.pack("<HHI", 5, 4, 7)  # a 4-byte miINT32 small element
-    v5_file(path, small, body)
-    with pytest.raises(ValueError, match=r"small\.mat: is not a readable MATLAB file"):
+    v5_file(path, struct.pack("<HHI", 5, 4, 7), body)  # a small miINT32 element where a variable belongs
+    with pytest.raises(
+        ValueError, match=r"tags\.mat: element 1: an element of type 5 where one of \[14, 15\]"
+    ):
+        sg.load(path)
+    data_tag = body.index(struct.pack("<II", 9, 24))  # the doubles' tag
+    v5_file(path, body[:data_tag] + struct.pack("<II", 89, 24) + body[data_tag + 8 :])
+    with pytest.raises(ValueError, match=r"tags\.mat: unit_t: an element of type 89 where one of \[1, "):
+        sg.load(path)
+    v5_file(path, body[:data_tag] + struct.pack("<HH", 9, 0x7B00) + body[data_tag + 4 :])
+    with pytest.raises(ValueError, match=r"tags\.mat: unit_t: a small element of 31488 bytes"):
         sg.load(path)
 
 

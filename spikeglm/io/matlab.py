@@ -188,7 +188,12 @@ def _variables(path: Path) -> tuple[dict[str, Any], str]:
     if h5py.is_hdf5(path):
         try:
             with h5py.File(path, "r") as handle:
-                return _Hdf5Reader(handle, path).variables(), "MATLAB v7.3, h5py"
+                reader = _Hdf5Reader(handle, path)
+                try:
+                    return reader.variables(), "MATLAB v7.3, h5py"
+                except (AttributeError, KeyError, OSError, RuntimeError, TypeError) as error:
+                    # damage met where no finer check applies: named by the object being read
+                    raise reader.error(reader.where, f"is damaged ({_reason(error)})") from None
         except OSError as error:
             raise ValueError(
                 f"{path}: is not a readable MATLAB v7.3 (HDF5) file ({_reason(error)})"
@@ -244,17 +249,29 @@ class _Hdf5Reader:
         self.handle, self.path = handle, path
         self.budget = _Budget(path)
         self.done: dict[Any, tuple[Any, int]] = {}  # object id -> (value, bytes it was charged)
+        self.where = "/"  # the object being read, for the messages
 
     def error(self, where: str, what: str) -> ValueError:
         return ValueError(f"{self.path}: {where}: {what}")
 
     def variables(self) -> dict[str, Any]:
         """Every variable of the file (``#refs#`` and MATLAB's other bookkeeping groups left out)."""
-        names = [name for name in self.handle if not name.startswith("#")]
+        names = [name for name in self.members(self.handle, "/") if not name.startswith("#")]
         return {name: self.value(self.open(self.handle, name, name), name, ()) for name in names}
+
+    def members(self, group: h5py.Group, where: str) -> list[str]:
+        """The names in a group."""
+        try:
+            names = list(group)
+        except (KeyError, OSError, RuntimeError, ValueError) as error:
+            raise self.error(where, f"cannot be listed ({_reason(error)})") from None
+        if not all(isinstance(name, str) for name in names):
+            raise self.error(where, "holds a name that is not UTF-8 text")
+        return names
 
     def open(self, group: h5py.Group, name: str, where: str) -> h5py.HLObject:
         """The object at ``group[name]``; external links and links that lead nowhere are refused."""
+        self.where = where
         try:
             link = group.get(name, getlink=True)
             if isinstance(link, h5py.ExternalLink):
@@ -279,6 +296,7 @@ class _Hdf5Reader:
 
     def value(self, obj: h5py.HLObject, where: str, within: tuple) -> Any:
         """The object in the common form; ``within`` holds the ids of the objects that contain it."""
+        self.where = where
         key = obj.id
         if key in within:
             raise self.error(where, "contains itself (a reference or link back to an enclosing object)")
@@ -310,10 +328,7 @@ class _Hdf5Reader:
 
     def field_names(self, group: h5py.Group, where: str) -> list[str]:
         """The fields of a struct in MATLAB's order (``MATLAB_fields``; HDF5 lists them by name)."""
-        try:
-            present = list(group)
-        except (KeyError, OSError, RuntimeError) as error:
-            raise self.error(where, f"cannot be listed ({_reason(error)})") from None
+        present = self.members(group, where)
         names = self.attribute(group, "MATLAB_fields", where)
         if names is None:
             return present
@@ -330,9 +345,9 @@ class _Hdf5Reader:
         fields = {name: self.open(group, name, f"{where}.{name}") for name in self.field_names(group, where)}
         per_element = [
             field
-            for field in fields.values()
+            for name, field in fields.items()
             if isinstance(field, h5py.Dataset)
-            and h5py.check_ref_dtype(field.dtype) is h5py.Reference
+            and h5py.check_ref_dtype(self.dtype(field, f"{where}.{name}")) is h5py.Reference
             and self.attribute(field, "MATLAB_class", where) is None
         ]
         if not (per_element and len(per_element) == len(fields)):
@@ -380,9 +395,15 @@ class _Hdf5Reader:
             )
         return codes.astype("<u2").tobytes().decode("utf-16-le", "replace")
 
+    def dtype(self, dataset: h5py.Dataset, where: str) -> np.dtype:
+        try:
+            return dataset.dtype
+        except (TypeError, ValueError) as error:
+            raise self.error(where, f"has an unreadable type ({_reason(error)})") from None
+
     def array(self, dataset: h5py.Dataset, where: str) -> np.ndarray:
         """A dataset's values, its declared size charged to the budget before it is read."""
-        dtype, shape = dataset.dtype, dataset.shape
+        dtype, shape = self.dtype(dataset, where), dataset.shape
         if shape is None:
             raise self.error(where, "is a dataset without a shape (an HDF5 null dataspace)")
         if dtype.kind == "O" and h5py.check_ref_dtype(dtype) is not h5py.Reference:
@@ -414,9 +435,9 @@ class _Hdf5Reader:
             raise self.error(
                 where, f"is a sparse matrix with an invalid number of rows (MATLAB_sparse {rows})"
             )
-        parts = {}
+        parts, present = {}, self.members(group, where)
         for name in ("jc", "ir", "data"):
-            if name in group:
+            if name in present:
                 parts[name] = self.array(self.open(group, name, f"{where}.{name}"), f"{where}.{name}").ravel()
         if "jc" not in parts or ("ir" in parts) != ("data" in parts):
             raise self.error(
@@ -469,7 +490,7 @@ def _check_v4_v5(path: Path) -> None:
     data = path.read_bytes()
     try:
         major, _ = scipy.io.matlab.matfile_version(io.BytesIO(data))
-    except (scipy.io.matlab.MatReadError, ValueError, struct.error) as error:
+    except (scipy.io.matlab.MatReadError, ValueError, IndexError, struct.error) as error:
         raise ValueError(f"{path}: is not a readable MATLAB file ({_reason(error)})") from None
     if major == 0:
         _V4Scan(data, path).run()
@@ -511,12 +532,14 @@ class _V4Scan:
 
 
 class _V5Scan:
-    """A v5 file's elements walked before scipy reads them: each compressed variable's decompressed size
-    charged to the budget (only its first bytes inflated before), then its cells and structs, their
-    declared elements charged and their depth bounded."""
+    """A v5 file's elements walked before scipy reads them (scipy's reader trusts what the file says):
+    every element's type and byte count checked, each compressed variable's decompressed size charged to
+    the budget (only its first bytes inflated before), its cells and structs' declared elements charged
+    and their depth bounded."""
 
     _MATRIX, _COMPRESSED = 14, 15
     _CONTAINERS = ("", "cell", "struct", "object")  # by MATLAB class number
+    _DATA = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 16, 17, 18})  # numbers and text
 
     def __init__(self, data: bytes, path: Path) -> None:
         self.data, self.path, self.budget = data, path, _Budget(path)
@@ -529,7 +552,8 @@ class _V5Scan:
         offset, number = 128, 0
         while offset + 8 <= len(self.data):
             number += 1
-            kind, nbytes, start, after = self.tag(self.data, offset, len(self.data), f"element {number}")
+            top = {self._MATRIX, self._COMPRESSED}
+            kind, nbytes, start, after = self.tag(self.data, offset, len(self.data), f"element {number}", top)
             if kind == self._COMPRESSED:
                 body = self.inflate(self.data[start : start + nbytes], number)
                 self.matrix(body, 0, len(body), None, 0)
@@ -537,17 +561,27 @@ class _V5Scan:
                 self.matrix(self.data, offset, len(self.data), None, 0)
             offset = after
 
-    def tag(self, buffer: bytes, offset: int, end: int, where: str) -> tuple[int, int, int, int]:
-        """An element's type, byte count, where its data start and where the next element starts."""
+    def tag(
+        self, buffer: bytes, offset: int, end: int, where: str, allowed: frozenset | set
+    ) -> tuple[int, int, int, int]:
+        """An element's type (one of ``allowed``), byte count, where its data start and where the next
+        element starts."""
         if offset + 8 > end:
             raise self.malformed(where, "ends inside an element's tag")
-        first, nbytes = struct.unpack_from(f"{self.order}II", buffer, offset)
-        if first >> 16:  # a small element: type and byte count in 4 bytes, data in the next 4
-            return first & 0xFFFF, first >> 16, offset + 4, offset + 8
+        kind, nbytes = struct.unpack_from(f"{self.order}II", buffer, offset)
+        small = kind >> 16  # a small element: type and byte count in 4 bytes, data in the next 4
+        if small:
+            kind, nbytes = kind & 0xFFFF, small
+        if kind not in allowed:
+            raise self.malformed(where, f"an element of type {kind} where one of {sorted(allowed)} belongs")
+        if small:
+            if nbytes > 4:
+                raise self.malformed(where, f"a small element of {nbytes} bytes (at most 4 fit)")
+            return kind, nbytes, offset + 4, offset + 8
         if nbytes > end - offset - 8:
             raise self.malformed(where, f"an element declares {nbytes} bytes, more than it holds")
-        padding = 0 if first == self._COMPRESSED else -nbytes % 8
-        return first, nbytes, offset + 8, min(offset + 8 + nbytes + padding, end)
+        padding = 0 if kind == self._COMPRESSED else -nbytes % 8
+        return kind, nbytes, offset + 8, min(offset + 8 + nbytes + padding, end)
 
     def inflate(self, compressed: bytes, number: int) -> bytes:
         """A compressed variable, its declared size checked before it is decompressed."""
@@ -578,9 +612,9 @@ class _V5Scan:
         """A matrix's class, dimensions and name (or ``where``), read from its contents at ``start``, and
         where its contents go on."""
         label = where or "a variable"
-        _, size, flags, position = self.tag(buffer, start, stop, label)
-        _, size_dims, dims_at, position = self.tag(buffer, position, stop, label)
-        _, size_name, name_at, position = self.tag(buffer, position, stop, label)
+        _, size, flags, position = self.tag(buffer, start, stop, label, {6})
+        _, size_dims, dims_at, position = self.tag(buffer, position, stop, label, {5})
+        _, size_name, name_at, position = self.tag(buffer, position, stop, label, {1})
         if size < 4 or size_dims % 4:
             raise self.malformed(label, "a matrix without its class or dimensions")
         matlab_class = struct.unpack_from(f"{self.order}I", buffer, flags)[0] & 0xFF
@@ -590,12 +624,20 @@ class _V5Scan:
 
     def matrix(self, buffer: bytes, offset: int, end: int, where: str | None, depth: int) -> int:
         """Check the matrix at ``offset`` and everything it nests; where the next element starts."""
-        kind, nbytes, start, after = self.tag(buffer, offset, end, where or "a variable")
-        if kind != self._MATRIX or nbytes == 0:
+        _, nbytes, start, after = self.tag(buffer, offset, end, where or "a variable", {self._MATRIX})
+        if nbytes == 0:
             return after
         stop = start + nbytes
         matlab_class, dims, where, position = self.header(buffer, start, stop, where)
-        if not 1 <= matlab_class <= 3:
+        if not 1 <= matlab_class <= 17:
+            raise self.malformed(where, f"an unknown MATLAB class {matlab_class}")
+        if not 1 <= matlab_class <= 3:  # numbers, text, sparse: data elements; functions, opaque: any
+            allowed = self._DATA if matlab_class < 16 else self._DATA | {self._MATRIX}
+            while position < stop:
+                kind, _, _, following = self.tag(buffer, position, stop, where, allowed)
+                if kind == self._MATRIX:
+                    self.matrix(buffer, position, stop, where, depth + 1)
+                position = following
             return after
         if depth >= _MAX_NESTING:
             raise _too_deep(self.path, where)
@@ -605,9 +647,9 @@ class _V5Scan:
         fields = [""]
         if matlab_class != 1:
             if matlab_class == 3:  # an object: its class name comes first
-                position = self.tag(buffer, position, stop, where)[3]
-            _, size, length_at, position = self.tag(buffer, position, stop, where)
-            _, size_names, names_at, position = self.tag(buffer, position, stop, where)
+                position = self.tag(buffer, position, stop, where, {1})[3]
+            _, size, length_at, position = self.tag(buffer, position, stop, where, {5})
+            _, size_names, names_at, position = self.tag(buffer, position, stop, where, {1})
             length = struct.unpack_from(f"{self.order}i", buffer, length_at)[0] if size >= 4 else 0
             if length <= 0 and size_names:
                 raise self.malformed(where, "struct field names of no length")
@@ -754,7 +796,9 @@ def _raster(
     by_rows = columns == "id,time" if columns is not None else n_rows < n_cols
     n_units, n_bins = (n_rows, n_cols) if by_rows else (n_cols, n_rows)
     check_size(n_units * _OBJECT_COST, f"{variable} (a raster of {n_units} units)", path)
-    units = matrix.tocsr() if by_rows else matrix.tocsc()
+    # scipy.io.loadmat does not check a sparse matrix's parts: checked here before any use
+    matrix = _csc(matrix.data, matrix.indices, matrix.indptr, n_rows, f"{path}: {variable}")
+    units = matrix.tocsr() if by_rows else matrix
     units.sort_indices()
     counts = np.asarray(units.data, dtype=np.float64)
     bad = ~(np.isfinite(counts) & (counts >= 0) & (counts == np.round(counts)))
