@@ -245,6 +245,11 @@ def test_v5_element_tags_checked_before_scipy_reads_them(tmp_path):
     v5_file(path, body[:data_tag] + struct.pack("<HH", 9, 0x7B00) + body[data_tag + 4 :])
     with pytest.raises(ValueError, match=r"tags\.mat: unit_t: a small element of 31488 bytes"):
         sg.load(path)
+    flags = body.index(struct.pack("<IIII", 6, 8, 6, 0))  # the array flags: class 6 (double)
+    complex_flag = struct.pack("<IIII", 6, 8, 6 | 0x800, 0)  # says complex: scipy would read a part not there
+    v5_file(path, body[:flags] + complex_flag + body[flags + 16 :])
+    with pytest.raises(ValueError, match=r"tags\.mat: unit_t: 1 data element\(s\) where its class has 2"):
+        sg.load(path)
 
 
 def test_v4_declared_size_checked(tmp_path):

@@ -348,7 +348,7 @@ class _Hdf5Reader:
             for name, field in fields.items()
             if isinstance(field, h5py.Dataset)
             and h5py.check_ref_dtype(self.dtype(field, f"{where}.{name}")) is h5py.Reference
-            and self.attribute(field, "MATLAB_class", where) is None
+            and self.attribute(field, "MATLAB_class", f"{where}.{name}") is None
         ]
         if not (per_element and len(per_element) == len(fields)):
             return _Struct(
@@ -609,18 +609,18 @@ class _V5Scan:
     def header(
         self, buffer: bytes, start: int, stop: int, where: str | None
     ) -> tuple[int, list[int], str, int]:
-        """A matrix's class, dimensions and name (or ``where``), read from its contents at ``start``, and
-        where its contents go on."""
+        """A matrix's array flags (its class in the low byte), dimensions and name (or ``where``), read from
+        its contents at ``start``, and where its contents go on."""
         label = where or "a variable"
         _, size, flags, position = self.tag(buffer, start, stop, label, {6})
         _, size_dims, dims_at, position = self.tag(buffer, position, stop, label, {5})
         _, size_name, name_at, position = self.tag(buffer, position, stop, label, {1})
         if size < 4 or size_dims % 4:
             raise self.malformed(label, "a matrix without its class or dimensions")
-        matlab_class = struct.unpack_from(f"{self.order}I", buffer, flags)[0] & 0xFF
+        flags_word = struct.unpack_from(f"{self.order}I", buffer, flags)[0]
         dims = list(struct.unpack_from(f"{self.order}{size_dims // 4}i", buffer, dims_at))
         name = where or buffer[name_at : name_at + size_name].decode("latin-1")
-        return matlab_class, dims, name, position
+        return flags_word, dims, name, position
 
     def matrix(self, buffer: bytes, offset: int, end: int, where: str | None, depth: int) -> int:
         """Check the matrix at ``offset`` and everything it nests; where the next element starts."""
@@ -628,16 +628,22 @@ class _V5Scan:
         if nbytes == 0:
             return after
         stop = start + nbytes
-        matlab_class, dims, where, position = self.header(buffer, start, stop, where)
+        flags, dims, where, position = self.header(buffer, start, stop, where)
+        matlab_class = flags & 0xFF
         if not 1 <= matlab_class <= 17:
             raise self.malformed(where, f"an unknown MATLAB class {matlab_class}")
         if not 1 <= matlab_class <= 3:  # numbers, text, sparse: data elements; functions, opaque: any
             allowed = self._DATA if matlab_class < 16 else self._DATA | {self._MATRIX}
+            n_elements = 0
             while position < stop:
                 kind, _, _, following = self.tag(buffer, position, stop, where, allowed)
                 if kind == self._MATRIX:
                     self.matrix(buffer, position, stop, where, depth + 1)
-                position = following
+                position, n_elements = following, n_elements + 1
+            # scipy reads as many parts as the class and the complex flag say, present or not
+            expected = (3 if matlab_class == 5 else 1) + bool(flags & 0x800)
+            if matlab_class < 16 and n_elements != expected:
+                raise self.malformed(where, f"{n_elements} data element(s) where its class has {expected}")
             return after
         if depth >= _MAX_NESTING:
             raise _too_deep(self.path, where)
