@@ -518,7 +518,11 @@ class _V4Scan:
                 raise ValueError(
                     f"{self.path}: is not a readable MATLAB v4 file (no matrix header at byte {offset})"
                 )
-            name = self.data[offset + 20 : offset + 20 + max(namlen, 0)].rstrip(b"\0").decode("latin-1")
+            name = (
+                self.data[offset + 20 : offset + 20 + min(max(namlen, 0), 64)]
+                .split(b"\0")[0]
+                .decode("latin-1")
+            )
             if min(mrows, ncols, namlen) < 0:
                 raise ValueError(f"{self.path}: variable {name!r}: a negative size in its v4 header")
             nbytes = mrows * ncols * self._ITEMSIZES[(mopt // 10) % 10] * (2 if imagf else 1)
