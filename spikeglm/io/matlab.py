@@ -241,14 +241,15 @@ class _Hdf5Reader:
 
     HDF5 holds MATLAB's arrays transposed; a cell array is a dataset of references, a struct a group
     of fields, a struct array a group whose fields are datasets of references (one per element), and a
-    sparse matrix a group of its compressed columns (``data``, ``ir``, ``jc``). An object is read once
-    (and charged again at every reference to it); an object met again inside itself is a loop.
+    sparse matrix a group of its compressed columns (``data``, ``ir``, ``jc``). An object referred to
+    is read once (and charged again at every reference to it); an object met again inside itself is a
+    loop.
     """
 
     def __init__(self, handle: h5py.File, path: Path) -> None:
         self.handle, self.path = handle, path
         self.budget = _Budget(path)
-        self.done: dict[Any, tuple[Any, int]] = {}  # object id -> (value, bytes it was charged)
+        self.done: dict[int, tuple[Any, int]] = {}  # object's address -> (value, bytes it was charged)
         self.where = "/"  # the object being read, for the messages
 
     def error(self, where: str, what: str) -> ValueError:
@@ -284,15 +285,34 @@ class _Hdf5Reader:
         except (KeyError, RuntimeError, OSError) as error:
             raise self.error(where, f"cannot be opened ({_reason(error)})") from None
 
-    def dereference(self, reference: Any, where: str, within: tuple) -> Any:
-        """The value a cell's or struct array's reference points to."""
-        if not reference:
+    def references(self, dataset: h5py.Dataset, where: str) -> list[tuple[Any, int]]:
+        """A dataset's references, each with the address it points to (one address, one object)."""
+        references = self.array(dataset, where).ravel()
+        addresses = np.empty(references.shape, "<u8")
+        try:
+            dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, addresses, mtype=h5py.h5t.STD_REF_OBJ)
+        except (KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
+            raise self.error(where, f"cannot be read ({_reason(error)})") from None
+        return list(zip(references, addresses.tolist(), strict=True))
+
+    def dereference(self, reference: tuple[Any, int], where: str, within: tuple) -> Any:
+        """The value a cell's or struct array's reference points to; an object referred to again is not
+        read again, but charged again."""
+        target, address = reference
+        if address in self.done:
+            value, cost = self.done[address]
+            self.budget.charge(cost, where)
+            return value
+        if not target:
             raise self.error(where, "is a null reference (points to nothing)")
         try:
-            target = self.handle[reference]
+            obj = self.handle[target]
         except (KeyError, ValueError, RuntimeError, OSError) as error:
             raise self.error(where, f"is a reference that leads nowhere ({_reason(error)})") from None
-        return self.value(target, where, within)
+        before = self.budget.used
+        value = self.value(obj, where, within)
+        self.done[address] = (value, self.budget.used - before)
+        return value
 
     def value(self, obj: h5py.HLObject, where: str, within: tuple) -> Any:
         """The object in the common form; ``within`` holds the ids of the objects that contain it."""
@@ -302,17 +322,9 @@ class _Hdf5Reader:
             raise self.error(where, "contains itself (a reference or link back to an enclosing object)")
         if len(within) >= _MAX_NESTING:
             raise _too_deep(self.path, where)
-        if key in self.done:
-            value, cost = self.done[key]
-            self.budget.charge(cost, where)
-            return value
-        before = self.budget.used
         if isinstance(obj, h5py.Group):
-            value = self.group(obj, where, (*within, key))
-        else:
-            value = self.dataset(obj, where, (*within, key))
-        self.done[key] = (value, self.budget.used - before)
-        return value
+            return self.group(obj, where, (*within, key))
+        return self.dataset(obj, where, (*within, key))
 
     def attribute(self, obj: h5py.HLObject, name: str, where: str) -> Any:
         try:
@@ -354,7 +366,7 @@ class _Hdf5Reader:
             return _Struct(
                 [{name: self.value(field, f"{where}.{name}", within) for name, field in fields.items()}]
             )
-        references = {name: self.array(field, f"{where}.{name}").ravel() for name, field in fields.items()}
+        references = {name: self.references(field, f"{where}.{name}") for name, field in fields.items()}
         counts = {len(refs) for refs in references.values()}
         if len(counts) > 1:
             raise self.error(
@@ -372,16 +384,15 @@ class _Hdf5Reader:
         kind = self.matlab_class(dataset, where)
         if self.attribute(dataset, "MATLAB_empty", where):
             return _Cell() if kind == "cell" else np.zeros((0, 0))
-        data = self.array(dataset, where)
         if kind == "cell":
-            if h5py.check_ref_dtype(data.dtype) is not h5py.Reference:
-                raise self.error(
-                    where, f"is marked a cell array but holds {data.dtype} values, not references"
-                )
+            dtype = self.dtype(dataset, where)
+            if h5py.check_ref_dtype(dtype) is not h5py.Reference:
+                raise self.error(where, f"is marked a cell array but holds {dtype} values, not references")
             return _Cell(
                 self.dereference(reference, f"{where}{{{k + 1}}}", within)
-                for k, reference in enumerate(data.ravel())
+                for k, reference in enumerate(self.references(dataset, where))
             )
+        data = self.array(dataset, where)
         if kind == "char":
             return self.text(data, where)
         return data.T
