@@ -258,7 +258,8 @@ _READING_OPTIONS = (
     click.option(
         "--columns",
         type=click.Choice(COLUMN_ORDERS),
-        help="MATLAB: the column order of an [id, time] array, if it cannot be told from the values.",
+        help="MATLAB: the column order of an [id, time] array if it cannot be told from the values, or the "
+        "axes of a sparse raster (id,time: a row per unit; default: the shorter axis holds the units).",
     ),
     _READ_LIMIT,
 )
