@@ -410,14 +410,19 @@ class _File:
             )
 
     def session(self) -> dict[str, Any]:
-        """The session's description: the root datasets that are scalar text, and the NWB version."""
+        """The session's description: the root datasets and the NWB version, where they are scalar text."""
         attributes = {}
         for key in _ROOT_DATASETS:
             dataset = self.member(self.handle, key)
             if isinstance(dataset, h5py.Dataset) and dataset.shape == () and _kind(dataset.dtype) == "text":
                 attributes[key] = _plain(self.values(dataset, ("text",)))
         self.at = "/ (its nwb_version attribute)"
-        attributes["nwb_version"] = str(_plain(self.handle.attrs.get("nwb_version", "")))
+        attributes["nwb_version"] = ""
+        if "nwb_version" in self.handle.attrs:
+            # Read only text: HDF5 can crash on a damaged attribute of another type.
+            attribute = self.handle.attrs.get_id("nwb_version")
+            if attribute.shape == () and _kind(attribute.dtype) == "text":
+                attributes["nwb_version"] = str(_plain(self.handle.attrs["nwb_version"]))
         return attributes
 
 
