@@ -296,3 +296,16 @@ def test_an_nwb_version_that_is_not_text_is_not_read(tmp_path):
         handle.attrs["nwb_version"] = np.arange(3)
 
     assert sg.load(damaged(tmp_path, numeric)).annotations["nwb_version"] == ""
+
+
+def test_a_damaged_heap_of_strings_is_refused_not_followed(tmp_path):
+    path = small_nwb(tmp_path / "small.nwb")
+    data = bytearray(path.read_bytes())
+    heap = data.index(b"GCOL")
+    # The first string's size, made longer: every later string is misplaced (HDF5 itself can hang on it).
+    data[heap + 24 : heap + 32] = (221).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(
+        ValueError, match=r"small\.nwb: /units/unit_name points into a damaged heap of strings"
+    ):
+        sg.load(path)
