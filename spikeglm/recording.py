@@ -110,6 +110,8 @@ class Recording:
         ends += [] if self.trials is None else [self.trials[:, 1].max()]
         self._t_start = float(min(firsts)) if t_start is None else seconds(t_start, "t_start")
         self._t_stop = float(max(ends)) if t_stop is None else seconds(t_stop, "t_stop")
+        # Whether each end was stated (by the file or the caller) rather than inferred from spikes and trials.
+        self._stated = (t_start is not None, t_stop is not None)
         self._check_span(times, ids)
         empty = [k for k, values in enumerate(times) if values.size == 0]
         if empty and empty_units != "keep":
@@ -157,7 +159,7 @@ class Recording:
             If an id is not among :attr:`unit_ids` (the message names the file).
         """
         columns = unit_columns(ids, self.unit_ids, self._where("select_units"))
-        return Recording(
+        selected = Recording(
             [self.spike_times[k] for k in columns],
             self.unit_ids[columns].tolist(),
             self._t_start,
@@ -168,6 +170,8 @@ class Recording:
             source=self.source,
             empty_units="keep",
         )
+        selected._stated = self._stated
+        return selected
 
     def window(
         self,
@@ -179,8 +183,14 @@ class Recording:
         """The part of the recording from ``t_start`` to ``t_stop``, as a new Recording.
 
         Spikes with ``t_start <= t <= t_stop`` are kept, and the trials that lie wholly inside; the new
-        recording spans exactly the window, which may reach past the recording's own span (a file that
-        states no span ends at its last spike) but must overlap it.
+        recording spans exactly the window. The window must lie inside the span the recording was
+        observed over (the file's stated span, e.g. an NWB file's ``obs_intervals``): silence outside it
+        was never recorded. Only an end the file does not state (a span inferred from the first or last
+        spike or trial) may be moved out by the window, to state the true span of the recording.
+
+        A window that cuts trials or leaves none whole warns, saying how many trials it kept whole and
+        how many it dropped, and so does ``annotations["assumed"]["trials"]``; with no trial left, the
+        window is one long trial.
 
         Parameters
         ----------
@@ -192,7 +202,8 @@ class Recording:
         Raises
         ------
         ValueError
-            If the window is empty or lies outside the recording, or holds no spikes at all.
+            If the window is empty, lies outside the recording, reaches past an end the recording
+            states, or holds no spikes at all; the message names ``t_start`` or ``t_stop``.
         """
         start = self._t_start if t_start is None else seconds(t_start, "t_start")
         stop = self._t_stop if t_stop is None else seconds(t_stop, "t_stop")
@@ -201,25 +212,59 @@ class Recording:
             raise ValueError(self._where(f"window: need t_start < t_stop; got {start:g} s and {stop:g} s"))
         if stop <= self._t_start or start >= self._t_stop:
             raise ValueError(self._where(f"window: {start:g} s to {stop:g} s lies outside {span}"))
+        beyond = [
+            f"{name}={value:g} s ({option})"
+            for name, value, option, outside in (
+                ("t_start", start, "--t-start", self._stated[0] and start < self._t_start),
+                ("t_stop", stop, "--t-stop", self._stated[1] and stop > self._t_stop),
+            )
+            if outside
+        ]
+        if beyond:
+            raise ValueError(
+                self._where(
+                    f"window: {' and '.join(beyond)} reaches outside the span the recording was observed "
+                    f"over, {self._t_start:g} s to {self._t_stop:g} s, where no silence was recorded; "
+                    "choose a window inside it"
+                )
+            )
         times = [
             values[np.searchsorted(values, start) : np.searchsorted(values, stop, side="right")]
             for values in self.spike_times
         ]
-        trials = None
+        trials, annotations = None, dict(self.annotations)
         if self.trials is not None:
-            inside = self.trials[(self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)]
-            trials = inside if len(inside) else None
+            trials, annotations["assumed"] = self._window_trials(start, stop)
         return Recording(
             times,
             self.unit_ids.tolist(),
             start,
             stop,
             trials=trials,
-            annotations=self.annotations,
+            annotations=annotations,
             unit_annotations=self.unit_annotations,
             source=self.source,
             empty_units=empty_units,
         )
+
+    def _window_trials(self, start: float, stop: float) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """The trials wholly inside ``[start, stop]`` (None if none), and ``annotations["assumed"]``
+        saying so; warns when the window cuts trials or keeps none."""
+        whole = (self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)
+        cut = ~whole & (self.trials[:, 0] < stop) & (self.trials[:, 1] > start)
+        kept, total = int(whole.sum()), len(self.trials)
+        assumed = dict(self.annotations.get("assumed", {}))
+        told = assumed.get("trials", f"{total} trials")
+        done = f"the window {start:g} s to {stop:g} s keeps {kept} of {total} trials whole"
+        done += f" and drops {total - kept}"
+        if cut.any():
+            done += f" ({int(cut.sum())} cut by its ends)"
+        if not kept:
+            done += "; with no trial left, the window is one long trial"
+        assumed["trials"] = f"{told}; {done}"
+        if cut.any() or not kept:
+            warnings.warn(self._where(done), stacklevel=3)
+        return (self.trials[whole] if kept else None), assumed
 
     def select_active(self, min_spikes: int = 0, min_rate: float = 0.0) -> Recording:
         """The units with at least ``min_spikes`` spikes and a mean rate of at least ``min_rate`` Hz.

@@ -234,16 +234,26 @@ def test_window_keeps_the_spikes_and_trials_inside():
     recording = Recording(
         [[0.1, 0.5, 1.0, 1.5], [0.2, 2.5]], ["a", "b"], t_stop=3.0, trials=[[0, 1], [1, 2], [2, 3]]
     )
-    window = recording.window(0.5, 2.0)
-    assert (float(window.t_start), float(window.t_stop)) == (0.5, 2.0)
-    assert window.spike_times[0].tolist() == [0.5, 1.0, 1.5]  # both ends included
-    assert window.n_spikes.tolist() == [3, 0]  # empty units kept by default
+    window = recording.window(1.0, 2.0)
+    assert (float(window.t_start), float(window.t_stop)) == (1.0, 2.0)
+    assert window.spike_times[0].tolist() == [1.0, 1.5]  # both ends included
+    assert window.n_spikes.tolist() == [2, 0]  # empty units kept by default
     assert window.trials.tolist() == [[1.0, 2.0]]
-    assert recording.window(t_stop=0.9).trials is None  # no trial lies wholly inside
+    with pytest.warns(UserWarning, match="keeps 1 of 3 trials whole and drops 2 \\(1 cut by its ends\\)"):
+        assert recording.window(0.5, 2.0).trials.tolist() == [[1.0, 2.0]]
+    with pytest.warns(UserWarning, match="keeps 0 of 3 trials whole .* the window is one long trial"):
+        assert recording.window(t_stop=0.9).trials is None
     with pytest.warns(UserWarning, match="dropping 1 unit"):
-        assert recording.window(0.5, 2.0, empty_units="drop").unit_ids.tolist() == ["a"]
-    longer = recording.window(2.0, 4.0)  # past the end: the span asked for
-    assert float(longer.t_stop) == 4.0 and longer.trials.tolist() == [[2.0, 3.0]]
+        assert recording.window(1.0, 2.0, empty_units="drop").unit_ids.tolist() == ["a"]
+    with pytest.raises(
+        ValueError, match=r"window: t_stop=4 s \(--t-stop\) reaches outside the span .* 0 s to 3 s"
+    ):
+        recording.window(2.0, 4.0)  # past the stated end: silence there was never recorded
+    unstated = Recording([[0.1, 0.5, 2.5]])  # a span inferred from the spikes may be stated by the window
+    assert (float(unstated.window(-1.0, 4.0).t_start), float(unstated.window(-1.0, 4.0).t_stop)) == (
+        -1.0,
+        4.0,
+    )
     with pytest.raises(ValueError, match=r"window: 3\.5 s to 4 s lies outside the recording \(0 s to 3 s\)"):
         recording.window(3.5, 4.0)
     with pytest.raises(ValueError, match="window: need t_start < t_stop; got 2 s and 1 s"):

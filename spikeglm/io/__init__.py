@@ -97,7 +97,8 @@ def load(
         ``"encoding_table"``; default ``"trials"`` when there is one.
     t_start, t_stop : float or str, optional
         Keep only this window of the recording (a bare number is in seconds), see
-        :meth:`Recording.window`.
+        :meth:`Recording.window`: it must lie inside the span the file states (e.g. an NWB file's
+        ``obs_intervals``), and the trials it cuts are dropped with a warning.
     min_spikes : int
         Keep only the units with at least this many spikes (in the window).
     min_rate : float

@@ -4,13 +4,26 @@ Reading needs no pynwb. What is read:
 
 - ``/units``: ``spike_times`` with ``spike_times_index`` (ragged: ``index[i]`` is the end offset of
   unit ``i``) and ``id``. Units are named by a string column, the first of ``unit_name``, ``name``,
-  ``label`` that holds unique names (or the column given as ``name_column``), else by their ids. The
-  other one-value-per-unit columns become the units' annotations, with the NWB id as ``"nwb_id"``.
+  ``label`` that holds unique names in valid UTF-8 (or the column given as ``name_column``), else by
+  their ids. The other one-value-per-unit columns of numbers or text become the units' annotations (text
+  that is not valid UTF-8 is decoded with replacement characters), with the NWB id as ``"nwb_id"``.
 - The trials: ``start_time`` and ``stop_time`` of the TimeIntervals table ``/intervals/trials``, or of
-  the table under ``/intervals`` named by ``trials=`` (e.g. ``"encoding_table"``). Every table found
-  is described in ``annotations["interval_tables"]`` (name: rows, first start and last stop in s).
+  the table under ``/intervals`` named by ``trials=`` (e.g. ``"encoding_table"``); an empty table gives
+  no trials, and rows that repeat or overlap one another are used with a warning naming them. Every
+  readable table is described in ``annotations["interval_tables"]`` (name: rows, first start and last
+  stop in s).
 - ``t_start`` and ``t_stop``: the first start and the last stop of the units' ``obs_intervals`` when the
-  table has them; otherwise 0 s (the session's ``timestamps_reference_time``) and the last spike or trial end.
+  table has them; otherwise 0 s (the session's ``timestamps_reference_time``) and the last spike or trial
+  end. Units observed over different intervals (or with gaps) are read with a warning: the time a unit
+  was not observed counts as silence, and the warning names the span that every unit was observed over.
+
+What is refused, with one line naming the file and the dataset at fault: a file that is not HDF5 or is
+truncated or damaged where it is read (text whose heap of strings is damaged is refused before HDF5
+reads it: HDF5 can loop without end on one); links to other files (external links) and loops of soft links;
+datasets of the wrong type or shape (text spike times, one-column ``obs_intervals``, trial columns of
+unequal length); ragged indices that do not match their data; NaN or infinite ``obs_intervals``; and
+datasets whose size would exceed the read budget of :mod:`spikeglm.io.limits`, checked from their
+declared shape before anything is read (counted over the whole read).
 
 Writing makes a minimal NWB 2.x file that pynwb reads: the required root datasets, a Units table with
 ``unit_name``, ``spike_times`` and ``obs_intervals`` (``[t_start, t_stop]`` for every unit), and the trials.
@@ -23,11 +36,12 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
 
+from spikeglm.io.limits import check_size
 from spikeglm.recording import Recording
 from spikeglm.unitids import unit_columns
 
@@ -37,6 +51,10 @@ NWB_VERSION = "2.8.0"
 _NAME_COLUMNS = ("unit_name", "name", "label")
 _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
 _ROOT_DATASETS = ("identifier", "session_description", "session_start_time")
+#: What h5py and numpy raise on a damaged file, or on an object of a kind the reader did not expect.
+_DAMAGE = (OSError, KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+#: How many rows or units a message lists before it says how many more there are.
+_LISTED = 5
 
 
 def read(
@@ -50,7 +68,8 @@ def read(
     """Read the sorted units of an NWB 2.x file (see the module's description).
 
     The file is read lazily: the spike times of each unit are read straight from their slice of the
-    ragged ``spike_times`` dataset, and with ``units`` only those units' slices are read at all.
+    ragged ``spike_times`` dataset, and with ``units`` only those units' slices are read at all. Every
+    dataset's declared size is checked against the read budget (:mod:`spikeglm.io.limits`) first.
 
     Parameters
     ----------
@@ -70,165 +89,446 @@ def read(
     Raises
     ------
     ValueError
-        If the file is not readable HDF5, has no Units table, its ragged index is inconsistent, a
-        unit of ``units`` is not in it, or it has no table ``trials``.
+        One line naming the file and the dataset at fault: the file is not readable HDF5 (or is
+        truncated or damaged where it is read), has no Units table, holds a dataset of the wrong type
+        or shape, an inconsistent ragged index, an external link or a loop of links, or more than the
+        read budget; or a unit of ``units`` is not in it, or it has no table ``trials``.
     """
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"{path}: is not a readable HDF5/NWB file ({error})") from None
+        raise ValueError(f"{path}: is not a readable HDF5/NWB file ({_brief(error)})") from None
+    file = _File(handle, path)
     try:
         with handle:
-            return _read(handle, path, empty_units, name_column, units, trials)
-    except OSError as error:
-        raise ValueError(f"{path}: is not a readable HDF5/NWB file ({error})") from None
+            return file.recording(empty_units, name_column, units, trials)
+    except _DAMAGE as error:
+        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
+            raise
+        raise ValueError(
+            f"{path}: {file.at} cannot be read ({_brief(error)}); the file may be truncated or damaged"
+        ) from None
 
 
-def _read(
-    handle: h5py.File,
-    path: Path,
-    empty_units: str,
-    name_column: str | None,
-    units: Sequence[str] | None,
-    trials: str | None,
-) -> Recording:
-    table = handle.get("units")
-    if not isinstance(table, h5py.Group):
-        raise ValueError(f"{path}: has no Units table (/units); spikeglm needs sorted units' spike times")
-    for column in ("id", "spike_times", "spike_times_index"):
-        if not isinstance(table.get(column), h5py.Dataset):
-            raise ValueError(f"{path}: the Units table (/units) has no {column} dataset")
-    nwb_ids = table["id"][()]
-    names = _unit_names(table, nwb_ids, name_column, path)
-    # Rows of the Units table holding ``units`` (all rows by default).
-    rows = unit_columns(units, names, str(path), "unknown unit(s) {unknown}; the file has {known}")
-    times = _ragged(table, "spike_times", len(nwb_ids), path, rows)
-    annotations = [{"nwb_id": _plain(nwb_ids[row])} for row in rows]
-    for column, dataset in table.items():
-        if column in _SKIPPED_COLUMNS or column.endswith("_index") or f"{column}_index" in table:
-            continue
-        if isinstance(dataset, h5py.Dataset) and dataset.shape == (len(nwb_ids),):
-            for values, value in zip(annotations, dataset[()][rows], strict=True):
-                values[column] = _plain(value)
-    t_start = t_stop = None
-    if "obs_intervals" in table:
-        intervals = np.concatenate(_ragged(table, "obs_intervals", len(nwb_ids), path))
-        if intervals.size:
-            t_start, t_stop = float(np.min(intervals[:, 0])), float(np.max(intervals[:, 1]))
-    tables = _interval_tables(handle)
-    chosen = trials if trials is not None else ("trials" if "trials" in tables else None)
-    if chosen is not None and chosen not in tables:
-        known = ", ".join(tables) or "none"
-        raise ValueError(f"{path}: no TimeIntervals table {chosen!r} under /intervals; the file has {known}")
-    spans = None
-    if chosen is not None:
-        spans = np.column_stack([tables[chosen]["start_time"][()], tables[chosen]["stop_time"][()]])
-    attributes = {key: _plain(handle[key][()]) for key in _ROOT_DATASETS if key in handle}
-    attributes["nwb_version"] = _plain(handle.attrs.get("nwb_version", ""))
-    attributes["interval_tables"] = {name: _interval_summary(table) for name, table in tables.items()}
-    listed = ", ".join(
-        f"{name} ({table['rows']} rows)" for name, table in attributes["interval_tables"].items()
-    )
-    described = "none"
-    if spans is not None:
-        described = f"/intervals/{chosen} ({len(spans)} rows)"
-    elif tables:
-        described = f"none (tables: {listed}; trials= or --trials uses one)"
-    span = "the units' obs_intervals" if t_start is not None else "0 s to the last spike or trial end"
-    attributes["assumed"] = {"span": span, "trials": described}
-    return Recording(
-        times,
-        [names[row] for row in rows],
-        t_start,
-        t_stop,
-        trials=spans,
-        annotations=attributes,
-        unit_annotations=annotations,
-        source=path,
-        empty_units=empty_units,
-    )
+class _File:
+    """An open NWB file being read: its objects, reached without leaving the file, and the memory taken.
 
-
-def _interval_tables(handle: h5py.File) -> dict[str, h5py.Group]:
-    """The tables under ``/intervals`` with ``start_time`` and ``stop_time`` columns, by name."""
-    intervals = handle.get("intervals")
-    if not isinstance(intervals, h5py.Group):
-        return {}
-    return {
-        name: table
-        for name, table in intervals.items()
-        if isinstance(table, h5py.Group)
-        and all(isinstance(table.get(column), h5py.Dataset) for column in ("start_time", "stop_time"))
-    }
-
-
-def _interval_summary(table: h5py.Group) -> dict[str, Any]:
-    """Rows, first start and last stop (s) of a TimeIntervals table."""
-    starts, stops = table["start_time"][()], table["stop_time"][()]
-    if not len(starts):
-        return {"rows": 0, "start_s": None, "stop_s": None}
-    return {"rows": len(starts), "start_s": float(np.nanmin(starts)), "stop_s": float(np.nanmax(stops))}
-
-
-def _ragged(
-    units: h5py.Group, column: str, n_units: int, path: Path, rows: list[int] | None = None
-) -> list[np.ndarray]:
-    """The parts of a ragged column for ``rows`` (default all), checked against its ``_index`` offsets.
-
-    Only those parts are read from the file, one slice each.
+    ``at`` names the object being read, for the message when h5py fails on it.
     """
-    values = units[column]
-    index = units.get(f"{column}_index")
-    if not isinstance(index, h5py.Dataset):
-        raise ValueError(f"{path}: /units/{column} has no {column}_index dataset")
-    ends = index[()]
-    where = f"{path}: /units/{column}_index"
-    if ends.ndim != 1 or len(ends) != n_units or not np.issubdtype(ends.dtype, np.integer):
-        raise ValueError(
-            f"{where} should hold {n_units} integer end offsets (one per unit); got {ends.shape}"
-        )
-    if np.any(np.diff(ends.astype(np.int64)) < 0) or (n_units and (ends[0] < 0 or ends[-1] != len(values))):
-        raise ValueError(
-            f"{where} is inconsistent: the end offsets must rise from 0 to the {len(values)} values of "
-            f"{column}; got {ends[:5].tolist()}{' ...' if n_units > 5 else ''} ending at "
-            f"{ends[-1] if n_units else None}"
-        )
-    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
-    rows = range(n_units) if rows is None else rows
-    return [values[starts[row] : int(ends[row])].astype(np.float64) for row in rows]
 
+    def __init__(self, handle: h5py.File, path: Path) -> None:
+        self.handle = handle
+        self.path = path
+        self.at = "/"
+        self.taken = 0.0
 
-def _unit_names(units: h5py.Group, nwb_ids: np.ndarray, name_column: str | None, path: Path) -> list[str]:
-    """The units' names from a string column, or their NWB ids as strings."""
-    ids = [str(value) for value in nwb_ids]
-    candidates = _NAME_COLUMNS if name_column is None else (name_column,)
-    for column in candidates:
-        dataset = units.get(column)
-        usable = (
-            isinstance(dataset, h5py.Dataset)
-            and dataset.shape == (len(ids),)
-            and h5py.check_string_dtype(dataset.dtype) is not None
+    def refuse(self, name: str, message: str) -> ValueError:
+        """The error for the object ``name`` of the file."""
+        return ValueError(f"{self.path}: {name} {message}")
+
+    def recording(
+        self, empty_units: str, name_column: str | None, units: Sequence[str] | None, trials: str | None
+    ) -> Recording:
+        table = self.member(self.handle, "units")
+        if not isinstance(table, h5py.Group):
+            raise ValueError(
+                f"{self.path}: has no Units table (/units); spikeglm needs sorted units' spike times"
+            )
+        columns = self.names(table)
+        for column in ("id", "spike_times", "spike_times_index"):
+            if not isinstance(self.member(table, column), h5py.Dataset):
+                raise ValueError(f"{self.path}: the Units table (/units) has no {column} dataset")
+        id_dataset = table["id"]
+        if id_dataset.ndim != 1:
+            raise self.refuse("/units/id", f"should be 1-D (one id per unit); got shape {id_dataset.shape}")
+        nwb_ids = [_plain(value) for value in self.values(id_dataset, ("numbers", "text"))]
+        names = self.unit_names(table, [str(value) for value in nwb_ids], name_column)
+        # Rows of the Units table holding ``units`` (all rows by default).
+        rows = unit_columns(units, names, str(self.path), "unknown unit(s) {unknown}; the file has {known}")
+        times = self.ragged(table, "spike_times", len(nwb_ids), rows)
+        annotations = [{"nwb_id": nwb_ids[row]} for row in rows]
+        for column in columns:
+            if column in _SKIPPED_COLUMNS or column.endswith("_index") or f"{column}_index" in columns:
+                continue
+            dataset = self.member(table, column)
+            if (
+                isinstance(dataset, h5py.Dataset)
+                and dataset.shape == (len(nwb_ids),)
+                and _kind(dataset.dtype) in ("numbers", "booleans", "text")
+            ):
+                values = self.values(dataset, ("numbers", "booleans", "text"))
+                for notes, row in zip(annotations, rows, strict=True):
+                    notes[column] = _plain(values[row])
+        t_start = t_stop = None
+        span = "0 s to the last spike or trial end"
+        if "obs_intervals" in columns:
+            observed = self.ragged(table, "obs_intervals", len(nwb_ids), width=2)
+            t_start, t_stop, span = self.observed_span(observed, names) or (None, None, span)
+        tables = self.interval_tables()
+        chosen = trials if trials is not None else ("trials" if "trials" in tables else None)
+        if chosen is not None and chosen not in tables:
+            known = ", ".join(tables) or "none"
+            raise ValueError(
+                f"{self.path}: no TimeIntervals table {chosen!r} under /intervals; the file has {known}"
+            )
+        summaries = {}
+        for name, group in tables.items():
+            if name == chosen:
+                summaries[name] = _interval_summary(self.intervals(group))
+            else:
+                try:
+                    summaries[name] = _interval_summary(self.intervals(group))
+                except ValueError:
+                    continue  # a table not used and not readable is not described
+        spans = self.intervals(tables[chosen]) if chosen is not None else None
+        attributes = self.session()
+        attributes["interval_tables"] = summaries
+        listed = ", ".join(f"{name} ({summary['rows']} rows)" for name, summary in summaries.items())
+        described = "none"
+        if spans is not None and len(spans):
+            described = f"/intervals/{chosen} ({len(spans)} rows)"
+            self.warn_overlaps(spans, f"/intervals/{chosen}")
+        elif spans is not None:
+            described, spans = f"none (/intervals/{chosen} is empty)", None
+        elif summaries:
+            described = f"none (tables: {listed}; trials= or --trials uses one)"
+        attributes["assumed"] = {"span": span, "trials": described}
+        return Recording(
+            times,
+            [names[row] for row in rows],
+            t_start,
+            t_stop,
+            trials=spans,
+            annotations=attributes,
+            unit_annotations=annotations,
+            source=self.path,
+            empty_units=empty_units,
         )
-        if not usable:
+
+    def member(self, group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
+        """``group[name]``; None when it is missing or a soft link to nothing.
+
+        A link to another file, or a soft link that cannot be followed (a loop), is refused.
+        """
+        self.at = full = f"{group.name.rstrip('/')}/{name}"
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise self.refuse(
+                full,
+                f"is an external link to {link.path} in {link.filename}; spikeglm reads only what the file "
+                "itself holds (copy that data into the file)",
+            )
+        try:
+            found = group.get(name)
+        except RuntimeError as error:
+            raise self.refuse(full, f"is a link that cannot be followed ({_brief(error)})") from None
+        if found is not None and found.file.filename != self.handle.filename:
+            raise self.refuse(
+                full,
+                f"leads into another file, {found.file.filename}; spikeglm reads only "
+                "what the file itself holds",
+            )
+        return found
+
+    def names(self, group: h5py.Group) -> list[str]:
+        """The names of the members of ``group`` (their links are not followed)."""
+        self.at = group.name
+        return list(group.keys())
+
+    def values(self, dataset: h5py.Dataset, kinds: tuple[str, ...] = ("numbers",)) -> Any:
+        """All of ``dataset``, once its kind is one of ``kinds`` and its size fits the read budget."""
+        self.at = dataset.name
+        kind = _kind(dataset.dtype)
+        if kind not in kinds:
+            raise self.refuse(dataset.name, f"holds {kind}, where {' or '.join(kinds)} are expected")
+        self.charge(np.prod(dataset.shape, dtype=float) * max(dataset.dtype.itemsize, 8), dataset)
+        if kind == "text" and h5py.check_string_dtype(dataset.dtype).length is None:
+            self.check_heap(dataset)
+        return dataset[()]
+
+    def check_heap(self, dataset: h5py.Dataset) -> None:
+        """Refuse a dataset of variable-length text whose strings lie in a damaged global heap.
+
+        HDF5 can loop without end on such a heap, so the heap collections that the dataset's string
+        descriptors (length, collection address, object index) point into are walked here first, from
+        the file's bytes. Only contiguous datasets are checked (chunked ones hold their descriptors in
+        chunks that may be compressed).
+        """
+        address_size, length_size = self.handle.id.get_create_plist().get_sizes()
+        width = 4 + address_size + 4
+        offset = dataset.id.get_offset()
+        if offset is None or dataset.id.get_storage_size() != dataset.size * width:
+            return
+        with open(self.path, "rb") as raw:
+            raw.seek(offset)
+            descriptors = raw.read(dataset.size * width)
+            wanted: dict[int, dict[int, int]] = {}
+            for start in range(0, len(descriptors), width):
+                length = int.from_bytes(descriptors[start : start + 4], "little")
+                address = int.from_bytes(descriptors[start + 4 : start + 4 + address_size], "little")
+                index = int.from_bytes(descriptors[start + 4 + address_size : start + width], "little")
+                if length:  # an empty string points nowhere
+                    wanted.setdefault(address, {})[index] = length
+            for address, objects in wanted.items():
+                found = _heap_objects(raw, address, length_size)
+                if found is None or any(found.get(index) != length for index, length in objects.items()):
+                    raise self.refuse(
+                        dataset.name,
+                        f"points into a damaged heap of strings (at byte {address}); the file is damaged",
+                    )
+
+    def charge(self, nbytes: float, dataset: h5py.Dataset) -> None:
+        """Count ``nbytes`` more of ``dataset`` against the read budget, refusing what would exceed it."""
+        check_size(
+            self.taken + nbytes, f"reading {dataset.name} ({dataset.shape} {dataset.dtype})", self.path
+        )
+        self.taken += nbytes
+
+    def ragged(
+        self, table: h5py.Group, column: str, n_units: int, rows: list[int] | None = None, width: int = 0
+    ) -> list[np.ndarray]:
+        """The float parts of a ragged column for ``rows`` (default all), checked against its ``_index``.
+
+        Each part holds ``width`` values per row (0: one value, a 1-D column). Only those parts are read
+        from the file, one slice each, once their total size fits the budget.
+        """
+        values = table[column]
+        index = self.member(table, f"{column}_index")
+        if not isinstance(index, h5py.Dataset):
+            raise self.refuse(f"/units/{column}", f"has no {column}_index dataset")
+        where = f"/units/{column}_index"
+        if (
+            index.ndim != 1
+            or index.shape[0] != n_units
+            or _kind(index.dtype) != "numbers"
+            or index.dtype.kind == "f"
+        ):
+            raise self.refuse(
+                where,
+                f"should hold {n_units} integer end offsets (one per unit); got {index.shape} {index.dtype}",
+            )
+        shape = (values.shape[0], width) if width else (values.shape[0],) if values.ndim else ()
+        if values.shape != shape or _kind(values.dtype) != "numbers":
+            wanted = f"(n, {width})" if width else "(n,)"
+            raise self.refuse(
+                f"/units/{column}",
+                f"should hold numbers of shape {wanted}; got {values.shape} {values.dtype}",
+            )
+        ends = self.values(index)
+        n_values = values.shape[0]
+        if n_units and (np.any(ends < 0) or np.any(ends[1:] < ends[:-1]) or ends[-1] != n_values):
+            raise self.refuse(
+                where,
+                f"is inconsistent: the end offsets must rise from 0 to the {n_values} values of {column}; "
+                f"got {ends[:_LISTED].tolist()}{' ...' if n_units > _LISTED else ''} ending at {ends[-1]}",
+            )
+        ends = ends.astype(np.int64)
+        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        rows = list(range(n_units)) if rows is None else rows
+        lengths = ends[rows] - starts[rows]
+        self.charge(float(lengths.sum()) * max(width, 1) * 8, values)
+        self.at = values.name
+        return [values[starts[row] : ends[row]].astype(np.float64) for row in rows]
+
+    def unit_names(self, table: h5py.Group, ids: list[str], name_column: str | None) -> list[str]:
+        """The units' names from a string column, or their NWB ids as strings."""
+        candidates = _NAME_COLUMNS if name_column is None else (name_column,)
+        for column in candidates:
+            dataset = self.member(table, column)
+            usable = (
+                isinstance(dataset, h5py.Dataset)
+                and dataset.shape == (len(ids),)
+                and _kind(dataset.dtype) == "text"
+            )
+            if not usable:
+                if name_column is not None:
+                    raise ValueError(
+                        f"{self.path}: /units has no string column {name_column!r} with one name per unit"
+                    )
+                continue
+            names, problem = [], None
+            for row, value in enumerate(self.values(dataset, ("text",))):
+                try:
+                    names.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+                except UnicodeDecodeError:
+                    problem = f"row {row} is not valid UTF-8 text"
+                    break
+            if problem is None and len(set(names)) < len(names):
+                problem = "names are not unique"
+            if problem is None:
+                return names
             if name_column is not None:
-                raise ValueError(
-                    f"{path}: /units has no string column {name_column!r} with one name per unit"
-                )
-            continue
-        names = [_plain(value) for value in dataset[()]]
-        if len(set(names)) == len(names):
-            return names
-        warnings.warn(
-            f"{path}: names in /units/{column} are not unique; naming the units by id", stacklevel=4
-        )
+                raise self.refuse(f"/units/{column}", f"cannot name the units: {problem}")
+            warnings.warn(f"{self.path}: /units/{column}: {problem}; naming the units by id", stacklevel=5)
+            return ids
         return ids
-    return ids
+
+    def observed_span(self, intervals: list[np.ndarray], names: list[str]) -> tuple[float, float, str] | None:
+        """The first start and last stop of the units' observation intervals, and how they were read.
+
+        Warns when units were observed over different spans, or with gaps. None when no unit has any.
+        """
+        for unit, parts in enumerate(intervals):
+            bad = ~np.isfinite(parts).all(axis=1) | (parts[:, 0] > parts[:, 1])
+            if bad.any():
+                start, stop = parts[int(np.argmax(bad))]
+                raise self.refuse(
+                    "/units/obs_intervals",
+                    f"of unit {names[unit]!r} holds the interval [{start}, {stop}] s; each needs finite "
+                    "times, start <= stop",
+                )
+        stated = [(unit, np.sort(parts, axis=0)) for unit, parts in enumerate(intervals) if len(parts)]
+        if not stated:
+            return None
+        firsts = np.array([parts[0, 0] for _, parts in stated])
+        lasts = np.array([parts[:, 1].max() for _, parts in stated])
+        t_start, t_stop = float(firsts.min()), float(lasts.max())
+        partial = [
+            names[unit]
+            for (unit, parts), first, last in zip(stated, firsts, lasts, strict=True)
+            if first > t_start or last < t_stop or np.any(parts[1:, 0] > np.maximum.accumulate(parts[:-1, 1]))
+        ]
+        span = "the units' obs_intervals"
+        if partial:
+            common = f"{firsts.max():g} s to {lasts.min():g} s" if firsts.max() < lasts.min() else "none"
+            warnings.warn(
+                f"{self.path}: /units/obs_intervals: {len(partial)} of {len(names)} unit(s) were not "
+                f"observed over the whole span {t_start:g} s to {t_stop:g} s (or with gaps): "
+                f"{_some(partial)}; their time unobserved counts as silence. The span of every unit (gaps "
+                f"aside): {common}; a window there (t_start=, t_stop=; --t-start, --t-stop) avoids it",
+                stacklevel=5,
+            )
+            span += f" (not the same for every unit: {len(partial)} of {len(names)} observed for less)"
+        return t_start, t_stop, span
+
+    def interval_tables(self) -> dict[str, h5py.Group]:
+        """The tables under ``/intervals`` with ``start_time`` and ``stop_time`` datasets, by name."""
+        intervals = self.member(self.handle, "intervals")
+        if not isinstance(intervals, h5py.Group):
+            return {}
+        tables = {}
+        for name in self.names(intervals):
+            table = self.member(intervals, name)
+            if isinstance(table, h5py.Group) and all(
+                isinstance(self.member(table, column), h5py.Dataset) for column in ("start_time", "stop_time")
+            ):
+                tables[name] = table
+        return tables
+
+    def intervals(self, table: h5py.Group) -> np.ndarray:
+        """The ``(rows, 2)`` start and stop times of a TimeIntervals table, checked."""
+        columns = [table[column] for column in ("start_time", "stop_time")]
+        for column in columns:
+            if column.ndim != 1:
+                raise self.refuse(column.name, f"should be 1-D (one time per row); got shape {column.shape}")
+        if columns[0].shape != columns[1].shape:
+            raise self.refuse(
+                table.name,
+                f"has {columns[0].shape[0]} start_time and {columns[1].shape[0]} stop_time values; a "
+                "TimeIntervals table needs one of each per row",
+            )
+        return np.column_stack([self.values(column) for column in columns]).astype(np.float64)
+
+    def warn_overlaps(self, spans: np.ndarray, name: str) -> None:
+        """Warn, naming the rows, when rows of the table ``name`` repeat or overlap earlier ones."""
+        order = np.argsort(spans[:, 0], kind="stable")
+        ordered = spans[order]
+        # A row overlaps an earlier one when it starts before the latest stop of the rows starting before it.
+        late = np.flatnonzero(ordered[1:, 0] < np.maximum.accumulate(ordered[:-1, 1])) + 1
+        if late.size:
+            rows = np.sort(order[late]).tolist()
+            warnings.warn(
+                f"{self.path}: {name}: {len(rows)} row(s) repeat or overlap an earlier row: rows "
+                f"{_some(rows)}; a spike in two trials is counted in each",
+                stacklevel=5,
+            )
+
+    def session(self) -> dict[str, Any]:
+        """The session's description: the root datasets and the NWB version, where they are scalar text."""
+        attributes = {}
+        for key in _ROOT_DATASETS:
+            dataset = self.member(self.handle, key)
+            if isinstance(dataset, h5py.Dataset) and dataset.shape == () and _kind(dataset.dtype) == "text":
+                attributes[key] = _plain(self.values(dataset, ("text",)))
+        self.at = "/ (its nwb_version attribute)"
+        attributes["nwb_version"] = ""
+        if "nwb_version" in self.handle.attrs:
+            # Read only text: HDF5 can crash on a damaged attribute of another type.
+            attribute = self.handle.attrs.get_id("nwb_version")
+            if attribute.shape == () and _kind(attribute.dtype) == "text":
+                attributes["nwb_version"] = str(_plain(self.handle.attrs["nwb_version"]))
+        return attributes
+
+
+def _heap_objects(raw: BinaryIO, address: int, length_size: int) -> dict[int, int] | None:
+    """The objects of the HDF5 global heap collection at ``address``, ``{index: size}``; None if damaged.
+
+    A collection is ``GCOL``, a version, 3 bytes, its size, then objects (index 2 bytes, references 2,
+    reserved 4, size, data padded to 8 bytes) up to a free-space object (index 0) that fills the rest.
+    """
+    raw.seek(0, 2)
+    file_size = raw.tell()
+    raw.seek(address)
+    header = raw.read(8 + length_size)
+    if len(header) < 8 + length_size or header[:4] != b"GCOL":
+        return None
+    size = int.from_bytes(header[8:], "little")
+    if address + size > file_size or size < len(header):
+        return None
+    heap = header + raw.read(size - len(header))
+    objects: dict[int, int] = {}
+    position, head = len(header), 8 + length_size
+    while position + head <= size:
+        index = int.from_bytes(heap[position : position + 2], "little")
+        length = int.from_bytes(heap[position + 8 : position + head], "little")
+        if index == 0:
+            return objects if length == size - position else None
+        if index in objects:
+            return None
+        objects[index] = length
+        position += head + -(-length // 8) * 8
+    return objects if position <= size else None
+
+
+def _kind(dtype: np.dtype) -> str:
+    """What a dataset's values are, in words: numbers, booleans, text, or the dtype."""
+    if h5py.check_string_dtype(dtype) is not None:
+        return "text"
+    if dtype.kind in "iuf":
+        return "numbers"
+    if dtype.kind == "b":
+        return "booleans"
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "references"
+    return f"values of type {dtype}"
+
+
+def _interval_summary(spans: np.ndarray) -> dict[str, Any]:
+    """Rows, first start and last stop (s) of a TimeIntervals table's spans."""
+    finite = spans[np.isfinite(spans).all(axis=1)]
+    if len(finite) < len(spans):
+        raise ValueError("NaN or infinite times")
+    if not len(spans):
+        return {"rows": 0, "start_s": None, "stop_s": None}
+    return {"rows": len(spans), "start_s": float(spans[:, 0].min()), "stop_s": float(spans[:, 1].max())}
+
+
+def _some(items: list) -> str:
+    """The first few of ``items``, joined, and how many more there are."""
+    shown = ", ".join(repr(item) if isinstance(item, str) else str(item) for item in items[:_LISTED])
+    return shown + (f" and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def _brief(error: Exception) -> str:
+    """An exception's text on one line."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _plain(value: Any) -> Any:
-    """A Python value from what h5py returns: str for bytes, int/float/bool for numpy scalars."""
+    """A Python value from what h5py returns: str for bytes (invalid UTF-8 replaced), int/float/bool for
+    numpy scalars."""
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        return value.decode("utf-8", errors="replace")
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray) and value.dtype == object:
