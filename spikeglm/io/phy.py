@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spikeglm.io._times import to_seconds
-from spikeglm.io.plain import group_spikes
+from spikeglm.io._times import RATE_OPTION, to_seconds
+from spikeglm.io.plain import group_spikes, read_npy
+from spikeglm.io.text import read_text_file
 from spikeglm.recording import Recording
 
 __all__ = ["is_phy_folder", "read"]
 
 _LABEL_FILES = (("cluster_group.tsv", "group"), ("cluster_KSLabel.tsv", "KSLabel"))
+_PARAMS_RATE = "params.py sample_rate"
 
 
 def is_phy_folder(path: Path) -> bool:
@@ -69,7 +72,7 @@ def read(
         If a file is missing or unreadable, the arrays disagree in length, or the sampling rate is
         unknown; the message names the file and the option that resolves it.
     """
-    times = _array(path / "spike_times.npy")
+    times = _array(path / "spike_times.npy", "iuf", "real-numbered spike times")
     cluster_file = path / "spike_clusters.npy"
     if not cluster_file.is_file():
         cluster_file = path / "spike_templates.npy"
@@ -77,24 +80,21 @@ def read(
             raise ValueError(
                 f"{path}: has spike_times.npy but neither spike_clusters.npy nor spike_templates.npy"
             )
-    clusters = _array(cluster_file)
+    clusters = _array(cluster_file, "iu", "whole-number cluster ids")
     if times.shape != clusters.shape:
         raise ValueError(
             f"{path}: spike_times.npy holds {times.size} spikes but {cluster_file.name} {clusters.size}"
         )
-    if not np.issubdtype(clusters.dtype, np.integer):
-        raise ValueError(f"{cluster_file}: expected whole-number cluster ids; got {clusters.dtype}")
     assumed: dict[str, str] = {}
     time_unit = time_unit or "samples"
-    rate_source = "as told"
+    rate_from = RATE_OPTION
     if time_unit == "samples" and sampling_rate is None:
         sampling_rate = _sample_rate(path)
-        rate_source = "params.py sample_rate"
-    per_unit, ids = group_spikes(times.astype(np.float64), clusters, np.unique(clusters).tolist(), path)
-    per_unit, stated = to_seconds(per_unit, time_unit, sampling_rate, path)
-    assumed["time unit"] = stated.replace("as told", rate_source)
+        rate_from = _PARAMS_RATE
+    per_unit, names = group_spikes(times, clusters, np.unique(clusters).tolist(), path)
+    per_unit, stated = to_seconds(per_unit, time_unit, sampling_rate, path, rate_from)
+    assumed["time unit"] = stated.replace("as told", _PARAMS_RATE) if rate_from == _PARAMS_RATE else stated
     labels, label_file = _labels(path)
-    names = [str(unit) for unit in ids]
     unit_labels = [labels.get(unit, "unsorted") for unit in names]
     tally = ", ".join(f"{count} {label}" for label, count in Counter(unit_labels).most_common())
     assumed["units"] = f"clusters of {cluster_file.name}" + (
@@ -113,18 +113,22 @@ def read(
     )
 
 
-def _array(path: Path) -> np.ndarray:
-    """A 1-D array (or an ``(n, 1)`` column) from a ``.npy`` file, never unpickled."""
+def _array(path: Path, kinds: str, what: str) -> np.ndarray:
+    """A 1-D array (or an ``(n, 1)`` column) of one of numpy's ``kinds`` from a ``.npy`` file, never
+    unpickled, its declared size checked before it is read."""
     try:
-        array = np.load(path, allow_pickle=False)
+        with open(path, "rb") as stream:
+            array = read_npy(stream, path.stat().st_size, path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: is not a readable .npy array ({error})") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
         raise ValueError(f"{path}: expected one value per spike; got an array of shape {array.shape}")
+    if array.dtype.kind not in kinds:
+        raise ValueError(f"{path}: expected {what}; got {array.dtype}")
     return array
 
 
@@ -132,11 +136,9 @@ def _sample_rate(path: Path) -> float:
     """``sample_rate`` from ``params.py``, read as literals (never executed)."""
     where = path / "params.py"
     hint = "pass sampling_rate= (--sampling-rate HZ)"
-    try:
-        text = where.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: has no params.py to give the sampling rate; {hint}") from None
-    rate = _literals(text, where).get("sample_rate")
+    if not where.is_file():
+        raise ValueError(f"{path}: has no params.py to give the sampling rate; {hint}")
+    rate = _literals(read_text_file(where), where).get("sample_rate")
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not np.isfinite(rate) or rate <= 0:
         raise ValueError(f"{where}: no positive sample_rate (got {rate!r}); {hint}")
     return float(rate)
@@ -164,8 +166,11 @@ def _labels(path: Path) -> tuple[dict[str, str], str | None]:
         where = path / name
         if not where.is_file():
             continue
-        with open(where, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle, delimiter="\t") if row]
+        lines = io.StringIO(read_text_file(where), newline="")
+        try:
+            rows = [row for row in csv.reader(lines, delimiter="\t") if row]
+        except csv.Error as error:
+            raise ValueError(f"{where}: is not a readable table ({error})") from None
         header = [field.strip() for field in rows[0]] if rows else []
         if "cluster_id" not in header or column not in header:
             raise ValueError(f"{where}: expected the columns cluster_id and {column}; got {header}")

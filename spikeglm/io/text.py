@@ -7,25 +7,48 @@ their names (``cell2`` before ``cell10``). Blank lines and lines starting with `
 any other line holds one number. Times are in seconds unless ``time_unit`` says otherwise (see
 :func:`spikeglm.io._times.to_seconds`) and may be negative; ``t_start`` is 0 s or the first spike if
 it is earlier, ``t_stop`` the last spike.
+
+The files are UTF-8 (a byte-order mark, as Excel writes, is dropped) or UTF-16 with a byte-order mark;
+other bytes are refused, naming the byte's offset. They are read in chunks, never whole: a line longer
+than :data:`MAX_LINE` characters is refused as soon as it is met, and the decompressed text together
+with the times parsed from it count against the read limit (:mod:`spikeglm.io.limits`), over all the
+files of one read.
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import re
+import warnings
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from spikeglm.io._times import to_seconds
+from spikeglm.io.limits import check_size
 from spikeglm.recording import Recording
 
-__all__ = ["GLOB_CHARACTERS", "is_pattern", "read", "unit_files"]
+__all__ = ["GLOB_CHARACTERS", "MAX_LINE", "decode_text", "is_pattern", "read", "read_text_file", "unit_files"]
 
 #: Characters that make a path a glob pattern.
 GLOB_CHARACTERS = "*?["
+#: The longest line a unit file may hold, in characters: a spike time is a short number.
+MAX_LINE = 100
 _SUFFIXES = (".txt", ".txt.gz")
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+#: How much of a unit file is read at a time, in bytes.
+_CHUNK = 1 << 20
+#: Bytes that send a block of lines to the line-by-line parser: comments and whitespace within lines.
+_SLOW = (b"#", b" ", b"\t", b"\r", b"\x0b", b"\x0c")
 
 
 def is_pattern(path: str | Path) -> bool:
@@ -85,7 +108,8 @@ def read(
         given; the message names the file and line.
     """
     files = unit_files(path)
-    raw = [_times(file) for file in files]
+    tally = _Tally()
+    raw = [_times(file, tally) for file in files]
     times, stated = to_seconds(raw, time_unit, sampling_rate, path)
     names = [_unit_name(file) for file in files]
     assumed = {
@@ -96,23 +120,152 @@ def read(
     return Recording(times, names, annotations={"assumed": assumed}, source=path, empty_units=empty_units)
 
 
-def _times(file: Path) -> np.ndarray:
-    """The numbers of one file, one per line (blank and ``#`` lines skipped)."""
-    opener = gzip.open if file.name.lower().endswith(".gz") else open
+def decode_text(data: bytes, path: str | Path) -> str:
+    """The text of a file's bytes: UTF-8 (a byte-order mark is dropped) or UTF-16 with its byte-order mark.
+
+    Raises
+    ------
+    ValueError
+        If the bytes are not text in one of these encodings; the message names the file and the offset of
+        the first byte that cannot be decoded.
+    """
+    encoding, skip = _encoding(data)
     try:
-        with opener(file, "rt", encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+        return data[skip:].decode(encoding)
+    except UnicodeDecodeError as error:
+        raise ValueError(_undecodable(path, error, skip)) from None
+
+
+def read_text_file(path: Path) -> str:
+    """A whole small text file (see :func:`decode_text`), its size checked against the read limit first.
+
+    Raises
+    ------
+    ValueError
+        If the file is over the read limit, unreadable or not text; the message names the file.
+    """
+    try:
+        check_size(path.stat().st_size, "the text", path)
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    return decode_text(data, path)
+
+
+def _encoding(data: bytes) -> tuple[str, int]:
+    """The encoding a file's first bytes announce by their byte-order mark (default UTF-8), and its length."""
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            return encoding, len(mark)
+    return "utf-8", 0
+
+
+def _undecodable(path: str | Path, error: UnicodeDecodeError, before: int) -> str:
+    """The refusal of text that cannot be decoded, ``before`` bytes of the file preceding what was decoded."""
+    byte = error.object[error.start : error.start + 1]
+    shown = f" (0x{byte[0]:02x})" if byte else ""
+    return (
+        f"{path}: is not {error.encoding.upper()} text: byte {before + error.start}{shown} cannot be "
+        "decoded; save the file as UTF-8"
+    )
+
+
+class _Tally:
+    """What the unit files of one read take: their decompressed text and the times parsed from it."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+
+    def add(self, nbytes: int, file: Path) -> None:
+        self.nbytes += nbytes
+        check_size(self.nbytes, "the unit files' text and spike times read so far", file)
+
+
+def _times(file: Path, tally: _Tally) -> np.ndarray:
+    """The numbers of one file, one per line (blank and ``#`` lines skipped), read in bounded chunks."""
+    opener = gzip.open if file.name.lower().endswith(".gz") else open
+    parts = []
+    line = 1  # the number of the first line of the unparsed text
+    rest = b""
+    try:
+        with opener(file, "rb") as handle:
+            for chunk in _decoded_chunks(file, handle, tally):
+                block, newline, tail = (rest + chunk).rpartition(b"\n")
+                _check_line_lengths(file, block + newline, line)
+                if len(tail) > MAX_LINE:
+                    raise ValueError(_too_long(file, line + block.count(b"\n") + len(newline)))
+                if newline:
+                    parts.append(_numbers(file, block, line))
+                    tally.add(parts[-1].nbytes, file)
+                    line += block.count(b"\n") + 1
+                rest = tail
+    except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{file}: is not a readable text file ({error})") from None
+    parts.append(_numbers(file, rest, line))
+    return np.concatenate(parts)
+
+
+def _decoded_chunks(file: Path, handle: BinaryIO, tally: _Tally) -> Iterator[bytes]:
+    """The file's bytes in chunks, as UTF-8 (checked; a UTF-16 file is re-encoded), counted in ``tally``."""
+    first = handle.read(_CHUNK)
+    encoding, skip = _encoding(first)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, chunk = skip, first[skip:]
+    while True:
+        tally.add(len(chunk), file)
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as error:
+            raise ValueError(_undecodable(file, error, offset)) from None
+        if not chunk:
+            return
+        yield chunk if encoding == "utf-8" else text.encode("utf-8")
+        offset += len(chunk)
+        chunk = handle.read(_CHUNK)
+
+
+def _check_line_lengths(file: Path, block: bytes, line: int) -> None:
+    """Refuse a line of ``block`` (whole lines, the first being line ``line``) longer than MAX_LINE."""
+    lengths = np.diff(_newlines(block), prepend=-1) - 1
+    if lengths.size and lengths.max() > MAX_LINE:
+        raise ValueError(_too_long(file, line + int(np.argmax(lengths > MAX_LINE))))
+
+
+def _newlines(block: bytes) -> np.ndarray:
+    """The positions of the newlines in ``block``."""
+    return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+
+
+def _too_long(file: Path, line: int) -> str:
+    return (
+        f"{file}: line {line} is longer than {MAX_LINE} characters; a unit file holds one spike time per line"
+    )
+
+
+def _numbers(file: Path, block: bytes, line: int) -> np.ndarray:
+    """The numbers of whole lines of text, the first being line ``line``; a bad line is named by number."""
+    if not any(character in block for character in _SLOW):
+        # Only digits and newlines: numpy parses the block at once; a line holding more or less than one
+        # number shows as a count that differs from the number of non-blank lines.
+        lengths = np.diff(_newlines(block + b"\n"), prepend=-1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            try:
+                values = np.fromstring(block, dtype=np.float64, sep=" ")
+            except (ValueError, DeprecationWarning):
+                values = None
+        if values is not None and values.size == np.count_nonzero(lengths > 1):
+            return values
     values = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
+    for number, text in enumerate(block.split(b"\n"), start=line):
+        text = text.strip()
+        if not text or text.startswith(b"#"):
             continue
         try:
             values.append(float(text))
         except ValueError:
-            raise ValueError(f"{file}: line {number}: {text[:40]!r} is not one spike time") from None
+            shown = text[:40].decode("utf-8", "replace")
+            raise ValueError(f"{file}: line {number}: {shown!r} is not one spike time") from None
     return np.array(values, dtype=np.float64)
 
 
