@@ -96,17 +96,22 @@ def to_seconds(
 
 
 def _check_plausible_seconds(times: list[np.ndarray], path: Path | str) -> None:
-    values = np.concatenate([np.asarray(part, dtype=np.float64).ravel() for part in times])
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    # Unit by unit, without a copy of every time at once (a unit file can hold tens of millions).
+    low, high, whole = np.inf, -np.inf, True
+    for part in times:
+        values = np.asarray(part, dtype=np.float64).ravel()
+        finite = np.isfinite(values)
+        low = min(low, float(values.min(where=finite, initial=np.inf)))
+        high = max(high, float(values.max(where=finite, initial=-np.inf)))
+        whole = whole and bool(np.all((values == np.round(values)) | ~finite))
+    if low > high:
         return
-    low, high = float(values.min()), float(values.max())
     if high - low > _LONGEST_SECONDS:
         raise ValueError(
             f"{path}: the times run from {low:g} to {high:g}, {(high - low) / _LONGEST_SECONDS:.3g} days if "
             f"they were seconds; {HINT}"
         )
-    if max(abs(low), abs(high)) >= _SAMPLE_LIKE and np.all(values == np.round(values)):
+    if max(abs(low), abs(high)) >= _SAMPLE_LIKE and whole:
         raise ValueError(
             f"{path}: the times are all whole numbers up to {max(abs(low), abs(high)):g}, like sample "
             f"indices; {HINT}"
