@@ -261,10 +261,22 @@ def test_many_units_are_counted_against_the_read_limit(tmp_path):
             r"params\.py sample_rate: 1e-320 is not a normal positive number",
         ),
         ("params.py", b"sample_rate = (" * 300 + b"\n", r"params\.py: is not readable Python"),
+        ("params.py", b"sample_rate = " + b"-" * 100_000 + b"1\n", r"params\.py: is not readable Python"),
+        (
+            "params.py",
+            b"sample_rate = 1" + b"0" * 400 + b"\n",
+            r"params\.py: no positive sample_rate \(got 1000",
+        ),
+        (
+            "params.py",
+            b"sample_rate = " + b"[" * 150 + b"]" * 150,
+            r"params\.py: no positive sample_rate \(got \[\[\[",
+        ),
+        ("params.py", b"#" * (2 << 20), r"params\.py: is longer than 1.05 MB"),
         (
             "cluster_group.tsv",
             b"cluster_id\tgroup\n1\t" + b"x" * 200_000 + b"\n",
-            r"cluster_group\.tsv: is not a",
+            r"cluster_group\.tsv: line 2 is longer",
         ),
     ],
     ids=[
@@ -278,6 +290,10 @@ def test_many_units_are_counted_against_the_read_limit(tmp_path):
         "rate-1e-300",
         "rate-1e-320",
         "nested",
+        "deep",
+        "huge-int",
+        "deep-list",
+        "long-params",
         "field",
     ],
 )
@@ -306,13 +322,14 @@ def test_a_sampling_rate_that_is_not_a_normal_number_names_the_option(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"unit,time\na,0.1\nb," + b"1" * 200_000 + b"\n", r"row 3 is not a readable CSV row"),
+        (b"unit,time\na,0.1\nb," + b"1" * 200_000 + b"\n", r"line 3 is longer than 10000 characters"),
+        (b'unit,time\na,0.1\nb,"' + b"1\n" * 70_000, r"row 3 is not a readable CSV row \(field larger"),
         (b"unit,time\na,0.1\nb\n", r"row 3 has 1 field\(s\)"),
         (b"unit,time\na,0.1\nb,1e400x\n", r"row 3: time '1e400x' is not a number"),
         (b"unit,time\na,0.1\r\nb,0.2\x00\n", r"row 3: time '0.2\\x00' is not a number"),
         (b"", r"expected a header .* got an empty file"),
     ],
-    ids=["huge-field", "short-row", "bad-number", "nul", "empty"],
+    ids=["long-line", "huge-field", "short-row", "bad-number", "nul", "empty"],
 )
 def test_csv_rows_that_are_not_spikes_are_named(tmp_path, content, message):
     path = tmp_path / "spikes.csv"

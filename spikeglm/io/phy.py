@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ast
 import csv
-import io
+import reprlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,15 @@ import numpy as np
 
 from spikeglm.io._times import RATE_OPTION, to_seconds
 from spikeglm.io.plain import group_spikes, read_npy
-from spikeglm.io.text import read_text_file
+from spikeglm.io.text import read_text_file, table_lines
 from spikeglm.recording import Recording
 
 __all__ = ["is_phy_folder", "read"]
 
 _LABEL_FILES = (("cluster_group.tsv", "group"), ("cluster_KSLabel.tsv", "KSLabel"))
 _PARAMS_RATE = "params.py sample_rate"
+#: The longest ``params.py`` read, in bytes: phy writes a few lines.
+_PARAMS_BYTES = 1 << 20
 
 
 def is_phy_folder(path: Path) -> bool:
@@ -138,10 +140,14 @@ def _sample_rate(path: Path) -> float:
     hint = "pass sampling_rate= (--sampling-rate HZ)"
     if not where.is_file():
         raise ValueError(f"{path}: has no params.py to give the sampling rate; {hint}")
-    rate = _literals(read_text_file(where), where).get("sample_rate")
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or not np.isfinite(rate) or rate <= 0:
-        raise ValueError(f"{where}: no positive sample_rate (got {rate!r}); {hint}")
-    return float(rate)
+    rate = _literals(read_text_file(where, _PARAMS_BYTES), where).get("sample_rate")
+    try:
+        value = float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else np.nan
+    except OverflowError:  # a whole number with hundreds of digits
+        value = np.inf
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{where}: no positive sample_rate (got {reprlib.repr(rate)}); {hint}")
+    return value
 
 
 def _literals(text: str, where: Path) -> dict[str, Any]:
@@ -150,12 +156,14 @@ def _literals(text: str, where: Path) -> dict[str, Any]:
         tree = ast.parse(text, filename=str(where))
     except SyntaxError as error:
         raise ValueError(f"{where}: is not readable Python ({error.msg}, line {error.lineno})") from None
+    except (ValueError, MemoryError, RecursionError):  # a null byte, or nesting too deep for the parser
+        raise ValueError(f"{where}: is not readable Python (nested too deeply, or not text)") from None
     values = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue  # an expression, not a literal: left unread
     return values
 
@@ -166,9 +174,8 @@ def _labels(path: Path) -> tuple[dict[str, str], str | None]:
         where = path / name
         if not where.is_file():
             continue
-        lines = io.StringIO(read_text_file(where), newline="")
         try:
-            rows = [row for row in csv.reader(lines, delimiter="\t") if row]
+            rows = [row for row in csv.reader(table_lines(where), delimiter="\t") if row]
         except csv.Error as error:
             raise ValueError(f"{where}: is not a readable table ({error})") from None
         header = [field.strip() for field in rows[0]] if rows else []

@@ -15,8 +15,8 @@ sorted in the file.
 from __future__ import annotations
 
 import csv
-import io
 import math
+import tokenize
 import zipfile
 import zlib
 from array import array
@@ -27,7 +27,7 @@ from typing import BinaryIO
 import numpy as np
 
 from spikeglm.io.limits import check_size, format_bytes
-from spikeglm.io.text import read_text_file
+from spikeglm.io.text import table_lines
 from spikeglm.recording import Recording
 from spikeglm.unitids import listing
 
@@ -48,7 +48,7 @@ _NPZ_KINDS = (
 #: unit (an array and an id), in bytes, counted against the read limit.
 _SPIKE_BYTES = 40
 _UNIT_BYTES = 1000
-#: What a damaged (or unsupported) archive member raises while it is decompressed.
+#: What a damaged (or unsupported) archive or member raises while it is opened or decompressed.
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error)
 _NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -100,7 +100,8 @@ def read_csv(path: Path, *, empty_units: str = "drop") -> Recording:
         If the file is not text, the header lacks a unit or a time column, or a row is not a unit and a
         number.
     """
-    rows = csv.reader(io.StringIO(read_text_file(path), newline=""))
+    rows = csv.reader(table_lines(path))
+    start = 1  # the line on which the row being read starts
     try:
         header = [name.strip().lower() for name in next(rows, [])]
         columns = [
@@ -114,22 +115,21 @@ def read_csv(path: Path, *, empty_units: str = "drop") -> Recording:
             )
         unit_column, time_column = columns
         spike_times, codes, units = array("d"), array("q"), {}
+        start = rows.line_num + 1
         for row in rows:
-            if not row:
-                continue
-            if len(row) <= max(columns):
-                raise ValueError(
-                    f"{path}: row {rows.line_num} has {len(row)} field(s); expected unit and time"
-                )
-            try:
-                spike_times.append(float(row[time_column]))
-            except ValueError:
-                raise ValueError(
-                    f"{path}: row {rows.line_num}: time {row[time_column][:40]!r} is not a number"
-                ) from None
-            codes.append(units.setdefault(row[unit_column].strip(), len(units)))
+            if len(row) <= max(columns) and row:
+                raise ValueError(f"{path}: row {start} has {len(row)} field(s); expected unit and time")
+            if row:
+                try:
+                    spike_times.append(float(row[time_column]))
+                except ValueError:
+                    raise ValueError(
+                        f"{path}: row {start}: time {row[time_column][:40]!r} is not a number"
+                    ) from None
+                codes.append(units.setdefault(row[unit_column].strip(), len(units)))
+            start = rows.line_num + 1
     except csv.Error as error:
-        raise ValueError(f"{path}: row {rows.line_num} is not a readable CSV row ({error})") from None
+        raise ValueError(f"{path}: row {start} is not a readable CSV row ({error})") from None
     times, order = group_spikes(np.frombuffer(spike_times), np.frombuffer(codes, dtype=np.int64), None, path)
     names = list(units)
     return Recording(times, [names[int(code)] for code in order], source=path, empty_units=empty_units)
@@ -192,7 +192,7 @@ def read_npy(stream: BinaryIO, stored: int, path: Path, name: str | None = None)
         if version not in _NPY_HEADERS:
             raise ValueError(f".npy format version {version} is not read")
         shape, fortran, dtype = _NPY_HEADERS[version](stream)
-    except (ValueError, TypeError, SyntaxError, EOFError) as error:
+    except (ValueError, TypeError, SyntaxError, EOFError, tokenize.TokenError) as error:
         raise ValueError(f"{where} is not a readable .npy array ({error})") from None
     if dtype.hasobject:
         raise ValueError(f"{where} is not a readable .npy array: it holds Python objects, never unpickled")
@@ -217,7 +217,7 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` archive, each member's declared size checked before it is decompressed."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+    except (*_ZIP_ERRORS, ValueError) as error:
         with open(path, "rb") as handle:
             if handle.read(6) == b"\x93NUMPY":
                 raise ValueError(f"{path}: holds a single array (.npy), not an .npz archive") from None

@@ -30,15 +30,27 @@ from typing import BinaryIO
 import numpy as np
 
 from spikeglm.io._times import to_seconds
-from spikeglm.io.limits import check_size
+from spikeglm.io.limits import check_size, format_bytes
 from spikeglm.recording import Recording
 
-__all__ = ["GLOB_CHARACTERS", "MAX_LINE", "decode_text", "is_pattern", "read", "read_text_file", "unit_files"]
+__all__ = [
+    "GLOB_CHARACTERS",
+    "MAX_LINE",
+    "MAX_TABLE_LINE",
+    "decode_text",
+    "is_pattern",
+    "read",
+    "read_text_file",
+    "table_lines",
+    "unit_files",
+]
 
 #: Characters that make a path a glob pattern.
 GLOB_CHARACTERS = "*?["
 #: The longest line a unit file may hold, in characters: a spike time is a short number.
 MAX_LINE = 100
+#: The longest line of a table (a CSV spike list, phy's tab-separated files), in characters.
+MAX_TABLE_LINE = 10_000
 _SUFFIXES = (".txt", ".txt.gz")
 _BYTE_ORDER_MARKS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -108,7 +120,7 @@ def read(
         given; the message names the file and line.
     """
     files = unit_files(path)
-    tally = _Tally()
+    tally = _Tally("the unit files' text and spike times read so far")
     raw = [_times(file, tally) for file in files]
     times, stated = to_seconds(raw, time_unit, sampling_rate, path)
     names = [_unit_name(file) for file in files]
@@ -136,20 +148,38 @@ def decode_text(data: bytes, path: str | Path) -> str:
         raise ValueError(_undecodable(path, error, skip)) from None
 
 
-def read_text_file(path: Path) -> str:
-    """A whole small text file (see :func:`decode_text`), its size checked against the read limit first.
+def read_text_file(path: Path, max_bytes: int) -> str:
+    """A whole small text file (see :func:`decode_text`) of at most ``max_bytes`` bytes.
 
     Raises
     ------
     ValueError
-        If the file is over the read limit, unreadable or not text; the message names the file.
+        If the file is longer, unreadable or not text; the message names the file.
     """
     try:
-        check_size(path.stat().st_size, "the text", path)
+        if path.stat().st_size > max_bytes:
+            raise ValueError(f"{path}: is longer than {format_bytes(max_bytes)}; it should be a few lines")
         data = path.read_bytes()
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     return decode_text(data, path)
+
+
+def table_lines(path: Path, max_line: int = MAX_TABLE_LINE) -> Iterator[str]:
+    """The lines of a text table (see :func:`decode_text`), each ending in ``"\\n"``, read in chunks.
+
+    The text read counts against the read limit as it is read.
+
+    Raises
+    ------
+    ValueError
+        If the file is unreadable, not text, over the read limit, or a line is longer than ``max_line``
+        characters; the message names the file (and the line).
+    """
+    tally = _Tally("the text read so far")
+    for block, _ in _line_blocks(path, tally, max_line, "a row of a table is a few short fields"):
+        for line in block.decode("utf-8").split("\n"):
+            yield line + "\n"
 
 
 def _encoding(data: bytes) -> tuple[str, int]:
@@ -171,38 +201,50 @@ def _undecodable(path: str | Path, error: UnicodeDecodeError, before: int) -> st
 
 
 class _Tally:
-    """What the unit files of one read take: their decompressed text and the times parsed from it."""
+    """What one read takes: the decompressed text of its files and what is parsed from it, in bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str) -> None:
+        self.what = what
         self.nbytes = 0
 
     def add(self, nbytes: int, file: Path) -> None:
         self.nbytes += nbytes
-        check_size(self.nbytes, "the unit files' text and spike times read so far", file)
+        check_size(self.nbytes, self.what, file)
 
 
 def _times(file: Path, tally: _Tally) -> np.ndarray:
     """The numbers of one file, one per line (blank and ``#`` lines skipped), read in bounded chunks."""
-    opener = gzip.open if file.name.lower().endswith(".gz") else open
     parts = []
-    line = 1  # the number of the first line of the unparsed text
+    for block, line in _line_blocks(file, tally, MAX_LINE, "a unit file holds one spike time per line"):
+        parts.append(_numbers(file, block, line))
+        tally.add(parts[-1].nbytes, file)
+    return np.concatenate(parts)
+
+
+def _line_blocks(file: Path, tally: _Tally, max_line: int, why: str) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines of a file (gzip-compressed if its name ends in ``.gz``) as UTF-8, without their
+    last newline, and the number of each block's first line; the last block is the end of the file.
+
+    A line longer than ``max_line`` characters is refused (``why`` says why) as soon as it is met.
+    """
+    opener = gzip.open if file.name.lower().endswith(".gz") else open
+    line = 1  # the number of the first line not yet given
     rest = b""
     try:
         with opener(file, "rb") as handle:
             for chunk in _decoded_chunks(file, handle, tally):
-                block, newline, tail = (rest + chunk).rpartition(b"\n")
-                _check_line_lengths(file, block + newline, line)
-                if len(tail) > MAX_LINE:
-                    raise ValueError(_too_long(file, line + block.count(b"\n") + len(newline)))
+                block, newline, rest = (rest + chunk).rpartition(b"\n")
+                # The lengths of the whole lines, then of the start of the next one.
+                lengths = np.r_[np.diff(_newlines(block + newline), prepend=-1) - 1, len(rest)]
+                if lengths.max() > max_line:
+                    first = line + int(np.argmax(lengths > max_line))
+                    raise ValueError(f"{file}: line {first} is longer than {max_line} characters; {why}")
                 if newline:
-                    parts.append(_numbers(file, block, line))
-                    tally.add(parts[-1].nbytes, file)
-                    line += block.count(b"\n") + 1
-                rest = tail
+                    yield block, line
+                    line += lengths.size - 1
     except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{file}: is not a readable text file ({error})") from None
-    parts.append(_numbers(file, rest, line))
-    return np.concatenate(parts)
+    yield rest, line
 
 
 def _decoded_chunks(file: Path, handle: BinaryIO, tally: _Tally) -> Iterator[bytes]:
@@ -224,22 +266,9 @@ def _decoded_chunks(file: Path, handle: BinaryIO, tally: _Tally) -> Iterator[byt
         chunk = handle.read(_CHUNK)
 
 
-def _check_line_lengths(file: Path, block: bytes, line: int) -> None:
-    """Refuse a line of ``block`` (whole lines, the first being line ``line``) longer than MAX_LINE."""
-    lengths = np.diff(_newlines(block), prepend=-1) - 1
-    if lengths.size and lengths.max() > MAX_LINE:
-        raise ValueError(_too_long(file, line + int(np.argmax(lengths > MAX_LINE))))
-
-
 def _newlines(block: bytes) -> np.ndarray:
     """The positions of the newlines in ``block``."""
     return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
-
-
-def _too_long(file: Path, line: int) -> str:
-    return (
-        f"{file}: line {line} is longer than {MAX_LINE} characters; a unit file holds one spike time per line"
-    )
 
 
 def _numbers(file: Path, block: bytes, line: int) -> np.ndarray:
