@@ -266,7 +266,12 @@ class Recording:
             Leave out the times at which more than this many units spike at once (an artifact on every
             channel): a time shared by ``k`` units makes ``k (k - 1) / 2`` pairs. Default: none left out.
         """
-        _, owners, starts, sizes = self._coincidences()
+        return self._pairs(*self._coincidences()[1:], max_units)
+
+    def _pairs(
+        self, owners: np.ndarray, starts: np.ndarray, sizes: np.ndarray, max_units: int | None
+    ) -> np.ndarray:
+        """:meth:`shared_spikes` from :meth:`_coincidences`."""
         if max_units is not None:
             sizes = np.where(sizes > max_units, 1, sizes)
         codes = [np.empty(0, dtype=np.int64)]
@@ -298,10 +303,11 @@ class Recording:
             nothing looks wrong.
         """
         ids = self.unit_ids.tolist()
-        notes = []
-        for unit, values in zip(ids, self.spike_times, strict=True):
-            if values.size < few_spikes:
-                notes.append(f"unit {unit!r}: only {values.size} spike(s)")
+        notes = [
+            f"unit {unit!r}: only {n} spike(s)"
+            for unit, n in zip(ids, self.n_spikes, strict=True)
+            if n < few_spikes
+        ]
         for unit, values in zip(ids, self.spike_times, strict=True):
             repeats = np.count_nonzero(np.diff(values) == 0)
             if repeats:
@@ -309,14 +315,14 @@ class Recording:
                     f"unit {unit!r}: {repeats} spike(s) at the same time as its previous spike (a neuron "
                     "cannot fire twice at once)"
                 )
-        times, _, starts, sizes = self._coincidences()
+        times, owners, starts, sizes = self._coincidences()
         crowded = starts[sizes > CROWD]
         if crowded.size:
             notes.append(
                 f"{crowded.size} time(s) at which more than {CROWD} units spike at once (first at "
                 f"{times[crowded[0]]:g} s): an artifact on every channel, left out of the pairs below"
             )
-        shared = self.shared_spikes(max_units=CROWD)
+        shared = self._pairs(owners, starts, sizes, CROWD)
         first, second, count = shared.T
         smaller = np.minimum(self.n_spikes[first], self.n_spikes[second])
         flagged = np.flatnonzero((count >= 3) & (count >= shared_fraction * smaller))

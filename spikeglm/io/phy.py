@@ -16,6 +16,11 @@ What is read from the folder:
 
 Units come in increasing order of cluster id. The folder does not state the recording's length:
 ``t_start`` is 0 s and ``t_stop`` the last spike.
+
+The ``.npy`` files are read as :func:`spikeglm.io.plain.read_npy` reads them (header checked against
+the read limit and the file's size first; never unpickled); spike times must be real numbers and
+cluster ids whole numbers. The text files are UTF-8 (or UTF-16 with a byte-order mark); ``params.py``
+is at most 1 MiB, and the label tables are read row by row (see :func:`spikeglm.io.text.table_lines`).
 """
 
 from __future__ import annotations

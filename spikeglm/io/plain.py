@@ -2,14 +2,20 @@
 
 ``.npz``: arrays ``spike_times`` (float, s) and ``unit_ids`` (the unit of each spike, same length), and
 optionally ``t_start`` and ``t_stop`` (scalars, s), ``units`` (every unit id in order, so that units
-without spikes survive) and ``trials`` (``(n_trials, 2)`` starts and stops, s). Always loaded with
-``allow_pickle=False``.
+without spikes survive) and ``trials`` (``(n_trials, 2)`` starts and stops, s). Arrays of Python
+objects are refused, never unpickled. Before an array is decompressed or read, the size its archive entry
+and its ``.npy`` header declare is checked against the read limit (:mod:`spikeglm.io.limits`, counting
+every array of the archive and the float64 copy of its values) and against the bytes it really holds
+(:func:`read_npy`).
 
 ``.csv``: a header and two columns, the unit (header ``unit`` or ``unit_id``) and the spike time in
-seconds (``time``, ``spike_time`` or ``t``), in either order.
+seconds (``time``, ``spike_time`` or ``t``), in either order. It is text as
+:func:`spikeglm.io.text.table_lines` reads it: UTF-8 (or UTF-16 with a byte-order mark), row by row,
+no line longer than :data:`~spikeglm.io.text.MAX_TABLE_LINE` characters.
 
 Units come in the order of their first spike in the file (or of ``units``); each unit's times must be
-sorted in the file.
+sorted in the file. Grouping the spikes by unit counts about 40 bytes per spike and 1 kB per unit
+against the read limit.
 """
 
 from __future__ import annotations
