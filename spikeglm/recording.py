@@ -536,7 +536,7 @@ class Recording:
                     f"({times[k]})"
                 )
             )
-        backwards = np.flatnonzero(np.diff(times) < 0)
+        backwards = np.flatnonzero(times[1:] < times[:-1])  # no array of differences: units can be large
         if backwards.size:
             k = int(backwards[0]) + 1
             raise ValueError(
@@ -545,7 +545,7 @@ class Recording:
                     f"{times[k - 1]} s ({backwards.size} place(s)); sort them first"
                 )
             )
-        repeats = np.count_nonzero(np.diff(times) == 0)
+        repeats = np.count_nonzero(times[1:] == times[:-1])
         if repeats >= REPEATS_REFUSED and repeats > times.size / 2:
             raise ValueError(
                 self._where(
