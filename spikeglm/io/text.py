@@ -59,8 +59,10 @@ _BYTE_ORDER_MARKS = (
 )
 #: How much of a unit file is read at a time, in bytes.
 _CHUNK = 1 << 20
-#: Bytes that send a block of lines to the line-by-line parser: comments and whitespace within lines.
-_SLOW = (b"#", b" ", b"\t", b"\r", b"\x0b", b"\x0c")
+#: White space, as numpy and Python read numbers: between them, or around them on their line.
+_WHITE_SPACE = np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8)
+#: A line that holds only a comment.
+_COMMENT = re.compile(rb"^[ \t\r\x0b\x0c]*#[^\n]*", re.MULTILINE)
 
 
 def is_pattern(path: str | Path) -> bool:
@@ -273,18 +275,24 @@ def _newlines(block: bytes) -> np.ndarray:
 
 def _numbers(file: Path, block: bytes, line: int) -> np.ndarray:
     """The numbers of whole lines of text, the first being line ``line``; a bad line is named by number."""
-    if not any(character in block for character in _SLOW):
-        # Only digits and newlines: numpy parses the block at once; a line holding more or less than one
-        # number shows as a count that differs from the number of non-blank lines.
-        lengths = np.diff(_newlines(block + b"\n"), prepend=-1)
+    if b"#" in block:
+        block = _COMMENT.sub(b"", block)  # the line stays, blank
+    # numpy parses the block at once when no line holds two words (each word starts after white space or
+    # a line's start); then one number per word means one per non-blank line.
+    data = np.frombuffer(block, dtype=np.uint8)
+    space = np.isin(data, _WHITE_SPACE)
+    starts = np.flatnonzero(~space & np.r_[True, space[:-1]])
+    line_of_word = np.cumsum(data == ord("\n"))[starts]
+    if np.all(np.diff(line_of_word) > 0):
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
             try:
                 values = np.fromstring(block, dtype=np.float64, sep=" ")
             except (ValueError, DeprecationWarning):
                 values = None
-        if values is not None and values.size == np.count_nonzero(lengths > 1):
+        if values is not None and values.size == starts.size:
             return values
+    # Line by line, to name the line at fault.
     values = []
     for number, text in enumerate(block.split(b"\n"), start=line):
         text = text.strip()
