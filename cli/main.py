@@ -335,7 +335,8 @@ _UNITS_SHOWN = 200
 @_reading_options
 def info(recording: str, bin_size: str) -> None:
     """Describe a recording: what was assumed in reading it, units, spikes, duration, trials, firing
-    rates, and units that look suspicious (few spikes; many spikes at the same times as another unit).
+    rates, and units that look suspicious (few spikes; spikes repeated at one time; many spikes at the same
+    times as another unit). Only the first 200 units are listed.
 
     RECORDING is a file, a phy/Kilosort folder, a folder of per-unit text files, or a quoted glob
     pattern of such files.

@@ -12,7 +12,8 @@ The files are UTF-8 (a byte-order mark, as Excel writes, is dropped) or UTF-16 w
 other bytes are refused, naming the byte's offset. They are read in chunks, never whole: a line longer
 than :data:`MAX_LINE` characters is refused as soon as it is met, and the decompressed text together
 with the times parsed from it count against the read limit (:mod:`spikeglm.io.limits`), over all the
-files of one read.
+files of one read. The CSV and phy readers decode their text the same way (:func:`decode_text`,
+:func:`table_lines`).
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ def read(
     Raises
     ------
     ValueError
-        If no file is found, a file is unreadable, a line is not one number, or the time unit must be
-        given; the message names the file and line.
+        If no file is found, a file is unreadable or not text, a line is not one number or is longer than
+        :data:`MAX_LINE`, the files exceed the read limit, or the time unit must be given; the message
+        names the file and line.
     """
     files = unit_files(path)
     tally = _Tally("the unit files' text and spike times read so far")
