@@ -337,6 +337,8 @@ def _counts_like(model: sg.POGLM, recording: str, reading: dict | None = None) -
 
 #: Notes on suspicious units that ``info`` prints before it says how many more there are.
 _NOTES_SHOWN = 12
+#: Units whose spikes and rates ``info`` lists before it says how many more there are.
+_UNITS_SHOWN = 200
 
 
 @main.command()
@@ -345,7 +347,8 @@ _NOTES_SHOWN = 12
 @_reading_options
 def info(recording: str, bin_size: str) -> None:
     """Describe a recording: what was assumed in reading it, units, spikes, duration, trials, firing
-    rates, and units that look suspicious (few spikes; many spikes at the same times as another unit).
+    rates, and units that look suspicious (few spikes; spikes repeated at one time; many spikes at the same
+    times as another unit). Only the first 200 units are listed.
 
     RECORDING is a file, a phy/Kilosort folder, a folder of per-unit text files, or a quoted glob
     pattern of such files.
@@ -376,13 +379,16 @@ def info(recording: str, bin_size: str) -> None:
     if rec.trials is not None:
         lengths = rec.trials[:, 1] - rec.trials[:, 0]
         click.echo(f"trials: {len(rec.trials)}, {lengths.min():g} to {lengths.max():g} s long")
-    counts = rec.bin(bin_size)
+    shown = rec.select_units(rec.unit_ids[:_UNITS_SHOWN].tolist())
+    counts = shown.bin(bin_size)  # only the units shown: the counts of every unit could be gigabytes
     click.echo(f"binned at {bin_size}: {counts.n_trials} trials x {counts.n_bins} bins")
-    width = max(len(u) for u in rec.unit_ids)
+    width = max(len(u) for u in shown.unit_ids)
     click.echo(f"{'unit':<{width}}  {'spikes':>7}  {'rate (Hz)':>9}  {'per bin':>7}")
     per_bin = counts.counts.mean(axis=(0, 1))
-    for unit, n, mean in zip(rec.unit_ids, rec.n_spikes, per_bin, strict=True):
+    for unit, n, mean in zip(shown.unit_ids, shown.n_spikes, per_bin, strict=True):
         click.echo(f"{unit:<{width}}  {int(n):>7}  {n / duration:>9.2f}  {mean:>7.3f}")
+    if rec.n_units > _UNITS_SHOWN:
+        click.echo(f"... and {rec.n_units - _UNITS_SHOWN} more units (--min-spikes or fit's --units choose)")
     notes = rec.suspicious_units()
     if notes:
         click.echo(

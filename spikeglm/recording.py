@@ -21,6 +21,12 @@ from spikeglm.unitids import check_unit_ids, unit_columns
 __all__ = ["Recording"]
 
 _EMPTY_UNITS = ("drop", "keep", "error")
+#: A unit is refused when more than half of its spike times, and at least this many, repeat the time
+#: before them: several spikes of one neuron in the same instant are impossible.
+REPEATS_REFUSED = 1000
+#: :meth:`Recording.suspicious_units` notes the times at which more than this many units spike at once,
+#: and leaves them out of the comparison of pairs of units.
+CROWD = 16
 
 
 class Recording:
@@ -64,7 +70,8 @@ class Recording:
     Raises
     ------
     ValueError
-        If a spike time is NaN or infinite, a unit's times are not sorted, a spike lies outside
+        If a spike time is not a real number or is NaN or infinite, a unit's times are not sorted or
+        mostly repeat one another (:data:`REPEATS_REFUSED`), a spike lies outside
         ``[t_start, t_stop]``, a trial is empty or outside the recording, ids are duplicated, or (with
         ``empty_units="error"``) a unit has no spikes. The message names the file and the unit.
 
@@ -289,31 +296,37 @@ class Recording:
             )
         return self.select_units(self.unit_ids[keep].tolist())
 
-    def shared_spikes(self) -> np.ndarray:
-        """Identical spike times of each pair of units: an ``(n_units, n_units)`` int array.
+    def shared_spikes(self, max_units: int | None = None) -> np.ndarray:
+        """Identical spike times of pairs of units, in sparse form: an ``(n_pairs, 3)`` int64 array.
 
-        Entry ``[i, j]`` counts the times at which both units ``i`` and ``j`` have a spike; the diagonal
-        is zero. Many shared times betray electrical crosstalk, or one neuron sorted twice.
+        Each row ``(i, j, count)`` (``i < j``, positions in :attr:`unit_ids`) counts the times at which
+        both units ``i`` and ``j`` have a spike; pairs that share no time have no row, and rows come in
+        order of ``i``, then ``j``. A unit's repeated time counts once. Many shared times betray
+        electrical crosstalk, or one neuron sorted twice. The rows take memory in proportion to the
+        pairs that share a time, never to the square of the number of units.
+
+        Parameters
+        ----------
+        max_units : int, optional
+            Leave out the times at which more than this many units spike at once (an artifact on every
+            channel): a time shared by ``k`` units makes ``k (k - 1) / 2`` pairs. Default: none left out.
         """
-        owners = np.repeat(np.arange(self.n_units), self.n_spikes)
-        times = np.concatenate(self.spike_times)
-        order = np.lexsort((owners, times))
-        times, owners = times[order], owners[order]
-        # A unit's repeated time counts once.
-        first = np.ones(times.size, dtype=bool)
-        first[1:] = (times[1:] != times[:-1]) | (owners[1:] != owners[:-1])
-        times, owners = times[first], owners[first]
-        starts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
-        sizes = np.diff(np.r_[starts, times.size])
-        shared = np.zeros((self.n_units, self.n_units), dtype=np.int64)
-        pairs = starts[sizes == 2]  # the common case, counted at once: one pair, in either order
-        np.add.at(shared, (owners[pairs], owners[pairs + 1]), 1)
-        shared += shared.T
-        for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
-            members = owners[start : start + size]
-            shared[np.ix_(members, members)] += 1
-        np.fill_diagonal(shared, 0)
-        return shared
+        return self._pairs(*self._coincidences()[1:], max_units)
+
+    def _pairs(
+        self, owners: np.ndarray, starts: np.ndarray, sizes: np.ndarray, max_units: int | None
+    ) -> np.ndarray:
+        """:meth:`shared_spikes` from :meth:`_coincidences`."""
+        if max_units is not None:
+            sizes = np.where(sizes > max_units, 1, sizes)
+        codes = [np.empty(0, dtype=np.int64)]
+        for size in np.unique(sizes[sizes > 1]).tolist():
+            first, second = np.triu_indices(size, 1)
+            group = starts[sizes == size][:, None]
+            # Within a time, owners are sorted: the first of a pair is the smaller unit.
+            codes.append((owners[group + first] * self.n_units + owners[group + second]).ravel())
+        pairs, counts = np.unique(np.concatenate(codes), return_counts=True)
+        return np.column_stack([pairs // self.n_units, pairs % self.n_units, counts]).astype(np.int64)
 
     def suspicious_units(self, few_spikes: int = 20, shared_fraction: float = 0.1) -> list[str]:
         """Warnings about units that may not be single neurons, one sentence each.
@@ -329,27 +342,55 @@ class Recording:
         Returns
         -------
         list of str
-            Units with few spikes, then pairs by the number of times they share, most first; empty when
+            Units with few spikes, units with repeated spike times (a neuron cannot fire twice at
+            once), the times at which more than :data:`CROWD` units spike at once (left out of the
+            comparison of pairs), then pairs by the number of times they share, most first; empty when
             nothing looks wrong.
         """
+        ids = self.unit_ids.tolist()
         notes = [
             f"unit {unit!r}: only {n} spike(s)"
-            for unit, n in zip(self.unit_ids.tolist(), self.n_spikes, strict=True)
+            for unit, n in zip(ids, self.n_spikes, strict=True)
             if n < few_spikes
         ]
-        shared = self.shared_spikes()
-        smaller = np.minimum.outer(self.n_spikes, self.n_spikes)
-        flagged = (shared >= 3) & (shared >= shared_fraction * smaller)
-        ids = self.unit_ids.tolist()
-        first, second = np.nonzero(np.triu(flagged))
-        busiest = np.argsort(-shared[first, second], kind="stable")
-        for i, j in zip(first[busiest], second[busiest], strict=True):
-            share = shared[i, j] / smaller[i, j]
+        for unit, values in zip(ids, self.spike_times, strict=True):
+            repeats = np.count_nonzero(np.diff(values) == 0)
+            if repeats:
+                notes.append(
+                    f"unit {unit!r}: {repeats} spike(s) at the same time as its previous spike (a neuron "
+                    "cannot fire twice at once)"
+                )
+        times, owners, starts, sizes = self._coincidences()
+        crowded = starts[sizes > CROWD]
+        if crowded.size:
             notes.append(
-                f"units {ids[i]!r} and {ids[j]!r}: {shared[i, j]} identical spike times "
-                f"({share:.0%} of the smaller unit's spikes): crosstalk, or one neuron sorted twice"
+                f"{crowded.size} time(s) at which more than {CROWD} units spike at once (first at "
+                f"{times[crowded[0]]:g} s): an artifact on every channel, left out of the pairs below"
+            )
+        shared = self._pairs(owners, starts, sizes, CROWD)
+        first, second, count = shared.T
+        smaller = np.minimum(self.n_spikes[first], self.n_spikes[second])
+        flagged = np.flatnonzero((count >= 3) & (count >= shared_fraction * smaller))
+        for k in flagged[np.argsort(-count[flagged], kind="stable")]:
+            notes.append(
+                f"units {ids[first[k]]!r} and {ids[second[k]]!r}: {count[k]} identical spike times "
+                f"({count[k] / smaller[k]:.0%} of the smaller unit's spikes): crosstalk, or one neuron "
+                "sorted twice"
             )
         return notes
+
+    def _coincidences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every spike time once per unit, sorted by time then unit: the times, their units, and where
+        each distinct time starts and how many units share it."""
+        owners = np.repeat(np.arange(self.n_units), self.n_spikes)
+        times = np.concatenate(self.spike_times)
+        order = np.lexsort((owners, times))
+        times, owners = times[order], owners[order]
+        first = np.ones(times.size, dtype=bool)
+        first[1:] = (times[1:] != times[:-1]) | (owners[1:] != owners[:-1])
+        times, owners = times[first], owners[first]
+        starts = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
+        return times, owners, starts, np.diff(np.r_[starts, times.size])
 
     @property
     def t_start(self) -> pq.Quantity:
@@ -521,6 +562,10 @@ class Recording:
         """One unit's spike times as a read-only float64 array in seconds, checked."""
         if isinstance(values, pq.Quantity):
             values = values.rescale("s").magnitude
+        if isinstance(values, np.ndarray) and values.dtype.kind not in "iufO":
+            raise ValueError(
+                self._where(f"unit {unit!r}: spike times must be real numbers; got {values.dtype}")
+            )
         try:
             times = np.array(values, dtype=np.float64)
         except (TypeError, ValueError) as error:
@@ -536,13 +581,22 @@ class Recording:
                     f"({times[k]})"
                 )
             )
-        backwards = np.flatnonzero(np.diff(times) < 0)
+        backwards = np.flatnonzero(times[1:] < times[:-1])  # no array of differences: units can be large
         if backwards.size:
             k = int(backwards[0]) + 1
             raise ValueError(
                 self._where(
                     f"unit {unit!r}: spike times are not sorted: index {k} ({times[k]} s) comes after "
                     f"{times[k - 1]} s ({backwards.size} place(s)); sort them first"
+                )
+            )
+        repeats = np.count_nonzero(times[1:] == times[:-1])
+        if repeats >= REPEATS_REFUSED and repeats > times.size / 2:
+            raise ValueError(
+                self._where(
+                    f"unit {unit!r}: {repeats} of its {times.size} spike times repeat the time before them; "
+                    "a neuron cannot fire twice at once, so this is not a spike train (check how the file "
+                    "was written)"
                 )
             )
         times.flags.writeable = False

@@ -16,25 +16,35 @@ What is read from the folder:
 
 Units come in increasing order of cluster id. The folder does not state the recording's length:
 ``t_start`` is 0 s and ``t_stop`` the last spike.
+
+The ``.npy`` files are read as :func:`spikeglm.io.plain.read_npy` reads them (header checked against
+the read limit and the file's size first; never unpickled); spike times must be real numbers and
+cluster ids whole numbers. The text files are UTF-8 (or UTF-16 with a byte-order mark); ``params.py``
+is at most 1 MiB, and the label tables are read row by row (see :func:`spikeglm.io.text.table_lines`).
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import reprlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spikeglm.io._times import to_seconds
-from spikeglm.io.plain import group_spikes
+from spikeglm.io._times import RATE_OPTION, to_seconds
+from spikeglm.io.plain import group_spikes, read_npy
+from spikeglm.io.text import read_text_file, table_lines
 from spikeglm.recording import Recording
 
 __all__ = ["is_phy_folder", "read"]
 
 _LABEL_FILES = (("cluster_group.tsv", "group"), ("cluster_KSLabel.tsv", "KSLabel"))
+_PARAMS_RATE = "params.py sample_rate"
+#: The longest ``params.py`` read, in bytes: phy writes a few lines.
+_PARAMS_BYTES = 1 << 20
 
 
 def is_phy_folder(path: Path) -> bool:
@@ -69,7 +79,7 @@ def read(
         If a file is missing or unreadable, the arrays disagree in length, or the sampling rate is
         unknown; the message names the file and the option that resolves it.
     """
-    times = _array(path / "spike_times.npy")
+    times = _array(path / "spike_times.npy", "iuf", "real-numbered spike times")
     cluster_file = path / "spike_clusters.npy"
     if not cluster_file.is_file():
         cluster_file = path / "spike_templates.npy"
@@ -77,24 +87,21 @@ def read(
             raise ValueError(
                 f"{path}: has spike_times.npy but neither spike_clusters.npy nor spike_templates.npy"
             )
-    clusters = _array(cluster_file)
+    clusters = _array(cluster_file, "iu", "whole-number cluster ids")
     if times.shape != clusters.shape:
         raise ValueError(
             f"{path}: spike_times.npy holds {times.size} spikes but {cluster_file.name} {clusters.size}"
         )
-    if not np.issubdtype(clusters.dtype, np.integer):
-        raise ValueError(f"{cluster_file}: expected whole-number cluster ids; got {clusters.dtype}")
     assumed: dict[str, str] = {}
     time_unit = time_unit or "samples"
-    rate_source = "as told"
+    rate_from = RATE_OPTION
     if time_unit == "samples" and sampling_rate is None:
         sampling_rate = _sample_rate(path)
-        rate_source = "params.py sample_rate"
-    per_unit, ids = group_spikes(times.astype(np.float64), clusters, np.unique(clusters).tolist(), path)
-    per_unit, stated = to_seconds(per_unit, time_unit, sampling_rate, path)
-    assumed["time unit"] = stated.replace("as told", rate_source)
+        rate_from = _PARAMS_RATE
+    per_unit, names = group_spikes(times, clusters, np.unique(clusters).tolist(), path)
+    per_unit, stated = to_seconds(per_unit, time_unit, sampling_rate, path, rate_from)
+    assumed["time unit"] = stated.replace("as told", _PARAMS_RATE) if rate_from == _PARAMS_RATE else stated
     labels, label_file = _labels(path)
-    names = [str(unit) for unit in ids]
     unit_labels = [labels.get(unit, "unsorted") for unit in names]
     tally = ", ".join(f"{count} {label}" for label, count in Counter(unit_labels).most_common())
     assumed["units"] = f"clusters of {cluster_file.name}" + (
@@ -113,18 +120,22 @@ def read(
     )
 
 
-def _array(path: Path) -> np.ndarray:
-    """A 1-D array (or an ``(n, 1)`` column) from a ``.npy`` file, never unpickled."""
+def _array(path: Path, kinds: str, what: str) -> np.ndarray:
+    """A 1-D array (or an ``(n, 1)`` column) of one of numpy's ``kinds`` from a ``.npy`` file, never
+    unpickled, its declared size checked before it is read."""
     try:
-        array = np.load(path, allow_pickle=False)
+        with open(path, "rb") as stream:
+            array = read_npy(stream, path.stat().st_size, path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: is not a readable .npy array ({error})") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
         raise ValueError(f"{path}: expected one value per spike; got an array of shape {array.shape}")
+    if array.dtype.kind not in kinds:
+        raise ValueError(f"{path}: expected {what}; got {array.dtype}")
     return array
 
 
@@ -132,14 +143,16 @@ def _sample_rate(path: Path) -> float:
     """``sample_rate`` from ``params.py``, read as literals (never executed)."""
     where = path / "params.py"
     hint = "pass sampling_rate= (--sampling-rate HZ)"
+    if not where.is_file():
+        raise ValueError(f"{path}: has no params.py to give the sampling rate; {hint}")
+    rate = _literals(read_text_file(where, _PARAMS_BYTES), where).get("sample_rate")
     try:
-        text = where.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: has no params.py to give the sampling rate; {hint}") from None
-    rate = _literals(text, where).get("sample_rate")
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or not np.isfinite(rate) or rate <= 0:
-        raise ValueError(f"{where}: no positive sample_rate (got {rate!r}); {hint}")
-    return float(rate)
+        value = float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else np.nan
+    except OverflowError:  # a whole number with hundreds of digits
+        value = np.inf
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{where}: no positive sample_rate (got {reprlib.repr(rate)}); {hint}")
+    return value
 
 
 def _literals(text: str, where: Path) -> dict[str, Any]:
@@ -148,12 +161,14 @@ def _literals(text: str, where: Path) -> dict[str, Any]:
         tree = ast.parse(text, filename=str(where))
     except SyntaxError as error:
         raise ValueError(f"{where}: is not readable Python ({error.msg}, line {error.lineno})") from None
+    except (ValueError, MemoryError, RecursionError):  # a null byte, or nesting too deep for the parser
+        raise ValueError(f"{where}: is not readable Python (nested too deeply, or not text)") from None
     values = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue  # an expression, not a literal: left unread
     return values
 
@@ -164,8 +179,10 @@ def _labels(path: Path) -> tuple[dict[str, str], str | None]:
         where = path / name
         if not where.is_file():
             continue
-        with open(where, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle, delimiter="\t") if row]
+        try:
+            rows = [row for row in csv.reader(table_lines(where), delimiter="\t") if row]
+        except csv.Error as error:
+            raise ValueError(f"{where}: is not a readable table ({error})") from None
         header = [field.strip() for field in rows[0]] if rows else []
         if "cluster_id" not in header or column not in header:
             raise ValueError(f"{where}: expected the columns cluster_id and {column}; got {header}")
