@@ -137,6 +137,11 @@ class SpikeCounts:
         return self._bin_seconds
 
     @property
+    def source(self) -> str:
+        """What messages about these counts name: the file they were binned from, else ``"counts"``."""
+        return str(self.metadata.get("source") or "counts")
+
+    @property
     def n_trials(self) -> int:
         """Number of trials."""
         return self.counts.shape[0]
