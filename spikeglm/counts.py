@@ -25,6 +25,9 @@ __all__ = ["COUNT_DTYPES", "SpikeCounts"]
 
 #: The dtypes counts are stored in, smallest first: the first that holds the largest count is used.
 COUNT_DTYPES = (np.uint8, np.uint16, np.uint32)
+#: The most bins a span may be cut into: past 2^53, bin numbers are no longer exact in floating point (the
+#: counts of so many bins could not be held anyway).
+MAX_BINS = 2**53
 
 
 class SpikeCounts:

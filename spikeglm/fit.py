@@ -19,7 +19,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-import os
 import signal
 import sys
 import threading
@@ -34,15 +33,11 @@ from torch import nn
 
 from spikeglm import parallel, relax, smc
 from spikeglm.io.limits import format_bytes
+from spikeglm.memory import available_memory
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import Registry, positive, whole
 from spikeglm.segments import Batch, Segments
 from spikeglm.variational import Posterior, log_weights
-
-try:
-    import resource
-except ImportError:  # pragma: no cover - Windows: no address-space cap to read
-    resource = None
 
 #: The objectives: what the fit maximises.
 OBJECTIVES: Registry[str] = Registry(
@@ -184,33 +179,6 @@ def n_parameters(n_visible: int, n_hidden: int, n_basis: int) -> int:
     readings of the visible past and future and of the hidden past, with its biases."""
     n_neurons = n_visible + n_hidden
     return n_neurons * (n_neurons * n_basis + 1) + n_hidden * ((2 * n_visible + n_hidden) * n_basis + 1)
-
-
-def available_memory() -> int:
-    """Bytes of memory this process can still take: the machine's ``MemAvailable`` (/proc/meminfo; else
-    its free pages, ``os.sysconf``), and no more than what is left of a cap on its address space."""
-    available = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/meminfo") as handle:
-            lines = [line.split() for line in handle if line.startswith("MemAvailable:")]
-        available = int(lines[0][1]) * 1024
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            available = 1 << 62
-    cap = resource.getrlimit(resource.RLIMIT_AS)[0] if resource is not None else -1
-    if cap not in (-1, getattr(resource, "RLIM_INFINITY", -1)):
-        available = min(available, cap - _address_space())
-    return max(0, available)
-
-
-def _address_space() -> int:
-    """Bytes of address space this process has mapped (VmSize of /proc/self/status; 0 where unknown)."""
-    with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
-        with open("/proc/self/status") as handle:
-            return int(next(line.split()[1] for line in handle if line.startswith("VmSize:"))) * 1024
-    return 0
 
 
 def surrogate_loss(

@@ -309,7 +309,7 @@ class POGLM:
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
         visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
-        self._check_size(counts, config)
+        self.check_fit(counts, config)
         main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
@@ -332,9 +332,24 @@ class POGLM:
             )
         return self
 
-    def _check_size(self, counts: SpikeCounts, config: TrainingConfig) -> None:
-        """Refuse, before anything is allocated, a window longer than the data's trials (or segments) and a
-        fit whose memory (:meth:`fit_memory`) is more than the machine has available."""
+    def check_fit(self, counts: SpikeCounts, config: TrainingConfig | None = None) -> None:
+        """The checks :meth:`fit` makes first, before it allocates anything, without fitting.
+
+        Parameters
+        ----------
+        counts : SpikeCounts
+            The counts to fit.
+        config : TrainingConfig, optional
+            The training settings (default: this model's own).
+
+        Raises
+        ------
+        ValueError
+            If the history window is longer than the longest trial (or segment), or the fit's memory
+            (:meth:`fit_memory`) is more than the machine has available; one line naming the counts' file,
+            the setting at fault and what to change.
+        """
+        config = self.training if config is None else config
         where = counts.source
         segments = _stand_in(counts.n_trials, counts.n_bins, counts.n_units, self)
         window = self.basis.window

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from spikeglm.counts import SpikeCounts
-from spikeglm.fit import available_memory, n_parameters
+from spikeglm.fit import n_parameters
 from spikeglm.io.limits import format_bytes
+from spikeglm.memory import available_memory
 from spikeglm.options import whole
 
 if TYPE_CHECKING:  # the estimator's module keeps a Selection: it is imported where it is used
