@@ -67,19 +67,20 @@ def _warnings_on_one_line():
     """While a command runs, each warning is shown as one line, ``spikeglm: warning: <message>``, on stderr.
 
     Python's own form names the library's file and line and repeats its source line, which tells the user
-    of the command line nothing; the library's warnings themselves are unchanged (tests and code that
-    catch them see the same warnings).
+    of the command line nothing. Only the form changes (``warnings.formatwarning``, which Python's
+    ``showwarning`` writes): the library's warnings themselves are as they were, and code that records
+    them (``warnings.catch_warnings(record=True)``, ``pytest.warns``) still receives them.
     """
-    shown = warnings.showwarning
+    shown = warnings.formatwarning
 
-    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
-        click.echo(f"spikeglm: warning: {_one_line(message)}", err=True)
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        return f"spikeglm: warning: {_one_line(message)}\n"
 
-    warnings.showwarning = one_line
+    warnings.formatwarning = one_line
     try:
         yield
     finally:
-        warnings.showwarning = shown
+        warnings.formatwarning = shown
 
 
 def _closed_pipe() -> None:
@@ -668,7 +669,9 @@ def fit(
     counts = _counts(recording, bin_size, trial_length, _unit_list(units), empty_units)
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
     model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
-    model.check_fit(counts)  # before a lock is taken or a checkpoint removed
+    model.check_fit(counts)  # before a lock is taken, a checkpoint removed or anything printed
+    if auto:
+        candidates = sg.selection.check_candidates(counts, candidates, folds, model)
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
         contextlib.ExitStack() as stack,

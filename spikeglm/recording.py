@@ -441,12 +441,16 @@ class Recording:
         size = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
         available = available_memory()
         if size > min(max_bytes, available):
-            bound = f"max_bytes={max_bytes}" if max_bytes <= available else "more than the memory available"
+            bound = (
+                f"max_bytes={max_bytes}"
+                if size > max_bytes
+                else f"over the {available / 2**30:.3g} GiB available"
+            )
             raise ValueError(
                 self._where(
                     f"bin: {shape[0]} trial(s) x {shape[1]} bins x {shape[2]} unit(s) of counts would take "
-                    f"{size / 2**30:.3g} GiB ({bound}); use a larger bin_size (--bin-size), fewer units "
-                    "or a shorter span"
+                    f"{size / 2**30:.3g} GiB ({bound}); use a larger bin size, fewer units or a shorter span "
+                    "(--bin-size, --units, --t-start/--t-stop)"
                 )
             )
         counts = np.zeros((shape[0] * n_bins, shape[2]), dtype=dtype)

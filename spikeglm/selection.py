@@ -199,18 +199,8 @@ def cross_validate(
     neurons, so that a candidate the data cannot carry would take far longer than its fit. Candidates are
     therefore bounded first (:func:`largest_candidate`).
     """
-    candidates = tuple(sorted({whole(h, "candidates", minimum=0) for h in candidates}))
-    if not candidates:
-        raise ValueError("candidates (--candidates): give at least one number of hidden neurons")
-    folds = whole(folds, "folds", minimum=2)
-    parts, folds_by = _folds(counts, folds)
-    largest, reason = largest_candidate(counts, model, parts, n_particles)
-    if candidates[-1] > largest:
-        raise ValueError(
-            f"{counts.source}: candidates (--candidates) go up to {candidates[-1]} hidden neurons, but "
-            f"the largest number these data can carry is {largest} ({reason}); give candidates of at most "
-            f"{largest}"
-        )
+    candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
+    folds = len(parts)
     scores = np.empty((len(candidates), folds))
     for row, n_hidden in enumerate(candidates):
         for k in range(folds):
@@ -220,6 +210,44 @@ def cross_validate(
             if callback is not None:
                 callback(n_hidden, k, scores[row, k])
     return _choose(candidates, scores, folds_by)
+
+
+def check_candidates(
+    counts: SpikeCounts, candidates: Sequence[int], folds: int, model: POGLM, n_particles: int = 1000
+) -> tuple[int, ...]:
+    """The candidates of a cross-validation (arguments of :func:`cross_validate`), checked before any fit.
+
+    Returns
+    -------
+    tuple of int
+        The candidates, each once, increasing.
+
+    Raises
+    ------
+    ValueError
+        If there is none, one is not a whole number >= 0, ``folds`` cannot cut the data, or the largest
+        candidate is more than the data can carry (:func:`largest_candidate`): one line naming the file,
+        ``candidates`` (``--candidates``) and the largest acceptable number.
+    """
+    return _checked(counts, candidates, folds, model, n_particles)[0]
+
+
+def _checked(
+    counts: SpikeCounts, candidates: Sequence[int], folds: int, model: POGLM, n_particles: int
+) -> tuple[tuple[int, ...], list[SpikeCounts], str]:
+    """:func:`check_candidates`, with the folds' parts and how they were cut."""
+    candidates = tuple(sorted({whole(h, "candidates", minimum=0) for h in candidates}))
+    if not candidates:
+        raise ValueError("candidates (--candidates): give at least one number of hidden neurons")
+    parts, folds_by = _folds(counts, whole(folds, "folds", minimum=2))
+    largest, reason = largest_candidate(counts, model, parts, n_particles)
+    if candidates[-1] > largest:
+        raise ValueError(
+            f"{counts.source}: candidates (--candidates) go up to {candidates[-1]} hidden neurons, but "
+            f"the largest number these data can carry is {largest} ({reason}); give candidates of at most "
+            f"{largest}"
+        )
+    return candidates, parts, folds_by
 
 
 def largest_candidate(
