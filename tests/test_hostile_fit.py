@@ -130,7 +130,8 @@ def test_available_memory_is_what_the_machine_has_and_no_more_than_a_cap_leaves(
     free = available_memory()
     assert 0 < free < 1 << 50
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    mapped = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmSize:")))
+    with open("/proc/self/status") as status:
+        mapped = int(next(line.split()[1] for line in status if line.startswith("VmSize:")))
     resource.setrlimit(resource.RLIMIT_AS, (mapped * 1024 + (1 << 30), hard))  # 1 GiB more than mapped
     try:
         capped = available_memory()
