@@ -19,6 +19,7 @@ from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
 from spikeglm.fit import (
     PART_BINS,
+    VALIDATION_PARTICLES,
     EpochRecord,
     ProgressLine,
     Resume,
@@ -309,7 +310,7 @@ class POGLM:
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
         visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
-        self.check_fit(counts, config)
+        self.check_fit(counts, config, validation)
         main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
@@ -332,7 +333,12 @@ class POGLM:
             )
         return self
 
-    def check_fit(self, counts: SpikeCounts, config: TrainingConfig | None = None) -> None:
+    def check_fit(
+        self,
+        counts: SpikeCounts,
+        config: TrainingConfig | None = None,
+        validation: SpikeCounts | None = None,
+    ) -> None:
         """The checks :meth:`fit` makes first, before it allocates anything, without fitting.
 
         Parameters
@@ -341,6 +347,8 @@ class POGLM:
             The counts to fit.
         config : TrainingConfig, optional
             The training settings (default: this model's own).
+        validation : SpikeCounts, optional
+            The held-out counts the fit would score as it goes (their particles count in its memory).
 
         Raises
         ------
@@ -362,8 +370,16 @@ class POGLM:
             raise ValueError(
                 f"{where}: window={window} (--window) is longer than {longest}; "
                 f"give a history window of at most {segments.length} bins"
+                + (", or longer segments" if segments.cut else "")
             )
-        parts = self.fit_memory(counts.n_trials, counts.n_bins, counts.n_units, config)
+        scoring = {}
+        if validation is not None:
+            scoring = {
+                "score_trials": validation.n_trials,
+                "score_bins": validation.n_bins,
+                "n_particles": VALIDATION_PARTICLES,
+            }
+        parts = self.fit_memory(counts.n_trials, counts.n_bins, counts.n_units, config, **scoring)
         check_memory(parts, where, self._memory_advice(counts.n_units, config))
 
     def fit_memory(
@@ -399,7 +415,7 @@ class POGLM:
             "start": units if self.n_hidden else f"{units}, or hidden neurons (no standard errors then)",
             "step": f"lower part_bins={config.part_bins} (--part-bins) or n_samples={config.n_samples} "
             "(--samples)",
-            "scoring": hidden,
+            "scoring": f"{hidden}, or hold out fewer trials",
         }
 
     def _deprecated_settings(self, settings: dict) -> None:

@@ -108,6 +108,15 @@ def test_too_many_samples_are_refused_naming_the_part_and_samples_options():
         sg.POGLM(n_hidden=2, n_samples=10**9).fit(counts)
 
 
+def test_the_particles_that_score_validation_counts_are_counted(monkeypatch):
+    monkeypatch.setattr(sg.fit, "available_memory", lambda: 10**9)
+    counts, held_out = counts_of(4, 50, 3), sg.SpikeCounts.from_array(np.zeros((1000, 50, 3), np.uint8))
+    model = sg.POGLM(n_hidden=200, epochs=1)
+    model.check_fit(counts)  # the fit alone fits in 1 GB
+    with pytest.raises(ValueError, match=r"^rec\.npz: .* more than the 1 GB available; .*held-out counts"):
+        model.fit(counts, validation=held_out)
+
+
 def test_the_parameters_counted_are_those_of_the_fitted_model():
     counts = counts_of(3, 60, 4)
     for n_hidden, basis in ((0, "exponential"), (3, "raw")):
