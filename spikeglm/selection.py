@@ -263,7 +263,8 @@ def largest_candidate(
     Returns
     -------
     largest : int
-        The largest acceptable number of hidden neurons (0 is always accepted).
+        The largest acceptable number of hidden neurons (at least 0: a fit without any is checked by
+        :meth:`~spikeglm.poglm.POGLM.check_fit`).
     reason : str
         What bounds it, for a message.
     """
