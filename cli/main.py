@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -36,6 +37,10 @@ class _Commands(click.Group):
     """A group that turns errors into one line on stderr (the traceback only with --debug)."""
 
     def invoke(self, ctx: click.Context):
+        with _warnings_on_one_line():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()  # here, where a closed pipe can still be told apart
@@ -55,6 +60,27 @@ class _Commands(click.Group):
                 raise
             click.echo(f"spikeglm: error: {_one_line(error)}", err=True)
             sys.exit(1)
+
+
+@contextlib.contextmanager
+def _warnings_on_one_line():
+    """While a command runs, each warning is shown as one line, ``spikeglm: warning: <message>``, on stderr.
+
+    Python's own form names the library's file and line and repeats its source line, which tells the user
+    of the command line nothing. Only the form changes (``warnings.formatwarning``, which Python's
+    ``showwarning`` writes): the library's warnings themselves are as they were, and code that records
+    them (``warnings.catch_warnings(record=True)``, ``pytest.warns``) still receives them.
+    """
+    shown = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        return f"spikeglm: warning: {_one_line(message)}\n"
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = shown
 
 
 def _closed_pipe() -> None:
@@ -141,20 +167,33 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: str | None) 
 
 
 class HiddenCount(click.ParamType):
-    """``--hidden``: a whole number >= 0, or ``auto``."""
+    """``--hidden``: a whole number >= 0 written in digits, or ``auto``."""
 
     name = "INTEGER|auto"
 
     def convert(self, value, param, ctx):
-        if value == "auto":
-            return value
-        try:
-            number = int(value)
-        except ValueError:
+        text = str(value).strip()
+        if text.lower() == "auto":
+            return "auto"
+        if text.startswith("-") and text[1:].isdigit():
+            self.fail(f"{text} is negative", param, ctx)
+        if not (text.isdigit() and text.isascii()):
             self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
-        if number < 0:
-            self.fail(f"{number} is negative", param, ctx)
-        return number
+        return int(text)
+
+
+class WholeNumbers(click.ParamType):
+    """``--candidates``: whole numbers >= 0 separated by commas, checked whether or not they are used."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",")]
+        if not all(part.isdigit() and part.isascii() for part in parts):
+            self.fail(f"expected whole numbers >= 0 separated by commas; got {value!r}", param, ctx)
+        return tuple(int(part) for part in parts)
 
 
 def _check_config_type(path: str, key: str, param: click.Parameter, value: object) -> None:
@@ -443,7 +482,9 @@ def info(recording: str, bin_size: str) -> None:
     "--candidates",
     default="0,1,2,4",
     show_default=True,
-    help="With --hidden auto: the numbers of hidden neurons tried, separated by commas.",
+    type=WholeNumbers(),
+    help="With --hidden auto: the numbers of hidden neurons tried, separated by commas (at most what the "
+    "data can carry: more parameters than counts, or more memory than there is, are refused).",
 )
 @click.option(
     "--folds",
@@ -612,7 +653,7 @@ def fit(
     checkpoint_every: int,
     resume: bool,
     overwrite: bool,
-    candidates: str,
+    candidates: tuple[int, ...],
     folds: int,
     bootstrap: int,
     **settings,
@@ -632,6 +673,9 @@ def fit(
     """
     if bootstrap == 1:
         raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
+    auto = settings["n_hidden"] == "auto"
+    if not auto:
+        _refuse_selection_options(ctx)
     inputs = (recording, ctx.meta.get("config"))
     out = _check_output(output, overwrite, inputs)
     checkpoint = _check_output(str(out) + ".ckpt.h5", True, inputs)
@@ -644,9 +688,10 @@ def fit(
     # the model records how its data was read
     counts.metadata["reading"] = {k: v for k, v in _given_reading().items() if k in _DATA_READING}
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
-    auto = settings["n_hidden"] == "auto"
     model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
-    tried = _whole_numbers(candidates, "--candidates") if auto else ()
+    model.check_fit(counts)  # before a lock is taken, a checkpoint removed or anything printed
+    if auto:
+        candidates = sg.selection.check_candidates(counts, candidates, folds, model)
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
         contextlib.ExitStack() as stack,
@@ -654,8 +699,6 @@ def fit(
         rank, world = sg.parallel.rank(), sg.parallel.world_size()
         if rank == 0:
             stack.enter_context(exclusive_lock(out, "fitting a model to this output"))
-            if checkpoint.exists() and not resume:
-                checkpoint.unlink()  # --overwrite: start afresh
             processes = f" in {world} processes" if world > 1 else ""
             click.echo(
                 f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
@@ -666,8 +709,10 @@ def fit(
         signals = stack.enter_context(_signals_as_interrupt())
         selection = None
         if auto:
-            selection = _cross_validate(counts, tried, folds, model, rank == 0)
+            selection = _cross_validate(counts, candidates, folds, model, rank == 0, where)
             model.set_params(n_hidden=selection.chosen)
+        if rank == 0 and checkpoint.exists() and not resume:
+            checkpoint.unlink()  # --overwrite: start afresh (once the candidates are accepted)
         try:
             model.fit(
                 counts,
@@ -718,19 +763,23 @@ def _resuming(checkpoint: Path, epochs: int) -> str:
     return f"resuming {checkpoint}: {done} of at most {epochs} epochs done{within}; on at epoch {done + 1}"
 
 
-def _whole_numbers(text: str, option: str) -> tuple[int, ...]:
-    try:
-        numbers = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"{option}: expected whole numbers separated by commas; got {text!r}"
-        ) from None
-    if not numbers or min(numbers) < 0:
-        raise click.BadParameter(f"{option}: expected whole numbers >= 0; got {text!r}")
-    return numbers
+def _refuse_selection_options(ctx: click.Context) -> None:
+    """Refuse --candidates and --folds given on the command line for a fit that does not choose."""
+    given = [
+        f"--{name}"
+        for name in ("candidates", "folds")
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    ]
+    if given:
+        verb, pronoun = ("applies", "it") if len(given) == 1 else ("apply", "them")
+        raise click.ClickException(
+            f"{' and '.join(given)} {verb} only with --hidden auto (cross-validation); add --hidden auto, "
+            f"or leave {pronoun} out to fit --hidden {ctx.params['n_hidden']}"
+        )
 
 
-def _cross_validate(counts, candidates, folds, model, report) -> sg.selection.Selection:
+def _cross_validate(counts, candidates, folds, model, report, where) -> sg.selection.Selection:
     """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
 
     def progress(n_hidden: int, fold: int, score: float) -> None:
@@ -739,7 +788,7 @@ def _cross_validate(counts, candidates, folds, model, report) -> sg.selection.Se
 
     if report:
         click.echo(f"choosing the number of hidden neurons among {', '.join(map(str, candidates))}:")
-    selection = sg.selection.cross_validate(counts, candidates, folds, model, callback=progress)
+    selection = sg.selection.cross_validate(counts, candidates, folds, model, callback=progress, device=where)
     if report:
         click.echo(str(selection))
     return selection

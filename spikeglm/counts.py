@@ -25,6 +25,9 @@ __all__ = ["COUNT_DTYPES", "SpikeCounts"]
 
 #: The dtypes counts are stored in, smallest first: the first that holds the largest count is used.
 COUNT_DTYPES = (np.uint8, np.uint16, np.uint32)
+#: The most bins a span may be cut into: past 2^53, bin numbers are no longer exact in floating point (the
+#: counts of so many bins could not be held anyway).
+MAX_BINS = 2**53
 
 
 class SpikeCounts:
@@ -135,6 +138,11 @@ class SpikeCounts:
     def bin_seconds(self) -> float:
         """Width of a bin in seconds."""
         return self._bin_seconds
+
+    @property
+    def source(self) -> str:
+        """What messages about these counts name: the file they were binned from, else ``"counts"``."""
+        return str(self.metadata.get("source") or "counts")
 
     @property
     def n_trials(self) -> int:

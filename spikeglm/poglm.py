@@ -18,10 +18,14 @@ from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
 from spikeglm.fit import (
     PART_BINS,
+    VALIDATION_PARTICLES,
     EpochRecord,
     ProgressLine,
     Resume,
     TrainingConfig,
+    auto_batch_size,
+    check_memory,
+    fit_memory,
     glm_start,
     solve_glm,
     train,
@@ -309,6 +313,7 @@ class POGLM:
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
         visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
+        self.check_fit(counts, config, validation)
         main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
@@ -330,6 +335,91 @@ class POGLM:
                 resume=resume,
             )
         return self
+
+    def check_fit(
+        self,
+        counts: SpikeCounts,
+        config: TrainingConfig | None = None,
+        validation: SpikeCounts | None = None,
+    ) -> None:
+        """The checks :meth:`fit` makes first, before it allocates anything, without fitting.
+
+        Parameters
+        ----------
+        counts : SpikeCounts
+            The counts to fit.
+        config : TrainingConfig, optional
+            The training settings (default: this model's own).
+        validation : SpikeCounts, optional
+            The held-out counts the fit would score as it goes (their particles count in its memory).
+
+        Raises
+        ------
+        ValueError
+            If the history window is longer than the longest trial (or segment), or the fit's memory
+            (:meth:`fit_memory`) is more than the machine has available; one line naming the counts' file,
+            the setting at fault and what to change.
+        """
+        config = self.training if config is None else config
+        where = counts.source
+        segments = _stand_in(counts.n_trials, counts.n_bins, counts.n_units, self)
+        window = self.basis.window
+        if window > segments.length:
+            longest = (
+                f"a segment (segment_bins={segments.length}, --segment-bins)"
+                if segments.cut
+                else f"the longest trial ({segments.length} bins)"
+            )
+            raise ValueError(
+                f"{where}: window={window} (--window) is longer than {longest}; "
+                f"give a history window of at most {segments.length} bins"
+                + (", or longer segments" if segments.cut else "")
+            )
+        scoring = {}
+        if validation is not None:
+            scoring = {
+                "score_trials": validation.n_trials,
+                "score_bins": validation.n_bins,
+                "n_particles": VALIDATION_PARTICLES,
+            }
+        parts = self.fit_memory(counts.n_trials, counts.n_bins, counts.n_units, config, **scoring)
+        check_memory(parts, where, self._memory_advice(counts.n_units, config))
+
+    def fit_memory(
+        self, n_trials: int, n_bins: int, n_units: int, config: TrainingConfig | None = None, **scoring
+    ) -> dict[str, float]:
+        """The memory a fit of this model to counts of this shape would take, by part, in bytes.
+
+        :func:`spikeglm.fit.fit_memory` for this model's settings (``config``: its training settings, by
+        default its own) and the size of the parts its steps are computed in; ``scoring`` are the
+        arguments of that function that size a scoring of held-out counts.
+        """
+        config = self.training if config is None else config
+        segments = _stand_in(n_trials, n_bins, n_units, self)
+        batch = auto_batch_size(segments) if config.batch_size is None else config.batch_size
+        per_part = min(max(1, config.part_bins // segments.bins), batch, len(segments))
+        return fit_memory(
+            n_units,
+            self.n_hidden,
+            self.basis.window,
+            self.basis.n_basis,
+            per_part * segments.bins,
+            config.n_samples,
+            config.objective,
+            **scoring,
+        )
+
+    def _memory_advice(self, n_units: int, config: TrainingConfig) -> dict[str, str]:
+        """What to change when each part of :meth:`fit_memory` is too large, naming the settings."""
+        units = f"use fewer than the {n_units} units (--units, --min-spikes, --min-rate)"
+        hidden = f"use fewer hidden neurons than n_hidden={self.n_hidden} (--hidden)"
+        return {
+            "parameters": hidden if self.n_hidden > n_units else units,
+            "start": units if self.n_hidden else f"{units}, or hidden neurons (no standard errors then)",
+            "step": f"lower part_bins={config.part_bins} (--part-bins) or n_samples={config.n_samples} "
+            "(--samples)",
+            "scoring": f"{hidden}, or hold out fewer trials",
+        }
 
     def _deprecated_settings(self, settings: dict) -> None:
         unknown = sorted(set(settings) - set(self.get_params()))
@@ -831,6 +921,12 @@ def _check_counts(counts: SpikeCounts, name: str) -> None:
             f"{name} must be a spikeglm.SpikeCounts (e.g. SpikeCounts.from_array(array, bin_size='5 ms')); "
             f"got {type(counts).__name__}"
         )
+
+
+def _stand_in(n_trials: int, n_bins: int, n_units: int, model: POGLM) -> Segments:
+    """The segments the model would cut counts of this shape into, from a stand-in that holds no counts."""
+    shape = torch.zeros((), dtype=torch.uint8).expand(n_trials, n_bins, n_units)
+    return model._segments(shape)
 
 
 def _compact_tensor(counts: SpikeCounts) -> torch.Tensor:

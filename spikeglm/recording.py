@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import quantities as pq
 
-from spikeglm.counts import COUNT_DTYPES, SpikeCounts
+from spikeglm.counts import COUNT_DTYPES, MAX_BINS, SpikeCounts
+from spikeglm.memory import available_memory
 from spikeglm.timeunits import format_time, parse_time, seconds
 from spikeglm.unitids import check_unit_ids, unit_columns
 
@@ -524,12 +525,18 @@ class Recording:
         dtype = next(dtype for dtype in COUNT_DTYPES if busiest <= np.iinfo(dtype).max)
         shape = (len(starts), n_bins, len(columns))
         size = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
-        if size > max_bytes:
+        available = available_memory()
+        if size > min(max_bytes, available):
+            bound = (
+                f"max_bytes={max_bytes}"
+                if size > max_bytes
+                else f"over the {available / 2**30:.3g} GiB available"
+            )
             raise ValueError(
                 self._where(
                     f"bin: {shape[0]} trial(s) x {shape[1]} bins x {shape[2]} unit(s) of counts would take "
-                    f"{size / 2**30:.3g} GiB (max_bytes={max_bytes}); use a larger bin size, fewer units "
-                    "or a shorter span"
+                    f"{size / 2**30:.3g} GiB ({bound}); use a larger bin size, fewer units or a shorter span "
+                    "(--bin-size, --units, --t-start/--t-stop)"
                 )
             )
         counts = np.zeros((shape[0] * n_bins, shape[2]), dtype=dtype)
@@ -553,7 +560,13 @@ class Recording:
 
     def _whole_bins(self, length: float, width: float, outer: str, inner: str) -> int:
         """Number of whole pieces of ``width`` s (``inner``) in ``length`` s (``outer``); none: ValueError."""
-        n_bins = int(np.floor(length / width * (1 + 1e-12)))
+        ratio = length / width * (1 + 1e-12)
+        if not ratio < MAX_BINS:  # also an infinite ratio, from a bin size near zero
+            many = f"{ratio:.3g}" if np.isfinite(ratio) else "more than 1e308"
+            raise ValueError(
+                self._where(f"bin: {inner} makes {many} bins of {outer}; use a larger bin_size (--bin-size)")
+            )
+        n_bins = int(np.floor(ratio))
         if n_bins == 0:
             raise ValueError(self._where(f"bin: {inner} is longer than {outer}"))
         return n_bins

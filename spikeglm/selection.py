@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from spikeglm.counts import SpikeCounts
+from spikeglm.fit import n_parameters
+from spikeglm.io.limits import format_bytes
+from spikeglm.memory import available_memory
 from spikeglm.options import whole
 
 if TYPE_CHECKING:  # the estimator's module keeps a Selection: it is imported where it is used
@@ -129,6 +133,7 @@ def select_hidden(
     model: POGLM | None = None,
     n_particles: int = 1000,
     callback: Callable[[int, int, float], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> POGLM:
     """Choose the number of hidden neurons by cross-validation, and refit the choice on all the data.
 
@@ -146,12 +151,19 @@ def select_hidden(
         Particles per held-out trial of the particle filter.
     callback : callable, optional
         Called as ``callback(n_hidden, fold, score)`` after each held-out score (progress).
+    device : str or torch.device, optional
+        Where every fit computes (:meth:`~spikeglm.poglm.POGLM.fit`).
 
     Returns
     -------
     POGLM
         Fitted on all of ``counts`` with the chosen number of hidden neurons; its ``selection_`` is the
         :class:`Selection` (saved with the model).
+
+    Raises
+    ------
+    ValueError
+        If a candidate is more than the data can carry (:func:`largest_candidate`), before any fit.
 
     Examples
     --------
@@ -164,8 +176,8 @@ def select_hidden(
     from spikeglm.poglm import POGLM
 
     template = POGLM() if model is None else model
-    selection = cross_validate(counts, candidates, folds, template, n_particles, callback)
-    chosen = template.clone().set_params(n_hidden=selection.chosen).fit(counts)
+    selection = cross_validate(counts, candidates, folds, template, n_particles, callback, device)
+    chosen = template.clone().set_params(n_hidden=selection.chosen).fit(counts, device=device)
     chosen.selection_ = selection
     return chosen
 
@@ -177,22 +189,113 @@ def cross_validate(
     model: POGLM,
     n_particles: int = 1000,
     callback: Callable[[int, int, float], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> Selection:
-    """The cross-validation of :func:`select_hidden` without the final refit (same arguments)."""
-    candidates = tuple(sorted({whole(h, "candidates", minimum=0) for h in candidates}))
-    if not candidates:
-        raise ValueError("candidates: give at least one number of hidden neurons")
-    folds = whole(folds, "folds", minimum=2)
-    parts, folds_by = _folds(counts, folds)
+    """The cross-validation of :func:`select_hidden` without the final refit (same arguments).
+
+    Every fit is a clone of ``model`` (its settings: epochs, samples, window...) with the candidate's
+    number of hidden neurons. Most of a fold's time with many hidden neurons goes to scoring it: the
+    particle filter steps through the bins one by one, its work growing as particles x hidden x all
+    neurons, so that a candidate the data cannot carry would take far longer than its fit. Candidates are
+    therefore bounded first (:func:`largest_candidate`).
+    """
+    candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
+    folds = len(parts)
     scores = np.empty((len(candidates), folds))
     for row, n_hidden in enumerate(candidates):
         for k in range(folds):
             train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
-            fitted = model.clone().set_params(n_hidden=n_hidden).fit(train)
+            fitted = model.clone().set_params(n_hidden=n_hidden).fit(train, device=device)
             scores[row, k] = fitted.log_likelihood(parts[k], n_particles=n_particles).per_bin
             if callback is not None:
                 callback(n_hidden, k, scores[row, k])
     return _choose(candidates, scores, folds_by)
+
+
+def check_candidates(
+    counts: SpikeCounts, candidates: Sequence[int], folds: int, model: POGLM, n_particles: int = 1000
+) -> tuple[int, ...]:
+    """The candidates of a cross-validation (arguments of :func:`cross_validate`), checked before any fit.
+
+    Returns
+    -------
+    tuple of int
+        The candidates, each once, increasing.
+
+    Raises
+    ------
+    ValueError
+        If there is none, one is not a whole number >= 0, ``folds`` cannot cut the data, or the largest
+        candidate is more than the data can carry (:func:`largest_candidate`): one line naming the file,
+        ``candidates`` (``--candidates``) and the largest acceptable number.
+    """
+    return _checked(counts, candidates, folds, model, n_particles)[0]
+
+
+def _checked(
+    counts: SpikeCounts, candidates: Sequence[int], folds: int, model: POGLM, n_particles: int
+) -> tuple[tuple[int, ...], list[SpikeCounts], str]:
+    """:func:`check_candidates`, with the folds' parts and how they were cut."""
+    candidates = tuple(sorted({whole(h, "candidates", minimum=0) for h in candidates}))
+    if not candidates:
+        raise ValueError("candidates (--candidates): give at least one number of hidden neurons")
+    parts, folds_by = _folds(counts, whole(folds, "folds", minimum=2))
+    largest, reason = largest_candidate(counts, model, parts, n_particles)
+    if candidates[-1] > largest:
+        raise ValueError(
+            f"{counts.source}: candidates (--candidates) go up to {candidates[-1]} hidden neurons, but "
+            f"the largest number these data can carry is {largest} ({reason}); give candidates of at most "
+            f"{largest}"
+        )
+    return candidates, parts, folds_by
+
+
+def largest_candidate(
+    counts: SpikeCounts, model: POGLM, parts: Sequence[SpikeCounts], n_particles: int
+) -> tuple[int, str]:
+    """The most hidden neurons a cross-validation of ``model`` on ``counts`` (cut into ``parts``) can try.
+
+    A candidate must have no more parameters (:func:`spikeglm.fit.n_parameters`) than there are visible
+    counts to fit them, and its fit on all the data (the refit of the choice), with the scoring of the
+    largest part by ``n_particles`` particles (:func:`spikeglm.fit.fit_memory`), must fit in the memory
+    available.
+
+    Returns
+    -------
+    largest : int
+        The largest acceptable number of hidden neurons (at least 0: a fit without any is checked by
+        :meth:`~spikeglm.poglm.POGLM.check_fit`).
+    reason : str
+        What bounds it, for a message.
+    """
+    observations = counts.n_trials * counts.n_bins * counts.n_units
+    held_out = max(parts, key=lambda part: part.n_trials * part.n_bins)
+    scoring = {"score_trials": held_out.n_trials, "score_bins": held_out.n_bins, "n_particles": n_particles}
+    available = available_memory()
+
+    def carried(n_hidden: int) -> bool:
+        return n_parameters(counts.n_units, n_hidden, model.basis.n_basis) <= observations
+
+    def held(n_hidden: int) -> bool:  # the refit on all the data, and the scoring of the largest fold
+        candidate = model.clone().set_params(n_hidden=n_hidden)
+        shape = (counts.n_trials, counts.n_bins, counts.n_units)
+        return sum(candidate.fit_memory(*shape, **scoring).values()) <= available
+
+    by_parameters = _last_true(carried, observations)
+    largest = _last_true(held, by_parameters)
+    if largest < by_parameters:
+        memory = f"{format_bytes(available)} of memory available"
+        return largest, f"a fit and its scoring with more would take more than the {memory}"
+    return largest, f"with more, the model would have more parameters than the {observations} counts"
+
+
+def _last_true(test: Callable[[int], bool], high: int) -> int:
+    """The largest ``n`` in ``0..high`` with ``test(n)``, for a test that holds up to some ``n`` only."""
+    low = 0
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if test(middle) else (low, middle - 1)
+    return low
 
 
 def _choose(candidates: tuple[int, ...], scores: np.ndarray, folds_by: str) -> Selection:

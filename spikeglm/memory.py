@@ -1,0 +1,46 @@
+"""How much memory this process can still take, for the checks made before large allocations.
+
+:func:`available_memory` reads what the machine has available now and what is left of a cap on the
+process's address space (``ulimit -v``, a scheduler's limit); a fit (:func:`spikeglm.fit.fit_memory`) or
+a binning (:meth:`spikeglm.Recording.bin`) that would need more is refused with one line before it
+allocates, instead of ending in a MemoryError or a kill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no address-space cap to read
+    resource = None
+
+__all__ = ["available_memory"]
+
+
+def available_memory() -> int:
+    """Bytes of memory this process can still take: the machine's ``MemAvailable`` (/proc/meminfo; else
+    its free pages, ``os.sysconf``), and no more than what is left of a cap on its address space."""
+    available = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as handle:
+            lines = [line.split() for line in handle if line.startswith("MemAvailable:")]
+        available = int(lines[0][1]) * 1024
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            available = 1 << 62
+    cap = resource.getrlimit(resource.RLIMIT_AS)[0] if resource is not None else -1
+    if cap not in (-1, getattr(resource, "RLIM_INFINITY", -1)):
+        available = min(available, cap - _address_space())
+    return max(0, available)
+
+
+def _address_space() -> int:
+    """Bytes of address space this process has mapped (VmSize of /proc/self/status; 0 where unknown)."""
+    with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+        with open("/proc/self/status") as handle:
+            return int(next(line.split()[1] for line in handle if line.startswith("VmSize:"))) * 1024
+    return 0
