@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
+from spikeglm.io._hdf5 import open_file, reason
 from spikeglm.io._times import to_seconds
 from spikeglm.io.limits import check_size
 from spikeglm.io.plain import group_spikes
@@ -174,30 +174,17 @@ def _too_deep(path: Path, where: str) -> ValueError:
     )
 
 
-def _reason(error: BaseException) -> str:
-    """A library's error as a short clause: its first line, without h5py's "Unable to ..." wrapper."""
-    lines = str(error).strip().strip("'\"").splitlines()
-    text = lines[0] if lines else type(error).__name__
-    wrapped = re.fullmatch(r"Unable to synchronously [^(]*\((.*)\)", text)
-    return wrapped.group(1) if wrapped else text
-
-
 def _variables(path: Path) -> tuple[dict[str, Any], str]:
     """The file's variables in a common form (numeric arrays, scipy.sparse matrices, str, _Cell,
     _Struct), and its version."""
     if h5py.is_hdf5(path):
-        try:
-            with h5py.File(path, "r") as handle:
-                reader = _Hdf5Reader(handle, path)
-                try:
-                    return reader.variables(), "MATLAB v7.3, h5py"
-                except (AttributeError, KeyError, OSError, RuntimeError, TypeError) as error:
-                    # damage met where no finer check applies: named by the object being read
-                    raise reader.error(reader.where, f"is damaged ({_reason(error)})") from None
-        except OSError as error:
-            raise ValueError(
-                f"{path}: is not a readable MATLAB v7.3 (HDF5) file ({_reason(error)})"
-            ) from None
+        with open_file(path, "MATLAB v7.3 (HDF5)") as handle:
+            reader = _Hdf5Reader(handle, path)
+            try:
+                return reader.variables(), "MATLAB v7.3, h5py"
+            except (AttributeError, KeyError, OSError, RuntimeError, TypeError) as error:
+                # damage met where no finer check applies: named by the object being read
+                raise reader.error(reader.where, f"is damaged ({reason(error)})") from None
     _check_v4_v5(path)
     try:
         contents = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True, chars_as_strings=True)
@@ -215,7 +202,7 @@ def _variables(path: Path) -> tuple[dict[str, Any], str]:
         struct.error,
         zlib.error,
     ) as error:
-        raise ValueError(f"{path}: is not a readable MATLAB file ({_reason(error)})") from None
+        raise ValueError(f"{path}: is not a readable MATLAB file ({reason(error)})") from None
     variables = {name: _from_scipy(value) for name, value in contents.items() if not name.startswith("__")}
     return variables, "MATLAB v5, scipy.io"
 
@@ -265,7 +252,7 @@ class _Hdf5Reader:
         try:
             names = list(group)
         except (KeyError, OSError, RuntimeError, ValueError) as error:
-            raise self.error(where, f"cannot be listed ({_reason(error)})") from None
+            raise self.error(where, f"cannot be listed ({reason(error)})") from None
         if not all(isinstance(name, str) for name in names):
             raise self.error(where, "holds a name that is not UTF-8 text")
         return names
@@ -283,7 +270,7 @@ class _Hdf5Reader:
                 )
             return group[name]
         except (KeyError, RuntimeError, OSError) as error:
-            raise self.error(where, f"cannot be opened ({_reason(error)})") from None
+            raise self.error(where, f"cannot be opened ({reason(error)})") from None
 
     def references(self, dataset: h5py.Dataset, where: str) -> list[tuple[Any, int]]:
         """A dataset's references, each with the address it points to (one address, one object)."""
@@ -292,7 +279,7 @@ class _Hdf5Reader:
         try:
             dataset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, addresses, mtype=h5py.h5t.STD_REF_OBJ)
         except (KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
-            raise self.error(where, f"cannot be read ({_reason(error)})") from None
+            raise self.error(where, f"cannot be read ({reason(error)})") from None
         return list(zip(references, addresses.tolist(), strict=True))
 
     def dereference(self, reference: tuple[Any, int], where: str, within: tuple) -> Any:
@@ -308,7 +295,7 @@ class _Hdf5Reader:
         try:
             obj = self.handle[target]
         except (KeyError, ValueError, RuntimeError, OSError) as error:
-            raise self.error(where, f"is a reference that leads nowhere ({_reason(error)})") from None
+            raise self.error(where, f"is a reference that leads nowhere ({reason(error)})") from None
         before = self.budget.used
         value = self.value(obj, where, within)
         self.done[address] = (value, self.budget.used - before)
@@ -330,7 +317,7 @@ class _Hdf5Reader:
         try:
             return obj.attrs.get(name)
         except (AttributeError, KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
-            raise self.error(where, f"has an unreadable {name} attribute ({_reason(error)})") from None
+            raise self.error(where, f"has an unreadable {name} attribute ({reason(error)})") from None
 
     def matlab_class(self, obj: h5py.HLObject, where: str) -> str:
         kind = self.attribute(obj, "MATLAB_class", where)
@@ -410,7 +397,7 @@ class _Hdf5Reader:
         try:
             return dataset.dtype
         except (TypeError, ValueError) as error:
-            raise self.error(where, f"has an unreadable type ({_reason(error)})") from None
+            raise self.error(where, f"has an unreadable type ({reason(error)})") from None
 
     def array(self, dataset: h5py.Dataset, where: str) -> np.ndarray:
         """A dataset's values, its declared size charged to the budget before it is read."""
@@ -436,7 +423,7 @@ class _Hdf5Reader:
         try:
             return np.asarray(dataset[()])
         except (AttributeError, KeyError, OSError, RuntimeError, TypeError, ValueError) as error:
-            raise self.error(where, f"cannot be read ({_reason(error)})") from None
+            raise self.error(where, f"cannot be read ({reason(error)})") from None
 
     def sparse(self, group: h5py.Group, where: str) -> scipy.sparse.csc_matrix:
         """A sparse matrix: ``jc`` the columns' starts in ``ir`` (rows) and ``data``, ``MATLAB_sparse``
@@ -502,7 +489,7 @@ def _check_v4_v5(path: Path) -> None:
     try:
         major, _ = scipy.io.matlab.matfile_version(io.BytesIO(data))
     except (scipy.io.matlab.MatReadError, ValueError, IndexError, struct.error) as error:
-        raise ValueError(f"{path}: is not a readable MATLAB file ({_reason(error)})") from None
+        raise ValueError(f"{path}: is not a readable MATLAB file ({reason(error)})") from None
     if major == 0:
         _V4Scan(data, path).run()
     elif major == 1:
@@ -605,7 +592,7 @@ class _V5Scan:
             head = inflater.decompress(compressed, 4096)
         except zlib.error as error:
             raise self.malformed(
-                f"element {number}", f"its compressed data are corrupt ({_reason(error)})"
+                f"element {number}", f"its compressed data are corrupt ({reason(error)})"
             ) from None
         if len(head) < 8:
             raise self.malformed(f"element {number}", "its compressed data end inside its tag")
@@ -618,7 +605,7 @@ class _V5Scan:
         try:
             rest = inflater.decompress(inflater.unconsumed_tail, max(declared - len(head), 1))
         except zlib.error as error:
-            raise self.malformed(where, f"its compressed data are corrupt ({_reason(error)})") from None
+            raise self.malformed(where, f"its compressed data are corrupt ({reason(error)})") from None
         return (head + rest)[:declared]
 
     def header(

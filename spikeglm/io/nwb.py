@@ -18,8 +18,8 @@ Reading needs no pynwb. What is read:
   was not observed counts as silence, and the warning names the span that every unit was observed over.
 
 What is refused, with one line naming the file and the dataset at fault: a file that is not HDF5 or is
-truncated or damaged where it is read (text whose heap of strings is damaged is refused before HDF5
-reads it: HDF5 can loop without end on one); links to other files (external links) and loops of soft links;
+truncated or damaged where it is read, or whose heap of variable-length data is damaged (see
+:mod:`spikeglm.io._hdf5`); links to other files (external links) and loops of soft links;
 datasets of the wrong type or shape (text spike times, one-column ``obs_intervals``, trial columns of
 unequal length); ragged indices that do not match their data; NaN or infinite ``obs_intervals``; and
 datasets whose size would exceed the read budget of :mod:`spikeglm.io.limits`, checked from their
@@ -36,11 +36,12 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import h5py
 import numpy as np
 
+from spikeglm.io._hdf5 import open_file, reason
 from spikeglm.io.limits import check_size
 from spikeglm.recording import Recording
 from spikeglm.unitids import unit_columns
@@ -94,10 +95,7 @@ def read(
         or shape, an inconsistent ragged index, an external link or a loop of links, or more than the
         read budget; or a unit of ``units`` is not in it, or it has no table ``trials``.
     """
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"{path}: is not a readable HDF5/NWB file ({_brief(error)})") from None
+    handle = open_file(path, "HDF5/NWB")
     file = _File(handle, path)
     try:
         with handle:
@@ -106,7 +104,7 @@ def read(
         if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
             raise
         raise ValueError(
-            f"{path}: {file.at} cannot be read ({_brief(error)}); the file may be truncated or damaged"
+            f"{path}: {file.at} cannot be read ({reason(error)}); the file may be truncated or damaged"
         ) from None
 
 
@@ -221,7 +219,7 @@ class _File:
         try:
             found = group.get(name)
         except RuntimeError as error:
-            raise self.refuse(full, f"is a link that cannot be followed ({_brief(error)})") from None
+            raise self.refuse(full, f"is a link that cannot be followed ({reason(error)})") from None
         if found is not None and found.file.filename != self.handle.filename:
             raise self.refuse(
                 full,
@@ -242,40 +240,7 @@ class _File:
         if kind not in kinds:
             raise self.refuse(dataset.name, f"holds {kind}, where {' or '.join(kinds)} are expected")
         self.charge(np.prod(dataset.shape, dtype=float) * max(dataset.dtype.itemsize, 8), dataset)
-        if kind == "text" and h5py.check_string_dtype(dataset.dtype).length is None:
-            self.check_heap(dataset)
         return dataset[()]
-
-    def check_heap(self, dataset: h5py.Dataset) -> None:
-        """Refuse a dataset of variable-length text whose strings lie in a damaged global heap.
-
-        HDF5 can loop without end on such a heap, so the heap collections that the dataset's string
-        descriptors (length, collection address, object index) point into are walked here first, from
-        the file's bytes. Only contiguous datasets are checked (chunked ones hold their descriptors in
-        chunks that may be compressed).
-        """
-        address_size, length_size = self.handle.id.get_create_plist().get_sizes()
-        width = 4 + address_size + 4
-        offset = dataset.id.get_offset()
-        if offset is None or dataset.id.get_storage_size() != dataset.size * width:
-            return
-        with open(self.path, "rb") as raw:
-            raw.seek(offset)
-            descriptors = raw.read(dataset.size * width)
-            wanted: dict[int, dict[int, int]] = {}
-            for start in range(0, len(descriptors), width):
-                length = int.from_bytes(descriptors[start : start + 4], "little")
-                address = int.from_bytes(descriptors[start + 4 : start + 4 + address_size], "little")
-                index = int.from_bytes(descriptors[start + 4 + address_size : start + width], "little")
-                if length:  # an empty string points nowhere
-                    wanted.setdefault(address, {})[index] = length
-            for address, objects in wanted.items():
-                found = _heap_objects(raw, address, length_size)
-                if found is None or any(found.get(index) != length for index, length in objects.items()):
-                    raise self.refuse(
-                        dataset.name,
-                        f"points into a damaged heap of strings (at byte {address}); the file is damaged",
-                    )
 
     def charge(self, nbytes: float, dataset: h5py.Dataset) -> None:
         """Count ``nbytes`` more of ``dataset`` against the read budget, refusing what would exceed it."""
@@ -460,36 +425,6 @@ class _File:
         return attributes
 
 
-def _heap_objects(raw: BinaryIO, address: int, length_size: int) -> dict[int, int] | None:
-    """The objects of the HDF5 global heap collection at ``address``, ``{index: size}``; None if damaged.
-
-    A collection is ``GCOL``, a version, 3 bytes, its size, then objects (index 2 bytes, references 2,
-    reserved 4, size, data padded to 8 bytes) up to a free-space object (index 0) that fills the rest.
-    """
-    raw.seek(0, 2)
-    file_size = raw.tell()
-    raw.seek(address)
-    header = raw.read(8 + length_size)
-    if len(header) < 8 + length_size or header[:4] != b"GCOL":
-        return None
-    size = int.from_bytes(header[8:], "little")
-    if address + size > file_size or size < len(header):
-        return None
-    heap = header + raw.read(size - len(header))
-    objects: dict[int, int] = {}
-    position, head = len(header), 8 + length_size
-    while position + head <= size:
-        index = int.from_bytes(heap[position : position + 2], "little")
-        length = int.from_bytes(heap[position + 8 : position + head], "little")
-        if index == 0:
-            return objects if length == size - position else None
-        if index in objects:
-            return None
-        objects[index] = length
-        position += head + -(-length // 8) * 8
-    return objects if position <= size else None
-
-
 def _kind(dtype: np.dtype) -> str:
     """What a dataset's values are, in words: numbers, booleans, text, or the dtype."""
     if h5py.check_string_dtype(dtype) is not None:
@@ -517,11 +452,6 @@ def _some(items: list) -> str:
     """The first few of ``items``, joined, and how many more there are."""
     shown = ", ".join(repr(item) if isinstance(item, str) else str(item) for item in items[:_LISTED])
     return shown + (f" and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
-
-
-def _brief(error: Exception) -> str:
-    """An exception's text on one line."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _plain(value: Any) -> Any:

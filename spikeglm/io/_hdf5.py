@@ -1,0 +1,100 @@
+"""What the HDF5-based readers (NWB, MATLAB v7.3) share: opening a file safely and wording h5py's errors.
+
+HDF5 stores variable-length data (text columns, attributes such as MATLAB's ``MATLAB_fields``) in
+*global heap collections*. A damaged size inside one can make the HDF5 library loop without end when it
+reads that data, which no Python-level timeout can stop. :func:`open_file` therefore walks every
+collection of the file from its raw bytes before h5py touches it, and refuses a file whose collections
+do not add up.
+
+A collection is the signature ``GCOL``, a version byte (1), three reserved bytes and its total size
+(8 bytes, the file's usual length size), then its objects, each an index (2 bytes), a reference count
+(2), 4 reserved bytes, the object's size (8) and its data padded to a multiple of 8 bytes, up to a
+free-space object (index 0) whose size is the rest of the collection (a full collection may end with
+fewer bytes than an object's header instead).
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from pathlib import Path
+
+import h5py
+
+__all__ = ["damaged_heap", "open_file", "reason"]
+
+_SIGNATURE = b"GCOL\x01\x00\x00\x00"
+#: The smallest collection HDF5 writes.
+_SMALLEST = 4096
+_HEADER = len(_SIGNATURE) + 8  # signature, version, reserved, collection size
+_OBJECT_HEADER = 16  # index, references, reserved, size
+
+
+def open_file(path: Path, kind: str) -> h5py.File:
+    """``path`` opened read-only with h5py, once its heap collections are known to be sound.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: it is not readable HDF5 (``kind`` names what it was meant to be, e.g.
+        ``"HDF5/NWB"``), or one of its heap collections is damaged.
+    """
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path}: is not a readable {kind} file ({reason(error)})") from None
+    offset = damaged_heap(path)
+    if offset is not None:
+        handle.close()
+        raise ValueError(
+            f"{path}: the heap of variable-length data at byte {offset} is damaged (its objects do not "
+            "add up to its size); the file is damaged and cannot be read safely"
+        )
+    return handle
+
+
+def damaged_heap(path: Path) -> int | None:
+    """The byte offset of the first damaged global heap collection of the file, or None if all are sound.
+
+    Only the bytes at each ``GCOL`` signature are read, through a memory map; a file without
+    variable-length data has none.
+    """
+    with open(path, "rb") as raw:
+        if raw.seek(0, 2) == 0:
+            return None
+        with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            start = data.find(_SIGNATURE)
+            while start >= 0:
+                if not _sound(data, start):
+                    return start
+                start = data.find(_SIGNATURE, start + 1)
+    return None
+
+
+def _sound(data: mmap.mmap, start: int) -> bool:
+    """Whether the collection at ``start`` fits in the file and its objects fill it exactly."""
+    if start + _HEADER > len(data):
+        return False
+    size = int.from_bytes(data[start + 8 : start + _HEADER], "little")
+    if size < _SMALLEST or start + size > len(data):
+        return False
+    position, seen = _HEADER, set()
+    while position + _OBJECT_HEADER <= size:
+        at = start + position
+        index = int.from_bytes(data[at : at + 2], "little")
+        length = int.from_bytes(data[at + 8 : at + _OBJECT_HEADER], "little")
+        if index == 0:  # the free space: the rest of the collection, header included
+            return length == size - position
+        if index in seen:
+            return False
+        seen.add(index)
+        position += _OBJECT_HEADER + -(-length // 8) * 8
+    return position <= size  # a full collection: what is left is too short to be an object
+
+
+def reason(error: BaseException) -> str:
+    """A library's error as a short clause: its first line, without h5py's "Unable to ..." wrapper."""
+    lines = str(error).strip().strip("'\"").splitlines()
+    text = lines[0] if lines else type(error).__name__
+    wrapped = re.fullmatch(r"Unable to synchronously [^(]*\((.*)\)", text)
+    return wrapped.group(1) if wrapped else text
