@@ -45,8 +45,12 @@ class _Commands(click.Group):
             result = super().invoke(ctx)
             sys.stdout.flush()  # here, where a closed pipe can still be told apart
             return result
-        except (click.UsageError, click.exceptions.Exit, click.exceptions.Abort):
-            raise  # click's own report: the usage and the option at fault
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "spikeglm"
+            click.echo(f"spikeglm: error: {_one_line(error)} (see {where} --help)", err=True)
+            sys.exit(error.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except BrokenPipeError:
             _closed_pipe()
         except click.ClickException as error:
@@ -96,7 +100,8 @@ def _closed_pipe() -> None:
 
 def _one_line(error: Exception, longest: int = 1000) -> str:
     """An error as one line of at most ``longest`` characters (a blank message names the error's type)."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    message = error.format_message() if isinstance(error, click.ClickException) else str(error)
+    text = " ".join(message.split()) or type(error).__name__
     if isinstance(error, KeyError):  # str(KeyError) is the bare key in quotes
         text = f"missing {text}"
     return text if len(text) <= longest else text[: longest - 15] + " ... (cut short)"
