@@ -21,7 +21,7 @@ from pathlib import Path
 
 import h5py
 
-__all__ = ["damaged_heap", "open_file", "reason"]
+__all__ = ["damaged_heap", "external_link", "open_file", "reason"]
 
 _SIGNATURE = b"GCOL\x01\x00\x00\x00"
 #: The smallest collection HDF5 writes.
@@ -90,6 +90,20 @@ def _sound(data: mmap.mmap, start: int) -> bool:
         seen.add(index)
         position += _OBJECT_HEADER + -(-length // 8) * 8
     return position <= size  # a full collection: what is left is too short to be an object
+
+
+def external_link(group: h5py.Group, name: str) -> str | None:
+    """Why ``group[name]`` may not be followed, when it is a link into another file; else None.
+
+    The readers take only what a file itself holds: a link elsewhere could reach any file on the machine.
+    """
+    link = group.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        return (
+            f"is an external link to {link.path} in {link.filename}; spikeglm reads only what the file "
+            "itself holds (copy that data into the file)"
+        )
+    return None
 
 
 def reason(error: BaseException) -> str:

@@ -48,7 +48,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from spikeglm.io._hdf5 import open_file, reason
+from spikeglm.io._hdf5 import external_link, open_file, reason
 from spikeglm.io._times import to_seconds
 from spikeglm.io.limits import check_size
 from spikeglm.io.plain import group_spikes
@@ -261,13 +261,9 @@ class _Hdf5Reader:
         """The object at ``group[name]``; external links and links that lead nowhere are refused."""
         self.where = where
         try:
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                raise self.error(
-                    where,
-                    f"is an external link to {link.filename}:{link.path}; only what the file itself "
-                    "holds is read",
-                )
+            outside = external_link(group, name)
+            if outside:
+                raise self.error(where, outside)
             return group[name]
         except (KeyError, RuntimeError, OSError) as error:
             raise self.error(where, f"cannot be opened ({reason(error)})") from None

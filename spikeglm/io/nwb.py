@@ -41,7 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from spikeglm.io._hdf5 import open_file, reason
+from spikeglm.io._hdf5 import external_link, open_file, reason
 from spikeglm.io.limits import check_size
 from spikeglm.recording import Recording
 from spikeglm.unitids import unit_columns
@@ -209,13 +209,9 @@ class _File:
         A link to another file, or a soft link that cannot be followed (a loop), is refused.
         """
         self.at = full = f"{group.name.rstrip('/')}/{name}"
-        link = group.get(name, getlink=True)
-        if isinstance(link, h5py.ExternalLink):
-            raise self.refuse(
-                full,
-                f"is an external link to {link.path} in {link.filename}; spikeglm reads only what the file "
-                "itself holds (copy that data into the file)",
-            )
+        outside = external_link(group, name)
+        if outside:
+            raise self.refuse(full, outside)
         try:
             found = group.get(name)
         except RuntimeError as error:
