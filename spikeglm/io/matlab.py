@@ -240,7 +240,7 @@ class _Hdf5Reader:
         self.where = "/"  # the object being read, for the messages
 
     def error(self, where: str, what: str) -> ValueError:
-        return ValueError(f"{self.path}: {where}: {what}")
+        return ValueError(f"{self.path}: {_printable(where)}: {what}")
 
     def variables(self) -> dict[str, Any]:
         """Every variable of the file (``#refs#`` and MATLAB's other bookkeeping groups left out)."""
@@ -330,7 +330,9 @@ class _Hdf5Reader:
         order = [_field_name(name) for name in np.atleast_1d(names)]
         if None in order:
             raise self.error(
-                where, f"has a MATLAB_fields attribute that is not a list of field names ({names!r:.60})"
+                where,
+                "has a MATLAB_fields attribute that is not a list of field names "
+                f"({' '.join(repr(names).split()):.60})",
             )
         return [name for name in order if name in present] or present
 
@@ -544,7 +546,9 @@ class _V5Scan:
         self.order = "<" if data[126:128] == b"IM" else ">"
 
     def malformed(self, where: str, what: str) -> ValueError:
-        return ValueError(f"{self.path}: {where}: {what}; the file is damaged or not a MATLAB file")
+        return ValueError(
+            f"{self.path}: {_printable(where)}: {what}; the file is damaged or not a MATLAB file"
+        )
 
     def run(self) -> None:
         offset, number = 128, 0
@@ -868,6 +872,11 @@ def _scalar_text(value: Any) -> str | None:
         number = value.ravel()[0].item()
         return str(int(number)) if float(number).is_integer() else str(number)
     return None
+
+
+def _printable(text: str) -> str:
+    """``text`` (a name read from the file) for a one-line message: characters that do not print escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _describe(value: Any) -> str:

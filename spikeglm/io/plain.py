@@ -239,7 +239,7 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
             try:
                 with archive.open(member) as stream:
                     arrays[name] = read_npy(stream, member.file_size, path, name)
-            except _ZIP_ERRORS as error:
+            except (*_ZIP_ERRORS, UnicodeDecodeError) as error:
                 raise ValueError(f"{path}: {what} cannot be decompressed ({error})") from None
     return arrays
 
