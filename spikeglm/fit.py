@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from spikeglm import parallel, relax, smc
-from spikeglm.io.limits import format_bytes
-from spikeglm.memory import available_memory
+from spikeglm.memory import available_memory, format_bytes
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import Registry, positive, whole
 from spikeglm.segments import Batch, Segments

@@ -3,7 +3,8 @@
 :func:`available_memory` reads what the machine has available now and what is left of a cap on the
 process's address space (``ulimit -v``, a scheduler's limit); a fit (:func:`spikeglm.fit.fit_memory`) or
 a binning (:meth:`spikeglm.Recording.bin`) that would need more is refused with one line before it
-allocates, instead of ending in a MemoryError or a kill.
+allocates, instead of ending in a MemoryError or a kill. :func:`format_bytes` writes sizes for those
+messages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no address-space cap to read
     resource = None
 
-__all__ = ["available_memory"]
+__all__ = ["available_memory", "format_bytes"]
 
 
 def available_memory() -> int:
@@ -44,3 +45,17 @@ def _address_space() -> int:
         with open("/proc/self/status") as handle:
             return int(next(line.split()[1] for line in handle if line.startswith("VmSize:"))) * 1024
     return 0
+
+
+def format_bytes(nbytes: float) -> str:
+    """A size for a message, in binary units: ``"8 GiB"``, ``"1.5 MiB"``, ``"512 bytes"``.
+
+    Examples
+    --------
+    >>> format_bytes(8 * 2**30), format_bytes(1.5 * 2**20), format_bytes(512)
+    ('8 GiB', '1.5 MiB', '512 bytes')
+    """
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{int(nbytes)} bytes"

@@ -15,7 +15,7 @@ import numpy as np
 import quantities as pq
 
 from spikeglm.counts import COUNT_DTYPES, MAX_BINS, SpikeCounts
-from spikeglm.memory import available_memory
+from spikeglm.memory import available_memory, format_bytes
 from spikeglm.timeunits import format_time, parse_time, seconds
 from spikeglm.unitids import check_unit_ids, unit_columns
 
@@ -528,15 +528,16 @@ class Recording:
         available = available_memory()
         if size > min(max_bytes, available):
             bound = (
-                f"max_bytes={max_bytes}"
+                f"max_bytes ({format_bytes(max_bytes)})"
                 if size > max_bytes
-                else f"over the {available / 2**30:.3g} GiB available"
+                else f"the {format_bytes(available)} of memory available"
             )
             raise ValueError(
                 self._where(
                     f"bin: {shape[0]} trial(s) x {shape[1]} bins x {shape[2]} unit(s) of counts would take "
-                    f"{size / 2**30:.3g} GiB ({bound}); use a larger bin size, fewer units or a shorter span "
-                    "(--bin-size, --units, --t-start/--t-stop)"
+                    f"{format_bytes(size)}, more than {bound}; "
+                    "use a larger bin size, fewer units or a shorter span (--bin-size, --units, "
+                    "--t-start/--t-stop)"
                 )
             )
         counts = np.zeros((shape[0] * n_bins, shape[2]), dtype=dtype)

@@ -24,8 +24,7 @@ import torch
 
 from spikeglm.counts import SpikeCounts
 from spikeglm.fit import n_parameters
-from spikeglm.io.limits import format_bytes
-from spikeglm.memory import available_memory
+from spikeglm.memory import available_memory, format_bytes
 from spikeglm.options import whole
 
 if TYPE_CHECKING:  # the estimator's module keeps a Selection: it is imported where it is used

@@ -87,7 +87,7 @@ def test_the_cli_refuses_a_huge_window_with_one_line(recording, tmp_path):
 # ------------------------------------------------------------------ memory
 def test_too_many_hidden_neurons_are_refused_by_their_memory_naming_hidden():
     counts = counts_of(2, 100, 3)
-    with pytest.raises(ValueError, match=r"^rec\.npz: the fit would take about .* GB of memory, more than"):
+    with pytest.raises(ValueError, match=r"^rec\.npz: the fit would take about .* GiB of memory, more than"):
         sg.POGLM(n_hidden=100_000).fit(counts)
     with pytest.raises(ValueError, match=r"couplings .* n_hidden=99999999999999999999 \(--hidden\)"):
         sg.POGLM(n_hidden=99999999999999999999).fit(counts)
@@ -109,11 +109,11 @@ def test_too_many_samples_are_refused_naming_the_part_and_samples_options():
 
 
 def test_the_particles_that_score_validation_counts_are_counted(monkeypatch):
-    monkeypatch.setattr(sg.fit, "available_memory", lambda: 10**9)
+    monkeypatch.setattr(sg.fit, "available_memory", lambda: 2**30)
     counts, held_out = counts_of(4, 50, 3), sg.SpikeCounts.from_array(np.zeros((1000, 50, 3), np.uint8))
     model = sg.POGLM(n_hidden=200, epochs=1)
-    model.check_fit(counts)  # the fit alone fits in 1 GB
-    with pytest.raises(ValueError, match=r"^rec\.npz: .* more than the 1 GB available; .*held-out counts"):
+    model.check_fit(counts)  # the fit alone fits in 1 GiB
+    with pytest.raises(ValueError, match=r"^rec\.npz: .* more than the 1 GiB available; .*held-out counts"):
         model.fit(counts, validation=held_out)
 
 

@@ -198,10 +198,13 @@ def test_bin_count_dtype_grows_with_counts():
         ({"bin_size": "5"}, "bin_size: give a unit"),
         (
             {"bin_size": "1 ns"},
-            "bin: 1 trial(s) x 2000000000 bins x 3 unit(s) of counts would take 5.59 GiB "
-            "(max_bytes=4294967296); use a larger bin size, fewer units or a shorter span",
+            "bin: 1 trial(s) x 2000000000 bins x 3 unit(s) of counts would take 5.59 GiB, more than "
+            "max_bytes (4 GiB); use a larger bin size, fewer units or a shorter span",
         ),
-        ({"bin_size": "1 ms", "max_bytes": 1000}, "counts would take 5.59e-06 GiB (max_bytes=1000)"),
+        (
+            {"bin_size": "1 ms", "max_bytes": 1000},
+            "counts would take 5.86 KiB, more than max_bytes (1000 bytes)",
+        ),
     ],
 )
 def test_bin_errors(arguments, message):

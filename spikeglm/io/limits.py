@@ -19,11 +19,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from spikeglm.memory import format_bytes
+
 __all__ = [
     "DEFAULT_READ_LIMIT",
     "ENVIRONMENT",
     "check_size",
-    "format_bytes",
     "parse_size",
     "read_limit",
     "reading",
@@ -115,7 +116,7 @@ def check_size(nbytes: float, what: str, path: str | Path) -> None:
     ...     check_size(8e9, "variable 'x' (1e9 doubles)", "big.mat")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: big.mat: variable 'x' (1e9 doubles) would take 8 GB, over the read limit of 1 MB; ...
+    ValueError: big.mat: variable 'x' (1e9 doubles) would take 7.45 GiB, over the read limit of 977 KiB; ...
     """
     limit = read_limit()
     if nbytes > limit:
@@ -123,17 +124,3 @@ def check_size(nbytes: float, what: str, path: str | Path) -> None:
             f"{path}: {what} would take {format_bytes(nbytes)}, over the read limit of "
             f"{format_bytes(limit)}; {HINT}"
         )
-
-
-def format_bytes(nbytes: float) -> str:
-    """A size for a message: ``"8 GB"``, ``"1.5 MB"``, ``"512 bytes"``.
-
-    Examples
-    --------
-    >>> format_bytes(8e9), format_bytes(1_500_000), format_bytes(512)
-    ('8 GB', '1.5 MB', '512 bytes')
-    """
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= size:
-            return f"{nbytes / size:.3g} {unit}"
-    return f"{int(nbytes)} bytes"

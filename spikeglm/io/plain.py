@@ -32,8 +32,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from spikeglm.io.limits import check_size, format_bytes
+from spikeglm.io.limits import check_size
 from spikeglm.io.text import table_lines
+from spikeglm.memory import format_bytes
 from spikeglm.recording import Recording
 from spikeglm.unitids import listing
 

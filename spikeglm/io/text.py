@@ -31,7 +31,8 @@ from typing import BinaryIO
 import numpy as np
 
 from spikeglm.io._times import to_seconds
-from spikeglm.io.limits import check_size, format_bytes
+from spikeglm.io.limits import check_size
+from spikeglm.memory import format_bytes
 from spikeglm.recording import Recording
 
 __all__ = [
