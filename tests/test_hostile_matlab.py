@@ -202,7 +202,7 @@ def test_v73_references_charged_each_time(tmp_path):
     write_shared_cell(path, 20, np.arange(1000) / 1000)  # a few references to a small dataset: read
     assert sg.load(path).n_units == 20
     with pytest.raises(
-        ValueError, match=r"shared\.mat: c\{6\} with what was read before it would take 49\.1 kB"
+        ValueError, match=r"shared\.mat: c\{6\} with what was read before it would take 47\.9 KiB"
     ):
         sg.load(path, read_limit=5 * 8000 + 5000)
 
