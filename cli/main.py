@@ -19,7 +19,7 @@ import click
 import numpy as np
 
 import spikeglm as sg
-from spikeglm._files import atomic_write, check_output, exclusive_lock
+from spikeglm.files import atomic_write, check_output, exclusive_lock
 from spikeglm.io.matlab import COLUMN_ORDERS
 from spikeglm.modelfile import read_training_state
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import spikeglm as sg
-from spikeglm._files import exclusive_lock
+from spikeglm.files import exclusive_lock
 from spikeglm_cli.main import main
 
 FAST = ["--epochs", "2", "--samples", "2"]
