@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import spikeglm as sg
-from spikeglm_cli.main import EXAMPLE, main
+from spikeglm.cli import main
+from spikeglm.cli.demo import EXAMPLE
 
 FAST = ["--epochs", "4", "--samples", "2"]
 
