@@ -18,7 +18,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from spikeglm._files import atomic_write, check_output
+from spikeglm.files import atomic_write, check_output
 
 #: The default folder of the JSON files.
 FOLDER = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
@@ -59,7 +59,7 @@ def output(path: Path | None, name: str, quick: bool = False) -> Path:
     ------
     ValueError, OSError
         If the path is a benchmark script, a folder, or cannot be written (see
-        :func:`spikeglm._files.check_output`).
+        :func:`spikeglm.files.check_output`).
     """
     if path is None:
         FOLDER.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike
 
-from spikeglm._files import atomic_write
+from spikeglm.files import atomic_write
 from spikeglm.provenance import check_fitted_on
 from spikeglm.significance import N_JITTER, jitter_table, se_from_json, wald_table
 from spikeglm.timeunits import seconds

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm._files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
+from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
 from spikeglm.fit import EpochRecord
 from spikeglm.model import LINKS
 from spikeglm.provenance import is_fitted_on

@@ -32,10 +32,10 @@ import quantities as pq
 from matplotlib.colors import ListedColormap
 from numpy.typing import ArrayLike
 
-from spikeglm._files import atomic_write
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
 from spikeglm.evaluate import match_hidden
+from spikeglm.files import atomic_write
 from spikeglm.fit import PLATEAU_SMOOTHING
 from spikeglm.timeunits import format_time, parse_time
 

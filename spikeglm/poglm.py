@@ -12,10 +12,10 @@ import torch
 
 from spikeglm import basis as basis_module
 from spikeglm import modelfile, parallel, provenance, relax, significance, smc
-from spikeglm._files import exclusive_lock
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
+from spikeglm.files import exclusive_lock
 from spikeglm.fit import (
     PART_BINS,
     VALIDATION_PARTICLES,

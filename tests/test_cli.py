@@ -1,5 +1,6 @@
 """The command line, through click's runner and as a real subprocess."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import spikeglm as sg
-from spikeglm_cli.main import EXAMPLE, main
+from spikeglm.cli import main
+from spikeglm.cli.demo import EXAMPLE
+from spikeglm.cli.options import Reading
 
 FAST = ["--epochs", "4", "--samples", "2"]
 
@@ -242,6 +245,24 @@ def test_every_option_says_what_it_does():
         for param in command.params:
             if isinstance(param, click.Option) and not param.hidden:
                 assert param.help, f"spikeglm {name} {param.opts[-1]} has no help text"
+
+
+def test_a_module_per_command_each_with_overwrite():
+    assert sorted(main.commands) == ["demo", "export", "fit", "infer", "info", "plot", "simulate"]
+    for name, command in main.commands.items():
+        assert command.callback.__module__ == f"spikeglm.cli.{name}"
+        flags = [p for p in command.params if isinstance(p, click.Option) and "--overwrite" in p.opts]
+        assert (name == "info") != bool(flags), name
+
+
+def test_the_reading_options_reach_a_command_as_one_reading():
+    reading = Reading(**{field.name: None for field in dataclasses.fields(Reading)})
+    given = dataclasses.replace(reading, label="good, mua", min_spikes=0, read_limit="2GB").given()
+    assert given == {"label": ["good", "mua"], "min_spikes": 0, "read_limit": "2GB"}
+    recorded = dataclasses.replace(reading, t_stop=5.0, read_limit="2GB").recorded()
+    assert recorded == {"t_stop": 5.0}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reading.label = "good"
 
 
 def test_every_command_writes_to_dash_o():

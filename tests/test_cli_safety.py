@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 import spikeglm as sg
-from spikeglm._files import exclusive_lock
-from spikeglm_cli.main import main
+from spikeglm.cli import main
+from spikeglm.files import exclusive_lock
 
 FAST = ["--epochs", "2", "--samples", "2"]
 

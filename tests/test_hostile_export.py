@@ -15,9 +15,9 @@ from conftest import assert_refused, run_cli
 
 import spikeglm as sg
 from spikeglm import modelfile
+from spikeglm.cli import main
 from spikeglm.model import Network
 from spikeglm.provenance import counts_fingerprint
-from spikeglm_cli.main import main
 
 #: Trials of the recordings, and those the fit keeps (--t-stop: a reading option the model records).
 TRIALS, KEPT = 10, 8

@@ -16,10 +16,11 @@ from click.testing import CliRunner
 from conftest import assert_refused, run_cli
 
 import spikeglm as sg
+from spikeglm.cli import main
+from spikeglm.cli.app import _warnings_on_one_line
 from spikeglm.fit import MEMORY_PARTS, fit_memory, n_parameters
 from spikeglm.memory import available_memory
 from spikeglm.selection import cross_validate, largest_candidate
-from spikeglm_cli.main import _warnings_on_one_line, main
 
 
 def counts_of(n_trials: int, n_bins: int, n_units: int, source: str = "rec.npz") -> sg.SpikeCounts:

@@ -17,7 +17,7 @@ import pytest
 
 import spikeglm as sg
 from spikeglm import modelfile
-from spikeglm._files import CHECKSUM_HEADER_BYTES, add_checksum, verify_checksum
+from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, verify_checksum
 
 #: Loads every file named on its command line, printing per file [path, "OK" or error type, message].
 _LOADER = """

@@ -11,9 +11,9 @@ import scipy.io
 from click.testing import CliRunner
 from test_io import write_pynwb
 
+from spikeglm.cli import main
 from spikeglm.io import load
 from spikeglm.timeunits import unit_seconds
-from spikeglm_cli.main import main
 
 RATE = 30_000.0
 # Per unit: spike times in seconds, on the sample grid of RATE.

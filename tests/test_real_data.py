@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from spikeglm.cli import main
 from spikeglm.io import load
-from spikeglm_cli.main import main
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

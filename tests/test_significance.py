@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 import spikeglm as sg
+from spikeglm.cli import main
 from spikeglm.model import Network
 from spikeglm.significance import benjamini_hochberg, jitter_table, strength_se
-from spikeglm_cli.main import main
 
 
 def uncoupled_network(n: int = 8, rate: float = 0.1) -> Network:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from spikeglm._files import atomic_write
+from spikeglm.files import atomic_write
 from spikeglm.io.limits import reading
 from spikeglm.io.phy import is_phy_folder
 from spikeglm.io.text import is_pattern, unit_files

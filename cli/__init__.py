@@ -1,1 +1,0 @@
-"""The ``spikeglm`` command line: a thin layer over the :mod:`spikeglm` library."""

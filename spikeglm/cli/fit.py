@@ -1,0 +1,264 @@
+"""``spikeglm fit``: fit a POGLM to a recording, with checkpoints, and save the model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+import spikeglm as sg
+from spikeglm import files
+from spikeglm.cli.app import main
+from spikeglm.cli.options import (
+    Reading,
+    check_output,
+    load_config,
+    model_options,
+    output_options,
+    reading_options,
+)
+from spikeglm.modelfile import read_training_state
+
+
+@main.command()
+@click.argument("recording", type=click.Path())
+@output_options("Model file (.h5).", "Replace an existing OUTPUT, or its checkpoint when not resuming.")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=load_config,
+    is_eager=True,
+    help="TOML file of option defaults (e.g. hidden = 3).",
+)
+@click.option("--bin-size", default="5 ms", show_default=True, help="Width of a count bin.")
+@click.option(
+    "--trial-length",
+    default=None,
+    help="Cut into trials of this length, each starting with no history (default: the recording's "
+    "trials table, else the whole recording as one trial).",
+)
+@click.option(
+    "--units",
+    default=None,
+    help='Unit ids to use, comma-separated, or a JSON list of exact ids (\'["a,b", " c"]\'); default: all.',
+)
+@click.option(
+    "--empty-units",
+    default="drop",
+    show_default=True,
+    type=click.Choice(["drop", "keep", "error"]),
+    help="Units without spikes: drop them (with a warning), keep them, or refuse the file.",
+)
+@model_options
+@reading_options
+@click.pass_context
+def fit(
+    ctx: click.Context,
+    recording: str,
+    output: str,
+    config: str | None,
+    bin_size: str,
+    trial_length: str | None,
+    units: str | None,
+    empty_units: str,
+    device: str,
+    checkpoint_every: int,
+    resume: bool,
+    overwrite: bool,
+    candidates: tuple[int, ...],
+    folds: int,
+    bootstrap: int,
+    reading: Reading,
+    **settings,
+) -> None:
+    """Fit a POGLM with hidden neurons to a recording and save the model.
+
+    A checkpoint (OUTPUT.ckpt.h5) is written every --checkpoint-every epochs and on Ctrl-C; run the
+    same command with --resume to continue. Options may also come from a TOML file (--config).
+    Launched by torchrun, the processes share each step's work (gloo on CPU, NCCL on GPU) and give the
+    fit of one process; only the first writes files.
+
+    Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2 --epochs 300
+
+    \b
+    Example, two processes:
+    torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
+    """
+    if bootstrap == 1:
+        raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
+    auto = settings["n_hidden"] == "auto"
+    if not auto:
+        _refuse_selection_options(ctx)
+    inputs = (recording, config)
+    out = check_output(output, overwrite, inputs)
+    checkpoint = check_output(str(out) + ".ckpt.h5", True, inputs)
+    if checkpoint.exists() and not (resume or overwrite):
+        raise click.ClickException(
+            f"{checkpoint}: a checkpoint of an earlier fit exists; add --resume to continue it, "
+            "or --overwrite to start afresh"
+        )
+    counts = _counts(recording, reading, bin_size, trial_length, _unit_list(units), empty_units)
+    counts.metadata["reading"] = reading.recorded()  # the model records how its data was read
+    settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
+    model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
+    model.check_fit(counts)  # before a lock is taken, a checkpoint removed or anything printed
+    if auto:
+        candidates = sg.selection.check_candidates(counts, candidates, folds, model)
+    with (
+        sg.parallel.distributed(None if device == "auto" else device) as where,
+        contextlib.ExitStack() as stack,
+    ):
+        rank, world = sg.parallel.rank(), sg.parallel.world_size()
+        if rank == 0:
+            stack.enter_context(files.exclusive_lock(out, "fitting a model to this output"))
+            processes = f" in {world} processes" if world > 1 else ""
+            click.echo(
+                f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
+                f"fitting on {where}{processes}"
+            )
+            if resume:
+                click.echo(_resuming(checkpoint, settings["epochs"]))
+        signals = stack.enter_context(_signals_as_interrupt())
+        selection = None
+        if auto:
+            selection = _cross_validate(counts, candidates, folds, model, rank == 0, where)
+            model.set_params(n_hidden=selection.chosen)
+        if rank == 0 and checkpoint.exists() and not resume:
+            checkpoint.unlink()  # --overwrite: start afresh (once the candidates are accepted)
+        try:
+            model.fit(
+                counts,
+                device=where,
+                progress=True,
+                checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            )
+            if bootstrap:
+                _bootstrap(model, counts, bootstrap, where, rank == 0)
+        except KeyboardInterrupt:
+            if rank == 0:
+                saved = f"the fit so far is in {checkpoint}; add --resume to continue"
+                click.echo(
+                    f"\ninterrupted: {saved if checkpoint.exists() else 'nothing was written'}", err=True
+                )
+            sys.exit(128 + (signals[-1] if signals else signal.SIGINT))
+        if rank != 0:
+            return
+        model.selection_ = selection
+        model.save(out, overwrite=overwrite)
+        checkpoint.unlink(missing_ok=True)
+    final, steps = model.history_[-1].objective, len(model.history_)
+    click.echo(f"model: {out} (objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_})")
+
+
+def _bootstrap(model: sg.POGLM, counts: sg.SpikeCounts, n_boot: int, where: object, report: bool) -> None:
+    """``--bootstrap``: the standard errors of the couplings from ``n_boot`` refits (each reported) on the
+    device ``where``."""
+
+    def progress(index: int, seconds: float) -> None:
+        if report:
+            click.echo(f"  bootstrap refit {index + 1}/{n_boot}: {seconds:.1f} s")
+
+    if report:
+        click.echo(f"standard errors by parametric bootstrap ({n_boot} refits to simulated recordings):")
+    model.bootstrap_se(counts, n_boot=n_boot, callback=progress, device=where)
+
+
+def _resuming(checkpoint: Path, epochs: int) -> str:
+    """Where ``--resume`` picks the fit up, for the user to see before it goes on."""
+    state = read_training_state(checkpoint, sg.POGLM)
+    if state is None:
+        return f"--resume: no checkpoint {checkpoint} yet; starting from epoch 1"
+    done, steps = state["epochs_done"], state["steps_done"]
+    within = f" (and {steps} steps into epoch {done + 1})" if steps else ""
+    return f"resuming {checkpoint}: {done} of at most {epochs} epochs done{within}; on at epoch {done + 1}"
+
+
+def _refuse_selection_options(ctx: click.Context) -> None:
+    """Refuse --candidates and --folds given on the command line for a fit that does not choose."""
+    given = [
+        f"--{name}"
+        for name in ("candidates", "folds")
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    ]
+    if given:
+        verb, pronoun = ("applies", "it") if len(given) == 1 else ("apply", "them")
+        raise click.ClickException(
+            f"{' and '.join(given)} {verb} only with --hidden auto (cross-validation); add --hidden auto, "
+            f"or leave {pronoun} out to fit --hidden {ctx.params['n_hidden']}"
+        )
+
+
+def _cross_validate(counts, candidates, folds, model, report, where) -> sg.selection.Selection:
+    """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
+
+    def progress(n_hidden: int, fold: int, score: float) -> None:
+        if report:
+            click.echo(f"  {n_hidden} hidden, fold {fold + 1}/{folds}: held-out {score:.6f} per neuron-bin")
+
+    if report:
+        click.echo(f"choosing the number of hidden neurons among {', '.join(map(str, candidates))}:")
+    selection = sg.selection.cross_validate(counts, candidates, folds, model, callback=progress, device=where)
+    if report:
+        click.echo(str(selection))
+    return selection
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt():
+    """SIGTERM (schedulers, ``timeout``) stops a fit as Ctrl-C does, with a checkpoint.
+
+    Yields the list of the signals received, for the exit status (128 + the signal's number).
+    """
+    received: list[int] = []
+
+    def interrupt(number: int, _frame) -> None:
+        received.append(number)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _unit_list(units: str | None) -> list[str] | None:
+    """``--units``: ids separated by commas (spaces around them dropped), or a JSON list of exact ids."""
+    if units is None:
+        return None
+    if units.lstrip().startswith("["):
+        try:
+            ids = json.loads(units)
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(f"not a JSON list of unit ids ({error})", param_hint="--units") from None
+        if not (isinstance(ids, list) and ids and all(isinstance(u, str | int) for u in ids)):
+            raise click.BadParameter("a JSON list of unit ids (strings) is wanted", param_hint="--units")
+        return [str(u) for u in ids]
+    ids = [u.strip() for u in units.split(",")]
+    if not all(ids):
+        raise click.BadParameter(f"an empty unit id in {units!r}", param_hint="--units")
+    return ids
+
+
+def _counts(
+    recording: str,
+    reading: Reading,
+    bin_size: str,
+    trial_length: str | None,
+    units: list[str] | None,
+    empty_units: str = "drop",
+) -> sg.SpikeCounts:
+    """Counts of a recording: trials of ``trial_length``, else its trials table, else one long trial.
+
+    The recording is read with the ``reading`` options, and only its ``units``; a long trial is fitted
+    in segments whose context carries the history across the cuts.
+    """
+    loaded = sg.load(recording, **reading.given(), empty_units=empty_units, units=units)
+    return loaded.bin(bin_size, trial_length=trial_length)

@@ -1,0 +1,77 @@
+"""``spikeglm infer``: the hidden neurons' rates in a recording, written as an .npz file (which ``demo``
+writes too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+import spikeglm as sg
+from spikeglm import files
+from spikeglm.cli.app import main
+from spikeglm.cli.options import Reading, check_output, counts_like, output_options, reading_options
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recording", type=click.Path(exists=True))
+@output_options("Output .npz file.")
+@reading_options
+def infer(model: str, recording: str, output: str, overwrite: bool, reading: Reading) -> None:
+    """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
+
+    Writes an .npz (read it with numpy.load; no pickle) holding hidden_rates, the posterior mean of
+    each hidden neuron's count per bin (trials, bins, hidden), and hidden_rates_hz, the same in spikes
+    per second (divided by the bin size); each with its unit in hidden_rates_unit and
+    hidden_rates_hz_unit; bin_size_s and trial_starts_s (s); hidden_labels and visible_units; and
+    metadata, a JSON string naming the model file, the recording and the model's settings.
+
+    Example: spikeglm infer model.h5 data/example.nwb -o hidden.npz
+    """
+    out = check_output(output, overwrite, (model, recording))
+    fitted = sg.POGLM.load(model)
+    counts = counts_like(fitted, recording, reading.given())
+    arrays = hidden_arrays(fitted, counts, {"model": model, "recording": recording})
+    write_npz(out, arrays, overwrite, (model, recording))
+    click.echo(
+        f"hidden rates {arrays['hidden_rates'].shape} (trials, bins, hidden), in expected counts per "
+        f"{fitted.bin_size_} bin and in Hz: {out}"
+    )
+
+
+def hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> dict[str, np.ndarray]:
+    """What ``infer`` and ``demo`` write of the hidden rates: both units, named, and where they came from."""
+    rates = model.infer(counts)
+    metadata = {
+        **sources,
+        "spikeglm": sg.__version__,
+        "bin_size": model.bin_size_,
+        "n_hidden": model.n_hidden,
+        "link": model.link,
+        "variational": model.variational,
+        "trial_length": model.data_.get("trial_length"),
+    }
+    return {
+        "hidden_rates": rates,
+        "hidden_rates_unit": np.array("expected spike count per bin"),
+        "hidden_rates_hz": rates / model.bin_seconds,
+        "hidden_rates_hz_unit": np.array("Hz (spikes per second)"),
+        "bin_size_s": np.float64(model.bin_seconds),
+        "trial_starts_s": np.asarray(counts.metadata.get("trial_starts_s", []), dtype=np.float64),
+        "hidden_labels": np.array([f"hidden-{k}" for k in range(model.n_hidden)]),
+        "visible_units": np.array(model.unit_ids_),
+        "metadata": np.array(json.dumps(metadata)),
+    }
+
+
+def write_npz(path: Path, arrays: dict, overwrite: bool, inputs: tuple = ()) -> None:
+    """Write ``arrays`` to the .npz file ``path`` at once (see :func:`spikeglm.files.atomic_write`)."""
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    files.atomic_write(path, write, overwrite=overwrite, inputs=inputs)

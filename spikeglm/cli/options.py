@@ -1,0 +1,453 @@
+"""The options that several commands share, each declared once, and what they are turned into.
+
+-o/--output with --overwrite (:func:`output_options`) and the check of the output (:func:`check_output`); the
+options that say how to read a recording (:func:`reading_options`), which reach the command as one
+:class:`Reading`; and the model and training options of ``fit`` (:func:`model_options`), which may also
+come from a TOML file (:func:`load_config`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import click
+
+import spikeglm as sg
+from spikeglm import files
+from spikeglm.io.matlab import COLUMN_ORDERS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+def output_options(
+    description: str, overwrite: str = "Replace an existing OUTPUT.", folder: str | None = None
+) -> Callable:
+    """The -o/--output option of a command and its --overwrite flag.
+
+    Parameters
+    ----------
+    description : str
+        Help of -o/--output.
+    overwrite : str
+        Help of --overwrite.
+    folder : str, optional
+        For a command that writes a folder: its default. Without it the output is one file, which the
+        command must be given.
+    """
+    if folder is None:
+        kind = {"required": True, "type": click.Path(dir_okay=False)}
+    else:
+        kind = {"default": folder, "show_default": True, "type": click.Path(file_okay=False)}
+    output_option = click.option("-o", "--output", help=description, **kind)
+    overwrite_option = click.option("--overwrite", is_flag=True, help=overwrite)
+
+    def with_output(command: Callable) -> Callable:
+        return output_option(overwrite_option(command))
+
+    return with_output
+
+
+def check_output(path: str, overwrite: bool, inputs: tuple = ()) -> Path:
+    """The output path, once it is known not to be an input and to be writable (before any work)."""
+    try:
+        return files.check_output(path, overwrite=overwrite, inputs=inputs)
+    except FileExistsError:
+        raise click.ClickException(f"{path}: exists; pass --overwrite to replace it") from None
+
+
+#: How much memory reading a recording may take: a bound on the reading, not on what is read.
+READ_LIMIT = click.option(
+    "--read-limit",
+    metavar="SIZE",
+    help="The most memory reading the recording may take, e.g. 4GB (default 1 GiB, or the environment "
+    "variable SPIKEGLM_READ_LIMIT); a file that declares or decompresses to more is refused.",
+)
+#: The options of the commands that read a recording: how to read it, and which part of it to keep.
+READING_OPTIONS = (
+    click.option(
+        "--format",
+        type=click.Choice(list(sg.io.FORMATS)),
+        help="Read the recording as this format (default: from the extension, or the folder's files).",
+    ),
+    click.option(
+        "--trials",
+        metavar="TABLE",
+        help="NWB: the TimeIntervals table under /intervals whose rows are the trials (default: trials; "
+        "spikeglm info lists the tables).",
+    ),
+    click.option("--t-start", type=float, help="Keep the recording from this time on (s)."),
+    click.option("--t-stop", type=float, help="Keep the recording up to this time (s)."),
+    click.option(
+        "--label",
+        help="Keep the units with this label (phy/Kilosort: good, mua, noise...; NWB: the quality column; "
+        "several: good,mua).",
+    ),
+    click.option(
+        "--min-spikes",
+        default=0,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Keep the units with at least this many spikes (in the window kept).",
+    ),
+    click.option(
+        "--min-rate",
+        default=0.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Keep the units firing at least this many spikes per second (in the window kept).",
+    ),
+    click.option(
+        "--time-unit",
+        type=click.Choice(sg.timeunits.TIME_UNITS),
+        help="Unit of the times in a MATLAB or text file (default s) or a phy folder (default samples).",
+    ),
+    click.option(
+        "--sampling-rate",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="HZ",
+        help="Samples per second, for --time-unit samples (phy: instead of params.py's sample_rate).",
+    ),
+    click.option(
+        "--variable",
+        metavar="NAME",
+        help="MATLAB: the variable (or struct field, NAME.FIELD) holding the spike times, if not unique.",
+    ),
+    click.option(
+        "--columns",
+        type=click.Choice(COLUMN_ORDERS),
+        help="MATLAB: the column order of an [id, time] array if it cannot be told from the values, or the "
+        "axes of a sparse raster (id,time: a row per unit; default: the shorter axis holds the units).",
+    ),
+    READ_LIMIT,
+)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The reading options as given on the command line (None: not given), in the order of
+    :data:`READING_OPTIONS`."""
+
+    format: str | None
+    trials: str | None
+    t_start: float | None
+    t_stop: float | None
+    label: str | None
+    min_spikes: int
+    min_rate: float
+    time_unit: str | None
+    sampling_rate: float | None
+    variable: str | None
+    columns: str | None
+    read_limit: str | None
+
+    def given(self) -> dict:
+        """The options given, as ``sg.load`` takes them (``label``: the labels separated by commas)."""
+        given = {name: value for name, value in asdict(self).items() if value is not None}
+        if "label" in given:
+            given["label"] = [part.strip() for part in given["label"].split(",")]
+        return given
+
+    def recorded(self) -> dict:
+        """The options given that decide what is read, which a fitted model records."""
+        return {name: value for name, value in self.given().items() if name in DATA_READING}
+
+
+#: The reading options that decide what is read (the read limit only bounds the memory).
+DATA_READING = tuple(field.name for field in fields(Reading) if field.name != "read_limit")
+
+
+def reading_options(command: Callable) -> Callable:
+    """Give a command the options of :data:`READING_OPTIONS`; it receives them as ``reading``, a
+    :class:`Reading`."""
+
+    @functools.wraps(command)
+    def with_reading(*args, **kwargs):
+        reading = Reading(**{field.name: kwargs.pop(field.name) for field in fields(Reading)})
+        return command(*args, reading=reading, **kwargs)
+
+    for option in reversed(READING_OPTIONS):
+        with_reading = option(with_reading)
+    return with_reading
+
+
+def counts_like(model: sg.POGLM, recording: str, reading: dict) -> sg.SpikeCounts:
+    """Counts of a recording's units that the model knows, binned and cut as for its fit (read with the
+    ``reading`` options, as ``sg.load`` takes them)."""
+    return model.bin_like(sg.load(recording, **reading, units=list(model.unit_ids_)))
+
+
+def load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:
+    """Read a TOML file of option defaults (keys: option names with _ or -); the command line wins."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except OSError as error:
+        raise click.BadParameter(f"{path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise click.BadParameter(f"{path}: not valid TOML ({error})") from None
+    # Keys are the options' names on the command line (hidden, bin_size or bin-size), whatever the
+    # name of the parameter they fill.
+    params = {
+        option[2:].replace("-", "_"): p
+        for p in ctx.command.params
+        for option in p.opts
+        if option.startswith("--")
+    }
+    settings = {key.replace("-", "_"): value for key, value in config.items()}
+    unknown = sorted(set(settings) - set(params))
+    if unknown:
+        raise click.BadParameter(f"{path}: unknown option(s) {', '.join(unknown)}")
+    for key, value in settings.items():
+        _check_config_type(path, key, params[key], value)
+    defaults = {params[k].name: json.dumps(v) if isinstance(v, list) else v for k, v in settings.items()}
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+class HiddenCount(click.ParamType):
+    """``--hidden``: a whole number >= 0 written in digits, or ``auto``."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        if text.lower() == "auto":
+            return "auto"
+        if text.startswith("-") and text[1:].isdigit():
+            self.fail(f"{text} is negative", param, ctx)
+        if not (text.isdigit() and text.isascii()):
+            self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
+        return int(text)
+
+
+class WholeNumbers(click.ParamType):
+    """``--candidates``: whole numbers >= 0 separated by commas, checked whether or not they are used."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",")]
+        if not all(part.isdigit() and part.isascii() for part in parts):
+            self.fail(f"expected whole numbers >= 0 separated by commas; got {value!r}", param, ctx)
+        return tuple(int(part) for part in parts)
+
+
+def _check_config_type(path: str, key: str, param: click.Parameter, value: object) -> None:
+    """Refuse a TOML value of the wrong kind (``hidden = 2.7`` or ``hidden = true``) instead of casting it."""
+    kind = param.type
+    if getattr(param, "is_flag", False):
+        fits, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(kind, HiddenCount):
+        fits, wanted = (
+            value == "auto" or (isinstance(value, int) and not isinstance(value, bool)),
+            "a whole number or 'auto'",
+        )
+    elif isinstance(kind, click.types.IntParamType):
+        fits, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(kind, click.types.FloatParamType):
+        fits, wanted = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif param.name == "units":
+        fits = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        wanted = "a string or a list of strings"
+    else:
+        fits, wanted = isinstance(value, str), "a string"
+    if not fits:
+        raise click.BadParameter(f"{path}: option {key} must be {wanted}; got {value!r}")
+
+
+#: The options of ``fit`` that set the model, its training and the choice of its number of hidden
+#: neurons; all but --candidates, --folds, --device, --checkpoint-every, --resume and --bootstrap are
+#: the estimator's settings, by their names.
+MODEL_OPTIONS = (
+    click.option(
+        "--hidden",
+        "n_hidden",
+        default="2",
+        show_default=True,
+        type=HiddenCount(),
+        help="Number of hidden neurons, or 'auto': chosen among --candidates by cross-validation.",
+    ),
+    click.option(
+        "--candidates",
+        default="0,1,2,4",
+        show_default=True,
+        type=WholeNumbers(),
+        help="With --hidden auto: the numbers of hidden neurons tried, separated by commas (at most what the "
+        "data can carry: more parameters than counts, or more memory than there is, are refused).",
+    ),
+    click.option(
+        "--folds",
+        default=5,
+        show_default=True,
+        type=click.IntRange(min=2),
+        help="With --hidden auto: cross-validation folds (whole trials, or blocks of time of each trial).",
+    ),
+    click.option(
+        "--basis",
+        default="exponential",
+        show_default=True,
+        type=click.Choice(sg.basis.BASES.names(), case_sensitive=False),
+        help="History basis.",
+    ),
+    click.option(
+        "--window", default=5, show_default=True, type=click.IntRange(min=1), help="History length in bins."
+    ),
+    click.option(
+        "--link",
+        default="softplus",
+        show_default=True,
+        type=click.Choice(sg.model.LINKS.names(), case_sensitive=False),
+        help="Link from the linear predictor to the rate per bin (sigmoid keeps rates below 1 per bin, as "
+        "in the published POGLM experiments).",
+    ),
+    click.option(
+        "--variational",
+        default="forward-backward",
+        show_default=True,
+        type=click.Choice(sg.variational.FAMILIES.names(), case_sensitive=False),
+        help="Posterior family of the hidden counts: forward-backward reads the visible past and future, "
+        "forward the past only, forward-self also the sampled hidden past, smoothing all three "
+        "(the last two sample bin by bin: slower).",
+    ),
+    click.option(
+        "--objective",
+        default="elbo",
+        show_default=True,
+        type=click.Choice(sg.fit.OBJECTIVES.names(), case_sensitive=False),
+        help="What the fit maximises: elbo; iwae (importance-weighted over --samples); fivo (a particle "
+        "filter's bound over --samples particles); likelihood (the log-likelihood itself, its gradient from "
+        "a particle smoother of --samples particles: hidden neurons are not shrunk, several times slower; "
+        "try --samples 16).",
+    ),
+    click.option(
+        "--relaxation",
+        default="eat-cubic",
+        show_default=True,
+        type=click.Choice(sg.relax.RELAXATIONS.names(), case_sensitive=False),
+        help="Differentiable relaxation of the sampled hidden counts (exact: score-function gradients).",
+    ),
+    click.option(
+        "--temperature",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="Relaxation temperature (eat-cubic: at most 1).",
+    ),
+    click.option(
+        "--init",
+        default="glm",
+        show_default=True,
+        type=click.Choice(sg.fit.STARTS.names(), case_sensitive=False),
+        help="How a fit with hidden neurons starts: glm (the visible neurons' GLM, each hidden neuron "
+        "along a principal component of its errors) or random (small random couplings).",
+    ),
+    click.option(
+        "--straight-through/--relaxed",
+        default=False,
+        show_default=True,
+        help="Train on exact integer hidden counts with the relaxation's gradient (eat-cubic only).",
+    ),
+    click.option(
+        "--samples",
+        "n_samples",
+        default=5,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Hidden-count samples (fivo: particles) per trial and step.",
+    ),
+    click.option(
+        "--epochs",
+        default=500,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Most epochs (a fit stops earlier once converged, see --tol).",
+    ),
+    click.option(
+        "--lr",
+        default=0.05,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="Adam learning rate.",
+    ),
+    click.option(
+        "--tol",
+        default=5e-4,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Once the smoothed objective rises less than this (nats per spike) in 10 epochs, lower the "
+        "learning rate five-fold; at the next such plateau, stop. 0: run all --epochs.",
+    ),
+    click.option(
+        "--batch-size",
+        default=None,
+        type=click.IntRange(min=1),
+        help="Trials (or segments) per step (default: a quarter of them, at most 2^14 bins).",
+    ),
+    click.option(
+        "--segment-bins",
+        default=sg.poglm.SEGMENT_BINS,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Trials longer than this are fitted in segments of this many bins (history kept across cuts).",
+    ),
+    click.option(
+        "--part-bins",
+        default=sg.fit.PART_BINS,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Bins computed at once (bounds memory; under torchrun the parts are shared among processes).",
+    ),
+    click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="cpu, cuda, cuda:N, or auto (a GPU if there is one).",
+    ),
+    click.option(
+        "--seed",
+        default=0,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Seed of the initial parameters, the batches and the samples (same seed, same fit).",
+    ),
+    click.option(
+        "--checkpoint-every",
+        default=50,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Epochs between checkpoints.",
+    ),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue from the checkpoint OUTPUT.ckpt.h5 (it says from which epoch).",
+    ),
+    click.option(
+        "--bootstrap",
+        default=0,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="After the fit, this many refits to recordings simulated from it give the standard errors of "
+        "the couplings (parametric bootstrap; for fits with hidden neurons, which have none otherwise). "
+        "0: none.",
+    ),
+)
+
+
+def model_options(command: Callable) -> Callable:
+    """Give a command the options of :data:`MODEL_OPTIONS`."""
+    for option in reversed(MODEL_OPTIONS):
+        command = option(command)
+    return command
