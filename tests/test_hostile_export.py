@@ -41,7 +41,7 @@ def folder(tmp_path_factory):
     fitted on the command line to the first KEPT trials of ``fit.npz``."""
     folder = tmp_path_factory.mktemp("provenance")
     for name, seed in (("fit.npz", 0), ("other.npz", 1)):
-        sg.save(simulated(seed).to_recording(), folder / name)
+        sg.save(sg.Recording.from_counts(simulated(seed)), folder / name)
     arguments = ["fit", str(folder / "fit.npz"), "-o", str(folder / "m.h5"), "--hidden", "0"]
     result = CliRunner().invoke(main, [*arguments, "--t-stop", str(float(KEPT))])
     assert result.exit_code == 0, result.output

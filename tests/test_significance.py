@@ -248,7 +248,7 @@ def test_jitter_finds_a_strong_coupling_and_exports_its_tests(tmp_path):
         conn.save(tmp_path / "d.json", alpha=0.05, tests=(table, settings))
     # the command line: the model, and the recording it was fitted to
     recording = tmp_path / "rec.npz"
-    sg.save(counts.to_recording(), recording)
+    sg.save(sg.Recording.from_counts(counts), recording)
     model.save(tmp_path / "m.h5")
     edges = tmp_path / "edges.csv"
     arguments = ["export", str(tmp_path / "m.h5"), "-o", str(edges), "--alpha", "0.05", "--test", "jitter"]
