@@ -51,8 +51,8 @@ def bootstrap_se(
     Parameters
     ----------
     model : POGLM
-        A fitted model (of any number of hidden neurons; with none, :func:`strength_se` is exact and
-        much faster).
+        A fitted model (of any number of hidden neurons; with none,
+        :func:`spikeglm.significance.strength_se` is exact and much faster).
     counts : SpikeCounts
         The counts the model was fitted to (checked against :attr:`~spikeglm.POGLM.fitted_on_`; a model
         that does not record them gives a warning): the simulated recordings take their trials, bins and
