@@ -36,13 +36,13 @@ def main() -> None:
     )
     visible = sg.SpikeCounts.concatenate([train, test])
     hidden = sg.SpikeCounts.concatenate([hidden_train, hidden_test])
-    recording = visible.to_recording(seed=7)
+    recording = sg.Recording.from_counts(visible, seed=7)
     sg.save(recording, HERE / "example.nwb", overwrite=True)
     # NIX stores each Segment x SpikeTrain with a large overhead: one Segment of 80 s (no trials
     # table; bin it with trial_length="1 s" to get the same trials) keeps the file small.
     continuous = sg.Recording(recording.spike_times, recording.unit_ids, recording.t_start, recording.t_stop)
     sg.save(continuous, HERE / "example.nix", overwrite=True)
-    sg.save(hidden.to_recording(seed=8), HERE / "example_hidden.npz", overwrite=True)
+    sg.save(sg.Recording.from_counts(hidden, seed=8), HERE / "example_hidden.npz", overwrite=True)
     truth.save(HERE / "example_truth.json", overwrite=True)
     print(f"{recording}; hidden {hidden}")
 

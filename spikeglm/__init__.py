@@ -6,6 +6,7 @@ The hidden spike counts are inferred with reparameterised Poisson relaxations (:
 
 from spikeglm import (
     basis,
+    bootstrap,
     evaluate,
     examples,
     fidelity,
@@ -20,6 +21,7 @@ from spikeglm import (
     variational,
 )
 from spikeglm._version import __version__
+from spikeglm.bootstrap import bootstrap_se
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
 from spikeglm.io import load, save
@@ -35,6 +37,8 @@ __all__ = [
     "SpikeCounts",
     "__version__",
     "basis",
+    "bootstrap",
+    "bootstrap_se",
     "evaluate",
     "examples",
     "fidelity",

@@ -35,19 +35,14 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 from numpy.typing import ArrayLike
 
+from spikeglm import significance
 from spikeglm.files import atomic_write
-from spikeglm.provenance import check_fitted_on
-from spikeglm.significance import N_JITTER, jitter_table, se_from_json, wald_table
-from spikeglm.timeunits import seconds
-
-if TYPE_CHECKING:
-    from spikeglm.counts import SpikeCounts
 
 __all__ = ["Connectivity"]
 
@@ -278,7 +273,7 @@ class Connectivity:
         method : {"wald", "jitter"}
             ``"wald"``: Wald tests of the strengths against the standard errors the fit stored in the
             metadata (``strength_se``: every fit without hidden neurons has them, and
-            :meth:`spikeglm.POGLM.bootstrap_se` gives them to any fit; see :mod:`spikeglm.significance`).
+            :func:`spikeglm.bootstrap.bootstrap_se` gives them to any fit; see :mod:`spikeglm.significance`).
             ``"jitter"``: spike-time jitter tests (:func:`spikeglm.significance.jitter_table`), which
             need the counts the connectivity was fitted to.
         **options
@@ -317,68 +312,7 @@ class Connectivity:
             JSON values: ``test`` (the method), ``alpha`` and, for the jitter test, ``n_jitter``,
             ``jitter_bins``, ``pvalue`` and ``seed``.
         """
-        if method == "jitter":
-            return self._jitter_tests(alpha, **options)
-        if method != "wald":
-            raise ValueError(f"significance: unknown method {method!r}; available: 'wald', 'jitter'")
-        if options:
-            raise ValueError(f"significance: the Wald test takes no options, got {', '.join(options)}")
-        se = self._metadata.get("strength_se")
-        if se is None:
-            raise ValueError(
-                "significance: this connectivity carries no standard errors (fits without hidden neurons "
-                "have them; for others, run model.bootstrap_se(counts) or fit with --bootstrap N)"
-            )
-        se = se_from_json(se)
-        if se.shape != self.strength.shape:
-            raise ValueError(
-                f"significance: strength_se has shape {se.shape}, strength {self.strength.shape}"
-            )
-        return wald_table(self.strength, se, self._labels, alpha), {"test": "wald", "alpha": float(alpha)}
-
-    def _jitter_tests(
-        self,
-        alpha: float,
-        counts: SpikeCounts | None = None,
-        n_jitter: int = N_JITTER,
-        jitter: int | None = None,
-        pvalue: str = "normal",
-        seed: int = 0,
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        if self.n_hidden:
-            raise ValueError(
-                "significance: the jitter test needs a fit without hidden neurons; "
-                f"this one has {self.n_hidden}"
-            )
-        if counts is None:
-            raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
-        if list(counts.unit_ids) != self._labels:
-            missing = [label for label in self._labels if label not in list(counts.unit_ids)]
-            raise ValueError(
-                "significance: counts must hold the connectivity's units in its order "
-                f"({', '.join(self._labels)}); "
-                + (f"missing {', '.join(missing)}" if missing else f"got {', '.join(counts.unit_ids)}")
-            )
-        bin_size = self._metadata.get("bin_size")
-        if bin_size is not None and not np.isclose(seconds(bin_size, "bin_size"), counts.bin_seconds):
-            raise ValueError(f"significance: counts are binned at {counts.bin_size}, the fit at {bin_size}")
-        check_fitted_on(self._metadata.get("fitted_on"), counts, "the jitter test")
-        jitter = self._basis_matrix.shape[1] if jitter is None else int(jitter)
-        table = jitter_table(
-            self._weights,
-            self._basis_matrix,
-            self._bias,
-            self._metadata.get("link", "softplus"),
-            counts.counts,
-            self._labels,
-            alpha=alpha,
-            n_jitter=n_jitter,
-            jitter=jitter,
-            pvalue=pvalue,
-            seed=seed,
-        )
-        settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
-        return table, {"test": "jitter", "alpha": float(alpha), **settings}
+        return significance.coupling_tests(self, alpha, method, **options)
 
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)

@@ -2,14 +2,14 @@
 
 A SpikeCounts holds the counts with the bin size and an id per unit; :meth:`SpikeCounts.from_array`
 makes it from an array or a tensor and checks it. :meth:`spikeglm.recording.Recording.bin` makes it from
-spike times, and :meth:`SpikeCounts.to_recording` turns it back into spike times.
+spike times, and :meth:`spikeglm.recording.Recording.from_counts` turns it back into spike times.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import quantities as pq
@@ -17,9 +17,6 @@ import torch
 
 from spikeglm.timeunits import format_time, parse_time, seconds
 from spikeglm.unitids import check_unit_ids, unit_columns
-
-if TYPE_CHECKING:
-    from spikeglm.recording import Recording
 
 __all__ = ["COUNT_DTYPES", "SpikeCounts"]
 
@@ -189,39 +186,6 @@ class SpikeCounts:
         return picked
 
     __getitem__ = select_trials
-
-    def to_recording(self, seed: int = 0) -> Recording:
-        """Spike times that bin back to these counts: trials end to end from 0 s, spikes spread in bins.
-
-        Trial ``r`` spans ``[r T, (r + 1) T)`` with ``T`` the trial duration, and the ``c`` spikes of a
-        bin are placed uniformly at random inside it (``seed``), never on an edge, so that
-        ``to_recording().bin(bin_size)`` gives these counts back. The trials become the recording's
-        trials table; unit ids and metadata are kept.
-        """
-        # Recording.bin makes SpikeCounts, so recording.py imports this module; the conversion back is
-        # the rarer direction and imports Recording when it runs, so that the imports run one way.
-        from spikeglm.recording import Recording
-
-        rng = np.random.default_rng(seed)
-        width = self.bin_seconds
-        trial, bin_, unit = np.nonzero(self.counts)
-        repeats = self.counts[trial, bin_, unit].astype(np.int64)
-        starts = (np.repeat(trial * self.n_bins + bin_, repeats)) * width
-        # Uniform in the open bin: (0.05 .. 0.95) of its width keeps clear of edges and rounding.
-        times = starts + width * rng.uniform(0.05, 0.95, size=starts.size)
-        owner = np.repeat(unit, repeats)
-        spike_times = [np.sort(times[owner == k]) for k in range(self.n_units)]
-        duration = self.n_bins * width
-        trials = np.column_stack([np.arange(self.n_trials), np.arange(1, self.n_trials + 1)]) * duration
-        return Recording(
-            spike_times,
-            list(self.unit_ids),
-            0.0,
-            self.n_trials * duration,
-            trials=trials,
-            annotations=dict(self.metadata),
-            empty_units="keep",
-        )
 
     def __len__(self) -> int:
         return self.n_trials

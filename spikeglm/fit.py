@@ -35,6 +35,7 @@ from spikeglm import parallel, relax, smc
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import Registry, positive, whole
+from spikeglm.records import EpochRecord
 from spikeglm.segments import Batch, Segments
 from spikeglm.variational import Posterior, log_weights
 
@@ -208,21 +209,6 @@ def _leave_one_out_signal(log_w: torch.Tensor) -> torch.Tensor:
     idx = torch.arange(n)
     replaced[idx, idx] = others_mean
     return bound - (torch.logsumexp(replaced, 1) - math.log(n))
-
-
-@dataclass
-class EpochRecord:
-    """What one training epoch did: its mean objective per visible neuron-bin, time taken and learning rate.
-
-    ``lr`` is the Adam learning rate of the epoch (None for the L-BFGS stage of fits without hidden
-    neurons): a change of it marks where the stopping rule lowered the rate.
-    """
-
-    epoch: int
-    objective: float
-    seconds: float
-    validation: float | None = None
-    lr: float | None = None
 
 
 class ProgressLine:

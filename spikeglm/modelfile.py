@@ -20,7 +20,7 @@ import os
 import reprlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,15 +28,11 @@ import torch
 
 from spikeglm import basis as basis_module
 from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
-from spikeglm.fit import EpochRecord
-from spikeglm.model import LINKS
+from spikeglm.model import LINKS, Network, check_link
 from spikeglm.provenance import is_fitted_on
-from spikeglm.selection import Selection
+from spikeglm.records import EpochRecord, Selection
 from spikeglm.significance import se_from_json
-from spikeglm.variational import FAMILIES
-
-if TYPE_CHECKING:
-    from spikeglm.poglm import POGLM
+from spikeglm.variational import FAMILIES, Posterior, check_family
 
 FORMAT = "spikeglm-poglm"
 FORMAT_VERSION = 2
@@ -59,14 +55,16 @@ _PLAIN_LAYOUTS = (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT)
 def write(
     path: str | os.PathLike,
     config: dict,
-    modules: dict[str, torch.nn.Module],
+    states: dict[str, dict[str, torch.Tensor]],
     history: Sequence[EpochRecord],
     training: dict | None,
     *,
     overwrite: bool,
     inputs: Sequence[str | os.PathLike | None] = (),
 ) -> None:
-    """Write a model file atomically: ``config``, the ``modules``' parameters, the history, ``training``.
+    """Write a model file atomically: ``config``, the modules' ``states``, the history, ``training``.
+
+    ``states`` maps each module's name (``network``, ``posterior``) to its state dict.
 
     ``training`` (a checkpoint's state, see :func:`read_training_state`) may be None. ``path`` may not be
     one of ``inputs``, and replaces an existing file only with ``overwrite``.
@@ -78,8 +76,8 @@ def write(
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["config"] = json.dumps(config)
-            for prefix, module in modules.items():
-                for name, value in module.state_dict().items():
+            for prefix, state in states.items():
+                for name, value in state.items():
                     f[f"{prefix}/{name}"] = value.cpu().numpy()
             for field in (*_HISTORY, *_HISTORY_OPTIONAL):
                 values = [getattr(r, field) for r in history]
@@ -91,10 +89,19 @@ def write(
     atomic_write(path, fill, overwrite=overwrite, inputs=inputs)
 
 
-def read(path: str | os.PathLike, cls: type[POGLM]) -> POGLM:
-    """The fitted model (of class ``cls``) in a model file or checkpoint, once every check has passed."""
+def read(path: str | os.PathLike) -> dict:
+    """The state of the fitted model in a model file or checkpoint, once every check has passed.
+
+    Returns
+    -------
+    dict
+        ``config`` (the checked config attribute), ``basis`` (the :class:`~spikeglm.basis.Basis` it
+        describes), ``network`` and ``posterior`` (state dicts of tensors), ``history`` (a list of
+        :class:`~spikeglm.records.EpochRecord`), ``strength_se`` (an array, or None) and ``selection``
+        (a :class:`~spikeglm.records.Selection`, or None).
+    """
     with _open_model_file(path) as f:
-        return _read_model(f, os.fspath(path), cls)
+        return _read_state(f, os.fspath(path))
 
 
 def _is_whole(value: object) -> bool:
@@ -174,13 +181,13 @@ def _open_model_file(path: str | os.PathLike) -> h5py.File:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except OSError as err:
-        raise ValueError(f"{path}: cannot be read ({_one_line(err)})") from None
+        raise ValueError(f"{path}: cannot be read ({one_line(err)})") from None
     if not legacy:
         verify_checksum(path, CHECKSUM_HEADER_BYTES)
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"{path}: not a readable HDF5 file ({_one_line(err)})") from None
+        raise ValueError(f"{path}: not a readable HDF5 file ({one_line(err)})") from None
     try:
         _check_format(f, path, legacy)
     except BaseException:
@@ -208,48 +215,39 @@ def _check_format(f: h5py.File, path: str, legacy: bool) -> None:
         raise ValueError(f"{path}: damaged or altered (the file {layout} format version {version})")
 
 
-def _read_model(f: h5py.File, path: str, cls: type[POGLM]) -> POGLM:
-    """The fitted model in an open model file, built only once every field has passed its check."""
+def _read_state(f: h5py.File, path: str) -> dict:
+    """The state of the fitted model in an open model file (see :func:`read`), every field checked."""
     config, basis = _read_config(f, path)
-    model = cls(config["n_hidden"], basis=basis, link=config["link"], variational=config["variational"])
-    n_visible = config["n_visible"]
     with torch.device("meta"):  # names and shapes without storage: nothing is allocated yet
-        blueprint = {"network": model._new_network(n_visible), "posterior": model._new_posterior(n_visible)}
-    parameters = {
+        blueprint = _modules(config, basis)
+    state = {
         prefix: _read_arrays(_member(f, prefix, path, h5py.Group), _shapes(module), path)
         for prefix, module in blueprint.items()
     }
-    model.history_ = _read_history(f, path)
-    model.network_ = model._new_network(n_visible)
-    model.posterior_ = model._new_posterior(n_visible)
-    model.network_.load_state_dict(parameters["network"])
-    model.posterior_.load_state_dict(parameters["posterior"])
-    model.unit_ids_ = config["unit_ids"]
-    model.bin_size_ = config["bin_size"]
-    model.data_ = config["data"]
-    model.fitted_on_ = config["fitted_on"]
-    model.fit_options_ = config["fit_options"]
+    state.update(config=config, basis=basis, history=_read_history(f, path), strength_se=None, selection=None)
     if config["strength_se"] is not None:
         se = se_from_json(config["strength_se"])
-        if se.shape != (n_visible + config["n_hidden"],) * 2:
+        if se.shape != (config["n_visible"] + config["n_hidden"],) * 2:
             raise ValueError(
                 f"{path}: config field 'strength_se' has shape {se.shape}, not that of the model"
             )
-        model.strength_se_ = se
-        # files of earlier releases had standard errors of the observed information only
-        model.strength_se_source_ = config["strength_se_source"] or {"method": "fisher"}
+        state["strength_se"] = se
     if config["selection"] is not None:
         try:
-            model.selection_ = Selection.from_dict(config["selection"])
+            state["selection"] = Selection.from_dict(config["selection"])
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: config field 'selection': {_one_line(err)}") from None
-    # The settings of the fit become the estimator's (files of earlier releases hold the same names).
-    settings = {k: v for k, v in model.fit_options_.items() if k in model.get_params()}
-    try:
-        model.set_params(**settings)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: config field 'fit_options': {_one_line(err)}") from None
-    return model
+            raise ValueError(f"{path}: config field 'selection': {one_line(err)}") from None
+    return state
+
+
+def _modules(config: dict, basis: basis_module.Basis) -> dict[str, torch.nn.Module]:
+    """The network and the posterior of the model that a checked ``config`` declares, unfitted."""
+    n_visible, n_hidden, link = config["n_visible"], config["n_hidden"], check_link(config["link"])
+    family = check_family(config["variational"])
+    return {
+        "network": Network(n_visible, n_hidden, basis, link),
+        "posterior": Posterior(family, n_visible, n_hidden, basis.matrix(), link),
+    }
 
 
 def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
@@ -266,7 +264,7 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     try:
         basis = basis_module.from_dict(config["basis"])
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: config field 'basis': {_one_line(err)}") from None
+        raise ValueError(f"{path}: config field 'basis': {one_line(err)}") from None
     _check_size(config, basis, path)
     if len(config["unit_ids"]) != config["n_visible"]:
         raise ValueError(
@@ -342,7 +340,7 @@ def _member(group: h5py.Group, name: str, path: str, kind: type[h5py.Group | h5p
         link = group.get(name, getlink=True)
         member = group[name] if isinstance(link, h5py.HardLink) else link
     except (OSError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {noun} {where} cannot be read ({_one_line(err)})") from None
+        raise ValueError(f"{path}: {noun} {where} cannot be read ({one_line(err)})") from None
     if link is None:
         raise ValueError(f"{path}: {noun} {where} is missing")
     if not isinstance(link, h5py.HardLink):
@@ -356,7 +354,7 @@ def _names(group: h5py.Group, path: str) -> set[str]:
     try:
         return set(group)
     except (OSError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: group {group.name} cannot be listed ({_one_line(err)})") from None
+        raise ValueError(f"{path}: group {group.name} cannot be listed ({one_line(err)})") from None
 
 
 def _read_arrays(group: h5py.Group, shapes: dict[str, tuple[int, ...]], path: str) -> dict[str, torch.Tensor]:
@@ -382,9 +380,9 @@ def _read_array(dataset: h5py.Dataset, path: str, shape: tuple[int, ...], finite
         properties = dataset.id.get_create_plist()
         plain = properties.get_layout() in _PLAIN_LAYOUTS and properties.get_external_count() == 0
     except (OSError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: dataset {name} cannot be read ({_one_line(err)})") from None
+        raise ValueError(f"{path}: dataset {name} cannot be read ({one_line(err)})") from None
     if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-        raise ValueError(f"{path}: dataset {name} must hold floats; it holds {_one_line(dtype)}")
+        raise ValueError(f"{path}: dataset {name} must hold floats; it holds {one_line(dtype)}")
     if stored_shape != shape:
         raise ValueError(f"{path}: dataset {name} has shape {stored_shape}; expected {shape}")
     if not plain:
@@ -394,7 +392,7 @@ def _read_array(dataset: h5py.Dataset, path: str, shape: tuple[int, ...], finite
     try:
         values = np.asarray(dataset[()], dtype=dtype.newbyteorder("="))
     except (OSError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: dataset {name} cannot be read ({_one_line(err)})") from None
+        raise ValueError(f"{path}: dataset {name} cannot be read ({one_line(err)})") from None
     if finite and not np.isfinite(values).all():
         raise ValueError(f"{path}: dataset {name} holds non-finite values (NaN or infinity)")
     return values
@@ -409,7 +407,7 @@ def _attribute(owner: h5py.Group | h5py.Dataset, name: str, path: str) -> Any:
         shape = owner.attrs.get_id(name).shape
         value = owner.attrs[name] if shape == () else None
     except (OSError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {where} cannot be read ({_one_line(err)})") from None
+        raise ValueError(f"{path}: {where} cannot be read ({one_line(err)})") from None
     if shape != ():
         raise ValueError(f"{path}: {where} must be a single value; it has shape {shape}")
     return value.item() if isinstance(value, np.generic) else value  # NumPy scalars as Python values
@@ -421,14 +419,14 @@ def _json_attribute(owner: h5py.Group | h5py.Dataset, name: str, path: str) -> A
     try:
         return json.loads(text)
     except (TypeError, ValueError, RecursionError) as err:
-        raise ValueError(f"{path}: {_describe(owner, name)} is not valid JSON ({_one_line(err)})") from None
+        raise ValueError(f"{path}: {_describe(owner, name)} is not valid JSON ({one_line(err)})") from None
 
 
 def _describe(owner: h5py.Group | h5py.Dataset, name: str) -> str:
     return f"attribute {name!r}" + ("" if owner.name == "/" else f" of {owner.name}")
 
 
-def _one_line(text: object, longest: int = 300) -> str:
+def one_line(text: object, longest: int = 300) -> str:
     """``text`` (e.g. an h5py error) as one line of at most ``longest`` characters."""
     line = " ".join(str(text).split())
     return line if len(line) <= longest else line[: longest - 3] + "..."
@@ -450,7 +448,7 @@ def _write_training_state(group: h5py.Group, training: dict) -> None:
     group.attrs["extras"] = json.dumps(extras)
 
 
-def read_training_state(path: str | os.PathLike, cls: type[POGLM]) -> dict | None:
+def read_training_state(path: str | os.PathLike) -> dict | None:
     """The training state of a checkpoint, or None if there is no file at ``path`` yet.
 
     The dict holds the ``network`` and ``posterior`` states and the ``history`` (checked as :func:`read`
@@ -463,21 +461,24 @@ def read_training_state(path: str | os.PathLike, cls: type[POGLM]) -> dict | Non
     with _open_model_file(path) as f:
         if "training" not in f:
             raise ValueError(f"{path}: a finished model, not a checkpoint of a fit under way")
-        model = _read_model(f, path, cls)
-        training = _read_training(_member(f, "training", path, h5py.Group), path, _trained(model))
+        state = _read_state(f, path)
+        with torch.device("meta"):
+            modules = _modules(state["config"], state["basis"])
+        trained = _trained(modules, state["config"]["fit_options"])
+        training = _read_training(_member(f, "training", path, h5py.Group), path, trained)
     return {
         **training,
-        "network": model.network_.state_dict(),
-        "posterior": model.posterior_.state_dict(),
-        "history": model.history_,
+        "network": state["network"],
+        "posterior": state["posterior"],
+        "history": state["history"],
     }
 
 
-def _trained(model: POGLM) -> list[torch.nn.Parameter]:
+def _trained(modules: dict[str, torch.nn.Module], fit_options: dict) -> list[torch.nn.Parameter]:
     """The parameters that the fit's optimizer updates, in its order (that of :func:`spikeglm.fit.train`)."""
-    frozen = model.fit_options_.get("freeze_network") is True
-    modules = [model.posterior_] if frozen else [model.network_, model.posterior_]
-    return [p for module in modules for p in module.parameters() if p.requires_grad]
+    frozen = fit_options.get("freeze_network") is True
+    chosen = ["posterior"] if frozen else ["network", "posterior"]
+    return [p for name in chosen for p in modules[name].parameters() if p.requires_grad]
 
 
 def _read_training(group: h5py.Group, path: str, parameters: list[torch.nn.Parameter]) -> dict:

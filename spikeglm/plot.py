@@ -37,14 +37,13 @@ from spikeglm.counts import SpikeCounts
 from spikeglm.evaluate import match_hidden
 from spikeglm.files import atomic_write
 from spikeglm.fit import PLATEAU_SMOOTHING
+from spikeglm.poglm import POGLM
+from spikeglm.records import EpochRecord
 from spikeglm.timeunits import format_time, parse_time
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure, SubFigure
-
-    from spikeglm.fit import EpochRecord
-    from spikeglm.poglm import POGLM
 
 __all__ = [
     "color_limits",
@@ -545,7 +544,7 @@ def summary(
     :func:`connectivity`, the true one beside it when ``truth`` is given (same colour limits, and the
     fitted hidden neurons reordered to match the truth's when both have the same visible and hidden
     neurons), the choice of the number of hidden neurons when the model has one
-    (:meth:`spikeglm.selection.Selection.plot`), and the :func:`training_curve` with the fit's stop
+    (:meth:`spikeglm.records.Selection.plot`), and the :func:`training_curve` with the fit's stop
     reason. The title names the network, the bin size and the model's options. Panels grow with the
     number of neurons. Without ``counts`` the figure is the bottom row alone.
 

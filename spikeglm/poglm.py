@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
-from spikeglm import modelfile, parallel, provenance, relax, significance, smc
+from spikeglm import modelfile, parallel, provenance, relax, smc
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
@@ -19,7 +19,6 @@ from spikeglm.files import exclusive_lock
 from spikeglm.fit import (
     PART_BINS,
     VALIDATION_PARTICLES,
-    EpochRecord,
     ProgressLine,
     Resume,
     TrainingConfig,
@@ -33,8 +32,8 @@ from spikeglm.fit import (
 from spikeglm.model import Network, check_link, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
+from spikeglm.records import EpochRecord, Selection
 from spikeglm.segments import Segments
-from spikeglm.selection import Selection
 from spikeglm.significance import se_to_json, strength_se
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, check_family, marginal_log_likelihood
@@ -210,7 +209,7 @@ class POGLM:
         #: The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`), if any.
         self.selection_: Selection | None = None
         #: Standard errors of the coupling strengths, (post, pre): from every fit without hidden neurons,
-        #: and from :meth:`bootstrap_se` for any fit.
+        #: and from :func:`spikeglm.bootstrap.bootstrap_se` for any fit.
         self.strength_se_: np.ndarray | None = None
         #: Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
         #: ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``; None without standard errors.
@@ -280,7 +279,7 @@ class POGLM:
             Held-out trials for early stopping on their log-likelihood, estimated by a particle filter
             (see ``patience``).
         callback : callable, optional
-            Called with each epoch's :class:`~spikeglm.fit.EpochRecord` (progress bars, logging).
+            Called with each epoch's :class:`~spikeglm.records.EpochRecord` (progress bars, logging).
         checkpoint : path, optional
             A model file (HDF5) that also holds the training state, written atomically every
             ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C, or SIGTERM where the
@@ -454,7 +453,7 @@ class POGLM:
         identity = None if checkpoint is None else self._identity(fitted_on, options)
         saved = None
         if resume and checkpoint is not None:
-            saved = modelfile.read_training_state(checkpoint, type(self))
+            saved = modelfile.read_training_state(checkpoint)
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
@@ -745,46 +744,6 @@ class POGLM:
             metadata=metadata,
         )
 
-    def bootstrap_se(
-        self,
-        counts: SpikeCounts,
-        n_boot: int = 20,
-        seed: int = 0,
-        callback: Callable[[int, float], None] | None = None,
-        device: str | torch.device | None = None,
-    ) -> np.ndarray:
-        """Standard errors of the coupling strengths by parametric bootstrap; they become ``strength_se_``.
-
-        ``n_boot`` recordings like ``counts`` are simulated from the fitted network and refitted with this
-        model's settings (:func:`spikeglm.significance.bootstrap_se`, which says more). Afterwards
-        :meth:`connectivity` carries the standard errors, with ``se_method`` and ``se_n_boot`` in its
-        metadata, so that its ``significance(method="wald")`` tests the couplings of a fit with hidden
-        neurons too; :meth:`save` keeps them and their source.
-
-        Parameters
-        ----------
-        counts : SpikeCounts
-            The counts the model was fitted to.
-        n_boot : int
-            Refits (each costs about as much as the fit).
-        seed : int
-            Seed of the simulations and refits.
-        callback : callable, optional
-            Called after each refit with its index (from 0) and its seconds.
-        device : str or torch.device, optional
-            Where the refits compute.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``se[post, pre]``, shape (N, N) as the connectivity's strength.
-        """
-        self.strength_se_ = significance.bootstrap_se(
-            self, counts, n_boot=n_boot, seed=seed, callback=callback, device=device
-        )
-        self.strength_se_source_ = {"method": "bootstrap", "n_boot": int(n_boot), "seed": int(seed)}
-        return self.strength_se_
-
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the fitted model to an HDF5 file (no pickle), atomically.
@@ -797,9 +756,9 @@ class POGLM:
 
     def _write(self, path: str | os.PathLike, overwrite: bool, training: dict | None = None) -> None:
         network, posterior = self._fitted()
-        modules = {"network": network, "posterior": posterior}
+        states = {"network": network.state_dict(), "posterior": posterior.state_dict()}
         modelfile.write(
-            path, self._config(), modules, self.history_, training, overwrite=overwrite, inputs=[self.source_]
+            path, self._config(), states, self.history_, training, overwrite=overwrite, inputs=[self.source_]
         )
 
     def _config(self) -> dict:
@@ -845,8 +804,38 @@ class POGLM:
         ValueError
             If the file is damaged, altered or not a model file: one line naming the file and the field.
         """
-        model = modelfile.read(path, cls)
+        model = cls._from_state(modelfile.read(path), os.fspath(path))
         model.source_ = os.fspath(path)
+        return model
+
+    @classmethod
+    def _from_state(cls, state: dict, path: str) -> POGLM:
+        """The fitted model that the state :func:`spikeglm.modelfile.read` read from ``path`` describes."""
+        config = state["config"]
+        model = cls(
+            config["n_hidden"], basis=state["basis"], link=config["link"], variational=config["variational"]
+        )
+        model.history_ = state["history"]
+        model.network_ = model._new_network(config["n_visible"])
+        model.posterior_ = model._new_posterior(config["n_visible"])
+        model.network_.load_state_dict(state["network"])
+        model.posterior_.load_state_dict(state["posterior"])
+        model.unit_ids_ = config["unit_ids"]
+        model.bin_size_ = config["bin_size"]
+        model.data_ = config["data"]
+        model.fitted_on_ = config["fitted_on"]
+        model.fit_options_ = config["fit_options"]
+        if state["strength_se"] is not None:
+            model.strength_se_ = state["strength_se"]
+            # files of earlier releases had standard errors of the observed information only
+            model.strength_se_source_ = config["strength_se_source"] or {"method": "fisher"}
+        model.selection_ = state["selection"]
+        # The settings of the fit become the estimator's (files of earlier releases hold the same names).
+        settings = {k: v for k, v in model.fit_options_.items() if k in model.get_params()}
+        try:
+            model.set_params(**settings)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: config field 'fit_options': {modelfile.one_line(err)}") from None
         return model
 
     def __repr__(self) -> str:

@@ -1,7 +1,7 @@
 """Spike times: :class:`Recording`, the sorted units' spike times on one time line, as read from a file.
 
 :meth:`Recording.bin` counts them in bins of equal size, trial by trial, into
-:class:`~spikeglm.counts.SpikeCounts`.
+:class:`~spikeglm.counts.SpikeCounts`; :meth:`Recording.from_counts` spreads counts back into spike times.
 """
 
 from __future__ import annotations
@@ -157,6 +157,36 @@ class Recording:
         if isinstance(times_per_unit, Mapping):
             return cls(list(times_per_unit.values()), list(times_per_unit), t_start, t_stop, **options)
         return cls(list(times_per_unit), None, t_start, t_stop, **options)
+
+    @classmethod
+    def from_counts(cls, counts: SpikeCounts, seed: int = 0) -> Recording:
+        """Spike times that bin back to ``counts``: trials end to end from 0 s, spikes spread in bins.
+
+        Trial ``r`` spans ``[r T, (r + 1) T)`` with ``T`` the trial duration, and the ``c`` spikes of a
+        bin are placed uniformly at random inside it (``seed``), never on an edge, so that
+        ``Recording.from_counts(counts).bin(counts.bin_size)`` gives the counts back. The trials become
+        the recording's trials table; unit ids and metadata are kept.
+        """
+        rng = np.random.default_rng(seed)
+        width = counts.bin_seconds
+        trial, bin_, unit = np.nonzero(counts.counts)
+        repeats = counts.counts[trial, bin_, unit].astype(np.int64)
+        starts = (np.repeat(trial * counts.n_bins + bin_, repeats)) * width
+        # Uniform in the open bin: (0.05 .. 0.95) of its width keeps clear of edges and rounding.
+        times = starts + width * rng.uniform(0.05, 0.95, size=starts.size)
+        owner = np.repeat(unit, repeats)
+        spike_times = [np.sort(times[owner == k]) for k in range(counts.n_units)]
+        duration = counts.n_bins * width
+        trials = np.column_stack([np.arange(counts.n_trials), np.arange(1, counts.n_trials + 1)]) * duration
+        return cls(
+            spike_times,
+            list(counts.unit_ids),
+            0.0,
+            counts.n_trials * duration,
+            trials=trials,
+            annotations=dict(counts.metadata),
+            empty_units="keep",
+        )
 
     def select_units(self, ids: str | Iterable[str]) -> Recording:
         """The given units, in the given order, as a new Recording (same span, trials and annotations).

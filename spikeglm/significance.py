@@ -13,12 +13,8 @@ and no dense Hessian of all the parameters is ever built. The covariance of neur
 standard error is exact to first order (the usual asymptotics of maximum likelihood).
 
 With hidden neurons the likelihood is an integral over their counts, and a variational fit gives no
-closed form of its observed information. :func:`bootstrap_se` takes the standard errors from a
-parametric bootstrap instead: recordings of the same shape are simulated from the fitted network, the
-model is refitted to each with its own settings, the refits' hidden neurons are matched to the fit's
-(they are identifiable only up to order and sign), and each strength's standard deviation over the
-refits is its standard error. This covers everything the fit's estimate depends on, the hidden neurons'
-couplings and the fit's own randomness included, at the cost of ``n_boot`` fits.
+closed form of its observed information: :func:`spikeglm.bootstrap.bootstrap_se` takes the standard
+errors from refits of the estimator to recordings simulated from the fit instead.
 
 :func:`wald_table` turns strengths and standard errors into a table of every pair: Wald ``z``, two-sided
 ``p``, Benjamini-Hochberg ``q`` over the couplings between different neurons (self-couplings, almost
@@ -31,14 +27,16 @@ the postsynaptic neuron follows the presynaptic spikes more closely in time than
 of the two explains: the presynaptic spikes are jittered within short intervals (keeping every slower
 rate change), the pair's coupling is refitted to each jittered copy, and the observed coupling is
 compared with the refitted ones.
+
+:func:`coupling_tests` runs either test on a connectivity (read through :class:`Couplings`, which
+:class:`spikeglm.Connectivity` is); :meth:`spikeglm.Connectivity.significance` calls it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,12 +45,9 @@ from scipy.stats import norm, t
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
 from spikeglm.model import Network
-from spikeglm.options import whole
 from spikeglm.provenance import check_fitted_on
 from spikeglm.segments import Segments
-
-if TYPE_CHECKING:
-    from spikeglm.poglm import POGLM
+from spikeglm.timeunits import seconds
 
 #: The columns of :func:`wald_table` and :func:`jitter_table`.
 COLUMNS = ("pre", "post", "strength", "se", "z", "p", "q", "significant", "sign", "self")
@@ -128,91 +123,113 @@ def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray
     return total.cpu().numpy()
 
 
-def bootstrap_se(
-    model: POGLM,
-    counts: SpikeCounts,
-    n_boot: int = 20,
-    seed: int = 0,
-    callback: Callable[[int, float], None] | None = None,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Standard errors of a fitted model's coupling strengths by parametric bootstrap, shape (post, pre).
+class Couplings(Protocol):
+    """What the tests read of a coupling structure: a :class:`spikeglm.Connectivity` is one."""
 
-    Each of the ``n_boot`` rounds simulates a recording from the fitted network with as many trials and
-    bins as ``counts`` (the hidden neurons' columns dropped), refits a model with the fit's settings to
-    it, and reads the refit's strengths with its hidden neurons matched to the fit's
-    (:func:`spikeglm.evaluate.align_hidden`: reordered, and an inverted one turned back). The standard
-    error of each pair is the standard deviation of its strength over the refits. Each refit has a seed
-    of its own (drawn from ``seed``), so that the spread includes the fit's dependence on its starting
-    point and samples. The refits run one after another; only the strengths are kept.
+    @property
+    def weights(self) -> np.ndarray: ...
+
+    @property
+    def basis_matrix(self) -> np.ndarray: ...
+
+    @property
+    def bias(self) -> np.ndarray: ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+    @property
+    def strength(self) -> np.ndarray: ...
+
+    @property
+    def n_hidden(self) -> int: ...
+
+
+def coupling_tests(
+    conn: Couplings, alpha: float = 0.05, method: str = "wald", **options: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Test every coupling of ``conn``: the table of :meth:`spikeglm.Connectivity.significance` and the
+    test's settings, as :meth:`spikeglm.Connectivity.save` writes them.
 
     Parameters
     ----------
-    model : POGLM
-        A fitted model (of any number of hidden neurons; with none, :func:`strength_se` is exact and
-        much faster).
-    counts : SpikeCounts
-        The counts the model was fitted to (checked against :attr:`~spikeglm.POGLM.fitted_on_`; a model
-        that does not record them gives a warning): the simulated recordings take their trials, bins and
-        bin size.
-    n_boot : int
-        Refits, at least 2. The standard errors' own relative error is about ``1 / sqrt(2 (n_boot - 1))``.
-    seed : int
-        Seed of the simulations and of the refits' seeds.
-    callback : callable, optional
-        Called after each refit with its index (from 0) and the seconds it took, e.g. to show progress.
-    device : str or torch.device, optional
-        Where the refits compute (see :meth:`spikeglm.POGLM.fit`).
+    conn : Connectivity
+        The couplings; the Wald test reads the standard errors of its metadata (``strength_se``).
+    alpha, method, **options
+        As :meth:`spikeglm.Connectivity.significance`.
 
     Returns
     -------
-    numpy.ndarray
-        ``se[post, pre]`` over all neurons, visible then hidden, in the fit's order.
-
-    Raises
-    ------
-    ValueError
-        If ``n_boot`` is below 2, ``counts`` are not those the model was fitted on (the message names the
-        difference), the model's network was given rather than fitted (``freeze_network``), or the fitted
-        network's activity runs away when simulated.
+    table : numpy.ndarray
+        The rows of :data:`COLUMNS`, one per (pre, post) pair.
+    settings : dict
+        JSON values: ``test`` (the method), ``alpha`` and, for the jitter test, ``n_jitter``,
+        ``jitter_bins``, ``pvalue`` and ``seed``.
     """
-    from spikeglm.evaluate import align_hidden  # evaluate reads Connectivity, which reads this module
+    if method == "jitter":
+        return _jitter_tests(conn, alpha, **options)
+    if method != "wald":
+        raise ValueError(f"significance: unknown method {method!r}; available: 'wald', 'jitter'")
+    if options:
+        raise ValueError(f"significance: the Wald test takes no options, got {', '.join(options)}")
+    se = conn.metadata.get("strength_se")
+    if se is None:
+        raise ValueError(
+            "significance: this connectivity carries no standard errors (fits without hidden neurons "
+            "have them; for others, run spikeglm.bootstrap_se(model, counts) or fit with --bootstrap N)"
+        )
+    se = se_from_json(se)
+    if se.shape != conn.strength.shape:
+        raise ValueError(f"significance: strength_se has shape {se.shape}, strength {conn.strength.shape}")
+    return wald_table(conn.strength, se, conn.labels, alpha), {"test": "wald", "alpha": float(alpha)}
 
-    n_boot = whole(n_boot, "bootstrap_se: n_boot", minimum=2)
-    network = model.network_
-    if network is None:
-        raise RuntimeError("bootstrap_se: this POGLM is not fitted yet: call fit(counts) first")
-    if model.training.freeze_network:
+
+def _jitter_tests(
+    conn: Couplings,
+    alpha: float,
+    counts: SpikeCounts | None = None,
+    n_jitter: int = N_JITTER,
+    jitter: int | None = None,
+    pvalue: str = "normal",
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    labels, metadata = conn.labels, conn.metadata
+    if conn.n_hidden:
         raise ValueError(
-            "bootstrap_se: the model's network was given, not fitted (freeze_network): there is no fit to "
-            "repeat"
+            f"significance: the jitter test needs a fit without hidden neurons; this one has {conn.n_hidden}"
         )
-    if not isinstance(counts, SpikeCounts) or counts.n_units != network.n_visible:
-        got = f"{counts.n_units} units" if isinstance(counts, SpikeCounts) else type(counts).__name__
+    if counts is None:
+        raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
+    if list(counts.unit_ids) != labels:
+        missing = [label for label in labels if label not in list(counts.unit_ids)]
         raise ValueError(
-            f"bootstrap_se: counts must be the SpikeCounts of the fit's {network.n_visible} units; got {got}"
+            "significance: counts must hold the connectivity's units in its order "
+            f"({', '.join(labels)}); "
+            + (f"missing {', '.join(missing)}" if missing else f"got {', '.join(counts.unit_ids)}")
         )
-    check_fitted_on(model.fitted_on_, counts, "the parametric bootstrap")
-    reference = model.connectivity()
-    settings = model.get_params()
-    refit_seeds = np.random.SeedSequence(seed).generate_state(n_boot)
-    generator = torch.Generator().manual_seed(seed)
-    strengths = np.empty((n_boot, network.n_neurons, network.n_neurons))
-    for round_ in range(n_boot):
-        start = time.perf_counter()
-        with torch.no_grad():
-            try:
-                simulated = network.simulate(counts.n_trials, counts.n_bins, generator=generator)
-            except ValueError as err:
-                raise ValueError(f"bootstrap_se: cannot simulate the fitted network: {err}") from None
-        data = SpikeCounts.from_array(
-            simulated[..., : network.n_visible], bin_size=counts.bin_size, unit_ids=counts.unit_ids
-        )
-        refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])}).fit(data, device=device)
-        strengths[round_] = align_hidden(reference, refit.connectivity())
-        if callback is not None:
-            callback(round_, time.perf_counter() - start)
-    return strengths.std(axis=0, ddof=1)
+    bin_size = metadata.get("bin_size")
+    if bin_size is not None and not np.isclose(seconds(bin_size, "bin_size"), counts.bin_seconds):
+        raise ValueError(f"significance: counts are binned at {counts.bin_size}, the fit at {bin_size}")
+    check_fitted_on(metadata.get("fitted_on"), counts, "the jitter test")
+    jitter = conn.basis_matrix.shape[1] if jitter is None else int(jitter)
+    table = jitter_table(
+        conn.weights,
+        conn.basis_matrix,
+        conn.bias,
+        metadata.get("link", "softplus"),
+        counts.counts,
+        labels,
+        alpha=alpha,
+        n_jitter=n_jitter,
+        jitter=jitter,
+        pvalue=pvalue,
+        seed=seed,
+    )
+    settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
+    return table, {"test": "jitter", "alpha": float(alpha), **settings}
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:

@@ -305,7 +305,7 @@ def test_a_continuous_recording_is_fitted_whole_in_segments(tmp_path):
     _, counts, _ = sg.synthetic.network(
         "sparse-ei", seed=1, n_visible=5, n_hidden=1, n_train=1, n_test=1, n_bins=3000
     )
-    spikes = counts.to_recording()
+    spikes = sg.Recording.from_counts(counts)
     continuous = sg.Recording(spikes.spike_times, list(spikes.unit_ids), 0.0, spikes.t_stop)
     sg.save(continuous, tmp_path / "long.nwb")
     model_path = tmp_path / "model.h5"

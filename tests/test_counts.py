@@ -6,6 +6,7 @@ import quantities as pq
 import torch
 
 from spikeglm.counts import SpikeCounts
+from spikeglm.recording import Recording
 
 
 def random_array(shape=(6, 20, 3), seed=0, high=4) -> np.ndarray:
@@ -244,7 +245,7 @@ def test_split_with_the_test_share_first_still_works_but_warns():
 
 
 def test_selected_trials_keep_their_start_times():
-    recording = SpikeCounts.from_array(np.ones((4, 10, 1), dtype=int), bin_size="1 ms").to_recording()
+    recording = Recording.from_counts(SpikeCounts.from_array(np.ones((4, 10, 1), dtype=int), bin_size="1 ms"))
     counts = recording.bin("1 ms", trial_length="10 ms")
     assert counts.metadata["trial_starts_s"] == pytest.approx([0.0, 0.01, 0.02, 0.03])
     assert counts.select_trials([3, 1]).metadata["trial_starts_s"] == pytest.approx([0.03, 0.01])

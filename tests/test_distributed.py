@@ -27,7 +27,7 @@ def recording(tmp_path_factory):
         "sparse-ei", seed=2, n_visible=6, n_hidden=1, n_train=1, n_test=1, n_bins=1200
     )
     path = tmp_path_factory.mktemp("distributed") / "long.npz"
-    sg.save(counts.to_recording(), path)
+    sg.save(sg.Recording.from_counts(counts), path)
     return path
 
 

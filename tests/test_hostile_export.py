@@ -41,7 +41,7 @@ def folder(tmp_path_factory):
     fitted on the command line to the first KEPT trials of ``fit.npz``."""
     folder = tmp_path_factory.mktemp("provenance")
     for name, seed in (("fit.npz", 0), ("other.npz", 1)):
-        sg.save(simulated(seed).to_recording(), folder / name)
+        sg.save(sg.Recording.from_counts(simulated(seed)), folder / name)
     arguments = ["fit", str(folder / "fit.npz"), "-o", str(folder / "m.h5"), "--hidden", "0"]
     result = CliRunner().invoke(main, [*arguments, "--t-stop", str(float(KEPT))])
     assert result.exit_code == 0, result.output
@@ -76,7 +76,7 @@ def test_tests_of_the_couplings_refuse_other_counts_and_take_the_fit_s(folder):
     with pytest.raises(ValueError, match=differ + "the jitter test needs the counts of the fit"):
         conn.significance(method="jitter", counts=other, n_jitter=5)
     with pytest.raises(ValueError, match=differ + "the parametric bootstrap needs the counts"):
-        model.bootstrap_se(other, n_boot=2)
+        sg.bootstrap_se(model, other, n_boot=2)
     whole = model.bin_like(sg.load(folder / "fit.npz"))  # all trials: not as the fit read it
     with pytest.raises(
         ValueError,
@@ -131,8 +131,8 @@ def _rewritten(model: sg.POGLM, path, **config) -> sg.POGLM:
     in the files of earlier releases), and loaded back."""
     changed = {**model._config(), **config}
     changed = {key: value for key, value in changed.items() if value is not None}
-    modules = {"network": model.network_, "posterior": model.posterior_}
-    modelfile.write(path, changed, modules, model.history_, None, overwrite=False)
+    states = {"network": model.network_.state_dict(), "posterior": model.posterior_.state_dict()}
+    modelfile.write(path, changed, states, model.history_, None, overwrite=False)
     return sg.POGLM.load(path)
 
 

@@ -279,7 +279,7 @@ def test_hostile_files_are_refused_naming_the_field(files, tmp_path, name, kind,
         read = sg.POGLM.load
     else:
         path = _edited(checkpoint, tmp_path / "hostile.ckpt.h5", edit)
-        read = lambda path: modelfile.read_training_state(path, sg.POGLM)  # noqa: E731
+        read = modelfile.read_training_state
     with pytest.raises(ValueError) as refused:
         read(path)
     message = str(refused.value)
@@ -289,7 +289,7 @@ def test_hostile_files_are_refused_naming_the_field(files, tmp_path, name, kind,
 
 def test_training_state_keeps_further_keys(files, tmp_path):
     model, _, checkpoint = files
-    saved = modelfile.read_training_state(checkpoint, sg.POGLM)
+    saved = modelfile.read_training_state(checkpoint)
     extras = {
         "steps_done": 3,
         "partial": {"objective_sum": -1.5, "seconds": 0.25},
@@ -299,12 +299,12 @@ def test_training_state_keeps_further_keys(files, tmp_path):
     model._write(
         path, overwrite=False, training={"epochs_done": 1, "optimizer": saved["optimizer"], **extras}
     )
-    read = modelfile.read_training_state(path, sg.POGLM)
+    read = modelfile.read_training_state(path)
     assert {key: read[key] for key in ("epochs_done", *extras)} == {"epochs_done": 1, **extras}
     assert read["optimizer"]["state"].keys() == saved["optimizer"]["state"].keys()
     # A checkpoint of an earlier release records none of them.
     older = _edited(path, tmp_path / "older.h5", lambda f: f["training"].attrs.__delitem__("extras"))
-    read = modelfile.read_training_state(older, sg.POGLM)
+    read = modelfile.read_training_state(older)
     assert (read["steps_done"], read["partial"], read["identity"]) == (0, None, None)
 
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 import spikeglm as sg
 from spikeglm import plot
-from spikeglm.fit import EpochRecord
+from spikeglm.records import EpochRecord
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import spikeglm as sg
-from spikeglm.selection import Selection, _choose, _folds
+from spikeglm.records import Selection
+from spikeglm.selection import _choose, _folds
 
 
 def test_the_rule_takes_the_fewest_hidden_neurons_within_one_paired_standard_error():

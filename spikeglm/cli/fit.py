@@ -166,12 +166,12 @@ def _bootstrap(model: sg.POGLM, counts: sg.SpikeCounts, n_boot: int, where: obje
 
     if report:
         click.echo(f"standard errors by parametric bootstrap ({n_boot} refits to simulated recordings):")
-    model.bootstrap_se(counts, n_boot=n_boot, callback=progress, device=where)
+    sg.bootstrap_se(model, counts, n_boot=n_boot, callback=progress, device=where)
 
 
 def _resuming(checkpoint: Path, epochs: int) -> str:
     """Where ``--resume`` picks the fit up, for the user to see before it goes on."""
-    state = read_training_state(checkpoint, sg.POGLM)
+    state = read_training_state(checkpoint)
     if state is None:
         return f"--resume: no checkpoint {checkpoint} yet; starting from epoch 1"
     done, steps = state["epochs_done"], state["steps_done"]
@@ -195,7 +195,7 @@ def _refuse_selection_options(ctx: click.Context) -> None:
         )
 
 
-def _cross_validate(counts, candidates, folds, model, report, where) -> sg.selection.Selection:
+def _cross_validate(counts, candidates, folds, model, report, where) -> sg.records.Selection:
     """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
 
     def progress(n_hidden: int, fold: int, score: float) -> None:

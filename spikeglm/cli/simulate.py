@@ -48,6 +48,6 @@ def simulate(
     truth, counts, _ = sg.synthetic.network(
         protocol, seed=seed, **{k: v for k, v in options.items() if v is not None}
     )
-    sg.save(counts.to_recording(seed=seed), out, overwrite=overwrite)
+    sg.save(sg.Recording.from_counts(counts, seed=seed), out, overwrite=overwrite)
     truth.save(truth_path, overwrite=overwrite)
     click.echo(f"recording ({counts.n_units} units, {counts.n_trials} trials): {out}\ntruth: {truth_path}")
