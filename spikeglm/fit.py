@@ -714,7 +714,8 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, config: Tr
     (:data:`START_READING`), so that the hidden counts start high where the neurons they drive fire
     together. Only components whose variance stands above the noise's (beyond the Marchenko-Pastur edge
     of the correlation matrix) are used; the other hidden neurons keep their random start. From small
-    random couplings alone, the fit finds less of the shared input (README: benchmarks/hidden.py).
+    random couplings alone, the fit finds less of the shared input (docs/benchmarks.md, "When hidden
+    neurons pay off").
     """
     n_visible, n_components = network.n_visible, min(network.n_hidden, network.n_visible)
     glm = Network(n_visible, 0, network.basis, network.link_name).to(network.bias.device)

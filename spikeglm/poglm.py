@@ -93,7 +93,7 @@ class POGLM:
         log-likelihood itself, climbed by its gradient from a particle smoother whose proposal is the
         posterior (:func:`spikeglm.smc.smoothed_score`; no relaxation is used). The bounds shrink the
         hidden neurons towards those whose posterior the family can match; ``"likelihood"`` does not,
-        at several times the cost per epoch (see the README).
+        at several times the cost per epoch (see docs/methods.md, "The likelihood objective").
     epochs : int
         Most passes over the training trials (with ``tol``, a fit usually stops well before); with no
         hidden neuron, most L-BFGS iterations.
