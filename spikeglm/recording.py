@@ -262,8 +262,8 @@ class Recording:
             raise ValueError(
                 self._where(
                     f"window: {' and '.join(beyond)} reaches outside the span the recording was observed "
-                    f"over, {self._t_start:g} s to {self._t_stop:g} s, where no silence was recorded; "
-                    "choose a window inside it"
+                    f"over, {self._t_start:g} s to {self._t_stop:g} s (outside it nothing was recorded, not "
+                    "even silence); choose a window inside it"
                 )
             )
         times = [
