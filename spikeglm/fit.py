@@ -37,10 +37,10 @@ from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
 from spikeglm.records import EpochRecord
 from spikeglm.segments import Batch, Segments
+from spikeglm.settings import DEFAULTS, TRAINING_SETTINGS
 from spikeglm.settings import OBJECTIVES as OBJECTIVES  # declared with the settings, still named here
 from spikeglm.settings import PART_BINS as PART_BINS
 from spikeglm.settings import STARTS as STARTS
-from spikeglm.settings import TRAINING_SETTINGS, default
 from spikeglm.variational import Posterior, log_weights
 
 #: Floats that training keeps per parameter: the value, its gradient and Adam's two moments, and the copy
@@ -239,7 +239,7 @@ class Resume:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How a fit trains: every option of the training loop, each checked once, here.
+    """How a fit trains: every option of the training loop, checked as :mod:`spikeglm.settings` declares.
 
     Parameters
     ----------
@@ -287,22 +287,22 @@ class TrainingConfig:
         How a fit with hidden neurons starts (:data:`STARTS`, :func:`glm_start`).
     """
 
-    relaxation: str = default("relaxation")
-    temperature: float = default("temperature")
-    n_samples: int = default("n_samples")
-    objective: str = default("objective")
-    epochs: int = default("epochs")
-    lr: float = default("lr")
-    batch_size: int | None = default("batch_size")
-    part_bins: int = default("part_bins")
-    seed: int = default("seed")
-    patience: int = default("patience")
+    relaxation: str = DEFAULTS["relaxation"]
+    temperature: float = DEFAULTS["temperature"]
+    n_samples: int = DEFAULTS["n_samples"]
+    objective: str = DEFAULTS["objective"]
+    epochs: int = DEFAULTS["epochs"]
+    lr: float = DEFAULTS["lr"]
+    batch_size: int | None = DEFAULTS["batch_size"]
+    part_bins: int = DEFAULTS["part_bins"]
+    seed: int = DEFAULTS["seed"]
+    patience: int = DEFAULTS["patience"]
     eval_every: int = 10
     checkpoint_every: int = 50
-    freeze_network: bool = default("freeze_network")
-    tol: float | None = default("tol")
-    straight_through: bool = default("straight_through")
-    init: str = default("init")
+    freeze_network: bool = DEFAULTS["freeze_network"]
+    tol: float | None = DEFAULTS["tol"]
+    straight_through: bool = DEFAULTS["straight_through"]
+    init: str = DEFAULTS["init"]
     _law: type[relax.PoissonRelaxation] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -222,6 +222,5 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
-def default(name: str) -> Any:
-    """The default value of the setting ``name``."""
-    return SETTINGS[name].default
+#: The default value of every setting, by name.
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
