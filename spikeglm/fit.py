@@ -34,33 +34,14 @@ from torch import nn
 from spikeglm import parallel, relax, smc
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.model import Network, mean_counts
-from spikeglm.options import Registry, positive, whole
+from spikeglm.options import whole
 from spikeglm.records import EpochRecord
 from spikeglm.segments import Batch, Segments
+from spikeglm.settings import DEFAULTS, TRAINING_SETTINGS
+from spikeglm.settings import OBJECTIVES as OBJECTIVES  # declared with the settings, still named here
+from spikeglm.settings import PART_BINS as PART_BINS
+from spikeglm.settings import STARTS as STARTS
 from spikeglm.variational import Posterior, log_weights
-
-#: The objectives: what the fit maximises.
-OBJECTIVES: Registry[str] = Registry(
-    "objective",
-    {
-        "elbo": "evidence lower bound",
-        "iwae": "importance-weighted bound over the samples of a trial",
-        "fivo": "particle-filter bound: the samples are particles, resampled bin by bin",
-        "likelihood": "the log-likelihood itself, its gradient from a particle smoother whose samples "
-        "are particles; the posterior is its proposal",
-    },
-)
-#: How a fit with hidden neurons starts.
-STARTS: Registry[str] = Registry(
-    "init",
-    {
-        "glm": "the visible neurons' GLM, hidden neurons along the principal components of its errors",
-        "random": "small random couplings",
-    },
-)
-#: Default bins computed at once in a training step (context included); bounds the memory of a step.
-PART_BINS = 2**15
-
 
 #: Floats that training keeps per parameter: the value, its gradient and Adam's two moments, and the copy
 #: of the best parameters that early stopping keeps.
@@ -258,7 +239,7 @@ class Resume:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How a fit trains: every option of the training loop, each checked once, here.
+    """How a fit trains: every option of the training loop, checked as :mod:`spikeglm.settings` declares.
 
     Parameters
     ----------
@@ -306,38 +287,27 @@ class TrainingConfig:
         How a fit with hidden neurons starts (:data:`STARTS`, :func:`glm_start`).
     """
 
-    relaxation: str = "eat-cubic"
-    temperature: float = 0.5
-    n_samples: int = 5
-    objective: str = "elbo"
-    epochs: int = 500
-    lr: float = 0.05
-    batch_size: int | None = None
-    part_bins: int = PART_BINS
-    seed: int = 0
-    patience: int = 10
+    relaxation: str = DEFAULTS["relaxation"]
+    temperature: float = DEFAULTS["temperature"]
+    n_samples: int = DEFAULTS["n_samples"]
+    objective: str = DEFAULTS["objective"]
+    epochs: int = DEFAULTS["epochs"]
+    lr: float = DEFAULTS["lr"]
+    batch_size: int | None = DEFAULTS["batch_size"]
+    part_bins: int = DEFAULTS["part_bins"]
+    seed: int = DEFAULTS["seed"]
+    patience: int = DEFAULTS["patience"]
     eval_every: int = 10
     checkpoint_every: int = 50
-    freeze_network: bool = False
-    tol: float | None = 5e-4
-    straight_through: bool = False
-    init: str = "glm"
+    freeze_network: bool = DEFAULTS["freeze_network"]
+    tol: float | None = DEFAULTS["tol"]
+    straight_through: bool = DEFAULTS["straight_through"]
+    init: str = DEFAULTS["init"]
     _law: type[relax.PoissonRelaxation] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        checked = {
-            "relaxation": relax.RELAXATIONS.name(self.relaxation),
-            "temperature": positive(self.temperature, "temperature"),
-            "objective": OBJECTIVES.name(self.objective),
-            "lr": positive(self.lr, "lr"),
-            "seed": whole(self.seed, "seed", minimum=0),
-            "batch_size": None if self.batch_size is None else whole(self.batch_size, "batch_size"),
-            "freeze_network": bool(self.freeze_network),
-            "tol": None if self.tol is None else positive(self.tol, "tol"),
-            "straight_through": bool(self.straight_through),
-            "init": STARTS.name(self.init),
-        }
-        for name in ("n_samples", "epochs", "part_bins", "patience", "eval_every", "checkpoint_every"):
+        checked = {name: setting.check(getattr(self, name)) for name, setting in TRAINING_SETTINGS.items()}
+        for name in ("eval_every", "checkpoint_every"):
             checked[name] = whole(getattr(self, name), name)
         for name, value in checked.items():
             object.__setattr__(self, name, value)

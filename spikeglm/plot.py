@@ -582,9 +582,10 @@ def summary(
     if counts is not None:
         top_height = _raster_height(counts.n_units) + (_RATE_PANEL_INCHES if rates is not None else 0) + 1.0
     fig = _new_figure(figsize=(max(sum(widths), 9.0), side + 0.6 + top_height))
+    checked = model.checked_settings()
     fig.suptitle(
         f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons, "
-        f"{_bin_label(model.bin_size_)} bins, {model.link} link, {model.basis!r}",
+        f"{_bin_label(model.bin_size_)} bins, {checked.link} link, {checked.basis!r}",
         fontsize=11,
     )
     if counts is None:

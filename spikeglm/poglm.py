@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,41 +31,56 @@ from spikeglm.fit import (
     solve_glm,
     train,
 )
-from spikeglm.model import Network, check_link, mean_counts
+from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.segments import Segments
+from spikeglm.settings import DEFAULTS, SETTINGS, TRAINING_SETTINGS
 from spikeglm.significance import se_to_json, strength_se
 from spikeglm.timeunits import seconds
-from spikeglm.variational import Posterior, check_family, marginal_log_likelihood
+from spikeglm.variational import Posterior, marginal_log_likelihood
 
 #: Default segment length of :meth:`POGLM.fit` (bins): longer trials are cut, with context.
-SEGMENT_BINS = 1000
-#: The settings of :class:`POGLM` that go to its :class:`~spikeglm.fit.TrainingConfig`.
-_TRAINING_SETTINGS = (
-    "relaxation",
-    "temperature",
-    "n_samples",
-    "objective",
-    "epochs",
-    "lr",
-    "batch_size",
-    "part_bins",
-    "seed",
-    "patience",
-    "freeze_network",
-    "tol",
-    "straight_through",
-    "init",
-)
+SEGMENT_BINS = DEFAULTS["segment_bins"]
+
+
+@dataclass(frozen=True)
+class CheckedSettings:
+    """The settings of a :class:`POGLM`, checked and built: what a fit of them runs with.
+
+    Parameters
+    ----------
+    n_hidden : int
+        Number of hidden neurons.
+    basis : Basis
+        The history basis, built from ``basis``, ``window`` and ``basis_options``.
+    link : str
+        The link's canonical name.
+    variational : str
+        The posterior family's canonical name.
+    segment_bins : int or None
+        Segment length of long trials (None: never cut).
+    training : TrainingConfig
+        The training settings.
+    """
+
+    n_hidden: int
+    basis: basis_module.Basis
+    link: str
+    variational: str
+    segment_bins: int | None
+    training: TrainingConfig
 
 
 class POGLM:
     """Partially observable GLM: the recorded (visible) neurons plus ``n_hidden`` hidden ones.
 
-    Settings go to the constructor and data to :meth:`fit`, as in scikit-learn; every setting is checked
-    here, once. :meth:`get_params`, :meth:`set_params` and :meth:`clone` read, change and copy them.
+    Settings go to the constructor and data to :meth:`fit`, as in scikit-learn: the constructor stores
+    them as given, :meth:`fit` checks them and builds what they name (:meth:`checked_settings`), so that
+    ``sklearn.base.clone`` copies the estimator. Each setting's default and check are declared once, in
+    :mod:`spikeglm.settings`. :meth:`get_params`, :meth:`set_params` and :meth:`clone` read, change and
+    copy them.
 
     Parameters
     ----------
@@ -147,50 +164,50 @@ class POGLM:
 
     def __init__(
         self,
-        n_hidden: int = 2,
-        basis: str | basis_module.Basis = "exponential",
-        window: int = 5,
-        link: str = "softplus",
-        variational: str = "forward-backward",
-        basis_options: dict | None = None,
+        n_hidden: int = DEFAULTS["n_hidden"],
+        basis: str | basis_module.Basis = DEFAULTS["basis"],
+        window: int = DEFAULTS["window"],
+        link: str = DEFAULTS["link"],
+        variational: str = DEFAULTS["variational"],
+        basis_options: dict | None = DEFAULTS["basis_options"],
         *,
-        relaxation: str | type[relax.PoissonRelaxation] = "eat-cubic",
-        temperature: float = 0.5,
-        n_samples: int = 5,
-        objective: str = "elbo",
-        epochs: int = 500,
-        lr: float = 0.05,
-        batch_size: int | None = None,
-        segment_bins: int | None = SEGMENT_BINS,
-        part_bins: int = PART_BINS,
-        seed: int = 0,
-        patience: int = 10,
-        freeze_network: bool = False,
-        tol: float | None = 5e-4,
-        straight_through: bool = False,
-        init: str = "glm",
+        relaxation: str | type[relax.PoissonRelaxation] = DEFAULTS["relaxation"],
+        temperature: float = DEFAULTS["temperature"],
+        n_samples: int = DEFAULTS["n_samples"],
+        objective: str = DEFAULTS["objective"],
+        epochs: int = DEFAULTS["epochs"],
+        lr: float = DEFAULTS["lr"],
+        batch_size: int | None = DEFAULTS["batch_size"],
+        segment_bins: int | None = DEFAULTS["segment_bins"],
+        part_bins: int = DEFAULTS["part_bins"],
+        seed: int = DEFAULTS["seed"],
+        patience: int = DEFAULTS["patience"],
+        freeze_network: bool = DEFAULTS["freeze_network"],
+        tol: float | None = DEFAULTS["tol"],
+        straight_through: bool = DEFAULTS["straight_through"],
+        init: str = DEFAULTS["init"],
     ) -> None:
-        self.n_hidden = whole(n_hidden, "n_hidden", minimum=0)
-        self.basis = basis_module.get(basis, window=whole(window, "window"), **(basis_options or {}))
-        self.link = check_link(link)
-        self.variational = check_family(variational)
-        self.segment_bins = None if segment_bins is None else whole(segment_bins, "segment_bins")
-        self.training = TrainingConfig(
-            relaxation=relaxation,
-            temperature=temperature,
-            n_samples=n_samples,
-            objective=objective,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            part_bins=part_bins,
-            seed=seed,
-            patience=patience,
-            freeze_network=freeze_network,
-            tol=tol,
-            straight_through=straight_through,
-            init=init,
-        )
+        self.n_hidden = n_hidden
+        self.basis = basis
+        self.window = window
+        self.link = link
+        self.variational = variational
+        self.basis_options = basis_options
+        self.relaxation = relaxation
+        self.temperature = temperature
+        self.n_samples = n_samples
+        self.objective = objective
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.segment_bins = segment_bins
+        self.part_bins = part_bins
+        self.seed = seed
+        self.patience = patience
+        self.freeze_network = freeze_network
+        self.tol = tol
+        self.straight_through = straight_through
+        self.init = init
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
         self.history_: list[EpochRecord] = []
@@ -217,38 +234,66 @@ class POGLM:
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
-        """The constructor's settings of this estimator, by name (``deep`` is accepted for scikit-learn)."""
-        training = {name: getattr(self.training, name) for name in _TRAINING_SETTINGS}
-        return {
-            "n_hidden": self.n_hidden,
-            "basis": self.basis,
-            "window": self.basis.window,
-            "link": self.link,
-            "variational": self.variational,
-            "basis_options": None,
-            "segment_bins": self.segment_bins,
-            **training,
-        }
+        """The constructor's settings of this estimator, by name, as given (``deep`` is for scikit-learn)."""
+        return {name: getattr(self, name) for name in self._parameter_names()}
+
+    @classmethod
+    def _parameter_names(cls) -> list[str]:
+        """The names of the constructor's arguments: the settings."""
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
     def set_params(self, **params) -> POGLM:
-        """Change settings, checked as the constructor checks them; returns ``self``.
+        """Change settings; returns ``self``.
 
-        A fitted model keeps its fit: the new settings apply to the next :meth:`fit`. ``window`` or
-        ``basis_options`` without ``basis`` rebuild the current basis with them.
+        The values are stored as given, as the constructor stores them, and checked at once by the checks
+        :meth:`fit` makes (:meth:`checked_settings`): a setting that is refused leaves the estimator as it
+        was. A fitted model keeps its fit: the new settings apply to the next :meth:`fit`. ``window`` or
+        ``basis_options`` without ``basis``, where ``basis`` is a ready :class:`~spikeglm.basis.Basis`,
+        rebuild that basis with them.
         """
-        unknown = sorted(set(params) - set(self.get_params()))
+        before = self.get_params()
+        unknown = sorted(set(params) - set(before))
         if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; settings: {', '.join(self.get_params())}"
-            )
-        merged = {**self.get_params(), **params}
-        if "basis" not in params and ({"window", "basis_options"} & set(params)):
-            spec = {**self.basis.to_dict(), "window": merged["window"], **(params.get("basis_options") or {})}
-            merged["basis"], merged["basis_options"] = basis_module.from_dict(spec), None
-        fitted = {name: value for name, value in vars(self).items() if name.endswith("_")}
-        self.__init__(**merged)
-        vars(self).update(fitted)
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; settings: {', '.join(before)}")
+        if isinstance(self.basis, basis_module.Basis) and "basis" not in params:
+            if {"window", "basis_options"} & set(params):
+                spec = {**self.basis.to_dict(), **(params.get("basis_options") or {})}
+                spec["window"] = params.get("window", spec["window"])
+                params = {**params, "basis": basis_module.from_dict(spec), "basis_options": None}
+        vars(self).update(params)
+        try:
+            self.checked_settings()
+        except (TypeError, ValueError):
+            vars(self).update(before)
+            raise
         return self
+
+    def checked_settings(self) -> CheckedSettings:
+        """The settings checked and built (the basis, the canonical names, the training config).
+
+        :meth:`fit` runs with these; the estimator's own attributes keep the values as given.
+
+        Raises
+        ------
+        ValueError
+            If a setting is invalid; the message names it.
+        """
+        checked = {name: SETTINGS[name].check(getattr(self, name)) for name in ("n_hidden", "window")}
+        built = basis_module.get(self.basis, window=checked["window"], **(self.basis_options or {}))
+        checked.update({name: SETTINGS[name].check(getattr(self, name)) for name in ("link", "variational")})
+        return CheckedSettings(
+            n_hidden=checked["n_hidden"],
+            basis=built,
+            link=checked["link"],
+            variational=checked["variational"],
+            segment_bins=SETTINGS["segment_bins"].check(self.segment_bins),
+            training=TrainingConfig(**{name: getattr(self, name) for name in TRAINING_SETTINGS}),
+        )
+
+    @property
+    def training(self) -> TrainingConfig:
+        """The training settings, checked (:class:`~spikeglm.fit.TrainingConfig`)."""
+        return self.checked_settings().training
 
     def clone(self) -> POGLM:
         """A new, unfitted estimator with the same settings (what model selection fits afresh)."""
@@ -362,7 +407,7 @@ class POGLM:
         config = self.training if config is None else config
         where = counts.source
         segments = _stand_in(counts.n_trials, counts.n_bins, counts.n_units, self)
-        window = self.basis.window
+        window = self.checked_settings().basis.window
         if window > segments.length:
             longest = (
                 f"a segment (segment_bins={segments.length}, --segment-bins)"
@@ -393,15 +438,16 @@ class POGLM:
         default its own) and the size of the parts its steps are computed in; ``scoring`` are the
         arguments of that function that size a scoring of held-out counts.
         """
-        config = self.training if config is None else config
+        checked = self.checked_settings()
+        config = checked.training if config is None else config
         segments = _stand_in(n_trials, n_bins, n_units, self)
         batch = auto_batch_size(segments) if config.batch_size is None else config.batch_size
         per_part = min(max(1, config.part_bins // segments.bins), batch, len(segments))
         return fit_memory(
             n_units,
-            self.n_hidden,
-            self.basis.window,
-            self.basis.n_basis,
+            checked.n_hidden,
+            checked.basis.window,
+            checked.basis.n_basis,
             per_part * segments.bins,
             config.n_samples,
             config.objective,
@@ -411,10 +457,11 @@ class POGLM:
     def _memory_advice(self, n_units: int, config: TrainingConfig) -> dict[str, str]:
         """What to change when each part of :meth:`fit_memory` is too large, naming the settings."""
         units = f"use fewer than the {n_units} units (--units, --min-spikes, --min-rate)"
-        hidden = f"use fewer hidden neurons than n_hidden={self.n_hidden} (--hidden)"
+        n_hidden = self.checked_settings().n_hidden
+        hidden = f"use fewer hidden neurons than n_hidden={n_hidden} (--hidden)"
         return {
-            "parameters": hidden if self.n_hidden > n_units else units,
-            "start": units if self.n_hidden else f"{units}, or hidden neurons (no standard errors then)",
+            "parameters": hidden if n_hidden > n_units else units,
+            "start": units if n_hidden else f"{units}, or hidden neurons (no standard errors then)",
             "step": f"lower part_bins={config.part_bins} (--part-bins) or n_samples={config.n_samples} "
             "(--samples)",
             "scoring": f"{hidden}, or hold out fewer trials",
@@ -448,7 +495,8 @@ class POGLM:
     ) -> None:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
         n_visible = visible.shape[-1]
-        options = {**_fit_options(config), "segment_bins": self.segment_bins}
+        checked = self.checked_settings()
+        options = {**_fit_options(config), "segment_bins": checked.segment_bins}
         fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
         identity = None if checkpoint is None else self._identity(fitted_on, options)
         saved = None
@@ -457,7 +505,7 @@ class POGLM:
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
-        convex = self.n_hidden == 0
+        convex = checked.n_hidden == 0
         label = "L-BFGS iteration" if convex else "epoch"
         shown = ProgressLine(config.epochs, label=label) if progress else None
         callbacks = [self.history_.append, shown, callback]
@@ -533,13 +581,14 @@ class POGLM:
     def _identity(self, fitted_on: dict, options: dict) -> dict:
         """What a checkpoint must match to be resumed: the model, the settings and the data (the counts
         of ``fitted_on``, wherever they were read from)."""
+        checked = self.checked_settings()
         return json_plain(
             {
                 "model": {
-                    "n_hidden": self.n_hidden,
-                    "basis": self.basis.to_dict(),
-                    "link": self.link,
-                    "variational": self.variational,
+                    "n_hidden": checked.n_hidden,
+                    "basis": checked.basis.to_dict(),
+                    "link": checked.link,
+                    "variational": checked.variational,
                 },
                 "options": {key: value for key, value in options.items() if key != "epochs"},
                 "data": {key: value for key, value in fitted_on.items() if key not in provenance.ORIGIN},
@@ -584,10 +633,13 @@ class POGLM:
         return model
 
     def _new_network(self, n_visible: int) -> Network:
-        return Network(n_visible, self.n_hidden, self.basis, self.link)
+        checked = self.checked_settings()
+        return Network(n_visible, checked.n_hidden, checked.basis, checked.link)
 
     def _new_posterior(self, n_visible: int) -> Posterior:
-        return Posterior(self.variational, n_visible, self.n_hidden, self.basis.matrix(), self.link)
+        checked = self.checked_settings()
+        matrix = checked.basis.matrix()
+        return Posterior(checked.variational, n_visible, checked.n_hidden, matrix, checked.link)
 
     # ------------------------------------------------------------------ using a fit
     def _fitted(self) -> tuple[Network, Posterior]:
@@ -608,7 +660,8 @@ class POGLM:
         return _compact_tensor(counts)
 
     def _segments(self, visible: torch.Tensor) -> Segments:
-        return Segments(visible, length=self.segment_bins, context=self.basis.window)
+        checked = self.checked_settings()
+        return Segments(visible, length=checked.segment_bins, context=checked.basis.window)
 
     def bin_like(self, recording: Recording) -> SpikeCounts:
         """The counts of ``recording`` binned as the fit's data was.
@@ -642,7 +695,7 @@ class POGLM:
         """
         _, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
-        rates = np.empty((counts.n_trials, counts.n_bins, self.n_hidden), dtype=np.float32)
+        rates = np.empty((counts.n_trials, counts.n_bins, posterior.n_hidden), dtype=np.float32)
         with parallel.seeded(seed):
             for index in segments.groups(PART_BINS):
                 visible = segments.batch(index).visible
@@ -721,11 +774,12 @@ class POGLM:
         network, _ = self._fitted()
         labels = self.unit_ids_ + [f"hidden-{k}" for k in range(network.n_hidden)]
         visible = np.arange(network.n_neurons) < network.n_visible
+        checked = self.checked_settings()
         metadata = {
-            "basis": self.basis.to_dict(),
-            "link": self.link,
+            "basis": checked.basis.to_dict(),
+            "link": checked.link,
             "bin_size": self.bin_size_,
-            "variational": self.variational,
+            "variational": checked.variational,
             "spikeglm_version": __version__,
             "fitted_on": self.fitted_on_,
             **self.fit_options_,
@@ -763,12 +817,13 @@ class POGLM:
 
     def _config(self) -> dict:
         network, _ = self._fitted()
+        checked = self.checked_settings()
         return {
             "n_visible": network.n_visible,
-            "n_hidden": self.n_hidden,
-            "basis": self.basis.to_dict(),
-            "link": self.link,
-            "variational": self.variational,
+            "n_hidden": checked.n_hidden,
+            "basis": checked.basis.to_dict(),
+            "link": checked.link,
+            "variational": checked.variational,
             "unit_ids": self.unit_ids_,
             "bin_size": self.bin_size_,
             "data": self.data_,
@@ -841,7 +896,7 @@ class POGLM:
     def __repr__(self) -> str:
         state = "fitted" if self.network_ is not None else "not fitted"
         return (
-            f"POGLM(n_hidden={self.n_hidden}, basis={self.basis!r}, link={self.link!r}, "
+            f"POGLM(n_hidden={self.n_hidden!r}, basis={self.basis!r}, link={self.link!r}, "
             f"variational={self.variational!r}; {state})"
         )
 
@@ -892,7 +947,7 @@ def _se_metadata(source: dict) -> dict:
 
 def _fit_options(config: TrainingConfig) -> dict:
     """The settings a fit used, as recorded in its model file and its connectivity's metadata."""
-    return {name: getattr(config, name) for name in _TRAINING_SETTINGS}
+    return {name: getattr(config, name) for name in TRAINING_SETTINGS}
 
 
 def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:

@@ -173,8 +173,10 @@ def largest_candidate(
     scoring = {"score_trials": held_out.n_trials, "score_bins": held_out.n_bins, "n_particles": n_particles}
     available = available_memory()
 
+    n_basis = model.checked_settings().basis.n_basis
+
     def carried(n_hidden: int) -> bool:
-        return n_parameters(counts.n_units, n_hidden, model.basis.n_basis) <= observations
+        return n_parameters(counts.n_units, n_hidden, n_basis) <= observations
 
     def held(n_hidden: int) -> bool:  # the refit on all the data, and the scoring of the largest fold
         candidate = model.clone().set_params(n_hidden=n_hidden)

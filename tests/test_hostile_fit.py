@@ -124,11 +124,11 @@ def test_the_parameters_counted_are_those_of_the_fitted_model():
         model = sg.POGLM(n_hidden=n_hidden, basis=basis, window=4, epochs=1, init="random").fit(counts)
         held = sum(p.numel() for p in [*model.network_.parameters(), *model.posterior_.parameters()])
         if n_hidden == 0:  # the posterior of no hidden neuron holds nothing
-            assert n_parameters(4, 0, model.basis.n_basis) == sum(
+            assert n_parameters(4, 0, model.checked_settings().basis.n_basis) == sum(
                 p.numel() for p in model.network_.parameters()
             )
         else:
-            assert n_parameters(4, n_hidden, model.basis.n_basis) == held
+            assert n_parameters(4, n_hidden, model.checked_settings().basis.n_basis) == held
     parts = fit_memory(4, 3, 4, 4, 1000, 5)
     assert list(parts) == ["parameters", "start", "step"] and set(parts) <= set(MEMORY_PARTS)
     assert parts["parameters"] == n_parameters(4, 3, 4) * 5 * 4  # Adam: value, gradient, 2 moments, best
@@ -204,7 +204,8 @@ def test_every_fit_of_the_cross_validation_keeps_the_settings_and_device_it_is_g
 
     class Watched(sg.POGLM):
         def fit(self, counts, *args, **kwargs):
-            fits.append((self.n_hidden, self.get_params()["epochs"], self.basis.window, kwargs.get("device")))
+            window = self.checked_settings().basis.window
+            fits.append((self.n_hidden, self.get_params()["epochs"], window, kwargs.get("device")))
             return super().fit(counts, *args, **kwargs)
 
     counts = counts_of(4, 50, 3)

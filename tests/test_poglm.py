@@ -216,15 +216,15 @@ def test_bad_use(fitted, diffpoglm):
     with pytest.raises(ValueError, match="counts have 2 units but the model was fitted on 3"):
         fitted.score(train.select_units(list(train.unit_ids[:2])))
     with pytest.raises(ValueError, match=r"EatCubic: `temperature` must be <= 1; got 2\.0"):
-        sg.POGLM(temperature=2.0)
+        sg.POGLM(temperature=2.0).fit(train)
     with pytest.raises(ValueError, match="unknown relaxation 'poisson'"):
-        sg.POGLM(relaxation="poisson")
+        sg.POGLM(relaxation="poisson").fit(train)
     with pytest.raises(ValueError, match="unknown variational family 'backward'"):
-        sg.POGLM(variational="backward")
+        sg.POGLM(variational="backward").fit(train)
     with pytest.raises(ValueError, match="n_hidden must be a whole number >= 0"):
-        sg.POGLM(n_hidden=-1)
+        sg.POGLM(n_hidden=-1).fit(train)
     with pytest.raises(ValueError, match="unknown objective 'kl'"):
-        sg.POGLM(objective="kl")
+        sg.POGLM(objective="kl").fit(train)
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         sg.POGLM().fit(train, epoch=3)
 

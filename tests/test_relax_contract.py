@@ -203,4 +203,4 @@ def test_straight_through_eat_cubic_draws_exact_counts_with_the_relaxed_gradient
 
 def test_straight_through_is_refused_for_other_relaxations():
     with pytest.raises(ValueError, match="straight_through needs relaxation 'eat-cubic'"):
-        sg.POGLM(relaxation="gumbel-softmax", straight_through=True)
+        sg.POGLM(relaxation="gumbel-softmax", straight_through=True).checked_settings()

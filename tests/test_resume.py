@@ -100,13 +100,13 @@ def test_a_non_finite_objective_stops_the_fit_and_keeps_the_last_checkpoint(tmp_
 def test_bad_counts_of_epochs_and_steps_are_refused_before_any_work():
     for name, value in [("epochs", 0), ("n_samples", 0), ("batch_size", 0), ("part_bins", 0)]:
         with pytest.raises(ValueError, match=f"{name} must be a whole number >= 1; got 0"):
-            sg.POGLM(n_hidden=1, **{name: value})
+            sg.POGLM(n_hidden=1, **{name: value}).fit(counts())
     with pytest.raises(ValueError, match="checkpoint_every must be a whole number >= 1; got 0"):
         sg.POGLM(n_hidden=1).fit(counts(), checkpoint_every=0)
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         sg.POGLM(n_hidden=1, temperature=float("nan")).fit(counts())
     with pytest.raises(ValueError, match="n_hidden must be a whole number >= 0; got True"):
-        sg.POGLM(n_hidden=True)
+        sg.POGLM(n_hidden=True).fit(counts())
     assert sg.POGLM(n_hidden=np.int64(2)).n_hidden == 2
 
 

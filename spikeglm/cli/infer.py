@@ -45,13 +45,14 @@ def infer(model: str, recording: str, output: str, overwrite: bool, reading: Rea
 def hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> dict[str, np.ndarray]:
     """What ``infer`` and ``demo`` write of the hidden rates: both units, named, and where they came from."""
     rates = model.infer(counts)
+    checked = model.checked_settings()
     metadata = {
         **sources,
         "spikeglm": sg.__version__,
         "bin_size": model.bin_size_,
-        "n_hidden": model.n_hidden,
-        "link": model.link,
-        "variational": model.variational,
+        "n_hidden": checked.n_hidden,
+        "link": checked.link,
+        "variational": checked.variational,
         "trial_length": model.data_.get("trial_length"),
     }
     return {

@@ -14,12 +14,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import click
 
 import spikeglm as sg
 from spikeglm import files
 from spikeglm.io.matlab import COLUMN_ORDERS
+from spikeglm.settings import SETTINGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -267,18 +269,41 @@ def _check_config_type(path: str, key: str, param: click.Parameter, value: objec
         raise click.BadParameter(f"{path}: option {key} must be {wanted}; got {value!r}")
 
 
+def setting_option(name: str, *flags: str, **changes: Any) -> Callable:
+    """The option of the estimator's setting ``name``, with its default, type and help from its declaration.
+
+    Parameters
+    ----------
+    name : str
+        The setting (:data:`spikeglm.settings.SETTINGS`); also the name of the command's argument.
+    *flags : str
+        The option's flags; default ``--name`` with ``-`` for ``_``.
+    **changes
+        Arguments of :func:`click.option` that differ from the declaration's (e.g. a type of its own).
+    """
+    setting = SETTINGS[name]
+    if setting.choices is not None:
+        kind = click.Choice(setting.choices.names(), case_sensitive=False)
+    elif setting.kind is int:
+        kind = click.IntRange(min=setting.minimum)
+    elif setting.kind is float:
+        kind = click.FloatRange(min=0, min_open=True)
+    else:
+        kind = None
+    declared = {
+        "default": setting.default,
+        "show_default": setting.default is not None,
+        "type": kind,
+        "help": setting.help,
+    }
+    return click.option(*(flags or (f"--{name.replace('_', '-')}",)), name, **{**declared, **changes})
+
+
 #: The options of ``fit`` that set the model, its training and the choice of its number of hidden
 #: neurons; all but --candidates, --folds, --device, --checkpoint-every, --resume and --bootstrap are
-#: the estimator's settings, by their names.
+#: the estimator's settings, declared in :mod:`spikeglm.settings`.
 MODEL_OPTIONS = (
-    click.option(
-        "--hidden",
-        "n_hidden",
-        default="2",
-        show_default=True,
-        type=HiddenCount(),
-        help="Number of hidden neurons, or 'auto': chosen among --candidates by cross-validation.",
-    ),
+    setting_option("n_hidden", "--hidden", type=HiddenCount()),
     click.option(
         "--candidates",
         default="0,1,2,4",
@@ -294,134 +319,29 @@ MODEL_OPTIONS = (
         type=click.IntRange(min=2),
         help="With --hidden auto: cross-validation folds (whole trials, or blocks of time of each trial).",
     ),
-    click.option(
-        "--basis",
-        default="exponential",
-        show_default=True,
-        type=click.Choice(sg.basis.BASES.names(), case_sensitive=False),
-        help="History basis.",
-    ),
-    click.option(
-        "--window", default=5, show_default=True, type=click.IntRange(min=1), help="History length in bins."
-    ),
-    click.option(
-        "--link",
-        default="softplus",
-        show_default=True,
-        type=click.Choice(sg.model.LINKS.names(), case_sensitive=False),
-        help="Link from the linear predictor to the rate per bin (sigmoid keeps rates below 1 per bin, as "
-        "in the published POGLM experiments).",
-    ),
-    click.option(
-        "--variational",
-        default="forward-backward",
-        show_default=True,
-        type=click.Choice(sg.variational.FAMILIES.names(), case_sensitive=False),
-        help="Posterior family of the hidden counts: forward-backward reads the visible past and future, "
-        "forward the past only, forward-self also the sampled hidden past, smoothing all three "
-        "(the last two sample bin by bin: slower).",
-    ),
-    click.option(
-        "--objective",
-        default="elbo",
-        show_default=True,
-        type=click.Choice(sg.fit.OBJECTIVES.names(), case_sensitive=False),
-        help="What the fit maximises: elbo; iwae (importance-weighted over --samples); fivo (a particle "
-        "filter's bound over --samples particles); likelihood (the log-likelihood itself, its gradient from "
-        "a particle smoother of --samples particles: hidden neurons are not shrunk, several times slower; "
-        "try --samples 16).",
-    ),
-    click.option(
-        "--relaxation",
-        default="eat-cubic",
-        show_default=True,
-        type=click.Choice(sg.relax.RELAXATIONS.names(), case_sensitive=False),
-        help="Differentiable relaxation of the sampled hidden counts (exact: score-function gradients).",
-    ),
-    click.option(
-        "--temperature",
-        default=0.5,
-        show_default=True,
-        type=click.FloatRange(min=0, min_open=True),
-        help="Relaxation temperature (eat-cubic: at most 1).",
-    ),
-    click.option(
-        "--init",
-        default="glm",
-        show_default=True,
-        type=click.Choice(sg.fit.STARTS.names(), case_sensitive=False),
-        help="How a fit with hidden neurons starts: glm (the visible neurons' GLM, each hidden neuron "
-        "along a principal component of its errors) or random (small random couplings).",
-    ),
-    click.option(
-        "--straight-through/--relaxed",
-        default=False,
-        show_default=True,
-        help="Train on exact integer hidden counts with the relaxation's gradient (eat-cubic only).",
-    ),
-    click.option(
-        "--samples",
-        "n_samples",
-        default=5,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Hidden-count samples (fivo: particles) per trial and step.",
-    ),
-    click.option(
-        "--epochs",
-        default=500,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Most epochs (a fit stops earlier once converged, see --tol).",
-    ),
-    click.option(
-        "--lr",
-        default=0.05,
-        show_default=True,
-        type=click.FloatRange(min=0, min_open=True),
-        help="Adam learning rate.",
-    ),
-    click.option(
-        "--tol",
-        default=5e-4,
-        show_default=True,
-        type=click.FloatRange(min=0),
-        help="Once the smoothed objective rises less than this (nats per spike) in 10 epochs, lower the "
-        "learning rate five-fold; at the next such plateau, stop. 0: run all --epochs.",
-    ),
-    click.option(
-        "--batch-size",
-        default=None,
-        type=click.IntRange(min=1),
-        help="Trials (or segments) per step (default: a quarter of them, at most 2^14 bins).",
-    ),
-    click.option(
-        "--segment-bins",
-        default=sg.poglm.SEGMENT_BINS,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Trials longer than this are fitted in segments of this many bins (history kept across cuts).",
-    ),
-    click.option(
-        "--part-bins",
-        default=sg.fit.PART_BINS,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Bins computed at once (bounds memory; under torchrun the parts are shared among processes).",
-    ),
+    setting_option("basis"),
+    setting_option("window"),
+    setting_option("link"),
+    setting_option("variational"),
+    setting_option("objective"),
+    setting_option("relaxation"),
+    setting_option("temperature"),
+    setting_option("init"),
+    setting_option("straight_through", "--straight-through/--relaxed"),
+    setting_option("n_samples", "--samples"),
+    setting_option("epochs"),
+    setting_option("lr"),
+    setting_option("tol", type=click.FloatRange(min=0)),  # 0: no stopping rule (None)
+    setting_option("batch_size"),
+    setting_option("segment_bins"),
+    setting_option("part_bins"),
     click.option(
         "--device",
         default="auto",
         show_default=True,
         help="cpu, cuda, cuda:N, or auto (a GPU if there is one).",
     ),
-    click.option(
-        "--seed",
-        default=0,
-        show_default=True,
-        type=click.IntRange(min=0),
-        help="Seed of the initial parameters, the batches and the samples (same seed, same fit).",
-    ),
+    setting_option("seed"),
     click.option(
         "--checkpoint-every",
         default=50,
