@@ -24,6 +24,7 @@ from spikeglm.memory import format_bytes
 __all__ = [
     "DEFAULT_READ_LIMIT",
     "ENVIRONMENT",
+    "Budget",
     "check_size",
     "parse_size",
     "read_limit",
@@ -124,3 +125,26 @@ def check_size(nbytes: float, what: str, path: str | Path) -> None:
             f"{path}: {what} would take {format_bytes(nbytes)}, over the read limit of "
             f"{format_bytes(limit)}; {HINT}"
         )
+
+
+class Budget:
+    """What one read has taken so far, each part charged against :func:`read_limit` as it is met.
+
+    A file of many parts (references to one array, members of an archive, chunks of text) is refused by
+    the sum of its parts, not only part by part; a refusal past the first part says so.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file (or folder) being read, named in a refusal unless a charge names another.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.used = 0.0
+
+    def charge(self, nbytes: float, what: str, path: str | Path | None = None) -> None:
+        """Count ``nbytes`` more for ``what``, refusing first (:func:`check_size`) past the read limit."""
+        so_far = " with what was read before it" if self.used else ""
+        check_size(self.used + nbytes, f"{what}{so_far}", self.path if path is None else path)
+        self.used += nbytes

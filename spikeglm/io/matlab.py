@@ -50,7 +50,7 @@ import scipy.sparse
 
 from spikeglm.io._hdf5 import external_link, open_file, reason
 from spikeglm.io._times import to_seconds
-from spikeglm.io.limits import check_size
+from spikeglm.io.limits import Budget, check_size
 from spikeglm.io.plain import group_spikes
 from spikeglm.recording import Recording
 
@@ -154,19 +154,6 @@ def read(
     )
 
 
-class _Budget:
-    """What one read has expanded so far, charged against the read limit as it goes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.used = path, 0
-
-    def charge(self, nbytes: int, what: str) -> None:
-        """Count ``nbytes`` more for ``what``; refuse (one line) if the read would exceed the limit."""
-        so_far = " with what was read before it" if self.used else ""
-        check_size(self.used + nbytes, f"{what}{so_far}", self.path)
-        self.used += nbytes
-
-
 def _too_deep(path: Path, where: str) -> ValueError:
     return ValueError(
         f"{path}: {where}: cells or structs nested deeper than {_MAX_NESTING} levels; spike times need "
@@ -235,7 +222,7 @@ class _Hdf5Reader:
 
     def __init__(self, handle: h5py.File, path: Path) -> None:
         self.handle, self.path = handle, path
-        self.budget = _Budget(path)
+        self.budget = Budget(path)
         self.done: dict[int, tuple[Any, int]] = {}  # object's address -> (value, bytes it was charged)
         self.where = "/"  # the object being read, for the messages
 
@@ -501,7 +488,7 @@ class _V4Scan:
     _ITEMSIZES = (8, 4, 4, 2, 2, 1)  # by precision digit: double, single, int32, int16, uint16, uint8
 
     def __init__(self, data: bytes, path: Path) -> None:
-        self.data, self.path, self.budget = data, path, _Budget(path)
+        self.data, self.path, self.budget = data, path, Budget(path)
 
     def run(self) -> None:
         offset = 0
@@ -542,7 +529,7 @@ class _V5Scan:
     _DATA = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 16, 17, 18})  # numbers and text
 
     def __init__(self, data: bytes, path: Path) -> None:
-        self.data, self.path, self.budget = data, path, _Budget(path)
+        self.data, self.path, self.budget = data, path, Budget(path)
         self.order = "<" if data[126:128] == b"IM" else ">"
 
     def malformed(self, where: str, what: str) -> ValueError:

@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 
 from spikeglm.io._hdf5 import external_link, open_file, reason
-from spikeglm.io.limits import check_size
+from spikeglm.io.limits import Budget
 from spikeglm.recording import Recording
 from spikeglm.unitids import unit_columns
 
@@ -118,7 +118,7 @@ class _File:
         self.handle = handle
         self.path = path
         self.at = "/"
-        self.taken = 0.0
+        self.budget = Budget(path)
 
     def refuse(self, name: str, message: str) -> ValueError:
         """The error for the object ``name`` of the file."""
@@ -240,10 +240,7 @@ class _File:
 
     def charge(self, nbytes: float, dataset: h5py.Dataset) -> None:
         """Count ``nbytes`` more of ``dataset`` against the read budget, refusing what would exceed it."""
-        check_size(
-            self.taken + nbytes, f"reading {dataset.name} ({dataset.shape} {dataset.dtype})", self.path
-        )
-        self.taken += nbytes
+        self.budget.charge(nbytes, f"reading {dataset.name} ({dataset.shape} {dataset.dtype})")
 
     def ragged(
         self, table: h5py.Group, column: str, n_units: int, rows: list[int] | None = None, width: int = 0

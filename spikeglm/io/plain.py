@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from spikeglm.io.limits import check_size
+from spikeglm.io.limits import Budget, check_size
 from spikeglm.io.text import table_lines
 from spikeglm.memory import format_bytes
 from spikeglm.recording import Recording
@@ -230,13 +230,12 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
                 raise ValueError(f"{path}: holds a single array (.npy), not an .npz archive") from None
         raise ValueError(f"{path}: is not a readable .npz archive ({error})") from None
     arrays = {}
-    expanded = 0
+    budget = Budget(path)
     with archive:
         for member in archive.infolist():
             name = member.filename.removesuffix(".npy")
             what = f"array {name!r}"
-            expanded += member.file_size
-            check_size(expanded, f"{what} (decompressed, with the arrays before it)", path)
+            budget.charge(member.file_size, f"{what} (decompressed)")
             try:
                 with archive.open(member) as stream:
                     arrays[name] = read_npy(stream, member.file_size, path, name)

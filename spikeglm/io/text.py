@@ -31,7 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from spikeglm.io._times import to_seconds
-from spikeglm.io.limits import check_size
+from spikeglm.io.limits import Budget
 from spikeglm.memory import format_bytes
 from spikeglm.recording import Recording
 
@@ -125,8 +125,8 @@ def read(
         names the file and line.
     """
     files = unit_files(path)
-    tally = _Tally("the unit files' text and spike times read so far")
-    raw = [_times(file, tally) for file in files]
+    budget = Budget(path)
+    raw = [_times(file, budget) for file in files]
     times, stated = to_seconds(raw, time_unit, sampling_rate, path)
     names = [_unit_name(file) for file in files]
     assumed = {
@@ -181,8 +181,11 @@ def table_lines(path: Path, max_line: int = MAX_TABLE_LINE) -> Iterator[str]:
         If the file is unreadable, not text, over the read limit, or a line is longer than ``max_line``
         characters; the message names the file (and the line).
     """
-    tally = _Tally("the text read so far")
-    for block, _ in _line_blocks(path, tally, max_line, "a row of a table is a few short fields"):
+    budget = Budget(path)
+    blocks = _line_blocks(
+        path, budget, "the table's text", max_line, "a row of a table is a few short fields"
+    )
+    for block, _ in blocks:
         for line in block.decode("utf-8").split("\n"):
             yield line + "\n"
 
@@ -205,28 +208,24 @@ def _undecodable(path: str | Path, error: UnicodeDecodeError, before: int) -> st
     )
 
 
-class _Tally:
-    """What one read takes: the decompressed text of its files and what is parsed from it, in bytes."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.nbytes = 0
-
-    def add(self, nbytes: int, file: Path) -> None:
-        self.nbytes += nbytes
-        check_size(self.nbytes, self.what, file)
+#: What the unit files' reading charges to the read budget: their decompressed text, then the parsed times.
+_UNIT_TEXT = "the unit files' text and spike times"
 
 
-def _times(file: Path, tally: _Tally) -> np.ndarray:
+def _times(file: Path, budget: Budget) -> np.ndarray:
     """The numbers of one file, one per line (blank and ``#`` lines skipped), read in bounded chunks."""
     parts = []
-    for block, line in _line_blocks(file, tally, MAX_LINE, "a unit file holds one spike time per line"):
+    for block, line in _line_blocks(
+        file, budget, _UNIT_TEXT, MAX_LINE, "a unit file holds one spike time per line"
+    ):
         parts.append(_numbers(file, block, line))
-        tally.add(parts[-1].nbytes, file)
+        budget.charge(parts[-1].nbytes, _UNIT_TEXT, file)
     return np.concatenate(parts)
 
 
-def _line_blocks(file: Path, tally: _Tally, max_line: int, why: str) -> Iterator[tuple[bytes, int]]:
+def _line_blocks(
+    file: Path, budget: Budget, what: str, max_line: int, why: str
+) -> Iterator[tuple[bytes, int]]:
     """Blocks of whole lines of a file (gzip-compressed if its name ends in ``.gz``) as UTF-8, without their
     last newline, and the number of each block's first line; the last block is the end of the file.
 
@@ -237,7 +236,7 @@ def _line_blocks(file: Path, tally: _Tally, max_line: int, why: str) -> Iterator
     rest = b""
     try:
         with opener(file, "rb") as handle:
-            for chunk in _decoded_chunks(file, handle, tally):
+            for chunk in _decoded_chunks(file, handle, budget, what):
                 block, newline, rest = (rest + chunk).rpartition(b"\n")
                 # The lengths of the whole lines, then of the start of the next one.
                 lengths = np.r_[np.diff(_newlines(block + newline), prepend=-1) - 1, len(rest)]
@@ -252,14 +251,14 @@ def _line_blocks(file: Path, tally: _Tally, max_line: int, why: str) -> Iterator
     yield rest, line
 
 
-def _decoded_chunks(file: Path, handle: BinaryIO, tally: _Tally) -> Iterator[bytes]:
-    """The file's bytes in chunks, as UTF-8 (checked; a UTF-16 file is re-encoded), counted in ``tally``."""
+def _decoded_chunks(file: Path, handle: BinaryIO, budget: Budget, what: str) -> Iterator[bytes]:
+    """The file's bytes in chunks, as UTF-8 (checked; a UTF-16 file is re-encoded), charged to ``budget``."""
     first = handle.read(_CHUNK)
     encoding, skip = _encoding(first)
     decoder = codecs.getincrementaldecoder(encoding)()
     offset, chunk = skip, first[skip:]
     while True:
-        tally.add(len(chunk), file)
+        budget.charge(len(chunk), what, file)
         try:
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as error:
