@@ -24,6 +24,9 @@ TRIALS, KEPT = 10, 8
 #: The trials' length in bins of 5 ms, so that a trial lasts 1 s.
 BINS = 200
 
+#: The options of export that run the jitter test (few copies: the tests check refusals, not p-values).
+JITTER_TEST = ["--alpha", "0.05", "--test", "jitter", "--n-jitter", "5"]
+
 
 def simulated(seed: int) -> sg.SpikeCounts:
     """3 neurons, the first exciting the second: one simulation of the same units per seed."""
@@ -91,18 +94,7 @@ def test_tests_of_the_couplings_refuse_other_counts_and_take_the_fit_s(folder):
 def test_export_refuses_a_recording_the_model_was_not_fitted_on(folder, tmp_path):
     model, other, edges = folder / "m.h5", folder / "other.npz", tmp_path / "edges.csv"
     before = model.read_bytes(), other.read_bytes()
-    arguments = [
-        "export",
-        str(model),
-        "-o",
-        str(edges),
-        "--alpha",
-        "0.05",
-        "--test",
-        "jitter",
-        "--n-jitter",
-        "5",
-    ]
+    arguments = ["export", str(model), "-o", str(edges), *JITTER_TEST]
     result = CliRunner().invoke(main, [*arguments, "--recording", str(other)])
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert result.output.startswith(f"spikeglm: error: {other}: is not the recording the model was fitted on")
@@ -145,16 +137,7 @@ def test_a_model_file_that_does_not_record_its_data_gives_a_warning(folder, tmp_
         table = old.connectivity().significance(method="jitter", counts=other, n_jitter=5)
     assert len(table) == 9
     edges = tmp_path / "edges.csv"
-    arguments = [
-        "--alpha",
-        "0.05",
-        "--test",
-        "jitter",
-        "--n-jitter",
-        "5",
-        "--recording",
-        str(folder / "other.npz"),
-    ]
+    arguments = [*JITTER_TEST, "--recording", str(folder / "other.npz")]
     with pytest.warns(UserWarning, match="jitter test assumes these are its counts"):
         result = CliRunner().invoke(main, ["export", str(tmp_path / "old.h5"), "-o", str(edges), *arguments])
     assert result.exit_code == 0 and edges.exists(), result.output
