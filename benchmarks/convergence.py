@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import spikeglm as sg
-from spikeglm.fit import TrainingConfig, train
+from spikeglm.inference import TrainingConfig, train
 
 MOUSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mouse-phy-3units-nwb" / "A8604-211122.nwb"
 #: The previous default: one full-batch Adam step per epoch, all 500 epochs.

@@ -69,7 +69,7 @@ def bound_gaps(model: sg.POGLM, counts: sg.SpikeCounts, samples: int = 20, parti
     size = visible.numel()
     torch.manual_seed(0)
     log_w = log_weights(network, posterior, Batch(visible), samples)[0]
-    draw = sg.fit.TrainingConfig().draw
+    draw = sg.inference.TrainingConfig().sampler.draw
     fivo = np.mean(
         [
             float(smc.filtering_bound(network, posterior, Batch(visible), particles, draw).sum())

@@ -179,7 +179,7 @@ def loop_elbo(
     n_samples: int,
     hidden: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The forward-backward ELBO of ``spikeglm.fit`` written sequence by sequence and lag by lag.
+    """The forward-backward ELBO of ``spikeglm.inference.objectives``, sequence by sequence and lag by lag.
 
     The hidden counts are drawn from Eat-cubic sequence by sequence, or taken from ``hidden``
     (n_samples, trials, bins, H) where given.

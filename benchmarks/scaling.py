@@ -48,7 +48,7 @@ def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bi
         block = array[:, first : first + 10_000]
         block[...] = rng.poisson(0.05, size=block.shape)
     counts = sg.SpikeCounts.from_array(array, bin_size="5 ms")
-    records: list[sg.fit.EpochRecord] = []
+    records: list[sg.records.EpochRecord] = []
     with sg.parallel.distributed("cpu"):
         model = sg.POGLM(
             n_hidden=n_hidden, epochs=epochs, batch_size=batch_size, part_bins=part_bins, n_samples=SAMPLES

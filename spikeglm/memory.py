@@ -1,7 +1,7 @@
 """How much memory this process can still take, for the checks made before large allocations.
 
 :func:`available_memory` reads what the machine has available now and what is left of a cap on the
-process's address space (``ulimit -v``, a scheduler's limit); a fit (:func:`spikeglm.fit.fit_memory`) or
+process's address space (``ulimit -v``, a scheduler's limit); a fit (:func:`spikeglm.inference.fit_memory`) or
 a binning (:meth:`spikeglm.Recording.bin`) that would need more is refused with one line before it
 allocates, instead of ending in a MemoryError or a kill. :func:`format_bytes` writes sizes for those
 messages.

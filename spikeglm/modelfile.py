@@ -46,7 +46,7 @@ _MAX_BASIS_VALUES = 10**7
 _HISTORY = ("objective", "seconds", "validation")
 #: History fields that files of earlier releases lack (read as None there).
 _HISTORY_OPTIONAL = ("lr",)
-#: What Adam (as :func:`spikeglm.fit.train` uses it, without amsgrad) keeps for each parameter.
+#: What Adam (as :func:`spikeglm.inference.train` uses it, without amsgrad) keeps for each parameter.
 _ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 #: Storage layouts read: data in the file itself, uncompressed (no filters, no other files).
 _PLAIN_LAYOUTS = (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT)
@@ -475,7 +475,7 @@ def read_training_state(path: str | os.PathLike) -> dict | None:
 
 
 def _trained(modules: dict[str, torch.nn.Module], fit_options: dict) -> list[torch.nn.Parameter]:
-    """The parameters that the fit's optimizer updates, in its order (that of :func:`spikeglm.fit.train`)."""
+    """The parameters that the fit's optimizer updates, in its order (:func:`spikeglm.inference.train`'s)."""
     frozen = fit_options.get("freeze_network") is True
     chosen = ["posterior"] if frozen else ["network", "posterior"]
     return [p for name in chosen for p in modules[name].parameters() if p.requires_grad]

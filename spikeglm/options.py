@@ -1,8 +1,10 @@
-"""Named choices of an option: relaxations, bases, links, posterior families, objectives, protocols.
+"""Named choices of an option (relaxations, bases, links, posterior families, objectives, protocols) and
+the declaration of one setting.
 
 Every option that is chosen by name is resolved here, once, where it enters: a name matches whatever its
 case, with ``_`` for ``-`` and surrounding spaces ignored; the registered object itself (e.g. a relaxation
 class) is accepted in place of its name; anything else is refused with the list of known names.
+A :class:`Setting` declares one setting of the estimator (name, type, default, check, help).
 
 Examples
 --------
@@ -18,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -57,6 +60,25 @@ class Registry(Mapping[str, T], Generic[T]):
                     return key
         raise ValueError(f"unknown {self.kind} {value!r}; choose one of {', '.join(self._entries)}")
 
+    def register(self, name: str, entry: T) -> T:
+        """Add ``entry`` under the canonical ``name`` (lower case, ``-`` between words); returns it.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not canonical or is taken.
+        """
+        if not name or name != name.strip().lower().replace("_", "-"):
+            raise ValueError(f"a {self.kind} is registered by its canonical name (lower case, '-'): {name!r}")
+        if name in self._entries:
+            raise ValueError(f"a {self.kind} named {name!r} is registered already")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> T:
+        """Remove the entry registered as ``name`` (any spelling) and return it."""
+        return self._entries.pop(self.name(name))
+
     def names(self) -> tuple[str, ...]:
         """The canonical names, in registration order."""
         return tuple(self._entries)
@@ -93,3 +115,60 @@ def positive(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not (0 < value < math.inf):
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of the estimator, declared once: what its checks, defaults and help are read from.
+
+    Parameters
+    ----------
+    name : str
+        Its name, as the constructor's argument.
+    kind : type
+        ``int`` (a whole number >= ``minimum``), ``float`` (a finite number > 0), ``bool``, ``str`` (one
+        of ``choices``) or ``dict``.
+    default : object
+        Its default value.
+    help : str
+        What it does, in a line or two (the command line's help).
+    choices : Registry, optional
+        The named choices of a ``str`` setting.
+    minimum : int
+        The least whole number an ``int`` setting takes.
+    optional : bool
+        Whether None is accepted (for "none", "automatic" or "never").
+    """
+
+    name: str
+    kind: type
+    default: Any
+    help: str = ""
+    choices: Registry | None = None
+    minimum: int = 1
+    optional: bool = False
+
+    def check(self, value: Any) -> Any:
+        """``value`` checked and in its canonical form (a choice by its canonical name).
+
+        Raises
+        ------
+        ValueError
+            If ``value`` is not a valid value of this setting; the message names the setting.
+        """
+        if value is None and self.optional:
+            return None
+        if self.choices is not None:
+            return self.choices.name(value)
+        if self.kind is int:
+            return whole(value, self.name, minimum=self.minimum)
+        if self.kind is float:
+            return positive(value, self.name)
+        if self.kind is bool:
+            return bool(value)
+        return value
+
+
+def declare(*settings: Setting) -> dict[str, Setting]:
+    """Settings by name, in the order given."""
+    return {setting.name: setting for setting in settings}

@@ -36,7 +36,7 @@ from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
 from spikeglm.evaluate import match_hidden
 from spikeglm.files import atomic_write
-from spikeglm.fit import PLATEAU_SMOOTHING
+from spikeglm.inference.stopping import PLATEAU_SMOOTHING
 from spikeglm.poglm import POGLM
 from spikeglm.records import EpochRecord
 from spikeglm.timeunits import format_time, parse_time
@@ -441,7 +441,7 @@ def training_curve(
     """Training objective per visible neuron-bin against epoch: did the fit converge?
 
     The objective of each epoch is drawn thin and grey, its exponential moving average (what the
-    stopping rule of :func:`spikeglm.fit.train` reads) black, the validation scores as points; a dotted
+    stopping rule of :func:`spikeglm.inference.train` reads) black, the validation scores as points; a dotted
     vertical line marks each change of the learning rate (the rule lowers it at the first plateau), and
     the title says why the fit stopped.
 

@@ -18,10 +18,8 @@ from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
 from spikeglm.files import exclusive_lock
-from spikeglm.fit import (
-    PART_BINS,
-    VALIDATION_PARTICLES,
-    ProgressLine,
+from spikeglm.inference import (
+    TRAINING_SETTINGS,
     Resume,
     TrainingConfig,
     auto_batch_size,
@@ -31,12 +29,13 @@ from spikeglm.fit import (
     solve_glm,
     train,
 )
+from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
-from spikeglm.segments import Segments
-from spikeglm.settings import DEFAULTS, SETTINGS, TRAINING_SETTINGS
+from spikeglm.segments import PART_BINS, Segments
+from spikeglm.settings import DEFAULTS, SETTINGS
 from spikeglm.significance import se_to_json, strength_se
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, marginal_log_likelihood
@@ -118,7 +117,7 @@ class POGLM:
         Adam learning rate.
     batch_size : int, optional
         Trials (or segments) per step. Default: a quarter of them, at most 2^14 bins
-        (:func:`spikeglm.fit.auto_batch_size`); a number at least the trials' gives full-batch steps.
+        (:func:`spikeglm.inference.auto_batch_size`); a number at least the trials' gives full-batch steps.
     segment_bins : int, optional
         Trials longer than this (e.g. a continuous recording) are cut into segments of this many bins,
         each with ``window`` bins of context on either side so that no history is lost at the cuts
@@ -139,18 +138,18 @@ class POGLM:
     tol : float, optional
         Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
         10 epochs, the learning rate is lowered five-fold; at the next such plateau the fit stops
-        (:class:`spikeglm.fit.Plateau`). None: run all ``epochs`` at ``lr``.
+        (:class:`spikeglm.inference.Plateau`). None: run all ``epochs`` at ``lr``.
     straight_through : bool
         Train on exact integer hidden counts, with gradients from the Eat-cubic relaxation of the same
         draws, so that the objective is a true bound (:class:`spikeglm.relax.EatCubic`).
     init : {"glm", "random"}
         How a fit with hidden neurons starts: ``"glm"`` fits the visible neurons' GLM first and couples
         each hidden neuron onto the visible ones along a principal component of that GLM's errors (the
-        shared input it cannot explain; :func:`spikeglm.fit.glm_start`); ``"random"`` starts from small
+        shared input it cannot explain; :func:`spikeglm.inference.glm_start`); ``"random"`` starts from small
         random couplings.
 
     With no hidden neuron the model is an ordinary Poisson GLM, fitted by full-batch L-BFGS to
-    convergence (:func:`spikeglm.fit.solve_glm`): the sampling settings play no part then.
+    convergence (:func:`spikeglm.inference.solve_glm`): the sampling settings play no part then.
 
     Examples
     --------
@@ -292,7 +291,7 @@ class POGLM:
 
     @property
     def training(self) -> TrainingConfig:
-        """The training settings, checked (:class:`~spikeglm.fit.TrainingConfig`)."""
+        """The training settings, checked (:class:`~spikeglm.inference.TrainingConfig`)."""
         return self.checked_settings().training
 
     def clone(self) -> POGLM:
@@ -308,7 +307,6 @@ class POGLM:
         checkpoint: str | os.PathLike | None = None,
         resume: bool = False,
         device: str | torch.device | None = None,
-        progress: bool = False,
         checkpoint_every: int = 50,
         **settings,
     ) -> POGLM:
@@ -324,7 +322,8 @@ class POGLM:
             Held-out trials for early stopping on their log-likelihood, estimated by a particle filter
             (see ``patience``).
         callback : callable, optional
-            Called with each epoch's :class:`~spikeglm.records.EpochRecord` (progress bars, logging).
+            Called with each epoch's :class:`~spikeglm.records.EpochRecord` (under ``torchrun``, in every
+            process): a progress display, logging. The command line draws a progress line with it.
         checkpoint : path, optional
             A model file (HDF5) that also holds the training state, written atomically every
             ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C, or SIGTERM where the
@@ -339,8 +338,6 @@ class POGLM:
         device : str or torch.device, optional
             Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default the GPU when there is one
             (under ``torchrun``, the process's own), else the CPU. The fitted model is returned on the CPU.
-        progress : bool
-            Show the progress of the fit on stderr (epoch, objective, time left).
         checkpoint_every : int
             Epochs between checkpoints.
         **settings
@@ -372,7 +369,6 @@ class POGLM:
                 visible,
                 config,
                 validation=validation,
-                progress=progress and main,
                 callback=callback,
                 device=device,
                 checkpoint=checkpoint,
@@ -434,7 +430,7 @@ class POGLM:
     ) -> dict[str, float]:
         """The memory a fit of this model to counts of this shape would take, by part, in bytes.
 
-        :func:`spikeglm.fit.fit_memory` for this model's settings (``config``: its training settings, by
+        :func:`spikeglm.inference.fit_memory` for this model's settings (``config``: its training settings, by
         default its own) and the size of the parts its steps are computed in; ``scoring`` are the
         arguments of that function that size a scoring of held-out counts.
         """
@@ -487,7 +483,6 @@ class POGLM:
         config: TrainingConfig,
         *,
         validation: SpikeCounts | None,
-        progress: bool,
         callback: Callable[[EpochRecord], None] | None,
         device: str | torch.device | None,
         checkpoint: str | os.PathLike | None,
@@ -506,9 +501,7 @@ class POGLM:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
         convex = checked.n_hidden == 0
-        label = "L-BFGS iteration" if convex else "epoch"
-        shown = ProgressLine(config.epochs, label=label) if progress else None
-        callbacks = [self.history_.append, shown, callback]
+        callbacks = [self.history_.append, callback]
         generator = torch.Generator().manual_seed(config.seed)
         if not config.freeze_network:
             self.network_ = self._new_network(n_visible)
@@ -555,13 +548,19 @@ class POGLM:
         try:
             if convex and not config.freeze_network:  # an ordinary GLM: solved to convergence, no sampling
                 segments = self._segments(visible)
-                self.stopped_ = solve_glm(self.network_, segments, config, callback=_chain(callbacks))[1]
+                self.stopped_ = solve_glm(
+                    self.network_,
+                    segments,
+                    max_iterations=config.epochs,
+                    part_bins=config.part_bins,
+                    callback=_chain(callbacks),
+                )[1]
                 self.strength_se_ = strength_se(self.network_, segments)
                 self.strength_se_source_ = {"method": "fisher"}
             elif not convex:
                 segments = self._segments(visible)
                 if saved is None and not config.freeze_network and config.init == "glm":
-                    glm_start(self.network_, self.posterior_, segments, config)
+                    glm_start(self.network_, self.posterior_, segments, config.part_bins)
                 self.stopped_ = train(
                     self.network_,
                     self.posterior_,

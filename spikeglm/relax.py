@@ -172,7 +172,7 @@ class ExactPoisson(PoissonRelaxation):
     """The Poisson law itself: exact samples, no reparameterisation.
 
     Gradients through samples of this law need the score function, ``log_prob(x).grad``; see
-    :mod:`spikeglm.fit`.
+    :mod:`spikeglm.inference.objectives`.
     """
 
     has_rsample = False

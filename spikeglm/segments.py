@@ -25,6 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
+#: Default bins computed at once (context included) when a computation runs over segments in parts: what
+#: bounds the memory of a training step or a GLM solve.
+PART_BINS = 2**15
+
 
 @dataclass
 class Batch:

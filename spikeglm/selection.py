@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from spikeglm.counts import SpikeCounts
-from spikeglm.fit import n_parameters
+from spikeglm.inference import n_parameters
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.options import whole
 from spikeglm.poglm import POGLM
@@ -155,9 +155,9 @@ def largest_candidate(
 ) -> tuple[int, str]:
     """The most hidden neurons a cross-validation of ``model`` on ``counts`` (cut into ``parts``) can try.
 
-    A candidate must have no more parameters (:func:`spikeglm.fit.n_parameters`) than there are visible
+    A candidate must have no more parameters (:func:`spikeglm.inference.n_parameters`) than there are visible
     counts to fit them, and its fit on all the data (the refit of the choice), with the scoring of the
-    largest part by ``n_particles`` particles (:func:`spikeglm.fit.fit_memory`), must fit in the memory
+    largest part by ``n_particles`` particles (:func:`spikeglm.inference.fit_memory`), must fit in the memory
     available.
 
     Returns

@@ -72,7 +72,7 @@ def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> 
     Parameters
     ----------
     network : Network
-        Fitted to ``data`` by maximum likelihood (e.g. :func:`spikeglm.fit.solve_glm`).
+        Fitted to ``data`` by maximum likelihood (e.g. :func:`spikeglm.inference.solve_glm`).
     data : Segments
         The counts the network was fitted to.
     max_elements : int

@@ -18,8 +18,8 @@ that bin, through the model's history basis:
     future term tells it which hidden spikes the visible neurons call for.
 
 :func:`log_weights` gives the importance weights of samples of q, from which the training objectives
-(:mod:`spikeglm.fit`) and the importance-sampled marginal likelihood (:func:`marginal_log_likelihood`)
-are built.
+(:mod:`spikeglm.inference.objectives`) and the importance-sampled marginal likelihood
+(:func:`marginal_log_likelihood`) are built.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def log_weights(
     :class:`~spikeglm.segments.Batch` of segments whose masks say which bins lie in the recording and
     which are scored (see :mod:`spikeglm.segments`). The hidden counts are drawn as
     :meth:`Posterior.sample` draws them: by default integer Poisson draws (no gradient through them),
-    or relaxed draws of ``law(rate)``, e.g. ``TrainingConfig.law``.
+    or relaxed draws of ``law(rate)``, e.g. ``HiddenSampler.law`` (:mod:`spikeglm.inference.objectives`).
     """
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)

@@ -24,6 +24,9 @@ BELOW = {
     "spikeglm.records": ("spikeglm.selection", "spikeglm.poglm"),
     "spikeglm.significance": ("spikeglm.connectivity", "spikeglm.evaluate", "spikeglm.poglm"),
     "spikeglm.modelfile": ("spikeglm.poglm",),
+    # The training knows neither the estimator nor its file; an objective knows nothing of the loop.
+    "spikeglm.inference": ("spikeglm.poglm", "spikeglm.settings", "spikeglm.modelfile", "spikeglm.cli"),
+    "spikeglm.inference.objectives": ("spikeglm.inference.trainer", "spikeglm.inference.config"),
     "spikeglm.poglm": ("spikeglm.bootstrap", "spikeglm.selection", "spikeglm.evaluate", "spikeglm.plot"),
 }
 

@@ -6,7 +6,7 @@ import scipy.optimize
 import torch
 
 import spikeglm as sg
-from spikeglm.fit import Plateau, TrainingConfig, auto_batch_size, glm_start, solve_glm
+from spikeglm.inference import Plateau, auto_batch_size, glm_start, solve_glm
 from spikeglm.model import Network
 from spikeglm.segments import Segments
 from spikeglm.variational import Posterior
@@ -113,7 +113,7 @@ def test_the_glm_start_finds_the_shared_input(drive):
     network = Network(30, 3, basis, "softplus")
     posterior = Posterior("forward-backward", 30, 3, network.basis_matrix, "softplus")
     network.init_from_counts(visible, scale=0.1, generator=torch.Generator().manual_seed(0))
-    glm_start(network, posterior, Segments(visible), TrainingConfig())
+    glm_start(network, posterior, Segments(visible))
     glm = sg.POGLM(n_hidden=0, basis=basis).fit(train).network_
     torch.testing.assert_close(network.weight[:30, :30], glm.weight, rtol=1e-4, atol=1e-4)
     started = network.weight.detach()[:30, 30:, 0].numpy()

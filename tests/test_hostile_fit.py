@@ -18,7 +18,8 @@ from conftest import assert_refused, run_cli
 import spikeglm as sg
 from spikeglm.cli import main
 from spikeglm.cli.app import _warnings_on_one_line
-from spikeglm.fit import MEMORY_PARTS, fit_memory, n_parameters
+from spikeglm.inference import fit_memory, n_parameters
+from spikeglm.inference.footprint import MEMORY_PARTS
 from spikeglm.memory import available_memory
 from spikeglm.selection import cross_validate, largest_candidate
 
@@ -110,7 +111,7 @@ def test_too_many_samples_are_refused_naming_the_part_and_samples_options():
 
 
 def test_the_particles_that_score_validation_counts_are_counted(monkeypatch):
-    monkeypatch.setattr(sg.fit, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(sg.inference.footprint, "available_memory", lambda: 2**30)
     counts, held_out = counts_of(4, 50, 3), sg.SpikeCounts.from_array(np.zeros((1000, 50, 3), np.uint8))
     model = sg.POGLM(n_hidden=200, epochs=1)
     model.check_fit(counts)  # the fit alone fits in 1 GiB

@@ -1,5 +1,7 @@
 """The POGLM estimator: fitting, reproducibility, inference, scoring and persistence."""
 
+import io
+
 import h5py
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 
 import spikeglm as sg
 from spikeglm import basis as basis_module
+from spikeglm.cli.progress import ProgressLine, progress_line
 from spikeglm.model import Network
 
 
@@ -97,7 +100,7 @@ def test_the_likelihood_objective_keeps_the_true_hidden_weights(diffpoglm):
             freeze_network=False, objective=objective, n_samples=16, epochs=30, tol=None
         )
         visible = torch.from_numpy(np.asarray(train.counts, dtype=np.float32))
-        sg.fit.train(model.network_, model.posterior_, visible, config)
+        sg.inference.train(model.network_, model.posterior_, visible, config)
         weight = model.network_.weight.detach().numpy()
         summed[objective] = np.abs(weight[:n_visible, n_visible:]).sum()
     true = np.abs(truth.weights[:n_visible, n_visible:]).sum()
@@ -229,14 +232,17 @@ def test_bad_use(fitted, diffpoglm):
         sg.POGLM().fit(train, epoch=3)
 
 
-def test_progress_line(diffpoglm, capsys):
+def test_the_command_lines_progress_line_is_drawn_from_the_fits_callback(diffpoglm):
     _, train, _ = diffpoglm
-    seen = []
-    sg.POGLM(n_hidden=1, epochs=100, seed=0, tol=None).fit(train, progress=True, callback=seen.append)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert [line.split()[1] for line in lines] == ["50/100", "100/100"]
+    model = sg.POGLM(n_hidden=1, epochs=100, seed=0, tol=None)
+    assert progress_line(model).label == "epoch"
+    shown = ProgressLine(100, stream=io.StringIO())  # not a terminal: a line every 50 epochs
+    model.fit(train, callback=shown)
+    lines = shown.stream.getvalue().strip().splitlines()
+    assert [line.split()[:2] for line in lines] == [["epoch", "50/100"], ["epoch", "100/100"]]
     assert "objective" in lines[-1] and "s left" in lines[-1]
-    assert [r.epoch for r in seen] == list(range(100))
+    assert [r.epoch for r in model.history_] == list(range(100))
+    assert progress_line(sg.POGLM(n_hidden=0)).label == "L-BFGS iteration"
 
 
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_fit(diffpoglm, tmp_path):

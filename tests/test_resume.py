@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import spikeglm as sg
-from spikeglm import fit as fitting
+from spikeglm.inference import trainer
 
 
 def counts(seed: int = 0, trials: int = 12) -> sg.SpikeCounts:
@@ -80,7 +80,7 @@ def test_an_interrupt_during_an_update_is_delivered_after_it(monkeypatch):
 
 def test_a_non_finite_objective_stops_the_fit_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     checkpoint = tmp_path / "m.ckpt.h5"
-    real_step = fitting._step
+    real_step = trainer._step
     steps = []
 
     def poisoned(*args, **kwargs):
@@ -88,7 +88,7 @@ def test_a_non_finite_objective_stops_the_fit_and_keeps_the_last_checkpoint(tmp_
         value = real_step(*args, **kwargs)
         return value * np.nan if len(steps) == 8 else value  # epoch 3, step 2
 
-    monkeypatch.setattr(fitting, "_step", poisoned)
+    monkeypatch.setattr(trainer, "_step", poisoned)
     model = sg.POGLM(n_hidden=1, **OPTIONS)
     with pytest.raises(FloatingPointError, match="non-finite at epoch 3, step 2"):
         model.fit(counts(), checkpoint=checkpoint, checkpoint_every=1)

@@ -10,6 +10,7 @@ import spikeglm as sg
 from spikeglm.cli.app import main
 from spikeglm.cli.infer import hidden_arrays, write_npz
 from spikeglm.cli.options import check_output, output_options
+from spikeglm.cli.progress import progress_line
 
 #: The bundled example recording that ``spikeglm demo`` fits (installed with the library, see
 #: spikeglm.examples; in a source checkout the project's data/ folder).
@@ -60,7 +61,8 @@ def demo(output: str, old_output: str | None, epochs: int, overwrite: bool) -> N
     click.echo(
         f"{EXAMPLE}: {train.n_trials} training and {test.n_trials} test trials, {counts.n_units} units"
     )
-    model = sg.POGLM(n_hidden=truth.n_hidden, epochs=epochs, seed=0).fit(train, progress=True)
+    model = sg.POGLM(n_hidden=truth.n_hidden, epochs=epochs, seed=0)
+    model.fit(train, callback=progress_line(model))
     click.echo(f"fit: {model.stopped_}")
     click.echo(
         "scoring the true network for comparison: its network is kept fixed while a posterior of its "

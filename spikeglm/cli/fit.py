@@ -21,6 +21,7 @@ from spikeglm.cli.options import (
     output_options,
     reading_options,
 )
+from spikeglm.cli.progress import progress_line
 from spikeglm.modelfile import read_training_state
 
 
@@ -133,7 +134,7 @@ def fit(
             model.fit(
                 counts,
                 device=where,
-                progress=True,
+                callback=progress_line(model),
                 checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every,
                 resume=resume,

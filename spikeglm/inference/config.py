@@ -1,0 +1,169 @@
+"""How a fit trains: the training settings, declared once, and :class:`TrainingConfig`, which checks them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from spikeglm.inference.objectives import OBJECTIVES, HiddenSampler, Objective
+from spikeglm.inference.start import STARTS
+from spikeglm.options import Setting, declare, whole
+from spikeglm.relax import RELAXATIONS
+from spikeglm.segments import PART_BINS
+
+#: The settings of the training, in the estimator's order: :class:`TrainingConfig` reads its defaults
+#: and checks from them, as the estimator and the command line do.
+TRAINING_SETTINGS: dict[str, Setting] = declare(
+    Setting(
+        "relaxation",
+        str,
+        "eat-cubic",
+        "Differentiable relaxation of the sampled hidden counts (exact: score-function gradients).",
+        choices=RELAXATIONS,
+    ),
+    Setting("temperature", float, 0.5, "Relaxation temperature (eat-cubic: at most 1)."),
+    Setting("n_samples", int, 5, "Hidden-count samples (fivo: particles) per trial and step."),
+    Setting(
+        "objective",
+        str,
+        "elbo",
+        "What the fit maximises: elbo; iwae (importance-weighted over --samples); fivo (a particle "
+        "filter's bound over --samples particles); likelihood (the log-likelihood itself, its gradient from "
+        "a particle smoother of --samples particles: hidden neurons are not shrunk, several times slower; "
+        "try --samples 16).",
+        choices=OBJECTIVES,
+    ),
+    Setting("epochs", int, 500, "Most epochs (a fit stops earlier once converged, see --tol)."),
+    Setting("lr", float, 0.05, "Adam learning rate."),
+    Setting(
+        "batch_size",
+        int,
+        None,
+        "Trials (or segments) per step (default: a quarter of them, at most 2^14 bins).",
+        optional=True,
+    ),
+    Setting(
+        "part_bins",
+        int,
+        PART_BINS,
+        "Bins computed at once (bounds memory; under torchrun the parts are shared among processes).",
+    ),
+    Setting(
+        "seed",
+        int,
+        0,
+        "Seed of the initial parameters, the batches and the samples (same seed, same fit).",
+        minimum=0,
+    ),
+    Setting("patience", int, 10),
+    Setting("freeze_network", bool, False),
+    Setting(
+        "tol",
+        float,
+        5e-4,
+        "Once the smoothed objective rises less than this (nats per spike) in 10 epochs, lower the "
+        "learning rate five-fold; at the next such plateau, stop. 0: run all --epochs.",
+        optional=True,
+    ),
+    Setting(
+        "straight_through",
+        bool,
+        False,
+        "Train on exact integer hidden counts with the relaxation's gradient (eat-cubic only).",
+    ),
+    Setting(
+        "init",
+        str,
+        "glm",
+        "How a fit with hidden neurons starts: glm (the visible neurons' GLM, each hidden neuron "
+        "along a principal component of its errors) or random (small random couplings).",
+        choices=STARTS,
+    ),
+)
+
+_DEFAULT = {name: setting.default for name, setting in TRAINING_SETTINGS.items()}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a fit trains: every option of the training loop, checked as :data:`TRAINING_SETTINGS` declares.
+
+    Parameters
+    ----------
+    relaxation : str or relaxation class
+        Law of the hidden-count samples (:data:`spikeglm.relax.RELAXATIONS`): with a reparameterised
+        sampler (``has_rsample``) the gradient is pathwise, otherwise (``"exact"``) by the score function.
+    temperature : float
+        Temperature of the relaxation, checked by the relaxation itself (Eat-cubic: ``0 < tau <= 1``).
+    n_samples : int
+        Hidden-count samples per segment and step (the particles of a particle objective).
+    objective : str
+        What the fit maximises, a name of :data:`~spikeglm.inference.objectives.OBJECTIVES`: ``"elbo"``,
+        ``"iwae"``, ``"fivo"`` (a particle filter's bound, Eat-cubic only) or ``"likelihood"`` (the
+        log-likelihood, its gradient from a particle smoother; the relaxation is unused).
+    epochs : int
+        Passes over the data.
+    lr : float
+        Adam's learning rate.
+    batch_size : int, optional
+        Segments per step. None: chosen from the data by
+        :func:`~spikeglm.inference.trainer.auto_batch_size`, so that every epoch takes several steps.
+    part_bins : int
+        Bins computed at once; a step is done in parts whose gradients add up.
+    seed : int
+        Seed of the shuffles and of every random draw.
+    patience : int
+        Validation checks without improvement before early stopping.
+    eval_every : int
+        Epochs between validation checks.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    freeze_network : bool
+        Train only the posterior (the network stays as it is).
+    tol : float, optional
+        Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
+        :data:`~spikeglm.inference.stopping.PLATEAU_EPOCHS` epochs, lower the learning rate; stop at the
+        next such plateau (:class:`~spikeglm.inference.stopping.Plateau`); ``epochs`` is then a cap.
+        None: run all ``epochs`` at ``lr``.
+    straight_through : bool
+        Score exact integer hidden counts and take only the gradient from the relaxation (Eat-cubic
+        only, see :class:`~spikeglm.relax.EatCubic`): the objective is then a true bound.
+    init : {"glm", "random"}
+        How a fit with hidden neurons starts (:data:`~spikeglm.inference.start.STARTS`).
+    """
+
+    relaxation: str = _DEFAULT["relaxation"]
+    temperature: float = _DEFAULT["temperature"]
+    n_samples: int = _DEFAULT["n_samples"]
+    objective: str = _DEFAULT["objective"]
+    epochs: int = _DEFAULT["epochs"]
+    lr: float = _DEFAULT["lr"]
+    batch_size: int | None = _DEFAULT["batch_size"]
+    part_bins: int = _DEFAULT["part_bins"]
+    seed: int = _DEFAULT["seed"]
+    patience: int = _DEFAULT["patience"]
+    eval_every: int = 10
+    checkpoint_every: int = 50
+    freeze_network: bool = _DEFAULT["freeze_network"]
+    tol: float | None = _DEFAULT["tol"]
+    straight_through: bool = _DEFAULT["straight_through"]
+    init: str = _DEFAULT["init"]
+    sampler: HiddenSampler = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checked = {name: setting.check(getattr(self, name)) for name, setting in TRAINING_SETTINGS.items()}
+        for name in ("eval_every", "checkpoint_every"):
+            checked[name] = whole(getattr(self, name), name)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        sampler = HiddenSampler(self.relaxation, self.temperature, self.straight_through)
+        object.__setattr__(self, "sampler", sampler)
+        self.make_objective()  # the objective refuses a sampler it cannot use
+
+    def make_objective(self) -> Objective:
+        """The objective this config names, with its samples and sampler."""
+        return OBJECTIVES[self.objective](self.n_samples, self.sampler)
+
+    def replace(self, **changes) -> TrainingConfig:
+        """A copy with ``changes``, checked as the original was."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,126 @@
+"""The memory a fit needs, estimated from its settings before it starts, and the refusal of a fit that
+would not fit."""
+
+from __future__ import annotations
+
+from spikeglm.inference.objectives import OBJECTIVES
+from spikeglm.memory import available_memory, format_bytes
+
+#: Floats that training keeps per parameter: the value, its gradient and Adam's two moments, and the copy
+#: of the best parameters that early stopping keeps.
+_ADAM_COPIES = 5
+#: The same for L-BFGS (fits without hidden neurons, and the GLM a fit with hidden neurons starts from):
+#: value, gradient, a few directions, and the 20 pairs of its history.
+_LBFGS_COPIES = 44
+#: Tensors of (samples, bins, neurons) that a step keeps for its gradient: rates, predictors, the complete
+#: counts, the log-probabilities and their intermediates.
+_STEP_TENSORS = 17
+#: Tensors of (bins, units, basis functions) that a step holds: the histories (past and future) of the
+#: visible counts, the copies the convolutions make, and the design the couplings multiply.
+_DESIGN_TENSORS = 8
+
+
+def fit_memory(
+    n_visible: int,
+    n_hidden: int,
+    window: int,
+    n_basis: int,
+    part_bins: int,
+    n_samples: int,
+    objective: str = "elbo",
+    *,
+    score_trials: int = 0,
+    score_bins: int = 0,
+    n_particles: int = 0,
+) -> dict[str, float]:
+    """The memory a fit needs at its peak, in bytes, by what it is for; estimated from the settings alone.
+
+    Counted, in 4-byte floats unless said otherwise (``N = n_visible + n_hidden`` neurons, ``B =
+    n_basis`` basis functions of ``window`` lags, ``b = part_bins`` bins of one part of a step, context
+    included, ``S = n_samples``):
+
+    ``"parameters"``
+        The network's couplings (N x N x B) and biases, the posterior's readings of the visible past and
+        future (2 x H x V x B) and of the hidden past (H x H x B), times the copies the optimiser keeps
+        (gradients and Adam's moments; L-BFGS's history without hidden neurons).
+    ``"start"``
+        Fits with hidden neurons: the visible neurons' GLM they start from (its L-BFGS copies) and the
+        correlation matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times.
+        Fits without: the observed information behind the standard errors, N blocks of (1 + N B)^2
+        float64 (and a copy).
+    ``"step"``
+        One part of a training step: the design (the basis-filtered histories of the visible counts, b x V
+        x B, with the convolutions' copies), and for each of the S samples the hidden counts, their history
+        (b x H x B) and the rates and log-probabilities of every neuron (b x N) that the gradient needs; a
+        particle objective (``"fivo"``, ``"likelihood"``: those whose
+        :attr:`~spikeglm.inference.objectives.Objective.particles` is true) also keeps each bin's window of
+        hidden history (b x window x H per particle).
+    ``"scoring"``
+        With ``score_trials`` held-out trials of ``score_bins`` bins scored by ``n_particles`` particles
+        (:func:`spikeglm.smc.log_likelihood`, as cross-validation does): every particle's window of
+        hidden history and rates of every neuron, and the visible drive of a block of bins.
+
+    The estimate is meant to be within a factor of about two of the peak a CPU fit reaches (the tests
+    compare the two); what it leaves out (the counts themselves, torch's own footprint) is small next to
+    what it counts whenever the total matters.
+
+    Returns
+    -------
+    dict
+        Bytes by part (the keys above, those that apply), in that order.
+    """
+    n_neurons = n_visible + n_hidden
+    floats = 4
+    parameters = n_parameters(n_visible, n_hidden, n_basis)
+    copies = _LBFGS_COPIES if n_hidden == 0 else _ADAM_COPIES
+    parts = {"parameters": float(parameters) * copies * floats}
+    if n_hidden:
+        glm = float(n_visible) * n_visible * n_basis * _LBFGS_COPIES * floats
+        parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
+    else:
+        parts["start"] = 2.0 * n_neurons * (1 + n_neurons * n_basis) ** 2 * 8
+    design = float(part_bins) * n_visible * n_basis * _DESIGN_TENSORS
+    samples = float(n_samples) * part_bins * (_STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis)
+    if OBJECTIVES[objective].particles and n_hidden:
+        samples += 2.0 * n_samples * part_bins * window * n_hidden
+    parts["step"] = (design + (samples if n_hidden else _STEP_TENSORS * part_bins * n_neurons)) * floats
+    if score_trials and n_hidden:
+        block = min(score_bins, 4096) + window
+        particles = float(score_trials) * n_particles * (3 * window * n_hidden + 4 * n_neurons)
+        parts["scoring"] = (particles + 5.0 * score_trials * block * n_neurons) * floats
+    return parts
+
+
+#: What each part of :func:`fit_memory` holds, for messages.
+MEMORY_PARTS = {
+    "parameters": "the couplings with the optimiser's copies of them",
+    "start": "the start of the fit (or the standard errors of a GLM)",
+    "step": "one part of a training step",
+    "scoring": "the particles that score the held-out counts",
+}
+
+
+def check_memory(parts: dict[str, float], where: str, advice: dict[str, str]) -> None:
+    """Refuse a computation whose parts (:func:`fit_memory`) add up to more than :func:`available_memory`.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``where``, the total, what is available, the largest part and ``advice[part]``:
+        what to change.
+    """
+    total, available = sum(parts.values()), available_memory()
+    if total > available:
+        largest = max(parts, key=parts.__getitem__)
+        raise ValueError(
+            f"{where}: the fit would take about {format_bytes(total)} of memory, more than the "
+            f"{format_bytes(available)} available; most of it ({format_bytes(parts[largest])}) is "
+            f"{MEMORY_PARTS[largest]}: {advice[largest]}"
+        )
+
+
+def n_parameters(n_visible: int, n_hidden: int, n_basis: int) -> int:
+    """Parameters of a model and its posterior: couplings and biases of every neuron, and the posterior's
+    readings of the visible past and future and of the hidden past, with its biases."""
+    n_neurons = n_visible + n_hidden
+    return n_neurons * (n_neurons * n_basis + 1) + n_hidden * ((2 * n_visible + n_hidden) * n_basis + 1)

@@ -1,0 +1,82 @@
+"""How a fit with hidden neurons starts (:data:`STARTS`): from the visible neurons' GLM, or at random."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spikeglm import parallel
+from spikeglm.inference.glm import solve_glm
+from spikeglm.model import Network
+from spikeglm.options import Registry
+from spikeglm.segments import PART_BINS, Segments
+from spikeglm.variational import Posterior
+
+#: How a fit with hidden neurons starts.
+STARTS: Registry[str] = Registry(
+    "init",
+    {
+        "glm": "the visible neurons' GLM, hidden neurons along the principal components of its errors",
+        "random": "small random couplings",
+    },
+)
+
+#: Summed coupling strength of a hidden neuron onto the visible neuron it drives most, at the start.
+START_STRENGTH = 1.0
+#: The same for the posterior's reading of that neuron's future counts.
+START_READING = 0.5
+#: Most L-BFGS iterations of the start's GLM.
+START_ITERATIONS = 500
+
+
+def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins: int = PART_BINS) -> None:
+    """Start a fit with hidden neurons from the visible neurons' GLM and the shared part of its errors.
+
+    The visible block (couplings and biases) starts at the maximum-likelihood GLM of the visible counts
+    (:func:`solve_glm`). Input that several visible neurons share shows in that GLM's errors as
+    correlated fluctuations, so hidden neuron ``h`` starts coupled onto the visible neurons along the
+    ``h``-th principal component of the correlations of the GLM's Pearson residuals
+    ``(x - rate) / sqrt(rate)``, signed to excite on balance, its largest summed coupling
+    :data:`START_STRENGTH`; where the posterior reads the visible future, it reads the same component
+    (:data:`START_READING`), so that the hidden counts start high where the neurons they drive fire
+    together. Only components whose variance stands above the noise's (beyond the Marchenko-Pastur edge
+    of the correlation matrix) are used; the other hidden neurons keep their random start. From small
+    random couplings alone, the fit finds less of the shared input (docs/benchmarks.md, "When hidden
+    neurons pay off").
+    """
+    n_visible, n_components = network.n_visible, min(network.n_hidden, network.n_visible)
+    glm = Network(n_visible, 0, network.basis, network.link_name).to(network.bias.device)
+    glm.bias.data.copy_(network.bias.data[:n_visible])
+    solve_glm(glm, data, max_iterations=START_ITERATIONS, part_bins=part_bins)  # whatever the epochs
+    device = network.bias.device
+    moments = torch.zeros(n_visible + 1, n_visible + 1, dtype=torch.float64, device=device)
+    with torch.no_grad():
+        for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
+            batch = data.batch(index, device=device)
+            rate = glm.rates(batch.visible).double()
+            residual = (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt()
+            weight = torch.ones_like(residual[..., :1]) if batch.scored is None else batch.scored[..., None]
+            rows = torch.cat([weight, residual * weight], dim=-1).reshape(-1, n_visible + 1)
+            moments += rows.T @ rows  # [count, sums; sums, products] over the scored bins
+        parallel.all_sum(moments)
+        count, sums = moments[0, 0].clamp_min(1.0), moments[0, 1:]
+        covariance = moments[1:, 1:] / count - torch.outer(sums, sums) / count**2
+        scale = covariance.diagonal().clamp_min(1e-12).rsqrt()
+        values, vectors = torch.linalg.eigh(covariance * torch.outer(scale, scale))  # correlations
+        # Components of pure noise have eigenvalues (ascending) up to the Marchenko-Pastur edge above
+        # the noise level, estimated by the median eigenvalue; only those beyond it are shared input.
+        edge = values.median() * (1 + math.sqrt(n_visible / float(count))) ** 2
+        n_components = min(n_components, int((values > edge).sum()))
+        components = vectors.flip(1)[:, :n_components]  # leading first
+        components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)
+        components = components / components.abs().amax(0)
+        # Each basis function carries an equal share of the filter's summed strength.
+        share = 1.0 / (network.basis_matrix.sum(1) * network.basis_matrix.shape[0])
+        loading = components.to(network.weight.dtype)[..., None] * share.to(network.weight.dtype)
+        network.weight[:n_visible, :n_visible] = glm.weight
+        network.bias[:n_visible] = glm.bias
+        hidden = slice(n_visible, n_visible + n_components)
+        network.weight[:n_visible, hidden] = START_STRENGTH * loading
+        if posterior.sees_future:
+            posterior.future[:n_components] = START_READING * loading.transpose(0, 1)

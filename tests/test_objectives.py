@@ -1,0 +1,102 @@
+"""The training objectives: a contract every registered objective keeps, and one added from here alone."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import spikeglm as sg
+from spikeglm import smc
+from spikeglm.inference import OBJECTIVES, Objective, TrainingConfig
+from spikeglm.model import Network
+from spikeglm.segments import Batch
+from spikeglm.variational import Posterior
+
+
+def small_problem(seed: int = 0) -> tuple[Network, Posterior, torch.Tensor]:
+    """2 visible and 1 hidden neuron, 4 trials of 40 bins simulated from the network itself."""
+    generator = torch.Generator().manual_seed(seed)
+    network = Network(2, 1, sg.basis.get("exponential", window=3), link="softplus")
+    with torch.no_grad():
+        network.weight.normal_(0.0, 0.5, generator=generator)
+        network.bias.fill_(-1.0)
+    visible = network.simulate(4, 40, generator=generator)[..., :2].float()
+    posterior = Posterior("forward-backward", 2, 1, network.basis_matrix, "softplus")
+    posterior.init_rates(0.3, 0.1, generator)
+    return network, posterior, visible
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_every_objective_gives_a_differentiable_loss_and_a_float64_estimate(name):
+    """The interface: a scalar surrogate whose gradient reaches the network and the posterior (the
+    likelihood's reaches the posterior through its wake step), and the objective's value summed over
+    the segments, float64, without gradient."""
+    network, posterior, visible = small_problem()
+    objective = TrainingConfig(objective=name, n_samples=4).make_objective()
+    torch.manual_seed(0)
+    surrogate, estimate = objective.loss(network, posterior, Batch(visible))
+    assert surrogate.shape == () and surrogate.requires_grad and math.isfinite(float(surrogate.detach()))
+    assert estimate.shape == () and estimate.dtype == torch.float64 and not estimate.requires_grad
+    surrogate.backward()
+    for parameter in (network.weight, network.bias, posterior.bias, posterior.past):
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+        assert parameter.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_every_objective_estimates_at_most_the_log_likelihood(name):
+    """Each estimate lies below log p(x) in expectation (the bounds) or on it (the likelihood): over 40
+    draws of 64 samples, the mean is at most log p(x) + 4 standard errors, and the particle objectives
+    come within 2% of it. log p(x) is the particle filter's with 20,000 particles (its own Monte Carlo
+    error is below 0.05 nats here)."""
+    network, posterior, visible = small_problem()
+    exact = smc.log_likelihood(network, visible, n_particles=20_000, n_runs=4, seed=1).per_trial.sum()
+    objective = TrainingConfig(objective=name, n_samples=64).make_objective()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        draws = np.array([float(objective.loss(network, posterior, Batch(visible))[1]) for _ in range(40)])
+    mean, se = draws.mean(), draws.std(ddof=1) / math.sqrt(len(draws))
+    assert mean <= exact + 4 * se + 0.05
+    if objective.particles:
+        assert abs(mean - exact) < 0.02 * abs(exact)
+
+
+class NoHiddenSpikes(Objective):
+    """A toy: the log-likelihood of the visible counts as if the hidden neurons never fired."""
+
+    def loss(self, network, posterior, batch):
+        hidden = torch.zeros(*batch.visible.shape[:-1], network.n_hidden)
+        log_p = network.log_likelihood(batch.visible, hidden).sum(dim=(-2, -1))
+        return -log_p.mean(), log_p.detach().sum().double()
+
+
+@pytest.fixture
+def toy():
+    OBJECTIVES.register("no-hidden-spikes", NoHiddenSpikes)
+    try:
+        yield "no-hidden-spikes"
+    finally:
+        OBJECTIVES.unregister("no-hidden-spikes")
+
+
+def test_an_objective_registered_here_is_fitted_by_the_estimator(toy, diffpoglm):
+    """One class and one registry line: the estimator takes the new name, the loop follows its loss
+    (the objective it records rises), and the name is kept with the fit."""
+    _, train, _ = diffpoglm
+    model = sg.POGLM(n_hidden=1, objective="No_Hidden_Spikes", epochs=30, tol=None, seed=0).fit(train)
+    objectives = [record.objective for record in model.history_]
+    assert len(objectives) == 30 and objectives[-1] > objectives[0] + 0.01
+    assert model.fit_options_["objective"] == toy
+    assert model.fit_memory(train.n_trials, train.n_bins, train.n_units)["step"] > 0
+
+
+def test_a_registry_refuses_a_taken_or_uncanonical_name(toy):
+    with pytest.raises(ValueError, match="registered already"):
+        OBJECTIVES.register(toy, NoHiddenSpikes)
+    with pytest.raises(ValueError, match="canonical name"):
+        OBJECTIVES.register("My_Bound", NoHiddenSpikes)
+    with pytest.raises(TypeError, match="abstract"):
+        Objective(1, TrainingConfig().sampler)  # type: ignore[abstract]
