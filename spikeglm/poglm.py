@@ -489,9 +489,7 @@ class POGLM:
         resume: bool,
     ) -> None:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
-        n_visible = visible.shape[-1]
-        checked = self.checked_settings()
-        options = {**_fit_options(config), "segment_bins": checked.segment_bins}
+        options = {**_fit_options(config), "segment_bins": self.checked_settings().segment_bins}
         fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
         identity = None if checkpoint is None else self._identity(fitted_on, options)
         saved = None
@@ -500,19 +498,7 @@ class POGLM:
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
-        convex = checked.n_hidden == 0
-        callbacks = [self.history_.append, callback]
-        generator = torch.Generator().manual_seed(config.seed)
-        if not config.freeze_network:
-            self.network_ = self._new_network(n_visible)
-            # A GLM's optimum is unique (exp and softplus links): start it from no coupling at all, so that
-            # the fit depends on the data alone.
-            self.network_.init_from_counts(visible, scale=0.0 if convex else 0.1, generator=generator)
-        self.posterior_ = self._new_posterior(n_visible)
-        self.posterior_.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
-        if saved is not None:
-            self.network_.load_state_dict(saved["network"])
-            self.posterior_.load_state_dict(saved["posterior"])
+        self._start(visible, config, saved)
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
         self.source_ = None
         self.bin_size_ = str(counts.bin_size)
@@ -521,8 +507,84 @@ class POGLM:
         self.fit_options_ = options
         self.selection_ = None
         self.strength_se_ = self.strength_se_source_ = None
+        where = parallel.choose_device(device)
+        self.network_.to(where)
+        self.posterior_.to(where)
+        try:
+            self._solve(
+                visible,
+                config,
+                None if validation is None else self._segments(_compact_tensor(validation)),
+                _chain([self.history_.append, callback]),
+                saved,
+                None if checkpoint is None else self._checkpoint_writer(checkpoint, identity),
+            )
+        finally:
+            self.network_.cpu()
+            self.posterior_.cpu()
 
-        def save_checkpoint(where: Resume, optimizer_state: dict) -> None:
+    def _start(self, visible: torch.Tensor, config: TrainingConfig, saved: dict | None) -> None:
+        """The network and the posterior a fit starts from: new (seeded), or those of the checkpoint."""
+        n_visible = visible.shape[-1]
+        generator = torch.Generator().manual_seed(config.seed)
+        if not config.freeze_network:
+            self.network_ = self._new_network(n_visible)
+            # A GLM's optimum is unique (exp and softplus links): start it from no coupling at all, so that
+            # the fit depends on the data alone.
+            scale = 0.0 if self.checked_settings().n_hidden == 0 else 0.1
+            self.network_.init_from_counts(visible, scale=scale, generator=generator)
+        self.posterior_ = self._new_posterior(n_visible)
+        self.posterior_.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
+        if saved is not None:
+            self.network_.load_state_dict(saved["network"])
+            self.posterior_.load_state_dict(saved["posterior"])
+
+    def _solve(
+        self,
+        visible: torch.Tensor,
+        config: TrainingConfig,
+        validation: Segments | None,
+        callback: Callable[[EpochRecord], None],
+        saved: dict | None,
+        checkpoint: Callable[[Resume, dict], None] | None,
+    ) -> None:
+        """Fit from the start :meth:`_start` made: the GLM solve without hidden neurons, else training."""
+        if self.checked_settings().n_hidden == 0:
+            if config.freeze_network:
+                return
+            segments = self._segments(visible)  # an ordinary GLM: solved to convergence, no sampling
+            self.stopped_ = solve_glm(
+                self.network_,
+                segments,
+                max_iterations=config.epochs,
+                part_bins=config.part_bins,
+                callback=callback,
+            )[1]
+            self.strength_se_ = strength_se(self.network_, segments)
+            self.strength_se_source_ = {"method": "fisher"}
+            return
+        segments = self._segments(visible)
+        if saved is None and not config.freeze_network and config.init == "glm":
+            glm_start(self.network_, self.posterior_, segments, config.part_bins)
+        self.stopped_ = train(
+            self.network_,
+            self.posterior_,
+            segments,
+            config,
+            validation=validation,
+            callback=callback,
+            resume=None if saved is None else _resume_point(saved),
+            optimizer_state=None if saved is None else saved["optimizer"],
+            checkpoint=checkpoint,
+            previous=list(self.history_),
+        )[1]
+
+    def _checkpoint_writer(
+        self, checkpoint: str | os.PathLike, identity: dict | None
+    ) -> Callable[[Resume, dict], None]:
+        """What the trainer calls to write the checkpoint: the model with where the fit stands."""
+
+        def write(where: Resume, optimizer_state: dict) -> None:
             if parallel.is_main():
                 state = {
                     "epochs_done": where.epochs_done,
@@ -533,49 +595,7 @@ class POGLM:
                 }
                 self._write(checkpoint, overwrite=True, training=state)
 
-        start = None
-        if saved is not None:
-            partial = saved.get("partial") or {}
-            start = Resume(
-                saved["epochs_done"],
-                saved.get("steps_done", 0),
-                partial.get("objective_sum", 0.0),
-                partial.get("seconds", 0.0),
-            )
-        where = parallel.choose_device(device)
-        self.network_.to(where)
-        self.posterior_.to(where)
-        try:
-            if convex and not config.freeze_network:  # an ordinary GLM: solved to convergence, no sampling
-                segments = self._segments(visible)
-                self.stopped_ = solve_glm(
-                    self.network_,
-                    segments,
-                    max_iterations=config.epochs,
-                    part_bins=config.part_bins,
-                    callback=_chain(callbacks),
-                )[1]
-                self.strength_se_ = strength_se(self.network_, segments)
-                self.strength_se_source_ = {"method": "fisher"}
-            elif not convex:
-                segments = self._segments(visible)
-                if saved is None and not config.freeze_network and config.init == "glm":
-                    glm_start(self.network_, self.posterior_, segments, config.part_bins)
-                self.stopped_ = train(
-                    self.network_,
-                    self.posterior_,
-                    segments,
-                    config,
-                    validation=None if validation is None else self._segments(_compact_tensor(validation)),
-                    callback=_chain(callbacks),
-                    resume=start,
-                    optimizer_state=None if saved is None else saved["optimizer"],
-                    checkpoint=None if checkpoint is None else save_checkpoint,
-                    previous=list(self.history_),
-                )[1]
-        finally:
-            self.network_.cpu()
-            self.posterior_.cpu()
+        return write
 
     def _identity(self, fitted_on: dict, options: dict) -> dict:
         """What a checkpoint must match to be resumed: the model, the settings and the data (the counts
@@ -931,6 +951,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _resume_point(saved: dict) -> Resume:
+    """Where the fit saved in a checkpoint's training state stands."""
+    partial = saved.get("partial") or {}
+    return Resume(
+        saved["epochs_done"],
+        saved.get("steps_done", 0),
+        partial.get("objective_sum", 0.0),
+        partial.get("seconds", 0.0),
+    )
 
 
 def _se_metadata(source: dict) -> dict:
