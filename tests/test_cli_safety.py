@@ -223,8 +223,8 @@ def test_stale_temporaries_of_killed_writers_are_removed(small, tmp_path):
 def test_a_second_fit_to_the_same_output_is_refused_at_once(small, tmp_path):
     recording, _ = small
     out = tmp_path / "m.h5"
-    with exclusive_lock(out, "fitting"):
-        refused(run("fit", recording, "-o", out, *FAST), "another process is fitting a model to this output")
+    with exclusive_lock(Path(str(out) + ".ckpt.h5"), "fitting"):  # as a running fit to m.h5 holds it
+        refused(run("fit", recording, "-o", out, *FAST), "m.h5.ckpt.h5: another process is fitting")
     assert listing(tmp_path) == []
 
 
