@@ -101,9 +101,8 @@ def test_demo_keeps_earlier_results_unless_asked(tmp_path):
     refused(run("demo", "-o", tmp_path, "--epochs", "1"), "model.h5: exists", "--overwrite")
     assert (tmp_path / "model.h5").read_text() == "my earlier results"
     assert listing(tmp_path) == ["model.h5"]
-    # the option's old name still works, and says it is deprecated
-    output = refused(run("demo", "--out", tmp_path, "--epochs", "1"), "model.h5: exists")
-    assert "--out is deprecated; use -o/--output" in output
+    # the option's old name is gone: refused as a bad option, which points to its new name
+    refused(run("demo", "--out", tmp_path, "--epochs", "1"), "--out", "--output", status=2)
     assert (tmp_path / "model.h5").read_text() == "my earlier results"
 
 

@@ -22,11 +22,10 @@ EXAMPLE = sg.examples.path("example.nwb")
     "Replace the results of an earlier demo in OUTPUT.",
     folder="results/demo",
 )
-@click.option("--out", "old_output", default=None, hidden=True, type=click.Path(file_okay=False))
 @click.option(
     "--epochs", default=300, show_default=True, type=click.IntRange(min=1), help="Most training epochs."
 )
-def demo(output: str, old_output: str | None, epochs: int, overwrite: bool) -> None:
+def demo(output: str, epochs: int, overwrite: bool) -> None:
     """Run the whole pipeline on the bundled example recording.
 
     data/example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80 trials of
@@ -37,9 +36,6 @@ def demo(output: str, old_output: str | None, epochs: int, overwrite: bool) -> N
     """
     from spikeglm import plot as plots
 
-    if old_output is not None:  # the option's name before -o/--output was used by every command
-        click.echo("spikeglm: --out is deprecated; use -o/--output", err=True)
-        output = old_output
     truth_file, hidden_file = sg.examples.path("example_truth.json"), sg.examples.path("example_hidden.npz")
     for bundled in (EXAMPLE, truth_file, hidden_file):
         if not bundled.exists():
