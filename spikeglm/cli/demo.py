@@ -11,8 +11,8 @@ from spikeglm.cli.app import main
 from spikeglm.cli.infer import hidden_arrays, write_npz
 from spikeglm.cli.options import check_output, output_options
 
-#: The bundled example recording that ``spikeglm demo`` fits (installed with the library, see
-#: spikeglm.examples; in a source checkout the project's data/ folder).
+#: The bundled example recording that ``spikeglm demo`` fits (installed with the library from its folder
+#: spikeglm/data/, see spikeglm.examples).
 EXAMPLE = sg.examples.path("example.nwb")
 
 
@@ -28,9 +28,10 @@ EXAMPLE = sg.examples.path("example.nwb")
 def demo(output: str, epochs: int, overwrite: bool) -> None:
     """Run the whole pipeline on the bundled example recording.
 
-    data/example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80 trials of
-    1 s). The demo fits a POGLM with 2 hidden neurons on 60 trials, scores it on the other 20 beside
-    the true network, and writes the model, the inferred hidden rates, the connectivity and a figure.
+    The bundled example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80
+    trials of 1 s). The demo fits a POGLM with 2 hidden neurons on 60 trials, scores it on the other 20
+    beside the true network, and writes the model, the inferred hidden rates, the connectivity and a
+    figure.
 
     Example: spikeglm demo -o /tmp/demo
     """
@@ -41,7 +42,7 @@ def demo(output: str, epochs: int, overwrite: bool) -> None:
         if not bundled.exists():
             raise click.ClickException(
                 f"{bundled}: the bundled example is missing (reinstall spikeglm; in a source checkout, "
-                "run python data/make_example.py)"
+                "run python scripts/make_example.py)"
             )
     folder = Path(output)
     if folder.exists() and not folder.is_dir():

@@ -82,7 +82,7 @@ def fit(
     Launched by torchrun, the processes share each step's work (gloo on CPU, NCCL on GPU) and give the
     fit of one process; only the first writes files.
 
-    Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2 --epochs 300
+    Example: spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 2 --epochs 300
 
     \b
     Example, two processes:
