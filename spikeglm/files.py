@@ -256,8 +256,14 @@ def check_checkpoint(
     return path
 
 
-#: The checkpoints that each thread has claimed (real paths): a claim nested in one of them locks nothing.
-_claimed = threading.local()
+class _Claims(threading.local):
+    """The checkpoints that a thread has claimed (real paths): a claim nested in one of them locks nothing."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+
+_claimed = _Claims()
 
 
 @contextlib.contextmanager
@@ -297,13 +303,12 @@ def claim_checkpoint(
     FileExistsError, ValueError, OSError
         As :func:`check_checkpoint`.
     """
-    held = _claimed.__dict__.setdefault("paths", set())
     key = os.path.realpath(path)
     with contextlib.ExitStack() as stack:
-        if key not in held:
+        if key not in _claimed.paths:
             stack.enter_context(exclusive_lock(path, "fitting with this checkpoint"))
-            held.add(key)
-            stack.callback(held.discard, key)
+            _claimed.paths.add(key)
+            stack.callback(_claimed.paths.discard, key)
         path = check_checkpoint(path, resume=resume, overwrite=overwrite, inputs=inputs)
         if overwrite and not resume:
             path.unlink(missing_ok=True)
