@@ -1,7 +1,7 @@
 """The example recordings bundled with spikeglm, and their ground truth.
 
-The project's ``data/`` folder is installed with the package, so these files are found the same way in
-a source checkout (editable install) and in an installed wheel:
+They lie in the package's folder ``spikeglm/data/`` and are installed with it as package data, so they
+are found the same way in a source checkout (editable install) and in an installed wheel:
 
 ``example.nwb``
     10 recorded units of a simulated network with 2 hidden neurons, 80 trials of 1 s (NWB 2.x). The
@@ -14,7 +14,7 @@ a source checkout (editable install) and in an installed wheel:
 ``example_hidden.npz``
     The hidden neurons' spike times, to compare with what a fit infers.
 
-``data/make_example.py`` in the source checkout regenerates them.
+``scripts/make_example.py`` in the source checkout regenerates them.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from spikeglm.recording import Recording
 #: The names of the bundled files.
 NAMES = ("example.nwb", "example.nix", "example_truth.json", "example_hidden.npz")
 
-#: The package whose data files are the project's data/ folder (pyproject.toml maps it there).
-_PACKAGE = "spikeglm._example_data"
+#: The folder of the bundled files, inside the package (pyproject.toml installs it as package data).
+_FOLDER = "data"
 
 # An installation that is not a folder on disk (a zip) has its files copied out on first use; the
 # copies are removed when the interpreter exits.
@@ -52,8 +52,8 @@ def path(name: str = "example.nwb") -> Path:
     Returns
     -------
     Path
-        Where the file lies; it is not opened, so a checkout whose data/ was deleted gives a path that
-        does not exist (``data/make_example.py`` writes it again).
+        Where the file lies; it is not opened, so a checkout whose ``spikeglm/data/`` was deleted gives
+        a path that does not exist (``scripts/make_example.py`` writes it again).
 
     Raises
     ------
@@ -68,7 +68,7 @@ def path(name: str = "example.nwb") -> Path:
     """
     if name not in NAMES:
         raise ValueError(f"unknown example {name!r}; choose one of {', '.join(NAMES)}")
-    return _copies.enter_context(resources.as_file(resources.files(_PACKAGE) / name))
+    return _copies.enter_context(resources.as_file(resources.files("spikeglm") / _FOLDER / name))
 
 
 def hidden_counts(like: SpikeCounts) -> SpikeCounts:

@@ -4,6 +4,10 @@ Outputs are written to a temporary file next to the target, synced, then renamed
 sees the old file or the new one, never a part. Before anything is computed, :func:`check_output` makes
 sure an output can be written and is not one of the command's inputs: replacing an earlier output is
 allowed with ``overwrite``, destroying an input never is.
+
+The checkpoint of a fit has one rule, kept here for the estimator and the command line alike
+(:func:`check_checkpoint`, :func:`claim_checkpoint`): an existing one is continued with ``resume``,
+replaced with ``overwrite`` and otherwise refused, and one fit at a time holds it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -204,6 +209,110 @@ def exclusive_lock(path: str | os.PathLike, purpose: str) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)
         handle.close()
+
+
+def check_checkpoint(
+    path: str | os.PathLike,
+    *,
+    resume: bool,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """Refuse a checkpoint that a fit may not use, without locking or changing anything.
+
+    An existing checkpoint holds an earlier fit: it is continued with ``resume``, replaced with
+    ``overwrite`` (a fit afresh), and otherwise refused, so that no fit is lost unasked. Like an output,
+    the checkpoint must be writable and none of the ``inputs`` (:func:`check_output`).
+
+    Parameters
+    ----------
+    path : path
+        The checkpoint.
+    resume : bool
+        Whether the fit continues an existing checkpoint.
+    overwrite : bool
+        Whether the fit may start afresh over an existing checkpoint.
+    inputs : paths
+        The files the caller reads (None entries are ignored).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and neither ``resume`` nor ``overwrite`` is given; the message names both.
+    ValueError, OSError
+        As :func:`check_output` with ``overwrite=True``.
+    """
+    path = check_output(path, overwrite=True, inputs=inputs)
+    if path.exists() and not (resume or overwrite):
+        raise FileExistsError(
+            f"{path}: a checkpoint of an earlier fit exists; continue it with resume=True (--resume) "
+            "or start afresh with overwrite=True (--overwrite)"
+        )
+    return path
+
+
+class _Claims(threading.local):
+    """The checkpoints that a thread has claimed (real paths): a claim nested in one of them locks nothing."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+
+_claimed = _Claims()
+
+
+@contextlib.contextmanager
+def claim_checkpoint(
+    path: str | os.PathLike,
+    *,
+    resume: bool,
+    overwrite: bool,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Iterator[Path]:
+    """Hold a checkpoint for one fit: lock it, check it, and clear it for a fit afresh.
+
+    The checkpoint is locked (:func:`exclusive_lock`), so that a second fit with it is refused at once,
+    then checked by :func:`check_checkpoint`; with ``overwrite`` and without ``resume``, the earlier
+    fit's checkpoint is removed. A claim made while the same thread holds one on the same checkpoint
+    takes no second lock: a caller may hold the checkpoint for longer than the fit that writes it (the
+    command line does, from before a choice of hidden neurons until the model is saved).
+
+    Parameters
+    ----------
+    path : path
+        The checkpoint.
+    resume, overwrite : bool
+        What to do with an existing checkpoint, as in :func:`check_checkpoint`.
+    inputs : paths
+        The files the caller reads (None entries are ignored).
+
+    Yields
+    ------
+    Path
+        ``path``, held until the block ends.
+
+    Raises
+    ------
+    RuntimeError
+        If another process holds the checkpoint.
+    FileExistsError, ValueError, OSError
+        As :func:`check_checkpoint`.
+    """
+    key = os.path.realpath(path)
+    with contextlib.ExitStack() as stack:
+        if key not in _claimed.paths:
+            stack.enter_context(exclusive_lock(path, "fitting with this checkpoint"))
+            _claimed.paths.add(key)
+            stack.callback(_claimed.paths.discard, key)
+        path = check_checkpoint(path, resume=resume, overwrite=overwrite, inputs=inputs)
+        if overwrite and not resume:
+            path.unlink(missing_ok=True)
+        yield path
 
 
 #: Bytes at the start of a checksummed file that hold its checksum header (the smallest HDF5 userblock).

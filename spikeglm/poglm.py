@@ -17,7 +17,7 @@ from spikeglm import modelfile, parallel, provenance, relax, smc
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
-from spikeglm.files import exclusive_lock
+from spikeglm.files import claim_checkpoint
 from spikeglm.inference import (
     TRAINING_SETTINGS,
     Resume,
@@ -308,6 +308,7 @@ class POGLM:
         resume: bool = False,
         device: str | torch.device | None = None,
         checkpoint_every: int = 50,
+        overwrite: bool = False,
         **settings,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts to ``counts`` by variational inference.
@@ -329,17 +330,20 @@ class POGLM:
             ``checkpoint_every`` epochs and when the fit is interrupted (Ctrl-C, or SIGTERM where the
             caller turns it into KeyboardInterrupt, as the command line does); it loads as a model. It
             records the data (unit ids, bin size, a SHA-256 of the counts) and every setting. While the fit
-            runs, the checkpoint is locked: a second fit with the same checkpoint is refused at once.
+            runs, the checkpoint is held (:func:`spikeglm.files.claim_checkpoint`): a second fit with the
+            same checkpoint is refused at once.
         resume : bool
             Continue the fit saved in ``checkpoint`` up to ``epochs``, even from inside an epoch; the
             result equals that of an uninterrupted fit. Any difference in the data or the settings (but
             ``epochs``) is refused, naming it. Without a checkpoint file the fit starts afresh; an
-            existing checkpoint without ``resume`` raises FileExistsError.
+            existing checkpoint without ``resume`` or ``overwrite`` raises FileExistsError.
         device : str or torch.device, optional
             Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default the GPU when there is one
             (under ``torchrun``, the process's own), else the CPU. The fitted model is returned on the CPU.
         checkpoint_every : int
             Epochs between checkpoints.
+        overwrite : bool
+            Start afresh over an existing checkpoint, which is removed (``resume`` takes precedence).
         **settings
             Deprecated: settings given here (e.g. ``epochs=50``) are set on the estimator, with a
             DeprecationWarning; give them to the constructor or :meth:`set_params` instead.
@@ -358,12 +362,7 @@ class POGLM:
         main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
-                stack.enter_context(exclusive_lock(checkpoint, "fitting with this checkpoint"))
-                if not resume and os.path.exists(checkpoint):
-                    raise FileExistsError(
-                        f"{checkpoint}: a checkpoint of an earlier fit exists; resume it (resume=True, "
-                        "--resume) or remove it to start afresh (--overwrite)"
-                    )
+                stack.enter_context(claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite))
             self._fit(
                 counts,
                 visible,

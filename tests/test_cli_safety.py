@@ -101,9 +101,8 @@ def test_demo_keeps_earlier_results_unless_asked(tmp_path):
     refused(run("demo", "-o", tmp_path, "--epochs", "1"), "model.h5: exists", "--overwrite")
     assert (tmp_path / "model.h5").read_text() == "my earlier results"
     assert listing(tmp_path) == ["model.h5"]
-    # the option's old name still works, and says it is deprecated
-    output = refused(run("demo", "--out", tmp_path, "--epochs", "1"), "model.h5: exists")
-    assert "--out is deprecated; use -o/--output" in output
+    # the option's old name is gone: refused as a bad option, which points to its new name
+    refused(run("demo", "--out", tmp_path, "--epochs", "1"), "--out", "--output", status=2)
     assert (tmp_path / "model.h5").read_text() == "my earlier results"
 
 
@@ -223,8 +222,8 @@ def test_stale_temporaries_of_killed_writers_are_removed(small, tmp_path):
 def test_a_second_fit_to_the_same_output_is_refused_at_once(small, tmp_path):
     recording, _ = small
     out = tmp_path / "m.h5"
-    with exclusive_lock(out, "fitting"):
-        refused(run("fit", recording, "-o", out, *FAST), "another process is fitting a model to this output")
+    with exclusive_lock(Path(str(out) + ".ckpt.h5"), "fitting"):  # as a running fit to m.h5 holds it
+        refused(run("fit", recording, "-o", out, *FAST), "m.h5.ckpt.h5: another process is fitting")
     assert listing(tmp_path) == []
 
 

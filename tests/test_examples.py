@@ -16,13 +16,15 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The bundled files in the checkout.
+DATA = ROOT / "spikeglm" / "data"
 
 
 @pytest.mark.parametrize("name", sg.examples.NAMES)
 def test_each_example_is_found_with_the_checkouts_content(name: str) -> None:
     path = sg.examples.path(name)
     assert path.is_file()
-    assert path.read_bytes() == (ROOT / "data" / name).read_bytes()
+    assert path.read_bytes() == (DATA / name).read_bytes()
 
 
 def test_the_default_is_the_recording_that_loads() -> None:
@@ -36,14 +38,15 @@ def test_an_unknown_name_is_refused_with_the_known_ones() -> None:
 
 
 def test_every_data_file_is_listed_and_shipped_in_the_wheel() -> None:
-    """A file added to data/ must be in NAMES and match the package-data patterns, or the wheel lacks it."""
-    shipped = sorted(p.name for p in (ROOT / "data").iterdir() if p.is_file() and p.suffix != ".py")
+    """A file added to spikeglm/data/ must be in NAMES and match the package-data patterns, or the wheel
+    lacks it; no folder is mapped into the package from elsewhere."""
+    shipped = sorted(p.name for p in DATA.iterdir() if p.is_file())
     assert shipped == sorted(sg.examples.NAMES)
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert setuptools["package-dir"]["spikeglm._example_data"] == "data"
-    patterns = setuptools["package-data"]["spikeglm._example_data"]
+    assert "package-dir" not in setuptools
+    patterns = setuptools["package-data"]["spikeglm"]
     for name in shipped:
-        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+        assert any(fnmatch.fnmatch(f"data/{name}", pattern) for pattern in patterns), name
 
 
 def test_the_true_hidden_spikes_are_binned_like_the_recordings_trials():
@@ -64,7 +67,7 @@ def test_the_true_hidden_spikes_are_binned_like_the_recordings_trials():
 
 @pytest.mark.slow
 def test_the_example_is_a_network_where_hidden_neurons_pay_off():
-    """What the example was chosen for (data/make_example.py): held out, the true network clearly beats a
+    """What the example was chosen for (scripts/make_example.py): held out, the true network clearly beats a
     GLM of the recorded units, and the demo's fit with 2 hidden neurons recovers much of that gain."""
     counts = sg.load(sg.examples.path("example.nwb")).bin("5 ms")
     truth = sg.Connectivity.load(sg.examples.path("example_truth.json"))

@@ -2,7 +2,7 @@
 
 The notebooks run in a Jupyter kernel of the interpreter that runs the tests (so in the project's virtual
 environment, with ``ipykernel`` from the ``dev`` extra), with the repository root as the working directory
-so that their ``data/...`` paths resolve.
+so that their relative paths (such as ``../shared/data``) resolve.
 """
 
 from __future__ import annotations

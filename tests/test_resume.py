@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import spikeglm as sg
+from spikeglm.files import claim_checkpoint, exclusive_lock
 from spikeglm.inference import trainer
 
 
@@ -110,12 +111,28 @@ def test_bad_counts_of_epochs_and_steps_are_refused_before_any_work():
     assert sg.POGLM(n_hidden=np.int64(2)).n_hidden == 2
 
 
-def test_an_existing_checkpoint_needs_resume(tmp_path):
+def test_an_existing_checkpoint_needs_resume_or_overwrite(tmp_path):
     checkpoint = tmp_path / "m.ckpt.h5"
     checkpoint.write_text("mine")
-    with pytest.raises(FileExistsError, match="a checkpoint of an earlier fit exists"):
+    with pytest.raises(FileExistsError, match=r"a checkpoint of an earlier fit exists; .*resume=True"):
         sg.POGLM(n_hidden=1, epochs=1).fit(counts(), checkpoint=checkpoint)
     assert checkpoint.read_text() == "mine"
+    sg.POGLM(n_hidden=1, epochs=1).fit(counts(), checkpoint=checkpoint, checkpoint_every=1, overwrite=True)
+    assert len(sg.POGLM.load(checkpoint).history_) == 1  # the earlier file went; the fit's own replaced it
+
+
+def test_a_checkpoint_is_held_by_one_fit_at_a_time(tmp_path):
+    checkpoint = tmp_path / "m.ckpt.h5"
+    with exclusive_lock(checkpoint, "fitting"):  # as another process's fit holds it
+        with pytest.raises(RuntimeError, match="another process is fitting with this checkpoint"):
+            sg.POGLM(n_hidden=1, epochs=1).fit(counts(), checkpoint=checkpoint)
+    assert list(tmp_path.iterdir()) == []
+    # A caller that holds the checkpoint for longer than the fit (the command line) is not refused by it.
+    with claim_checkpoint(checkpoint, resume=False, overwrite=False):
+        sg.POGLM(n_hidden=1, epochs=1).fit(counts(), checkpoint=checkpoint, checkpoint_every=1)
+        with pytest.raises(FileExistsError, match="a checkpoint of an earlier fit exists"):
+            sg.POGLM(n_hidden=1, epochs=1).fit(counts(), checkpoint=checkpoint)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt.h5"]  # the lock went with the claim
 
 
 def test_resume_names_each_difference(tmp_path):

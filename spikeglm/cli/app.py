@@ -98,6 +98,6 @@ def _one_line(error: Exception, longest: int = 1000) -> str:
 def main(ctx: click.Context, debug: bool) -> None:
     """Fit partially observable GLMs (visible + hidden neurons) to spike trains.
 
-    Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2
+    Example: spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 2
     """
     ctx.obj = {"debug": debug}

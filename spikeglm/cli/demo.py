@@ -12,8 +12,8 @@ from spikeglm.cli.infer import hidden_arrays, write_npz
 from spikeglm.cli.options import check_output, output_options
 from spikeglm.cli.progress import progress_line
 
-#: The bundled example recording that ``spikeglm demo`` fits (installed with the library, see
-#: spikeglm.examples; in a source checkout the project's data/ folder).
+#: The bundled example recording that ``spikeglm demo`` fits (installed with the library from its folder
+#: spikeglm/data/, see spikeglm.examples).
 EXAMPLE = sg.examples.path("example.nwb")
 
 
@@ -23,30 +23,27 @@ EXAMPLE = sg.examples.path("example.nwb")
     "Replace the results of an earlier demo in OUTPUT.",
     folder="results/demo",
 )
-@click.option("--out", "old_output", default=None, hidden=True, type=click.Path(file_okay=False))
 @click.option(
     "--epochs", default=300, show_default=True, type=click.IntRange(min=1), help="Most training epochs."
 )
-def demo(output: str, old_output: str | None, epochs: int, overwrite: bool) -> None:
+def demo(output: str, epochs: int, overwrite: bool) -> None:
     """Run the whole pipeline on the bundled example recording.
 
-    data/example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80 trials of
-    1 s). The demo fits a POGLM with 2 hidden neurons on 60 trials, scores it on the other 20 beside
-    the true network, and writes the model, the inferred hidden rates, the connectivity and a figure.
+    The bundled example.nwb holds 10 recorded units of a simulated network with 2 hidden neurons (80
+    trials of 1 s). The demo fits a POGLM with 2 hidden neurons on 60 trials, scores it on the other 20
+    beside the true network, and writes the model, the inferred hidden rates, the connectivity and a
+    figure.
 
     Example: spikeglm demo -o /tmp/demo
     """
     from spikeglm import plot as plots
 
-    if old_output is not None:  # the option's name before -o/--output was used by every command
-        click.echo("spikeglm: --out is deprecated; use -o/--output", err=True)
-        output = old_output
     truth_file, hidden_file = sg.examples.path("example_truth.json"), sg.examples.path("example_hidden.npz")
     for bundled in (EXAMPLE, truth_file, hidden_file):
         if not bundled.exists():
             raise click.ClickException(
                 f"{bundled}: the bundled example is missing (reinstall spikeglm; in a source checkout, "
-                "run python data/make_example.py)"
+                "run python scripts/make_example.py)"
             )
     folder = Path(output)
     if folder.exists() and not folder.is_dir():

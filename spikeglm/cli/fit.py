@@ -83,7 +83,7 @@ def fit(
     Launched by torchrun, the processes share each step's work (gloo on CPU, NCCL on GPU) and give the
     fit of one process; only the first writes files.
 
-    Example: spikeglm fit data/example.nwb -o model.h5 --hidden 2 --epochs 300
+    Example: spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 2 --epochs 300
 
     \b
     Example, two processes:
@@ -96,17 +96,15 @@ def fit(
         _refuse_selection_options(ctx)
     inputs = (recording, config)
     out = check_output(output, overwrite, inputs)
-    checkpoint = check_output(str(out) + ".ckpt.h5", True, inputs)
-    if checkpoint.exists() and not (resume or overwrite):
-        raise click.ClickException(
-            f"{checkpoint}: a checkpoint of an earlier fit exists; add --resume to continue it, "
-            "or --overwrite to start afresh"
-        )
+    # The library's rule for an existing checkpoint, checked before the recording is read.
+    checkpoint = files.check_checkpoint(
+        str(out) + ".ckpt.h5", resume=resume, overwrite=overwrite, inputs=inputs
+    )
     counts = _counts(recording, reading, bin_size, trial_length, _unit_list(units), empty_units)
     counts.metadata["reading"] = reading.recorded()  # the model records how its data was read
     settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
     model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
-    model.check_fit(counts)  # before a lock is taken, a checkpoint removed or anything printed
+    model.check_fit(counts)  # before the checkpoint is claimed (or removed) or anything printed
     if auto:
         candidates = sg.selection.check_candidates(counts, candidates, folds, model)
     with (
@@ -115,7 +113,11 @@ def fit(
     ):
         rank, world = sg.parallel.rank(), sg.parallel.world_size()
         if rank == 0:
-            stack.enter_context(files.exclusive_lock(out, "fitting a model to this output"))
+            # Held from before a choice of hidden neurons until the model is saved; the fit's own claim
+            # of it nests in this one.
+            stack.enter_context(
+                files.claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite, inputs=inputs)
+            )
             processes = f" in {world} processes" if world > 1 else ""
             click.echo(
                 f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
@@ -128,8 +130,6 @@ def fit(
         if auto:
             selection = _cross_validate(counts, candidates, folds, model, rank == 0, where)
             model.set_params(n_hidden=selection.chosen)
-        if rank == 0 and checkpoint.exists() and not resume:
-            checkpoint.unlink()  # --overwrite: start afresh (once the candidates are accepted)
         try:
             model.fit(
                 counts,
@@ -138,6 +138,7 @@ def fit(
                 checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
+                overwrite=overwrite,
             )
             if bootstrap:
                 _bootstrap(model, counts, bootstrap, where, rank == 0)

@@ -29,7 +29,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool, reading: Rea
     hidden_rates_hz_unit; bin_size_s and trial_starts_s (s); hidden_labels and visible_units; and
     metadata, a JSON string naming the model file, the recording and the model's settings.
 
-    Example: spikeglm infer model.h5 data/example.nwb -o hidden.npz
+    Example: spikeglm infer model.h5 spikeglm/data/example.nwb -o hidden.npz
     """
     out = check_output(output, overwrite, (model, recording))
     fitted = sg.POGLM.load(model)

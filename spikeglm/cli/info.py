@@ -26,7 +26,7 @@ def info(recording: str, bin_size: str, reading: Reading) -> None:
     RECORDING is a file, a phy/Kilosort folder, a folder of per-unit text files, or a quoted glob
     pattern of such files.
 
-    Example: spikeglm info data/example.nwb
+    Example: spikeglm info spikeglm/data/example.nwb
 
     Example: spikeglm info "cells/cell*.txt.gz" --time-unit ms --t-start 0 --t-stop 5400
     """

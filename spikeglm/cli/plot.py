@@ -43,7 +43,7 @@ def plot(
 ) -> None:
     """Draw a fitted model: raster with inferred hidden rates, connectivity, training curve.
 
-    Example: spikeglm plot model.h5 --recording data/example.nwb -o fit.png
+    Example: spikeglm plot model.h5 --recording spikeglm/data/example.nwb -o fit.png
     """
     from spikeglm import plot as plots
 

@@ -16,14 +16,16 @@ the fit ran on). At this size the named drive "strong" (2.5) gains at most 0.002
 seeds tried); seed 18 at drive 4 gains 0.007, and its activity stays bounded in 200 further simulations
 of 80 trials.
 
-Run from the project root: python data/make_example.py
+It writes them into the checkout's spikeglm/data/, from where they are installed with the package
+(spikeglm.examples finds them); run it from anywhere: python scripts/make_example.py
 """
 
 from pathlib import Path
 
 import spikeglm as sg
 
-HERE = Path(__file__).parent
+#: The package's folder of bundled data, in the checkout that holds this script.
+FOLDER = Path(__file__).resolve().parent.parent / "spikeglm" / "data"
 SEED = 18
 SETTINGS = dict(
     n_visible=10, n_hidden=2, n_bins=200, n_train=60, n_test=20, connection_prob=0.2, hidden_drive=4.0
@@ -37,13 +39,13 @@ def main() -> None:
     visible = sg.SpikeCounts.concatenate([train, test])
     hidden = sg.SpikeCounts.concatenate([hidden_train, hidden_test])
     recording = sg.Recording.from_counts(visible, seed=7)
-    sg.save(recording, HERE / "example.nwb", overwrite=True)
+    sg.save(recording, FOLDER / "example.nwb", overwrite=True)
     # NIX stores each Segment x SpikeTrain with a large overhead: one Segment of 80 s (no trials
     # table; bin it with trial_length="1 s" to get the same trials) keeps the file small.
     continuous = sg.Recording(recording.spike_times, recording.unit_ids, recording.t_start, recording.t_stop)
-    sg.save(continuous, HERE / "example.nix", overwrite=True)
-    sg.save(sg.Recording.from_counts(hidden, seed=8), HERE / "example_hidden.npz", overwrite=True)
-    truth.save(HERE / "example_truth.json", overwrite=True)
+    sg.save(continuous, FOLDER / "example.nix", overwrite=True)
+    sg.save(sg.Recording.from_counts(hidden, seed=8), FOLDER / "example_hidden.npz", overwrite=True)
+    truth.save(FOLDER / "example_truth.json", overwrite=True)
     print(f"{recording}; hidden {hidden}")
 
 
