@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -310,7 +309,6 @@ class POGLM:
         device: str | torch.device | None = None,
         progress: bool = False,
         checkpoint_every: int = 50,
-        **settings,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts to ``counts`` by variational inference.
 
@@ -343,17 +341,12 @@ class POGLM:
             Show the progress of the fit on stderr (epoch, objective, time left).
         checkpoint_every : int
             Epochs between checkpoints.
-        **settings
-            Deprecated: settings given here (e.g. ``epochs=50``) are set on the estimator, with a
-            DeprecationWarning; give them to the constructor or :meth:`set_params` instead.
 
         Returns
         -------
         POGLM
             ``self``, fitted.
         """
-        if settings:
-            self._deprecated_settings(settings)
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
         visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
@@ -466,19 +459,6 @@ class POGLM:
             "(--samples)",
             "scoring": f"{hidden}, or hold out fewer trials",
         }
-
-    def _deprecated_settings(self, settings: dict) -> None:
-        unknown = sorted(set(settings) - set(self.get_params()))
-        if unknown:
-            raise TypeError(f"fit() got unexpected keyword argument(s) {', '.join(unknown)}")
-        given = ", ".join(f"{name}={value!r}" for name, value in settings.items())
-        warnings.warn(
-            f"fit({given}): settings belong to the constructor, POGLM({given}), or to set_params(); "
-            "fit() will stop taking them in the next release",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        self.set_params(**settings)
 
     def _fit(
         self,
