@@ -156,7 +156,7 @@ class POGLM:
     >>> import spikeglm as sg
     >>> truth, train, test = sg.synthetic.network(protocol="diffpoglm", seed=0)
     >>> model = sg.POGLM(n_hidden=2, link="sigmoid", epochs=50).fit(train)
-    >>> ll = model.score(test, n_samples=200)   # log-likelihood per visible neuron-bin
+    >>> ll = model.score(test, n_particles=200)   # log-likelihood per visible neuron-bin
     >>> model.get_params()["epochs"]
     50
     """
@@ -691,15 +691,19 @@ class POGLM:
         return rates
 
     @torch.no_grad()
-    def score(self, counts: SpikeCounts, n_samples: int = 1000, seed: int = 0, method: str = "smc") -> float:
+    def score(
+        self, counts: SpikeCounts, n_particles: int = 1000, seed: int = 0, method: str = "smc"
+    ) -> float:
         """Held-out log-likelihood per visible neuron-bin.
 
         Parameters
         ----------
         counts : SpikeCounts
             Visible counts of held-out trials.
-        n_samples : int
-            Particles per trial (``"smc"``) or importance samples per trial (``"is"``).
+        n_particles : int
+            Draws of the hidden counts per trial, by either method: the particles of the filter
+            (``"smc"``, as in :meth:`log_likelihood`), or the importance samples (``"is"``: particles
+            drawn for whole trials, weighted and never resampled).
         seed : int
             Seed of the draws.
         method : {"smc", "is"}
@@ -709,13 +713,13 @@ class POGLM:
             trial scored segment by segment); a looser lower bound, biased against hidden neurons.
         """
         if method == "smc":
-            return self.log_likelihood(counts, n_particles=n_samples, seed=seed).per_bin
+            return self.log_likelihood(counts, n_particles=n_particles, seed=seed).per_bin
         if method != "is":
             raise ValueError(f"score: unknown method {method!r}; expected 'smc' or 'is'")
         network, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
         with parallel.seeded(seed):
-            return marginal_log_likelihood(network, posterior, segments, n_samples=n_samples)
+            return marginal_log_likelihood(network, posterior, segments, n_samples=n_particles)
 
     @torch.no_grad()
     def log_likelihood(

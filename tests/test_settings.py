@@ -156,4 +156,4 @@ def test_scikit_learn_clones_the_estimator_and_the_clone_fits_the_same():
     model.fit(counts)
     twin.fit(counts)
     np.testing.assert_array_equal(model.connectivity().strength, twin.connectivity().strength)
-    assert model.score(counts, n_samples=20) == twin.score(counts, n_samples=20)
+    assert model.score(counts, n_particles=20) == twin.score(counts, n_particles=20)
