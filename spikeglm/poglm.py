@@ -148,6 +148,51 @@ class POGLM:
         shared input it cannot explain; :func:`spikeglm.fit.glm_start`); ``"random"`` starts from small
         random couplings.
 
+    Attributes
+    ----------
+    network_ : Network or None
+        The fitted generative model (:class:`~spikeglm.model.Network`): biases, couplings
+        ``W[post, pre, basis]`` and link of the visible neurons, then the hidden ones. None before a fit.
+    posterior_ : Posterior or None
+        The fitted posterior over the hidden counts given the visible ones
+        (:class:`~spikeglm.variational.Posterior`, family ``variational``). None before a fit.
+    history_ : list of EpochRecord
+        One :class:`~spikeglm.records.EpochRecord` per epoch (per L-BFGS iteration without hidden
+        neurons): objective per neuron-bin, seconds, validation score, learning rate.
+    stopped_ : str or None
+        Why the last fit stopped (converged, a cap reached, early stopping), in words. None before a fit
+        and in a loaded model.
+    unit_ids_ : list of str
+        Ids of the visible units, in the order of the fitted counts (the first labels of the
+        connectivity).
+    bin_size_ : str or None
+        Bin size of the fitted counts, as text (``"5 ms"``). None before a fit.
+    data_ : dict
+        Metadata of the fitted counts as plain JSON values (``source``, ``trial_length``,
+        ``trial_starts_s``, ...); :meth:`bin_like` bins a recording as they say.
+    fit_options_ : dict
+        The checked training settings the fit ran with, and ``segment_bins``: what the model file and
+        the connectivity's metadata record.
+    fitted_on_ : dict or None
+        What the last fit was made on (:func:`spikeglm.provenance.fitted_on`: unit ids, bin size, trial
+        layout, a SHA-256 of the counts, their file and reading options). None where unknown (a network
+        given by :meth:`from_connectivity`, or a model file that does not record it).
+    source_ : str or None
+        The model file this model was loaded from, which :meth:`save` never replaces. None otherwise,
+        and once refitted.
+    selection_ : Selection or None
+        The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`,
+        ``spikeglm fit --hidden auto``): candidates, scores per fold, choice. None otherwise.
+    strength_se_ : numpy.ndarray or None
+        Standard errors of the coupling strengths, shape (post, pre): from a fit without hidden
+        neurons (the observed information), and from :func:`spikeglm.bootstrap.bootstrap_se` for any
+        fit. None otherwise.
+    strength_se_source_ : dict or None
+        Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
+        ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``. None without standard errors.
+
+    Notes
+    -----
     With no hidden neuron the model is an ordinary Poisson GLM, fitted by full-batch L-BFGS to
     convergence (:func:`spikeglm.fit.solve_glm`): the sampling settings play no part then.
 
@@ -207,28 +252,19 @@ class POGLM:
         self.tol = tol
         self.straight_through = straight_through
         self.init = init
+        # The fitted attributes, as the class docstring's Attributes describe them.
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
         self.history_: list[EpochRecord] = []
+        self.stopped_: str | None = None
         self.unit_ids_: list[str] = []
-        self.fit_options_: dict = {}
         self.bin_size_: str | None = None
         self.data_: dict = {}
-        #: What the last fit was made on (:func:`spikeglm.provenance.fitted_on`: unit ids, bin size, trial
-        #: layout, a SHA-256 of the counts, their source file and reading options); None where unknown
-        #: (a model file of an earlier release, or a network given by :meth:`from_connectivity`).
+        self.fit_options_: dict = {}
         self.fitted_on_: dict | None = None
-        #: The file this model was loaded from, which :meth:`save` never replaces (None once refitted).
         self.source_: str | None = None
-        #: Why the last fit stopped (converged, a cap reached, early stopping).
-        self.stopped_: str | None = None
-        #: The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`), if any.
         self.selection_: Selection | None = None
-        #: Standard errors of the coupling strengths, (post, pre): from every fit without hidden neurons,
-        #: and from :func:`spikeglm.bootstrap.bootstrap_se` for any fit.
         self.strength_se_: np.ndarray | None = None
-        #: Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
-        #: ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``; None without standard errors.
         self.strength_se_source_: dict | None = None
 
     # ------------------------------------------------------------------ settings

@@ -291,3 +291,12 @@ def test_save_never_replaces_the_file_the_model_was_loaded_from(fitted, tmp_path
     assert path.read_bytes() == before
     loaded.save(tmp_path / "copy.h5")
     assert sg.POGLM.load(tmp_path / "copy.h5").unit_ids_ == fitted.unit_ids_
+
+
+def test_every_fitted_attribute_is_documented(fitted):
+    """The class docstring's Attributes section names each attribute a fit sets, and nothing else."""
+    docstring = sg.POGLM.__doc__
+    section = docstring[docstring.index("Attributes\n") : docstring.index("Notes\n")]
+    documented = {line.split(" : ")[0].strip() for line in section.splitlines() if " : " in line}
+    fitted_attributes = {name for name in vars(fitted) if name.endswith("_") and not name.startswith("_")}
+    assert documented == fitted_attributes == {name for name in vars(sg.POGLM()) if name.endswith("_")}
