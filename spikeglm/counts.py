@@ -15,7 +15,7 @@ import quantities as pq
 import torch
 
 from spikeglm.timeunits import format_time, parse_time, seconds
-from spikeglm.unitids import check_unit_ids, unit_columns
+from spikeglm.unitids import UnitIds, check_unit_ids, unit_columns
 
 __all__ = ["COUNT_DTYPES", "SpikeCounts"]
 
@@ -68,7 +68,7 @@ class SpikeCounts:
         self,
         counts: np.ndarray,
         bin_size: str | pq.Quantity,
-        unit_ids: Sequence[str] | None = None,
+        unit_ids: UnitIds | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         array = np.asarray(counts)
@@ -88,7 +88,7 @@ class SpikeCounts:
         cls,
         array: np.ndarray | torch.Tensor,
         bin_size: str | pq.Quantity = "5 ms",
-        unit_ids: Sequence[str] | None = None,
+        unit_ids: UnitIds | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> SpikeCounts:
         """Spike counts from an array of shape (trials, bins, units), or (bins, units) for one trial.
@@ -288,7 +288,7 @@ class SpikeCounts:
         counts = np.concatenate([part.counts for part in parts], axis=0)
         return cls(counts, first.bin_size, first.unit_ids, first.metadata)
 
-    def _with_counts(self, counts: np.ndarray, unit_ids: Sequence[str]) -> SpikeCounts:
+    def _with_counts(self, counts: np.ndarray, unit_ids: UnitIds) -> SpikeCounts:
         return type(self)(counts, self.bin_size, unit_ids, self.metadata)
 
     def __repr__(self) -> str:

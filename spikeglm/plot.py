@@ -189,7 +189,7 @@ def connectivity(
     value: str = "strength",
     vmax: float | tuple[float, float] | None = None,
     alpha: float | None = 0.05,
-    order: str | Sequence[int] = "auto",
+    order: str | Sequence[int] | np.ndarray = "auto",
 ) -> Axes:
     """Heatmap of the coupling matrix: postsynaptic neurons in rows, presynaptic ones in columns.
 
@@ -480,11 +480,11 @@ def training_curve(
     for k in range(1, values.size):
         smoothed[k] = smoothed[k - 1] + PLATEAU_SMOOTHING * (values[k] - smoothed[k - 1])
     ax.plot(epochs, smoothed, color="black", linewidth=1.4, label="smoothed (read by the stopping rule)")
-    checked = [record for record in history if record.validation is not None]
+    checked = [(record.epoch + 1, record.validation) for record in history if record.validation is not None]
     if checked:
         ax.plot(
-            [record.epoch + 1 for record in checked],
-            [record.validation for record in checked],
+            [epoch for epoch, _ in checked],
+            [value for _, value in checked],
             linestyle="none",
             marker="o",
             color="tab:orange",
@@ -505,7 +505,7 @@ def training_curve(
             )
     # the first epochs of a long fit often start far below: the limits then leave out its first tenth
     first = values.size // 10 if values.size >= 30 else 0
-    settled = np.concatenate([values[first:], smoothed[first:], [record.validation for record in checked]])
+    settled = np.concatenate([values[first:], smoothed[first:], [value for _, value in checked]])
     low, high = float(np.min(settled)), float(np.max(settled))
     margin = 0.08 * (high - low) or 0.05 * abs(high) or 0.1
     ax.set_ylim(low - margin, high + margin)
@@ -591,7 +591,7 @@ def summary(
     if counts is None:
         bottom = fig
     else:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, side + 0.6])
+        top, bottom = fig.subfigures(2, 1, squeeze=False, height_ratios=[top_height, side + 0.6])[:, 0]
         if rates is None:
             raster(counts, trial, fig=top, page=page)
         else:
@@ -603,8 +603,8 @@ def summary(
         limits = color_limits(fitted, truth)
         v = fitted.n_visible
         if truth.n_visible == v and truth.labels[:v] == fitted.labels[:v]:  # the same recorded neurons
-            order = np.concatenate([neuron_order(truth)[:v], np.arange(v, fitted.n_neurons)])
-            ax = connectivity(fitted, axes[0], vmax=limits, order=order)
+            shown = np.concatenate([neuron_order(truth)[:v], np.arange(v, fitted.n_neurons)])
+            ax = connectivity(fitted, axes[0], vmax=limits, order=shown)
             _retitle(ax, "Fitted connectivity" + (" (hidden matched)" if _comparable(truth, fitted) else ""))
             if truth.n_neurons > _ORDER_ABOVE:
                 ax.set_xlabel("presynaptic, in the true network's order", fontsize=8)
@@ -776,7 +776,7 @@ def _draw_spikes(ax: Axes, counts: SpikeCounts, view: _Page) -> None:
         times[spike_bin],
         unit_row - 0.4,
         unit_row + 0.4,
-        colors=np.where(several, "black", "0.45"),
+        colors=np.where(several, "black", "0.45").tolist(),
         linewidths=np.where(several, 2.2, 1.0),
     )
     step = int(np.ceil(counts.n_units / _MAX_LABELS))
@@ -826,7 +826,8 @@ def _draw_rates(
     ax.set_ylabel("rate (Hz)")
     width = _bin_label(counts.bin_size)
     ax.secondary_yaxis(
-        "right", functions=(lambda hz: hz / per_second, lambda count: count * per_second)
+        "right",
+        functions=(lambda hz: np.asarray(hz) / per_second, lambda count: np.asarray(count) * per_second),
     ).set_ylabel(f"count per {width} bin", fontsize=8)
     title = "Hidden neurons: inferred rate (posterior mean)"
     ax.set_title(title + (f"; {', '.join(notes)}" if notes else ""), fontsize=10, color=HIDDEN_COLOR)
@@ -868,9 +869,14 @@ def _limits(conn: Connectivity, value: str = "strength") -> tuple[float, float]:
 
 
 def _pair(vmax: float | tuple[float, float]) -> tuple[float, float]:
-    pair = (vmax, vmax) if np.isscalar(vmax) else tuple(vmax)
-    if len(pair) != 2 or not all(np.isfinite(v) and v > 0 for v in pair):
-        raise ValueError(f"vmax must be a number > 0 or a pair (visible, hidden) of them; got {vmax!r}")
+    message = f"vmax must be a number > 0 or a pair (visible, hidden) of them; got {vmax!r}"
+    try:
+        values = np.asarray(vmax, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    pair = np.full(2, values) if values.ndim == 0 else values
+    if pair.shape != (2,) or not np.all(np.isfinite(pair) & (pair > 0)):
+        raise ValueError(message)
     return float(pair[0]), float(pair[1])
 
 

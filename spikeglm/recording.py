@@ -17,7 +17,7 @@ import quantities as pq
 from spikeglm.counts import COUNT_DTYPES, MAX_BINS, SpikeCounts
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.timeunits import format_time, parse_time, seconds
-from spikeglm.unitids import check_unit_ids, unit_columns
+from spikeglm.unitids import UnitIds, check_unit_ids, unit_columns
 
 __all__ = ["Recording"]
 
@@ -86,7 +86,7 @@ class Recording:
     def __init__(
         self,
         spike_times: Sequence[np.ndarray | Sequence[float]],
-        unit_ids: Sequence[str] | None = None,
+        unit_ids: UnitIds | None = None,
         t_start: float | str | pq.Quantity | None = None,
         t_stop: float | str | pq.Quantity | None = None,
         *,
@@ -128,9 +128,9 @@ class Recording:
                 raise ValueError(self._where(f"unit(s) {names} have no spikes (empty_units='error')"))
             warnings.warn(self._where(f"dropping {len(empty)} unit(s) without spikes: {names}"), stacklevel=2)
             keep = [k for k in range(len(ids)) if times[k].size]
-            times, ids, unit_annotations = (
-                [values[k] for k in keep] for values in (times, ids, unit_annotations)
-            )
+            times = [times[k] for k in keep]
+            ids = [ids[k] for k in keep]
+            unit_annotations = [unit_annotations[k] for k in keep]
         self.spike_times = times
         self.unit_ids = check_unit_ids(ids, len(ids))
         self.annotations = dict(annotations or {})
@@ -272,7 +272,7 @@ class Recording:
         ]
         trials, annotations = None, dict(self.annotations)
         if self.trials is not None:
-            trials, annotations["assumed"] = self._window_trials(start, stop)
+            trials, annotations["assumed"] = self._window_trials(self.trials, start, stop)
         return Recording(
             times,
             self.unit_ids.tolist(),
@@ -285,12 +285,14 @@ class Recording:
             empty_units=empty_units,
         )
 
-    def _window_trials(self, start: float, stop: float) -> tuple[np.ndarray | None, dict[str, Any]]:
-        """The trials wholly inside ``[start, stop]`` (None if none), and ``annotations["assumed"]``
-        saying so; warns when the window cuts trials or keeps none."""
-        whole = (self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)
-        cut = ~whole & (self.trials[:, 0] < stop) & (self.trials[:, 1] > start)
-        kept, total = int(whole.sum()), len(self.trials)
+    def _window_trials(
+        self, trials: np.ndarray, start: float, stop: float
+    ) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """The ``trials`` (this recording's) wholly inside ``[start, stop]`` (None if none), and
+        ``annotations["assumed"]`` saying so; warns when the window cuts trials or keeps none."""
+        whole = (trials[:, 0] >= start) & (trials[:, 1] <= stop)
+        cut = ~whole & (trials[:, 0] < stop) & (trials[:, 1] > start)
+        kept, total = int(whole.sum()), len(trials)
         assumed = dict(self.annotations.get("assumed", {}))
         told = assumed.get("trials", f"{total} trials")
         done = f"the window {start:g} s to {stop:g} s keeps {kept} of {total} trials whole"
@@ -302,7 +304,7 @@ class Recording:
         assumed["trials"] = f"{told}; {done}"
         if cut.any() or not kept:
             warnings.warn(self._where(done), stacklevel=3)
-        return (self.trials[whole] if kept else None), assumed
+        return (trials[whole] if kept else None), assumed
 
     def select_active(self, min_spikes: int = 0, min_rate: float = 0.0) -> Recording:
         """The units with at least ``min_spikes`` spikes and a mean rate of at least ``min_rate`` Hz.

@@ -688,7 +688,7 @@ def _newton(
     accepted = weight = torch.zeros(rows, n_basis, dtype=torch.float64)
     best = torch.full((rows,), -torch.inf, dtype=torch.float64)
     ridge = 1e-12 * torch.eye(n_basis, dtype=torch.float64)
-    start = None
+    start: torch.Tensor | None = None
     for _ in range(max_iterations):
         value, gradient, curvature = pair.evaluate(weight)
         start = value if start is None else start
@@ -708,4 +708,5 @@ def _newton(
         change = (weight - accepted).abs().amax(-1)
         if bool((change <= tolerance * (1 + accepted.abs().amax(-1))).all()):
             break
+    assert start is not None, "max_iterations must be at least 1"
     return best - start, accepted
