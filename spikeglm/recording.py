@@ -512,19 +512,7 @@ class Recording:
         span = f"the span binned ({format_time(pq.Quantity(stop - start, 's'))})"
         bin_label = f"bin_size {format_time(size)}"
         if length is not None:
-            length_s = seconds(length, "trial_length")
-            n_bins = self._whole_bins(length_s, width, f"trial_length {format_time(length)}", bin_label)
-            if n_bins * width * (1 + 1e-9) < length_s:
-                raise ValueError(
-                    self._where(
-                        f"bin: trial_length {format_time(length)} is not a whole number of bins "
-                        f"of {format_time(size)}"
-                    )
-                )
-            n_trials = self._whole_bins(
-                stop - start, n_bins * width, span, f"trial_length {format_time(length)}"
-            )
-            starts = start + np.arange(n_trials) * (n_bins * width)
+            starts, n_bins = self._fixed_trials(length, size, start, stop, span)
         elif self.trials is not None:
             starts, stops = self.trials[(self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)].T
             if starts.size == 0:
@@ -548,6 +536,22 @@ class Recording:
         }
         counts = self._count(starts, n_bins, width, columns, max_bytes)
         return SpikeCounts(counts, size, self.unit_ids[columns].tolist(), metadata)
+
+    def _fixed_trials(
+        self, length: pq.Quantity, size: pq.Quantity, start: float, stop: float, span: str
+    ) -> tuple[np.ndarray, int]:
+        """Where consecutive trials of ``length`` from ``start`` to ``stop`` (the ``span``, for messages)
+        start, and their bins of ``size`` each; refused unless a trial is a whole number of bins and at
+        least one fits."""
+        width, length_s = seconds(size, "bin_size"), seconds(length, "trial_length")
+        label = f"trial_length {format_time(length)}"
+        n_bins = self._whole_bins(length_s, width, label, f"bin_size {format_time(size)}")
+        if n_bins * width * (1 + 1e-9) < length_s:
+            raise ValueError(
+                self._where(f"bin: {label} is not a whole number of bins of {format_time(size)}")
+            )
+        n_trials = self._whole_bins(stop - start, n_bins * width, span, label)
+        return start + np.arange(n_trials) * (n_bins * width), n_bins
 
     def _count(
         self, starts: np.ndarray, n_bins: int, width: float, columns: list[int], max_bytes: int
