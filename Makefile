@@ -28,6 +28,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy spikeglm
 
 format: setup
 	$(BIN)/ruff format .

@@ -35,7 +35,7 @@ MOUSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mouse-phy-3un
 #: The previous default: one full-batch Adam step per epoch, all 500 epochs.
 PREVIOUS = {"epochs": 500, "lr": 0.02, "batch_size": 10**9, "tol": None, "init": "random"}
 WITHIN = 1e-3
-CURVE_SAMPLES, FINAL_SAMPLES = 200, 1000
+CURVE_PARTICLES, FINAL_PARTICLES = 200, 1000
 
 
 class Curve:
@@ -52,7 +52,7 @@ class Curve:
             return
         begin = time.process_time()
         fitting = begin - self.start - self.scoring  # CPU time spent fitting so far
-        value = self.model.score(self.test, n_samples=CURVE_SAMPLES)
+        value = self.model.score(self.test, n_particles=CURVE_PARTICLES)
         self.scoring += time.process_time() - begin
         self.points.append((fitting, value))
 
@@ -97,7 +97,7 @@ def compare(name: str, settings: dict, train_counts, test, truth=None) -> dict:
         fits[label] = (model, curve, curve.fitting_time())
     best = max(max((v for _, v in curve.points), default=-np.inf) for _, curve, _ in fits.values())
     for label, (model, curve, seconds) in fits.items():
-        final = model.score(test, n_samples=FINAL_SAMPLES)
+        final = model.score(test, n_particles=FINAL_PARTICLES)
         reached = [t for t, v in curve.points if v >= best - WITHIN]
         row[label] = {
             "cpu_s": seconds,

@@ -46,7 +46,7 @@ from spikeglm.relax import poisson_log_pmf
 from spikeglm.variational import Posterior, log_weights
 
 RELAXATIONS = ("eat-cubic", "eat-sigmoid", "gumbel-softmax")
-SCORE_SAMPLES = 1000
+SCORE_PARTICLES = 1000
 #: Datasets, epochs and temperatures of the quality benchmark, and of its --quick smoke run.
 FULL = {"datasets": 10, "epochs": 500, "temperatures": [0.1, 0.2, 0.5, 1.0]}
 QUICK = {"datasets": 2, "epochs": 20, "temperatures": [0.2, 1.0]}
@@ -78,7 +78,7 @@ def _fit_one(job: tuple) -> dict:
         "dataset": dataset,
         "relaxation": relaxation,
         "temperature": temperature,
-        "test_ll": model.score(test, n_samples=SCORE_SAMPLES),
+        "test_ll": model.score(test, n_particles=SCORE_PARTICLES),
         "mae": scores["mae"],
         "mae_visible": scores["mae_visible"],
         "seconds": seconds,
@@ -99,7 +99,7 @@ def quality(
         rows = list(pool.map(_fit_one, jobs))
     print(
         f"\ndiffpoglm protocol, {datasets} datasets, {epochs} epochs, test LL per neuron-bin "
-        f"({SCORE_SAMPLES} importance samples); mean ± sd over datasets"
+        f"({SCORE_PARTICLES} particles); mean ± sd over datasets"
     )
     print(
         f"{'relaxation':<15} {'tau':>4} | {'test LL':>16} {'oracle gap':>10} | "

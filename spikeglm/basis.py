@@ -340,10 +340,11 @@ def future(counts: torch.Tensor, basis_matrix: torch.Tensor) -> torch.Tensor:
 def _check_int(value: Any, name: str, low: int, high: int | None = None, high_name: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ValueError(f"{name} must be a whole number; got {value!r}")
-    if value < low or (high is not None and value > high):
+    number = int(value)
+    if number < low or (high is not None and number > high):
         bound = f"between {low} and {high_name}={high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bound}; got {value}")
-    return int(value)
+        raise ValueError(f"{name} must be {bound}; got {number}")
+    return number
 
 
 def _check_real(value: Any, name: str) -> float:

@@ -258,10 +258,10 @@ class Connectivity:
             A permutation of ``range(n_hidden)``: hidden neuron ``k`` of the result is hidden neuron
             ``order[k]`` of this one. Labels, biases and all couplings move with their neuron.
         """
-        order = np.asarray(order)
-        if order.shape != (self.n_hidden,) or not np.array_equal(np.sort(order), np.arange(self.n_hidden)):
-            raise ValueError(f"order must be a permutation of range({self.n_hidden}), got {order.tolist()}")
-        return self._subset(np.concatenate([np.arange(self.n_visible), self.n_visible + order]))
+        hidden = np.asarray(order)
+        if hidden.shape != (self.n_hidden,) or not np.array_equal(np.sort(hidden), np.arange(self.n_hidden)):
+            raise ValueError(f"order must be a permutation of range({self.n_hidden}), got {hidden.tolist()}")
+        return self._subset(np.concatenate([np.arange(self.n_visible), self.n_visible + hidden]))
 
     def significance(self, alpha: float = 0.05, method: str = "wald", **options: Any) -> np.ndarray:
         """Test every coupling: is it there, excitatory or inhibitory, and how sure is that.
@@ -422,8 +422,11 @@ class Connectivity:
                 )
             if alpha is not None and tests is not None:
                 raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
-            tests = self.test_couplings(alpha) if tests is None else tests
+            if alpha is not None:
+                tests = self.test_couplings(alpha)
         _refuse_unwritable_labels(self._labels, path, suffix)
+        options: dict[str, Any]
+        write: Callable[..., None]
         if suffix == ".graphml":
             edges, rule = self._graph_edges(threshold, tests, self_loops)
             options = {"edges": edges, "rule": rule}
@@ -585,13 +588,13 @@ def _write_csv(conn: Connectivity, path: Path) -> None:
 
 def _write_npz(conn: Connectivity, path: Path) -> None:
     with open(path, "wb") as handle:  # a file object, so that numpy does not append ".npz" to the name
-        np.savez(
-            handle,
+        arrays: dict[str, Any] = {
             **_arrays(conn),
-            labels=np.array(conn.labels, dtype=str),
-            metadata=np.array(json.dumps(conn.metadata)),
+            "labels": np.array(conn.labels, dtype=str),
+            "metadata": np.array(json.dumps(conn.metadata)),
             **{key: np.array(value) for key, value in _HEADER.items()},
-        )
+        }
+        np.savez(handle, **arrays)
 
 
 def _write_h5(conn: Connectivity, path: Path) -> None:

@@ -7,7 +7,6 @@ spike times, and :meth:`spikeglm.recording.Recording.from_counts` turns it back 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ import quantities as pq
 import torch
 
 from spikeglm.timeunits import format_time, parse_time, seconds
-from spikeglm.unitids import check_unit_ids, unit_columns
+from spikeglm.unitids import UnitIds, check_unit_ids, unit_columns
 
 __all__ = ["COUNT_DTYPES", "SpikeCounts"]
 
@@ -69,7 +68,7 @@ class SpikeCounts:
         self,
         counts: np.ndarray,
         bin_size: str | pq.Quantity,
-        unit_ids: Sequence[str] | None = None,
+        unit_ids: UnitIds | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         array = np.asarray(counts)
@@ -89,7 +88,7 @@ class SpikeCounts:
         cls,
         array: np.ndarray | torch.Tensor,
         bin_size: str | pq.Quantity = "5 ms",
-        unit_ids: Sequence[str] | None = None,
+        unit_ids: UnitIds | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> SpikeCounts:
         """Spike counts from an array of shape (trials, bins, units), or (bins, units) for one trial.
@@ -203,31 +202,28 @@ class SpikeCounts:
 
     def split(
         self,
-        test_fraction: float | None = None,
-        seed: int = 0,
-        shuffle: bool = True,
         *,
         train: float | None = None,
         test: float | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
     ) -> tuple[SpikeCounts, SpikeCounts]:
         """Split the trials into a training and a test part.
 
         Name the share of one part: ``split(train=0.8)`` and ``split(test=0.2)`` are the same split. With
-        neither, 33% of the trials (rounded) are the test part.
+        neither, 33% of the trials (rounded) are the test part. Every argument is named, so that a bare
+        share such as ``split(0.8)``, which could mean either part, is refused.
 
         Parameters
         ----------
-        test_fraction : float, optional
-            Deprecated (a DeprecationWarning says so): the test part's share as the first argument, which
-            reads backwards (``split(0.8)`` would test on 80%). Write ``test=`` or ``train=``.
-        seed : int
-            Seed of the shuffle; the same seed gives the same split.
-        shuffle : bool
-            Draw the test trials at random; otherwise the last trials are the test part.
         train : float, optional
             Share of the trials that go to the training part (rounded to a whole number of trials).
         test : float, optional
             Share of the trials that go to the test part (rounded to a whole number of trials).
+        seed : int
+            Seed of the shuffle; the same seed gives the same split.
+        shuffle : bool
+            Draw the test trials at random; otherwise the last trials are the test part.
 
         Returns
         -------
@@ -239,17 +235,10 @@ class SpikeCounts:
         ValueError
             If more than one share is given, the share is not in (0, 1), or either part would be empty.
         """
-        shares = {"train": train, "test": test, "test_fraction": test_fraction}
+        shares = {"train": train, "test": test}
         given = {name: share for name, share in shares.items() if share is not None}
         if len(given) > 1:
             raise ValueError(f"split: give the share of one part only; got {', '.join(given)}")
-        if test_fraction is not None:
-            warnings.warn(
-                "SpikeCounts.split(test_fraction): the first argument is the test part's share, which reads "
-                "backwards; write split(test=...) or split(train=...)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
         name, share = next(iter(given.items()), ("test", 0.33))
         if not 0 < share < 1:
             raise ValueError(f"split: {name} must be between 0 and 1; got {share}")
@@ -299,7 +288,7 @@ class SpikeCounts:
         counts = np.concatenate([part.counts for part in parts], axis=0)
         return cls(counts, first.bin_size, first.unit_ids, first.metadata)
 
-    def _with_counts(self, counts: np.ndarray, unit_ids: Sequence[str]) -> SpikeCounts:
+    def _with_counts(self, counts: np.ndarray, unit_ids: UnitIds) -> SpikeCounts:
         return type(self)(counts, self.bin_size, unit_ids, self.metadata)
 
     def __repr__(self) -> str:

@@ -62,7 +62,10 @@ def _law(relaxation: Relaxation, rate: torch.Tensor | float, temperature: float)
     """The relaxation at ``rate`` (float64); ``ExactPoisson`` takes no temperature."""
     cls = _relaxation_class(relaxation)
     rate = torch.as_tensor(rate, dtype=torch.float64)
-    return cls(rate) if issubclass(cls, relax.ExactPoisson) else cls(rate, temperature=temperature)
+    if issubclass(cls, relax.ExactPoisson):
+        return cls(rate)
+    tempered: Callable[..., relax.PoissonRelaxation] = cls  # the other relaxations take a temperature
+    return tempered(rate, temperature=temperature)
 
 
 def _draw(law: relax.PoissonRelaxation, shape: tuple[int, ...]) -> torch.Tensor:
@@ -353,6 +356,7 @@ def _sampled_gradients(
         signal = signal.unsqueeze(-1) if signal.dim() == 1 else signal
         baseline = (signal.sum(0) - signal) / (n_samples - 1)
         ((signal - baseline) * law.log_prob(z)).sum().backward()
+    assert copies.grad is not None  # filled by backward()
     return copies.grad
 
 

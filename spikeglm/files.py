@@ -18,16 +18,15 @@ import hashlib
 import os
 import re
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-try:  # POSIX; elsewhere fits are not locked against each other
+if sys.platform != "win32":  # POSIX; on Windows fits are not locked against each other
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 #: Longest part of a target's name kept in its temporary file's name (file names are at most 255 bytes).
 _NAME_IN_TEMPORARY = 160
@@ -186,7 +185,7 @@ def exclusive_lock(path: str | os.PathLike, purpose: str) -> Iterator[None]:
     release. Where ``fcntl`` is missing (Windows) nothing is locked.
     """
     path = Path(path)
-    if fcntl is None:  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - Windows
         yield
         return
     lock = path.parent / f".{path.name[:_NAME_IN_TEMPORARY]}.lock"

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
-try:
+if sys.platform != "win32":  # Windows has no address-space cap to read
     import resource
-except ImportError:  # pragma: no cover - Windows: no address-space cap to read
-    resource = None
 
 __all__ = ["available_memory", "format_bytes"]
 
@@ -33,10 +32,18 @@ def available_memory() -> int:
             available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, AttributeError):
             available = 1 << 62
-    cap = resource.getrlimit(resource.RLIMIT_AS)[0] if resource is not None else -1
-    if cap not in (-1, getattr(resource, "RLIM_INFINITY", -1)):
+    cap = _address_space_cap()
+    if cap is not None:
         available = min(available, cap - _address_space())
     return max(0, available)
+
+
+def _address_space_cap() -> int | None:
+    """The cap on this process's address space in bytes (RLIMIT_AS); None where there is none."""
+    if sys.platform == "win32":  # pragma: no cover
+        return None
+    cap = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if cap in (-1, resource.RLIM_INFINITY) else cap
 
 
 def _address_space() -> int:

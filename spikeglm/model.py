@@ -78,7 +78,11 @@ class Network(nn.Module):
         Coupling weights ``W[post, pre, basis]``, shape (N, N, n_basis), self-coupling on the diagonal.
     bias : torch.nn.Parameter
         Baseline of each neuron's linear predictor, shape (N,).
+    basis_matrix : torch.Tensor
+        The basis over the lags, shape (n_basis, L): a buffer, saved with the parameters.
     """
+
+    basis_matrix: torch.Tensor
 
     def __init__(self, n_visible: int, n_hidden: int, basis: Basis, link: str = "softplus") -> None:
         super().__init__()

@@ -220,7 +220,7 @@ def _read_state(f: h5py.File, path: str) -> dict:
     config, basis = _read_config(f, path)
     with torch.device("meta"):  # names and shapes without storage: nothing is allocated yet
         blueprint = _modules(config, basis)
-    state = {
+    state: dict[str, Any] = {
         prefix: _read_arrays(_member(f, prefix, path, h5py.Group), _shapes(module), path)
         for prefix, module in blueprint.items()
     }

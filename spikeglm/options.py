@@ -112,7 +112,7 @@ def whole(value: object, name: str, minimum: int = 1) -> int:
 
 def positive(value: object, name: str) -> float:
     """``value`` as a float if it is a finite number > 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not (0 < value < math.inf):
+    if isinstance(value, bool) or not isinstance(value, Real) or not (0 < float(value) < math.inf):
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
     return float(value)
 

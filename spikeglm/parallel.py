@@ -40,6 +40,14 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
 
 
+def local_gradients(module: nn.Module, local: bool) -> contextlib.AbstractContextManager:
+    """A block whose backward passes keep their gradients in this process, to be summed with the next
+    block's (``local``, under several processes); otherwise a block like any other."""
+    if local and isinstance(module, DistributedDataParallel):
+        return module.no_sync()
+    return contextlib.nullcontext()
+
+
 def all_sum(value: torch.Tensor) -> torch.Tensor:
     """``value`` summed over the processes, in place (unchanged in one process)."""
     if world_size() > 1:

@@ -189,7 +189,7 @@ def connectivity(
     value: str = "strength",
     vmax: float | tuple[float, float] | None = None,
     alpha: float | None = 0.05,
-    order: str | Sequence[int] = "auto",
+    order: str | Sequence[int] | np.ndarray = "auto",
 ) -> Axes:
     """Heatmap of the coupling matrix: postsynaptic neurons in rows, presynaptic ones in columns.
 
@@ -235,14 +235,7 @@ def connectivity(
     """
     if value not in _VALUES:
         raise ValueError(f"unknown value {value!r}; choose one of {', '.join(_VALUES)}")
-    if isinstance(order, str):
-        by = _resolve_order(conn, order)
-        index = neuron_order(conn, by)
-    else:
-        index = np.asarray(order, dtype=int)
-        if sorted(index.tolist()) != list(range(conn.n_neurons)):
-            raise ValueError(f"order must be a permutation of 0..{conn.n_neurons - 1}")
-        by = "given" if np.array_equal(index, np.arange(conn.n_neurons)) else "explicit"
+    index, by = _drawing_order(conn, order)
     matrix = (conn.strength if value == "strength" else _peak(conn.filters))[np.ix_(index, index)]
     visible = conn.visible[index]
     with_hidden = ~(visible[:, None] & visible[None, :])
@@ -264,17 +257,10 @@ def connectivity(
         )
         bar.set_label(label + ("\n(clipped: arrows)" if clipped else ""), fontsize=8)
     title = f"Connectivity ({conn.n_visible} visible + {conn.n_hidden} hidden)"
-    significant = set()
+    significant: set[tuple[int, int]] = set()
     if alpha is not None and conn.metadata.get("strength_se") is not None:
-        table = conn.significance(alpha)
-        marked = table[table["significant"] & ~table["self"]]
-        where = {conn.labels[neuron]: k for k, neuron in enumerate(index)}
-        significant = {
-            (where[post], where[pre]) for pre, post in zip(marked["pre"], marked["post"], strict=True)
-        }
-        mark = "*" if conn.n_neurons <= _ANNOTATE_UP_TO else "dots"
-        faded = "" if conn.n_neurons <= _ANNOTATE_UP_TO else ", the others faded"
-        title += f"\n{mark}: {len(marked)} couplings with q < {alpha:g}{faded}"
+        significant, told = _significant_cells(conn, index, alpha)
+        title += f"\n{told}"
     if conn.n_neurons <= _ANNOTATE_UP_TO:
         for (post, pre), number in np.ndenumerate(matrix):
             limit = limits[1] if with_hidden[post, pre] else limits[0]
@@ -282,23 +268,8 @@ def connectivity(
             text = f"{number:.2f}{'*' if (post, pre) in significant else ''}"
             ax.text(pre, post, text, ha="center", va="center", fontsize=7, color=color)
     elif significant:
-        # in a large map, dark cells look like dots: the other cells are faded under a white veil
-        veil = np.ones(matrix.shape, dtype=bool)
-        veil[tuple(np.array(sorted(significant)).T)] = False
-        white = ListedColormap(["white"])
-        ax.imshow(np.ma.masked_where(~veil, veil), cmap=white, alpha=0.7, interpolation="nearest")
-        post, pre = zip(*sorted(significant), strict=True)
-        size = float(np.clip(900 / conn.n_neurons, 3, 30))
-        ax.scatter(pre, post, s=size, color="black", marker="o", linewidths=0)
-    if conn.n_hidden:
-        for line in (ax.axhline, ax.axvline):
-            line(conn.n_visible - 0.5, color="black", linewidth=1.2)
-    if by == "hidden":
-        drivers = _drivers(conn)[index[: conn.n_visible]]  # neuron_order puts the visible ones first
-        for edge in np.flatnonzero(np.diff(drivers)) + 0.5:
-            for line in (ax.axhline, ax.axvline):
-                line(edge, color="0.5", linewidth=0.6)
-    _label_neurons(ax, conn, index)
+        _mark_cells(ax, significant, matrix.shape)
+    _draw_groups(ax, conn, index, by)
     ordered = {
         "hidden": ", visible grouped by their strongest hidden input",
         "cluster": ", visible clustered by their couplings",
@@ -308,6 +279,58 @@ def connectivity(
     ax.set_ylabel("postsynaptic")
     ax.set_title(title)
     return ax
+
+
+def _drawing_order(conn: Connectivity, order: str | Sequence[int] | np.ndarray) -> tuple[np.ndarray, str]:
+    """The neurons in the order :func:`connectivity` draws them, and the name of that order (an ordering
+    of :data:`ORDERS`, ``"given"`` or ``"explicit"``)."""
+    if isinstance(order, str):
+        by = _resolve_order(conn, order)
+        return neuron_order(conn, by), by
+    index = np.asarray(order, dtype=int)
+    if sorted(index.tolist()) != list(range(conn.n_neurons)):
+        raise ValueError(f"order must be a permutation of 0..{conn.n_neurons - 1}")
+    return index, "given" if np.array_equal(index, np.arange(conn.n_neurons)) else "explicit"
+
+
+def _significant_cells(
+    conn: Connectivity, index: np.ndarray, alpha: float
+) -> tuple[set[tuple[int, int]], str]:
+    """The cells (row, column, in the drawn ``index`` order) of the couplings between two distinct neurons
+    that are significant at ``alpha``, and the line of the title that says how they are marked."""
+    table = conn.significance(alpha)
+    marked = table[table["significant"] & ~table["self"]]
+    where = {conn.labels[neuron]: k for k, neuron in enumerate(index)}
+    cells = {(where[post], where[pre]) for pre, post in zip(marked["pre"], marked["post"], strict=True)}
+    mark = "*" if conn.n_neurons <= _ANNOTATE_UP_TO else "dots"
+    faded = "" if conn.n_neurons <= _ANNOTATE_UP_TO else ", the others faded"
+    return cells, f"{mark}: {len(marked)} couplings with q < {alpha:g}{faded}"
+
+
+def _mark_cells(ax: Axes, cells: set[tuple[int, int]], shape: tuple[int, ...]) -> None:
+    """Dots on the significant ``cells`` of a large map, whose other cells are faded under a white veil
+    (in a large map, dark cells look like dots)."""
+    veil = np.ones(shape, dtype=bool)
+    veil[tuple(np.array(sorted(cells)).T)] = False
+    white = ListedColormap(["white"])
+    ax.imshow(np.ma.masked_where(~veil, veil), cmap=white, alpha=0.7, interpolation="nearest")
+    post, pre = zip(*sorted(cells), strict=True)
+    size = float(np.clip(900 / shape[0], 3, 30))
+    ax.scatter(pre, post, s=size, color="black", marker="o", linewidths=0)
+
+
+def _draw_groups(ax: Axes, conn: Connectivity, index: np.ndarray, by: str) -> None:
+    """Lines between the visible and the hidden neurons, and (``by="hidden"``) between the groups of
+    visible neurons with the same strongest hidden input; the neurons' labels."""
+    if conn.n_hidden:
+        for line in (ax.axhline, ax.axvline):
+            line(conn.n_visible - 0.5, color="black", linewidth=1.2)
+    if by == "hidden":
+        drivers = _drivers(conn)[index[: conn.n_visible]]  # neuron_order puts the visible ones first
+        for edge in np.flatnonzero(np.diff(drivers)) + 0.5:
+            for line in (ax.axhline, ax.axvline):
+                line(edge, color="0.5", linewidth=0.6)
+    _label_neurons(ax, conn, index)
 
 
 def color_limits(*conns: Connectivity, value: str = "strength") -> tuple[float, float]:
@@ -480,11 +503,11 @@ def training_curve(
     for k in range(1, values.size):
         smoothed[k] = smoothed[k - 1] + PLATEAU_SMOOTHING * (values[k] - smoothed[k - 1])
     ax.plot(epochs, smoothed, color="black", linewidth=1.4, label="smoothed (read by the stopping rule)")
-    checked = [record for record in history if record.validation is not None]
+    checked = [(record.epoch + 1, record.validation) for record in history if record.validation is not None]
     if checked:
         ax.plot(
-            [record.epoch + 1 for record in checked],
-            [record.validation for record in checked],
+            [epoch for epoch, _ in checked],
+            [value for _, value in checked],
             linestyle="none",
             marker="o",
             color="tab:orange",
@@ -505,7 +528,7 @@ def training_curve(
             )
     # the first epochs of a long fit often start far below: the limits then leave out its first tenth
     first = values.size // 10 if values.size >= 30 else 0
-    settled = np.concatenate([values[first:], smoothed[first:], [record.validation for record in checked]])
+    settled = np.concatenate([values[first:], smoothed[first:], [value for _, value in checked]])
     low, high = float(np.min(settled)), float(np.max(settled))
     margin = 0.08 * (high - low) or 0.05 * abs(high) or 0.1
     ax.set_ylim(low - margin, high + margin)
@@ -591,26 +614,13 @@ def summary(
     if counts is None:
         bottom = fig
     else:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[top_height, side + 0.6])
+        top, bottom = fig.subfigures(2, 1, squeeze=False, height_ratios=[top_height, side + 0.6])[:, 0]
         if rates is None:
             raster(counts, trial, fig=top, page=page)
         else:
             raster(counts, trial, hidden_rates=rates, fig=top, page=page, truth_spikes=truth_spikes)
     axes = bottom.subplots(1, panels, width_ratios=widths)
-    if truth is None:
-        _retitle(connectivity(fitted, axes[0]), "Fitted connectivity")
-    else:
-        limits = color_limits(fitted, truth)
-        v = fitted.n_visible
-        if truth.n_visible == v and truth.labels[:v] == fitted.labels[:v]:  # the same recorded neurons
-            order = np.concatenate([neuron_order(truth)[:v], np.arange(v, fitted.n_neurons)])
-            ax = connectivity(fitted, axes[0], vmax=limits, order=order)
-            _retitle(ax, "Fitted connectivity" + (" (hidden matched)" if _comparable(truth, fitted) else ""))
-            if truth.n_neurons > _ORDER_ABOVE:
-                ax.set_xlabel("presynaptic, in the true network's order", fontsize=8)
-        else:
-            _retitle(connectivity(fitted, axes[0], vmax=limits), "Fitted connectivity")
-        connectivity(truth, axes[1], vmax=limits).set_title("True connectivity")
+    _fitted_and_true(fitted, truth, axes)
     if selection is not None:
         selection.plot(axes[-2])
     training_curve(
@@ -624,6 +634,25 @@ def summary(
         step="L-BFGS iteration" if fitted.n_hidden == 0 else "epoch",
     )
     return fig
+
+
+def _fitted_and_true(fitted: Connectivity, truth: Connectivity | None, axes: Sequence[Axes]) -> None:
+    """The fitted connectivity in ``axes[0]`` and, where the truth is known, the true one in ``axes[1]``
+    with the same colour limits (and, for the same recorded neurons, in the true network's order)."""
+    if truth is None:
+        _retitle(connectivity(fitted, axes[0]), "Fitted connectivity")
+        return
+    limits = color_limits(fitted, truth)
+    v = fitted.n_visible
+    if truth.n_visible == v and truth.labels[:v] == fitted.labels[:v]:  # the same recorded neurons
+        shown = np.concatenate([neuron_order(truth)[:v], np.arange(v, fitted.n_neurons)])
+        ax = connectivity(fitted, axes[0], vmax=limits, order=shown)
+        _retitle(ax, "Fitted connectivity" + (" (hidden matched)" if _comparable(truth, fitted) else ""))
+        if truth.n_neurons > _ORDER_ABOVE:
+            ax.set_xlabel("presynaptic, in the true network's order", fontsize=8)
+    else:
+        _retitle(connectivity(fitted, axes[0], vmax=limits), "Fitted connectivity")
+    connectivity(truth, axes[1], vmax=limits).set_title("True connectivity")
 
 
 def _retitle(ax: Axes, first_line: str) -> None:
@@ -776,7 +805,7 @@ def _draw_spikes(ax: Axes, counts: SpikeCounts, view: _Page) -> None:
         times[spike_bin],
         unit_row - 0.4,
         unit_row + 0.4,
-        colors=np.where(several, "black", "0.45"),
+        colors=np.where(several, "black", "0.45").tolist(),
         linewidths=np.where(several, 2.2, 1.0),
     )
     step = int(np.ceil(counts.n_units / _MAX_LABELS))
@@ -826,7 +855,8 @@ def _draw_rates(
     ax.set_ylabel("rate (Hz)")
     width = _bin_label(counts.bin_size)
     ax.secondary_yaxis(
-        "right", functions=(lambda hz: hz / per_second, lambda count: count * per_second)
+        "right",
+        functions=(lambda hz: np.asarray(hz) / per_second, lambda count: np.asarray(count) * per_second),
     ).set_ylabel(f"count per {width} bin", fontsize=8)
     title = "Hidden neurons: inferred rate (posterior mean)"
     ax.set_title(title + (f"; {', '.join(notes)}" if notes else ""), fontsize=10, color=HIDDEN_COLOR)
@@ -868,9 +898,14 @@ def _limits(conn: Connectivity, value: str = "strength") -> tuple[float, float]:
 
 
 def _pair(vmax: float | tuple[float, float]) -> tuple[float, float]:
-    pair = (vmax, vmax) if np.isscalar(vmax) else tuple(vmax)
-    if len(pair) != 2 or not all(np.isfinite(v) and v > 0 for v in pair):
-        raise ValueError(f"vmax must be a number > 0 or a pair (visible, hidden) of them; got {vmax!r}")
+    message = f"vmax must be a number > 0 or a pair (visible, hidden) of them; got {vmax!r}"
+    try:
+        values = np.asarray(vmax, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    pair = np.full(2, values) if values.ndim == 0 else values
+    if pair.shape != (2,) or not np.all(np.isfinite(pair) & (pair > 0)):
+        raise ValueError(message)
     return float(pair[0]), float(pair[1])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -148,6 +147,51 @@ class POGLM:
         shared input it cannot explain; :func:`spikeglm.inference.glm_start`); ``"random"`` starts from small
         random couplings.
 
+    Attributes
+    ----------
+    network_ : Network or None
+        The fitted generative model (:class:`~spikeglm.model.Network`): biases, couplings
+        ``W[post, pre, basis]`` and link of the visible neurons, then the hidden ones. None before a fit.
+    posterior_ : Posterior or None
+        The fitted posterior over the hidden counts given the visible ones
+        (:class:`~spikeglm.variational.Posterior`, family ``variational``). None before a fit.
+    history_ : list of EpochRecord
+        One :class:`~spikeglm.records.EpochRecord` per epoch (per L-BFGS iteration without hidden
+        neurons): objective per neuron-bin, seconds, validation score, learning rate.
+    stopped_ : str or None
+        Why the last fit stopped (converged, a cap reached, early stopping), in words. None before a fit
+        and in a loaded model.
+    unit_ids_ : list of str
+        Ids of the visible units, in the order of the fitted counts (the first labels of the
+        connectivity).
+    bin_size_ : str or None
+        Bin size of the fitted counts, as text (``"5 ms"``). None before a fit.
+    data_ : dict
+        Metadata of the fitted counts as plain JSON values (``source``, ``trial_length``,
+        ``trial_starts_s``, ...); :meth:`bin_like` bins a recording as they say.
+    fit_options_ : dict
+        The checked training settings the fit ran with, and ``segment_bins``: what the model file and
+        the connectivity's metadata record.
+    fitted_on_ : dict or None
+        What the last fit was made on (:func:`spikeglm.provenance.fitted_on`: unit ids, bin size, trial
+        layout, a SHA-256 of the counts, their file and reading options). None where unknown (a network
+        given by :meth:`from_connectivity`, or a model file that does not record it).
+    source_ : str or None
+        The model file this model was loaded from, which :meth:`save` never replaces. None otherwise,
+        and once refitted.
+    selection_ : Selection or None
+        The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`,
+        ``spikeglm fit --hidden auto``): candidates, scores per fold, choice. None otherwise.
+    strength_se_ : numpy.ndarray or None
+        Standard errors of the coupling strengths, shape (post, pre): from a fit without hidden
+        neurons (the observed information), and from :func:`spikeglm.bootstrap.bootstrap_se` for any
+        fit. None otherwise.
+    strength_se_source_ : dict or None
+        Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
+        ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``. None without standard errors.
+
+    Notes
+    -----
     With no hidden neuron the model is an ordinary Poisson GLM, fitted by full-batch L-BFGS to
     convergence (:func:`spikeglm.inference.solve_glm`): the sampling settings play no part then.
 
@@ -156,7 +200,7 @@ class POGLM:
     >>> import spikeglm as sg
     >>> truth, train, test = sg.synthetic.network(protocol="diffpoglm", seed=0)
     >>> model = sg.POGLM(n_hidden=2, link="sigmoid", epochs=50).fit(train)
-    >>> ll = model.score(test, n_samples=200)   # log-likelihood per visible neuron-bin
+    >>> ll = model.score(test, n_particles=200)   # log-likelihood per visible neuron-bin
     >>> model.get_params()["epochs"]
     50
     """
@@ -207,28 +251,19 @@ class POGLM:
         self.tol = tol
         self.straight_through = straight_through
         self.init = init
+        # The fitted attributes, as the class docstring's Attributes describe them.
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
         self.history_: list[EpochRecord] = []
+        self.stopped_: str | None = None
         self.unit_ids_: list[str] = []
-        self.fit_options_: dict = {}
         self.bin_size_: str | None = None
         self.data_: dict = {}
-        #: What the last fit was made on (:func:`spikeglm.provenance.fitted_on`: unit ids, bin size, trial
-        #: layout, a SHA-256 of the counts, their source file and reading options); None where unknown
-        #: (a model file of an earlier release, or a network given by :meth:`from_connectivity`).
+        self.fit_options_: dict = {}
         self.fitted_on_: dict | None = None
-        #: The file this model was loaded from, which :meth:`save` never replaces (None once refitted).
         self.source_: str | None = None
-        #: Why the last fit stopped (converged, a cap reached, early stopping).
-        self.stopped_: str | None = None
-        #: The cross-validation that chose ``n_hidden`` (:func:`spikeglm.selection.select_hidden`), if any.
         self.selection_: Selection | None = None
-        #: Standard errors of the coupling strengths, (post, pre): from every fit without hidden neurons,
-        #: and from :func:`spikeglm.bootstrap.bootstrap_se` for any fit.
         self.strength_se_: np.ndarray | None = None
-        #: Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
-        #: ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``; None without standard errors.
         self.strength_se_source_: dict | None = None
 
     # ------------------------------------------------------------------ settings
@@ -309,7 +344,6 @@ class POGLM:
         device: str | torch.device | None = None,
         checkpoint_every: int = 50,
         overwrite: bool = False,
-        **settings,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts to ``counts`` by variational inference.
 
@@ -344,17 +378,12 @@ class POGLM:
             Epochs between checkpoints.
         overwrite : bool
             Start afresh over an existing checkpoint, which is removed (``resume`` takes precedence).
-        **settings
-            Deprecated: settings given here (e.g. ``epochs=50``) are set on the estimator, with a
-            DeprecationWarning; give them to the constructor or :meth:`set_params` instead.
 
         Returns
         -------
         POGLM
             ``self``, fitted.
         """
-        if settings:
-            self._deprecated_settings(settings)
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
         visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
@@ -462,19 +491,6 @@ class POGLM:
             "scoring": f"{hidden}, or hold out fewer trials",
         }
 
-    def _deprecated_settings(self, settings: dict) -> None:
-        unknown = sorted(set(settings) - set(self.get_params()))
-        if unknown:
-            raise TypeError(f"fit() got unexpected keyword argument(s) {', '.join(unknown)}")
-        given = ", ".join(f"{name}={value!r}" for name, value in settings.items())
-        warnings.warn(
-            f"fit({given}): settings belong to the constructor, POGLM({given}), or to set_params(); "
-            "fit() will stop taking them in the next release",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        self.set_params(**settings)
-
     def _fit(
         self,
         counts: SpikeCounts,
@@ -490,14 +506,14 @@ class POGLM:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
         options = {**_fit_options(config), "segment_bins": self.checked_settings().segment_bins}
         fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
-        identity = None if checkpoint is None else self._identity(fitted_on, options)
+        identity = self._identity(fitted_on, options)
         saved = None
         if resume and checkpoint is not None:
             saved = modelfile.read_training_state(checkpoint)
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
-        self._start(visible, config, saved)
+        network, posterior = self._start(visible, config, saved)
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
         self.source_ = None
         self.bin_size_ = str(counts.bin_size)
@@ -507,10 +523,12 @@ class POGLM:
         self.selection_ = None
         self.strength_se_ = self.strength_se_source_ = None
         where = parallel.choose_device(device)
-        self.network_.to(where)
-        self.posterior_.to(where)
+        network.to(where)
+        posterior.to(where)
         try:
             self._solve(
+                network,
+                posterior,
                 visible,
                 config,
                 None if validation is None else self._segments(_compact_tensor(validation)),
@@ -519,27 +537,36 @@ class POGLM:
                 None if checkpoint is None else self._checkpoint_writer(checkpoint, identity),
             )
         finally:
-            self.network_.cpu()
-            self.posterior_.cpu()
+            network.cpu()
+            posterior.cpu()
 
-    def _start(self, visible: torch.Tensor, config: TrainingConfig, saved: dict | None) -> None:
-        """The network and the posterior a fit starts from: new (seeded), or those of the checkpoint."""
+    def _start(
+        self, visible: torch.Tensor, config: TrainingConfig, saved: dict | None
+    ) -> tuple[Network, Posterior]:
+        """The network and the posterior a fit starts from: new (seeded), or those of the checkpoint; with
+        ``freeze_network``, the network the model has."""
         n_visible = visible.shape[-1]
         generator = torch.Generator().manual_seed(config.seed)
-        if not config.freeze_network:
-            self.network_ = self._new_network(n_visible)
+        if config.freeze_network:
+            network = self._fitted_network()
+        else:
+            network = self._new_network(n_visible)
             # A GLM's optimum is unique (exp and softplus links): start it from no coupling at all, so that
             # the fit depends on the data alone.
             scale = 0.0 if self.checked_settings().n_hidden == 0 else 0.1
-            self.network_.init_from_counts(visible, scale=scale, generator=generator)
-        self.posterior_ = self._new_posterior(n_visible)
-        self.posterior_.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
+            network.init_from_counts(visible, scale=scale, generator=generator)
+        posterior = self._new_posterior(n_visible)
+        posterior.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
         if saved is not None:
-            self.network_.load_state_dict(saved["network"])
-            self.posterior_.load_state_dict(saved["posterior"])
+            network.load_state_dict(saved["network"])
+            posterior.load_state_dict(saved["posterior"])
+        self.network_, self.posterior_ = network, posterior
+        return network, posterior
 
     def _solve(
         self,
+        network: Network,
+        posterior: Posterior,
         visible: torch.Tensor,
         config: TrainingConfig,
         validation: Segments | None,
@@ -553,21 +580,21 @@ class POGLM:
                 return
             segments = self._segments(visible)  # an ordinary GLM: solved to convergence, no sampling
             self.stopped_ = solve_glm(
-                self.network_,
+                network,
                 segments,
                 max_iterations=config.epochs,
                 part_bins=config.part_bins,
                 callback=callback,
             )[1]
-            self.strength_se_ = strength_se(self.network_, segments)
+            self.strength_se_ = strength_se(network, segments)
             self.strength_se_source_ = {"method": "fisher"}
             return
         segments = self._segments(visible)
         if saved is None and not config.freeze_network and config.init == "glm":
-            glm_start(self.network_, self.posterior_, segments, config.part_bins)
+            glm_start(network, posterior, segments, config.part_bins)
         self.stopped_ = train(
-            self.network_,
-            self.posterior_,
+            network,
+            posterior,
             segments,
             config,
             validation=validation,
@@ -660,6 +687,14 @@ class POGLM:
         return Posterior(checked.variational, n_visible, checked.n_hidden, matrix, checked.link)
 
     # ------------------------------------------------------------------ using a fit
+    def _fitted_network(self) -> Network:
+        if self.network_ is None:
+            raise RuntimeError(
+                "freeze_network keeps the network the model has, and this one has none: fit it first, or "
+                "build it with POGLM.from_connectivity"
+            )
+        return self.network_
+
     def _fitted(self) -> tuple[Network, Posterior]:
         if self.network_ is None or self.posterior_ is None:
             raise RuntimeError("this POGLM is not fitted yet: call fit(counts) first")
@@ -729,15 +764,19 @@ class POGLM:
         return rates
 
     @torch.no_grad()
-    def score(self, counts: SpikeCounts, n_samples: int = 1000, seed: int = 0, method: str = "smc") -> float:
+    def score(
+        self, counts: SpikeCounts, n_particles: int = 1000, seed: int = 0, method: str = "smc"
+    ) -> float:
         """Held-out log-likelihood per visible neuron-bin.
 
         Parameters
         ----------
         counts : SpikeCounts
             Visible counts of held-out trials.
-        n_samples : int
-            Particles per trial (``"smc"``) or importance samples per trial (``"is"``).
+        n_particles : int
+            Draws of the hidden counts per trial, by either method: the particles of the filter
+            (``"smc"``, as in :meth:`log_likelihood`), or the importance samples (``"is"``: particles
+            drawn for whole trials, weighted and never resampled).
         seed : int
             Seed of the draws.
         method : {"smc", "is"}
@@ -747,13 +786,13 @@ class POGLM:
             trial scored segment by segment); a looser lower bound, biased against hidden neurons.
         """
         if method == "smc":
-            return self.log_likelihood(counts, n_particles=n_samples, seed=seed).per_bin
+            return self.log_likelihood(counts, n_particles=n_particles, seed=seed).per_bin
         if method != "is":
             raise ValueError(f"score: unknown method {method!r}; expected 'smc' or 'is'")
         network, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
         with parallel.seeded(seed):
-            return marginal_log_likelihood(network, posterior, segments, n_samples=n_samples)
+            return marginal_log_likelihood(network, posterior, segments, n_samples=n_particles)
 
     @torch.no_grad()
     def log_likelihood(

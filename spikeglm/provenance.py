@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ def counts_fingerprint(counts: SpikeCounts) -> dict[str, Any]:
     array = np.ascontiguousarray(counts.counts)
     digest = hashlib.sha256()
     digest.update(str((array.shape, array.dtype.str)).encode())
-    digest.update(memoryview(array).cast("B"))
+    digest.update(array.data.cast("B"))
     return {
         "unit_ids": [str(u) for u in counts.unit_ids],
         "bin_size": str(counts.bin_size),
@@ -101,7 +102,7 @@ def check_fitted_on(recorded: dict[str, Any] | None, counts: SpikeCounts, purpos
         )
         return
     given = counts_fingerprint(counts)
-    aspects = {
+    aspects: dict[str, tuple[str, Callable[[Any], str]]] = {
         "unit ids": ("unit_ids", _ids),
         "bin size": ("bin_size", str),
         "trial layout": ("shape", _layout),

@@ -17,7 +17,7 @@ import quantities as pq
 from spikeglm.counts import COUNT_DTYPES, MAX_BINS, SpikeCounts
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.timeunits import format_time, parse_time, seconds
-from spikeglm.unitids import check_unit_ids, unit_columns
+from spikeglm.unitids import UnitIds, check_unit_ids, unit_columns
 
 __all__ = ["Recording"]
 
@@ -86,7 +86,7 @@ class Recording:
     def __init__(
         self,
         spike_times: Sequence[np.ndarray | Sequence[float]],
-        unit_ids: Sequence[str] | None = None,
+        unit_ids: UnitIds | None = None,
         t_start: float | str | pq.Quantity | None = None,
         t_stop: float | str | pq.Quantity | None = None,
         *,
@@ -128,9 +128,9 @@ class Recording:
                 raise ValueError(self._where(f"unit(s) {names} have no spikes (empty_units='error')"))
             warnings.warn(self._where(f"dropping {len(empty)} unit(s) without spikes: {names}"), stacklevel=2)
             keep = [k for k in range(len(ids)) if times[k].size]
-            times, ids, unit_annotations = (
-                [values[k] for k in keep] for values in (times, ids, unit_annotations)
-            )
+            times = [times[k] for k in keep]
+            ids = [ids[k] for k in keep]
+            unit_annotations = [unit_annotations[k] for k in keep]
         self.spike_times = times
         self.unit_ids = check_unit_ids(ids, len(ids))
         self.annotations = dict(annotations or {})
@@ -272,7 +272,7 @@ class Recording:
         ]
         trials, annotations = None, dict(self.annotations)
         if self.trials is not None:
-            trials, annotations["assumed"] = self._window_trials(start, stop)
+            trials, annotations["assumed"] = self._window_trials(self.trials, start, stop)
         return Recording(
             times,
             self.unit_ids.tolist(),
@@ -285,12 +285,14 @@ class Recording:
             empty_units=empty_units,
         )
 
-    def _window_trials(self, start: float, stop: float) -> tuple[np.ndarray | None, dict[str, Any]]:
-        """The trials wholly inside ``[start, stop]`` (None if none), and ``annotations["assumed"]``
-        saying so; warns when the window cuts trials or keeps none."""
-        whole = (self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)
-        cut = ~whole & (self.trials[:, 0] < stop) & (self.trials[:, 1] > start)
-        kept, total = int(whole.sum()), len(self.trials)
+    def _window_trials(
+        self, trials: np.ndarray, start: float, stop: float
+    ) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """The ``trials`` (this recording's) wholly inside ``[start, stop]`` (None if none), and
+        ``annotations["assumed"]`` saying so; warns when the window cuts trials or keeps none."""
+        whole = (trials[:, 0] >= start) & (trials[:, 1] <= stop)
+        cut = ~whole & (trials[:, 0] < stop) & (trials[:, 1] > start)
+        kept, total = int(whole.sum()), len(trials)
         assumed = dict(self.annotations.get("assumed", {}))
         told = assumed.get("trials", f"{total} trials")
         done = f"the window {start:g} s to {stop:g} s keeps {kept} of {total} trials whole"
@@ -302,7 +304,7 @@ class Recording:
         assumed["trials"] = f"{told}; {done}"
         if cut.any() or not kept:
             warnings.warn(self._where(done), stacklevel=3)
-        return (self.trials[whole] if kept else None), assumed
+        return (trials[whole] if kept else None), assumed
 
     def select_active(self, min_spikes: int = 0, min_rate: float = 0.0) -> Recording:
         """The units with at least ``min_spikes`` spikes and a mean rate of at least ``min_rate`` Hz.
@@ -510,19 +512,7 @@ class Recording:
         span = f"the span binned ({format_time(pq.Quantity(stop - start, 's'))})"
         bin_label = f"bin_size {format_time(size)}"
         if length is not None:
-            length_s = seconds(length, "trial_length")
-            n_bins = self._whole_bins(length_s, width, f"trial_length {format_time(length)}", bin_label)
-            if n_bins * width * (1 + 1e-9) < length_s:
-                raise ValueError(
-                    self._where(
-                        f"bin: trial_length {format_time(length)} is not a whole number of bins "
-                        f"of {format_time(size)}"
-                    )
-                )
-            n_trials = self._whole_bins(
-                stop - start, n_bins * width, span, f"trial_length {format_time(length)}"
-            )
-            starts = start + np.arange(n_trials) * (n_bins * width)
+            starts, n_bins = self._fixed_trials(length, size, start, stop, span)
         elif self.trials is not None:
             starts, stops = self.trials[(self.trials[:, 0] >= start) & (self.trials[:, 1] <= stop)].T
             if starts.size == 0:
@@ -546,6 +536,22 @@ class Recording:
         }
         counts = self._count(starts, n_bins, width, columns, max_bytes)
         return SpikeCounts(counts, size, self.unit_ids[columns].tolist(), metadata)
+
+    def _fixed_trials(
+        self, length: pq.Quantity, size: pq.Quantity, start: float, stop: float, span: str
+    ) -> tuple[np.ndarray, int]:
+        """Where consecutive trials of ``length`` from ``start`` to ``stop`` (the ``span``, for messages)
+        start, and their bins of ``size`` each; refused unless a trial is a whole number of bins and at
+        least one fits."""
+        width, length_s = seconds(size, "bin_size"), seconds(length, "trial_length")
+        label = f"trial_length {format_time(length)}"
+        n_bins = self._whole_bins(length_s, width, label, f"bin_size {format_time(size)}")
+        if n_bins * width * (1 + 1e-9) < length_s:
+            raise ValueError(
+                self._where(f"bin: {label} is not a whole number of bins of {format_time(size)}")
+            )
+        n_trials = self._whole_bins(stop - start, n_bins * width, span, label)
+        return start + np.arange(n_trials) * (n_bins * width), n_bins
 
     def _count(
         self, starts: np.ndarray, n_bins: int, width: float, columns: list[int], max_bytes: int

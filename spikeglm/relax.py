@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import ClassVar
+from typing import ClassVar, TypeAlias
 
 import scipy.stats
 import torch
@@ -38,6 +38,7 @@ __all__ = [
     "ExactPoisson",
     "GumbelSoftmax",
     "PoissonRelaxation",
+    "Shape",
     "cubic_step",
     "get",
     "names",
@@ -45,6 +46,9 @@ __all__ = [
     "poisson_tail_count",
     "truncated_arrival_counts",
 ]
+
+#: A sample or batch shape, in any form torch.distributions takes one.
+Shape: TypeAlias = "torch.Size | list[int] | tuple[int, ...]"
 
 #: At most this many in-window arrivals are simulated at once by :meth:`EatCubic.rsample`;
 #: larger draws are processed in blocks of elements, which bounds the transient memory.
@@ -145,14 +149,14 @@ class PoissonRelaxation(Distribution):
         # Arguments are checked above with specific messages; the generic checks are not repeated.
         super().__init__(batch_shape=rate.shape, validate_args=False)
 
-    def expand(self, batch_shape: torch.Size, _instance=None) -> PoissonRelaxation:
+    def expand(self, batch_shape: Shape, _instance: PoissonRelaxation | None = None) -> PoissonRelaxation:
         new = self._get_checked_instance(type(self), _instance)
         new.__dict__.update(self.__dict__)
         new.rate = self.rate.expand(batch_shape)
         Distribution.__init__(new, batch_shape=torch.Size(batch_shape), validate_args=False)
         return new
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: Shape = torch.Size()) -> torch.Tensor:
         """Exact integer Poisson counts (as floating-point values), without gradient."""
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
@@ -186,7 +190,7 @@ class ExactPoisson(PoissonRelaxation):
     def variance(self) -> torch.Tensor:
         return self.rate
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: Shape = torch.Size()) -> torch.Tensor:
         raise NotImplementedError(
             "ExactPoisson has no reparameterised sampler: use sample() with a score-function estimator"
         )
@@ -277,7 +281,7 @@ class EatCubic(PoissonRelaxation):
     def variance(self) -> torch.Tensor:
         return self.rate * (1 if self.straight_through else 1 - 9 * self.temperature / 35)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: Shape = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         rate = self.rate.expand(shape).reshape(-1)
         if rate.numel() == 0:
@@ -295,7 +299,8 @@ class EatCubic(PoissonRelaxation):
             # Where few arrivals precede the window, `_arrivals_until` simulates them one by one (cheaper
             # than a Poisson draw); elsewhere their number is drawn as Poisson(rate (1 - tau)) and the chain
             # starts at the window's opening, which the memoryless property makes exact.
-            n_before, start = None, 0.0
+            n_before = None
+            start: torch.Tensor | float = 0.0
             if highest * (1 - tau) > _CHAIN_BEFORE_WINDOW:
                 many = (rate * (1 - tau) > _CHAIN_BEFORE_WINDOW).nonzero().squeeze(1)
                 n_before = torch.zeros_like(rate)
@@ -357,7 +362,7 @@ def _blocks(expected: torch.Tensor, max_arrivals: int) -> list[slice]:
 
 
 def truncated_arrival_counts(
-    rate: torch.Tensor, temperature: float, step, n_arrivals: int, sample_shape: torch.Size = torch.Size()
+    rate: torch.Tensor, temperature: float, step, n_arrivals: int, sample_shape: Shape = torch.Size()
 ) -> torch.Tensor:
     """Relaxed counts from a fixed number of simulated arrivals per element (plain autograd).
 
@@ -416,7 +421,7 @@ class EatSigmoid(_TruncatedRelaxation):
         a = 1 / self.temperature
         return self.rate * (self.temperature * (_softplus(a) - 1 / (1 + math.exp(-a))))
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: Shape = torch.Size()) -> torch.Tensor:
         tau = self.temperature
         horizon = 1 + tau * math.log(1 / self.tail - 1)  # sigmoid((1 - S)/tau) < tail beyond it
         n_arrivals = poisson_tail_count(float(self.rate.detach().max()) * horizon, self.tail) + 1
@@ -458,7 +463,7 @@ class GumbelSoftmax(_TruncatedRelaxation):
             "(see spikeglm.fidelity.moments)"
         )
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape: Shape = torch.Size()) -> torch.Tensor:
         n_support = poisson_tail_count(float(self.rate.detach().max()), self.tail) + 1
         shape = self._extended_shape(sample_shape)
         k = torch.arange(n_support, dtype=self.rate.dtype, device=self.rate.device)

@@ -80,10 +80,9 @@ class Segments:
         self.counts = counts
         self.n_trials, self.n_bins, self.n_units = counts.shape
         self.cut = length is not None and self.n_bins > length
-        if self.cut:
-            self.length, self.context, self.per_trial = length, context, math.ceil(self.n_bins / length)
-        else:
-            self.length, self.context, self.per_trial = self.n_bins, 0, 1
+        self.length: int = length if length is not None and self.cut else self.n_bins
+        self.context: int = context if self.cut else 0
+        self.per_trial: int = math.ceil(self.n_bins / self.length) if self.cut else 1
 
     def __len__(self) -> int:
         return self.n_trials * self.per_trial

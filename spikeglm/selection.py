@@ -181,7 +181,7 @@ def largest_candidate(
     def held(n_hidden: int) -> bool:  # the refit on all the data, and the scoring of the largest fold
         candidate = model.clone().set_params(n_hidden=n_hidden)
         shape = (counts.n_trials, counts.n_bins, counts.n_units)
-        return sum(candidate.fit_memory(*shape, **scoring).values()) <= available
+        return sum(candidate.fit_memory(*shape, config=None, **scoring).values()) <= available
 
     by_parameters = _last_true(carried, observations)
     largest = _last_true(held, by_parameters)

@@ -410,8 +410,7 @@ def jitter_table(
     if n_jitter < 2:
         raise ValueError(f"n_jitter must be at least 2; got {n_jitter}")
     n, _, n_basis = weights.shape
-    window = basis_matrix.shape[1]
-    jitter = window if jitter is None else jitter
+    jitter = basis_matrix.shape[1] if jitter is None else jitter  # default: the history window
     if jitter < 1:
         raise ValueError(f"jitter must be at least 1 bin; got {jitter}")
     if counts.ndim != 3 or counts.shape[2] != n:
@@ -446,6 +445,15 @@ def jitter_table(
                     gain, fitted = _refit_coupling(problem)
                     gains[post, pre, chosen], strengths[post, pre, chosen] = gain, fitted @ sums
     strength = np.einsum("nmb,b->nm", weights, sums.numpy())
+    return _table(strength, *_jitter_statistics(gains, strengths, strength, pvalue), labels, alpha)
+
+
+def _jitter_statistics(
+    gains: np.ndarray, strengths: np.ndarray, strength: np.ndarray, pvalue: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``se``, ``z`` and ``p`` of the jitter tests (see :func:`jitter_table`) from the refits' ``gains``
+    and ``strengths`` (post, pre, 1 + n_jitter; the observed spikes first) and the fit's ``strength``."""
+    n_jitter = gains.shape[-1] - 1
     se = strengths[..., 1:].std(axis=-1, ddof=1)
     z = (strengths[..., 0] - strengths[..., 1:].mean(axis=-1)) / np.where(se > 0, se, np.nan)
     if pvalue == "empirical":
@@ -455,7 +463,7 @@ def jitter_table(
         p = 2 * t.sf(np.abs(z) / np.sqrt(1 + 1 / n_jitter), df=n_jitter - 1)
     p[np.sign(z) != np.sign(strength)] = 1.0  # not in the direction of the fitted coupling
     p[np.isnan(gains[..., 0]) | np.isnan(z)] = np.nan  # the self-couplings, and pairs with no spike
-    return _table(strength, se, z, p, labels, alpha)
+    return se, z, p
 
 
 @contextlib.contextmanager
@@ -688,7 +696,7 @@ def _newton(
     accepted = weight = torch.zeros(rows, n_basis, dtype=torch.float64)
     best = torch.full((rows,), -torch.inf, dtype=torch.float64)
     ridge = 1e-12 * torch.eye(n_basis, dtype=torch.float64)
-    start = None
+    start: torch.Tensor | None = None
     for _ in range(max_iterations):
         value, gradient, curvature = pair.evaluate(weight)
         start = value if start is None else start
@@ -708,4 +716,5 @@ def _newton(
         change = (weight - accepted).abs().amax(-1)
         if bool((change <= tolerance * (1 + accepted.abs().amax(-1))).all()):
             break
+    assert start is not None, "max_iterations must be at least 1"
     return best - start, accepted

@@ -132,8 +132,8 @@ def log_likelihood(
         exact = torch.zeros(n_trials, dtype=torch.float64, device=device)
         for piece, bins in _blocks(visible, block, window, 0, dtype, device):
             exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
-        per_trial = exact.cpu().numpy()
-        return Estimate(per_trial, np.zeros_like(per_trial), n_bins, n_visible)
+        exact_per_trial = exact.cpu().numpy()
+        return Estimate(exact_per_trial, np.zeros_like(exact_per_trial), n_bins, n_visible)
     generator = torch.Generator(device).manual_seed(seed)
     proposer = posterior if proposal == "posterior" else None
     particles = _Particles(network, proposer, n_trials, n_runs, n_particles, generator)

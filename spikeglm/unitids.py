@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import TypeAlias
 
 import numpy as np
 
-__all__ = ["check_unit_ids", "listing", "unit_columns"]
+__all__ = ["UnitIds", "check_unit_ids", "listing", "unit_columns"]
+
+#: Unit ids as callers give them: a sequence of strings, or an array of ids (each read with ``str``).
+UnitIds: TypeAlias = "Sequence[str] | np.ndarray"
 
 
-def check_unit_ids(unit_ids: Sequence[str] | None, n_units: int) -> np.ndarray:
+def check_unit_ids(unit_ids: UnitIds | None, n_units: int) -> np.ndarray:
     """One unique string id per unit, as a read-only array; default ``"0", "1", ...``.
 
     Raises
@@ -41,7 +45,7 @@ def check_unit_ids(unit_ids: Sequence[str] | None, n_units: int) -> np.ndarray:
 
 def unit_columns(
     ids: str | Iterable[str] | None,
-    known: Sequence[str],
+    known: UnitIds,
     where: str,
     unknown_message: str = "unknown unit id(s) {unknown}; known: {known}",
 ) -> list[int]:
@@ -51,7 +55,7 @@ def unit_columns(
     ----------
     ids : str or iterable of str, optional
         The ids to find; a single string is one id, other values are converted with ``str``.
-    known : sequence of str
+    known : sequence of str or numpy.ndarray
         The ids in column order.
     where : str
         What the error message starts with: the caller's name, or the file.

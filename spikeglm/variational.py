@@ -72,6 +72,8 @@ class Posterior(nn.Module):
         Link from the linear predictor to the Poisson rate (that of the model).
     """
 
+    basis_matrix: torch.Tensor
+
     def __init__(
         self, family: str, n_visible: int, n_hidden: int, basis_matrix: torch.Tensor, link: str
     ) -> None:

@@ -7,6 +7,7 @@ blocks included, so that an import deferred out of the module's top cannot hide 
 from __future__ import annotations
 
 import ast
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,75 @@ def test_lower_modules_do_not_reach_the_upper_ones(graph, lower):
     assert {lower, *BELOW[lower]} <= set(graph), "a module named in BELOW is gone: update the layers"
     reached = reachable(graph, lower) & set(BELOW[lower])
     assert not reached, f"{lower} imports {', '.join(sorted(reached))}, which sit above it"
+
+
+#: The most lines a function or method of the package may take, its docstring not counted (documentation
+#: is welcome; a long body is hard to read and to test).
+MAX_FUNCTION_LINES = 60
+
+#: The functions allowed to be longer, each with its reason. An entry that is gone or has come within the
+#: limit fails the test, so the list only shrinks.
+LONG_FUNCTIONS: dict[str, str] = {}
+
+
+def function_lengths(package: Path = PACKAGE) -> dict[str, int]:
+    """Each function and method of the package (``path::Class.name``, nested functions by their own name
+    inside their parent's) and its length in lines, from ``def`` to its end, less its docstring."""
+    lengths = {}
+
+    def visit(node: ast.AST, path: str, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = child.end_lineno - child.lineno + 1
+                first = child.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                    if isinstance(first.value.value, str):
+                        length -= first.end_lineno - first.lineno + 1
+                lengths[f"{path}::{prefix}{child.name}"] = length
+                visit(child, path, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, path, f"{prefix}{child.name}.")
+            else:
+                visit(child, path, prefix)
+
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        visit(tree, path.relative_to(package.parent).as_posix(), "")
+    return lengths
+
+
+def test_function_lengths_count_the_body_not_the_docstring(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "m.py").write_text(
+        textwrap.dedent(
+            '''
+            def f():
+                """One
+                two."""
+                return 1
+
+
+            class C:
+                def g(self):
+                    x = 1
+
+                    def inner():
+                        pass
+
+                    return x
+            '''
+        )
+    )
+    assert function_lengths(package) == {"pkg/m.py::f": 2, "pkg/m.py::C.g": 7, "pkg/m.py::C.g.inner": 2}
+
+
+def test_no_function_is_longer_than_the_limit():
+    lengths = function_lengths()
+    long = {name: length for name, length in lengths.items() if length > MAX_FUNCTION_LINES}
+    unlisted = {name: length for name, length in long.items() if name not in LONG_FUNCTIONS}
+    assert not unlisted, f"over {MAX_FUNCTION_LINES} lines (split them): {unlisted}"
+    stale = sorted(set(LONG_FUNCTIONS) - set(long))
+    assert not stale, (
+        f"no longer over {MAX_FUNCTION_LINES} lines, or gone: remove from LONG_FUNCTIONS: {stale}"
+    )

@@ -235,13 +235,12 @@ def test_split_by_the_training_share_matches_the_test_share():
         counts.split(train=0.8, test=0.2)
 
 
-def test_split_with_the_test_share_first_still_works_but_warns():
+def test_split_refuses_a_share_not_named():
     counts = SpikeCounts.from_array(np.arange(10)[:, None, None] * np.ones((1, 2, 1), dtype=int))
-    with pytest.warns(DeprecationWarning, match="reads backwards; write split\\(test=...\\)"):
-        train, test = counts.split(0.3, 5)
-    expected = counts.split(test=0.3, seed=5)
-    np.testing.assert_array_equal(train.counts, expected[0].counts)
-    np.testing.assert_array_equal(test.counts, expected[1].counts)
+    with pytest.raises(TypeError, match="positional"):
+        counts.split(0.3)  # a bare share could be either part's
+    with pytest.raises(TypeError, match="test_fraction"):
+        counts.split(test_fraction=0.3)
 
 
 def test_selected_trials_keep_their_start_times():

@@ -55,7 +55,7 @@ def test_the_glm_fit_reaches_the_optimum_found_independently(link):
     assert model.history_[-1].objective == pytest.approx(best, abs=1e-6)
     np.testing.assert_allclose(model.network_.weight.detach().numpy().ravel(), theta[:9], atol=0.01)
     np.testing.assert_allclose(model.network_.bias.detach().numpy(), theta[9:], atol=0.01)
-    assert model.score(counts, n_samples=1) == pytest.approx(best, abs=1e-6)  # exact with no hidden neuron
+    assert model.score(counts, n_particles=1) == pytest.approx(best, abs=1e-6)  # exact with no hidden neuron
 
 
 def test_the_glm_fit_uses_no_random_numbers_and_records_each_iteration():

@@ -119,12 +119,12 @@ def test_iwae_objective(diffpoglm, fit_poglm):
     objective = [r.objective for r in model.history_]
     # Observed: -0.7756 over the first 5 epochs, -0.7638 over the last 5; epoch-to-epoch sd 3e-4.
     assert np.mean(objective[-5:]) > np.mean(objective[:5]) + 0.005
-    # score(method="is", n_samples=K) is the K-sample bound with exact Poisson draws of q, and K = 1 an
+    # score(method="is", n_particles=K) is the K-sample bound with exact Poisson draws of q, and K = 1 an
     # ELBO estimate.
     # Over 10 seeds the gap is observed at 5.4e-4 per neuron-bin with a standard error of 6e-5; the test
     # asks for a gap above 3 standard errors.
     seeds = range(10)
-    bound = {k: [model.score(train, n_samples=k, seed=s, method="is") for s in seeds] for k in (1, 50)}
+    bound = {k: [model.score(train, n_particles=k, seed=s, method="is") for s in seeds] for k in (1, 50)}
     gaps = np.subtract(bound[50], bound[1])
     assert np.mean(gaps) > 3 * np.std(gaps, ddof=1) / np.sqrt(len(gaps)), gaps
 
@@ -134,16 +134,19 @@ def test_infer_and_score(fitted, diffpoglm):
     rates = fitted.infer(test)
     assert rates.shape == (test.n_trials, test.n_bins, 2)
     assert ((rates > 0) & (rates < 1)).all()  # sigmoid link
-    ll = fitted.score(test, n_samples=200)
+    ll = fitted.score(test, n_particles=200)
     assert -2.0 < ll < 0.0
-    assert fitted.score(test, n_samples=200, seed=4) == pytest.approx(ll, abs=0.01)
+    assert fitted.score(test, n_particles=200, seed=4) == pytest.approx(ll, abs=0.01)
+    # one name for the draws of scoring, as in log_likelihood; n_samples is the training setting
+    with pytest.raises(TypeError, match="n_samples"):
+        fitted.score(test, n_samples=200)
 
 
 def test_oracle_keeps_the_true_network(diffpoglm):
     truth, train, test = diffpoglm
     oracle = sg.POGLM.from_connectivity(truth, epochs=20, seed=0).fit(train)
     np.testing.assert_allclose(oracle.connectivity().weights, truth.weights, rtol=1e-6, atol=1e-6)
-    assert np.isfinite(oracle.score(test, n_samples=100))
+    assert np.isfinite(oracle.score(test, n_particles=100))
 
 
 def test_a_true_network_is_scored_before_any_posterior_is_fitted(diffpoglm):
@@ -180,7 +183,7 @@ def test_save_load_round_trip(fitted, diffpoglm, tmp_path):
     loaded = sg.POGLM.load(path)
     np.testing.assert_array_equal(loaded.connectivity().weights, fitted.connectivity().weights)
     np.testing.assert_array_equal(loaded.infer(test), fitted.infer(test))
-    assert loaded.score(test, n_samples=50) == fitted.score(test, n_samples=50)
+    assert loaded.score(test, n_particles=50) == fitted.score(test, n_particles=50)
     assert [r.objective for r in loaded.history_] == pytest.approx([r.objective for r in fitted.history_])
     assert loaded.fit_options_ == fitted.fit_options_
 
@@ -294,3 +297,12 @@ def test_save_never_replaces_the_file_the_model_was_loaded_from(fitted, tmp_path
     assert path.read_bytes() == before
     loaded.save(tmp_path / "copy.h5")
     assert sg.POGLM.load(tmp_path / "copy.h5").unit_ids_ == fitted.unit_ids_
+
+
+def test_every_fitted_attribute_is_documented(fitted):
+    """The class docstring's Attributes section names each attribute a fit sets, and nothing else."""
+    docstring = sg.POGLM.__doc__
+    section = docstring[docstring.index("Attributes\n") : docstring.index("Notes\n")]
+    documented = {line.split(" : ")[0].strip() for line in section.splitlines() if " : " in line}
+    fitted_attributes = {name for name in vars(fitted) if name.endswith("_") and not name.startswith("_")}
+    assert documented == fitted_attributes == {name for name in vars(sg.POGLM()) if name.endswith("_")}

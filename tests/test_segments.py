@@ -98,7 +98,7 @@ def test_a_long_recording_is_fitted_in_segments_and_scored(long_recording, fit_p
     assert len(cut.history_) == 60
     # Both far better than the start and within 0.5% of each other (per neuron-bin, same data).
     # Observed: scores -0.28190 (cut) and -0.28203 (uncut), 0.05% apart; objectives rose by 0.015.
-    score_cut, score_whole = cut.score(counts, n_samples=200), whole.score(counts, n_samples=200)
+    score_cut, score_whole = cut.score(counts, n_particles=200), whole.score(counts, n_particles=200)
     assert score_cut == pytest.approx(score_whole, rel=5e-3)
     for model in (cut, whole):
         assert model.history_[-1].objective > model.history_[0].objective + 0.01

@@ -94,12 +94,11 @@ def test_set_params_keeps_a_fit_and_the_fit_keeps_its_record():
     assert (model.network_.weight == weights).all() and model.fit_options_["epochs"] == 2
 
 
-def test_settings_given_to_fit_still_work_with_a_warning():
-    counts = small_counts()
-    with pytest.warns(DeprecationWarning, match=r"POGLM\(epochs=2, n_samples=2\)"):
-        old = sg.POGLM(n_hidden=1).fit(counts, epochs=2, n_samples=2)
-    new = sg.POGLM(n_hidden=1, epochs=2, n_samples=2).fit(counts)
-    assert np.array_equal(old.network_.weight.detach(), new.network_.weight.detach())
+def test_fit_refuses_settings():
+    model = sg.POGLM(n_hidden=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epochs'"):
+        model.fit(small_counts(), epochs=2)
+    assert model.network_ is None and model.epochs == sg.POGLM().epochs
 
 
 def test_a_loaded_model_has_the_settings_it_was_fitted_with(tmp_path):
@@ -157,4 +156,4 @@ def test_scikit_learn_clones_the_estimator_and_the_clone_fits_the_same():
     model.fit(counts)
     twin.fit(counts)
     np.testing.assert_array_equal(model.connectivity().strength, twin.connectivity().strength)
-    assert model.score(counts, n_samples=20) == twin.score(counts, n_samples=20)
+    assert model.score(counts, n_particles=20) == twin.score(counts, n_particles=20)

@@ -120,6 +120,7 @@ def export(
         return
     options = {}
     if method == "jitter":
+        assert recording is not None  # refused above without --recording
         reading = _fit_reading(fitted, model)
         if read_limit is not None:
             reading["read_limit"] = read_limit

@@ -7,8 +7,10 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
+import torch
 
 import spikeglm as sg
 from spikeglm import files
@@ -89,40 +91,30 @@ def fit(
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
-    if bootstrap == 1:
-        raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
-    auto = settings["n_hidden"] == "auto"
-    if not auto:
-        _refuse_selection_options(ctx)
+    auto = _check_choices(ctx, settings["n_hidden"], bootstrap)
     inputs = (recording, config)
     out = check_output(output, overwrite, inputs)
     # The library's rule for an existing checkpoint, checked before the recording is read.
-    checkpoint = files.check_checkpoint(
-        str(out) + ".ckpt.h5", resume=resume, overwrite=overwrite, inputs=inputs
-    )
+    checkpoint = files.check_checkpoint(f"{out}.ckpt.h5", resume=resume, overwrite=overwrite, inputs=inputs)
     counts = _counts(recording, reading, bin_size, trial_length, _unit_list(units), empty_units)
-    counts.metadata["reading"] = reading.recorded()  # the model records how its data was read
-    settings["tol"] = settings["tol"] or None  # --tol 0: no stopping rule
-    model = sg.POGLM(**{**settings, "n_hidden": 0 if auto else settings["n_hidden"]})  # by their names
+    settings.update(
+        n_hidden=0 if auto else settings["n_hidden"], tol=settings["tol"] or None
+    )  # --tol 0: none
+    model = sg.POGLM(**settings)  # by their names
     model.check_fit(counts)  # before the checkpoint is claimed (or removed) or anything printed
-    if auto:
-        candidates = sg.selection.check_candidates(counts, candidates, folds, model)
+    candidates = sg.selection.check_candidates(counts, candidates, folds, model) if auto else ()
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
         contextlib.ExitStack() as stack,
     ):
-        rank, world = sg.parallel.rank(), sg.parallel.world_size()
+        rank = sg.parallel.rank()
         if rank == 0:
             # Held from before a choice of hidden neurons until the model is saved; the fit's own claim
             # of it nests in this one.
             stack.enter_context(
                 files.claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite, inputs=inputs)
             )
-            processes = f" in {world} processes" if world > 1 else ""
-            click.echo(
-                f"{recording}: {counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units; "
-                f"fitting on {where}{processes}"
-            )
+            click.echo(f"{recording}: {_shape(counts)}; fitting on {where}{_processes()}")
             if resume:
                 click.echo(_resuming(checkpoint, settings["epochs"]))
         signals = stack.enter_context(_signals_as_interrupt())
@@ -131,34 +123,77 @@ def fit(
             selection = _cross_validate(counts, candidates, folds, model, rank == 0, where)
             model.set_params(n_hidden=selection.chosen)
         try:
-            model.fit(
-                counts,
-                device=where,
-                callback=progress_line(model),
-                checkpoint=checkpoint,
-                checkpoint_every=checkpoint_every,
-                resume=resume,
-                overwrite=overwrite,
-            )
-            if bootstrap:
-                _bootstrap(model, counts, bootstrap, where, rank == 0)
+            _fit_model(model, counts, where, checkpoint, checkpoint_every, resume, overwrite, bootstrap)
         except KeyboardInterrupt:
-            if rank == 0:
-                saved = f"the fit so far is in {checkpoint}; add --resume to continue"
-                click.echo(
-                    f"\ninterrupted: {saved if checkpoint.exists() else 'nothing was written'}", err=True
-                )
-            sys.exit(128 + (signals[-1] if signals else signal.SIGINT))
+            _interrupted(checkpoint, signals)
         if rank != 0:
             return
         model.selection_ = selection
         model.save(out, overwrite=overwrite)
         checkpoint.unlink(missing_ok=True)
+    click.echo(f"model: {out} ({_summary(model)})")
+
+
+def _fit_model(
+    model: sg.POGLM,
+    counts: sg.SpikeCounts,
+    where: torch.device,
+    checkpoint: Path,
+    checkpoint_every: int,
+    resume: bool,
+    overwrite: bool,
+    bootstrap: int,
+) -> None:
+    """The fit, with its progress line and checkpoints, and the bootstrap refits when asked."""
+    model.fit(
+        counts,
+        device=where,
+        callback=progress_line(model),
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    if bootstrap:
+        _bootstrap(model, counts, bootstrap, where, sg.parallel.is_main())
+
+
+def _summary(model: sg.POGLM) -> str:
     final, steps = model.history_[-1].objective, len(model.history_)
-    click.echo(f"model: {out} (objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_})")
+    return f"objective per neuron-bin {final:.4f} after {steps} steps; {model.stopped_}"
 
 
-def _bootstrap(model: sg.POGLM, counts: sg.SpikeCounts, n_boot: int, where: object, report: bool) -> None:
+def _shape(counts: sg.SpikeCounts) -> str:
+    return f"{counts.n_trials} trials x {counts.n_bins} bins x {counts.n_units} units"
+
+
+def _processes() -> str:
+    world = sg.parallel.world_size()
+    return f" in {world} processes" if world > 1 else ""
+
+
+def _check_choices(ctx: click.Context, n_hidden: object, bootstrap: int) -> bool:
+    """Refuse ``--bootstrap 1`` and the options of a choice of hidden neurons without ``--hidden auto``;
+    return whether the number of hidden neurons is to be chosen."""
+    if bootstrap == 1:
+        raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
+    auto = n_hidden == "auto"
+    if not auto:
+        _refuse_selection_options(ctx)
+    return auto
+
+
+def _interrupted(checkpoint: Path, signals: list[int]) -> NoReturn:
+    """Say where the fit so far is (the first process) and exit with 128 + the signal's number."""
+    if sg.parallel.is_main():
+        saved = f"the fit so far is in {checkpoint}; add --resume to continue"
+        click.echo(f"\ninterrupted: {saved if checkpoint.exists() else 'nothing was written'}", err=True)
+    sys.exit(128 + (signals[-1] if signals else signal.SIGINT))
+
+
+def _bootstrap(
+    model: sg.POGLM, counts: sg.SpikeCounts, n_boot: int, where: torch.device, report: bool
+) -> None:
     """``--bootstrap``: the standard errors of the couplings from ``n_boot`` refits (each reported) on the
     device ``where``."""
 
@@ -197,7 +232,14 @@ def _refuse_selection_options(ctx: click.Context) -> None:
         )
 
 
-def _cross_validate(counts, candidates, folds, model, report, where) -> sg.records.Selection:
+def _cross_validate(
+    counts: sg.SpikeCounts,
+    candidates: tuple[int, ...],
+    folds: int,
+    model: sg.POGLM,
+    report: bool,
+    where: torch.device,
+) -> sg.records.Selection:
     """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
 
     def progress(n_hidden: int, fold: int, score: float) -> None:
@@ -260,7 +302,10 @@ def _counts(
     """Counts of a recording: trials of ``trial_length``, else its trials table, else one long trial.
 
     The recording is read with the ``reading`` options, and only its ``units``; a long trial is fitted
-    in segments whose context carries the history across the cuts.
+    in segments whose context carries the history across the cuts. The counts' metadata record the
+    reading options, which the model keeps.
     """
     loaded = sg.load(recording, **reading.given(), empty_units=empty_units, units=units)
-    return loaded.bin(bin_size, trial_length=trial_length)
+    counts = loaded.bin(bin_size, trial_length=trial_length)
+    counts.metadata["reading"] = reading.recorded()
+    return counts

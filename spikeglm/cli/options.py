@@ -45,10 +45,18 @@ def output_options(
         command must be given.
     """
     if folder is None:
-        kind = {"required": True, "type": click.Path(dir_okay=False)}
+        output_option = click.option(
+            "-o", "--output", help=description, required=True, type=click.Path(dir_okay=False)
+        )
     else:
-        kind = {"default": folder, "show_default": True, "type": click.Path(file_okay=False)}
-    output_option = click.option("-o", "--output", help=description, **kind)
+        output_option = click.option(
+            "-o",
+            "--output",
+            help=description,
+            default=folder,
+            show_default=True,
+            type=click.Path(file_okay=False),
+        )
     overwrite_option = click.option("--overwrite", is_flag=True, help=overwrite)
 
     def with_output(command: Callable) -> Callable:
@@ -282,6 +290,7 @@ def setting_option(name: str, *flags: str, **changes: Any) -> Callable:
         Arguments of :func:`click.option` that differ from the declaration's (e.g. a type of its own).
     """
     setting = SETTINGS[name]
+    kind: click.ParamType | None
     if setting.choices is not None:
         kind = click.Choice(setting.choices.names(), case_sensitive=False)
     elif setting.kind is int:

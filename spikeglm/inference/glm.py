@@ -73,50 +73,77 @@ def solve_glm(
         tolerance_grad=GLM_TOLERANCE_GRAD,
         tolerance_change=GLM_TOLERANCE_CHANGE,
     )
-    device = network.bias.device
-    # The objective is the log-likelihood per spike, whose gradient has the same size however sparse the
-    # spikes (per neuron-bin, a recording at 1 Hz in 5 ms bins has gradients below any fixed tolerance).
-    per_bin = spikes_per_bin(data)
-    scale = 1.0 / (per_bin * data.n_scored * data.n_units)
-    mine = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
-    records: list[EpochRecord] = []
-    clock = [time.perf_counter()]
+    closure = _Closure(network, data, part_bins, optimizer, params, callback)
+    optimizer.step(closure)
+    closure.finish()
+    done = optimizer.state[params[0]].get("n_iter", 0)
+    if done >= max_iterations:
+        return closure.records, f"reached the cap of {max_iterations} iterations (epochs) before converging"
+    return closure.records, f"converged in {done} L-BFGS iterations (gradient or change below tolerance)"
 
-    def closure() -> torch.Tensor:
-        # L-BFGS evaluates the objective a few times per iteration (its line search); an iteration is
-        # recorded once the next one starts, with the best value its search found.
-        iteration = optimizer.state[params[0]].get("n_iter", 0)
-        optimizer.zero_grad(set_to_none=False)
+
+class _Closure:
+    """What L-BFGS evaluates: minus the log-likelihood per spike of all the data, with its gradient.
+
+    The objective is per spike, so that its gradient has the same size however sparse the spikes (per
+    neuron-bin, a recording at 1 Hz in 5 ms bins has gradients below any fixed tolerance). L-BFGS
+    evaluates it a few times per iteration (its line search); an iteration is recorded, as the
+    log-likelihood per visible neuron-bin, once the next one starts, with the best value its search found.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        data: Segments,
+        part_bins: int,
+        optimizer: torch.optim.LBFGS,
+        params: list[torch.nn.Parameter],
+        callback: Callable[[EpochRecord], None] | None,
+    ) -> None:
+        self.network, self.data, self.optimizer, self.params = network, data, optimizer, params
+        self.callback = callback
+        self.per_bin = spikes_per_bin(data)
+        self.scale = 1.0 / (self.per_bin * data.n_scored * data.n_units)
+        self.mine = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
+        self.records: list[EpochRecord] = []
+        self.clock = time.perf_counter()
+
+    def __call__(self) -> torch.Tensor:
+        iteration = self.optimizer.state[self.params[0]].get("n_iter", 0)
+        value = self._evaluate(iteration)
+        if iteration > len(self.records):  # the first value of a new iteration: the last one is done
+            if self.records and self.callback is not None:
+                self.callback(self.records[-1])
+            now = time.perf_counter()
+            self.records.append(EpochRecord(iteration - 1, -value * self.per_bin, now - self.clock))
+            self.clock = now
+        elif self.records:
+            self.records[-1].objective = max(self.records[-1].objective, -value * self.per_bin)
+        return torch.tensor(value)
+
+    def _evaluate(self, iteration: int) -> float:
+        """The objective summed over this process's parts and the processes; gradients likewise."""
+        self.optimizer.zero_grad(set_to_none=False)
+        device = self.network.bias.device
         total = torch.zeros((), dtype=torch.float64, device=device)
-        for index in mine:
-            batch = data.batch(index, device=device)
-            log_likelihood = network.log_likelihood(batch.visible)
+        for index in self.mine:
+            batch = self.data.batch(index, device=device)
+            log_likelihood = self.network.log_likelihood(batch.visible)
             if batch.scored is not None:
                 log_likelihood = log_likelihood * batch.scored[..., None]
-            loss = -log_likelihood.sum() * scale
+            loss = -log_likelihood.sum() * self.scale
             loss.backward()
             total += loss.detach().double()
-        for parameter in params:
+        for parameter in self.params:
+            if parameter.grad is None:  # a process with no part of the data: it adds nothing
+                parameter.grad = torch.zeros_like(parameter)
             parallel.all_sum(parameter.grad)
         value = float(parallel.all_sum(total))
         if not math.isfinite(value):
             raise FloatingPointError(f"the log-likelihood became non-finite at iteration {iteration}")
-        if iteration > len(records):  # the first value of a new iteration: the last one is done
-            if records and callback is not None:
-                callback(records[-1])
-            now = time.perf_counter()
-            records.append(EpochRecord(iteration - 1, -value * per_bin, now - clock[0]))
-            clock[0] = now
-        elif records:
-            records[-1].objective = max(records[-1].objective, -value * per_bin)
-        return torch.tensor(value)
+        return value
 
-    optimizer.step(closure)
-    if records and callback is not None:
-        callback(records[-1])
-    done = optimizer.state[params[0]].get("n_iter", 0)
-    if done >= max_iterations:
-        reason = f"reached the cap of {max_iterations} iterations (epochs) before converging"
-    else:
-        reason = f"converged in {done} L-BFGS iterations (gradient or change below tolerance)"
-    return records, reason
+    def finish(self) -> None:
+        """Report the last iteration, which no next one closed."""
+        if self.records and self.callback is not None:
+            self.callback(self.records[-1])

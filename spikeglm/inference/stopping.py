@@ -46,7 +46,8 @@ class Plateau:
     ):
         self.tol, self.epochs, self.smoothing = tol, epochs, smoothing
         self.lowerings, self.factor = lowerings, factor
-        self.smoothed = self.best = None
+        self.smoothed: float | None = None
+        self.best: float | None = None
         self.stale = self.lowered = 0
 
     @property
@@ -58,7 +59,7 @@ class Plateau:
         """Take an epoch's objective; True once the last plateau is reached."""
         if self.tol is None:
             return False
-        if self.smoothed is None:
+        if self.smoothed is None or self.best is None:
             self.smoothed = self.best = objective
             return False
         self.smoothed += self.smoothing * (objective - self.smoothed)

@@ -311,7 +311,14 @@ def _interrupts_held():
             signal.raise_signal(number)
 
 
-def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, device) -> torch.Tensor:
+def _step(
+    engine: nn.Module,
+    data: Segments,
+    parts: tuple[torch.Tensor, ...],
+    batch_size: int,
+    key: tuple[int, ...],
+    device: torch.device,
+) -> torch.Tensor:
     """Accumulate this process's share of one step's gradient; return its summed mean log-weight.
 
     Parts ``rank, rank + world, ...`` are this process's. Each part's loss is weighted by its share of the
@@ -320,7 +327,7 @@ def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, dev
     because every process must take part in each gradient reduction.
     """
     rank, world = parallel.rank(), parallel.world_size()
-    mine = list(range(rank, len(parts), world)) or [None]
+    mine: list[int | None] = [*range(rank, len(parts), world)] or [None]
     total = torch.zeros((), dtype=torch.float64, device=device)
     for turn, number in enumerate(mine):
         index = parts[0 if number is None else number]
@@ -328,7 +335,7 @@ def _step(engine, data: Segments, parts: tuple, batch_size: int, key: tuple, dev
         batch = data.batch(index, device=device)
         weight = 0.0 if number is None else len(index) * world / batch_size
         last = turn == len(mine) - 1
-        with contextlib.nullcontext() if last or world == 1 else engine.no_sync():
+        with parallel.local_gradients(engine, not last):
             loss, value = engine(batch.visible, batch.present, batch.scored)
             (loss * weight).backward()
         if number is not None:

@@ -95,9 +95,10 @@ def read_limit() -> int:
 @contextlib.contextmanager
 def reading(limit: int | str | None) -> Iterator[int]:
     """Within the block, reads are limited to ``limit`` bytes (None keeps the current limit)."""
-    token = _LIMIT.set(read_limit() if limit is None else parse_size(limit))
+    budget = read_limit() if limit is None else parse_size(limit)
+    token = _LIMIT.set(budget)
     try:
-        yield _LIMIT.get()
+        yield budget
     finally:
         _LIMIT.reset(token)
 

@@ -121,6 +121,7 @@ def read(
         raise ValueError(
             f"{path}: is a neo MATLAB file (a 'block' struct); read it with format='neo' (--format neo)"
         )
+    layout: tuple | None
     if variable is None:
         found = [match for name, value in variables.items() for match in _search(name, value)]
         if not found:
@@ -146,6 +147,7 @@ def read(
     t_start = t_stop = None
     span = "from 0 s (or the first spike, if earlier) to the last spike: the file states no span"
     if n_bins is not None:
+        assert sampling_rate is not None  # _raster refuses a raster without one
         t_start, t_stop = 0.0, n_bins / sampling_rate
         span = f"the raster's {n_bins} bins: from 0 s to {t_stop:g} s"
     assumed = {"variable": f"{variable}: {how} ({version})", "time unit": stated, "span": span}
@@ -223,7 +225,7 @@ class _Hdf5Reader:
     def __init__(self, handle: h5py.File, path: Path) -> None:
         self.handle, self.path = handle, path
         self.budget = Budget(path)
-        self.done: dict[int, tuple[Any, int]] = {}  # object's address -> (value, bytes it was charged)
+        self.done: dict[int, tuple[Any, float]] = {}  # object's address -> (value, bytes it was charged)
         self.where = "/"  # the object being read, for the messages
 
     def error(self, where: str, what: str) -> ValueError:
@@ -611,8 +613,13 @@ class _V5Scan:
         name = where or buffer[name_at : name_at + size_name].decode("latin-1")
         return flags_word, dims, name, position
 
-    def matrix(self, buffer: bytes, offset: int, end: int, where: str | None, depth: int) -> int:
-        """Check the matrix at ``offset`` and everything it nests; where the next element starts."""
+    def matrix(self, buffer: bytes, offset: int, end: int, where: str | None, depth: int) -> int:  # noqa: C901
+        """Check the matrix at ``offset`` and everything it nests; where the next element starts.
+
+        One walk through the format's cases (data elements, cells, structs, objects), each refused the
+        moment it disagrees with what it declares: kept whole so that every check reads in the order of
+        the bytes it guards (hence the noqa of the complexity rule).
+        """
         _, nbytes, start, after = self.tag(buffer, offset, end, where or "a variable", {self._MATRIX})
         if nbytes == 0:
             return after
@@ -758,8 +765,8 @@ def _unit_times(layout: tuple, variable: str, columns: str | None, path: Path) -
     if kind == "struct array":
         elements, field = layout[1], layout[2]
         raw = [np.asarray(element[field], dtype=np.float64).ravel() for element in elements]
-        ids, named_by = _element_names(elements)
-        return raw, ids, f"a struct array of {len(elements)} units, times in .{field}, {named_by}"
+        names, named_by = _element_names(elements)
+        return raw, names, f"a struct array of {len(elements)} units, times in .{field}, {named_by}"
     fields = layout[1]
     raw = [np.asarray(values, dtype=np.float64).ravel() for values in fields.values()]
     return raw, list(fields), f"a struct of {len(fields)} units, one field each, named by field"
@@ -845,8 +852,9 @@ def _element_names(elements: _Struct) -> tuple[list[str], str]:
     for field in _NAME_FIELDS:
         if field not in elements[0]:
             continue
-        names = [_scalar_text(element[field]) for element in elements]
-        if None not in names and len(set(names)) == len(names):
+        texts = [_scalar_text(element[field]) for element in elements]
+        names = [text for text in texts if text is not None]
+        if len(names) == len(texts) and len(set(names)) == len(names):
             return names, f"named by .{field}"
     return [str(k + 1) for k in range(len(elements))], f"named 1 to {len(elements)}"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import neo
 import numpy as np
@@ -128,7 +128,7 @@ def _recording(blocks: list[neo.Block], path: Path, empty_units: str, reader: st
         for key, train in zip(keys, segment.spiketrains, strict=True):
             times.setdefault(key, []).append(train.times.rescale("s").magnitude.astype(np.float64) + offset)
             unit_annotations.setdefault(key, _annotations(train))
-    spans = np.array(spans)
+    bounds = np.array(spans)  # (segments, 2): where each segment starts and stops, laid end to end
     annotations = {
         key: value
         for block in blocks
@@ -146,9 +146,9 @@ def _recording(blocks: list[neo.Block], path: Path, empty_units: str, reader: st
     return Recording(
         [np.concatenate(parts) for parts in times.values()],
         list(times),
-        float(spans[:, 0].min()),
-        float(spans[:, 1].max()),
-        trials=spans if len(segments) > 1 else None,
+        float(bounds[:, 0].min()),
+        float(bounds[:, 1].max()),
+        trials=bounds if len(segments) > 1 else None,
         annotations=annotations,
         unit_annotations=list(unit_annotations.values()),
         source=path,
@@ -189,7 +189,7 @@ def write_nix(recording: Recording, path: Path) -> None:
             recording.unit_ids, recording.spike_times, recording.unit_annotations, strict=True
         ):
             # [start, stop), but the recording's last spike, at t_stop, stays in.
-            side = "right" if stop >= float(recording.t_stop) else "left"
+            side: Literal["left", "right"] = "right" if stop >= float(recording.t_stop) else "left"
             inside = times[np.searchsorted(times, start) : np.searchsorted(times, stop, side=side)]
             simple = {
                 key: value

@@ -144,7 +144,34 @@ class _File:
         # Rows of the Units table holding ``units`` (all rows by default).
         rows = unit_columns(units, names, str(self.path), "unknown unit(s) {unknown}; the file has {known}")
         times = self.ragged(table, "spike_times", len(nwb_ids), rows)
-        annotations = [{"nwb_id": nwb_ids[row]} for row in rows]
+        annotations = self.unit_annotations(table, columns, nwb_ids, rows)
+        t_start = t_stop = None
+        span = "0 s to the last spike or trial end"
+        if "obs_intervals" in columns:
+            observed = self.ragged(table, "obs_intervals", len(nwb_ids), width=2)
+            t_start, t_stop, span = self.observed_span(observed, names) or (None, None, span)
+        spans, summaries, described = self.trial_spans(trials)
+        attributes = self.session()
+        attributes["interval_tables"] = summaries
+        attributes["assumed"] = {"span": span, "trials": described}
+        return Recording(
+            times,
+            [names[row] for row in rows],
+            t_start,
+            t_stop,
+            trials=spans,
+            annotations=attributes,
+            unit_annotations=annotations,
+            source=self.path,
+            empty_units=empty_units,
+        )
+
+    def unit_annotations(
+        self, table: h5py.Group, columns: list[str], nwb_ids: list, rows: list[int]
+    ) -> list[dict[str, Any]]:
+        """The annotations of the Units table's ``rows``: the NWB id, and the value of every other column
+        that holds one number, flag or text per unit."""
+        annotations: list[dict[str, Any]] = [{"nwb_id": nwb_ids[row]} for row in rows]
         for column in columns:
             if column in _SKIPPED_COLUMNS or column.endswith("_index") or f"{column}_index" in columns:
                 continue
@@ -157,11 +184,11 @@ class _File:
                 values = self.values(dataset, ("numbers", "booleans", "text"))
                 for notes, row in zip(annotations, rows, strict=True):
                     notes[column] = _plain(values[row])
-        t_start = t_stop = None
-        span = "0 s to the last spike or trial end"
-        if "obs_intervals" in columns:
-            observed = self.ragged(table, "obs_intervals", len(nwb_ids), width=2)
-            t_start, t_stop, span = self.observed_span(observed, names) or (None, None, span)
+        return annotations
+
+    def trial_spans(self, trials: str | None) -> tuple[np.ndarray | None, dict[str, dict], str]:
+        """The trials from the TimeIntervals table ``trials`` (default the one named "trials", if any):
+        their spans (None without trials), a summary of every readable table, and what was assumed."""
         tables = self.interval_tables()
         chosen = trials if trials is not None else ("trials" if "trials" in tables else None)
         if chosen is not None and chosen not in tables:
@@ -179,8 +206,6 @@ class _File:
                 except ValueError:
                     continue  # a table not used and not readable is not described
         spans = self.intervals(tables[chosen]) if chosen is not None else None
-        attributes = self.session()
-        attributes["interval_tables"] = summaries
         listed = ", ".join(f"{name} ({summary['rows']} rows)" for name, summary in summaries.items())
         described = "none"
         if spans is not None and len(spans):
@@ -190,18 +215,7 @@ class _File:
             described, spans = f"none (/intervals/{chosen} is empty)", None
         elif summaries:
             described = f"none (tables: {listed}; trials= or --trials uses one)"
-        attributes["assumed"] = {"span": span, "trials": described}
-        return Recording(
-            times,
-            [names[row] for row in rows],
-            t_start,
-            t_stop,
-            trials=spans,
-            annotations=attributes,
-            unit_annotations=annotations,
-            source=self.path,
-            empty_units=empty_units,
-        )
+        return spans, summaries, described
 
     def member(self, group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
         """``group[name]``; None when it is missing or a soft link to nothing.

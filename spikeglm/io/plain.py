@@ -28,7 +28,7 @@ import zlib
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -111,20 +111,20 @@ def read_csv(path: Path, *, empty_units: str = "drop") -> Recording:
     start = 1  # the line on which the row being read starts
     try:
         header = [name.strip().lower() for name in next(rows, [])]
-        columns = [
+        unit_column, time_column = (
             next((header.index(name) for name in names if name in header), None)
             for names in (_UNIT_HEADERS, _TIME_HEADERS)
-        ]
-        if None in columns:
+        )
+        if unit_column is None or time_column is None:
             raise ValueError(
                 f"{path}: expected a header with a unit column ({'/'.join(_UNIT_HEADERS)}) and a time column "
                 f"in seconds ({'/'.join(_TIME_HEADERS)}); got {header[:10] if header else 'an empty file'}"
             )
-        unit_column, time_column = columns
-        spike_times, codes, units = array("d"), array("q"), {}
+        spike_times, codes = array("d"), array("q")
+        units: dict[str, int] = {}  # each unit's code, in the order of first appearance
         start = rows.line_num + 1
         for row in rows:
-            if len(row) <= max(columns) and row:
+            if len(row) <= max(unit_column, time_column) and row:
                 raise ValueError(f"{path}: row {start} has {len(row)} field(s); expected unit and time")
             if row:
                 try:
@@ -157,9 +157,9 @@ def group_spikes(
         If a unit is not in ``order``, or the spikes and units would take more than the read limit.
     """
     check_size(spike_times.size * _SPIKE_BYTES, f"{spike_times.size} spikes, grouped by unit", path)
-    names, first, inverse = np.unique(unit_ids, return_index=True, return_inverse=True)
-    check_size(names.size * _UNIT_BYTES, f"{names.size} units", path)
-    names = _strings(names, "unit_ids", path)
+    unique, first, inverse = np.unique(unit_ids, return_index=True, return_inverse=True)
+    check_size(unique.size * _UNIT_BYTES, f"{unique.size} units", path)
+    names = _strings(unique, "unit_ids", path)
     order = [names[k] for k in np.argsort(first)] if order is None else [str(unit) for unit in order]
     unlisted = sorted(set(names) - set(order))
     if unlisted:
@@ -171,7 +171,7 @@ def group_spikes(
     return [times.get(unit, np.empty(0)) for unit in order], order
 
 
-def read_npy(stream: BinaryIO, stored: int, path: Path, name: str | None = None) -> np.ndarray:
+def read_npy(stream: IO[bytes], stored: int, path: Path, name: str | None = None) -> np.ndarray:
     """An array from a ``.npy`` stream, its declared size checked before anything is allocated.
 
     Parameters
@@ -262,17 +262,17 @@ def _spike_list(recording: Recording) -> tuple[np.ndarray, np.ndarray]:
 def write_npz(recording: Recording, path: Path) -> None:
     """Write ``recording`` as a ``.npz`` spike list with ``t_start``, ``t_stop``, ``units``, ``trials``."""
     spike_times, unit_ids = _spike_list(recording)
-    trials = {} if recording.trials is None else {"trials": recording.trials}
+    arrays: dict[str, Any] = {
+        "spike_times": spike_times,
+        "unit_ids": unit_ids,
+        "units": recording.unit_ids,
+        "t_start": float(recording.t_start),
+        "t_stop": float(recording.t_stop),
+    }
+    if recording.trials is not None:
+        arrays["trials"] = recording.trials
     with open(path, "wb") as handle:
-        np.savez(
-            handle,
-            spike_times=spike_times,
-            unit_ids=unit_ids,
-            units=recording.unit_ids,
-            t_start=float(recording.t_start),
-            t_stop=float(recording.t_stop),
-            **trials,
-        )
+        np.savez(handle, **arrays)
 
 
 def write_csv(recording: Recording, path: Path) -> None:

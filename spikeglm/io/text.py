@@ -21,12 +21,12 @@ from __future__ import annotations
 import codecs
 import glob
 import gzip
+import io
 import re
 import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -251,7 +251,7 @@ def _line_blocks(
     yield rest, line
 
 
-def _decoded_chunks(file: Path, handle: BinaryIO, budget: Budget, what: str) -> Iterator[bytes]:
+def _decoded_chunks(file: Path, handle: io.BufferedIOBase, budget: Budget, what: str) -> Iterator[bytes]:
     """The file's bytes in chunks, as UTF-8 (checked; a UTF-16 file is re-encoded), charged to ``budget``."""
     first = handle.read(_CHUNK)
     encoding, skip = _encoding(first)
@@ -295,17 +295,17 @@ def _numbers(file: Path, block: bytes, line: int) -> np.ndarray:
         if values is not None and values.size == starts.size:
             return values
     # Line by line, to name the line at fault.
-    values = []
+    parsed: list[float] = []
     for number, text in enumerate(block.split(b"\n"), start=line):
         text = text.strip()
         if not text or text.startswith(b"#"):
             continue
         try:
-            values.append(float(text))
+            parsed.append(float(text))
         except ValueError:
             shown = text[:40].decode("utf-8", "replace")
             raise ValueError(f"{file}: line {number}: {shown!r} is not one spike time") from None
-    return np.array(values, dtype=np.float64)
+    return np.array(parsed, dtype=np.float64)
 
 
 def _unit_name(file: Path) -> str:
