@@ -65,6 +65,21 @@ def test_two_processes_fit_what_one_fits(recording, tmp_path):
     assert history[-1].objective > history[0].objective + 0.003
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("hidden", ["0", "1"])
+def test_two_processes_fit_a_recording_of_one_part(recording, tmp_path, hidden):
+    """The whole recording in one part: the second process has none in the GLM solve (the fit itself,
+    or the start of one with a hidden neuron) and must still join every sum of the gradients."""
+    options = ["--hidden", hidden, "--epochs", "3", "--device", "cpu", "--seed", "3", "--tol", "0"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *options], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    _run([*launch, "-m", "spikeglm", "fit", str(recording), "-o", str(two), *options], tmp_path)
+    single, parallel = _parameters(one), _parameters(two)
+    for name in single:
+        np.testing.assert_allclose(parallel[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def test_unavailable_device_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
