@@ -596,7 +596,8 @@ class MarkovGaussian(Distribution):
         ``mu``, ``(..., T, K)``.
     potential_precision : torch.Tensor
         ``P``, ``(..., T, K, K)`` symmetric positive semi-definite (only its symmetric part is used), or
-        ``(..., T, K)`` non-negative for diagonal potentials. Diagonal potentials (and ``K = 1``) take the
+        ``(..., T, K)`` non-negative for diagonal potentials; its leading axes as many as ``mu``'s and
+        broadcastable with them. Diagonal potentials (and ``K = 1``) take the
         scalar path, accurate in float32 however slow the factors, and 3-4 times faster for ``K = 3``.
     start : torch.Tensor, optional
         ``(..., K)``: the state in the bin before the first, for a segment that continues the one before
