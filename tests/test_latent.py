@@ -169,7 +169,7 @@ def test_prior_samples_have_unit_variance_and_the_lag_correlation():
     expected = prior.coefficient.detach() ** 2
     assert ((correlation - expected).abs() < 5 * torch.sqrt((1 + expected**2) / (2 * n))).all()
     start = torch.full((2,), 3.0)
-    given = prior.sample((n,), n_bins=1, start=start, generator=generator(7))[:, 0]
+    given = prior.sample((n,), 1, generator(7), start=start)[:, 0]
     a = prior.coefficient.detach()
     assert ((given.mean(0) - 3 * a).abs() < 5 * torch.sqrt((1 - a**2) / n)).all()
 
@@ -212,6 +212,13 @@ def test_posterior_is_the_dense_gaussian(n_bins, size, full):
     assert q.diagonal == (not full or size == 1)
     assert q.batch_shape == (2,) and q.event_shape == (n_bins, size)
     check_against_dense(q, prior, mu, precision, seed=n_bins)
+
+
+def test_larger_blocks_go_through_torch_linalg():
+    """Blocks of more than four factors are factorised by torch.linalg rather than entry by entry."""
+    prior = AR1Prior([2.0, 3.0, 5.0, 8.0, 13.0])
+    mu, precision = potentials(2, 6, 5, True, seed=26)
+    check_against_dense(MarkovGaussian(prior, mu, precision), prior, mu, precision)
 
 
 @pytest.mark.parametrize(("size", "full"), [(1, False), (2, False), (3, True)])
