@@ -15,7 +15,8 @@ filters) and its precision, which is tridiagonal per factor.
 ``exp(-(x_t - mu_t)' P_t (x_t - mu_t) / 2)``. It is an exact Gaussian whose precision
 ``J = J_prior + blockdiag(P_t)`` is block tridiagonal and whose mean solves ``J m = sum_t P_t mu_t``
 (plus the start's term). It gives the mean, the marginal and lag-one covariances, reparameterised
-samples, the log-density, the entropy and the KL divergence from the prior.
+samples, the log-density, the entropy, the KL divergence from the prior, and its forward transitions
+(:class:`Transitions`, a particle filter's proposal).
 
 Numerical approach
 ------------------
@@ -68,7 +69,7 @@ from torch.distributions import Distribution, constraints
 
 from spikeglm.options import positive, whole
 
-__all__ = ["AR1Prior", "MarkovGaussian", "PrecisionBlocks", "elimination_order"]
+__all__ = ["AR1Prior", "MarkovGaussian", "PrecisionBlocks", "Transitions", "elimination_order"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -93,6 +94,26 @@ class PrecisionBlocks(NamedTuple):
     diagonal: torch.Tensor
     lower: torch.Tensor
     linear: torch.Tensor | None
+
+
+class Transitions(NamedTuple):
+    """A Gaussian over paths as a forward Markov chain, for proposals that draw bin after bin::
+
+        x_1 ~ N(mean_1, first),    x_{t+1} | x_t ~ N(mean_{t+1} + gain_t (x_t - mean_t), covariance_t).
+
+    Attributes
+    ----------
+    first : torch.Tensor
+        ``(..., K, K)``, the covariance of the first bin.
+    gain : torch.Tensor
+        ``(..., T - 1, K, K)``, ``Cov(x_{t+1}, x_t) Cov(x_t)^-1``.
+    covariance : torch.Tensor
+        ``(..., T - 1, K, K)``, ``Cov(x_{t+1} | x_t)``.
+    """
+
+    first: torch.Tensor
+    gain: torch.Tensor
+    covariance: torch.Tensor
 
 
 class AR1Prior(nn.Module):
@@ -749,6 +770,29 @@ class MarkovGaussian(Distribution):
     def lag_covariance(self) -> torch.Tensor:
         """``Cov(x[t + 1], x[t])``, ``(..., T - 1, K, K)`` (the lower blocks of ``J^-1``)."""
         return self._blocks(self._covariances()[1])[..., : self.n_bins - 1, :, :]
+
+    def transitions(self) -> Transitions:
+        """The posterior as a forward Markov chain (:class:`Transitions`, with :attr:`mean`): the proposal
+        of a particle filter that draws ``x_t`` given ``x_{t-1}`` and all the potentials, future ones
+        included. Computed from the marginal and lag-one covariances; in float32 the conditional
+        covariances of factors slower than about ``1 / eps`` bins lose their precision."""
+        variance, lag = self._covariances()
+        if self.diagonal:  # (..., K, T): independent factors
+            gain = lag[..., :-1] / variance[..., :-1]
+            covariance = variance[..., 1:] - gain * lag[..., :-1]
+            first, gain, covariance = (torch.diag_embed(x.mT) for x in (variance[..., :1], gain, covariance))
+            first = first[..., 0, :, :]
+        else:
+            marginal, lag = variance.movedim(-1, -3), lag.movedim(-1, -3)[..., :-1, :, :]
+            gain = torch.linalg.solve(marginal[..., :-1, :, :], lag.mT).mT
+            covariance = marginal[..., 1:, :, :] - gain @ lag.mT
+            first, covariance = marginal[..., 0, :, :], (covariance + covariance.mT) / 2
+        size, steps = self.n_factors, self.n_bins - 1
+        return Transitions(
+            first.to(self._dtype).expand(*self.batch_shape, size, size),
+            gain.to(self._dtype).expand(*self.batch_shape, steps, size, size),
+            covariance.to(self._dtype).expand(*self.batch_shape, steps, size, size),
+        )
 
     def log_det_precision(self) -> torch.Tensor:
         """``log det J``, ``(...)``."""

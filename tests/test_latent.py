@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from spikeglm.latent import AR1Prior, MarkovGaussian, PrecisionBlocks, elimination_order
+from spikeglm.latent import AR1Prior, MarkovGaussian, PrecisionBlocks, Transitions, elimination_order
 
 DOUBLE = torch.float64
 EXACT = {"rtol": 1e-9, "atol": 1e-10}  # float64 results of different but exact algorithms
@@ -291,6 +291,33 @@ def test_samples_are_the_cholesky_transform_in_elimination_order(size, full):
     expected = torch.empty_like(steps)
     expected[..., order] = steps
     torch.testing.assert_close(q.from_noise(noise), q.mean + expected.unflatten(-1, (n_bins, size)), **EXACT)
+
+
+@pytest.mark.parametrize(
+    ("size", "full", "with_start"), [(1, False, False), (2, False, True), (3, True, True)]
+)
+def test_the_forward_chain_has_the_posterior_density(size, full, with_start):
+    """By the Markov property, ``log N(x_1) + sum_t log N(x_{t+1} | x_t)`` of the transitions is the
+    posterior's log-density of any path; each gain and covariance is the dense pair's conditional."""
+    prior, n_bins = make_prior(size), 9
+    mu, precision = potentials(2, n_bins, size, full, seed=27)
+    start = torch.randn(2, size, generator=generator(28), dtype=DOUBLE) if with_start else None
+    q = MarkovGaussian(prior, mu, precision, start=start)
+    chain = q.transitions()
+    assert isinstance(chain, Transitions) and chain.gain.shape == (2, n_bins - 1, size, size)
+    x = q.sample((3,), generator(29))
+    m = q.mean
+    log_prob = MultivariateNormal(m[:, 0], chain.first).log_prob(x[:, :, 0])
+    predicted = m[:, 1:] + (chain.gain @ (x[:, :, :-1] - m[:, :-1])[..., None])[..., 0]
+    log_prob = log_prob + MultivariateNormal(predicted, chain.covariance).log_prob(x[:, :, 1:]).sum(-1)
+    torch.testing.assert_close(log_prob, q.log_prob(x), **EXACT)
+    joint, _ = dense_posterior(prior, mu, precision, start)
+    blocks = torch.linalg.inv(joint).unflatten(-1, (n_bins, size)).unflatten(-3, (n_bins, size))
+    t = 4
+    gain = blocks[:, t + 1, :, t, :] @ torch.linalg.inv(blocks[:, t, :, t, :])
+    torch.testing.assert_close(chain.gain[:, t], gain, **EXACT)
+    conditional = blocks[:, t + 1, :, t + 1, :] - gain @ blocks[:, t, :, t + 1, :]
+    torch.testing.assert_close(chain.covariance[:, t], conditional, **EXACT)
 
 
 def test_elimination_order_takes_every_bin_once():
