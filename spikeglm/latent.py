@@ -402,11 +402,9 @@ def _inverse_cholesky(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pivot = a[..., j, j, :] - sum(factor[j][k].square() for k in range(j))
         if not bool((pivot > 0).all()):
             raise _not_positive_definite()
-        factor[j][j] = pivot.sqrt()
+        factor[j][j] = diagonal = pivot.sqrt()
         for i in range(j + 1, size):
-            factor[i][j] = (a[..., i, j, :] - sum(factor[i][k] * factor[j][k] for k in range(j))) / factor[j][
-                j
-            ]
+            factor[i][j] = (a[..., i, j, :] - sum(factor[i][k] * factor[j][k] for k in range(j))) / diagonal
     inverse = [[None] * size for _ in range(size)]
     for i in range(size):
         inverse[i][i] = 1 / factor[i][i]
