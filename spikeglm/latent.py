@@ -26,8 +26,8 @@ is again block tridiagonal, and is reduced the same way, ``ceil(log2 T) + 1`` le
 the block Cholesky factorisation of ``J`` with its bins taken in that order (:func:`elimination_order`),
 so it has the stability of any Cholesky factorisation of a positive definite matrix, costs
 ``O(T K^3)`` and needs a few vectorised tensor operations per level instead of a Python loop over
-``T`` (about 20 ms for 64 segments of 1000 bins and one factor, gradients included, on one CPU thread,
-where a loop over the bins takes 20 times as long). Mean and samples come from
+``T`` (15-25 ms for 64 segments of 1000 bins and one factor, gradients included, on one CPU thread,
+where a loop over the bins takes about 15 times as long). Mean and samples come from
 the forward elimination and the back substitution ``x = m + L^-T eps`` through the same levels; the
 marginal and lag-one covariances from the block-tridiagonal inverse's recursion run back up them
 (selected inversion); the log-determinant from the pivots.

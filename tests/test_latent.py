@@ -398,10 +398,10 @@ def test_gradients_match_autograd_through_the_dense_gaussian(size, full):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
 
 
-def dense_transform(prior, mu, precision, noise):
+def dense_transform(prior, mu, precision, start, noise):
     """``m + L^-T eps`` in elimination order, densely (see the sampling test)."""
     n_bins, size = mu.shape[-2:]
-    joint, linear = dense_posterior(prior, mu, precision)
+    joint, linear = dense_posterior(prior, mu, precision, start)
     mean = torch.linalg.solve(joint, linear[..., None])[..., 0]
     order = (elimination_order(n_bins)[:, None] * size + torch.arange(size)).flatten()
     inverse = torch.argsort(order)
@@ -416,9 +416,11 @@ def test_pathwise_gradients_match_the_dense_transform(size, full):
     mu, precision = potentials(2, 9, size, full, seed=18)
     noise = torch.randn(4, 2, 9, size, generator=generator(19), dtype=DOUBLE)
     weights = torch.randn(4, 2, 9, size, generator=generator(20), dtype=DOUBLE)
-    inputs = [t.clone().requires_grad_() for t in (mu, precision)]
+    start = torch.randn(2, size, generator=generator(30), dtype=DOUBLE)
+    inputs = [t.clone().requires_grad_() for t in (mu, precision, start)]
     wrt = [*inputs, prior.log_tau]
-    ours = torch.autograd.grad((weights * MarkovGaussian(prior, *inputs).from_noise(noise)).sum(), wrt)
+    x = MarkovGaussian(prior, *inputs[:2], start=inputs[2]).from_noise(noise)
+    ours = torch.autograd.grad((weights * x).sum(), wrt)
     dense = torch.autograd.grad((weights * dense_transform(prior, *inputs, noise)).sum(), wrt)
     for a, b in zip(ours, dense, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
