@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Real
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +158,7 @@ class AR1Prior(nn.Module):
         super().__init__()
         if isinstance(tau_bins, torch.Tensor):
             values = tau_bins.detach().reshape(-1).tolist()
-        elif isinstance(tau_bins, Real):
+        elif isinstance(tau_bins, (float, Real)):  # float for the type checker, which sees no Real in it
             values = [tau_bins]
         else:
             values = list(tau_bins)
@@ -397,22 +397,28 @@ def _inverse_cholesky(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         eye = torch.eye(size, dtype=a.dtype, device=a.device).expand_as(factor)
         inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
         return inverse.movedim(-3, -1), factor.diagonal(dim1=-2, dim2=-1).log().movedim(-2, -1)
-    factor = [[None] * size for _ in range(size)]
+    return _inverse_cholesky_entrywise(a)
+
+
+def _inverse_cholesky_entrywise(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_inverse_cholesky` entry by entry, each entry a tensor over the bins: for small blocks."""
+    size = a.shape[-2]
+    factor: dict[tuple[int, int], torch.Tensor] = {}  # L[i, j], j <= i
     for j in range(size):
-        pivot = a[..., j, j, :] - sum(factor[j][k].square() for k in range(j))
+        pivot = a[..., j, j, :] - sum(factor[j, k].square() for k in range(j))
         if not bool((pivot > 0).all()):
             raise _not_positive_definite()
-        factor[j][j] = diagonal = pivot.sqrt()
+        factor[j, j] = diagonal = pivot.sqrt()
         for i in range(j + 1, size):
-            factor[i][j] = (a[..., i, j, :] - sum(factor[i][k] * factor[j][k] for k in range(j))) / diagonal
-    inverse = [[None] * size for _ in range(size)]
+            factor[i, j] = (a[..., i, j, :] - sum(factor[i, k] * factor[j, k] for k in range(j))) / diagonal
+    inverse: dict[tuple[int, int], torch.Tensor] = {}  # (L^-1)[i, j], j <= i
     for i in range(size):
-        inverse[i][i] = 1 / factor[i][i]
+        inverse[i, i] = 1 / factor[i, i]
         for j in range(i):
-            inverse[i][j] = -inverse[i][i] * sum(factor[i][k] * inverse[k][j] for k in range(j, i))
-    zero = torch.zeros_like(inverse[0][0])
-    rows = [torch.stack([inverse[i][j] if j <= i else zero for j in range(size)], -2) for i in range(size)]
-    log_diag = torch.stack([factor[j][j] for j in range(size)], -2).log()
+            inverse[i, j] = -inverse[i, i] * sum(factor[i, k] * inverse[k, j] for k in range(j, i))
+    zero = torch.zeros_like(inverse[0, 0])
+    rows = [torch.stack([inverse[i, j] if j <= i else zero for j in range(size)], -2) for i in range(size)]
+    log_diag = torch.stack([factor[j, j] for j in range(size)], -2).log()
     return torch.stack(rows, -3), log_diag
 
 
@@ -428,18 +434,56 @@ def _split(noise: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
     return parts
 
 
+class _Solver(Protocol):
+    """What :class:`MarkovGaussian` asks of an odd-even reduction of its precision (:class:`_Scalar` for
+    independent scalar chains, :class:`_Blocks` for full blocks), which is factorised when it is made."""
+
+    @property
+    def sizes(self) -> list[int]:
+        """The number of bins of each level, the whole chain's first."""
+        ...
+
+    def log_det(self) -> torch.Tensor:
+        """``log det J``, ``(...)``, in float64."""
+        ...
+
+    def eliminate(self, linear: torch.Tensor) -> list[torch.Tensor]:
+        """The forward elimination of the linear term ``(..., K, T)``: the right-hand side of each level's
+        even bins."""
+        ...
+
+    def substitute(self, sides: list[torch.Tensor], noise: list[torch.Tensor] | None) -> torch.Tensor:
+        """The back substitution of :meth:`eliminate`'s ``sides``, from the deepest level up: the mean
+        ``(..., K, T)``, plus ``L^-T eps`` given each level's noise (:func:`_split`)."""
+        ...
+
+    def covariances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The marginal and the lag-one covariances, ``Cov(x[t + 1], x[t])`` (the last 0), bins last."""
+        ...
+
+
+class _ScalarLevel(NamedTuple):
+    """A level of :class:`_Scalar`: its number of bins ``n`` and, for its even bins, ``(..., K, n / 2)``,
+    the pivots and the couplings to the odd bins before and after them."""
+
+    n: int
+    pivot: torch.Tensor
+    before: torch.Tensor
+    after: torch.Tensor
+
+
 class _Scalar:
     """Odd-even reduction of independent scalar chains, each given by the excess of its diagonal over
     its couplings, ``(..., K, T)``, and its couplings ``w >= 0`` (``J[t + 1, t] = -w[t]``, the last 0),
     ``(..., K, T)``.
 
     A level of odd length is padded with a free bin (excess 1, no coupling, no linear term, no noise),
-    which changes nothing else. Stored per level: its length, and for its even bins the pivots and the
-    couplings to the odd bins before and after them.
+    which changes nothing else. Stored per level: a :class:`_ScalarLevel`. The last, deepest, level has a
+    single bin.
     """
 
     def __init__(self, excess: torch.Tensor, coupling: torch.Tensor) -> None:
-        self.levels = []
+        self.levels: list[_ScalarLevel] = []
         while True:
             n = excess.shape[-1]
             if n % 2:
@@ -448,7 +492,7 @@ class _Scalar:
             after, link = _pairs(coupling)
             before = _right(link)
             pivot = excess_even + before + after
-            self.levels.append((n, pivot, before, after))
+            self.levels.append(_ScalarLevel(n, pivot, before, after))
             if n == 1:
                 break
             # Eliminating an even bin couples its neighbours by before * after / pivot and adds
@@ -459,13 +503,13 @@ class _Scalar:
 
     @property
     def sizes(self) -> list[int]:
-        return [level[0] for level in self.levels]
+        return [level.n for level in self.levels]
 
     def log_det(self) -> torch.Tensor:
-        return sum(pivot.log().sum((-2, -1), dtype=torch.float64) for _, pivot, _, _ in self.levels)
+        first, *rest = (level.pivot.log().sum((-2, -1), dtype=torch.float64) for level in self.levels)
+        return sum(rest, first)
 
     def eliminate(self, linear: torch.Tensor) -> list[torch.Tensor]:
-        """The forward elimination of the linear term: the right-hand side of each level's even bins."""
         sides = []
         for n, pivot, before, after in self.levels:
             if n % 2:
@@ -479,29 +523,38 @@ class _Scalar:
         return sides
 
     def substitute(self, sides: list[torch.Tensor], noise: list[torch.Tensor] | None) -> torch.Tensor:
-        """The back substitution, from the deepest level up: the mean, plus ``L^-T eps`` with noise."""
-        x = None
-        for level in reversed(range(len(self.levels))):
-            n, pivot, before, after = self.levels[level]
-            total = sides[level]
-            if x is not None:
-                total = total + before * _right(x) + after * x
-            even = total / pivot
-            if noise is not None:
-                even = even + noise[level] * pivot.rsqrt()
-            x = even if x is None else _interleave(even, x, n)
+        depth = len(self.levels) - 1
+        x = self._even(depth, sides, noise, None)
+        for level in reversed(range(depth)):
+            x = _interleave(self._even(level, sides, noise, x), x, self.levels[level].n)
         return x
+
+    def _even(
+        self,
+        level: int,
+        sides: list[torch.Tensor],
+        noise: list[torch.Tensor] | None,
+        below: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The even bins of ``level`` in the back substitution, given ``below``, the bins of the level
+        below it (None for the deepest level, whose one bin has no neighbours)."""
+        _, pivot, before, after = self.levels[level]
+        total = sides[level]
+        if below is not None:
+            total = total + before * _right(below) + after * below
+        even = total / pivot
+        if noise is not None:
+            even = even + noise[level] * pivot.rsqrt()
+        return even
 
     def covariances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The variances ``(..., K, T)`` and the lag-one covariances ``Cov(x[t + 1], x[t])`` ``(..., K,
         T)`` (the last 0), by the recursion of the tridiagonal inverse up the levels: sums of non-negative
         terms only."""
-        variance = lag = None
-        for n, pivot, before, after in reversed(self.levels):
-            if variance is None:
-                variance = 1 / pivot
-                lag = torch.zeros_like(variance)
-                continue
+        *upper, deepest = self.levels
+        variance = 1 / deepest.pivot
+        lag = torch.zeros_like(variance)
+        for n, pivot, before, after in reversed(upper):
             gain_before, gain_after = before / pivot, after / pivot
             between = _right(lag)  # Cov(odd bin after, odd bin before) of each even bin
             with_before = gain_before * _right(variance) + gain_after * between
@@ -512,19 +565,30 @@ class _Scalar:
         return variance, lag
 
 
+class _BlockLevel(NamedTuple):
+    """A level of :class:`_Blocks`: its number of bins ``n`` and, for its even bins, the inverse Cholesky
+    factors ``L^-1`` of their diagonal blocks ``(..., K, K, n / 2)``, ``log diag L`` ``(..., K, n / 2)``,
+    and ``L^-1 J[e, before]`` and ``L^-1 J[e, after]`` ``(..., K, K, n / 2)``, their couplings to the odd
+    bins before and after them."""
+
+    n: int
+    inverse: torch.Tensor
+    log_diag: torch.Tensor
+    before: torch.Tensor
+    after: torch.Tensor
+
+
 class _Blocks:
     """Odd-even reduction of a block-tridiagonal positive definite matrix given by its diagonal blocks
     ``(..., K, K, T)`` and its lower blocks ``J[t + 1, t] = diag(lower[t])``, ``(..., K, T)`` (the last
     0): diagonal, as the prior's are. The couplings that the reduction makes are full blocks.
 
-    A level of odd length is padded with a free bin (identity block, no coupling). Stored per level: its
-    length, and for its even bins the inverse Cholesky factors ``L^-1`` of their diagonal blocks,
-    ``log diag L``, and ``L^-1 J[e, before]``, ``L^-1 J[e, after]``, their couplings to the odd bins
-    before and after them.
+    A level of odd length is padded with a free bin (identity block, no coupling). Stored per level: a
+    :class:`_BlockLevel`. The last, deepest, level has a single bin.
     """
 
     def __init__(self, diagonal: torch.Tensor, lower: torch.Tensor) -> None:
-        self.levels = []
+        self.levels: list[_BlockLevel] = []
         size = diagonal.shape[-2]
         eye = torch.eye(size, dtype=diagonal.dtype, device=diagonal.device)[..., None]
         while True:
@@ -546,7 +610,7 @@ class _Blocks:
                 before, after = _mm(inverse, to_before), _mm(inverse, _t(to_after))
                 before_square, after_square = _mm(_t(before), before), _mm(_t(after), after)
                 cross = _mm(_t(after), before)
-            self.levels.append((n, inverse, log_diag, before, after))
+            self.levels.append(_BlockLevel(n, inverse, log_diag, before, after))
             if n == 1:
                 break
             # The Schur complement on the odd bins: J[o, o] - J[o, e] J[e, e]^-1 J[e, o].
@@ -555,10 +619,11 @@ class _Blocks:
 
     @property
     def sizes(self) -> list[int]:
-        return [level[0] for level in self.levels]
+        return [level.n for level in self.levels]
 
     def log_det(self) -> torch.Tensor:
-        return 2 * sum(level[2].sum((-2, -1), dtype=torch.float64) for level in self.levels)
+        first, *rest = (level.log_diag.sum((-2, -1), dtype=torch.float64) for level in self.levels)
+        return 2 * sum(rest, first)
 
     def eliminate(self, linear: torch.Tensor) -> list[torch.Tensor]:
         sides = []
@@ -573,25 +638,35 @@ class _Blocks:
         return sides
 
     def substitute(self, sides: list[torch.Tensor], noise: list[torch.Tensor] | None) -> torch.Tensor:
-        x = None
-        for level in reversed(range(len(self.levels))):
-            n, inverse, _, before, after = self.levels[level]
-            total = sides[level] if noise is None else sides[level] + noise[level]
-            if x is not None:
-                total = total - _mv(before, _right(x)) - _mv(after, x)
-            even = _mv(_t(inverse), total)
-            x = even if x is None else _interleave(even, x, n)
+        depth = len(self.levels) - 1
+        x = self._even(depth, sides, noise, None)
+        for level in reversed(range(depth)):
+            x = _interleave(self._even(level, sides, noise, x), x, self.levels[level].n)
         return x
+
+    def _even(
+        self,
+        level: int,
+        sides: list[torch.Tensor],
+        noise: list[torch.Tensor] | None,
+        below: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The even bins of ``level`` in the back substitution, given ``below``, the bins of the level
+        below it (None for the deepest level, whose one bin has no neighbours)."""
+        _, inverse, _, before, after = self.levels[level]
+        total = sides[level] if noise is None else sides[level] + noise[level]
+        if below is not None:
+            total = total - _mv(before, _right(below)) - _mv(after, below)
+        return _mv(_t(inverse), total)
 
     def covariances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The marginal covariances ``(..., K, K, T)`` and ``Cov(x[t + 1], x[t])`` ``(..., K, K, T)`` (the
         last 0)."""
-        covariance = lag = None
-        for n, inverse, _, before, after in reversed(self.levels):
+        *upper, deepest = self.levels
+        covariance = _mm(_t(deepest.inverse), deepest.inverse)
+        lag = torch.zeros_like(covariance)
+        for n, inverse, _, before, after in reversed(upper):
             pivot_inverse = _mm(_t(inverse), inverse)
-            if covariance is None:
-                covariance, lag = pivot_inverse, torch.zeros_like(pivot_inverse)
-                continue
             # J[e, e]^-1 J[e, o] for the odd bins before and after, and their covariances.
             gain_before, gain_after = _mm(_t(inverse), before), _mm(_t(inverse), after)
             between = _right(lag)  # Cov(odd bin after, odd bin before) of each even bin
@@ -602,6 +677,38 @@ class _Blocks:
             lag = _interleave(_t(with_after), _left(with_before), n)
             covariance = _interleave(even, covariance, n)
         return covariance, lag
+
+
+def _factorise(
+    prior: AR1Prior, mu: torch.Tensor, precision: torch.Tensor, start: torch.Tensor | None, full: bool
+) -> tuple[_Solver, torch.Tensor, torch.Tensor]:
+    """The factorised posterior precision ``J`` of :class:`MarkovGaussian` from the potentials' means
+    ``mu`` ``(..., T, K)`` and precisions ``(..., T, K, K)`` (``full``) or ``(..., T, K)``, and the start.
+
+    Returns the solver (:class:`_Blocks` for full potentials, else :class:`_Scalar`), the potentials'
+    precisions with the bins last (``(..., K, K, T)`` symmetrised, or ``(..., K, T)``) and the linear term
+    ``h = sum_t P_t mu_t`` plus the start's, ``(..., K, T)``, of which the mean is ``J^-1 h``.
+    """
+    n_bins, size = mu.shape[-2:]
+    excess, coupling = prior._chain(n_bins, start is not None, mu)
+    excess, coupling = excess.mT, F.pad(coupling[:, None].expand(size, n_bins - 1), (0, 1))
+    mu = mu.mT.contiguous()
+    if full:
+        precision = ((precision + precision.mT) / 2).movedim(-3, -1).contiguous()
+        linear = _mv(precision, mu)
+    else:
+        precision = precision.mT.contiguous()
+        linear = precision * mu
+    if start is not None:
+        linear = linear + F.pad((coupling[:, 0] * start)[..., None], (0, n_bins - 1))
+    if not full:
+        return _Scalar(excess + precision, coupling), precision, linear
+    # The diagonal blocks' diagonals: the excess plus the couplings of each bin to its one or two neighbours.
+    neighbours = torch.full((n_bins,), 2.0, dtype=mu.dtype, device=mu.device)
+    neighbours = neighbours - F.pad(neighbours.new_ones(1), (0, n_bins - 1))
+    neighbours = neighbours - F.pad(neighbours.new_ones(1), (n_bins - 1, 0))
+    diagonal = torch.diag_embed(excess.mT + neighbours[:, None] * coupling[:, 0]).movedim(-3, -1)
+    return _Blocks(diagonal + precision, -coupling), precision, linear
 
 
 class MarkovGaussian(Distribution):
@@ -689,36 +796,18 @@ class MarkovGaussian(Distribution):
             mu, precision = mu.to(block_dtype), precision.to(block_dtype)
             start = None if start is None else start.to(block_dtype)
         self._start, self._work = start, mu.dtype
+        if not full and bool((precision < 0).any()):
+            raise ValueError("diagonal potential precisions must be non-negative")
 
         # Everything below keeps the bins on the last axis (see the solvers).
-        excess, coupling = prior._chain(n_bins, start is not None, mu)
-        excess, coupling = excess.mT, F.pad(coupling[:, None].expand(size, n_bins - 1), (0, 1))
-        mu = mu.mT.contiguous()
-        if full:
-            precision = ((precision + precision.mT) / 2).movedim(-3, -1).contiguous()
-            linear = _mv(precision, mu)
-        else:
-            if bool((precision < 0).any()):
-                raise ValueError("diagonal potential precisions must be non-negative")
-            precision = precision.mT.contiguous()
-            linear = precision * mu
-        if start is not None:
-            linear = linear + F.pad((coupling[:, 0] * start)[..., None], (0, n_bins - 1))
-        self._precision = precision
-        if full:
-            neighbours = torch.full((n_bins,), 2.0, dtype=mu.dtype, device=mu.device)
-            neighbours = neighbours - F.pad(neighbours.new_ones(1), (0, n_bins - 1))
-            neighbours = neighbours - F.pad(neighbours.new_ones(1), (n_bins - 1, 0))
-            diagonal = torch.diag_embed(excess.mT + neighbours[:, None] * coupling[:, 0]).movedim(-3, -1)
-            self._solver = _Blocks(diagonal + precision, -coupling)
-        else:
-            self._solver = _Scalar(excess + precision, coupling)
+        self._solver, self._precision, linear = _factorise(prior, mu, precision, start, full)
         self._sides = self._solver.eliminate(linear)
         batch_shape = torch.broadcast_shapes(
             self._sides[0].shape[:-2], precision.shape[: -3 if full else -2], mu.shape[:-2]
         )
         self._log_det = self._solver.log_det().expand(batch_shape)
-        self._mean = self._moments = None
+        self._mean: torch.Tensor | None = None  # computed when first asked for
+        self._moments: tuple[torch.Tensor, torch.Tensor] | None = None
         super().__init__(batch_shape, torch.Size((n_bins, size)), validate_args=False)
 
     @property
