@@ -6,20 +6,25 @@ For ``N = V + H`` neurons (visible first) and spike counts ``y[r, t, n]`` in tri
     rate[r, t, n] = link(bias[n] + sum_{m, b} W[n, m, b] * h[r, t, m, b])
     y[r, t, n] ~ Poisson(rate[r, t, n])
 
+With ``K = n_latent > 0`` continuous latent factors ``x[r, t, k]`` (stationary AR(1) paths of unit
+variance, :class:`~spikeglm.latent.AR1Prior`) the predictor gains ``sum_k loading[n, k] * x[r, t, k]``, a
+slow drive shared by every neuron, visible and hidden.
+
 The history is strictly causal, so the likelihood of every bin is computed at once (a convolution);
 only simulation steps through time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spikeglm.basis import Basis, history
-from spikeglm.options import Registry
+from spikeglm.latent import AR1Prior
+from spikeglm.options import Registry, whole
 from spikeglm.relax import poisson_log_pmf
 
 #: Links from the linear predictor to the expected count per bin.
@@ -55,6 +60,10 @@ def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
     return total / rows.shape[0]
 
 
+#: The latent factors' time constant in bins at the start of a fit: four times the default history window
+#: (5 bins), so that the factors carry a drive slower than the couplings can (100 ms in 5 ms bins).
+DEFAULT_LATENT_TAU = 20.0
+
 #: :meth:`Network.simulate` stops with an error past this many expected spikes per bin (a runaway).
 MAX_SIMULATED_RATE = 1e4
 
@@ -71,6 +80,12 @@ class Network(nn.Module):
     link : {"softplus", "exp", "sigmoid"}
         Link from the linear predictor to the expected count per bin. ``"sigmoid"`` keeps rates below 1
         per bin, as in the 2024 POGLM papers.
+    n_latent : int
+        Number ``K`` of continuous latent factors that drive every neuron through :attr:`loading`; 0 (the
+        default) makes the network exactly the one without them (same parameters, same results).
+    latent_tau : float or sequence of float
+        The factors' time constants in bins at the start (one for all, or one per factor): the
+        :class:`~spikeglm.latent.AR1Prior`'s, learned. By default :data:`DEFAULT_LATENT_TAU`, 20 bins.
 
     Attributes
     ----------
@@ -80,11 +95,29 @@ class Network(nn.Module):
         Baseline of each neuron's linear predictor, shape (N,).
     basis_matrix : torch.Tensor
         The basis over the lags, shape (n_basis, L): a buffer, saved with the parameters.
+    loading : torch.nn.Parameter or None
+        With ``n_latent > 0``: the latent factors' loading on each neuron, shape (N, K), zero at the start.
+    latent_prior : AR1Prior or None
+        With ``n_latent > 0``: the factors' AR(1) prior, whose time constants are learned.
+
+    Notes
+    -----
+    :meth:`simulate` draws the couplings' activity only; it does not draw latent factors yet.
     """
 
     basis_matrix: torch.Tensor
+    loading: nn.Parameter | None
+    latent_prior: AR1Prior | None
 
-    def __init__(self, n_visible: int, n_hidden: int, basis: Basis, link: str = "softplus") -> None:
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        basis: Basis,
+        link: str = "softplus",
+        n_latent: int = 0,
+        latent_tau: float | Sequence[float] = DEFAULT_LATENT_TAU,
+    ) -> None:
         super().__init__()
         if n_visible < 1:
             raise ValueError(f"n_visible must be at least 1; got {n_visible}")
@@ -97,6 +130,12 @@ class Network(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n, n, basis.n_basis))
         self.bias = nn.Parameter(torch.zeros(n))
         self.register_buffer("basis_matrix", basis.matrix())
+        self.n_latent = whole(n_latent, "n_latent", minimum=0)
+        # Without factors no parameter is registered, so that the state of such a network is as before.
+        self.loading, self.latent_prior = None, None
+        if self.n_latent:
+            self.loading = nn.Parameter(torch.zeros(n, self.n_latent))
+            self.latent_prior = AR1Prior(latent_tau, n_factors=self.n_latent)
 
     @property
     def n_neurons(self) -> int:
@@ -105,20 +144,42 @@ class Network(nn.Module):
     def link(self, predictor: torch.Tensor) -> torch.Tensor:
         return LINKS[self.link_name](predictor)
 
-    def rates(self, counts: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+    def rates(
+        self, counts: torch.Tensor, hidden: torch.Tensor | None = None, latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Expected count of every neuron in every bin given the history, shape (..., bins, N).
 
         ``counts`` holds all N neurons, shape (..., bins, N); leading dimensions are trials (and samples).
         With ``hidden`` counts of shape (samples, ..., bins, H), ``counts`` holds the V visible neurons
         only, shared by every sample: their drive is computed once rather than once per sample, which
         saves most of the work when V is much larger than H. The result then has the samples first.
+
+        ``latent``, shape (..., bins, K) (with the samples first where ``hidden`` has them, or
+        broadcasting like the hidden samples), is a path of the latent factors: it adds ``latent @
+        loading.T`` to the predictor. Without it (and always without factors) the rates are those of the
+        couplings alone.
         """
         if hidden is None:
-            return self.link(self.bias + self._drive(counts, self.weight))
+            predictor = self.bias + self._drive(counts, self.weight)
+            return self.link(self._add_latent(predictor, latent))
         predictor = self.bias + self._drive(counts, self.weight[:, : self.n_visible])
         if self.n_hidden == 0:
-            return self.link(predictor).expand(*hidden.shape[:-1], self.n_neurons)
-        return self.link(predictor + self._drive(hidden, self.weight[:, self.n_visible :]))
+            rates = self.link(self._add_latent(predictor, latent))
+            return rates.expand(*torch.broadcast_shapes(rates.shape[:-1], hidden.shape[:-1]), self.n_neurons)
+        predictor = predictor + self._drive(hidden, self.weight[:, self.n_visible :])
+        return self.link(self._add_latent(predictor, latent))
+
+    def _add_latent(self, predictor: torch.Tensor, latent: torch.Tensor | None) -> torch.Tensor:
+        """``predictor + latent @ loading.T``, or ``predictor`` itself where no path is given."""
+        if latent is None:
+            return predictor
+        if self.loading is None or not isinstance(latent, torch.Tensor) or latent.shape[-1] != self.n_latent:
+            shape = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+            raise ValueError(
+                f"latent must be a tensor of shape (..., bins, {self.n_latent}) for a network of "
+                f"{self.n_latent} latent factors; got {shape}"
+            )
+        return predictor + latent @ self.loading.T.to(latent.dtype)
 
     def _drive(self, counts: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """``sum_{m, b} weight[n, m, b] * history(counts)[..., m, b]``, shape (..., bins, N)."""
@@ -126,14 +187,21 @@ class Network(nn.Module):
         h = history(counts.reshape(-1, n_bins, n_pre), self.basis_matrix.to(counts.dtype))
         return (h.flatten(-2) @ weight.flatten(1).T).reshape(*lead, n_bins, self.n_neurons)
 
-    def log_likelihood(self, counts: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+    def log_likelihood(
+        self, counts: torch.Tensor, hidden: torch.Tensor | None = None, latent: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Complete-data log-likelihood of each neuron in each bin, shape (..., bins, N).
 
-        The arguments are those of :meth:`rates`: all counts, or the visible counts and hidden samples.
+        The arguments are those of :meth:`rates`: all counts, or the visible counts and hidden samples,
+        and optionally a path of the latent factors (whose own density, :attr:`latent_prior`'s, is not
+        part of this).
         """
-        rates = self.rates(counts, hidden)
+        rates = self.rates(counts, hidden, latent)
         if hidden is not None:
-            counts = torch.cat([counts.expand(*hidden.shape[:-1], self.n_visible), hidden], dim=-1)
+            lead = rates.shape[:-1]
+            counts = torch.cat(
+                [counts.expand(*lead, self.n_visible), hidden.expand(*lead, self.n_hidden)], dim=-1
+            )
         return poisson_log_pmf(counts, rates)
 
     @torch.no_grad()
@@ -169,3 +237,5 @@ class Network(nn.Module):
             self.bias[: self.n_visible] = inverse_link(self.link_name, mean_rate)
             self.bias[self.n_visible :] = inverse_link(self.link_name, mean_rate.mean())
             self.weight.normal_(0.0, scale, generator=generator)
+            if self.loading is not None:
+                self.loading.normal_(0.0, scale, generator=generator)
