@@ -69,7 +69,14 @@ from torch.distributions import Distribution, constraints
 
 from spikeglm.options import positive, whole
 
-__all__ = ["AR1Prior", "MarkovGaussian", "PrecisionBlocks", "Transitions", "elimination_order"]
+__all__ = [
+    "AR1Prior",
+    "LatentEncoder",
+    "MarkovGaussian",
+    "PrecisionBlocks",
+    "Transitions",
+    "elimination_order",
+]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -964,3 +971,65 @@ class MarkovGaussian(Distribution):
             f"MarkovGaussian(batch_shape={tuple(self.batch_shape)}, n_bins={self.n_bins}, "
             f"n_factors={self.n_factors}, {kind} potentials)"
         )
+
+
+class LatentEncoder(nn.Module):
+    """The amortised posterior of the latent factors: per-bin Gaussian potentials read from the counts.
+
+    Each bin's visible counts ``y_t`` ``(V,)`` give a diagonal potential, ``mu_t = A y_t + a`` and
+    ``P_t = softplus(B y_t + b)``, linear readouts; :meth:`posterior` combines them with the prior into
+    the exact :class:`MarkovGaussian`, so that the prior's time constants smooth what each bin says.
+
+    Parameters
+    ----------
+    n_visible : int
+        Number of visible neurons ``V`` read.
+    n_factors : int
+        Number of factors ``K``.
+
+    Attributes
+    ----------
+    mean_weight, precision_weight : torch.nn.Parameter
+        ``A`` and ``B``, ``(K, V)``: zero at construction (:meth:`init_weights` draws them).
+    mean_bias, precision_bias : torch.nn.Parameter
+        ``a`` (0) and ``b`` ``(K,)``, the latter so that ``P_t = 1`` at the start.
+    """
+
+    def __init__(self, n_visible: int, n_factors: int) -> None:
+        super().__init__()
+        n_visible, n_factors = whole(n_visible, "n_visible"), whole(n_factors, "n_factors")
+        self.mean_weight = nn.Parameter(torch.zeros(n_factors, n_visible))
+        self.mean_bias = nn.Parameter(torch.zeros(n_factors))
+        self.precision_weight = nn.Parameter(torch.zeros(n_factors, n_visible))
+        self.precision_bias = nn.Parameter(torch.full((n_factors,), math.log(math.expm1(1.0))))
+
+    @property
+    def n_factors(self) -> int:
+        """The number of factors ``K``."""
+        return self.mean_bias.shape[0]
+
+    def init_weights(self, scale: float, generator: torch.Generator) -> None:
+        """Draw the readouts' weights with std ``scale`` (the zero start is a saddle of the ELBO: with
+        no loading the counts say nothing of the factors, and with no readout the loading learns nothing)."""
+        with torch.no_grad():
+            self.mean_weight.normal_(0.0, scale, generator=generator)
+            self.precision_weight.normal_(0.0, scale, generator=generator)
+
+    def forward(self, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The potentials' means and diagonal precisions, each ``(..., T, K)``, of counts ``(..., T, V)``."""
+        mean = visible @ self.mean_weight.T.to(visible.dtype) + self.mean_bias.to(visible.dtype)
+        precision = visible @ self.precision_weight.T.to(visible.dtype) + self.precision_bias.to(
+            visible.dtype
+        )
+        return mean, F.softplus(precision)
+
+    def posterior(
+        self, prior: AR1Prior, visible: torch.Tensor, start: torch.Tensor | None = None
+    ) -> MarkovGaussian:
+        """The posterior over the paths of the factors given counts ``(..., T, V)``: batch ``(...)``."""
+        if prior.n_factors != self.n_factors:
+            raise ValueError(
+                f"the prior has {prior.n_factors} factors where the encoder has {self.n_factors}"
+            )
+        mean, precision = self(visible)
+        return MarkovGaussian(prior, mean, precision, start=start)

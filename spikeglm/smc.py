@@ -121,6 +121,8 @@ def log_likelihood(
     -------
     Estimate
     """
+    if network.n_latent:
+        raise ValueError("the particle filter does not draw latent factors yet: the network has some")
     proposal = PROPOSALS.name(proposal)
     n_runs, n_particles = whole(n_runs, "n_runs"), whole(n_particles, "n_particles")
     if proposal == "posterior" and posterior is None:

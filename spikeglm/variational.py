@@ -20,6 +20,11 @@ that bin, through the model's history basis:
 :func:`log_weights` gives the importance weights of samples of q, from which the training objectives
 (:mod:`spikeglm.inference.objectives`) and the importance-sampled marginal likelihood
 (:func:`marginal_log_likelihood`) are built.
+
+With a network's continuous latent factors (``n_latent > 0``) the posterior also holds a
+:class:`~spikeglm.latent.LatentEncoder`, whose per-bin potentials make the factors' Gaussian posterior
+``q(f | x)``, independent of the hidden counts' (:meth:`Posterior.latent_posterior`); :func:`log_weights`
+then draws a path per sample and adds its terms.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch import nn
 
 from spikeglm import relax
 from spikeglm.basis import future, history
+from spikeglm.latent import LatentEncoder, MarkovGaussian
 from spikeglm.model import LINKS, Network, inverse_link
 from spikeglm.options import Registry
 from spikeglm.relax import PoissonRelaxation, poisson_log_pmf
@@ -70,12 +76,22 @@ class Posterior(nn.Module):
         History basis (n_basis, L) applied to the visible (and, for forward-self, hidden) counts.
     link : str
         Link from the linear predictor to the Poisson rate (that of the model).
+    n_latent : int
+        The network's number of latent factors: with ``n_latent > 0`` the posterior holds
+        :attr:`latent_encoder`; with 0 (the default) nothing is added to it.
     """
 
     basis_matrix: torch.Tensor
+    latent_encoder: LatentEncoder | None
 
     def __init__(
-        self, family: str, n_visible: int, n_hidden: int, basis_matrix: torch.Tensor, link: str
+        self,
+        family: str,
+        n_visible: int,
+        n_hidden: int,
+        basis_matrix: torch.Tensor,
+        link: str,
+        n_latent: int = 0,
     ) -> None:
         super().__init__()
         self.family = check_family(family)
@@ -91,6 +107,7 @@ class Posterior(nn.Module):
             self.future.requires_grad_(False)
         if not self.autoregressive:
             self.self_past.requires_grad_(False)
+        self.latent_encoder = LatentEncoder(n_visible, n_latent) if n_latent else None
 
     @property
     def sees_future(self) -> bool:
@@ -109,6 +126,22 @@ class Posterior(nn.Module):
             self.past.normal_(0.0, scale, generator=generator)
             if self.sees_future:
                 self.future.normal_(0.0, scale, generator=generator)
+        if self.latent_encoder is not None:
+            self.latent_encoder.init_weights(scale, generator)
+
+    @property
+    def n_latent(self) -> int:
+        """The number of latent factors whose posterior this one holds (0: none)."""
+        return 0 if self.latent_encoder is None else self.latent_encoder.n_factors
+
+    def latent_posterior(self, network: Network, visible: torch.Tensor) -> MarkovGaussian:
+        """``q(f | x)``: the Gaussian posterior over the paths of ``network``'s latent factors given the
+        visible counts ``(..., bins, V)``, batch ``(...)``; ValueError if the two disagree on the factors."""
+        if self.latent_encoder is None or network.latent_prior is None or network.n_latent != self.n_latent:
+            raise ValueError(
+                f"the network has {network.n_latent} latent factors where the posterior has {self.n_latent}"
+            )
+        return self.latent_encoder.posterior(network.latent_prior, visible)
 
     def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
         """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""
@@ -164,6 +197,7 @@ def log_weights(
     batch: Batch | torch.Tensor,
     n_samples: int,
     law: Law | None = None,
+    exact_latent_kl: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)``, each (n_samples, trials).
 
@@ -172,6 +206,13 @@ def log_weights(
     which are scored (see :mod:`spikeglm.segments`). The hidden counts are drawn as
     :meth:`Posterior.sample` draws them: by default integer Poisson draws (no gradient through them),
     or relaxed draws of ``law(rate)``, e.g. ``HiddenSampler.law`` (:mod:`spikeglm.inference.objectives`).
+
+    With latent factors (``network.n_latent > 0``) each sample also draws a path ``f`` of them from
+    :meth:`Posterior.latent_posterior` (reparameterised), which enters the drive; the weights gain
+    ``log p(f) - log q(f | x)``, or with ``exact_latent_kl`` the exact ``-KL(q(f | x) || p(f))``, the same
+    for every sample: the ELBO's term (same mean, less noise), but no importance weight (for IWAE or the
+    likelihood). The returned ``log q`` stays the hidden counts' (the score function's). Without factors
+    ``exact_latent_kl`` changes nothing.
     """
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)
@@ -179,12 +220,32 @@ def log_weights(
     hidden, q_rate = posterior.sample(visible, n_samples, law)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
-    log_p = network.log_likelihood(visible, hidden)
+    latent, latent_weight = _latent_draws(network, posterior, visible, n_samples, exact_latent_kl)
+    log_p = network.log_likelihood(visible, hidden, latent)
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
         log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
     log_q = log_q.sum(dim=(-2, -1))
-    return log_p.sum(dim=(-2, -1)) - log_q, log_q
+    log_w = log_p.sum(dim=(-2, -1)) - log_q
+    if latent_weight is not None:
+        log_w = log_w + latent_weight
+    return log_w, log_q
+
+
+def _latent_draws(
+    network: Network, posterior: Posterior, visible: torch.Tensor, n_samples: int, exact_kl: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Paths of the latent factors (n_samples, trials, bins, K) drawn from ``q(f | x)`` and their term of
+    the log-weights, ``log p(f) - log q(f | x)`` (n_samples, trials) or ``-KL`` (trials); None, None
+    for a network and a posterior without factors."""
+    if network.n_latent == 0 and posterior.n_latent == 0:
+        return None, None
+    q = posterior.latent_posterior(network, visible)
+    latent = q.rsample((n_samples,))
+    if exact_kl:
+        return latent, -q.kl_prior()
+    assert network.latent_prior is not None  # latent_posterior checked it
+    return latent, network.latent_prior.log_prob(latent) - q.log_prob(latent)
 
 
 @torch.no_grad()

@@ -134,10 +134,20 @@ class Objective(abc.ABC):
 
 
 class ELBO(Objective):
-    """The evidence lower bound ``E_q[log p(x, z) - log q(z | x)]``, averaged over ``n_samples`` draws."""
+    """The evidence lower bound ``E_q[log p(x, z) - log q(z | x)]``, averaged over ``n_samples`` draws.
+
+    With a network's latent factors ``f`` it is ``E_q[log p(x, z | f) - log q(z | x)] - KL(q(f | x) ||
+    p(f))``, the KL of the factors' Gaussian posterior exact (:func:`~spikeglm.variational.log_weights`).
+    """
+
+    #: Whether the latent factors' term is the exact KL (valid for the ELBO's mean only) rather than each
+    #: sample's ``log p(f) - log q(f | x)``.
+    exact_latent_kl: ClassVar[bool] = True
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        log_w, log_q = log_weights(network, posterior, batch, self.n_samples, self.sampler.law)
+        log_w, log_q = log_weights(
+            network, posterior, batch, self.n_samples, self.sampler.law, self.exact_latent_kl
+        )
         return self.surrogate(log_w, log_q), log_w.detach().mean(0).sum().double()
 
     def surrogate(self, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -152,8 +162,11 @@ class ELBO(Objective):
 class IWAE(ELBO):
     """The importance-weighted bound ``E[log mean_k w_k]`` over the ``n_samples`` draws of a segment.
 
-    Its record shows the mean log-weight, as the ELBO's does.
+    Its record shows the mean log-weight, as the ELBO's does. Latent factors weigh each sample by its
+    path's ``log p(f) - log q(f | x)``: the exact KL would not make a bound of the log-mean.
     """
+
+    exact_latent_kl: ClassVar[bool] = False
 
     def surrogate(self, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
         bound = torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])  # (segments,)
@@ -196,6 +209,7 @@ class FIVO(Objective):
         super().__init__(n_samples, sampler)
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        _refuse_latent(network, "fivo")
         log_z = smc.filtering_bound(network, posterior, batch, self.n_samples, self.sampler.draw)
         return -log_z.mean(), log_z.detach().sum()
 
@@ -208,8 +222,15 @@ class Likelihood(Objective):
     particles = True
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        _refuse_latent(network, "likelihood")
         surrogate, log_z = smc.smoothed_score(network, posterior, batch, self.n_samples)
         return -surrogate.mean(), log_z.sum()
+
+
+def _refuse_latent(network: Network, name: str) -> None:
+    """The particle objectives do not draw latent factors yet: refuse a network that has them."""
+    if network.n_latent:
+        raise ValueError(f"objective {name!r} does not handle latent factors yet; use 'elbo' or 'iwae'")
 
 
 #: The objectives by name; ``OBJECTIVES.register(name, cls)`` adds one.
