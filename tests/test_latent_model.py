@@ -2,7 +2,8 @@
 
 Without factors the network is the one it was (same state, same results: a fixed-seed comparison before
 and after the change found them bit for bit equal); with them each path adds ``latent @ loading.T`` to
-every neuron's predictor, visible and hidden.
+every neuron's predictor, visible and hidden. The posterior's encoder gives the factors' Gaussian
+posterior; the ELBO with its exact KL lies below a brute-force likelihood, and fits a loading.
 """
 
 import math
