@@ -60,6 +60,31 @@ def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
 MAX_SIMULATED_RATE = 1e4
 
 
+class RunawayActivity(ValueError):
+    """A simulation stopped because a rate passed :data:`MAX_SIMULATED_RATE`: where and how far.
+
+    Attributes
+    ----------
+    bin, neuron : int
+        The bin of the trial and the neuron where it happened.
+    rate : float
+        That neuron's expected count in that bin.
+    """
+
+    def __init__(self, bin: int, neuron: int, rate: float) -> None:
+        self.bin, self.neuron, self.rate = bin, neuron, rate
+        super().__init__(
+            f"simulate: {self.where}: the excitatory couplings are too strong for a stable network; weaken "
+            "them or simulate fewer bins"
+        )
+
+    @property
+    def where(self) -> str:
+        """``the activity runs away at bin ... (neuron ... expects ... spikes per bin)``."""
+        expects = f"neuron {self.neuron} expects {self.rate:.3g} spikes per bin"
+        return f"the activity runs away at bin {self.bin} ({expects})"
+
+
 class Network(nn.Module):
     """Generative POGLM of ``n_visible + n_hidden`` neurons (visible first).
 
@@ -160,9 +185,10 @@ class Network(nn.Module):
 
         Raises
         ------
+        RunawayActivity
+            If a rate exceeds :data:`MAX_SIMULATED_RATE` (the activity runs away).
         ValueError
-            If a rate exceeds :data:`MAX_SIMULATED_RATE` (the activity runs away), or a count does not fit
-            ``dtype``.
+            If a count does not fit ``dtype``.
         """
         dtype = self.bias.dtype if dtype is None else dtype
         limit = torch.iinfo(dtype).max if not dtype.is_floating_point else math.inf
@@ -178,11 +204,7 @@ class Network(nn.Module):
             rate = self.link(predictor)
             if not bool((rate <= MAX_SIMULATED_RATE).all()):  # also catches inf and nan
                 neuron = int((~(rate <= MAX_SIMULATED_RATE)).any(0).nonzero()[0])
-                raise ValueError(
-                    f"simulate: the activity runs away at bin {t} (neuron {neuron} expects "
-                    f"{float(rate[:, neuron].max()):.3g} spikes per bin): the excitatory couplings are too "
-                    "strong for a stable network; weaken them or simulate fewer bins"
-                )
+                raise RunawayActivity(t, neuron, float(rate[:, neuron].max()))
             drawn = torch.poisson(rate, generator=generator)
             if float(drawn.max()) > limit:
                 raise ValueError(f"simulate: a count of {int(drawn.max())} does not fit {dtype}")
