@@ -74,16 +74,16 @@ class Simulation:
         the protocol found, such as the ``"balanced"`` network's ``gain``).
     train, test : SpikeCounts
         Visible counts of the training and test trials (units ``n0``, ``n1``, ...).
-    hidden_train, hidden_test : SpikeCounts
+    hidden_train, hidden_test : SpikeCounts or None
         The hidden neurons' counts of the same trials (units ``hidden-0``, ...): the ground truth of what
-        a fit infers.
+        a fit infers. None for a network without hidden neurons.
     """
 
     truth: Connectivity
     train: SpikeCounts
     test: SpikeCounts
-    hidden_train: SpikeCounts
-    hidden_test: SpikeCounts
+    hidden_train: SpikeCounts | None
+    hidden_test: SpikeCounts | None
 
     def __iter__(self) -> Iterator[Connectivity | SpikeCounts]:
         """``truth, train, test``: what ``truth, train, test = network(...)`` unpacks."""
@@ -108,7 +108,7 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
     seed : int
         Seed of the parameters and the simulation.
     **options
-        Overrides of the protocol's settings (:func:`settings` lists them with their defaults): for every
+        Overrides of the protocol's settings (:func:`defaults` lists them with their defaults): for every
         protocol ``n_visible``, ``n_hidden``, ``n_bins`` (bins per trial), ``n_train``, ``n_test`` and
         ``bin_size``; for ``"sparse-ei"`` also ``connection_prob``, ``base_rate`` and ``hidden_drive``;
         for ``"balanced"`` ``connection_prob``, ``inhibitory_fraction``, ``inhibition_ratio``,
@@ -128,14 +128,14 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
     UnstableNetwork
         For a ``"balanced"`` network that is not stable, unless ``rescale=True``.
     """
-    generate, defaults = PROTOCOLS[protocol]
-    unknown = sorted(set(options) - set(defaults) - {"duration"})
+    generate, known = PROTOCOLS[protocol]
+    unknown = sorted(set(options) - set(known) - {"duration"})
     if unknown:
         raise ValueError(
             f"{PROTOCOLS.name(protocol)}: no setting {unknown[0]!r}; the settings are "
-            f"{', '.join([*defaults, 'duration'])}"
+            f"{', '.join([*known, 'duration'])}"
         )
-    settings = {**defaults, **options}
+    settings = {**known, **options}
     if "duration" in options:
         if "n_train" in options or "n_test" in options:
             raise ValueError("duration: give a duration or n_train and n_test, not both")
@@ -162,8 +162,8 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
         ) from None
 
 
-def settings(protocol: str) -> dict[str, Any]:
-    """The settings of a protocol and their defaults (a new dict), without the optional ``duration``."""
+def defaults(protocol: str) -> dict[str, Any]:
+    """The settings of a protocol with their defaults (a new dict), without the optional ``duration``."""
     return dict(PROTOCOLS[protocol][1])
 
 
@@ -217,8 +217,10 @@ def simulate(
         },
     )
 
-    def part(trials: slice, units: slice, ids: list[str]) -> SpikeCounts:
-        return SpikeCounts.from_array(counts[trials, :, units], bin_size=bin_size, unit_ids=ids)
+    def part(trials: slice, units: slice, ids: list[str]) -> SpikeCounts | None:
+        return (
+            SpikeCounts.from_array(counts[trials, :, units], bin_size=bin_size, unit_ids=ids) if ids else None
+        )
 
     visible, hidden = slice(None, net.n_visible), slice(net.n_visible, None)
     train, test = slice(None, n_train), slice(n_train, None)

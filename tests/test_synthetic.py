@@ -87,6 +87,8 @@ def test_the_simulation_unpacks_as_truth_train_test_and_holds_the_hidden_spikes(
     again = sg.synthetic.simulate(net, n_train=3, n_test=2, n_bins=500, seed=2)
     assert np.array_equal(again.hidden_test.counts, sim.hidden_test.counts)
     assert np.array_equal(again.train.counts, sim.train.counts)
+    alone = sg.synthetic.network("balanced", n_visible=4, n_hidden=0, n_train=1, n_test=1, n_bins=10)
+    assert alone.hidden_train is None and alone.hidden_test is None and alone.truth.n_hidden == 0
 
 
 def test_the_older_protocols_draw_the_networks_and_spikes_they_always_drew():

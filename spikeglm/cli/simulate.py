@@ -130,7 +130,7 @@ def simulate(
     """
     if trials is not None and duration is not None:
         raise click.UsageError("give --trials or --duration, not both")
-    defaults = sg.synthetic.settings(protocol)
+    defaults = sg.synthetic.defaults(protocol)
     options = {"n_visible": visible, "n_hidden": hidden, "n_bins": bins, "n_test": 1}
     options |= {name: value for name, value in settings.items() if value is not None}
     if rescale:
