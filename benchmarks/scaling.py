@@ -11,12 +11,21 @@ and 1 process against 2 processes launched by torchrun (gloo), 100 neurons, 10^5
 processes uses one thread; the single process runs once with one thread and once with torch's default
 (all cores), so the ratios show both the parallel efficiency and the gain on this machine.
 
+With ``--fits`` it measures instead fits of simulated ground truth: for each size, a ``"balanced"``
+network (``spikeglm.synthetic``, seed 0, 2 hidden neurons, rates 2-10 Hz) simulated for
+``--fit-duration`` of training trials (10 s each), fitted by a GLM (``n_hidden=0``, L-BFGS to
+convergence, then the couplings' standard errors) and by a POGLM with 2 hidden neurons (the default fit,
+at most ``--fit-epochs`` epochs), each in a fresh process with one thread: CPU time of the fit, peak
+memory, and the AUROC of the visible couplings against the truth. Where a GPU is present the same fits
+run on it too (wall time).
+
 A configuration whose training objective is not finite in every epoch stops the benchmark (with the
 measuring process's error). The figures are written as JSON beside the printed tables (``--json PATH``,
 default results/benchmarks/scaling.json, scaling-quick.json with --quick).
 
 Usage: python benchmarks/scaling.py [--bins 10000 100000 1000000] [--neurons 10 100 300] [--quick]
          [--json PATH]
+       python benchmarks/scaling.py --fits [--fit-sizes 30 100 300 1000] [--fit-duration 1h ...]
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 
 import _results
 
@@ -76,6 +86,34 @@ def measure(n_bins: int, n_visible: int, n_hidden: int, batch_size: int, part_bi
     }
 
 
+def measure_fit(n_visible: int, n_hidden: int, duration: str, epochs: int, device: str) -> dict:
+    """Fit a balanced network's simulated training trials of ``duration``; time, memory and AUROC."""
+    import torch
+
+    import spikeglm as sg
+
+    n_train = sg.synthetic.trials_in(duration, 2000)
+    sim = sg.synthetic.network("balanced", seed=0, n_visible=n_visible, n_train=n_train, n_test=1)
+    cpu, wall = time.process_time(), time.perf_counter()
+    capped = {"epochs": epochs} if n_hidden else {}  # the GLM runs L-BFGS to convergence
+    model = sg.POGLM(n_hidden=n_hidden, seed=0, **capped).fit(sim.train, device=device)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    scores = sg.evaluate.connectivity_scores(sim.truth, model.connectivity())
+    return {
+        "rank": 0,
+        "neurons": n_visible,
+        "hidden": n_hidden,
+        "duration": duration,
+        "device": device,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "auroc_visible": scores["auroc_visible"],
+        "stopped": model.stopped_,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def run(processes: int = 1, threads: int | None = None, **config) -> dict:
     """``measure(**config)`` in fresh interpreters (torchrun for several), so peak memory is their own.
 
@@ -111,6 +149,39 @@ def compare(large: dict, small: dict, label: str) -> dict:
     return {"label": label, "epoch_time": time_ratio, "peak_memory": memory_ratio}
 
 
+def fits(args: argparse.Namespace) -> None:
+    """The table of fits of ground truth: GLM and 2 hidden neurons, CPU (and GPU where there is one)."""
+    import torch
+
+    path = _results.output(args.json, "scaling-fits", args.quick)
+    durations = args.fit_duration * len(args.fit_sizes) if len(args.fit_duration) == 1 else args.fit_duration
+    if len(durations) != len(args.fit_sizes):
+        raise SystemExit("--fit-duration: give one duration, or one per size")
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    rows = []
+    header = f"{'neurons':>7} {'training':>8} {'hidden':>6} {'device':>6} | {'CPU s':>8} {'wall s':>8}"
+    print(f"{header} {'peak MiB':>8} AUROC")
+    for size, duration in zip(args.fit_sizes, durations, strict=True):
+        for n_hidden in args.fit_hidden:
+            for device in devices:
+                fit = {"n_visible": size, "n_hidden": n_hidden, "duration": duration, "device": device}
+                rows.append(run(threads=1, fit={**fit, "epochs": args.fit_epochs}))
+                r = rows[-1]
+                times = f"{r['cpu_s']:>8.1f} {r['wall_s']:>8.1f} {r['peak_mib']:>8.0f}"
+                print(
+                    f"{size:>7} {duration:>8} {n_hidden:>6} {device:>6} | {times} {r['auroc_visible']:.3f}",
+                    flush=True,
+                )
+    settings = {
+        "sizes": args.fit_sizes,
+        "durations": durations,
+        "epochs": args.fit_epochs,
+        "devices": devices,
+        "hidden": args.fit_hidden,
+    }
+    _results.write(path, "scaling of ground-truth fits", settings, {"fits": rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,13 +193,28 @@ def main() -> None:
     parser.add_argument("--part-bins", type=int, default=2**14, help="bins computed at once")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--fits", action="store_true", help="fits of simulated ground truth instead")
+    parser.add_argument("--fit-sizes", type=int, nargs="+", default=[30, 100, 300, 1000])
+    parser.add_argument(
+        "--fit-duration", nargs="+", default=["1h"], help="training time per size (one for all, or one each)"
+    )
+    parser.add_argument(
+        "--fit-epochs", type=int, default=20, help="most epochs of the fits with hidden neurons"
+    )
+    parser.add_argument(
+        "--fit-hidden", type=int, nargs="+", default=[0, 2], help="hidden neurons of the fits"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one configuration, as JSON (internal)
     _results.add_option(parser, "scaling")
     args = parser.parse_args()
     if args.measure:
-        result = measure(**json.loads(args.measure))
+        config = json.loads(args.measure)
+        result = measure_fit(**config["fit"]) if "fit" in config else measure(**config)
         if result["rank"] == 0:
             print(json.dumps(result), flush=True)
+        return
+    if args.fits:
+        fits(args)
         return
     path = _results.output(args.json, "scaling", args.quick)
     bins = [2_000, 20_000] if args.quick else args.bins

@@ -33,11 +33,10 @@ SETTINGS = dict(
 
 
 def main() -> None:
-    truth, train, test, hidden_train, hidden_test = sg.synthetic.network(
-        "sparse-ei", seed=SEED, with_hidden=True, **SETTINGS
-    )
-    visible = sg.SpikeCounts.concatenate([train, test])
-    hidden = sg.SpikeCounts.concatenate([hidden_train, hidden_test])
+    simulation = sg.synthetic.network("sparse-ei", seed=SEED, **SETTINGS)
+    truth = simulation.truth
+    visible = sg.SpikeCounts.concatenate([simulation.train, simulation.test])
+    hidden = sg.SpikeCounts.concatenate([simulation.hidden_train, simulation.hidden_test])
     recording = sg.Recording.from_counts(visible, seed=7)
     sg.save(recording, FOLDER / "example.nwb", overwrite=True)
     # NIX stores each Segment x SpikeTrain with a large overhead: one Segment of 80 s (no trials

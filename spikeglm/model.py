@@ -16,6 +16,7 @@ only simulation steps through time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -66,6 +67,31 @@ DEFAULT_LATENT_TAU = 20.0
 
 #: :meth:`Network.simulate` stops with an error past this many expected spikes per bin (a runaway).
 MAX_SIMULATED_RATE = 1e4
+
+
+class RunawayActivity(ValueError):
+    """A simulation stopped because a rate passed :data:`MAX_SIMULATED_RATE`: where and how far.
+
+    Attributes
+    ----------
+    bin, neuron : int
+        The bin of the trial and the neuron where it happened.
+    rate : float
+        That neuron's expected count in that bin.
+    """
+
+    def __init__(self, bin: int, neuron: int, rate: float) -> None:
+        self.bin, self.neuron, self.rate = bin, neuron, rate
+        super().__init__(
+            f"simulate: {self.where}: the excitatory couplings are too strong for a stable network; weaken "
+            "them or simulate fewer bins"
+        )
+
+    @property
+    def where(self) -> str:
+        """``the activity runs away at bin ... (neuron ... expects ... spikes per bin)``."""
+        expects = f"neuron {self.neuron} expects {self.rate:.3g} spikes per bin"
+        return f"the activity runs away at bin {self.bin} ({expects})"
 
 
 class Network(nn.Module):
@@ -205,27 +231,58 @@ class Network(nn.Module):
         return poisson_log_pmf(counts, rates)
 
     @torch.no_grad()
-    def simulate(self, n_trials: int, n_bins: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw spike counts of all N neurons, shape (n_trials, n_bins, N), as float counts.
+    def simulate(
+        self,
+        n_trials: int,
+        n_bins: int,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Draw spike counts of all N neurons, shape (n_trials, n_bins, N).
 
-        Bins are drawn one after the other (each depends on the last L); trials and neurons at once.
+        Bins are drawn one after the other (each depends on the last L), all trials at once: a step is
+        one matrix product of the trials' basis-filtered history with the weights, the history of the
+        last L bins is kept in a ring buffer, and only the drawn counts are stored. Many short trials
+        therefore simulate much faster than one long one.
+
+        Parameters
+        ----------
+        n_trials, n_bins : int
+            Trials (each starting with no history) and bins per trial.
+        generator : torch.Generator, optional
+            Source of the Poisson draws.
+        dtype : torch.dtype, optional
+            Of the result; default the network's float dtype. An integer dtype such as ``torch.int16``
+            keeps a long simulation compact; a count it cannot hold is an error.
+
+        Raises
+        ------
+        RunawayActivity
+            If a rate exceeds :data:`MAX_SIMULATED_RATE` (the activity runs away).
+        ValueError
+            If a count does not fit ``dtype``.
         """
-        filters = torch.einsum("nmb,bl->nml", self.weight, self.basis_matrix)  # (N, N, L), lag 1 first
-        window = filters.shape[-1]
-        counts = torch.zeros(n_trials, n_bins + window, self.n_neurons, dtype=self.bias.dtype)
+        dtype = self.bias.dtype if dtype is None else dtype
+        limit = torch.iinfo(dtype).max if not dtype.is_floating_point else math.inf
+        weight = self.weight.flatten(1).T  # (pre x basis, post)
+        basis = self.basis_matrix.to(self.bias.dtype)  # (n_basis, L): column l - 1 is lag l
+        window = basis.shape[1]
+        recent = torch.zeros(window, n_trials * self.n_neurons, dtype=self.bias.dtype)  # bin t in t % L
+        counts = torch.empty(n_trials, n_bins, self.n_neurons, dtype=dtype)
         for t in range(n_bins):
-            recent = counts[:, t : t + window].flip(1)  # lags 1..L of bin t + window
-            predictor = self.bias + torch.einsum("rlm,nml->rn", recent, filters)
+            lags = [(t - lag) % window for lag in range(1, window + 1)]
+            history = (basis @ recent[lags]).reshape(-1, n_trials, self.n_neurons)  # (n_basis, trials, N)
+            predictor = torch.addmm(self.bias, history.permute(1, 2, 0).reshape(n_trials, -1), weight)
             rate = self.link(predictor)
             if not bool((rate <= MAX_SIMULATED_RATE).all()):  # also catches inf and nan
                 neuron = int((~(rate <= MAX_SIMULATED_RATE)).any(0).nonzero()[0])
-                raise ValueError(
-                    f"simulate: the activity runs away at bin {t} (neuron {neuron} expects "
-                    f"{float(rate[:, neuron].max()):.3g} spikes per bin): the excitatory couplings are too "
-                    "strong for a stable network; weaken them or simulate fewer bins"
-                )
-            counts[:, t + window] = torch.poisson(rate, generator=generator)
-        return counts[:, window:]
+                raise RunawayActivity(t, neuron, float(rate[:, neuron].max()))
+            drawn = torch.poisson(rate, generator=generator)
+            if float(drawn.max()) > limit:
+                raise ValueError(f"simulate: a count of {int(drawn.max())} does not fit {dtype}")
+            recent[t % window] = drawn.flatten()
+            counts[:, t] = drawn.to(dtype)
+        return counts
 
     def init_from_counts(self, visible: torch.Tensor, scale: float, generator: torch.Generator) -> None:
         """Start a fit: biases at the observed mean rates, small random weights of std ``scale``.

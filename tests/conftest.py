@@ -31,19 +31,20 @@ def _fit_poglm():
 
 
 @pytest.fixture(scope="session")
-def diffpoglm_with_hidden() -> tuple:
-    """The published benchmark's data set 0: ``truth, train, test, hidden_train, hidden_test``.
+def diffpoglm_with_hidden() -> sg.synthetic.Simulation:
+    """The published benchmark's data set 0, with the hidden neurons' counts (``hidden_train``,
+    ``hidden_test``).
 
     3 visible and 2 hidden neurons, 40 training and 20 test trials of 100 bins, sigmoid link
     (:func:`spikeglm.synthetic.network`). Shared: treat it as read-only.
     """
-    return sg.synthetic.network(protocol="diffpoglm", seed=0, with_hidden=True)
+    return sg.synthetic.network(protocol="diffpoglm", seed=0)
 
 
 @pytest.fixture(scope="session")
 def diffpoglm(diffpoglm_with_hidden) -> tuple:
     """``truth, train, test`` of :func:`diffpoglm_with_hidden` (the same simulation)."""
-    return diffpoglm_with_hidden[:3]
+    return tuple(diffpoglm_with_hidden)
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def fitted(diffpoglm_with_hidden, diffpoglm_fitted):
     """The published synthetic network, its data with the true hidden counts, and a briefly fitted model
     (the session's, from conftest.py)."""
-    truth, _, test, _, hidden_test = diffpoglm_with_hidden
-    return {"truth": truth, "test": test, "hidden_test": hidden_test, "model": diffpoglm_fitted}
+    sim = diffpoglm_with_hidden
+    return {"truth": sim.truth, "test": sim.test, "hidden_test": sim.hidden_test, "model": diffpoglm_fitted}
 
 
 @pytest.fixture(autouse=True)
