@@ -57,10 +57,11 @@ True
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from numbers import Real
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -441,32 +442,50 @@ def _split(noise: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
     return parts
 
 
-class _Solver(Protocol):
-    """What :class:`MarkovGaussian` asks of an odd-even reduction of its precision (:class:`_Scalar` for
-    independent scalar chains, :class:`_Blocks` for full blocks), which is factorised when it is made."""
+class _Solver(abc.ABC):
+    """An odd-even reduction of the precision, as :class:`MarkovGaussian` uses it (:class:`_Scalar` for
+    independent scalar chains, :class:`_Blocks` for full blocks), factorised when it is made. Each keeps
+    ``levels``, the factorisation of each level, whose first field is its number of bins."""
+
+    levels: Sequence[tuple]
 
     @property
     def sizes(self) -> list[int]:
         """The number of bins of each level, the whole chain's first."""
-        ...
+        return [level[0] for level in self.levels]
 
+    @abc.abstractmethod
     def log_det(self) -> torch.Tensor:
         """``log det J``, ``(...)``, in float64."""
-        ...
 
+    @abc.abstractmethod
     def eliminate(self, linear: torch.Tensor) -> list[torch.Tensor]:
         """The forward elimination of the linear term ``(..., K, T)``: the right-hand side of each level's
         even bins."""
-        ...
 
     def substitute(self, sides: list[torch.Tensor], noise: list[torch.Tensor] | None) -> torch.Tensor:
         """The back substitution of :meth:`eliminate`'s ``sides``, from the deepest level up: the mean
         ``(..., K, T)``, plus ``L^-T eps`` given each level's noise (:func:`_split`)."""
-        ...
+        depth = len(self.levels) - 1
+        x = self._even(depth, sides, noise, None)
+        for level in reversed(range(depth)):
+            x = _interleave(self._even(level, sides, noise, x), x, self.levels[level][0])
+        return x
 
+    @abc.abstractmethod
+    def _even(
+        self,
+        level: int,
+        sides: list[torch.Tensor],
+        noise: list[torch.Tensor] | None,
+        below: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The even bins of ``level`` in the back substitution, given ``below``, the bins of the level
+        below it (None for the deepest level, whose one bin has no neighbours)."""
+
+    @abc.abstractmethod
     def covariances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The marginal and the lag-one covariances, ``Cov(x[t + 1], x[t])`` (the last 0), bins last."""
-        ...
 
 
 class _ScalarLevel(NamedTuple):
@@ -479,7 +498,7 @@ class _ScalarLevel(NamedTuple):
     after: torch.Tensor
 
 
-class _Scalar:
+class _Scalar(_Solver):
     """Odd-even reduction of independent scalar chains, each given by the excess of its diagonal over
     its couplings, ``(..., K, T)``, and its couplings ``w >= 0`` (``J[t + 1, t] = -w[t]``, the last 0),
     ``(..., K, T)``.
@@ -508,10 +527,6 @@ class _Scalar:
             excess = excess_odd + after * kept + _left(before * kept)
             coupling = _left(before * after / pivot)
 
-    @property
-    def sizes(self) -> list[int]:
-        return [level.n for level in self.levels]
-
     def log_det(self) -> torch.Tensor:
         first, *rest = (level.pivot.log().sum((-2, -1), dtype=torch.float64) for level in self.levels)
         return sum(rest, first)
@@ -529,13 +544,6 @@ class _Scalar:
             linear = odd + after * solved + _left(before * solved)
         return sides
 
-    def substitute(self, sides: list[torch.Tensor], noise: list[torch.Tensor] | None) -> torch.Tensor:
-        depth = len(self.levels) - 1
-        x = self._even(depth, sides, noise, None)
-        for level in reversed(range(depth)):
-            x = _interleave(self._even(level, sides, noise, x), x, self.levels[level].n)
-        return x
-
     def _even(
         self,
         level: int,
@@ -543,8 +551,6 @@ class _Scalar:
         noise: list[torch.Tensor] | None,
         below: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The even bins of ``level`` in the back substitution, given ``below``, the bins of the level
-        below it (None for the deepest level, whose one bin has no neighbours)."""
         _, pivot, before, after = self.levels[level]
         total = sides[level]
         if below is not None:
@@ -585,7 +591,7 @@ class _BlockLevel(NamedTuple):
     after: torch.Tensor
 
 
-class _Blocks:
+class _Blocks(_Solver):
     """Odd-even reduction of a block-tridiagonal positive definite matrix given by its diagonal blocks
     ``(..., K, K, T)`` and its lower blocks ``J[t + 1, t] = diag(lower[t])``, ``(..., K, T)`` (the last
     0): diagonal, as the prior's are. The couplings that the reduction makes are full blocks.
@@ -624,10 +630,6 @@ class _Blocks:
             diagonal = diagonal_odd - after_square - _left(before_square)
             lower = -_left(cross)
 
-    @property
-    def sizes(self) -> list[int]:
-        return [level.n for level in self.levels]
-
     def log_det(self) -> torch.Tensor:
         first, *rest = (level.log_diag.sum((-2, -1), dtype=torch.float64) for level in self.levels)
         return 2 * sum(rest, first)
@@ -644,13 +646,6 @@ class _Blocks:
             linear = odd - _mv(_t(after), sides[-1]) - _left(_mv(_t(before), sides[-1]))
         return sides
 
-    def substitute(self, sides: list[torch.Tensor], noise: list[torch.Tensor] | None) -> torch.Tensor:
-        depth = len(self.levels) - 1
-        x = self._even(depth, sides, noise, None)
-        for level in reversed(range(depth)):
-            x = _interleave(self._even(level, sides, noise, x), x, self.levels[level].n)
-        return x
-
     def _even(
         self,
         level: int,
@@ -658,8 +653,6 @@ class _Blocks:
         noise: list[torch.Tensor] | None,
         below: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The even bins of ``level`` in the back substitution, given ``below``, the bins of the level
-        below it (None for the deepest level, whose one bin has no neighbours)."""
         _, inverse, _, before, after = self.levels[level]
         total = sides[level] if noise is None else sides[level] + noise[level]
         if below is not None:
