@@ -51,6 +51,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
+from spikeglm.memory import available_memory, format_bytes
 from spikeglm.model import LINKS, Network, RunawayActivity, inverse_link
 from spikeglm.options import Registry, whole
 from spikeglm.timeunits import seconds
@@ -146,6 +147,7 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
             )
         settings["n_test"] = max(1, round(TEST_SHARE * n_trials))
         settings["n_train"] = n_trials - settings["n_test"]
+    _check_memory(settings)
     net, found = generate(settings, np.random.default_rng(seed))
     metadata = {"protocol": PROTOCOLS.name(protocol), "seed": seed, "settings": _plain(settings), **found}
     n_train, n_test, n_bins = settings["n_train"], settings["n_test"], settings["n_bins"]
@@ -283,6 +285,25 @@ def bias_for_rates(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarra
     filters = (weight @ basis_matrix[:, lag] for lag in range(basis_matrix.shape[1]))
     drive = sum(np.expm1(f) @ rate for f in filters)
     return inverse_link("softplus", torch.as_tensor(rate, dtype=torch.float64)).numpy() - drive
+
+
+#: N x N float64 arrays that drawing a network holds at once (its weights and their filters, the stability
+#: check's matrix and its eigenvalues, and their copies).
+_NETWORK_MATRICES = 8
+
+
+def _check_memory(settings: dict[str, Any]) -> None:
+    """Refuse a network or recording too large for the memory available, before anything is drawn."""
+    n = settings["n_visible"] + settings["n_hidden"]
+    n_counts = (settings["n_train"] + settings["n_test"]) * settings["n_bins"] * n
+    need = _NETWORK_MATRICES * 8.0 * n * n + 4.0 * n_counts
+    available = available_memory()
+    if need > available:
+        raise ValueError(
+            f"n_visible={settings['n_visible']}, n_hidden={settings['n_hidden']}: the network and its "
+            f"counts would take about {format_bytes(need)}, more than the {format_bytes(available)} "
+            "available; simulate fewer neurons (--visible, --hidden) or a shorter recording"
+        )
 
 
 def _with_parameters(net: Network, weight: np.ndarray, bias: np.ndarray) -> Network:

@@ -68,6 +68,13 @@ def test_options_and_errors():
         sg.synthetic.network(protocol="diffpoglm", duration="1 s", n_bins=30)
 
 
+def test_a_network_too_large_for_the_memory_is_refused_before_it_is_drawn(monkeypatch):
+    monkeypatch.setattr(sg.synthetic, "available_memory", lambda: 2**30)
+    with pytest.raises(ValueError, match=r"n_visible=100000, n_hidden=2: .* more than the 1 GiB available"):
+        sg.synthetic.network("balanced", n_visible=100_000, n_train=1, n_test=1)
+    sg.synthetic.network("balanced", n_visible=30, n_train=1, n_test=1, n_bins=100)  # small: drawn
+
+
 def test_a_duration_is_cut_into_trials_a_fifth_of_them_held_out():
     sim = sg.synthetic.network(protocol="diffpoglm", duration="5 s", n_bins=100)  # 10 trials of 0.5 s
     assert (sim.train.n_trials, sim.test.n_trials, sim.train.n_bins) == (8, 2, 100)
