@@ -1016,13 +1016,32 @@ class LatentEncoder(nn.Module):
         )
         return mean, F.softplus(precision)
 
+    def potentials(self, visible: torch.Tensor, block: int = 2**15) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` of counts of any dtype (compact integers too), ``block`` bins at a time, in the
+        dtype of the encoder's parameters: so that a long recording is read without a float copy."""
+        dtype = self.mean_bias.dtype
+        if visible.dtype == dtype and visible.shape[-2] <= block:
+            return self(visible)
+        parts = [self(part.to(dtype)) for part in visible.split(block, dim=-2)]
+        return torch.cat([m for m, _ in parts], dim=-2), torch.cat([p for _, p in parts], dim=-2)
+
     def posterior(
-        self, prior: AR1Prior, visible: torch.Tensor, start: torch.Tensor | None = None
+        self,
+        prior: AR1Prior,
+        visible: torch.Tensor,
+        start: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> MarkovGaussian:
-        """The posterior over the paths of the factors given counts ``(..., T, V)``: batch ``(...)``."""
+        """The posterior over the paths of the factors given counts ``(..., T, V)`` (of any dtype, read a
+        block of bins at a time): batch ``(...)``.
+
+        ``mask`` ``(..., T)`` (1 or 0) keeps the potentials of some bins only; the others say nothing.
+        """
         if prior.n_factors != self.n_factors:
             raise ValueError(
                 f"the prior has {prior.n_factors} factors where the encoder has {self.n_factors}"
             )
-        mean, precision = self(visible)
+        mean, precision = self.potentials(visible)
+        if mask is not None:
+            precision = precision * mask[..., None].to(precision.dtype)
         return MarkovGaussian(prior, mean, precision, start=start)

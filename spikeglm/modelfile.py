@@ -28,14 +28,15 @@ import torch
 
 from spikeglm import basis as basis_module
 from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
-from spikeglm.model import LINKS, Network, check_link
+from spikeglm.model import DEFAULT_LATENT_TAU, LINKS, Network, check_link
 from spikeglm.provenance import is_fitted_on
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.significance import se_from_json
 from spikeglm.variational import FAMILIES, Posterior, check_family
 
 FORMAT = "spikeglm-poglm"
-FORMAT_VERSION = 2
+#: Version 3 adds the latent factors (``n_latent``, ``latent_tau``); files of versions 1 and 2 have none.
+FORMAT_VERSION = 3
 
 #: The HDF5 signature: at the very start of a file of format version 1, which has no checksum header.
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -116,6 +117,8 @@ def _is_finite_number(value: object) -> bool:
 _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_visible": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
     "n_hidden": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
+    "n_latent": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
+    "latent_tau": (lambda v: _is_finite_number(v) and v > 0, "a number > 0"),
     "basis": (lambda v: isinstance(v, dict), "a basis description (an object)"),
     "link": (lambda v: isinstance(v, str) and v in LINKS, f"one of {', '.join(LINKS)}"),
     "variational": (lambda v: isinstance(v, str) and v in FAMILIES, f"one of {', '.join(FAMILIES)}"),
@@ -210,7 +213,7 @@ def _check_format(f: h5py.File, path: str, legacy: bool) -> None:
             f"{path}: format version {version} is newer than this spikeglm reads ({FORMAT_VERSION}); "
             "upgrade spikeglm"
         )
-    if version != (1 if legacy else FORMAT_VERSION):
+    if (version == 1) != legacy:
         layout = "lacks the checksum header of" if legacy else "has a checksum header, unlike"
         raise ValueError(f"{path}: damaged or altered (the file {layout} format version {version})")
 
@@ -243,10 +246,10 @@ def _read_state(f: h5py.File, path: str) -> dict:
 def _modules(config: dict, basis: basis_module.Basis) -> dict[str, torch.nn.Module]:
     """The network and the posterior of the model that a checked ``config`` declares, unfitted."""
     n_visible, n_hidden, link = config["n_visible"], config["n_hidden"], check_link(config["link"])
-    family = check_family(config["variational"])
+    family, n_latent = check_family(config["variational"]), config["n_latent"]
     return {
-        "network": Network(n_visible, n_hidden, basis, link),
-        "posterior": Posterior(family, n_visible, n_hidden, basis.matrix(), link),
+        "network": Network(n_visible, n_hidden, basis, link, n_latent, config["latent_tau"]),
+        "posterior": Posterior(family, n_visible, n_hidden, basis.matrix(), link, n_latent),
     }
 
 
@@ -260,6 +263,8 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     config.setdefault("selection", None)
     config.setdefault("strength_se", None)
     config.setdefault("strength_se_source", None)
+    config.setdefault("n_latent", 0)  # format versions 1 and 2: no latent factor
+    config.setdefault("latent_tau", DEFAULT_LATENT_TAU)
     _check_fields(config, _CONFIG_FIELDS, path, "config")
     try:
         basis = basis_module.from_dict(config["basis"])
@@ -290,6 +295,13 @@ def _check_size(config: dict, basis: basis_module.Basis, path: str) -> None:
         raise ValueError(
             f"{path}: config fields 'n_visible' and 'n_hidden' declare {reprlib.repr(neurons)} neurons, "
             f"which with {basis.n_basis} basis function(s) exceed the {_MAX_MODEL_VALUES:,} values read"
+        )
+    # The loading (N x K), the encoder's readouts (2 x K x V) and the prior's K time constants.
+    latent_values = config["n_latent"] * (neurons + 2 * config["n_visible"] + 3)
+    if latent_values > _MAX_MODEL_VALUES:
+        raise ValueError(
+            f"{path}: config field 'n_latent' declares {reprlib.repr(config['n_latent'])} latent factors, "
+            f"which with {neurons} neurons exceed the {_MAX_MODEL_VALUES:,} values read"
         )
 
 

@@ -61,6 +61,10 @@ class CheckedSettings:
         Segment length of long trials (None: never cut).
     training : TrainingConfig
         The training settings.
+    n_latent : int
+        Number of latent factors.
+    latent_tau : float
+        Their time constant at the start, in bins.
     """
 
     n_hidden: int
@@ -69,6 +73,13 @@ class CheckedSettings:
     variational: str
     segment_bins: int | None
     training: TrainingConfig
+    n_latent: int = 0
+    latent_tau: float = DEFAULTS["latent_tau"]
+
+    @property
+    def glm(self) -> bool:
+        """Whether the model is an ordinary GLM (no hidden neuron, no latent factor): solved, not trained."""
+        return self.n_hidden == 0 and self.n_latent == 0
 
 
 class POGLM:
@@ -95,6 +106,14 @@ class POGLM:
         Family of the posterior over hidden counts (see :mod:`spikeglm.variational`).
     basis_options : dict, optional
         Extra arguments of a basis given by name (e.g. ``{"decay": 0.25}`` or ``{"n_basis": 4}``).
+    n_latent : int
+        Number ``K`` of continuous latent factors: slow stationary AR(1) paths that drive every neuron,
+        visible and hidden, through a loading (:class:`~spikeglm.model.Network`), so that an input many
+        neurons share (brain state, a fluctuating background) is not read as coupling. Their posterior
+        is a Gaussian over paths (:class:`~spikeglm.latent.MarkovGaussian`), trained with the hidden
+        counts' under every objective. 0 (the default): none, the model without them.
+    latent_tau : float
+        The factors' time constant at the start of a fit, in bins; each factor's is learned.
     relaxation : str or relaxation class
         Law of the hidden-count samples in training: ``"eat-cubic"`` (default), ``"eat-sigmoid"``,
         ``"gumbel-softmax"`` (pathwise gradients) or ``"exact"`` (score-function gradients).
@@ -214,6 +233,8 @@ class POGLM:
         variational: str = DEFAULTS["variational"],
         basis_options: dict | None = DEFAULTS["basis_options"],
         *,
+        n_latent: int = DEFAULTS["n_latent"],
+        latent_tau: float = DEFAULTS["latent_tau"],
         relaxation: str | type[relax.PoissonRelaxation] = DEFAULTS["relaxation"],
         temperature: float = DEFAULTS["temperature"],
         n_samples: int = DEFAULTS["n_samples"],
@@ -236,6 +257,8 @@ class POGLM:
         self.link = link
         self.variational = variational
         self.basis_options = basis_options
+        self.n_latent = n_latent
+        self.latent_tau = latent_tau
         self.relaxation = relaxation
         self.temperature = temperature
         self.n_samples = n_samples
@@ -251,7 +274,10 @@ class POGLM:
         self.tol = tol
         self.straight_through = straight_through
         self.init = init
-        # The fitted attributes, as the class docstring's Attributes describe them.
+        self._unfitted()
+
+    def _unfitted(self) -> None:
+        """Set the fitted attributes, as the class docstring's Attributes describe them, to "no fit"."""
         self.network_: Network | None = None
         self.posterior_: Posterior | None = None
         self.history_: list[EpochRecord] = []
@@ -322,6 +348,8 @@ class POGLM:
             variational=checked["variational"],
             segment_bins=SETTINGS["segment_bins"].check(self.segment_bins),
             training=TrainingConfig(**{name: getattr(self, name) for name in TRAINING_SETTINGS}),
+            n_latent=SETTINGS["n_latent"].check(self.n_latent),
+            latent_tau=SETTINGS["latent_tau"].check(self.latent_tau),
         )
 
     @property
@@ -475,17 +503,20 @@ class POGLM:
             per_part * segments.bins,
             config.n_samples,
             config.objective,
+            n_latent=checked.n_latent,
             **scoring,
         )
 
     def _memory_advice(self, n_units: int, config: TrainingConfig) -> dict[str, str]:
         """What to change when each part of :meth:`fit_memory` is too large, naming the settings."""
         units = f"use fewer than the {n_units} units (--units, --min-spikes, --min-rate)"
-        n_hidden = self.checked_settings().n_hidden
+        checked = self.checked_settings()
+        n_hidden, n_latent = checked.n_hidden, checked.n_latent
         hidden = f"use fewer hidden neurons than n_hidden={n_hidden} (--hidden)"
+        latent = f"use fewer latent factors than n_latent={n_latent} (--latent)"
         return {
-            "parameters": hidden if n_hidden > n_units else units,
-            "start": units if n_hidden else f"{units}, or hidden neurons (no standard errors then)",
+            "parameters": latent if n_latent > n_units else hidden if n_hidden > n_units else units,
+            "start": f"{units}, or hidden neurons (no standard errors then)" if checked.glm else units,
             "step": f"lower part_bins={config.part_bins} (--part-bins) or n_samples={config.n_samples} "
             "(--samples)",
             "scoring": f"{hidden}, or hold out fewer trials",
@@ -553,7 +584,7 @@ class POGLM:
             network = self._new_network(n_visible)
             # A GLM's optimum is unique (exp and softplus links): start it from no coupling at all, so that
             # the fit depends on the data alone.
-            scale = 0.0 if self.checked_settings().n_hidden == 0 else 0.1
+            scale = 0.0 if self.checked_settings().glm else 0.1
             network.init_from_counts(visible, scale=scale, generator=generator)
         posterior = self._new_posterior(n_visible)
         posterior.init_rates(float(mean_counts(visible).mean()), scale=0.1, generator=generator)
@@ -575,7 +606,7 @@ class POGLM:
         checkpoint: Callable[[Resume, dict], None] | None,
     ) -> None:
         """Fit from the start :meth:`_start` made: the GLM solve without hidden neurons, else training."""
-        if self.checked_settings().n_hidden == 0:
+        if self.checked_settings().glm:
             if config.freeze_network:
                 return
             segments = self._segments(visible)  # an ordinary GLM: solved to convergence, no sampling
@@ -631,6 +662,8 @@ class POGLM:
             {
                 "model": {
                     "n_hidden": checked.n_hidden,
+                    "n_latent": checked.n_latent,
+                    "latent_tau": checked.latent_tau,
                     "basis": checked.basis.to_dict(),
                     "link": checked.link,
                     "variational": checked.variational,
@@ -652,26 +685,33 @@ class POGLM:
         """A model whose network is given (e.g. the ground truth of a synthetic network).
 
         ``conn.metadata`` must name the ``basis`` (a basis spec) and the ``link``, as the connectivity of
-        :func:`spikeglm.synthetic.network` and of a fitted model do. By default its network stays as
-        given (``freeze_network``): :meth:`fit` then fits only the posterior, which scoring and
-        inference need. ``settings`` are further constructor settings (e.g. ``epochs``, ``seed``).
+        :func:`spikeglm.synthetic.network` and of a fitted model do; where it holds ``latent`` (the
+        factors' ``loading`` and ``tau_bins``, :func:`latent_metadata`), the network has those factors. By
+        default its network stays as given (``freeze_network``): :meth:`fit` then fits only the
+        posterior, which scoring and inference need. ``settings`` are further constructor settings (e.g.
+        ``epochs``, ``seed``).
         """
         missing = [key for key in ("basis", "link") if key not in conn.metadata]
         if missing:
             raise ValueError(f"connectivity metadata lacks {', '.join(missing)}: cannot rebuild the model")
         basis = basis_module.from_dict(conn.metadata["basis"])
+        loading, tau = _latent_from_metadata(conn.metadata.get("latent"), conn.weights.shape[0])
         model = cls(
             conn.n_hidden,
             basis=basis,
             link=conn.metadata["link"],
             variational=variational,
             freeze_network=freeze_network,
+            n_latent=loading.shape[1],
             **settings,
         )
         network = model._new_network(conn.n_visible)
         with torch.no_grad():
             network.weight.copy_(torch.tensor(conn.weights))
             network.bias.copy_(torch.tensor(conn.bias))
+            if network.loading is not None and network.latent_prior is not None:
+                network.loading.copy_(torch.as_tensor(loading))
+                network.latent_prior.log_tau.copy_(torch.as_tensor(np.log(tau)))
         model.network_ = network
         model.unit_ids_ = conn.labels[: conn.n_visible]
         model.bin_size_ = conn.metadata.get("bin_size")
@@ -679,12 +719,16 @@ class POGLM:
 
     def _new_network(self, n_visible: int) -> Network:
         checked = self.checked_settings()
-        return Network(n_visible, checked.n_hidden, checked.basis, checked.link)
+        return Network(
+            n_visible, checked.n_hidden, checked.basis, checked.link, checked.n_latent, checked.latent_tau
+        )
 
     def _new_posterior(self, n_visible: int) -> Posterior:
         checked = self.checked_settings()
         matrix = checked.basis.matrix()
-        return Posterior(checked.variational, n_visible, checked.n_hidden, matrix, checked.link)
+        return Posterior(
+            checked.variational, n_visible, checked.n_hidden, matrix, checked.link, checked.n_latent
+        )
 
     # ------------------------------------------------------------------ using a fit
     def _fitted_network(self) -> Network:
@@ -762,6 +806,31 @@ class POGLM:
                     last = min(first + segments.length, counts.n_bins)
                     rates[trial, first:last] = values[segments.context : segments.context + last - first]
         return rates
+
+    @torch.no_grad()
+    def infer_latent(self, counts: SpikeCounts) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation of each latent factor in each bin, each shape (trials,
+        bins, n_latent), in units of the factor's stationary standard deviation (its prior has variance 1).
+
+        Every trial is one path, whole: a continuous recording is not cut, so the factors carry across
+        what the fit's segments cut. The factor's drive on neuron ``n`` is ``loading[n, k]`` times the path
+        (:attr:`~spikeglm.model.Network.loading`).
+
+        Raises
+        ------
+        ValueError
+            If the model has no latent factor (``n_latent=0``).
+        """
+        network, posterior = self._fitted()
+        if network.n_latent == 0:
+            raise ValueError("this model has no latent factors (n_latent=0): there is nothing to infer")
+        visible = self._visible(counts)
+        shape = (counts.n_trials, counts.n_bins, network.n_latent)
+        mean, sd = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+        for trial in range(counts.n_trials):
+            q = posterior.latent_posterior(network, visible[trial])
+            mean[trial], sd[trial] = q.mean.numpy(), q.variance.sqrt().numpy()
+        return mean, sd
 
     @torch.no_grad()
     def score(
@@ -843,6 +912,8 @@ class POGLM:
         }
         if self.selection_ is not None:
             metadata["selection"] = self.selection_.to_dict()
+        if network.loading is not None and network.latent_prior is not None:
+            metadata["latent"] = latent_metadata(network.loading, network.latent_prior.tau)
         if self.strength_se_ is not None:
             metadata["strength_se"] = se_to_json(self.strength_se_)
             metadata.update(_se_metadata(self.strength_se_source_ or {"method": "fisher"}))
@@ -878,6 +949,8 @@ class POGLM:
         return {
             "n_visible": network.n_visible,
             "n_hidden": checked.n_hidden,
+            "n_latent": checked.n_latent,
+            "latent_tau": checked.latent_tau,
             "basis": checked.basis.to_dict(),
             "link": checked.link,
             "variational": checked.variational,
@@ -925,7 +998,12 @@ class POGLM:
         """The fitted model that the state :func:`spikeglm.modelfile.read` read from ``path`` describes."""
         config = state["config"]
         model = cls(
-            config["n_hidden"], basis=state["basis"], link=config["link"], variational=config["variational"]
+            config["n_hidden"],
+            basis=state["basis"],
+            link=config["link"],
+            variational=config["variational"],
+            n_latent=config["n_latent"],
+            latent_tau=config["latent_tau"],
         )
         model.history_ = state["history"]
         model.network_ = model._new_network(config["n_visible"])
@@ -952,10 +1030,43 @@ class POGLM:
 
     def __repr__(self) -> str:
         state = "fitted" if self.network_ is not None else "not fitted"
+        latent = f", n_latent={self.n_latent!r}" if self.n_latent else ""
         return (
-            f"POGLM(n_hidden={self.n_hidden!r}, basis={self.basis!r}, link={self.link!r}, "
+            f"POGLM(n_hidden={self.n_hidden!r}{latent}, basis={self.basis!r}, link={self.link!r}, "
             f"variational={self.variational!r}; {state})"
         )
+
+
+def latent_metadata(loading: torch.Tensor, tau_bins: torch.Tensor) -> dict:
+    """The latent factors as a connectivity's metadata record them: ``n_latent``, the ``loading`` of each
+    neuron (visible then hidden) on each factor, and the factors' time constants ``tau_bins``."""
+    return {
+        "n_latent": loading.shape[1],
+        "loading": loading.detach().double().tolist(),
+        "tau_bins": tau_bins.detach().double().tolist(),
+    }
+
+
+def _latent_from_metadata(latent: object, n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
+    """The loading (N, K) and time constants (K,) that a connectivity's ``latent`` metadata record
+    (:func:`latent_metadata`); K = 0 without it. ValueError where they are not of that form."""
+    if latent is None:
+        return np.zeros((n_neurons, 0)), np.zeros(0)
+    try:
+        loading = np.asarray(latent["loading"], dtype=np.float64)  # type: ignore[index]
+        tau = np.asarray(latent["tau_bins"], dtype=np.float64)  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"connectivity metadata 'latent' must hold 'loading' and 'tau_bins': {err}"
+        ) from None
+    if loading.ndim != 2 or loading.shape[0] != n_neurons or tau.shape != (loading.shape[1],):
+        raise ValueError(
+            f"connectivity metadata 'latent': loading must be ({n_neurons}, K) and tau_bins (K,); got "
+            f"{loading.shape} and {tau.shape}"
+        )
+    if not (np.isfinite(loading).all() and np.isfinite(tau).all() and (tau > 0).all()):
+        raise ValueError("connectivity metadata 'latent': loading must be finite and tau_bins positive")
+    return loading, tau
 
 
 def _check_identity(path: str | os.PathLike, saved: dict | None, now: dict) -> None:

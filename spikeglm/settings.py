@@ -20,7 +20,7 @@ from typing import Any
 
 from spikeglm.basis import BASES
 from spikeglm.inference.config import TRAINING_SETTINGS
-from spikeglm.model import LINKS
+from spikeglm.model import DEFAULT_LATENT_TAU, LINKS
 from spikeglm.options import Setting, declare
 from spikeglm.variational import FAMILIES
 
@@ -57,6 +57,20 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         choices=FAMILIES,
     ),
     Setting("basis_options", dict, None, optional=True),
+    Setting(
+        "n_latent",
+        int,
+        0,
+        "Number of slow latent factors that drive every neuron through a loading: a shared input such as "
+        "brain state or background, which the couplings would otherwise absorb. 0: none.",
+        minimum=0,
+    ),
+    Setting(
+        "latent_tau",
+        float,
+        DEFAULT_LATENT_TAU,
+        "The latent factors' time constant at the start of a fit, in bins (it is learned).",
+    ),
 )
 
 #: Every setting of :class:`~spikeglm.poglm.POGLM` by name: the model's, how long trials are cut

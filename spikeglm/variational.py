@@ -134,14 +134,21 @@ class Posterior(nn.Module):
         """The number of latent factors whose posterior this one holds (0: none)."""
         return 0 if self.latent_encoder is None else self.latent_encoder.n_factors
 
-    def latent_posterior(self, network: Network, visible: torch.Tensor) -> MarkovGaussian:
+    def latent_posterior(
+        self, network: Network, visible: torch.Tensor, scored: torch.Tensor | None = None
+    ) -> MarkovGaussian:
         """``q(f | x)``: the Gaussian posterior over the paths of ``network``'s latent factors given the
-        visible counts ``(..., bins, V)``, batch ``(...)``; ValueError if the two disagree on the factors."""
+        visible counts ``(..., bins, V)``, batch ``(...)``; ValueError if the two disagree on the factors.
+
+        ``scored`` ``(..., bins)`` (a :class:`~spikeglm.segments.Batch`'s) keeps only the potentials of the
+        scored bins: on a segment's context the path then follows the prior given the scored bins, so the
+        path's KL from the prior is that of the scored bins alone, as their likelihood is.
+        """
         if self.latent_encoder is None or network.latent_prior is None or network.n_latent != self.n_latent:
             raise ValueError(
                 f"the network has {network.n_latent} latent factors where the posterior has {self.n_latent}"
             )
-        return self.latent_encoder.posterior(network.latent_prior, visible)
+        return self.latent_encoder.posterior(network.latent_prior, visible, mask=scored)
 
     def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
         """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""
@@ -220,7 +227,7 @@ def log_weights(
     hidden, q_rate = posterior.sample(visible, n_samples, law)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
-    latent, latent_weight = _latent_draws(network, posterior, visible, n_samples, exact_latent_kl)
+    latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
     log_p = network.log_likelihood(visible, hidden, latent)
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
@@ -233,14 +240,14 @@ def log_weights(
 
 
 def _latent_draws(
-    network: Network, posterior: Posterior, visible: torch.Tensor, n_samples: int, exact_kl: bool
+    network: Network, posterior: Posterior, batch: Batch, n_samples: int, exact_kl: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Paths of the latent factors (n_samples, trials, bins, K) drawn from ``q(f | x)`` and their term of
     the log-weights, ``log p(f) - log q(f | x)`` (n_samples, trials) or ``-KL`` (trials); None, None
     for a network and a posterior without factors."""
     if network.n_latent == 0 and posterior.n_latent == 0:
         return None, None
-    q = posterior.latent_posterior(network, visible)
+    q = posterior.latent_posterior(network, batch.visible, batch.scored)
     latent = q.rsample((n_samples,))
     if exact_kl:
         return latent, -q.kl_prior()

@@ -215,8 +215,8 @@ SCHEMA_CASES = {
     ),
     "not-a-model": (lambda f: f.attrs.__delitem__("format"), r"not a spikeglm model file"),
     "newer-format": (
-        _set_attribute("format_version", 3),
-        r"format version 3 is newer than this spikeglm reads",
+        _set_attribute("format_version", modelfile.FORMAT_VERSION + 1),
+        rf"format version {modelfile.FORMAT_VERSION + 1} is newer than this spikeglm reads",
     ),
     "version-1-with-checksum": (
         _set_attribute("format_version", 1),
@@ -330,6 +330,34 @@ def test_a_file_of_format_version_1_still_loads(files, tmp_path):
         f.attrs["format_version"] = 2
     with pytest.raises(ValueError, match=r"v1\.h5: damaged or altered \(the file lacks the checksum header"):
         sg.POGLM.load(old)
+
+
+def test_a_file_of_format_version_2_loads_without_latent_factors(files, tmp_path):
+    model, model_path, _ = files
+
+    def as_version_2(f: h5py.File) -> None:
+        f.attrs["format_version"] = 2
+        _config(lambda c: [c.pop("n_latent"), c.pop("latent_tau")])(f)
+
+    older = _edited(model_path, tmp_path / "v2.h5", as_version_2)
+    loaded = sg.POGLM.load(older)
+    assert loaded.n_latent == 0 and loaded.network_.loading is None
+    np.testing.assert_array_equal(loaded.connectivity().weights, model.connectivity().weights)
+
+
+def test_latent_factors_are_checked_like_every_field(files, tmp_path):
+    _, model_path, _ = files
+    for value, wanted in ((-1, "a whole number >= 0"), (1.5, "a whole number >= 0"), (10**9, "exceed")):
+        edited = _edited(model_path, tmp_path / "bad.h5", _config(lambda c, v=value: c.update(n_latent=v)))
+        with pytest.raises(ValueError, match=rf"bad\.h5: config field 'n_latent' .*{wanted}"):
+            sg.POGLM.load(edited)
+    edited = _edited(model_path, tmp_path / "tau.h5", _config(lambda c: c.update(latent_tau=0)))
+    with pytest.raises(ValueError, match=r"tau\.h5: config field 'latent_tau' must be a number > 0"):
+        sg.POGLM.load(edited)
+    # A file that declares a factor its datasets lack.
+    edited = _edited(model_path, tmp_path / "lacks.h5", _config(lambda c: c.update(n_latent=1)))
+    with pytest.raises(ValueError, match=r"lacks\.h5: dataset /network/loading is missing"):
+        sg.POGLM.load(edited)
 
 
 def test_checksum_functions(tmp_path):

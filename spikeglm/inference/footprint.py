@@ -18,6 +18,9 @@ _STEP_TENSORS = 17
 #: Tensors of (bins, units, basis functions) that a step holds: the histories (past and future) of the
 #: visible counts, the copies the convolutions make, and the design the couplings multiply.
 _DESIGN_TENSORS = 8
+#: Tensors of (samples, bins, factors) that a step with latent factors keeps: the drawn path, its noise,
+#: the encoder's potentials, and the levels of the odd-even reduction that solves the path's posterior.
+_LATENT_TENSORS = 24
 
 
 def fit_memory(
@@ -32,33 +35,36 @@ def fit_memory(
     score_trials: int = 0,
     score_bins: int = 0,
     n_particles: int = 0,
+    n_latent: int = 0,
 ) -> dict[str, float]:
     """The memory a fit needs at its peak, in bytes, by what it is for; estimated from the settings alone.
 
     Counted, in 4-byte floats unless said otherwise (``N = n_visible + n_hidden`` neurons, ``B =
     n_basis`` basis functions of ``window`` lags, ``b = part_bins`` bins of one part of a step, context
-    included, ``S = n_samples``):
+    included, ``S = n_samples``, ``K = n_latent`` latent factors). A fit is trained when it has hidden
+    neurons or latent factors, and solved as a GLM otherwise:
 
     ``"parameters"``
-        The network's couplings (N x N x B) and biases, the posterior's readings of the visible past and
-        future (2 x H x V x B) and of the hidden past (H x H x B), times the copies the optimiser keeps
-        (gradients and Adam's moments; L-BFGS's history without hidden neurons).
+        The network's couplings (N x N x B), biases and loadings (N x K), the posterior's readings of the
+        visible past and future (2 x H x V x B), of the hidden past (H x H x B) and of the factors (2 x K x
+        V), times the copies the optimiser keeps (gradients and Adam's moments; L-BFGS's history for a GLM).
     ``"start"``
-        Fits with hidden neurons: the visible neurons' GLM they start from (its L-BFGS copies) and the
-        correlation matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times.
-        Fits without: the observed information behind the standard errors, N blocks of (1 + N B)^2
-        float64 (and a copy).
+        Trained fits: the visible neurons' GLM they start from (its L-BFGS copies) and the correlation
+        matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: the
+        observed information behind the standard errors, N blocks of (1 + N B)^2 float64 (and a copy).
     ``"step"``
         One part of a training step: the design (the basis-filtered histories of the visible counts, b x V
         x B, with the convolutions' copies), and for each of the S samples the hidden counts, their history
         (b x H x B) and the rates and log-probabilities of every neuron (b x N) that the gradient needs; a
         particle objective (``"fivo"``, ``"likelihood"``: those whose
         :attr:`~spikeglm.inference.objectives.Objective.particles` is true) also keeps each bin's window of
-        hidden history (b x window x H per particle).
+        hidden history (b x window x H per particle). Latent factors add, per sample, the path and what
+        solving its posterior keeps (b x K several times).
     ``"scoring"``
         With ``score_trials`` held-out trials of ``score_bins`` bins scored by ``n_particles`` particles
         (:func:`spikeglm.smc.log_likelihood`, as cross-validation does): every particle's window of
-        hidden history and rates of every neuron, and the visible drive of a block of bins.
+        hidden history, its factors' state and rates of every neuron, the visible drive of a block of
+        bins, and the factors' posterior transitions over a whole trial (3 x bins x K x K).
 
     The estimate is meant to be within a factor of about two of the peak a CPU fit reaches (the tests
     compare the two); what it leaves out (the counts themselves, torch's own footprint) is small next to
@@ -71,23 +77,27 @@ def fit_memory(
     """
     n_neurons = n_visible + n_hidden
     floats = 4
-    parameters = n_parameters(n_visible, n_hidden, n_basis)
-    copies = _LBFGS_COPIES if n_hidden == 0 else _ADAM_COPIES
+    parameters = n_parameters(n_visible, n_hidden, n_basis, n_latent)
+    trained = bool(n_hidden or n_latent)
+    copies = _ADAM_COPIES if trained else _LBFGS_COPIES
     parts = {"parameters": float(parameters) * copies * floats}
-    if n_hidden:
+    if trained:
         glm = float(n_visible) * n_visible * n_basis * _LBFGS_COPIES * floats
         parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
     else:
         parts["start"] = 2.0 * n_neurons * (1 + n_neurons * n_basis) ** 2 * 8
     design = float(part_bins) * n_visible * n_basis * _DESIGN_TENSORS
-    samples = float(n_samples) * part_bins * (_STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis)
+    per_bin = _STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis + _LATENT_TENSORS * n_latent
+    samples = float(n_samples) * part_bins * per_bin
     if OBJECTIVES[objective].particles and n_hidden:
         samples += 2.0 * n_samples * part_bins * window * n_hidden
-    parts["step"] = (design + (samples if n_hidden else _STEP_TENSORS * part_bins * n_neurons)) * floats
-    if score_trials and n_hidden:
+    parts["step"] = (design + (samples if trained else _STEP_TENSORS * part_bins * n_neurons)) * floats
+    if score_trials and trained:
         block = min(score_bins, 4096) + window
-        particles = float(score_trials) * n_particles * (3 * window * n_hidden + 4 * n_neurons)
-        parts["scoring"] = (particles + 5.0 * score_trials * block * n_neurons) * floats
+        per_particle = 3 * window * n_hidden + 4 * n_neurons + 3 * n_latent
+        particles = float(score_trials) * n_particles * per_particle
+        transitions = 3.0 * score_trials * score_bins * n_latent**2 * 2  # float64
+        parts["scoring"] = (particles + transitions + 5.0 * score_trials * block * n_neurons) * floats
     return parts
 
 
@@ -119,8 +129,11 @@ def check_memory(parts: dict[str, float], where: str, advice: dict[str, str]) ->
         )
 
 
-def n_parameters(n_visible: int, n_hidden: int, n_basis: int) -> int:
-    """Parameters of a model and its posterior: couplings and biases of every neuron, and the posterior's
-    readings of the visible past and future and of the hidden past, with its biases."""
+def n_parameters(n_visible: int, n_hidden: int, n_basis: int, n_latent: int = 0) -> int:
+    """Parameters of a model and its posterior: couplings, biases and loadings of every neuron, the
+    factors' time constants, and the posterior's readings of the visible past and future, of the hidden
+    past and of the factors, with its biases."""
     n_neurons = n_visible + n_hidden
-    return n_neurons * (n_neurons * n_basis + 1) + n_hidden * ((2 * n_visible + n_hidden) * n_basis + 1)
+    hidden = n_hidden * ((2 * n_visible + n_hidden) * n_basis + 1)
+    latent = n_latent * (n_neurons + 2 * n_visible + 3)
+    return n_neurons * (n_neurons * n_basis + 1) + hidden + latent

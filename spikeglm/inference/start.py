@@ -26,31 +26,76 @@ STARTS: Registry[str] = Registry(
 START_STRENGTH = 1.0
 #: The same for the posterior's reading of that neuron's future counts.
 START_READING = 0.5
+#: Largest loading of a latent factor on a visible neuron at the start.
+START_LOADING = 0.3
 #: Most L-BFGS iterations of the start's GLM.
 START_ITERATIONS = 500
 
 
 def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins: int = PART_BINS) -> None:
-    """Start a fit with hidden neurons from the visible neurons' GLM and the shared part of its errors.
+    """Start a fit with hidden neurons (or latent factors) from the visible neurons' GLM and the shared
+    part of its errors.
 
     The visible block (couplings and biases) starts at the maximum-likelihood GLM of the visible counts
     (:func:`solve_glm`). Input that several visible neurons share shows in that GLM's errors as
-    correlated fluctuations, so hidden neuron ``h`` starts coupled onto the visible neurons along the
-    ``h``-th principal component of the correlations of the GLM's Pearson residuals
-    ``(x - rate) / sqrt(rate)``, signed to excite on balance, its largest summed coupling
-    :data:`START_STRENGTH`; where the posterior reads the visible future, it reads the same component
-    (:data:`START_READING`), so that the hidden counts start high where the neurons they drive fire
-    together. Only components whose variance stands above the noise's (beyond the Marchenko-Pastur edge
-    of the correlation matrix) are used; the other hidden neurons keep their random start. From small
-    random couplings alone, the fit finds less of the shared input (docs/benchmarks.md, "When hidden
-    neurons pay off").
+    correlated fluctuations (:func:`shared_components`). The network's latent factors take the leading
+    components and its hidden neurons the next ones:
+
+    * hidden neuron ``h`` starts coupled onto the visible neurons along its component, signed to excite
+      on balance, its largest summed coupling :data:`START_STRENGTH`; where the posterior reads the
+      visible future, it reads the same component (:data:`START_READING`), so that the hidden counts
+      start high where the neurons they drive fire together;
+    * factor ``k`` starts loading on the visible neurons along its component (largest loading
+      :data:`START_LOADING`), and the posterior's encoder reads the counts' projection on it.
+
+    Only components whose variance stands above the noise's are used; hidden neurons and factors beyond
+    them keep their random start. From small random couplings alone, the fit finds less of the shared
+    input (docs/benchmarks.md, "When hidden neurons pay off").
     """
-    n_visible, n_components = network.n_visible, min(network.n_hidden, network.n_visible)
+    n_visible, n_latent = network.n_visible, network.n_latent
     glm = Network(n_visible, 0, network.basis, network.link_name).to(network.bias.device)
     glm.bias.data.copy_(network.bias.data[:n_visible])
     solve_glm(glm, data, max_iterations=START_ITERATIONS, part_bins=part_bins)  # whatever the epochs
-    device = network.bias.device
+    components, rate = shared_components(glm, data, n_latent + network.n_hidden, part_bins)
+    components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)
+    components = components / components.abs().amax(0)
+    latent, hidden = components[:, :n_latent], components[:, n_latent:]
+    dtype = network.weight.dtype
+    with torch.no_grad():
+        network.weight[:n_visible, :n_visible] = glm.weight
+        network.bias[:n_visible] = glm.bias
+        if hidden.shape[1]:
+            # Each basis function carries an equal share of the filter's summed strength.
+            share = 1.0 / (network.basis_matrix.sum(1) * network.basis_matrix.shape[0])
+            loading = hidden.to(dtype)[..., None] * share.to(dtype)
+            columns = slice(n_visible, n_visible + hidden.shape[1])
+            network.weight[:n_visible, columns] = START_STRENGTH * loading
+            if posterior.sees_future:
+                posterior.future[: hidden.shape[1]] = START_READING * loading.transpose(0, 1)
+        if latent.shape[1] and network.loading is not None and posterior.latent_encoder is not None:
+            factors = slice(0, latent.shape[1])
+            network.loading[:n_visible, factors] = START_LOADING * latent.to(dtype)
+            # The readout of factor k: the counts' Pearson residuals projected on its component, scaled
+            # to unit variance per bin.
+            readout = latent / (latent.norm(dim=0) * rate.clamp_min(1e-6).sqrt()[:, None])
+            encoder = posterior.latent_encoder
+            encoder.mean_weight[factors] = readout.T.to(dtype)
+            encoder.mean_bias[factors] = -(readout.T @ rate).to(dtype)
+
+
+def shared_components(
+    glm: Network, data: Segments, n_wanted: int, part_bins: int = PART_BINS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The leading principal components of the correlations of a fitted GLM's Pearson residuals
+    ``(x - rate) / sqrt(rate)`` over the scored bins of ``data``, and the visible neurons' mean rates.
+
+    At most ``n_wanted`` components, leading first, shape (V, n), float64; only those whose eigenvalue
+    stands beyond the Marchenko-Pastur edge of pure noise (estimated from the median eigenvalue) are
+    returned, since the others are noise. The mean rates are per bin, shape (V,), float64.
+    """
+    n_visible, device = glm.n_visible, glm.bias.device
     moments = torch.zeros(n_visible + 1, n_visible + 1, dtype=torch.float64, device=device)
+    sums = torch.zeros(n_visible, dtype=torch.float64, device=device)
     with torch.no_grad():
         for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
             batch = data.batch(index, device=device)
@@ -59,24 +104,15 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins:
             weight = torch.ones_like(residual[..., :1]) if batch.scored is None else batch.scored[..., None]
             rows = torch.cat([weight, residual * weight], dim=-1).reshape(-1, n_visible + 1)
             moments += rows.T @ rows  # [count, sums; sums, products] over the scored bins
+            sums += (rate * weight).reshape(-1, n_visible).sum(0)
         parallel.all_sum(moments)
-        count, sums = moments[0, 0].clamp_min(1.0), moments[0, 1:]
-        covariance = moments[1:, 1:] / count - torch.outer(sums, sums) / count**2
-        scale = covariance.diagonal().clamp_min(1e-12).rsqrt()
-        values, vectors = torch.linalg.eigh(covariance * torch.outer(scale, scale))  # correlations
-        # Components of pure noise have eigenvalues (ascending) up to the Marchenko-Pastur edge above
-        # the noise level, estimated by the median eigenvalue; only those beyond it are shared input.
-        edge = values.median() * (1 + math.sqrt(n_visible / float(count))) ** 2
-        n_components = min(n_components, int((values > edge).sum()))
-        components = vectors.flip(1)[:, :n_components]  # leading first
-        components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)
-        components = components / components.abs().amax(0)
-        # Each basis function carries an equal share of the filter's summed strength.
-        share = 1.0 / (network.basis_matrix.sum(1) * network.basis_matrix.shape[0])
-        loading = components.to(network.weight.dtype)[..., None] * share.to(network.weight.dtype)
-        network.weight[:n_visible, :n_visible] = glm.weight
-        network.bias[:n_visible] = glm.bias
-        hidden = slice(n_visible, n_visible + n_components)
-        network.weight[:n_visible, hidden] = START_STRENGTH * loading
-        if posterior.sees_future:
-            posterior.future[:n_components] = START_READING * loading.transpose(0, 1)
+        parallel.all_sum(sums)
+    count, residual_sums = moments[0, 0].clamp_min(1.0), moments[0, 1:]
+    covariance = moments[1:, 1:] / count - torch.outer(residual_sums, residual_sums) / count**2
+    scale = covariance.diagonal().clamp_min(1e-12).rsqrt()
+    values, vectors = torch.linalg.eigh(covariance * torch.outer(scale, scale))  # correlations
+    # Components of pure noise have eigenvalues (ascending) up to the Marchenko-Pastur edge above the
+    # noise level, estimated by the median eigenvalue; only those beyond it are shared input.
+    edge = values.median() * (1 + math.sqrt(n_visible / float(count))) ** 2
+    n_components = min(n_wanted, n_visible, int((values > edge).sum()))
+    return vectors.flip(1)[:, :n_components], sums / count

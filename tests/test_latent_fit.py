@@ -1,0 +1,97 @@
+"""The estimator with latent factors: settings, model files, exports, inference of the paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import spikeglm as sg
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A model with one latent factor and one hidden neuron, fitted briefly to small counts."""
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(0).poisson(0.3, (3, 80, 4)), bin_size="5 ms")
+    model = sg.POGLM(n_hidden=1, n_latent=1, latent_tau=12.0, epochs=3, seed=0).fit(counts)
+    return model, counts
+
+
+def test_the_settings_are_checked_with_their_names():
+    counts = sg.SpikeCounts.from_array(np.zeros((2, 20, 3)), bin_size="5 ms")
+    with pytest.raises(ValueError, match="n_latent must be a whole number >= 0; got -1"):
+        sg.POGLM(n_latent=-1).fit(counts)
+    with pytest.raises(ValueError, match="latent_tau"):
+        sg.POGLM(n_latent=1, latent_tau=0.0).fit(counts)
+    assert "n_latent=2" in repr(sg.POGLM(n_latent=2)) and "n_latent" not in repr(sg.POGLM())
+
+
+def test_a_fit_with_factors_and_no_hidden_neuron_is_trained_not_solved():
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(1).poisson(0.3, (3, 80, 4)), bin_size="5 ms")
+    model = sg.POGLM(n_hidden=0, n_latent=1, epochs=4, seed=0).fit(counts)
+    assert "L-BFGS" not in model.stopped_ and len(model.history_) == 4
+    assert model.network_.loading.shape == (4, 1) and model.strength_se_ is None
+    assert float(model.network_.loading.detach().abs().sum()) > 0
+
+
+def test_the_model_file_keeps_the_factors(fitted, tmp_path):
+    model, counts = fitted
+    model.save(tmp_path / "model.h5")
+    loaded = sg.POGLM.load(tmp_path / "model.h5")
+    assert (loaded.n_latent, loaded.latent_tau) == (1, 12.0)
+    for name, value in model.network_.state_dict().items():
+        torch.testing.assert_close(loaded.network_.state_dict()[name], value, rtol=0, atol=0)
+    for before, after in zip(model.infer_latent(counts), loaded.infer_latent(counts), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_infer_latent_gives_a_mean_and_sd_per_bin(fitted):
+    model, counts = fitted
+    mean, sd = model.infer_latent(counts)
+    assert mean.shape == sd.shape == (3, 80, 1) and mean.dtype == np.float32
+    # Unit variance under the prior: the posterior's sd is positive and below the prior's.
+    assert (sd > 0).all() and (sd <= 1 + 1e-5).all() and np.isfinite(mean).all()
+    # Each trial is one path: the same as the posterior of that trial alone.
+    network, posterior = model.network_, model.posterior_
+    with torch.no_grad():
+        q = posterior.latent_posterior(network, torch.tensor(counts.counts[1], dtype=torch.float32))
+    np.testing.assert_allclose(mean[1], q.mean.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"no latent factors \(n_latent=0\)"):
+        sg.POGLM(n_hidden=1, epochs=1).fit(counts).infer_latent(counts)
+
+
+def test_the_connectivity_records_the_factors_and_rebuilds_them(fitted):
+    model, _ = fitted
+    conn = model.connectivity()
+    latent = conn.metadata["latent"]
+    assert latent["n_latent"] == 1 and np.shape(latent["loading"]) == (5, 1)
+    np.testing.assert_allclose(
+        latent["tau_bins"], model.network_.latent_prior.tau.detach().numpy(), rtol=1e-6
+    )
+    rebuilt = sg.POGLM.from_connectivity(conn)
+    torch.testing.assert_close(rebuilt.network_.loading, model.network_.loading.detach())
+    torch.testing.assert_close(rebuilt.network_.latent_prior.tau, model.network_.latent_prior.tau.detach())
+    metadata = {**conn.metadata, "latent": {"loading": [[0.1]], "tau_bins": [5.0]}}
+    wrong = sg.Connectivity(
+        conn.weights,
+        conn.basis_matrix,
+        conn.bias,
+        labels=conn.labels,
+        visible=conn.visible,
+        metadata=metadata,
+    )
+    with pytest.raises(ValueError, match=r"loading must be \(5, K\)"):
+        sg.POGLM.from_connectivity(wrong)
+
+
+def test_the_memory_estimate_counts_the_factors():
+    model = sg.POGLM(n_hidden=0, n_latent=2)
+    with_factors = model.fit_memory(1, 10_000, 20)
+    without = sg.POGLM(n_hidden=0).fit_memory(1, 10_000, 20)
+    assert with_factors["step"] > without["step"] and "scoring" not in with_factors
+    assert (
+        sg.POGLM(n_hidden=0, n_latent=2).fit_memory(
+            1, 10_000, 20, score_trials=1, score_bins=10_000, n_particles=100
+        )["scoring"]
+        > 0
+    )
