@@ -67,6 +67,28 @@ def test_fit_infer_export_pipeline(fitted_model, tmp_path):
     assert loaded.metadata["spikeglm_version"] == sg.__version__
 
 
+def test_a_fit_with_a_latent_factor_infers_its_path(tmp_path):
+    result = run("fit", EXAMPLE, "-o", tmp_path / "m.h5", *FAST, "--hidden", "0", "--latent", "1")
+    assert result.exit_code == 0, result.output
+    assert "epoch 4/4" in result.output  # trained, not solved as a GLM
+    result = run("infer", tmp_path / "m.h5", EXAMPLE, "-o", tmp_path / "paths.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "paths.npz", allow_pickle=False) as paths:
+        assert paths["latent_mean"].shape == paths["latent_sd"].shape == (80, 200, 1)
+        assert paths["latent_loading"].shape == (10, 1) and paths["latent_labels"].tolist() == ["latent-0"]
+        assert (paths["latent_sd"] > 0).all() and paths["latent_tau_s"][0] > 0
+        assert json.loads(str(paths["metadata"]))["n_latent"] == 1
+    conn = sg.Connectivity.load(_exported(tmp_path / "m.h5", tmp_path / "conn.json"))
+    assert conn.metadata["latent"]["n_latent"] == 1
+    assert run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--latent", "-1").exit_code == 2
+
+
+def _exported(model: Path, path: Path) -> Path:
+    result = run("export", model, "-o", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
 def test_outputs_are_never_overwritten_without_asking(fitted_model, tmp_path):
     target = tmp_path / "conn.csv"
     target.write_text("keep me")

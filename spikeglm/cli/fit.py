@@ -88,6 +88,10 @@ def fit(
     Example: spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 2 --epochs 300
 
     \b
+    Example, a slow drive shared by the neurons (brain state), beside no hidden neuron:
+    spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --latent 1
+
+    \b
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """

@@ -27,7 +27,10 @@ def infer(model: str, recording: str, output: str, overwrite: bool, reading: Rea
     each hidden neuron's count per bin (trials, bins, hidden), and hidden_rates_hz, the same in spikes
     per second (divided by the bin size); each with its unit in hidden_rates_unit and
     hidden_rates_hz_unit; bin_size_s and trial_starts_s (s); hidden_labels and visible_units; and
-    metadata, a JSON string naming the model file, the recording and the model's settings.
+    metadata, a JSON string naming the model file, the recording and the model's settings. A model with
+    latent factors (--latent) adds latent_mean and latent_sd (trials, bins, factors: the posterior mean
+    and sd of each factor's path, in units of its stationary sd, latent_unit), latent_loading (each
+    neuron's loading on each factor, visible then hidden), latent_tau_s and latent_labels.
 
     Example: spikeglm infer model.h5 spikeglm/data/example.nwb -o hidden.npz
     """
@@ -51,11 +54,13 @@ def hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> dic
         "spikeglm": sg.__version__,
         "bin_size": model.bin_size_,
         "n_hidden": checked.n_hidden,
+        "n_latent": checked.n_latent,
         "link": checked.link,
         "variational": checked.variational,
         "trial_length": model.data_.get("trial_length"),
     }
     return {
+        **_latent_arrays(model, counts),
         "hidden_rates": rates,
         "hidden_rates_unit": np.array("expected spike count per bin"),
         "hidden_rates_hz": rates / model.bin_seconds,
@@ -65,6 +70,22 @@ def hidden_arrays(model: sg.POGLM, counts: sg.SpikeCounts, sources: dict) -> dic
         "hidden_labels": np.array([f"hidden-{k}" for k in range(model.n_hidden)]),
         "visible_units": np.array(model.unit_ids_),
         "metadata": np.array(json.dumps(metadata)),
+    }
+
+
+def _latent_arrays(model: sg.POGLM, counts: sg.SpikeCounts) -> dict[str, np.ndarray]:
+    """The latent factors' posterior paths, their unit, loadings and time constants; none without them."""
+    network = model.network_
+    if network is None or network.loading is None or network.latent_prior is None:
+        return {}
+    mean, sd = model.infer_latent(counts)
+    return {
+        "latent_mean": mean,
+        "latent_sd": sd,
+        "latent_unit": np.array("standard deviations of the factor's stationary prior (unitless)"),
+        "latent_loading": network.loading.detach().numpy().astype(np.float64),
+        "latent_tau_s": network.latent_prior.tau.detach().numpy().astype(np.float64) * model.bin_seconds,
+        "latent_labels": np.array([f"latent-{k}" for k in range(network.n_latent)]),
     }
 
 

@@ -328,6 +328,8 @@ MODEL_OPTIONS = (
         type=click.IntRange(min=2),
         help="With --hidden auto: cross-validation folds (whole trials, or blocks of time of each trial).",
     ),
+    setting_option("n_latent", "--latent"),
+    setting_option("latent_tau", metavar="BINS"),
     setting_option("basis"),
     setting_option("window"),
     setting_option("link"),

@@ -11,10 +11,10 @@ from spikeglm.records import EpochRecord
 
 def progress_line(model: sg.POGLM) -> ProgressLine | None:
     """The progress line of a fit of ``model`` in this process: on the main process only, labelled by
-    what a step is (an epoch, or an L-BFGS iteration of a fit without hidden neurons)."""
+    what a step is (an epoch, or an L-BFGS iteration of a GLM: no hidden neuron, no latent factor)."""
     if not sg.parallel.is_main():
         return None
-    label = "L-BFGS iteration" if model.n_hidden == 0 else "epoch"
+    label = "L-BFGS iteration" if model.checked_settings().glm else "epoch"
     return ProgressLine(model.epochs, label=label)
 
 
