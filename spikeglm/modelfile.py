@@ -144,7 +144,7 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strength_se_source": (
         lambda v: (
             v is None
-            or v == {"method": "fisher"}
+            or v in ({"method": "fisher"}, {"method": "fisher-latent"})
             or (
                 isinstance(v, dict)
                 and set(v) == {"method", "n_boot", "seed"}
@@ -154,7 +154,8 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
                 and _is_whole(v["seed"])
             )
         ),
-        'null, {"method": "fisher"} or {"method": "bootstrap", "n_boot": >= 2, "seed": a whole number}',
+        'null, {"method": "fisher"}, {"method": "fisher-latent"} or {"method": "bootstrap", "n_boot": >= 2, '
+        '"seed": a whole number}',
     ),
 }
 #: The training state's keys beyond the optimizer's, with the values that stand in for those missing

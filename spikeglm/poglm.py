@@ -33,7 +33,7 @@ from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
 from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
-from spikeglm.segments import PART_BINS, Segments
+from spikeglm.segments import PART_BINS, Batch, Segments
 from spikeglm.settings import DEFAULTS, SETTINGS
 from spikeglm.significance import se_to_json, strength_se
 from spikeglm.timeunits import seconds
@@ -635,6 +635,10 @@ class POGLM:
             checkpoint=checkpoint,
             previous=list(self.history_),
         )[1]
+        if network.n_hidden == 0 and not config.freeze_network:
+            # Couplings given the factors' posterior mean drive: the GLM's errors, conditional on it.
+            self.strength_se_ = strength_se(network, segments, offset=_latent_drive(network, posterior))
+            self.strength_se_source_ = {"method": "fisher-latent"}
 
     def _checkpoint_writer(
         self, checkpoint: str | os.PathLike, identity: dict | None
@@ -1102,6 +1106,18 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _latent_drive(network: Network, posterior: Posterior) -> Callable[[Batch], torch.Tensor]:
+    """The drive of the latent factors' posterior mean path on every neuron, batch by batch."""
+
+    def drive(batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            q = posterior.latent_posterior(network, batch.visible, batch.scored)
+            assert network.loading is not None  # latent_posterior checked the factors
+            return q.mean.double() @ network.loading.detach().double().T
+
+    return drive
+
+
 def _resume_point(saved: dict) -> Resume:
     """Where the fit saved in a checkpoint's training state stands."""
     partial = saved.get("partial") or {}
@@ -1120,6 +1136,11 @@ def _se_metadata(source: dict) -> dict:
             "se_method": "parametric bootstrap from the fitted model",
             "se_n_boot": source["n_boot"],
             "se_seed": source["seed"],
+        }
+    if source["method"] == "fisher-latent":
+        return {
+            "se_method": "observed Fisher information given the latent factors' posterior mean path (the "
+            "path's uncertainty is not carried; the parametric bootstrap carries it)"
         }
     return {"se_method": "observed Fisher information (no hidden neuron)"}
 

@@ -35,7 +35,7 @@ compared with the refitted ones.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,7 +46,7 @@ from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
 from spikeglm.model import Network
 from spikeglm.provenance import check_fitted_on
-from spikeglm.segments import Segments
+from spikeglm.segments import Batch, Segments
 from spikeglm.timeunits import seconds
 
 #: The columns of :func:`wald_table` and :func:`jitter_table`.
@@ -66,7 +66,12 @@ def se_from_json(rows: list[list[float | None]]) -> np.ndarray:
     return np.array([[np.inf if v is None else v for v in row] for row in rows], dtype=float)
 
 
-def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> np.ndarray:
+def strength_se(
+    network: Network,
+    data: Segments,
+    max_elements: int = 2**25,
+    offset: Callable[[Batch], torch.Tensor] | None = None,
+) -> np.ndarray:
     """Standard errors of the coupling strengths of a fitted GLM (no hidden neuron), shape (post, pre).
 
     Parameters
@@ -77,6 +82,11 @@ def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> 
         The counts the network was fitted to.
     max_elements : int
         Bins x neurons x parameters computed at once (bounds the memory: 256 MB at the default).
+    offset : callable, optional
+        ``offset(batch)``, a known term of every neuron's predictor in the batch's bins, shape (segments,
+        bins, N): for a network with latent factors, the drive of their posterior mean path. The errors
+        are then those of the couplings given that drive: the path's own uncertainty is not carried
+        into them (the parametric bootstrap carries it).
 
     Returns
     -------
@@ -86,8 +96,11 @@ def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> 
     """
     if network.n_hidden:
         raise ValueError("strength_se covers networks without hidden neurons")
+    if network.n_latent and offset is None:
+        raise ValueError("strength_se of a network with latent factors needs their drive (offset)")
     n, n_basis = network.n_neurons, network.weight.shape[-1]
-    information = _information(network, data, max(1, max_elements // (n * (1 + n * n_basis))))
+    part_bins = max(1, max_elements // (n * (1 + n * n_basis)))
+    information = _information(network, data, part_bins, offset)
     sums = network.basis_matrix.double().sum(dim=1).cpu().numpy()  # strength = weight . sums
     se = np.full((n, n), np.inf)
     for post in range(n):
@@ -103,7 +116,9 @@ def strength_se(network: Network, data: Segments, max_elements: int = 2**25) -> 
 
 
 @torch.no_grad()
-def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray:
+def _information(
+    network: Network, data: Segments, part_bins: int, offset: Callable[[Batch], torch.Tensor] | None = None
+) -> np.ndarray:
     """The blocks ``I_n`` of the observed Fisher information, shape (N, P, P) with P = 1 + N * n_basis."""
     weight = network.weight.detach().double()
     bias = network.bias.detach().double()
@@ -115,7 +130,10 @@ def _information(network: Network, data: Segments, part_bins: int) -> np.ndarray
         batch = data.batch(index, dtype=torch.float64, device=bias.device)
         features = history(batch.visible, basis).flatten(-2)  # (segments, bins, N * n_basis)
         rows = torch.cat([torch.ones_like(features[..., :1]), features], dim=-1).reshape(-1, size)
-        predictor = (bias + features @ weight.flatten(1).T).reshape(-1, n)
+        predictor = bias + features @ weight.flatten(1).T
+        if offset is not None:
+            predictor = predictor + offset(batch).to(predictor.dtype)
+        predictor = predictor.reshape(-1, n)
         weights = _observed_curvature(network.link_name, batch.visible.reshape(-1, n), predictor)
         if batch.scored is not None:
             weights = weights * batch.scored.reshape(-1, 1)

@@ -30,7 +30,7 @@ def test_a_fit_with_factors_and_no_hidden_neuron_is_trained_not_solved():
     counts = sg.SpikeCounts.from_array(np.random.default_rng(1).poisson(0.3, (3, 80, 4)), bin_size="5 ms")
     model = sg.POGLM(n_hidden=0, n_latent=1, epochs=4, seed=0).fit(counts)
     assert "L-BFGS" not in model.stopped_ and len(model.history_) == 4
-    assert model.network_.loading.shape == (4, 1) and model.strength_se_ is None
+    assert model.network_.loading.shape == (4, 1)
     assert float(model.network_.loading.detach().abs().sum()) > 0
 
 
@@ -95,3 +95,40 @@ def test_the_memory_estimate_counts_the_factors():
         )["scoring"]
         > 0
     )
+
+
+def test_the_standard_errors_given_a_drive_are_those_of_the_glm_with_it_in_the_biases():
+    from spikeglm.basis import get
+    from spikeglm.model import Network
+    from spikeglm.segments import Segments
+    from spikeglm.significance import strength_se
+
+    generator = torch.Generator().manual_seed(0)
+    shifted = Network(3, 0, get("exponential", window=5), "exp")
+    with torch.no_grad():
+        shifted.weight.normal_(0, 0.3, generator=generator)
+        shifted.bias.fill_(-1.5)
+    counts = Segments(shifted.simulate(4, 300, generator=generator), length=100, context=5)
+    drive = torch.tensor([0.2, -0.1, 0.3], dtype=torch.float64)
+    latent = Network(3, 0, shifted.basis, "exp", n_latent=1)
+    latent.load_state_dict(
+        {
+            **shifted.state_dict(),
+            **{k: v for k, v in latent.state_dict().items() if "latent" in k or k == "loading"},
+        }
+    )
+    with torch.no_grad():
+        latent.bias -= drive.float()
+    given = strength_se(latent, counts, offset=lambda batch: drive.expand(*batch.visible.shape[:-1], 3))
+    np.testing.assert_allclose(given, strength_se(shifted, counts), rtol=1e-6)  # float32 biases
+    with pytest.raises(ValueError, match="needs their drive"):
+        strength_se(latent, counts)
+
+
+def test_a_fit_with_factors_and_no_hidden_neuron_has_wald_tests():
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(2).poisson(0.3, (4, 100, 3)), bin_size="5 ms")
+    model = sg.POGLM(n_hidden=0, n_latent=1, epochs=3, seed=0).fit(counts)
+    assert model.strength_se_.shape == (3, 3) and np.isfinite(model.strength_se_).all()
+    conn = model.connectivity()
+    assert "given the latent factors' posterior mean path" in conn.metadata["se_method"]
+    assert len(conn.significance()) == 9
