@@ -103,8 +103,11 @@ def raster(
     page: int | None = None,
     page_seconds: float = PAGE_SECONDS,
     truth_spikes: ArrayLike | SpikeCounts | None = None,
+    latent: tuple[ArrayLike, ArrayLike] | None = None,
+    truth_latent: ArrayLike | None = None,
 ) -> Axes | Figure | SubFigure:
-    """Spike raster of the visible units in one trial (or one page of a long one), hidden rates below.
+    """Spike raster of the visible units in one trial (or one page of a long one), hidden rates and latent
+    factors below.
 
     Each bin with spikes is one vertical tick in its unit's row, at the bin's centre; bins with more
     than one spike are drawn thicker and black, single spikes thinner and grey. A trial of at most
@@ -142,44 +145,65 @@ def raster(
         True hidden spike counts of synthetic data (e.g. :func:`spikeglm.examples.hidden_counts`),
         drawn as ticks in the top band of the rate panel, in the colours of the inferred rates. Needs
         ``hidden_rates``.
+    latent : (mean, sd), each array_like of shape (trials, bins, K), optional
+        The latent factors' posterior paths (:meth:`spikeglm.POGLM.infer_latent`), drawn in a panel of
+        their own below, each mean with a band of one sd, beside the population rate (all visible
+        spikes per bin, smoothed over 20 bins and z-scored) for comparison.
+    truth_latent : array_like, shape (trials, bins, K'), optional
+        True paths of synthetic data, dashed in the same panel (a factor's sign is arbitrary: match it
+        first). Needs ``latent``.
 
     Returns
     -------
     matplotlib.axes.Axes
-        Without ``hidden_rates``: the raster's Axes.
+        Without ``hidden_rates`` or ``latent``: the raster's Axes.
     matplotlib.figure.Figure or SubFigure
-        With ``hidden_rates``: the figure holding the two panels (raster above, rates below).
+        With them: the figure holding the panels (raster above, rates and factors below).
 
     Raises
     ------
     ValueError
         If ``trial`` or ``page`` is out of range (or a page is asked of a trial that is drawn whole), the
-        rates do not have shape (trials, bins, H) of ``counts``, truth comes without ``hidden_rates``, both
-        ``ax`` and ``fig`` are given, or ``ax`` is given with hidden rates (two panels need a figure).
+        rates or paths do not have shape (trials, bins, ...) of ``counts``, truth comes without what it is
+        drawn over, both ``ax`` and ``fig`` are given, or ``ax`` is given with panels below the raster.
     """
     if ax is not None and fig is not None:
         raise ValueError("give ax or fig, not both")
     if (truth_rates is not None or truth_spikes is not None) and hidden_rates is None:
         raise ValueError("truth_rates and truth_spikes are drawn over hidden_rates: give hidden_rates too")
+    if truth_latent is not None and latent is None:
+        raise ValueError("truth_latent is drawn over latent: give latent too")
     view = _page(counts, trial, page, page_seconds)
     height = _raster_height(counts.n_units)
-    if hidden_rates is None:
+    panels = [hidden_rates is not None, latent is not None]
+    if not any(panels):
         if ax is None:
             ax = (fig or _new_figure(figsize=(9, height + 0.8))).subplots()
         _draw_spikes(ax, counts, view)
         return ax
     if ax is not None:
-        raise ValueError("with hidden_rates the raster needs two panels: pass fig=..., not ax=...")
-    hidden = _rates(hidden_rates, counts, "hidden_rates")
-    truth = [
-        None if t is None else _rates(t, counts, n)
-        for t, n in ((truth_rates, "truth_rates"), (truth_spikes, "truth_spikes"))
-    ]
-    fig = fig or _new_figure(figsize=(9, height + _RATE_PANEL_INCHES + 0.8))
-    spikes_ax, rates_ax = fig.subplots(2, 1, sharex=True, height_ratios=[height, _RATE_PANEL_INCHES])
+        raise ValueError(
+            "with hidden_rates or latent the raster needs panels below: pass fig=..., not ax=..."
+        )
+    below = sum(panels)
+    fig = fig or _new_figure(figsize=(9, height + below * _RATE_PANEL_INCHES + 0.8))
+    spikes_ax, *lower = fig.subplots(
+        1 + below, 1, sharex=True, height_ratios=[height] + [_RATE_PANEL_INCHES] * below
+    )
     _draw_spikes(spikes_ax, counts, view)
     spikes_ax.set_xlabel("")
-    _draw_rates(rates_ax, counts, view, hidden, *truth)
+    if hidden_rates is not None:
+        truth = [
+            None if t is None else _rates(t, counts, n)
+            for t, n in ((truth_rates, "truth_rates"), (truth_spikes, "truth_spikes"))
+        ]
+        _draw_rates(lower[0], counts, view, _rates(hidden_rates, counts, "hidden_rates"), *truth)
+    if latent is not None:
+        mean, sd = (_rates(latent[i], counts, name) for i, name in enumerate(("latent mean", "latent sd")))
+        true_paths = None if truth_latent is None else _rates(truth_latent, counts, "truth_latent")
+        _draw_latent(lower[-1], counts, view, mean, sd, true_paths)
+    if len(lower) == 2:
+        lower[0].set_xlabel("")
     return fig
 
 
@@ -594,6 +618,7 @@ def summary(
     fitted = model.connectivity()
     selection = model.selection_
     rates = model.infer(counts) if counts is not None and fitted.n_hidden else None
+    latent = model.infer_latent(counts) if counts is not None and model.checked_settings().n_latent else None
     if truth is not None and _comparable(truth, fitted):
         order = [j for _, j in match_hidden(truth, fitted)]
         fitted = fitted.permute_hidden(order)
@@ -603,11 +628,14 @@ def summary(
     widths = [side + 1.4] * (panels - 1 - (selection is not None)) + [4.6] * (selection is not None) + [5.0]
     top_height = 0.0
     if counts is not None:
-        top_height = _raster_height(counts.n_units) + (_RATE_PANEL_INCHES if rates is not None else 0) + 1.0
+        below = (rates is not None) + (latent is not None)
+        top_height = _raster_height(counts.n_units) + below * _RATE_PANEL_INCHES + 1.0
     fig = _new_figure(figsize=(max(sum(widths), 9.0), side + 0.6 + top_height))
     checked = model.checked_settings()
     fig.suptitle(
-        f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons, "
+        f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons"
+        + (f" + {checked.n_latent} latent factor(s)" if checked.n_latent else "")
+        + ", "
         f"{_bin_label(model.bin_size_)} bins, {checked.link} link, {checked.basis!r}",
         fontsize=11,
     )
@@ -615,10 +643,8 @@ def summary(
         bottom = fig
     else:
         top, bottom = fig.subfigures(2, 1, squeeze=False, height_ratios=[top_height, side + 0.6])[:, 0]
-        if rates is None:
-            raster(counts, trial, fig=top, page=page)
-        else:
-            raster(counts, trial, hidden_rates=rates, fig=top, page=page, truth_spikes=truth_spikes)
+        spikes = truth_spikes if rates is not None else None
+        raster(counts, trial, hidden_rates=rates, fig=top, page=page, truth_spikes=spikes, latent=latent)
     axes = bottom.subplots(1, panels, width_ratios=widths)
     _fitted_and_true(fitted, truth, axes)
     if selection is not None:
@@ -626,12 +652,12 @@ def summary(
     training_curve(
         model.history_,
         axes[-1],
-        # without hidden neurons the fit maximises the log-likelihood itself (L-BFGS)
+        # a GLM's fit maximises the log-likelihood itself (L-BFGS)
         objective="log-likelihood"
-        if fitted.n_hidden == 0
+        if checked.glm
         else str(model.fit_options_.get("objective", "elbo")).upper(),
         stopped=model.stopped_,
-        step="L-BFGS iteration" if fitted.n_hidden == 0 else "epoch",
+        step="L-BFGS iteration" if checked.glm else "epoch",
     )
     return fig
 
@@ -860,6 +886,41 @@ def _draw_rates(
     ).set_ylabel(f"count per {width} bin", fontsize=8)
     title = "Hidden neurons: inferred rate (posterior mean)"
     ax.set_title(title + (f"; {', '.join(notes)}" if notes else ""), fontsize=10, color=HIDDEN_COLOR)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=8, frameon=False)
+
+
+#: Bins the population rate is smoothed over in the latent factors' panel.
+_POPULATION_SMOOTHING = 20
+
+
+def _draw_latent(
+    ax: Axes, counts: SpikeCounts, view: _Page, mean: np.ndarray, sd: np.ndarray, truth: np.ndarray | None
+) -> None:
+    """Each factor's posterior mean with a band of one sd, the true paths dashed, and the population rate
+    (smoothed, z-scored) in grey behind them."""
+    times, label = _time_axis(counts, view)
+    part = slice(view.first, view.stop)
+    population = counts.counts[view.trial, part].sum(axis=-1).astype(float)
+    width = min(_POPULATION_SMOOTHING, len(population))
+    smooth = np.convolve(population, np.ones(width) / width, mode="same")
+    spread = smooth.std()
+    if spread > 0:
+        z = (smooth - smooth.mean()) / spread
+        ax.plot(times, z, color="0.6", linewidth=1.0, label="population rate (z)")
+    for k in range(mean.shape[2]):
+        middle, band = mean[view.trial, part, k], sd[view.trial, part, k]
+        ax.fill_between(times, middle - band, middle + band, color=f"C{k % 10}", alpha=0.25, linewidth=0)
+        ax.plot(times, middle, color=f"C{k % 10}", label=f"latent-{k}")
+    if truth is not None:
+        for k in range(truth.shape[2]):
+            path = truth[view.trial, part, k]
+            ax.plot(times, path, color=f"C{k % 10}", linestyle="--", label="true path" if k == 0 else None)
+    ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
+    ax.set_xlabel(label)
+    ax.set_ylabel("factor (prior sd)")
+    notes = "; dashed: true paths" if truth is not None else ""
+    title = f"Latent factors: posterior mean and sd{notes}"
+    ax.set_title(title, fontsize=10, color=HIDDEN_COLOR)
     ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=8, frameon=False)
 
 

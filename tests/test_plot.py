@@ -132,6 +132,29 @@ def test_raster_with_hidden_rates_returns_a_figure_with_a_rate_panel(fitted) -> 
     assert rates_ax.get_position().height * fig.get_figheight() > 1.0
 
 
+def test_raster_draws_the_latent_paths_in_a_panel_of_their_own(fitted) -> None:
+    model, test = fitted["model"], fitted["test"]
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(test.n_trials, test.n_bins, 2))
+    sd = np.full_like(mean, 0.3)
+    fig = plot.raster(
+        test, trial=1, hidden_rates=model.infer(test), latent=(mean, sd), truth_latent=-mean[..., :1]
+    )
+    spikes_ax, rates_ax, latent_ax = fig.axes[:3]
+    assert latent_ax.get_shared_x_axes().joined(spikes_ax, latent_ax) and rates_ax.get_xlabel() == ""
+    assert latent_ax.get_ylabel() == "factor (prior sd)" and "dashed: true paths" in latent_ax.get_title()
+    labels = [line.get_label() for line in latent_ax.lines]
+    assert labels[:3] == ["population rate (z)", "latent-0", "latent-1"] and "true path" in labels
+    np.testing.assert_allclose(latent_ax.lines[1].get_ydata(), mean[1, :, 0])
+    assert len(latent_ax.collections) == 2  # one sd band per factor
+    alone = plot.raster(test, trial=1, latent=(mean, sd))
+    assert len(alone.axes) == 2
+    with pytest.raises(ValueError, match=r"latent mean must have shape \(trials, bins, H\)"):
+        plot.raster(test, latent=(mean[:, :5], sd))
+    with pytest.raises(ValueError, match="truth_latent is drawn over latent"):
+        plot.raster(test, truth_latent=mean)
+
+
 def test_raster_overlays_the_true_hidden_spikes(fitted) -> None:
     model, test, hidden = fitted["model"], fitted["test"], fitted["hidden_test"]
     fig = plot.raster(test, trial=4, hidden_rates=model.infer(test), truth_spikes=hidden.counts)
