@@ -15,6 +15,7 @@ recording are easier than others) is shared by every candidate and says nothing 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,10 +35,12 @@ def select_hidden(
     *,
     model: POGLM | None = None,
     n_particles: int = 1000,
-    callback: Callable[[int, int, float], None] | None = None,
+    callback: Callable[[Any, int, float], None] | None = None,
     device: str | torch.device | None = None,
+    latent: Sequence[int] | None = None,
 ) -> POGLM:
-    """Choose the number of hidden neurons by cross-validation, and refit the choice on all the data.
+    """Choose the number of hidden neurons (and of latent factors) by cross-validation, and refit the
+    choice on all the data.
 
     Parameters
     ----------
@@ -52,9 +55,14 @@ def select_hidden(
     n_particles : int
         Particles per held-out trial of the particle filter.
     callback : callable, optional
-        Called as ``callback(n_hidden, fold, score)`` after each held-out score (progress).
+        Called as ``callback(candidate, fold, score)`` after each held-out score (progress): the candidate
+        is its number of hidden neurons, or with ``latent`` the pair (hidden neurons, latent factors).
     device : str or torch.device, optional
         Where every fit computes (:meth:`~spikeglm.poglm.POGLM.fit`).
+    latent : sequence of int, optional
+        Numbers of latent factors to try with every number of hidden neurons: the candidates are then
+        every pair, and the simplest is the one with the fewest parameters
+        (:func:`spikeglm.inference.n_parameters`). None: the factors of ``model`` (``n_latent``), fixed.
 
     Returns
     -------
@@ -76,8 +84,9 @@ def select_hidden(
     True
     """
     template = POGLM() if model is None else model
-    selection = cross_validate(counts, candidates, folds, template, n_particles, callback, device)
-    chosen = template.clone().set_params(n_hidden=selection.chosen).fit(counts, device=device)
+    selection = cross_validate(counts, candidates, folds, template, n_particles, callback, device, latent)
+    chosen = template.clone().set_params(**_settings(selection.chosen, selection.chosen_latent))
+    chosen.fit(counts, device=device)
     chosen.selection_ = selection
     return chosen
 
@@ -88,8 +97,9 @@ def cross_validate(
     folds: int,
     model: POGLM,
     n_particles: int = 1000,
-    callback: Callable[[int, int, float], None] | None = None,
+    callback: Callable[[Any, int, float], None] | None = None,
     device: str | torch.device | None = None,
+    latent: Sequence[int] | None = None,
 ) -> Selection:
     """The cross-validation of :func:`select_hidden` without the final refit (same arguments).
 
@@ -100,16 +110,37 @@ def cross_validate(
     therefore bounded first (:func:`largest_candidate`).
     """
     candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
-    folds = len(parts)
-    scores = np.empty((len(candidates), folds))
-    for row, n_hidden in enumerate(candidates):
-        for k in range(folds):
+    rows = _rows(candidates, latent, counts.n_units, model)
+    scores = np.empty((len(rows), len(parts)))
+    for row, (n_hidden, n_latent) in enumerate(rows):
+        for k in range(len(parts)):
             train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
-            fitted = model.clone().set_params(n_hidden=n_hidden).fit(train, device=device)
+            fitted = model.clone().set_params(**_settings(n_hidden, n_latent)).fit(train, device=device)
             scores[row, k] = fitted.log_likelihood(parts[k], n_particles=n_particles).per_bin
             if callback is not None:
-                callback(n_hidden, k, scores[row, k])
-    return _choose(candidates, scores, folds_by)
+                callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, scores[row, k])
+    return _choose(rows, scores, folds_by)
+
+
+def _rows(
+    candidates: tuple[int, ...], latent: Sequence[int] | None, n_visible: int, model: POGLM
+) -> list[tuple[int, int | None]]:
+    """The candidates as (hidden, latent) pairs, simplest (fewest parameters) first; latent None where
+    only the hidden neurons are chosen."""
+    if latent is None:
+        return [(h, None) for h in candidates]
+    factors = sorted({whole(k, "latent", minimum=0) for k in latent})
+    if not factors:
+        raise ValueError("latent: give at least one number of latent factors")
+    n_basis = model.checked_settings().basis.n_basis
+    pairs = [(h, k) for h in candidates for k in factors]
+    pairs.sort(key=lambda pair: (n_parameters(n_visible, pair[0], n_basis, pair[1]), pair))
+    return [(h, k) for h, k in pairs]
+
+
+def _settings(n_hidden: int, n_latent: int | None) -> dict[str, int]:
+    """The settings of a candidate: its hidden neurons, and its latent factors where they are chosen."""
+    return {"n_hidden": n_hidden} if n_latent is None else {"n_hidden": n_hidden, "n_latent": n_latent}
 
 
 def check_candidates(
@@ -200,11 +231,18 @@ def _last_true(test: Callable[[int], bool], high: int) -> int:
     return low
 
 
-def _choose(candidates: tuple[int, ...], scores: np.ndarray, folds_by: str) -> Selection:
-    """The smallest candidate within one paired standard error of the best."""
-    provisional = Selection(candidates, scores, candidates[0], folds_by)
+def _choose(rows: list[tuple[int, int | None]], scores: np.ndarray, folds_by: str) -> Selection:
+    """The simplest candidate (the first row) within one paired standard error of the best."""
+    hidden = tuple(h for h, _ in rows)
+    factors = None if rows[0][1] is None else tuple(int(k or 0) for _, k in rows)
+    provisional = Selection(
+        hidden, scores, hidden[0], folds_by, factors, None if factors is None else factors[0]
+    )
     within = provisional.mean >= provisional.mean.max() - np.nan_to_num(provisional.paired_se)
-    return Selection(candidates, scores, candidates[int(np.argmax(within))], folds_by)
+    chosen = int(np.argmax(within))
+    return Selection(
+        hidden, scores, hidden[chosen], folds_by, factors, None if factors is None else factors[chosen]
+    )
 
 
 def _folds(counts: SpikeCounts, folds: int) -> tuple[list[SpikeCounts], str]:

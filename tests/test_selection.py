@@ -11,13 +11,37 @@ from spikeglm.selection import _choose, _folds
 def test_the_rule_takes_the_fewest_hidden_neurons_within_one_paired_standard_error():
     folds = np.array([0.0, 0.01, -0.01, 0.02, -0.02])  # a shared fold effect, which pairing removes
     scores = np.stack([folds - 0.010, folds - 0.0004 + [0.001, -0.001, 0.001, -0.001, 0.0], folds])
-    selection = _choose((0, 1, 2), scores, "trials")
+    selection = _choose([(0, None), (1, None), (2, None)], scores, "trials")
     assert selection.best == 2 and selection.chosen == 1  # 1 is within 0.0004 +- ~0.0005 of 2; 0 is far off
     assert selection.paired_se[2] == 0 and 0 < selection.paired_se[1] < 0.001
     # unpaired, the fold effect (sd 0.016) would have hidden the 0.010 gap of H = 0
     assert scores[0].std(ddof=1) / np.sqrt(5) > 0.005
     assert "<- chosen" in str(selection).splitlines()[2]
     assert Selection.from_dict(selection.to_dict()).chosen == 1
+
+
+def test_the_rule_over_hidden_neurons_and_latent_factors_takes_the_simplest_pair():
+    folds = np.array([0.0, 0.01, -0.01, 0.02, -0.02])
+    rows = [(0, 0), (0, 1), (1, 0), (1, 1)]  # fewest parameters first, as _rows orders them
+    scores = np.stack(
+        [folds - 0.01, folds - 0.0002 + [0.001, -0.001, 0.001, -0.001, 0.0], folds - 0.005, folds]
+    )
+    selection = _choose(rows, scores, "time blocks")
+    assert (selection.chosen, selection.chosen_latent) == (0, 1) and selection.best == 1
+    assert selection.label(1) == "0 + 1" and "hidden + latent" in str(selection).splitlines()[0]
+    assert "<- chosen" in str(selection).splitlines()[2]
+    again = Selection.from_dict(selection.to_dict())
+    assert (again.latent, again.chosen_latent) == ((0, 1, 0, 1), 1)
+    with pytest.raises(ValueError, match="chosen .* must be one of the candidates"):
+        Selection.from_dict({**selection.to_dict(), "chosen_latent": 3})
+
+
+def test_candidate_pairs_are_ordered_by_their_parameters():
+    from spikeglm.selection import _rows
+
+    rows = _rows((2, 0, 1), (1, 0), 10, sg.POGLM())
+    assert rows[0] == (0, 0) and rows[1] == (0, 1) and rows[-1] == (2, 1)
+    assert _rows((0, 1), None, 10, sg.POGLM()) == [(0, None), (1, None)]
 
 
 def test_folds_are_whole_trials_or_blocks_of_time():

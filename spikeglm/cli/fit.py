@@ -73,6 +73,7 @@ def fit(
     resume: bool,
     overwrite: bool,
     candidates: tuple[int, ...],
+    latent_candidates: tuple[int, ...] | None,
     folds: int,
     bootstrap: int,
     reading: Reading,
@@ -124,7 +125,9 @@ def fit(
         signals = stack.enter_context(_signals_as_interrupt())
         selection = None
         if auto:
-            selection = _cross_validate(counts, candidates, folds, model, rank == 0, where)
+            selection = _cross_validate(counts, candidates, latent_candidates, folds, model, rank == 0, where)
+            if selection.chosen_latent is not None:
+                model.set_params(n_latent=selection.chosen_latent)
             model.set_params(n_hidden=selection.chosen)
         try:
             _fit_model(model, counts, where, checkpoint, checkpoint_every, resume, overwrite, bootstrap)
@@ -223,8 +226,8 @@ def _resuming(checkpoint: Path, epochs: int) -> str:
 def _refuse_selection_options(ctx: click.Context) -> None:
     """Refuse --candidates and --folds given on the command line for a fit that does not choose."""
     given = [
-        f"--{name}"
-        for name in ("candidates", "folds")
+        f"--{name.replace('_', '-')}"
+        for name in ("candidates", "latent_candidates", "folds")
         if ctx.get_parameter_source(name)
         in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     ]
@@ -239,6 +242,7 @@ def _refuse_selection_options(ctx: click.Context) -> None:
 def _cross_validate(
     counts: sg.SpikeCounts,
     candidates: tuple[int, ...],
+    latent: tuple[int, ...] | None,
     folds: int,
     model: sg.POGLM,
     report: bool,
@@ -246,13 +250,22 @@ def _cross_validate(
 ) -> sg.records.Selection:
     """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
 
-    def progress(n_hidden: int, fold: int, score: float) -> None:
+    def progress(candidate: int | tuple[int, int], fold: int, score: float) -> None:
         if report:
-            click.echo(f"  {n_hidden} hidden, fold {fold + 1}/{folds}: held-out {score:.6f} per neuron-bin")
+            named = (
+                f"{candidate} hidden"
+                if isinstance(candidate, int)
+                else "{} hidden + {} latent".format(*candidate)
+            )
+            click.echo(f"  {named}, fold {fold + 1}/{folds}: held-out {score:.6f} per neuron-bin")
 
     if report:
-        click.echo(f"choosing the number of hidden neurons among {', '.join(map(str, candidates))}:")
-    selection = sg.selection.cross_validate(counts, candidates, folds, model, callback=progress, device=where)
+        among = f"choosing the number of hidden neurons among {', '.join(map(str, candidates))}"
+        factors = f" and of latent factors among {', '.join(map(str, latent))}" if latent else ""
+        click.echo(f"{among}{factors}:")
+    selection = sg.selection.cross_validate(
+        counts, candidates, folds, model, callback=progress, device=where, latent=latent
+    )
     if report:
         click.echo(str(selection))
     return selection

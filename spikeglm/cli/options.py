@@ -322,6 +322,14 @@ MODEL_OPTIONS = (
         "data can carry: more parameters than counts, or more memory than there is, are refused).",
     ),
     click.option(
+        "--latent-candidates",
+        default=None,
+        type=WholeNumbers(),
+        help="With --hidden auto: also choose the number of latent factors among these (e.g. 0,1), with "
+        "every number of hidden neurons; the simplest pair within one paired SE of the best is kept. "
+        "Default: --latent, fixed.",
+    ),
+    click.option(
         "--folds",
         default=5,
         show_default=True,
