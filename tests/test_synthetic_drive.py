@@ -1,6 +1,6 @@
 """The simulated slow shared drive of the balanced protocol: its path (variance, autocorrelation,
 spectrum), its effect on the rates (they follow it, and still meet their targets on average), its record
-in the truth, and that without it everything is drawn as before it existed."""
+in the truth and on disk, and that without it everything is drawn as before it existed."""
 
 import hashlib
 import json
@@ -9,8 +9,10 @@ import re
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import spikeglm as sg
+from spikeglm.cli import main
 from spikeglm.model import Network
 
 #: A small balanced network and a short simulation, for the tests that look at the settings only.
@@ -223,3 +225,55 @@ def test_the_memory_check_counts_the_drives_path(monkeypatch):
         return float(number) * {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
 
     assert need(shared_drive=0.5) > 10 * need()
+
+
+def test_simulate_command_writes_the_drives_path_and_keeps_an_existing_one(tmp_path):
+    out = tmp_path / "sim.npz"
+    arguments = ["simulate", "-o", str(out), "--visible", "6", "--hidden", "1", "--duration", "30s"]
+    arguments += ["--shared-drive", "moderate", "--drive-tau", "250ms", "--drive-spectrum", "pink"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert "shared drive's path" in result.output
+    with np.load(tmp_path / "sim_latent.npz") as saved:
+        latent, times, loading = saved["latent"], saved["bin_times_s"], saved["loading"]
+        assert (str(saved["spectrum"]), saved["tau_bins"].tolist()) == ("pink", [50.0])
+        assert saved["units"].tolist() == [f"n{k}" for k in range(6)] + ["hidden-0"]
+    assert latent.shape == (3, 2000, 1) and latent.dtype == np.float32  # 30 s as trials of 10 s
+    np.testing.assert_allclose(times[1, :2], [10.0, 10.005])  # trials end to end, as in the recording
+    truth = sg.Connectivity.load(tmp_path / "sim_truth.json")
+    np.testing.assert_array_equal(loading, truth.metadata["latent"]["loading"])
+    assert truth.metadata["settings"]["shared_drive"] == "moderate"
+    # An existing path is kept: refused before anything is simulated or written, unless --overwrite.
+    for name in ("sim.npz", "sim_truth.json", "sim_hidden.npz"):
+        (tmp_path / name).unlink()
+    before = (tmp_path / "sim_latent.npz").read_bytes()
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code != 0 and "sim_latent.npz: exists; pass --overwrite" in again.output
+    assert (tmp_path / "sim_latent.npz").read_bytes() == before and not out.exists()
+    replaced = CliRunner().invoke(main, [*arguments, "--seed", "1", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (tmp_path / "sim_latent.npz").read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--shared-drive", "huge"], "'huge' is neither a number nor one of weak, moderate, strong"),
+        (["--shared-drive", "0.3", "--drive-spectrum", "red"], "'red' is not one of 'ar1', 'pink'"),
+        (
+            ["--protocol", "diffpoglm", "--shared-drive", "0.3"],
+            "--shared-drive: not a setting of protocol diffpoglm",
+        ),
+        (["--shared-drive", "-1"], "shared_drive must be a number >= 0"),
+        (["--shared-drive", "0.3", "--drive-tau", "0s"], "drive_tau: must be a positive duration"),
+    ],
+)
+def test_simulate_command_refuses_bad_drive_options_before_writing(tmp_path, arguments, message):
+    result = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "s.npz"), *arguments])
+    assert result.exit_code != 0 and message in result.output.replace("Invalid value for ", "")
+    assert not list(tmp_path.iterdir())
+
+
+def test_simulate_help_shows_a_drive():
+    help_text = CliRunner().invoke(main, ["simulate", "--help"]).output
+    assert "--shared-drive strong --drive-tau 0.5s" in help_text and "--drive-spectrum" in help_text
