@@ -207,7 +207,7 @@ def test_a_path_that_does_not_fit_is_refused_naming_latent():
         net.simulate(4, 50, latent=torch.zeros(4, 49, 2))
     with pytest.raises(ValueError, match=r"latent must be .*; got \(4, 50, 1\)"):
         net.simulate(4, 50, latent=torch.zeros(4, 50, 1))
-    with pytest.raises(ValueError, match="latent must be .*; got ndarray"):
+    with pytest.raises(ValueError, match=r"latent must be .*; got ndarray"):
         net.simulate(4, 50, latent=np.zeros((4, 50, 2)))
     with pytest.raises(ValueError, match=r"latent: this network has no latent factors \(n_latent=0\)"):
         random_network().simulate(4, 50, latent=torch.zeros(4, 50, 1))
