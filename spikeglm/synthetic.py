@@ -625,8 +625,9 @@ def _stable(
     if unscaled < 1 - margin:
         return weight, unscaled, 1.0
     if not settings["rescale"]:
+        n_visible = whole(settings["n_visible"], "n_visible")
         recurrent = weight.copy()
-        recurrent[: settings["n_visible"], settings["n_visible"] :] = 0.0
+        recurrent[:n_visible, n_visible:] = 0.0
         if sd is not None and gain(weight, basis_matrix, rate) < 1 - margin:
             setting = "shared_drive"
         else:
