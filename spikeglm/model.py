@@ -128,7 +128,8 @@ class Network(nn.Module):
 
     Notes
     -----
-    :meth:`simulate` draws the couplings' activity only; it does not draw latent factors yet.
+    :meth:`simulate` takes a path of the latent factors but does not draw one:
+    :func:`spikeglm.synthetic.network` draws it (a shared drive).
     """
 
     basis_matrix: torch.Tensor
@@ -237,6 +238,7 @@ class Network(nn.Module):
         n_bins: int,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
+        latent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw spike counts of all N neurons, shape (n_trials, n_bins, N).
 
@@ -254,14 +256,21 @@ class Network(nn.Module):
         dtype : torch.dtype, optional
             Of the result; default the network's float dtype. An integer dtype such as ``torch.int16``
             keeps a long simulation compact; a count it cannot hold is an error.
+        latent : torch.Tensor, optional
+            A path of the latent factors, shape (n_trials, n_bins, K): bin ``t`` of trial ``r`` adds
+            ``loading @ latent[r, t]`` to the predictor, as in :meth:`rates`. Without it (and always
+            without factors) the counts are those of the couplings alone, the same draws as before
+            factors existed.
 
         Raises
         ------
         RunawayActivity
             If a rate exceeds :data:`MAX_SIMULATED_RATE` (the activity runs away).
         ValueError
-            If a count does not fit ``dtype``.
+            If a count does not fit ``dtype``, or ``latent`` is given to a network without factors or has
+            the wrong shape (the message names ``latent``).
         """
+        shared = self._latent_drive(latent, n_trials, n_bins)
         dtype = self.bias.dtype if dtype is None else dtype
         limit = torch.iinfo(dtype).max if not dtype.is_floating_point else math.inf
         weight = self.weight.flatten(1).T  # (pre x basis, post)
@@ -273,6 +282,8 @@ class Network(nn.Module):
             lags = [(t - lag) % window for lag in range(1, window + 1)]
             history = (basis @ recent[lags]).reshape(-1, n_trials, self.n_neurons)  # (n_basis, trials, N)
             predictor = torch.addmm(self.bias, history.permute(1, 2, 0).reshape(n_trials, -1), weight)
+            if shared is not None:
+                predictor = predictor + shared(t)
             rate = self.link(predictor)
             if not bool((rate <= MAX_SIMULATED_RATE).all()):  # also catches inf and nan
                 neuron = int((~(rate <= MAX_SIMULATED_RATE)).any(0).nonzero()[0])
@@ -283,6 +294,28 @@ class Network(nn.Module):
             recent[t % window] = drawn.flatten()
             counts[:, t] = drawn.to(dtype)
         return counts
+
+    def _latent_drive(
+        self, latent: torch.Tensor | None, n_trials: int, n_bins: int
+    ) -> Callable[[int], torch.Tensor] | None:
+        """For :meth:`simulate`: the factors' term of bin ``t`` of every trial, ``(n_trials, N)``, or None
+        without a path; a path that does not fit the network or the simulation is refused."""
+        if latent is None:
+            return None
+        if self.loading is None:
+            raise ValueError(
+                "latent: this network has no latent factors (n_latent=0); build it with n_latent=K to "
+                "simulate a path of K factors"
+            )
+        expected = (n_trials, n_bins, self.n_latent)
+        if not isinstance(latent, torch.Tensor) or not latent.is_floating_point() or latent.shape != expected:
+            got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+            raise ValueError(
+                f"latent must be a floating-point tensor of shape (n_trials, n_bins, n_latent) = {expected}; "
+                f"got {got}"
+            )
+        path, loading = latent.to(self.bias.dtype), self.loading.T.to(self.bias.dtype)
+        return lambda t: path[:, t] @ loading
 
     def init_from_counts(self, visible: torch.Tensor, scale: float, generator: torch.Generator) -> None:
         """Start a fit: biases at the observed mean rates, small random weights of std ``scale``.

@@ -34,6 +34,20 @@ Protocols
     ``rescale=True``, every coupling is scaled down to bring the gain to ``1 - margin``, with a warning
     that states the factor. The truth's metadata hold the targets (``target_rate_hz``), the ``gain``
     and the ``coupling_factor`` applied. Softplus link, exponential basis as above; trials of 10 s.
+
+Shared drive
+------------
+A ``"balanced"`` network may also receive a slow drive shared by all its neurons, hidden ones included:
+one latent factor ``x[r, t]`` of unit variance (a brain state that raises every rate together) enters
+neuron ``n``'s linear predictor as ``loading[n] * x[r, t]``, with ``loading[n] = shared_drive * U(0.5,
+1.5)`` (:data:`SHARED_DRIVES` names strengths), so ``shared_drive`` is the standard deviation of the
+drive's term on average. ``drive_spectrum`` chooses the path (:func:`drive_path`): ``"ar1"``, the model's
+own :class:`~spikeglm.latent.AR1Prior` with time constant ``drive_tau``, or ``"pink"``, power in 1/f.
+The biases still meet the target mean rates (the link averaged over the drive, :func:`bias_for_rates`),
+and the stability check takes the rates at the drive's peak, :data:`DRIVE_PEAK` standard deviations
+up. The truth network has ``n_latent=1``; the truth's metadata hold ``"latent"`` (``loading``, N x 1,
+visible then hidden; ``tau_bins``; ``spectrum``) and the :class:`Simulation` the paths. Without a drive
+(``shared_drive=0``, the default) networks and counts are those drawn before the drive existed.
 """
 
 from __future__ import annotations
@@ -51,8 +65,9 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
+from spikeglm.latent import AR1Prior
 from spikeglm.memory import available_memory, format_bytes
-from spikeglm.model import LINKS, Network, RunawayActivity, inverse_link
+from spikeglm.model import LINKS, MAX_SIMULATED_RATE, Network, RunawayActivity, inverse_link
 from spikeglm.options import Registry, whole
 from spikeglm.timeunits import seconds
 
@@ -78,6 +93,9 @@ class Simulation:
     hidden_train, hidden_test : SpikeCounts or None
         The hidden neurons' counts of the same trials (units ``hidden-0``, ...): the ground truth of what
         a fit infers. None for a network without hidden neurons.
+    latent_train, latent_test : numpy.ndarray or None
+        The paths of the latent factors (the shared drive) in the same trials, float32 (trials, bins, K),
+        in units of their standard deviation. None for a network without factors.
     """
 
     truth: Connectivity
@@ -85,6 +103,8 @@ class Simulation:
     test: SpikeCounts
     hidden_train: SpikeCounts | None
     hidden_test: SpikeCounts | None
+    latent_train: np.ndarray | None = None
+    latent_test: np.ndarray | None = None
 
     def __iter__(self) -> Iterator[Connectivity | SpikeCounts]:
         """``truth, train, test``: what ``truth, train, test = network(...)`` unpacks."""
@@ -113,14 +133,19 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
         protocol ``n_visible``, ``n_hidden``, ``n_bins`` (bins per trial), ``n_train``, ``n_test`` and
         ``bin_size``; for ``"sparse-ei"`` also ``connection_prob``, ``base_rate`` and ``hidden_drive``;
         for ``"balanced"`` ``connection_prob``, ``inhibitory_fraction``, ``inhibition_ratio``,
-        ``coupling``, ``rate``, ``hidden_drive``, ``margin`` and ``rescale``. Instead of ``n_train``
-        and ``n_test``, ``duration`` (e.g. ``"1 h"``) asks for the trials of ``n_bins`` bins that fill it,
+        ``coupling``, ``rate``, ``hidden_drive``, ``margin`` and ``rescale``, and the shared drive's
+        ``shared_drive`` (its strength: a number >= 0 or a name of :data:`SHARED_DRIVES`; 0, the
+        default, for none), ``drive_tau`` (its time constant: seconds, or a string such as ``"500
+        ms"``; 0.5 s) and ``drive_spectrum`` (``"ar1"`` or ``"pink"``, see :func:`drive_path`). The
+        other protocols accept the drive's settings only without a drive. Instead of ``n_train`` and
+        ``n_test``, ``duration`` (e.g. ``"1 h"``) asks for the trials of ``n_bins`` bins that fill it,
         a fifth of them (:data:`TEST_SHARE`) held out.
 
     Returns
     -------
     Simulation
-        Unpacks as ``truth, train, test``; also holds ``hidden_train`` and ``hidden_test``.
+        Unpacks as ``truth, train, test``; also holds ``hidden_train`` and ``hidden_test``, and with a
+        shared drive its paths ``latent_train`` and ``latent_test``.
 
     Raises
     ------
@@ -130,6 +155,7 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
         For a ``"balanced"`` network that is not stable, unless ``rescale=True``.
     """
     generate, known = PROTOCOLS[protocol]
+    options = _without_drive(PROTOCOLS.name(protocol), known, options)
     unknown = sorted(set(options) - set(known) - {"duration"})
     if unknown:
         raise ValueError(
@@ -151,15 +177,17 @@ def network(protocol: str = "diffpoglm", seed: int = 0, **options: Any) -> Simul
     net, found = generate(settings, np.random.default_rng(seed))
     metadata = {"protocol": PROTOCOLS.name(protocol), "seed": seed, "settings": _plain(settings), **found}
     n_train, n_test, n_bins = settings["n_train"], settings["n_test"], settings["n_bins"]
+    spectrum = found.get("latent", {}).get("spectrum", "ar1")
     try:
-        return simulate(net, n_train, n_test, n_bins, settings["bin_size"], seed, metadata)
+        return simulate(net, n_train, n_test, n_bins, settings["bin_size"], seed, metadata, spectrum)
     except RunawayActivity as error:
         if "gain" not in found:
             raise
         # The gain is that of small changes: strong couplings can still run away through the link's curvature.
+        lower = "coupling, hidden_drive or shared_drive" if "latent" in found else "coupling or hidden_drive"
         raise UnstableNetwork(
             f"{metadata['protocol']}: {error.where} although the gain is {found['gain']:.3g}: couplings "
-            "this strong run away through the link's curvature; lower coupling or hidden_drive",
+            f"this strong run away through the link's curvature; lower {lower}",
             "coupling",
         ) from None
 
@@ -196,13 +224,22 @@ def simulate(
     bin_size: str = "5 ms",
     seed: int = 0,
     metadata: dict[str, Any] | None = None,
+    spectrum: str = "ar1",
 ) -> Simulation:
     """Simulate a network and split its counts into train and test trials (see :func:`network`).
 
-    ``metadata`` are added to the truth's (which name the basis, the link and the bin size).
+    ``metadata`` are added to the truth's (which name the basis, the link and the bin size). A network
+    with latent factors is driven by paths that :func:`drive_path` draws with its prior's time constants
+    and ``spectrum``, from a stream of their own: the spikes' draws are those of the same ``seed``
+    without factors.
     """
     generator = torch.Generator().manual_seed(seed)
-    counts = net.simulate(n_train + n_test, n_bins, generator=generator, dtype=torch.int16).numpy()
+    path = None
+    if net.latent_prior is not None:
+        tau = net.latent_prior.tau.detach()
+        path = drive_path(tau, spectrum, n_train + n_test, n_bins, _drive_generator(seed))
+    drawn = net.simulate(n_train + n_test, n_bins, generator=generator, dtype=torch.int16, latent=path)
+    counts = drawn.numpy()
     unit_ids = [f"n{k}" for k in range(net.n_visible)]
     hidden_ids = [f"hidden-{k}" for k in range(net.n_hidden)]
     truth = Connectivity(
@@ -230,8 +267,81 @@ def simulate(
         hidden_counts = counts[trials, :, net.n_visible :]
         return SpikeCounts.from_array(hidden_counts, bin_size=bin_size, unit_ids=hidden_ids)
 
+    def latent(trials: slice) -> np.ndarray | None:
+        return None if path is None else path[trials].numpy()
+
     train, test = slice(None, n_train), slice(n_train, None)
-    return Simulation(truth, visible(train), visible(test), hidden(train), hidden(test))
+    return Simulation(
+        truth, visible(train), visible(test), hidden(train), hidden(test), latent(train), latent(test)
+    )
+
+
+def drive_path(
+    tau_bins: float | torch.Tensor,
+    spectrum: str,
+    n_trials: int,
+    n_bins: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Paths of a shared drive: stationary Gaussian factors of unit variance, float32 (n_trials, n_bins, K).
+
+    Parameters
+    ----------
+    tau_bins : float or torch.Tensor
+        The time constant of each of the ``K`` factors in bins (one number: ``K = 1``).
+    spectrum : {"ar1", "pink"}
+        ``"ar1"``: the model's own prior, :class:`~spikeglm.latent.AR1Prior`, drawn by its ``sample``
+        (lag-1 autocorrelation ``exp(-1 / tau_bins)``; power flat below the corner frequency ``1 / (2 pi
+        tau_bins)`` and falling as ``1 / f^2`` above it). ``"pink"``: power in ``1 / f`` from the corner
+        ``f_c = max(1 / (2 pi tau_bins), 1 / n_bins)`` (the AR(1)'s corner, but not below one cycle per
+        trial) up to the Nyquist frequency, one cycle per two bins, and flat below ``f_c``; see
+        :func:`_pink`.
+    n_trials, n_bins : int
+        Trials (independent paths) and bins per trial.
+    generator : torch.Generator, optional
+        Source of the draws.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    tau = torch.as_tensor(tau_bins, dtype=torch.float64).reshape(-1)
+    if spectrum not in DRIVE_SPECTRA:
+        raise ValueError(f"drive_spectrum: unknown spectrum {spectrum!r}; one of {', '.join(DRIVE_SPECTRA)}")
+    if spectrum == "pink":
+        return _pink(tau, n_trials, n_bins, generator).float()
+    with torch.no_grad():
+        return AR1Prior(tau.tolist()).float().sample((n_trials,), n_bins, generator=generator)
+
+
+def _pink(
+    tau_bins: torch.Tensor, n_trials: int, n_bins: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Pink paths (see :func:`drive_path`), float64: white noise shaped in the Fourier domain.
+
+    Each path is drawn twice as long as a trial and its first half kept, so that its end, which the
+    discrete transform joins to its start, is not part of the trial. Its Fourier coefficients are
+    independent complex Gaussians whose variances follow the spectrum, scaled so that every bin's value
+    is exactly N(0, 1).
+    """
+    length = 2 * n_bins
+    frequency = torch.fft.rfftfreq(length, dtype=torch.float64)[:, None]  # cycles per bin, 0 .. 1/2
+    corner = torch.clamp(1 / (2 * math.pi * tau_bins), min=1 / n_bins)
+    power = 1 / torch.maximum(frequency, corner)  # (frequencies, K)
+    # A coefficient's share in a bin's variance: the mean and the Nyquist term once, the others twice.
+    share = torch.full_like(frequency, 2.0)
+    share[0] = share[-1] = 1.0
+    shape = (n_trials, *power.shape)
+    real, imaginary = (torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(2))
+    imaginary[:, 0] = imaginary[:, -1] = 0.0  # the mean and the Nyquist term are real
+    coefficients = torch.complex(real, imaginary) * (power / share).sqrt()
+    paths = torch.fft.irfft(coefficients, n=length, dim=1)[:, :n_bins]
+    return paths * length / (share * power).sum(0).sqrt()
+
+
+def _drive_generator(seed: int) -> torch.Generator:
+    """The source of a shared drive's paths: a stream of its own, apart from the spikes' of ``seed``."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0x5D]).generate_state(1)[0]))
 
 
 def gain(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarray, link: str = "softplus") -> float:
@@ -262,7 +372,9 @@ def gain(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarray, link: s
     return float(np.abs(np.linalg.eigvals(slope.numpy()[:, None] * summed)).max())
 
 
-def bias_for_rates(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarray) -> np.ndarray:
+def bias_for_rates(
+    weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarray, drive_sd: np.ndarray | None = None
+) -> np.ndarray:
     """Biases that give each neuron of a softplus network the mean count per bin ``rate``.
 
     If every neuron fires as an independent Poisson process at its rate, the couplings raise the mean of
@@ -271,10 +383,18 @@ def bias_for_rates(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarra
     the exponential, so the bias is the inverse link of the rate less that amount. Simulation meets the
     targets to within a few percent at the ``"balanced"`` settings (``benchmarks/ground_truth.py``).
 
+    Under a shared drive (``drive_sd``) the same holds at each level ``z`` of the drive, with the rates
+    of that level: the biases are those whose link, averaged over the drive's Gaussian law, gives
+    ``rate``, each level's coupling term computed from the rates the last round found at that level
+    (:data:`_MEAN_FIELD_ROUNDS` rounds from the rates without the drive). An hour of the strong drive
+    meets the targets to within 2% (``tests/test_synthetic_drive.py``).
+
     Parameters
     ----------
     weight, basis_matrix, rate : numpy.ndarray
         As for :func:`gain`.
+    drive_sd : numpy.ndarray, optional
+        Shape (N,): the standard deviation of the drive's term in each neuron's predictor.
 
     Returns
     -------
@@ -282,21 +402,107 @@ def bias_for_rates(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarra
         Shape (N,).
     """
     weight, basis_matrix = np.asarray(weight, dtype=float), np.asarray(basis_matrix, dtype=float)
-    filters = (weight @ basis_matrix[:, lag] for lag in range(basis_matrix.shape[1]))
-    drive = sum(np.expm1(f) @ rate for f in filters)
-    return inverse_link("softplus", torch.as_tensor(rate, dtype=torch.float64)).numpy() - drive
+    filters = [np.expm1(weight @ basis_matrix[:, lag]) for lag in range(basis_matrix.shape[1])]
+    if drive_sd is None:
+        drive = sum(f @ rate for f in filters)
+        return inverse_link("softplus", torch.as_tensor(rate, dtype=torch.float64)).numpy() - drive
+    levels, weights = _drive_levels()
+    shift = np.asarray(drive_sd, dtype=float)[:, None] * levels  # (N, levels)
+    coupled, at_levels = sum(filters), np.repeat(np.asarray(rate, dtype=float)[:, None], len(levels), 1)
+    for _ in range(_MEAN_FIELD_ROUNDS):
+        offset = shift + coupled @ at_levels
+        bias = _solve_mean(rate, offset, weights)
+        # Far out, where the quadrature's weights are nil, rates may not settle: bounded, they do no harm.
+        at_levels = np.minimum(_link(bias[:, None] + offset), MAX_SIMULATED_RATE)
+    return bias
+
+
+#: Gauss-Hermite nodes of the averages over a drive's Gaussian law: exact for polynomials of degree up to
+#: 79, far more than a smooth link over a few standard deviations needs.
+_QUADRATURE_NODES = 40
+
+#: Rounds of :func:`bias_for_rates`' mean field under a drive: the last change of a rate is below 1e-15 at
+#: the ``"balanced"`` settings.
+_MEAN_FIELD_ROUNDS = 20
+
+
+def _drive_levels() -> tuple[np.ndarray, np.ndarray]:
+    """Levels of a drive of unit variance and their weights: a quadrature of the law N(0, 1)."""
+    levels, weights = np.polynomial.hermite_e.hermegauss(_QUADRATURE_NODES)
+    return levels, weights / math.sqrt(2 * math.pi)
+
+
+def _link(predictor: np.ndarray, link: str = "softplus") -> np.ndarray:
+    return LINKS[link](torch.as_tensor(predictor, dtype=torch.float64)).numpy()
+
+
+def _solve_mean(
+    rate: np.ndarray, offset: np.ndarray, weights: np.ndarray, link: str = "softplus"
+) -> np.ndarray:
+    """``eta`` (N,) such that ``sum_j weights[j] * link(eta + offset[:, j]) = rate``, by Newton's method.
+
+    For a convex increasing link (softplus, exp) Newton's steps converge from any start once they pass
+    the root; they start where the exponential link would meet the rate with the offsets' mean.
+    """
+    target, offsets = torch.as_tensor(rate, dtype=torch.float64), torch.as_tensor(offset, dtype=torch.float64)
+    mass = torch.as_tensor(weights, dtype=torch.float64)
+    eta = inverse_link(link, target) - offsets @ mass
+    for _ in range(100):
+        eta = eta.detach().requires_grad_()
+        mean = LINKS[link](eta[:, None] + offsets) @ mass
+        (slope,) = torch.autograd.grad(mean.sum(), eta)
+        step = (mean.detach() - target) / slope
+        eta = eta.detach() - step
+        if not bool(step.abs().max() > 1e-12):
+            break
+    return eta.numpy()
+
+
+def predictor_for_rates(rate: np.ndarray, sd: np.ndarray, link: str = "softplus") -> np.ndarray:
+    """The predictor ``eta`` whose link gives the mean count ``rate`` under a Gaussian drive of sd ``sd``.
+
+    Solves ``E[link(eta + sd * Z)] = rate`` with ``Z ~ N(0, 1)``, neuron by neuron, on a Gauss-Hermite
+    quadrature of the expectation. A drive raises the mean of a convex link, so ``eta`` is below the
+    inverse link of the rate; with ``sd = 0`` it is that inverse.
+
+    Parameters
+    ----------
+    rate, sd : numpy.ndarray
+        Shape (N,): the mean counts per bin and the drive's standard deviations.
+    link : str
+        The link function (a name of :data:`spikeglm.model.LINKS`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), float64.
+    """
+    levels, weights = _drive_levels()
+    return _solve_mean(rate, np.asarray(sd, dtype=float)[:, None] * levels, weights, link)
+
+
+def _peak_rates(rate: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """The rates of a softplus network whose mean rates are ``rate`` when a drive of sd ``sd`` stands
+    :data:`DRIVE_PEAK` standard deviations up (its couplings aside: the inhibition that lowers the peak
+    is left out, which errs on the side of caution)."""
+    return _link(predictor_for_rates(rate, sd) + DRIVE_PEAK * np.asarray(sd))
 
 
 #: N x N float64 arrays that drawing a network holds at once (its weights and their filters, the stability
 #: check's matrix and its eigenvalues, and their copies).
 _NETWORK_MATRICES = 8
 
+#: Bytes per bin of a shared drive's path while it is drawn (a pink one: its float64 noise, complex
+#: coefficients and transform of twice the bins) and kept (float32).
+_PATH_BYTES = 64
+
 
 def _check_memory(settings: dict[str, Any]) -> None:
     """Refuse a network or recording too large for the memory available, before anything is drawn."""
     n = settings["n_visible"] + settings["n_hidden"]
-    n_counts = (settings["n_train"] + settings["n_test"]) * settings["n_bins"] * n
-    need = _NETWORK_MATRICES * 8.0 * n * n + 4.0 * n_counts
+    n_bins = (settings["n_train"] + settings["n_test"]) * settings["n_bins"]
+    n_paths = 0 if _drive(settings) is None else 1
+    need = _NETWORK_MATRICES * 8.0 * n * n + 4.0 * n_bins * n + _PATH_BYTES * n_bins * n_paths
     available = available_memory()
     if need > available:
         raise ValueError(
@@ -306,10 +512,14 @@ def _check_memory(settings: dict[str, Any]) -> None:
         )
 
 
-def _with_parameters(net: Network, weight: np.ndarray, bias: np.ndarray) -> Network:
+def _with_parameters(
+    net: Network, weight: np.ndarray, bias: np.ndarray, loading: np.ndarray | None = None
+) -> Network:
     with torch.no_grad():
         net.weight.copy_(torch.from_numpy(weight))
         net.bias.copy_(torch.from_numpy(bias))
+        if net.loading is not None and loading is not None:
+            net.loading.copy_(torch.from_numpy(loading))
     return net
 
 
@@ -374,33 +584,68 @@ def _balanced(settings: dict, rng: np.random.Generator) -> tuple[Network, dict]:
         driven * rng.uniform(0.5, 1.5, (n_visible, n_hidden)) * drive * sign[n_visible:]
     )
     np.fill_diagonal(weight, -rng.uniform(1.0, 2.0, n))  # refractoriness
-    weight = weight[..., None]
+    shared = _drive(settings)
+    # Drawn after everything else, so that without a drive the network is the one drawn before it existed.
+    sd = None if shared is None else shared.strength * rng.uniform(0.5, 1.5, n)
     basis = basis_module.Exponential(window=5, decay=0.25)
     basis_matrix = basis.matrix().double().numpy()
-    unscaled = gain(weight, basis_matrix, rate)
-    factor = 1.0
-    if unscaled >= 1 - margin:
-        if not settings["rescale"]:
-            recurrent = weight.copy()
-            recurrent[:n_visible, n_visible:] = 0.0
-            setting = "hidden_drive" if gain(recurrent, basis_matrix, rate) < 1 - margin else "coupling"
-            raise UnstableNetwork(
-                f"balanced: unstable network (gain of the linearised rate dynamics {unscaled:.3g}, not below "
-                f"1 - margin = {1 - margin:.3g}); lower {setting} (now {settings[setting]!r}) or pass "
-                "rescale=True",
-                setting,
-            )
-        factor = (1 - margin) / unscaled
-        weight = weight * factor
-        warnings.warn(
-            f"balanced: every coupling scaled by {factor:.3g} to bring the gain from {unscaled:.3g} to "
-            f"{1 - margin:.3g}",
-            stacklevel=3,
+    weight, checked, factor = _stable(weight[..., None], basis_matrix, rate, sd, settings, margin)
+    bias = bias_for_rates(weight, basis_matrix, rate, sd)
+    found: dict[str, Any] = {"target_rate_hz": target_hz, "gain": checked, "coupling_factor": factor}
+    if shared is None or sd is None:
+        return _with_parameters(Network(n_visible, n_hidden, basis, link="softplus"), weight, bias), found
+    net = Network(n_visible, n_hidden, basis, link="softplus", n_latent=1, latent_tau=shared.tau_bins)
+    _with_parameters(net, weight, bias, sd[:, None])
+    loading = net.loading.detach().double().tolist() if net.loading is not None else []
+    found["latent"] = {"loading": loading, "tau_bins": [shared.tau_bins], "spectrum": shared.spectrum}
+    return net, found
+
+
+def _stable(
+    weight: np.ndarray,
+    basis_matrix: np.ndarray,
+    rate: np.ndarray,
+    sd: np.ndarray | None,
+    settings: dict[str, Any],
+    margin: float,
+) -> tuple[np.ndarray, float, float]:
+    """The couplings of a ``"balanced"`` network once its stability is checked, their gain and the factor
+    they were scaled by (1 unless an unstable network is rescaled on request).
+
+    The gain is taken at the mean rates ``rate``, or with a shared drive of sd ``sd`` at the rates of
+    its peak (:data:`DRIVE_PEAK` sd up), where the couplings are the most amplified.
+
+    Raises
+    ------
+    UnstableNetwork
+        If the gain is not below ``1 - margin`` and ``settings["rescale"]`` is false.
+    """
+    peak = rate if sd is None else _peak_rates(rate, sd)
+    unscaled = gain(weight, basis_matrix, peak)
+    if unscaled < 1 - margin:
+        return weight, unscaled, 1.0
+    if not settings["rescale"]:
+        n_visible = whole(settings["n_visible"], "n_visible")
+        recurrent = weight.copy()
+        recurrent[:n_visible, n_visible:] = 0.0
+        if sd is not None and gain(weight, basis_matrix, rate) < 1 - margin:
+            setting = "shared_drive"
+        else:
+            setting = "hidden_drive" if gain(recurrent, basis_matrix, peak) < 1 - margin else "coupling"
+        where = "" if sd is None else " at the shared drive's peak"
+        raise UnstableNetwork(
+            f"balanced: unstable network (gain of the linearised rate dynamics{where} {unscaled:.3g}, not "
+            f"below 1 - margin = {1 - margin:.3g}); lower {setting} (now {settings[setting]!r}) or pass "
+            "rescale=True",
+            setting,
         )
-    net = Network(n_visible, n_hidden, basis, link="softplus")
-    bias = bias_for_rates(weight, basis_matrix, rate)
-    found = {"target_rate_hz": target_hz, "gain": unscaled * factor, "coupling_factor": factor}
-    return _with_parameters(net, weight, bias), found
+    factor = (1 - margin) / unscaled
+    warnings.warn(
+        f"balanced: every coupling scaled by {factor:.3g} to bring the gain from {unscaled:.3g} to "
+        f"{1 - margin:.3g}",
+        stacklevel=4,
+    )
+    return weight * factor, unscaled * factor, factor
 
 
 def _number(
@@ -452,13 +697,82 @@ HIDDEN_DRIVES = {"weak": 0.5, "moderate": 1.0, "strong": 2.5}
 
 def hidden_drive(value: str | float) -> float:
     """The factor of a ``hidden_drive`` setting: a name of :data:`HIDDEN_DRIVES` or a number >= 0."""
+    return _strength(value, "hidden_drive", HIDDEN_DRIVES)
+
+
+#: Named strengths of ``shared_drive`` (``"balanced"``): the standard deviation of the drive's term in a
+#: neuron's linear predictor, on average. At the drive's peaks (+2 sd) a neuron of average loading ``s``
+#: fires ``exp(2 s - s^2 / 2)`` times its mean rate (at low rates, where softplus is the exponential):
+#: 1.4 times (weak), 1.9 times (moderate), 2.4 times (strong), its loading's spread aside.
+SHARED_DRIVES = {"weak": 0.2, "moderate": 0.35, "strong": 0.5}
+
+#: The spectra of a shared drive's path (:func:`drive_path`).
+DRIVE_SPECTRA = ("ar1", "pink")
+
+#: Where the stability check of a network with a shared drive takes the rates: this many standard
+#: deviations up the drive.
+DRIVE_PEAK = 2.0
+
+#: The shared drive's settings and defaults (of ``"balanced"``; other protocols accept them without drive).
+DRIVE_DEFAULTS: dict[str, Any] = {"shared_drive": 0.0, "drive_tau": 0.5, "drive_spectrum": "ar1"}
+
+
+def shared_drive(value: str | float) -> float:
+    """The strength of a ``shared_drive`` setting: a name of :data:`SHARED_DRIVES` or a number >= 0."""
+    return _strength(value, "shared_drive", SHARED_DRIVES)
+
+
+def _strength(value: object, name: str, named: dict[str, float]) -> float:
+    """A strength setting ``name``: one of the ``named`` strengths, or a finite number >= 0."""
     if isinstance(value, str):
-        if value not in HIDDEN_DRIVES:
-            raise ValueError(f"hidden_drive: unknown strength {value!r}; one of {', '.join(HIDDEN_DRIVES)}")
-        return HIDDEN_DRIVES[value]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"hidden_drive must be a number >= 0 or a strength name; got {value!r}")
+        if value not in named:
+            raise ValueError(f"{name}: unknown strength {value!r}; one of {', '.join(named)}")
+        return named[value]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a number >= 0 or a strength name; got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class _Drive:
+    """A shared drive's settings, checked: its strength, time constant in bins and spectrum."""
+
+    strength: float
+    tau_bins: float
+    spectrum: str
+
+
+def _drive(settings: dict[str, Any]) -> _Drive | None:
+    """The shared drive that ``settings`` ask for (the defaults where they are silent), or None for none.
+
+    Every drive setting is checked, even without a drive; a bad one is refused, naming it.
+    """
+    given = {**DRIVE_DEFAULTS, **settings}
+    strength = shared_drive(given["shared_drive"])
+    tau = given["drive_tau"]
+    if isinstance(tau, bool) or not seconds(tau, "drive_tau") > 0:
+        raise ValueError(f"drive_tau must be a positive duration (seconds, or e.g. '500 ms'); got {tau!r}")
+    if given["drive_spectrum"] not in DRIVE_SPECTRA:
+        raise ValueError(
+            f"drive_spectrum: unknown spectrum {given['drive_spectrum']!r}; one of {', '.join(DRIVE_SPECTRA)}"
+        )
+    if strength == 0:
+        return None
+    tau_bins = seconds(tau, "drive_tau") / seconds(given["bin_size"], "bin_size")
+    return _Drive(strength, tau_bins, given["drive_spectrum"])
+
+
+def _without_drive(protocol: str, known: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The options of a protocol without a shared drive (all but ``"balanced"``), less the drive's
+    settings, which it accepts as long as they ask for no drive; the protocol's own options as given."""
+    if "shared_drive" in known or not set(DRIVE_DEFAULTS) & set(options):
+        return options
+    if _drive({"bin_size": known["bin_size"], **options}) is not None:
+        raise ValueError(
+            f"{protocol}: no shared drive in this protocol (shared_drive={options['shared_drive']!r}); "
+            "it is a setting of protocol balanced"
+        )
+    return {name: value for name, value in options.items() if name not in DRIVE_DEFAULTS}
 
 
 #: The published protocols: each a generator of the network and its default settings.
@@ -500,6 +814,7 @@ PROTOCOLS: Registry[tuple] = Registry(
                 hidden_drive="moderate",
                 margin=0.1,
                 rescale=False,
+                **DRIVE_DEFAULTS,
             ),
         ),
     },

@@ -160,3 +160,54 @@ def test_a_runaway_simulation_stops_with_a_clear_error():
         network.weight.fill_(3.0)  # every spike raises every rate e^0.9-fold: activity explodes
     with pytest.raises(ValueError, match=r"simulate: the activity runs away at bin \d+ \(neuron \d expects"):
         network.simulate(2, 400, generator=torch.Generator().manual_seed(0))
+
+
+def latent_network(n_latent=2, seed=0):
+    """A softplus network of 3 visible neurons and one hidden one, with random couplings and loadings."""
+    torch.manual_seed(seed)
+    net = Network(3, 1, basis_module.Exponential(window=3, decay=0.25), n_latent=n_latent).double()
+    with torch.no_grad():
+        net.weight.normal_(0, 0.5)
+        net.bias.uniform_(-1.5, -0.5)
+        net.loading.normal_(0, 0.8)
+    return net
+
+
+def test_a_simulated_path_drives_the_counts_as_the_model_rates_say():
+    """Given a path of the factors, the counts have bin by bin the mean that ``rates`` predicts with it."""
+    net = latent_network()
+    path = torch.randn(400, 50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = net.simulate(400, 50, generator=torch.Generator().manual_seed(0), latent=path)
+    with torch.no_grad():
+        rates, without = net.rates(y, latent=path), net.rates(y)
+    se = math.sqrt(rates.mean().item() / y.numel())
+    assert abs((y - rates).mean().item()) < 4.5 * se
+    # The path matters: the counts follow the factors' term, which the rates without it miss.
+    term = (path @ net.loading.detach().T).flatten()
+    assert np.corrcoef(term, (y - without).flatten())[0, 1] > 0.3
+
+
+def test_without_a_path_the_simulation_is_the_one_without_factors():
+    net = latent_network()
+    plain = net.simulate(3, 40, generator=torch.Generator().manual_seed(5))
+    zero = torch.zeros(3, 40, 2, dtype=torch.float64)
+    assert torch.equal(net.simulate(3, 40, generator=torch.Generator().manual_seed(5), latent=zero), plain)
+    without = Network(3, 1, net.basis, n_latent=0).double()
+    without.load_state_dict(
+        {k: v for k, v in net.state_dict().items() if k in ("weight", "bias", "basis_matrix")}
+    )
+    assert torch.equal(without.simulate(3, 40, generator=torch.Generator().manual_seed(5)), plain)
+
+
+def test_a_path_that_does_not_fit_is_refused_naming_latent():
+    net = latent_network()
+    with pytest.raises(
+        ValueError, match=r"latent must be a floating-point tensor of shape .* \(4, 50, 2\); got \(4, 49, 2\)"
+    ):
+        net.simulate(4, 50, latent=torch.zeros(4, 49, 2))
+    with pytest.raises(ValueError, match=r"latent must be .*; got \(4, 50, 1\)"):
+        net.simulate(4, 50, latent=torch.zeros(4, 50, 1))
+    with pytest.raises(ValueError, match=r"latent must be .*; got ndarray"):
+        net.simulate(4, 50, latent=np.zeros((4, 50, 2)))
+    with pytest.raises(ValueError, match=r"latent: this network has no latent factors \(n_latent=0\)"):
+        random_network().simulate(4, 50, latent=torch.zeros(4, 50, 1))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
+import numpy as np
 
 import spikeglm as sg
 from spikeglm.cli.app import main
+from spikeglm.cli.infer import write_npz
 from spikeglm.cli.options import check_output, output_options
 
 
@@ -22,15 +26,19 @@ def _rate(context: click.Context, parameter: click.Parameter, value: str | None)
     return numbers[0] if len(numbers) == 1 else numbers
 
 
-def _drive(context: click.Context, parameter: click.Parameter, value: str | None) -> str | float | None:
-    """``--hidden-drive``: a strength's name or a number."""
-    if value is None or value in sg.synthetic.HIDDEN_DRIVES:
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        names = ", ".join(sg.synthetic.HIDDEN_DRIVES)
-        raise click.BadParameter(f"{value!r} is neither a number nor one of {names}") from None
+def _strength(named: dict[str, float]) -> Callable[[click.Context, click.Parameter, str | None], object]:
+    """The callback of a strength option (``--hidden-drive``, ``--shared-drive``): a name of ``named`` or
+    a number."""
+
+    def strength(context: click.Context, parameter: click.Parameter, value: str | None) -> str | float | None:
+        if value is None or value in named:
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is neither a number nor one of {', '.join(named)}") from None
+
+    return strength
 
 
 @main.command()
@@ -93,9 +101,29 @@ def _drive(context: click.Context, parameter: click.Parameter, value: str | None
 @click.option(
     "--hidden-drive",
     metavar="STRENGTH",
-    callback=_drive,
+    callback=_strength(sg.synthetic.HIDDEN_DRIVES),
     help="balanced, sparse-ei: how hard the hidden neurons drive the visible ones: weak, moderate (the "
     "default), strong or a number.",
+)
+@click.option(
+    "--shared-drive",
+    metavar="STRENGTH",
+    callback=_strength(sg.synthetic.SHARED_DRIVES),
+    help="balanced: a slow drive shared by every neuron (a brain state), its strength the standard "
+    "deviation of its term in a neuron's linear predictor: weak (0.2), moderate (0.35), strong (0.5, "
+    "which more than doubles the rates at its peaks) or a number; 0, the default, for none. Its path is "
+    "written as OUTPUT-STEM_latent.npz.",
+)
+@click.option(
+    "--drive-tau",
+    metavar="TIME",
+    help="balanced: time constant of the shared drive, e.g. 500ms or 2s (default 0.5 s).",
+)
+@click.option(
+    "--drive-spectrum",
+    type=click.Choice(sg.synthetic.DRIVE_SPECTRA),
+    help="balanced: the shared drive's path: ar1 (the default; the model's own AR(1) prior) or pink "
+    "(power in 1/f above the AR(1)'s corner frequency, 1 / (2 pi tau)).",
 )
 @click.option(
     "--rescale",
@@ -120,13 +148,17 @@ def simulate(
     """Simulate a network with hidden neurons; write its recorded units, its truth and its hidden spikes.
 
     The truth goes beside OUTPUT as OUTPUT-STEM_truth.json (with the settings, the target rates and the
-    stability gain), the hidden neurons' spikes as OUTPUT-STEM_hidden.npz. A network whose rate
-    dynamics would not be stable is refused before anything is simulated, naming the option to lower
-    (or rescaled, with --rescale).
+    stability gain), the hidden neurons' spikes as OUTPUT-STEM_hidden.npz, and with --shared-drive the
+    drive's path as OUTPUT-STEM_latent.npz (read it with numpy.load: latent, the path in units of its
+    standard deviation (trials, bins, 1); bin_times_s, the start of each bin on the recording's clock;
+    bin_size_s; loading, each neuron's (neurons, 1), visible then hidden as named in units; tau_bins
+    and spectrum). A network whose rate dynamics would not be stable is refused before anything is
+    simulated, naming the option to lower (or rescaled, with --rescale).
 
     \b
     Example: spikeglm simulate -o sim.nwb --visible 300 --hidden 2 --duration 1h --rate 2,10
     Example: spikeglm simulate -o strong.nwb --visible 300 --hidden-drive strong --duration 10min
+    Example: spikeglm simulate -o state.nwb --visible 50 --shared-drive strong --drive-tau 0.5s --duration 1h
     """
     if trials is not None and duration is not None:
         raise click.UsageError("give --trials or --duration, not both")
@@ -150,8 +182,10 @@ def simulate(
         except ValueError as error:
             raise click.BadParameter(str(error).removeprefix("duration: "), param_hint="--duration") from None
     out = check_output(output, overwrite)
-    truth_path = check_output(str(out.with_name(out.stem + "_truth.json")), overwrite)
-    hidden_path = check_output(str(out.with_name(out.stem + "_hidden.npz")), overwrite)
+    truth_path, hidden_path, latent_path = (
+        check_output(str(out.with_name(out.stem + suffix)), overwrite)
+        for suffix in ("_truth.json", "_hidden.npz", "_latent.npz")
+    )
     try:
         simulation = sg.synthetic.network(protocol, seed=seed, **options)
     except sg.synthetic.UnstableNetwork as error:
@@ -162,12 +196,32 @@ def simulate(
     if simulation.hidden_train is not None:
         hidden_spikes = sg.Recording.from_counts(simulation.hidden_train, seed=seed + 1)
         sg.save(hidden_spikes, hidden_path, overwrite=overwrite)
+    if simulation.latent_train is not None:
+        write_npz(latent_path, _latent_arrays(simulation), overwrite)
     gain = simulation.truth.metadata.get("gain")
     click.echo(
         f"recording ({counts.n_units} units, {counts.n_trials} trials of {counts.n_bins} bins): {out}\n"
         f"truth{'' if gain is None else f' (gain {gain:.2f})'}: {truth_path}"
         + ("" if simulation.hidden_train is None else f"\nhidden spikes: {hidden_path}")
+        + ("" if simulation.latent_train is None else f"\nshared drive's path: {latent_path}")
     )
+
+
+def _latent_arrays(simulation: sg.synthetic.Simulation) -> dict[str, np.ndarray]:
+    """What ``simulate`` writes of the shared drive: its path in the recorded trials, on the recording's
+    clock (trials end to end from 0 s, as :meth:`spikeglm.Recording.from_counts` lays them), and its
+    loadings."""
+    counts, latent = simulation.train, simulation.truth.metadata["latent"]
+    bins = np.arange(counts.n_trials * counts.n_bins).reshape(counts.n_trials, counts.n_bins)
+    return {
+        "latent": np.asarray(simulation.latent_train, dtype=np.float32),
+        "bin_times_s": bins * counts.bin_seconds,
+        "bin_size_s": np.float64(counts.bin_seconds),
+        "loading": np.asarray(latent["loading"], dtype=np.float64),
+        "units": np.array(simulation.truth.labels),
+        "tau_bins": np.asarray(latent["tau_bins"], dtype=np.float64),
+        "spectrum": np.array(latent["spectrum"]),
+    }
 
 
 def _option(setting: str) -> str:
