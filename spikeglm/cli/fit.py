@@ -126,9 +126,6 @@ def fit(
         selection = None
         if auto:
             selection = _cross_validate(counts, candidates, latent_candidates, folds, model, rank == 0, where)
-            if selection.chosen_latent is not None:
-                model.set_params(n_latent=selection.chosen_latent)
-            model.set_params(n_hidden=selection.chosen)
         try:
             _fit_model(model, counts, where, checkpoint, checkpoint_every, resume, overwrite, bootstrap)
         except KeyboardInterrupt:
@@ -248,7 +245,8 @@ def _cross_validate(
     report: bool,
     where: torch.device,
 ) -> sg.records.Selection:
-    """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table."""
+    """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table;
+    ``model`` takes the chosen numbers of hidden neurons (and latent factors)."""
 
     def progress(candidate: int | tuple[int, int], fold: int, score: float) -> None:
         if report:
@@ -268,6 +266,9 @@ def _cross_validate(
     )
     if report:
         click.echo(str(selection))
+    if selection.chosen_latent is not None:
+        model.set_params(n_latent=selection.chosen_latent)
+    model.set_params(n_hidden=selection.chosen)
     return selection
 
 
