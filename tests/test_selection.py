@@ -32,7 +32,7 @@ def test_the_rule_over_hidden_neurons_and_latent_factors_takes_the_simplest_pair
     assert "<- chosen" in str(selection).splitlines()[2]
     again = Selection.from_dict(selection.to_dict())
     assert (again.latent, again.chosen_latent) == ((0, 1, 0, 1), 1)
-    with pytest.raises(ValueError, match="chosen .* must be one of the candidates"):
+    with pytest.raises(ValueError, match=r"chosen .* must be one of the candidates"):
         Selection.from_dict({**selection.to_dict(), "chosen_latent": 3})
 
 
