@@ -289,7 +289,7 @@ def _latent_proposal(
     ``visible`` (trials, bins, V): the particles' proposal of the factors.
 
     Returns the offsets, gains and scales of :class:`_Laws` for every bin of every trial, (trials, bins,
-    ...); None for a network without factors or without a posterior (the prior is the proposal). The
+    K); None for a network without factors or without a posterior (the prior is the proposal). The
     encoder reads the counts ``block`` bins at a time, so compact counts are never converted whole.
     ``frozen`` builds ``q`` with a copy of the prior's time constants that has no gradient (the smoother's:
     ``log q`` is the posterior's wake term only).
@@ -303,34 +303,31 @@ def _latent_proposal(
     potentials = [encoder(piece) for piece, _ in _blocks(visible, block, 0, 0, dtype, device)]
     mean, precision = (torch.cat(parts, dim=1) for parts in zip(*potentials, strict=True))
     q = MarkovGaussian(prior, mean, precision)
-    first, gain, covariance = q.transitions()
+    # The encoder's potentials are diagonal, so the factors are independent under q as under the prior:
+    # every transition is diagonal, and the Cholesky factor of a covariance is its square root.
+    assert q.diagonal
+    first, gain, covariance = (part.diagonal(dim1=-2, dim2=-1) for part in q.transitions())
     gain = torch.cat([torch.zeros_like(first)[:, None], gain], dim=1)
-    covariance = torch.cat([first[:, None], covariance], dim=1)
+    variance = torch.cat([first[:, None], covariance], dim=1)
     before = F.pad(q.mean[:, :-1], (0, 0, 1, 0))  # the mean of the bin before, 0 before the first
-    return q.mean - _apply(gain, before), gain, torch.linalg.cholesky(covariance)
-
-
-def _apply(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
-    """``matrix @ vector`` for matrices (..., K, K) and vectors (..., K) that broadcast."""
-    return (matrix @ vector[..., None])[..., 0]
+    return q.mean - gain * before, gain, variance.sqrt()
 
 
 class _Laws(NamedTuple):
-    """Gaussian laws of the latent factors in a run of bins, each given the state in the bin before::
+    """Gaussian laws of independent latent factors in a run of bins, each given the state in the bin
+    before (elementwise over the K factors)::
 
-        f_t | f_{t-1} ~ N(offset_t + gain_t f_{t-1}, scale_t scale_t')
+        f_t | f_{t-1} ~ N(offset_t + gain_t f_{t-1}, diag(scale_t^2))
 
     Every field has the filters (or 1, shared by all) first and the bins second. The state before a
     trial's first bin is zero, so that bin's gain does not matter.
 
     Attributes
     ----------
-    offset : torch.Tensor
-        (..., bins, K).
-    gain, scale, inverse : torch.Tensor
-        (..., bins, K, K): ``scale`` is lower triangular and ``inverse`` its inverse.
+    offset, gain, scale, inverse : torch.Tensor
+        (..., bins, K); ``inverse`` is ``1 / scale``.
     log_det : torch.Tensor
-        (..., bins), ``log det scale``.
+        (..., bins), ``sum log scale``: the log-determinant of the covariance's Cholesky factor.
     """
 
     offset: torch.Tensor
@@ -341,10 +338,8 @@ class _Laws(NamedTuple):
 
     @classmethod
     def of(cls, offset: torch.Tensor, gain: torch.Tensor, scale: torch.Tensor) -> _Laws:
-        """The laws of the given offsets, gains and (lower triangular) scales."""
-        eye = torch.eye(scale.shape[-1], dtype=scale.dtype, device=scale.device)
-        inverse = torch.linalg.solve_triangular(scale, eye.expand_as(scale), upper=False)
-        return cls(offset, gain, scale, inverse, scale.diagonal(dim1=-2, dim2=-1).log().sum(-1))
+        """The laws of the given offsets, gains and scales."""
+        return cls(offset, gain, scale, 1 / scale, scale.log().sum(-1))
 
     @classmethod
     def prior(cls, prior: AR1Prior, start: int, stop: int, like: torch.Tensor) -> _Laws:
@@ -354,16 +349,15 @@ class _Laws(NamedTuple):
         scale = variance.sqrt().expand(stop - start, -1)
         if start == 0:
             scale = torch.cat([torch.ones_like(scale[:1]), scale[1:]])
-        gain = torch.diag_embed(coefficient).expand(1, stop - start, -1, -1)
-        return cls.of(torch.zeros_like(scale)[None], gain, torch.diag_embed(scale)[None])
+        return cls.of(torch.zeros_like(scale)[None], coefficient.expand(1, stop - start, -1), scale[None])
 
     def mean(self, t: int, previous: torch.Tensor) -> torch.Tensor:
         """The mean at the run's bin ``t`` given the states ``previous`` (filters, particles, K)."""
-        return self.offset[:, t, None] + _apply(self.gain[:, t, None], previous)
+        return self.offset[:, t, None] + self.gain[:, t, None] * previous
 
     def log_density(self, t: int, value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """The log-density of states ``value`` at bin ``t`` of means ``mean`` (:meth:`mean`), float64."""
-        white = _apply(self.inverse[:, t, None], value - mean)
+        white = (value - mean) * self.inverse[:, t, None]
         size = value.shape[-1]
         return (
             -0.5 * (white.square().sum(-1, dtype=torch.float64) + size * LOG_2PI) - self.log_det[:, t, None]
@@ -421,7 +415,7 @@ class _Factors:
             previous.shape, generator=self.generator, dtype=previous.dtype, device=previous.device
         )
         mean = law.mean(t, previous)
-        state = mean + _apply(law.scale[:, t, None], noise)
+        state = mean + law.scale[:, t, None] * noise
         self.state = state.detach() if self.detach else state
         drive = self.state @ self.loading.T
         if self.proposal is None:
