@@ -384,8 +384,14 @@ class _Factors:
     """
 
     def __init__(
-        self, network: Network, proposal, n_runs: int, shape: tuple[int, int], generator, detach: bool
-    ):
+        self,
+        network: Network,
+        proposal: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        n_runs: int,
+        shape: tuple[int, int],
+        generator: torch.Generator | None,
+        detach: bool,
+    ) -> None:
         assert network.latent_prior is not None and network.loading is not None
         self.prior, self.loading = network.latent_prior, network.loading
         self.proposal, self.n_runs, self.generator, self.detach = proposal, n_runs, generator, detach
