@@ -1,36 +1,47 @@
-"""The held-out likelihood of a POGLM by sequential Monte Carlo: a particle filter over the hidden counts.
+"""The held-out likelihood of a POGLM by sequential Monte Carlo: a particle filter over the hidden counts
+and the latent factors.
 
-Given the past of all neurons, the counts of a bin are independent Poisson draws. The likelihood of the
-visible counts ``x`` therefore factorises over bins, ``p(x) = prod_t p(x_t | x_<t)``, and a particle
-filter estimates each factor: every particle carries a history of integer hidden counts; at bin ``t``
-it is weighted by the Poisson probability of the observed ``x_t`` given its past, then draws its hidden
-counts ``z_t`` from a proposal, and the particles are resampled (systematically) when the effective
-sample size falls below a set share. The product of the mean weights is an unbiased estimate of
-``p(x)``; its log is a lower bound in expectation that tightens as the particles grow, and far tighter
-than importance sampling of whole trials, whose weights degenerate with the number of bins.
+Given the past of all neurons and the latent factors' state, the counts of a bin are independent Poisson
+draws. The likelihood of the visible counts ``x`` therefore factorises over bins, ``p(x) = prod_t p(x_t |
+x_<t)``, and a particle filter estimates each factor. Every particle carries a history of integer hidden
+counts (its last L bins) and, with ``K`` latent factors, their current state ``f_t`` (K floats: the AR(1)
+prior makes the factors Markov, so the current state is all that their future depends on). At bin ``t``
+a particle draws ``f_t`` given ``f_{t-1}`` from a proposal, is weighted by the Poisson probability of the
+observed ``x_t`` given its past and ``f_t``, then draws its hidden counts ``z_t`` from a proposal, and the
+particles are resampled (systematically) when the effective sample size falls below a set share. The
+product of the mean weights is an unbiased estimate of ``p(x)``; its log is a lower bound in expectation
+that tightens as the particles grow, and far tighter than importance sampling of whole trials, whose
+weights degenerate with the number of bins.
 
 Proposals:
 
 ``"model"``
-    The model's own conditional law of ``z_t`` (a bootstrap filter). Needs nothing but the network.
+    The model's own conditional law of ``z_t`` and the prior's AR(1) step of ``f_t`` (a bootstrap filter).
+    Needs nothing but the network.
 ``"posterior"``
-    The fitted variational posterior's law of ``z_t`` (it sees the visible counts that follow, which the
-    model's conditional cannot), weighted by ``p(z_t | past) / q(z_t)``.
+    The fitted variational posterior's law of ``z_t`` and the forward transitions of its Gaussian posterior
+    of the factors' path, ``q(f_t | f_{t-1}, x)`` (both see the visible counts that follow, which the
+    model's conditional cannot), weighted by ``p(z_t | past) p(f_t | f_{t-1}) / (q(z_t) q(f_t | f_{t-1}))``.
 
-Every trial is filtered whole, so a long recording is scored as one sequence: no cut, no context.
+With neither hidden neurons nor latent factors the likelihood is computed exactly, with no particle. Every
+trial is filtered whole, so a long recording is scored as one sequence: no cut, no context.
 :func:`log_likelihood` runs ``n_runs`` independent filters per trial and averages their estimates of
 ``p(x)``; the spread between them gives the Monte Carlo standard error.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from spikeglm.latent import LOG_2PI, AR1Prior, MarkovGaussian
 from spikeglm.model import LINKS, Network
 from spikeglm.options import Registry, whole
 from spikeglm.relax import poisson_log_pmf
@@ -101,13 +112,14 @@ def log_likelihood(
     Parameters
     ----------
     network : Network
-        The generative model; with no hidden neuron the likelihood is computed exactly.
+        The generative model; with neither hidden neurons nor latent factors the likelihood is computed
+        exactly.
     visible : torch.Tensor
         Visible counts, shape (trials, bins, V); each trial starts with no history.
     posterior : Posterior, optional
         Needed for ``proposal="posterior"``.
     proposal : {"model", "posterior"}
-        Law the hidden counts are drawn from (:data:`PROPOSALS`).
+        Law the hidden counts and the latent factors are drawn from (:data:`PROPOSALS`).
     n_particles : int
         Particles per trial, shared out among the runs (at least one each).
     n_runs : int
@@ -115,14 +127,13 @@ def log_likelihood(
     seed : int
         Seed of the draws and the resampling.
     block : int
-        Bins whose visible drive is computed at once (bounds the memory on long trials).
+        Bins whose visible drive is computed at once (bounds the memory on long trials). The posterior's
+        transitions of the latent factors are computed once for whole trials (bins x K x K numbers each).
 
     Returns
     -------
     Estimate
     """
-    if network.n_latent:
-        raise ValueError("the particle filter does not draw latent factors yet: the network has some")
     proposal = PROPOSALS.name(proposal)
     n_runs, n_particles = whole(n_runs, "n_runs"), whole(n_particles, "n_particles")
     if proposal == "posterior" and posterior is None:
@@ -130,7 +141,7 @@ def log_likelihood(
     dtype, device = network.bias.dtype, network.bias.device
     n_trials, n_bins, n_visible = visible.shape
     window = network.basis_matrix.shape[1]
-    if network.n_hidden == 0:
+    if network.n_hidden == 0 and network.n_latent == 0:
         exact = torch.zeros(n_trials, dtype=torch.float64, device=device)
         for piece, bins in _blocks(visible, block, window, 0, dtype, device):
             exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
@@ -138,7 +149,8 @@ def log_likelihood(
         return Estimate(exact_per_trial, np.zeros_like(exact_per_trial), n_bins, n_visible)
     generator = torch.Generator(device).manual_seed(seed)
     proposer = posterior if proposal == "posterior" else None
-    particles = _Particles(network, proposer, n_trials, n_runs, n_particles, generator)
+    latent = _latent_proposal(network, proposer, visible, block)
+    particles = _Particles(network, proposer, n_trials, n_runs, n_particles, generator, latent=latent)
     ahead = window if proposal == "posterior" else 0
     for piece, bins in _blocks(visible, block, window, ahead, dtype, device):
         particles.advance(piece, bins)
@@ -166,6 +178,11 @@ def filtering_bound(
     below by the posterior's mismatch whatever the samples. The gradient leaves out the resampling's
     own term, which is what keeps its variance low.
 
+    With latent factors each particle draws their state bin by bin from the forward transitions of
+    ``posterior``'s Gaussian posterior of the segment's path, reparameterised (mean plus the Cholesky
+    factor of the covariance times standard normal noise), and its weight gains ``log p(f_t | f_{t-1}) -
+    log q(f_t | f_{t-1})``: the gradient reaches the encoder, the loading and the prior's time constants.
+
     Parameters
     ----------
     network : Network
@@ -181,8 +198,9 @@ def filtering_bound(
     torch.Tensor
         Shape (segments,), float64.
     """
-    particles = _Particles(network, posterior, len(batch.visible), 1, n_particles, None, draw)
     visible = batch.visible.to(network.bias.dtype)
+    latent = _latent_proposal(network, posterior, visible, visible.shape[1])
+    particles = _Particles(network, posterior, len(visible), 1, n_particles, None, draw, latent=latent)
     particles.advance(visible, slice(None), batch.present, batch.scored)
     return particles.log_z
 
@@ -203,6 +221,13 @@ def smoothed_score(
     posterior's gradient towards the smoothed particles (the wake step of reweighted wake-sleep), which
     makes it a better proposal.
 
+    With latent factors the particles draw their state from the posterior's forward transitions of the
+    factors (not differentiated either), and the terms of bin ``t`` gain ``log p(f_t | f_{t-1})`` (the
+    network's gradient: the prior's time constants) and ``log q(f_t | f_{t-1})`` (the encoder's wake
+    gradient; the time constants that ``q`` is built with are held fixed in it, so that the network's
+    gradient stays the model's alone). The lag then grows by the slowest factor's time constant
+    (:func:`smoothing_lag`).
+
     Parameters
     ----------
     network : Network
@@ -218,10 +243,28 @@ def smoothed_score(
     log_z : torch.Tensor
         Shape (segments,), float64: the filter's estimate of ``log p(x)`` of the scored bins (no gradient).
     """
-    window = network.basis_matrix.shape[1]
-    particles = _Particles(network, posterior, len(batch.visible), 1, n_particles, None, lag=2 * window)
-    particles.advance(batch.visible.to(network.bias.dtype), slice(None), batch.present, batch.scored)
+    visible = batch.visible.to(network.bias.dtype)
+    latent = _latent_proposal(network, posterior, visible, visible.shape[1], frozen=True)
+    lag = smoothing_lag(network, visible.shape[1])
+    particles = _Particles(network, posterior, len(visible), 1, n_particles, None, lag=lag, latent=latent)
+    particles.advance(visible, slice(None), batch.present, batch.scored)
     return particles.smoothed, particles.log_z
+
+
+def smoothing_lag(network: Network, n_bins: int) -> int:
+    """The bins after which :func:`smoothed_score` weighs a bin's terms: ``2 L`` (L the history window),
+    plus the slowest latent factor's time constant (rounded up), at most ``n_bins``.
+
+    By ``2 L`` bins every visible count that a hidden spike drives, directly or through the next hidden
+    counts, has weighed it; a factor's state is still informed by the counts about a time constant after
+    it. Observed (3 neurons, 80 bins, L = 3, a factor of 40 bins): a lag of 6 bins biased the loading's
+    gradient by 1 to 1.6 (8-66%) per neuron, lags of 20 to 80 bins did not beyond the Monte Carlo error.
+    A lag of all the bins smooths the whole paths, so a longer one changes nothing.
+    """
+    lag = 2 * network.basis_matrix.shape[1]
+    if network.latent_prior is None:
+        return lag
+    return min(lag + math.ceil(float(network.latent_prior.tau.detach().max())), n_bins)
 
 
 def _blocks(
@@ -239,19 +282,172 @@ def _blocks(
         yield visible[:, low:high].to(dtype=dtype, device=device), slice(start - low, stop - low)
 
 
+def _latent_proposal(
+    network: Network, posterior: Posterior | None, visible: torch.Tensor, block: int, frozen: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The forward transitions of ``posterior``'s Gaussian posterior of the latent factors' paths given
+    ``visible`` (trials, bins, V): the particles' proposal of the factors.
+
+    Returns the offsets, gains and scales of :class:`_Laws` for every bin of every trial, (trials, bins,
+    K); None for a network without factors or without a posterior (the prior is the proposal). The
+    encoder reads the counts ``block`` bins at a time, so compact counts are never converted whole.
+    ``frozen`` builds ``q`` with a copy of the prior's time constants that has no gradient (the smoother's:
+    ``log q`` is the posterior's wake term only).
+    """
+    if network.n_latent == 0 or posterior is None:
+        return None
+    encoder, prior = posterior.latent_parts(network)
+    if frozen:
+        prior = copy.deepcopy(prior).requires_grad_(False)
+    dtype, device = network.bias.dtype, network.bias.device
+    potentials = [encoder(piece) for piece, _ in _blocks(visible, block, 0, 0, dtype, device)]
+    mean, precision = (torch.cat(parts, dim=1) for parts in zip(*potentials, strict=True))
+    q = MarkovGaussian(prior, mean, precision)
+    # The encoder's potentials are diagonal, so the factors are independent under q as under the prior:
+    # every transition is diagonal, and the Cholesky factor of a covariance is its square root.
+    assert q.diagonal
+    first, gain, covariance = (part.diagonal(dim1=-2, dim2=-1) for part in q.transitions())
+    gain = torch.cat([torch.zeros_like(first)[:, None], gain], dim=1)
+    variance = torch.cat([first[:, None], covariance], dim=1)
+    before = F.pad(q.mean[:, :-1], (0, 0, 1, 0))  # the mean of the bin before, 0 before the first
+    return q.mean - gain * before, gain, variance.sqrt()
+
+
+class _Laws(NamedTuple):
+    """Gaussian laws of independent latent factors in a run of bins, each given the state in the bin
+    before (elementwise over the K factors)::
+
+        f_t | f_{t-1} ~ N(offset_t + gain_t f_{t-1}, diag(scale_t^2))
+
+    Every field has the filters (or 1, shared by all) first and the bins second. The state before a
+    trial's first bin is zero, so that bin's gain does not matter.
+
+    Attributes
+    ----------
+    offset, gain, scale, inverse : torch.Tensor
+        (..., bins, K); ``inverse`` is ``1 / scale``.
+    log_det : torch.Tensor
+        (..., bins), ``sum log scale``: the log-determinant of the covariance's Cholesky factor.
+    """
+
+    offset: torch.Tensor
+    gain: torch.Tensor
+    scale: torch.Tensor
+    inverse: torch.Tensor
+    log_det: torch.Tensor
+
+    @classmethod
+    def of(cls, offset: torch.Tensor, gain: torch.Tensor, scale: torch.Tensor) -> _Laws:
+        """The laws of the given offsets, gains and scales."""
+        return cls(offset, gain, scale, 1 / scale, scale.log().sum(-1))
+
+    @classmethod
+    def prior(cls, prior: AR1Prior, start: int, stop: int, like: torch.Tensor) -> _Laws:
+        """The AR(1) prior's laws of bins ``start`` to ``stop - 1`` of a trial, ``f_t = a f_{t-1} + sqrt(1 -
+        a^2) eps``, stationary (``N(0, 1)``) at its first bin; in the dtype and on the device of ``like``."""
+        coefficient, _, variance = prior._terms(like)
+        scale = variance.sqrt().expand(stop - start, -1)
+        if start == 0:
+            scale = torch.cat([torch.ones_like(scale[:1]), scale[1:]])
+        return cls.of(torch.zeros_like(scale)[None], coefficient.expand(1, stop - start, -1), scale[None])
+
+    def mean(self, t: int, previous: torch.Tensor) -> torch.Tensor:
+        """The mean at the run's bin ``t`` given the states ``previous`` (filters, particles, K)."""
+        return self.offset[:, t, None] + self.gain[:, t, None] * previous
+
+    def log_density(self, t: int, value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """The log-density of states ``value`` at bin ``t`` of means ``mean`` (:meth:`mean`), float64."""
+        white = (value - mean) * self.inverse[:, t, None]
+        size = value.shape[-1]
+        return (
+            -0.5 * (white.square().sum(-1, dtype=torch.float64) + size * LOG_2PI) - self.log_det[:, t, None]
+        )
+
+
+class _Factors:
+    """The latent factors' current state in every particle, drawn bin after bin.
+
+    Parameters
+    ----------
+    network : Network
+        With latent factors: their prior is the target and, without ``proposal``, the proposal too.
+    proposal : tuple of torch.Tensor or None
+        The posterior's offsets, gains and scales of every bin of the trials (:func:`_latent_proposal`).
+    n_runs : int
+        Filters per trial.
+    shape : tuple of int
+        (filters, particles).
+    generator : torch.Generator or None
+        Source of the noise.
+    detach : bool
+        Draw the states without gradient (the smoother's); otherwise they are reparameterised.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        proposal: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        n_runs: int,
+        shape: tuple[int, int],
+        generator: torch.Generator | None,
+        detach: bool,
+    ) -> None:
+        assert network.latent_prior is not None and network.loading is not None
+        self.prior, self.loading = network.latent_prior, network.loading
+        self.proposal, self.n_runs, self.generator, self.detach = proposal, n_runs, generator, detach
+        self.state = network.bias.new_zeros(*shape, network.n_latent)
+        self.position = 0  # bins of the trial whose laws have been made
+        self.target = self.law = _Laws.prior(self.prior, 0, 1, self.state)
+
+    def prepare(self, n_bins: int) -> None:
+        """Make the laws of the trial's next ``n_bins`` bins."""
+        start, stop = self.position, self.position + n_bins
+        self.target = self.law = _Laws.prior(self.prior, start, stop, self.state)
+        if self.proposal is not None:
+            self.law = _Laws.of(
+                *(part[:, start:stop].repeat_interleave(self.n_runs, 0) for part in self.proposal)
+            )
+        self.position = stop
+
+    def draw(self, t: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Draw every particle's state at the prepared bins' ``t``-th.
+
+        Returns its drive of every neuron, ``loading @ f_t`` (filters, particles, N), and the log-weight it
+        adds, ``log p(f_t | f_{t-1}) - log q(f_t | f_{t-1})``, with the smoother's term, ``log p + log q``
+        (float64, filters x particles), as a pair; None for the prior's proposal, whose weight is 1.
+        """
+        previous, law = self.state, self.law
+        noise = torch.randn(
+            previous.shape, generator=self.generator, dtype=previous.dtype, device=previous.device
+        )
+        mean = law.mean(t, previous)
+        state = mean + law.scale[:, t, None] * noise
+        self.state = state.detach() if self.detach else state
+        drive = self.state @ self.loading.T
+        if self.proposal is None:
+            return drive, None
+        log_q = law.log_density(t, self.state, mean)
+        log_p = self.target.log_density(t, self.state, self.target.mean(t, previous))
+        return drive, (log_p - log_q, log_p + log_q)
+
+
 class _Particles:
     """The particles of ``n_runs`` independent filters for every trial, advanced block by block.
 
     Filter ``trial * n_runs + run`` holds ``n_particles // n_runs`` particles, each the hidden counts
-    of its last L bins (lag 1 first), with normalised log-weights; ``log_z`` sums each filter's log mean
-    weight over the bins filtered so far.
+    of its last L bins (lag 1 first) and, with latent factors, their current state (:class:`_Factors`),
+    with normalised log-weights; ``log_z`` sums each filter's log mean weight over the bins filtered so far.
 
     The update is written without in-place changes, so that gradients flow through it when the hidden
-    counts are drawn by a reparameterised ``draw(rate)`` (:func:`filtering_bound`); the resampling itself
-    is not differentiated. ``draw=None`` draws exact Poisson counts from ``generator``.
+    counts are drawn by a reparameterised ``draw(rate)`` and the factors reparameterised
+    (:func:`filtering_bound`); the resampling itself is not differentiated. ``draw=None`` draws exact
+    Poisson counts from ``generator``. ``latent`` is the posterior's proposal of the factors
+    (:func:`_latent_proposal`), None for the prior's.
     """
 
-    def __init__(self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None, lag=0):
+    def __init__(
+        self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None, lag=0, latent=None
+    ):
         self.network, self.posterior, self.n_runs = network, posterior, n_runs
         self.n_visible = network.n_visible
         device, dtype = network.bias.device, network.bias.dtype
@@ -274,6 +470,9 @@ class _Particles:
         # bins old (Fisher's identity).
         self.terms = torch.zeros((filters, particles, lag), dtype=torch.float64, device=device)
         self.settled = torch.zeros(filters, dtype=torch.float64, device=device)
+        self.factors = None
+        if network.n_latent:
+            self.factors = _Factors(network, latent, n_runs, (filters, particles), generator, detach=lag > 0)
 
     def advance(
         self,
@@ -284,36 +483,61 @@ class _Particles:
     ) -> None:
         """Filter the bins ``bins`` of ``piece`` (trials, bins, V), which holds the context they need.
 
-        ``present`` (trials, bins) marks the bins inside the recording (no hidden spikes elsewhere) and
-        ``scored`` those whose likelihood ``log_z`` counts; the others still weigh the particles.
+        ``present`` (trials, bins) marks the bins inside the recording (no hidden spikes elsewhere, and
+        with latent factors no observation either) and ``scored`` those whose likelihood ``log_z``
+        counts; the others still weigh the particles.
         """
         network, runs, n_visible = self.network, self.n_runs, self.n_visible
         drive = network.bias + network._drive(piece, network.weight[:, :n_visible])
         drive, x = drive[:, bins].repeat_interleave(runs, 0), piece[:, bins].repeat_interleave(runs, 0)
-        if self.posterior is not None:
+        q_drive = None
+        if self.posterior is not None and network.n_hidden:
             q_drive = self.posterior._visible_predictor(piece)[:, bins].repeat_interleave(runs, 0)
+        if self.factors is not None:
+            self.factors.prepare(x.shape[1])
         for t in range(x.shape[1]):
-            predictor = drive[:, t, None] + torch.einsum("fplh,nhl->fpn", self.recent, self.filters)
-            rate = self.link(predictor)
-            increment = poisson_log_pmf(x[:, t, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
-            prior = rate[..., n_visible:]
-            term = increment
-            if self.posterior is None:
-                hidden = self.draw(prior)
-            else:
-                own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
-                q_rate = self.link(q_drive[:, t, None] + own)
-                hidden = self.draw(q_rate)
-                log_p = poisson_log_pmf(hidden, prior).sum(-1, dtype=torch.float64)
-                log_q = poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
-                increment, term = increment + log_p - log_q, term + log_p + log_q
-            if present is not None:
-                hidden = hidden * present[:, t, None, None]
-            self._reweight(increment, None if scored is None else scored[:, t])
-            if self.terms.shape[2]:
-                self._settle(term if scored is None else term * scored[:, t, None])
-            self.recent = torch.cat([hidden[:, :, None], self.recent[:, :, :-1]], dim=2)
-            self._resample()
+            self._step(t, drive, x, q_drive, present, scored)
+
+    def _step(self, t, drive, x, q_drive, present, scored) -> None:
+        """Filter bin ``t`` of a block: its factors, the weight of its visible counts, its hidden counts."""
+        n_visible = self.n_visible
+        predictor = drive[:, t, None]
+        if self.network.n_hidden:
+            predictor = predictor + torch.einsum("fplh,nhl->fpn", self.recent, self.filters)
+        latent_terms = None
+        if self.factors is not None:
+            latent_drive, latent_terms = self.factors.draw(t)
+            predictor = predictor + latent_drive
+        rate = self.link(predictor)
+        increment = poisson_log_pmf(x[:, t, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
+        if self.factors is not None and present is not None:
+            increment = increment * present[:, t, None]  # padding's zero counts do not observe the factors
+        term = increment
+        if self.network.n_hidden:
+            increment, term = self._hidden(t, rate[..., n_visible:], q_drive, present, increment, term)
+        if latent_terms is not None:
+            increment, term = increment + latent_terms[0], term + latent_terms[1]
+        self._reweight(increment, None if scored is None else scored[:, t])
+        if self.terms.shape[2]:
+            self._settle(term if scored is None else term * scored[:, t, None])
+        self._resample()
+
+    def _hidden(self, t, prior, q_drive, present, increment, term) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the hidden counts of bin ``t`` (model's conditional rate ``prior``) from the proposal, push
+        them on each particle's history, and return ``increment`` and ``term`` with their terms added."""
+        if self.posterior is None:
+            hidden = self.draw(prior)
+        else:
+            own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
+            q_rate = self.link(q_drive[:, t, None] + own)
+            hidden = self.draw(q_rate)
+            log_p = poisson_log_pmf(hidden, prior).sum(-1, dtype=torch.float64)
+            log_q = poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
+            increment, term = increment + log_p - log_q, term + log_p + log_q
+        if present is not None:
+            hidden = hidden * present[:, t, None, None]
+        self.recent = torch.cat([hidden[:, :, None], self.recent[:, :, :-1]], dim=2)
+        return increment, term
 
     def _reweight(self, increment: torch.Tensor, scored: torch.Tensor | None) -> None:
         if self.terms.shape[2]:
@@ -350,4 +574,7 @@ class _Particles:
         gather = index[:, :, None, None].expand_as(self.recent)
         self.recent = torch.gather(self.recent, 1, gather)
         self.terms = torch.gather(self.terms, 1, index[:, :, None].expand_as(self.terms))
+        if self.factors is not None:
+            state = self.factors.state
+            self.factors.state = torch.gather(state, 1, index[:, :, None].expand_as(state))
         self.log_w = torch.where(low[:, None], -math.log(particles), torch.gather(self.log_w, 1, index))

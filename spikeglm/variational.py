@@ -37,7 +37,7 @@ from torch import nn
 
 from spikeglm import relax
 from spikeglm.basis import future, history
-from spikeglm.latent import LatentEncoder, MarkovGaussian
+from spikeglm.latent import AR1Prior, LatentEncoder, MarkovGaussian
 from spikeglm.model import LINKS, Network, inverse_link
 from spikeglm.options import Registry
 from spikeglm.relax import PoissonRelaxation, poisson_log_pmf
@@ -144,11 +144,17 @@ class Posterior(nn.Module):
         scored bins: on a segment's context the path then follows the prior given the scored bins, so the
         path's KL from the prior is that of the scored bins alone, as their likelihood is.
         """
+        encoder, prior = self.latent_parts(network)
+        return encoder.posterior(prior, visible, mask=scored)
+
+    def latent_parts(self, network: Network) -> tuple[LatentEncoder, AR1Prior]:
+        """This posterior's encoder of the latent factors and ``network``'s prior of them, from which
+        :meth:`latent_posterior` is made; ValueError if the two disagree on the factors."""
         if self.latent_encoder is None or network.latent_prior is None or network.n_latent != self.n_latent:
             raise ValueError(
                 f"the network has {network.n_latent} latent factors where the posterior has {self.n_latent}"
             )
-        return self.latent_encoder.posterior(network.latent_prior, visible, mask=scored)
+        return self.latent_encoder, network.latent_prior
 
     def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
         """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""

@@ -172,10 +172,11 @@ def test_encoder_posterior_and_its_checks():
         plain.latent_posterior(net, visible)
     with pytest.raises(ValueError, match="latent factors"):
         log_weights(net, plain.double(), visible, 2)
+    # The particle filter proposes the factors from the posterior's: one without them is refused.
     with pytest.raises(ValueError, match="latent factors"):
-        smc.log_likelihood(net, visible, n_particles=4)
+        smc.log_likelihood(net, visible, plain.double(), proposal="posterior", n_particles=4)
     with pytest.raises(ValueError, match="latent factors"):
-        OBJECTIVES["fivo"](n_samples=2, sampler=HiddenSampler()).loss(net, posterior, Batch(visible))
+        OBJECTIVES["fivo"](n_samples=2, sampler=HiddenSampler()).loss(net, plain.double(), Batch(visible))
 
 
 @pytest.mark.parametrize(("n_hidden", "tolerance"), [(0, 0.1), (1, 1.0)])

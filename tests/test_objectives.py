@@ -46,6 +46,47 @@ def test_every_objective_gives_a_differentiable_loss_and_a_float64_estimate(name
         assert parameter.grad.abs().sum() > 0
 
 
+def small_latent_problem(n_hidden: int, seed: int = 0) -> tuple[Network, Posterior, torch.Tensor]:
+    """2 visible neurons (and ``n_hidden``) driven by one latent factor, 4 trials of 40 bins, float32."""
+    generator = torch.Generator().manual_seed(seed)
+    network = Network(2, n_hidden, sg.basis.get("exponential", window=3), link="softplus", n_latent=1)
+    with torch.no_grad():
+        network.weight.normal_(0.0, 0.5, generator=generator)
+        network.bias.fill_(-1.0)
+        network.loading.fill_(0.5)
+    visible = torch.poisson(torch.full((4, 40, 2), 0.4), generator=generator)
+    posterior = Posterior("forward-backward", 2, n_hidden, network.basis_matrix, "softplus", n_latent=1)
+    posterior.init_rates(0.3, 0.1, generator)
+    return network, posterior, visible
+
+
+@pytest.mark.parametrize("n_hidden", [0, 1])
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_every_objective_reaches_the_latent_factors(name, n_hidden):
+    """With a latent factor (and with or without a hidden neuron) every objective gives a finite scalar
+    surrogate whose gradient reaches the loading, the prior's time constant and the posterior's encoder of
+    the factor (the likelihood's reaches the encoder through its wake step), and a float64 estimate."""
+    network, posterior, visible = small_latent_problem(n_hidden)
+    objective = TrainingConfig(objective=name, n_samples=4).make_objective()
+    torch.manual_seed(0)
+    surrogate, estimate = objective.loss(network, posterior, Batch(visible))
+    assert surrogate.shape == () and surrogate.requires_grad and math.isfinite(float(surrogate.detach()))
+    assert estimate.shape == () and estimate.dtype == torch.float64 and not estimate.requires_grad
+    surrogate.backward()
+    encoder = posterior.latent_encoder
+    assert network.loading is not None and network.latent_prior is not None and encoder is not None
+    for parameter in (
+        network.loading,
+        network.latent_prior.log_tau,
+        encoder.mean_weight,
+        encoder.mean_bias,
+        encoder.precision_weight,
+        encoder.precision_bias,
+    ):
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+        assert parameter.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("name", OBJECTIVES.names())
 def test_every_objective_estimates_at_most_the_log_likelihood(name):
     """Each estimate lies below log p(x) in expectation (the bounds) or on it (the likelihood): over 40

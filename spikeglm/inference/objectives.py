@@ -4,7 +4,9 @@ For visible counts ``x`` of one segment and hidden counts ``z ~ q(z | x)``, the 
 ``log w = log p(x, z) - log q(z | x)``; ``E_q[log w]`` is the evidence lower bound (ELBO) and
 ``E[log mean_k w_k]`` over K samples the tighter importance-weighted bound (IWAE). The particle
 objectives draw the hidden counts bin by bin and resample them: the filtering bound (FIVO) and the
-log-likelihood itself, whose gradient a particle smoother estimates (:mod:`spikeglm.smc`).
+log-likelihood itself, whose gradient a particle smoother estimates (:mod:`spikeglm.smc`). With a
+network's latent factors, every objective also draws their paths from the posterior's Gaussian ``q(f |
+x)``: the bounds of whole paths, the particle objectives bin by bin from its forward transitions.
 
 Gradients of the sampled objectives:
 
@@ -193,7 +195,8 @@ def leave_one_out_signal(log_w: torch.Tensor) -> torch.Tensor:
 
 class FIVO(Objective):
     """A particle filter's bound on ``log p(x)`` (:func:`spikeglm.smc.filtering_bound`): ``n_samples``
-    particles per segment, drawn as exact integer counts with Eat-cubic's gradient.
+    particles per segment, drawn as exact integer counts with Eat-cubic's gradient (and with latent
+    factors, their states reparameterised from the posterior's transitions).
 
     Raises
     ------
@@ -209,7 +212,6 @@ class FIVO(Objective):
         super().__init__(n_samples, sampler)
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        _refuse_latent(network, "fivo")
         log_z = smc.filtering_bound(network, posterior, batch, self.n_samples, self.sampler.draw)
         return -log_z.mean(), log_z.detach().sum()
 
@@ -222,15 +224,8 @@ class Likelihood(Objective):
     particles = True
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        _refuse_latent(network, "likelihood")
         surrogate, log_z = smc.smoothed_score(network, posterior, batch, self.n_samples)
         return -surrogate.mean(), log_z.sum()
-
-
-def _refuse_latent(network: Network, name: str) -> None:
-    """The particle objectives do not draw latent factors yet: refuse a network that has them."""
-    if network.n_latent:
-        raise ValueError(f"objective {name!r} does not handle latent factors yet; use 'elbo' or 'iwae'")
 
 
 #: The objectives by name; ``OBJECTIVES.register(name, cls)`` adds one.
