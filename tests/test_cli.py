@@ -81,6 +81,18 @@ def test_a_fit_with_a_latent_factor_infers_its_path(tmp_path):
     conn = sg.Connectivity.load(_exported(tmp_path / "m.h5", tmp_path / "conn.json"))
     assert conn.metadata["latent"]["n_latent"] == 1
     assert run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--latent", "-1").exit_code == 2
+    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--latent-candidates", "0,1")
+    assert result.exit_code != 0 and "--latent-candidates applies only with --hidden auto" in result.output
+
+
+def test_hidden_auto_chooses_latent_factors_among_the_candidates(tmp_path):
+    options = ("--hidden", "auto", "--candidates", "0", "--latent-candidates", "0,1", "--folds", "2")
+    result = run("fit", EXAMPLE, "-o", tmp_path / "m.h5", *FAST, *options)
+    assert result.exit_code == 0, result.output
+    assert "and of latent factors among 0, 1" in result.output
+    assert "0 hidden + 1 latent, fold 2/2" in result.output and "hidden + latent" in result.output
+    model = sg.POGLM.load(tmp_path / "m.h5")
+    assert model.selection_.latent == (0, 1) and model.n_latent == model.selection_.chosen_latent
 
 
 def _exported(model: Path, path: Path) -> Path:

@@ -89,3 +89,24 @@ def test_bad_choices_are_named(diffpoglm):
         sg.select_hidden(train, folds=1)
     with pytest.raises(ValueError, match="candidates"):
         sg.select_hidden(train, candidates=(-1, 2))
+
+
+def test_a_strong_shared_drive_is_given_a_latent_factor():
+    sim = sg.synthetic.network(
+        "balanced", seed=1, n_visible=8, n_hidden=0, shared_drive="strong", duration="2 min"
+    )
+    seen = []
+    model = sg.select_hidden(
+        sim.train,
+        candidates=(0,),
+        folds=2,
+        latent=(1, 0),
+        model=sg.POGLM(epochs=20),
+        n_particles=64,
+        callback=lambda candidate, fold, score: seen.append(candidate),
+    )
+    selection = model.selection_
+    assert selection.rows == [(0, 0), (0, 1)] and seen == [(0, 0), (0, 0), (0, 1), (0, 1)]
+    # The factor's gain is far beyond its paired error: it is chosen, and the refit has it.
+    assert selection.mean[1] - selection.mean[0] > 3 * selection.paired_se[0] > 0
+    assert (selection.chosen, selection.chosen_latent) == (0, 1) and model.n_latent == 1
