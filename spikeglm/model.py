@@ -51,6 +51,27 @@ def inverse_link(name: str, rate: torch.Tensor) -> torch.Tensor:
     return _INVERSE_LINKS[check_link(name)](rate.clamp(1e-4, upper))
 
 
+def link_derivatives(link: str, predictor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rate and its first and second derivatives in the linear predictor ``predictor``, in closed form.
+
+    Used wherever a curvature of the Poisson log-likelihood is needed: the standard errors of the couplings
+    and the Laplace posterior of the latent factors.
+    """
+    if link == "exp":
+        rate = torch.exp(predictor)
+        return rate, rate, rate
+    if link == "softplus":  # one exponential for the three; above 30, softplus is the predictor itself
+        grow = torch.exp(predictor.clamp(max=30.0))
+        slope = grow / (1 + grow)
+        rate = torch.where(predictor > 30.0, predictor, torch.log1p(grow))
+        return rate, slope, slope * (1 - slope)
+    if link == "sigmoid":
+        slope = torch.sigmoid(predictor)
+        curve = slope * (1 - slope)
+        return slope, curve, curve * (1 - 2 * slope)
+    raise ValueError(f"unknown link {link!r}; expected 'softplus', 'exp' or 'sigmoid'")
+
+
 def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
     """Mean count per bin of each unit of counts (..., bins, units), as float64.
 

@@ -37,7 +37,7 @@ from spikeglm.segments import PART_BINS, Batch, Segments
 from spikeglm.settings import DEFAULTS, SETTINGS
 from spikeglm.significance import se_to_json, strength_se
 from spikeglm.timeunits import seconds
-from spikeglm.variational import Posterior, marginal_log_likelihood
+from spikeglm.variational import Posterior, laplace_latent, marginal_log_likelihood
 
 #: Default segment length of :meth:`POGLM.fit` (bins): longer trials are cut, with context.
 SEGMENT_BINS = DEFAULTS["segment_bins"]
@@ -817,8 +817,10 @@ class POGLM:
         bins, n_latent), in units of the factor's stationary standard deviation (its prior has variance 1).
 
         Every trial is one path, whole: a continuous recording is not cut, so the factors carry across
-        what the fit's segments cut. The factor's drive on neuron ``n`` is ``loading[n, k]`` times the path
-        (:attr:`~spikeglm.model.Network.loading`).
+        what the fit's segments cut. The posterior is the Laplace approximation given the fitted network
+        (:func:`~spikeglm.variational.laplace_latent`), started from the fitted amortised posterior; with
+        hidden neurons, their posterior mean counts stand in for their spikes. The factor's drive on
+        neuron ``n`` is ``loading[n, k]`` times the path (:attr:`~spikeglm.model.Network.loading`).
 
         Raises
         ------
@@ -829,10 +831,13 @@ class POGLM:
         if network.n_latent == 0:
             raise ValueError("this model has no latent factors (n_latent=0): there is nothing to infer")
         visible = self._visible(counts)
+        hidden = torch.from_numpy(self.infer(counts)) if network.n_hidden else None
         shape = (counts.n_trials, counts.n_bins, network.n_latent)
         mean, sd = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
         for trial in range(counts.n_trials):
-            q = posterior.latent_posterior(network, visible[trial])
+            start = posterior.latent_posterior(network, visible[trial])
+            lag = None if hidden is None else hidden[trial]
+            q = laplace_latent(network, visible[trial], start, lag)
             mean[trial], sd[trial] = q.mean.numpy(), q.variance.sqrt().numpy()
         return mean, sd
 

@@ -44,7 +44,7 @@ from scipy.stats import norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
-from spikeglm.model import Network
+from spikeglm.model import Network, link_derivatives
 from spikeglm.provenance import check_fitted_on
 from spikeglm.segments import Batch, Segments
 from spikeglm.timeunits import seconds
@@ -583,27 +583,10 @@ def _surrogate_bins(trains: np.ndarray, n_bins: int, basis: torch.Tensor, max_el
         yield first, _pad_rows(unique // total, len(chunk), (unique % total, -1), (features, 0.0))
 
 
-def _link_derivatives(link: str, predictor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The rate and its first and second derivatives in the linear predictor, in closed form."""
-    if link == "exp":
-        rate = torch.exp(predictor)
-        return rate, rate, rate
-    if link == "softplus":  # one exponential for the three; above 30, softplus is the predictor itself
-        grow = torch.exp(predictor.clamp(max=30.0))
-        slope = grow / (1 + grow)
-        rate = torch.where(predictor > 30.0, predictor, torch.log1p(grow))
-        return rate, slope, slope * (1 - slope)
-    if link == "sigmoid":
-        slope = torch.sigmoid(predictor)
-        curve = slope * (1 - slope)
-        return slope, curve, curve * (1 - 2 * slope)
-    raise ValueError(f"unknown link {link!r}; expected 'softplus', 'exp' or 'sigmoid'")
-
-
 def _observed_curvature(link: str, counts: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     """``-d^2/d eta^2`` of the Poisson log-likelihood of each entry of ``counts`` at the linear predictor
     ``eta``: the weight of its row in the observed information (rates floored as in the log-pmf)."""
-    rate, slope, curve = _link_derivatives(link, predictor)
+    rate, slope, curve = link_derivatives(link, predictor)
     return _curvature(counts, rate.clamp_min(torch.finfo(rate.dtype).tiny), slope, curve)
 
 
@@ -668,9 +651,9 @@ class _Pair:
         """
         floor = torch.finfo(torch.float64).tiny
         predictor = self.offset + (self.features @ weight[..., None])[..., 0]
-        rate, slope, curve = _link_derivatives(self.link, predictor)
+        rate, slope, curve = link_derivatives(self.link, predictor)
         spiking = self.spike_offset + (self.spike_features @ weight[..., None])[..., 0]
-        spike_rate, spike_slope, spike_curve = _link_derivatives(self.link, spiking)
+        spike_rate, spike_slope, spike_curve = link_derivatives(self.link, spiking)
         spike_rate = spike_rate.clamp_min(floor)
         value = (self.spike_counts * torch.log(spike_rate)).sum(-1) - rate.sum(-1)
         ratio = self.spike_counts * spike_slope / spike_rate

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import spikeglm as sg
+from spikeglm.latent import MarkovGaussian
+from spikeglm.variational import laplace_latent
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +53,11 @@ def test_infer_latent_gives_a_mean_and_sd_per_bin(fitted):
     assert mean.shape == sd.shape == (3, 80, 1) and mean.dtype == np.float32
     # Unit variance under the prior: the posterior's sd is positive and below the prior's.
     assert (sd > 0).all() and (sd <= 1 + 1e-5).all() and np.isfinite(mean).all()
-    # Each trial is one path: the same as the posterior of that trial alone.
+    # Each trial is one path: the Laplace posterior of that trial alone, given the hidden neurons' means.
     network, posterior = model.network_, model.posterior_
-    with torch.no_grad():
-        q = posterior.latent_posterior(network, torch.tensor(counts.counts[1], dtype=torch.float32))
+    visible = torch.tensor(counts.counts[1])
+    start = posterior.latent_posterior(network, visible.float())
+    q = laplace_latent(network, visible, start, torch.from_numpy(model.infer(counts)[1]))
     np.testing.assert_allclose(mean[1], q.mean.numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"no latent factors \(n_latent=0\)"):
         sg.POGLM(n_hidden=1, epochs=1).fit(counts).infer_latent(counts)
@@ -132,3 +135,37 @@ def test_a_fit_with_factors_and_no_hidden_neuron_has_wald_tests():
     conn = model.connectivity()
     assert "given the latent factors' posterior mean path" in conn.metadata["se_method"]
     assert len(conn.significance()) == 9
+
+
+def test_the_laplace_path_is_the_posterior_mode():
+    """At the path laplace_latent returns, the gradient of log p(x | f) + log p(f) vanishes (exp link:
+    the Fisher and the observed curvature agree, so scoring converges to the mode)."""
+    from spikeglm.basis import get
+    from spikeglm.model import Network
+
+    generator = torch.Generator().manual_seed(3)
+    network = Network(6, 0, get("exponential", window=5), "exp", n_latent=2, latent_tau=[8.0, 30.0])
+    with torch.no_grad():
+        network.weight.normal_(0, 0.2, generator=generator)
+        network.bias.fill_(-1.0)
+        network.loading.normal_(0, 0.6, generator=generator)
+    visible = network.simulate(1, 200, generator=generator)[0]
+    flat = MarkovGaussian(
+        network.latent_prior,
+        torch.zeros(200, 2, dtype=torch.float64),
+        torch.zeros(200, 2, dtype=torch.float64),
+    )
+    path = laplace_latent(network, visible, flat).mean.clone().requires_grad_(True)
+
+    def log_joint(f: torch.Tensor) -> torch.Tensor:
+        network64 = network.double()
+        value = network64.log_likelihood(visible.double(), latent=f).sum() + network64.latent_prior.log_prob(
+            f
+        )
+        network.float()
+        return value
+
+    (gradient,) = torch.autograd.grad(log_joint(path), path)
+    zero = torch.zeros(200, 2, dtype=torch.float64, requires_grad=True)
+    (at_prior,) = torch.autograd.grad(log_joint(zero), zero)
+    assert float(gradient.abs().max()) < 1e-6 * float(at_prior.abs().max()) + 1e-8
