@@ -245,12 +245,16 @@ class Network(nn.Module):
         part of this).
         """
         rates = self.rates(counts, hidden, latent)
-        if hidden is not None:
-            lead = rates.shape[:-1]
-            counts = torch.cat(
-                [counts.expand(*lead, self.n_visible), hidden.expand(*lead, self.n_hidden)], dim=-1
-            )
-        return poisson_log_pmf(counts, rates)
+        if hidden is None:
+            return poisson_log_pmf(counts, rates)
+        # The visible counts are shared by every sample: their log-factorials are computed once.
+        lead = rates.shape[:-1]
+        parts = [counts.expand(*lead, self.n_visible), hidden.expand(*lead, self.n_hidden)]
+        factorials = [
+            torch.lgamma(counts + 1).expand_as(parts[0]),
+            torch.lgamma(hidden + 1).expand_as(parts[1]),
+        ]
+        return poisson_log_pmf(torch.cat(parts, dim=-1), rates, torch.cat(factorials, dim=-1))
 
     @torch.no_grad()
     def simulate(

@@ -107,18 +107,23 @@ def _check_tail(tail: float, owner: str) -> float:
     return float(tail)
 
 
-def poisson_log_pmf(counts: torch.Tensor, rate: torch.Tensor | float) -> torch.Tensor:
+def poisson_log_pmf(
+    counts: torch.Tensor, rate: torch.Tensor | float, log_factorial: torch.Tensor | None = None
+) -> torch.Tensor:
     """Elementwise Poisson log-pmf ``k log(rate) - rate - lgamma(k + 1)``, extended to real ``k >= 0``.
 
     The one definition used everywhere: the model's likelihood, the posterior's density and every
     relaxation's :meth:`~PoissonRelaxation.log_prob`. A rate that has underflowed to 0 (a strongly
     inhibited neuron) counts as the smallest normal float in the log, so that the value stays finite and
-    the gradient is never 0/0.
+    the gradient is never 0/0. ``log_factorial``, ``lgamma(counts + 1)`` computed beforehand (for counts
+    shared by many samples, once rather than once per sample), saves that work.
     """
     if not torch.is_tensor(rate):
         rate = torch.as_tensor(rate, dtype=counts.dtype, device=counts.device)
     floor = torch.finfo(rate.dtype).tiny
-    return torch.xlogy(counts, rate.clamp_min(floor)) - rate - torch.lgamma(counts + 1)
+    if log_factorial is None:
+        log_factorial = torch.lgamma(counts + 1)
+    return torch.xlogy(counts, rate.clamp_min(floor)) - rate - log_factorial
 
 
 class PoissonRelaxation(Distribution):
