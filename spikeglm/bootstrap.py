@@ -41,8 +41,9 @@ def bootstrap_se(
     too; :meth:`~spikeglm.POGLM.save` keeps them and their source.
 
     Each of the ``n_boot`` rounds simulates a recording from the fitted network with as many trials and
-    bins as ``counts`` (the hidden neurons' columns dropped), refits a model with the fit's settings to
-    it, and reads the refit's strengths with its hidden neurons matched to the fit's
+    bins as ``counts`` (the hidden neurons' columns dropped; with latent factors, from new paths drawn from
+    their fitted prior, so that the spread includes the paths' uncertainty), refits a model with the fit's
+    settings to it, and reads the refit's strengths with its hidden neurons matched to the fit's
     (:func:`spikeglm.evaluate.align_hidden`: reordered, and an inverted one turned back). The standard
     error of each pair is the standard deviation of its strength over the refits. Each refit has a seed
     of its own (drawn from ``seed``), so that the spread includes the fit's dependence on its starting
@@ -101,8 +102,11 @@ def bootstrap_se(
     for round_ in range(n_boot):
         start = time.perf_counter()
         with torch.no_grad():
+            # With latent factors, each recording has paths of its own, drawn from their fitted prior.
+            prior = network.latent_prior
+            path = None if prior is None else prior.sample((counts.n_trials,), counts.n_bins, generator)
             try:
-                simulated = network.simulate(counts.n_trials, counts.n_bins, generator=generator)
+                simulated = network.simulate(counts.n_trials, counts.n_bins, generator=generator, latent=path)
             except ValueError as err:
                 raise ValueError(f"bootstrap_se: cannot simulate the fitted network: {err}") from None
         data = SpikeCounts.from_array(

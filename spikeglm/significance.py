@@ -219,6 +219,12 @@ def _jitter_tests(
         raise ValueError(
             f"significance: the jitter test needs a fit without hidden neurons; this one has {conn.n_hidden}"
         )
+    if metadata.get("latent"):
+        raise ValueError(
+            "significance: the jitter test's null model does not include latent factors, so it would read "
+            "their shared drive as coupling; test this fit with method='wald' (its standard errors are "
+            "given the factors), or bootstrap_se for the factors' uncertainty too"
+        )
     if counts is None:
         raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
     if list(counts.unit_ids) != labels:

@@ -169,3 +169,25 @@ def test_the_laplace_path_is_the_posterior_mode():
     zero = torch.zeros(200, 2, dtype=torch.float64, requires_grad=True)
     (at_prior,) = torch.autograd.grad(log_joint(zero), zero)
     assert float(gradient.abs().max()) < 1e-6 * float(at_prior.abs().max()) + 1e-8
+
+
+def test_the_bootstrap_draws_new_paths_and_the_jitter_test_is_refused():
+    sim = sg.synthetic.network(
+        "balanced", seed=2, n_visible=5, n_hidden=0, shared_drive="strong", duration="1 min"
+    )
+    model = sg.POGLM(n_hidden=0, n_latent=1, epochs=3, seed=0).fit(sim.train)
+    simulate, paths = model.network_.simulate, []
+
+    def spy(*args, latent=None, **kwargs):
+        paths.append(latent)
+        return simulate(*args, latent=latent, **kwargs)
+
+    model.network_.simulate = spy
+    se = sg.bootstrap_se(model, sim.train, n_boot=2, seed=0)
+    assert se.shape == (5, 5) and np.isfinite(se).all() and (se > 0).all()
+    assert model.strength_se_source_["method"] == "bootstrap"
+    # Each refit's recording has a path of its own, of the prior's law (unit variance).
+    assert [tuple(p.shape) for p in paths] == [(sim.train.n_trials, sim.train.n_bins, 1)] * 2
+    assert not torch.equal(paths[0], paths[1]) and 0.5 < float(paths[0].var()) < 1.5
+    with pytest.raises(ValueError, match="null model does not include latent factors"):
+        model.connectivity().significance(method="jitter", counts=sim.train)
