@@ -452,12 +452,19 @@ class POGLM:
         Raises
         ------
         ValueError
-            If the history window is longer than the longest trial (or segment), or the fit's memory
+            If there are more latent factors than units, the history window is longer than the longest
+            trial (or segment), or the fit's memory
             (:meth:`fit_memory`) is more than the machine has available; one line naming the counts' file,
             the setting at fault and what to change.
         """
         config = self.training if config is None else config
         where = counts.source
+        n_latent = self.checked_settings().n_latent
+        if n_latent > counts.n_units:
+            raise ValueError(
+                f"{where}: n_latent={n_latent} (--latent) is more than the {counts.n_units} units: so many "
+                f"factors cannot be told apart; give at most {counts.n_units}"
+            )
         segments = _stand_in(counts.n_trials, counts.n_bins, counts.n_units, self)
         window = self.checked_settings().basis.window
         if window > segments.length:
@@ -518,7 +525,7 @@ class POGLM:
             "parameters": latent if n_latent > n_units else hidden if n_hidden > n_units else units,
             "start": f"{units}, or hidden neurons (no standard errors then)" if checked.glm else units,
             "step": f"lower part_bins={config.part_bins} (--part-bins) or n_samples={config.n_samples} "
-            "(--samples)",
+            "(--samples)" + (f", or {latent}" if n_latent else ""),
             "scoring": f"{hidden}, or hold out fewer trials",
         }
 

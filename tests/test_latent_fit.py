@@ -191,3 +191,16 @@ def test_the_bootstrap_draws_new_paths_and_the_jitter_test_is_refused():
     assert not torch.equal(paths[0], paths[1]) and 0.5 < float(paths[0].var()) < 1.5
     with pytest.raises(ValueError, match="null model does not include latent factors"):
         model.connectivity().significance(method="jitter", counts=sim.train)
+
+
+def test_too_many_factors_are_refused_before_the_fit_naming_the_setting():
+    counts = sg.SpikeCounts.from_array(np.zeros((20, 2000, 3)), bin_size="5 ms")
+    with pytest.raises(ValueError, match=r"n_latent=4 \(--latent\) is more than the 3 units.*at most 3"):
+        sg.POGLM(n_hidden=0, n_latent=4).fit(counts)
+    wide = sg.SpikeCounts.from_array(np.zeros((40, 2000, 3000), dtype=np.uint8), bin_size="5 ms")
+    with pytest.raises(ValueError, match=r"use fewer latent factors than n_latent=3000 \(--latent\)"):
+        sg.POGLM(n_hidden=0, n_latent=3000, part_bins=2**20, batch_size=64).fit(wide)
+    with pytest.raises(ValueError, match="latent must be a whole number >= 0"):
+        sg.select_hidden(counts, candidates=(0,), folds=2, latent=(-1,))
+    with pytest.raises(ValueError, match="give at least one number of latent factors"):
+        sg.select_hidden(counts, candidates=(0,), folds=2, latent=())
