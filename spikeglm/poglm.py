@@ -28,6 +28,7 @@ from spikeglm.inference import (
     solve_glm,
     train,
 )
+from spikeglm.inference.config import default_samples
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
@@ -119,8 +120,10 @@ class POGLM:
         ``"gumbel-softmax"`` (pathwise gradients) or ``"exact"`` (score-function gradients).
     temperature : float
         Temperature of the relaxation (Eat-cubic: ``0 < tau <= 1``).
-    n_samples : int
+    n_samples : int, optional
         Hidden-count samples per trial and step (the particles, for ``"fivo"`` and ``"likelihood"``).
+        Default: 5, or 1 for a fit with latent factors and no hidden neuron, whose latent paths vary little
+        from draw to draw (one sample halves the cost at no measured loss).
     objective : {"elbo", "iwae", "fivo", "likelihood"}
         Evidence lower bound, its importance-weighted version, a particle filter's bound
         (:func:`spikeglm.smc.filtering_bound`; exact integer draws with Eat-cubic's gradient), or the
@@ -237,7 +240,7 @@ class POGLM:
         latent_tau: float = DEFAULTS["latent_tau"],
         relaxation: str | type[relax.PoissonRelaxation] = DEFAULTS["relaxation"],
         temperature: float = DEFAULTS["temperature"],
-        n_samples: int = DEFAULTS["n_samples"],
+        n_samples: int | None = DEFAULTS["n_samples"],
         objective: str = DEFAULTS["objective"],
         epochs: int = DEFAULTS["epochs"],
         lr: float = DEFAULTS["lr"],
@@ -347,10 +350,18 @@ class POGLM:
             link=checked["link"],
             variational=checked["variational"],
             segment_bins=SETTINGS["segment_bins"].check(self.segment_bins),
-            training=TrainingConfig(**{name: getattr(self, name) for name in TRAINING_SETTINGS}),
+            training=TrainingConfig(**self._training_settings(checked["n_hidden"])),
             n_latent=SETTINGS["n_latent"].check(self.n_latent),
             latent_tau=SETTINGS["latent_tau"].check(self.latent_tau),
         )
+
+    def _training_settings(self, n_hidden: int) -> dict:
+        """The training settings as given, with the default samples of a fit of ``n_hidden`` hidden neurons
+        where none were given (:func:`~spikeglm.inference.config.default_samples`)."""
+        settings = {name: getattr(self, name) for name in TRAINING_SETTINGS}
+        if settings["n_samples"] is None:
+            settings["n_samples"] = default_samples(n_hidden)
+        return settings
 
     @property
     def training(self) -> TrainingConfig:

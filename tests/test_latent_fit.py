@@ -204,3 +204,12 @@ def test_too_many_factors_are_refused_before_the_fit_naming_the_setting():
         sg.select_hidden(counts, candidates=(0,), folds=2, latent=(-1,))
     with pytest.raises(ValueError, match="give at least one number of latent factors"):
         sg.select_hidden(counts, candidates=(0,), folds=2, latent=())
+
+
+def test_a_fit_with_factors_alone_draws_one_path_per_step_by_default():
+    from spikeglm.inference.config import HIDDEN_SAMPLES, LATENT_SAMPLES, TrainingConfig
+
+    assert sg.POGLM(n_hidden=0, n_latent=1).training.n_samples == LATENT_SAMPLES == 1
+    assert sg.POGLM(n_hidden=2, n_latent=1).training.n_samples == HIDDEN_SAMPLES == 5
+    assert sg.POGLM(n_hidden=0, n_latent=1, n_samples=3).training.n_samples == 3
+    assert sg.POGLM().get_params()["n_samples"] is None and TrainingConfig().n_samples == HIDDEN_SAMPLES
