@@ -35,13 +35,24 @@ def test_every_objective_gives_a_differentiable_loss_and_a_float64_estimate(name
     likelihood's reaches the posterior through its wake step), and the objective's value summed over
     the segments, float64, without gradient."""
     network, posterior, visible = small_problem()
+    differentiate_loss(name, network, posterior, visible)
+    assert_reached(network.weight, network.bias, posterior.bias, posterior.past)
+
+
+def differentiate_loss(name: str, network: Network, posterior: Posterior, visible: torch.Tensor) -> None:
+    """The objective ``name``'s loss of one batch, checked (a finite scalar surrogate with a gradient, a
+    float64 estimate without), and differentiated."""
     objective = TrainingConfig(objective=name, n_samples=4).make_objective()
     torch.manual_seed(0)
     surrogate, estimate = objective.loss(network, posterior, Batch(visible))
     assert surrogate.shape == () and surrogate.requires_grad and math.isfinite(float(surrogate.detach()))
     assert estimate.shape == () and estimate.dtype == torch.float64 and not estimate.requires_grad
     surrogate.backward()
-    for parameter in (network.weight, network.bias, posterior.bias, posterior.past):
+
+
+def assert_reached(*parameters: torch.Tensor) -> None:
+    """Every parameter has a finite gradient, not all zero."""
+    for parameter in parameters:
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
         assert parameter.grad.abs().sum() > 0
 
@@ -67,24 +78,17 @@ def test_every_objective_reaches_the_latent_factors(name, n_hidden):
     surrogate whose gradient reaches the loading, the prior's time constant and the posterior's encoder of
     the factor (the likelihood's reaches the encoder through its wake step), and a float64 estimate."""
     network, posterior, visible = small_latent_problem(n_hidden)
-    objective = TrainingConfig(objective=name, n_samples=4).make_objective()
-    torch.manual_seed(0)
-    surrogate, estimate = objective.loss(network, posterior, Batch(visible))
-    assert surrogate.shape == () and surrogate.requires_grad and math.isfinite(float(surrogate.detach()))
-    assert estimate.shape == () and estimate.dtype == torch.float64 and not estimate.requires_grad
-    surrogate.backward()
+    differentiate_loss(name, network, posterior, visible)
     encoder = posterior.latent_encoder
     assert network.loading is not None and network.latent_prior is not None and encoder is not None
-    for parameter in (
+    assert_reached(
         network.loading,
         network.latent_prior.log_tau,
         encoder.mean_weight,
         encoder.mean_bias,
         encoder.precision_weight,
         encoder.precision_bias,
-    ):
-        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
-        assert parameter.grad.abs().sum() > 0
+    )
 
 
 @pytest.mark.parametrize("name", OBJECTIVES.names())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_synthetic import rate_ratios
 
 import spikeglm as sg
 from spikeglm.cli import main
@@ -104,12 +105,7 @@ def test_rates_meet_their_targets_with_the_drive_on(strong):
     # An hour at 2-10 Hz: 7,200-36,000 spikes per neuron, a Poisson error of 0.5-1.2%, and the drive's
     # own fluctuation (about 1% on the mean). Every neuron within 10% of its target (seed 3: 0.989 to
     # 1.016 times it), the population within 3% (seed 3: 1.004).
-    counts = [
-        np.concatenate([a.counts, b.counts])
-        for a, b in ((strong.train, strong.test), (strong.hidden_train, strong.hidden_test))
-    ]
-    rate = np.concatenate(counts, axis=2).mean(axis=(0, 1)) / 0.005
-    ratio = rate / np.asarray(strong.truth.metadata["target_rate_hz"])
+    ratio = rate_ratios(strong)
     assert np.abs(ratio - 1).max() < 0.1 and abs(ratio.mean() - 1) < 0.03
 
 
