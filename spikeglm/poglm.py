@@ -859,6 +859,16 @@ class POGLM:
             mean[trial], sd[trial] = q.mean.numpy(), q.variance.sqrt().numpy()
         return mean, sd
 
+    def latent_drive(self, counts: SpikeCounts) -> np.ndarray:
+        """The latent factors' posterior mean drive on each visible neuron in each bin, shape (trials,
+        bins, units): :meth:`infer_latent`'s mean path times the loadings, a term of every predictor. What
+        the jitter test of a fit with factors takes as known (``conn.significance(method="jitter",
+        counts=counts, drive=model.latent_drive(counts))``)."""
+        network, _ = self._fitted()
+        mean, _ = self.infer_latent(counts)
+        assert network.loading is not None  # infer_latent refused a model without factors
+        return mean.astype(np.float64) @ network.loading.detach().double().numpy()[: network.n_visible].T
+
     @torch.no_grad()
     def score(
         self, counts: SpikeCounts, n_particles: int = 1000, seed: int = 0, method: str = "smc"

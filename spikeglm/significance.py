@@ -213,17 +213,17 @@ def _jitter_tests(
     jitter: int | None = None,
     pvalue: str = "normal",
     seed: int = 0,
+    drive: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     labels, metadata = conn.labels, conn.metadata
     if conn.n_hidden:
         raise ValueError(
             f"significance: the jitter test needs a fit without hidden neurons; this one has {conn.n_hidden}"
         )
-    if metadata.get("latent"):
+    if metadata.get("latent") and drive is None:
         raise ValueError(
-            "significance: the jitter test's null model does not include latent factors, so it would read "
-            "their shared drive as coupling; test this fit with method='wald' (its standard errors are "
-            "given the factors), or bootstrap_se for the factors' uncertainty too"
+            "significance: this fit has latent factors, which the jitter test's null model must include: "
+            "pass drive=model.latent_drive(counts), their posterior mean drive"
         )
     if counts is None:
         raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
@@ -251,8 +251,11 @@ def _jitter_tests(
         jitter=jitter,
         pvalue=pvalue,
         seed=seed,
+        drive=drive,
     )
     settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
+    if drive is not None:
+        settings["drive"] = "given (the latent factors' posterior mean drive)"
     return table, {"test": "jitter", "alpha": float(alpha), **settings}
 
 
@@ -355,6 +358,7 @@ def jitter_table(
     pvalue: str = "normal",
     seed: int = 0,
     max_elements: int = 2**22,
+    drive: np.ndarray | None = None,
 ) -> np.ndarray:
     """Spike-time jitter tests of every coupling of a fitted GLM (no hidden neuron), with FDR control.
 
@@ -419,6 +423,10 @@ def jitter_table(
         Seed of the jitter.
     max_elements : int
         Surrogate bins refitted at once (bounds the memory: about 100 bytes each).
+    drive : numpy.ndarray, optional
+        A known input to every neuron's predictor, shape (trials, bins, N), which the null model and every
+        refit take as given: for a fit with latent factors, their posterior mean drive
+        (:meth:`spikeglm.POGLM.latent_drive`).
 
     Returns
     -------
@@ -439,6 +447,8 @@ def jitter_table(
         raise ValueError(f"jitter must be at least 1 bin; got {jitter}")
     if counts.ndim != 3 or counts.shape[2] != n:
         raise ValueError(f"counts must have shape (trials, bins, {n}); got {counts.shape}")
+    if drive is not None and np.shape(drive) != counts.shape:
+        raise ValueError(f"drive must have the counts' shape {counts.shape}; got {np.shape(drive)}")
     basis = torch.tensor(np.asarray(basis_matrix), dtype=torch.float64)
     spikes = torch.tensor(np.asarray(counts), dtype=torch.float64)
     n_bins = counts.shape[1]
@@ -450,6 +460,8 @@ def jitter_table(
     )
     theta = theta.double()
     predictor = design @ theta.T  # (bins, N)
+    if drive is not None:
+        predictor = predictor + torch.tensor(np.asarray(drive), dtype=torch.float64).reshape(-1, n)
     shifts = [
         _null_shifts(design, predictor[:, post], spikes[:, post], theta[post], link, n_basis)
         for post in range(n)

@@ -80,6 +80,10 @@ def test_a_fit_with_a_latent_factor_infers_its_path(tmp_path):
         assert json.loads(str(paths["metadata"]))["n_latent"] == 1
     conn = sg.Connectivity.load(_exported(tmp_path / "m.h5", tmp_path / "conn.json"))
     assert conn.metadata["latent"]["n_latent"] == 1
+    jitter = ("--alpha", "0.05", "--test", "jitter", "--recording", EXAMPLE, "--n-jitter", "5")
+    result = run("export", tmp_path / "m.h5", "-o", tmp_path / "edges.json", *jitter)
+    assert result.exit_code == 0, result.output  # the factors' drive is part of the null model
+    assert "latent factors" in json.loads((tmp_path / "edges.json").read_text())["significance"]["drive"]
     assert run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--latent", "-1").exit_code == 2
     result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--latent-candidates", "0,1")
     assert result.exit_code != 0 and "--latent-candidates applies only with --hidden auto" in result.output

@@ -171,7 +171,7 @@ def test_the_laplace_path_is_the_posterior_mode():
     assert float(gradient.abs().max()) < 1e-6 * float(at_prior.abs().max()) + 1e-8
 
 
-def test_the_bootstrap_draws_new_paths_and_the_jitter_test_is_refused():
+def test_the_bootstrap_draws_new_paths_and_the_jitter_test_needs_the_drive():
     sim = sg.synthetic.network(
         "balanced", seed=2, n_visible=5, n_hidden=0, shared_drive="strong", duration="1 min"
     )
@@ -189,8 +189,39 @@ def test_the_bootstrap_draws_new_paths_and_the_jitter_test_is_refused():
     # Each refit's recording has a path of its own, of the prior's law (unit variance).
     assert [tuple(p.shape) for p in paths] == [(sim.train.n_trials, sim.train.n_bins, 1)] * 2
     assert not torch.equal(paths[0], paths[1]) and 0.5 < float(paths[0].var()) < 1.5
-    with pytest.raises(ValueError, match="null model does not include latent factors"):
-        model.connectivity().significance(method="jitter", counts=sim.train)
+    conn = model.connectivity()
+    with pytest.raises(ValueError, match=r"pass drive=model.latent_drive\(counts\)"):
+        conn.significance(method="jitter", counts=sim.train)
+    drive = model.latent_drive(sim.train)
+    assert drive.shape == sim.train.counts.shape
+    table, settings = conn.test_couplings(0.05, "jitter", counts=sim.train, drive=drive, n_jitter=5)
+    assert len(table) == 25 and "latent factors" in settings["drive"]
+
+
+def test_the_jitter_test_given_a_drive_is_that_of_the_glm_with_it_in_the_biases():
+    from spikeglm.significance import jitter_table
+
+    rng = np.random.default_rng(4)
+    weights, basis = rng.normal(0, 0.3, (3, 3, 1)), np.ones((1, 4)) / 4
+    counts = rng.poisson(0.3, (4, 300, 3)).astype(float)
+    drive = np.array([0.2, -0.1, 0.3])
+    bias = np.full(3, -1.2)
+    options = {"alpha": 0.05, "n_jitter": 9, "seed": 1}
+    given = jitter_table(
+        weights,
+        basis,
+        bias - drive,
+        "exp",
+        counts,
+        ["a", "b", "c"],
+        **options,
+        drive=np.broadcast_to(drive, counts.shape),
+    )
+    plain = jitter_table(weights, basis, bias, "exp", counts, ["a", "b", "c"], **options)
+    for column in ("strength", "se", "z", "p"):
+        np.testing.assert_allclose(given[column], plain[column], rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="drive must have the counts' shape"):
+        jitter_table(weights, basis, bias, "exp", counts, ["a", "b", "c"], **options, drive=drive)
 
 
 def test_too_many_factors_are_refused_before_the_fit_naming_the_setting():
