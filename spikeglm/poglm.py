@@ -654,8 +654,14 @@ class POGLM:
             previous=list(self.history_),
         )[1]
         if network.n_hidden == 0 and not config.freeze_network:
-            # Couplings given the factors' posterior mean drive: the GLM's errors, conditional on it.
-            self.strength_se_ = strength_se(network, segments, offset=_latent_drive(network, posterior))
+            # The couplings and biases solved exactly given the factors' posterior mean path (stochastic
+            # steps leave them near, not at, their optimum), and their errors given the same path.
+            path = _latent_path(network, posterior)
+            solve_glm(
+                network, segments, max_iterations=config.epochs, part_bins=config.part_bins, latent=path
+            )
+            drive = _latent_drive(network, posterior)
+            self.strength_se_ = strength_se(network, segments, offset=drive)
             self.strength_se_source_ = {"method": "fisher-latent"}
 
     def _checkpoint_writer(
@@ -1139,14 +1145,23 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _latent_path(network: Network, posterior: Posterior) -> Callable[[Batch], torch.Tensor]:
+    """The latent factors' posterior mean path in a batch's segments (segments, bins, K)."""
+
+    def path(batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            return posterior.latent_posterior(network, batch.visible, batch.scored).mean
+
+    return path
+
+
 def _latent_drive(network: Network, posterior: Posterior) -> Callable[[Batch], torch.Tensor]:
     """The drive of the latent factors' posterior mean path on every neuron, batch by batch."""
+    path = _latent_path(network, posterior)
 
     def drive(batch: Batch) -> torch.Tensor:
-        with torch.no_grad():
-            q = posterior.latent_posterior(network, batch.visible, batch.scored)
-            assert network.loading is not None  # latent_posterior checked the factors
-            return q.mean.double() @ network.loading.detach().double().T
+        assert network.loading is not None  # latent_posterior checked the factors
+        return path(batch).double() @ network.loading.detach().double().T
 
     return drive
 

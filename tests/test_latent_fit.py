@@ -244,3 +244,29 @@ def test_a_fit_with_factors_alone_draws_one_path_per_step_by_default():
     assert sg.POGLM(n_hidden=2, n_latent=1).training.n_samples == HIDDEN_SAMPLES == 5
     assert sg.POGLM(n_hidden=0, n_latent=1, n_samples=3).training.n_samples == 3
     assert sg.POGLM().get_params()["n_samples"] is None and TrainingConfig().n_samples == HIDDEN_SAMPLES
+
+
+def test_the_glm_solve_given_a_known_path_is_the_glm_with_it_in_the_biases():
+    from spikeglm.basis import get
+    from spikeglm.inference import solve_glm
+    from spikeglm.model import Network
+
+    generator = torch.Generator().manual_seed(5)
+    truth = Network(3, 0, get("exponential", window=5), "exp")
+    with torch.no_grad():
+        truth.weight.normal_(0, 0.3, generator=generator)
+        truth.bias.fill_(-1.5)
+    counts = truth.simulate(4, 400, generator=generator)
+    plain = Network(3, 0, truth.basis, "exp")
+    solve_glm(plain, counts)
+    latent = Network(3, 0, truth.basis, "exp", n_latent=1)
+    with torch.no_grad():  # started where the plain solve starts, in the shifted coordinates
+        latent.loading.copy_(torch.tensor([[0.5], [-0.2], [0.1]]))
+        latent.bias.copy_(-0.8 * latent.loading[:, 0])
+    loading_before = latent.loading.detach().clone()
+    solve_glm(latent, counts, latent=lambda batch: torch.full((*batch.visible.shape[:-1], 1), 0.8))
+    torch.testing.assert_close(latent.weight, plain.weight, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(latent.bias + 0.8 * loading_before[:, 0], plain.bias, rtol=1e-4, atol=1e-4)
+    assert torch.equal(latent.loading.detach(), loading_before) and latent.loading.requires_grad
+    with pytest.raises(ValueError, match="needs their path"):
+        solve_glm(latent, counts)

@@ -47,7 +47,8 @@ def fit_memory(
     ``"parameters"``
         The network's couplings (N x N x B), biases and loadings (N x K), the posterior's readings of the
         visible past and future (2 x H x V x B), of the hidden past (H x H x B) and of the factors (2 x K x
-        V), times the copies the optimiser keeps (gradients and Adam's moments; L-BFGS's history for a GLM).
+        V), times the copies the optimiser keeps (gradients and Adam's moments; L-BFGS's history without
+        hidden neurons: a GLM, or the final solve of the couplings given the latent factors).
     ``"start"``
         Trained fits: the visible neurons' GLM they start from (its L-BFGS copies) and the correlation
         matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: the
@@ -79,7 +80,7 @@ def fit_memory(
     floats = 4
     parameters = n_parameters(n_visible, n_hidden, n_basis, n_latent)
     trained = bool(n_hidden or n_latent)
-    copies = _ADAM_COPIES if trained else _LBFGS_COPIES
+    copies = _ADAM_COPIES if n_hidden else _LBFGS_COPIES  # a fit without hidden neurons ends with L-BFGS
     parts = {"parameters": float(parameters) * copies * floats}
     if trained:
         glm = float(n_visible) * n_visible * n_basis * _LBFGS_COPIES * floats

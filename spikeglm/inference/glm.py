@@ -12,7 +12,7 @@ from spikeglm import parallel
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
-from spikeglm.segments import PART_BINS, Segments
+from spikeglm.segments import PART_BINS, Batch, Segments
 
 #: The solve stops when an iteration changes the log-likelihood per spike by less than this...
 GLM_TOLERANCE_CHANGE = 1e-9
@@ -27,6 +27,7 @@ def solve_glm(
     max_iterations: int = 500,
     part_bins: int = PART_BINS,
     callback: Callable[[EpochRecord], None] | None = None,
+    latent: Callable[[Batch], torch.Tensor] | None = None,
 ) -> tuple[list[EpochRecord], str]:
     """Fit a network without hidden neurons by maximum likelihood: full-batch L-BFGS, to convergence.
 
@@ -51,6 +52,10 @@ def solve_glm(
         Bins computed at once.
     callback : callable, optional
         Called with each iteration's record.
+    latent : callable, optional
+        For a network with latent factors: ``latent(batch)``, a path of the factors in the batch's bins
+        (segments, bins, K), taken as known. Only the couplings and biases are solved; the loadings and
+        time constants stay as they are.
 
     Returns
     -------
@@ -62,7 +67,10 @@ def solve_glm(
     if network.n_hidden:
         raise ValueError(f"solve_glm fits networks without hidden neurons; this one has {network.n_hidden}")
     data = data if isinstance(data, Segments) else Segments(data)
-    params = [p for p in network.parameters() if p.requires_grad]
+    if network.n_latent and latent is None:
+        raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
+    params = [network.weight, network.bias] if network.n_latent else list(network.parameters())
+    params = [p for p in params if p.requires_grad]
     optimizer = torch.optim.LBFGS(
         params,
         lr=1,
@@ -73,8 +81,15 @@ def solve_glm(
         tolerance_grad=GLM_TOLERANCE_GRAD,
         tolerance_change=GLM_TOLERANCE_CHANGE,
     )
-    closure = _Closure(network, data, part_bins, optimizer, params, callback)
-    optimizer.step(closure)
+    closure = _Closure(network, data, part_bins, optimizer, params, callback, latent)
+    held = [p for p in network.parameters() if p.requires_grad and all(p is not q for q in params)]
+    for parameter in held:  # the loadings and time constants stay as they are, without gradients
+        parameter.requires_grad_(False)
+    try:
+        optimizer.step(closure)
+    finally:
+        for parameter in held:
+            parameter.requires_grad_(True)
     closure.finish()
     done = optimizer.state[params[0]].get("n_iter", 0)
     if done >= max_iterations:
@@ -99,9 +114,10 @@ class _Closure:
         optimizer: torch.optim.LBFGS,
         params: list[torch.nn.Parameter],
         callback: Callable[[EpochRecord], None] | None,
+        latent: Callable[[Batch], torch.Tensor] | None = None,
     ) -> None:
         self.network, self.data, self.optimizer, self.params = network, data, optimizer, params
-        self.callback = callback
+        self.callback, self.latent = callback, latent
         self.per_bin = spikes_per_bin(data)
         self.scale = 1.0 / (self.per_bin * data.n_scored * data.n_units)
         self.mine = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
@@ -128,7 +144,8 @@ class _Closure:
         total = torch.zeros((), dtype=torch.float64, device=device)
         for index in self.mine:
             batch = self.data.batch(index, device=device)
-            log_likelihood = self.network.log_likelihood(batch.visible)
+            path = None if self.latent is None else self.latent(batch)
+            log_likelihood = self.network.log_likelihood(batch.visible, latent=path)
             if batch.scored is not None:
                 log_likelihood = log_likelihood * batch.scored[..., None]
             loss = -log_likelihood.sum() * self.scale
