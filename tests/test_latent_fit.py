@@ -7,7 +7,12 @@ import pytest
 import torch
 
 import spikeglm as sg
+from spikeglm.basis import get
+from spikeglm.inference import solve_glm
 from spikeglm.latent import MarkovGaussian
+from spikeglm.model import Network
+from spikeglm.segments import Segments
+from spikeglm.significance import jitter_table, strength_se
 from spikeglm.variational import laplace_latent
 
 
@@ -100,17 +105,18 @@ def test_the_memory_estimate_counts_the_factors():
     )
 
 
-def test_the_standard_errors_given_a_drive_are_those_of_the_glm_with_it_in_the_biases():
-    from spikeglm.basis import get
-    from spikeglm.model import Network
-    from spikeglm.segments import Segments
-    from spikeglm.significance import strength_se
-
-    generator = torch.Generator().manual_seed(0)
-    shifted = Network(3, 0, get("exponential", window=5), "exp")
+def small_glm(generator: torch.Generator) -> Network:
+    """A GLM of 3 neurons (exp link, couplings of sd 0.3, biases -1.5) to simulate from."""
+    network = Network(3, 0, get("exponential", window=5), "exp")
     with torch.no_grad():
-        shifted.weight.normal_(0, 0.3, generator=generator)
-        shifted.bias.fill_(-1.5)
+        network.weight.normal_(0, 0.3, generator=generator)
+        network.bias.fill_(-1.5)
+    return network
+
+
+def test_the_standard_errors_given_a_drive_are_those_of_the_glm_with_it_in_the_biases():
+    generator = torch.Generator().manual_seed(0)
+    shifted = small_glm(generator)
     counts = Segments(shifted.simulate(4, 300, generator=generator), length=100, context=5)
     drive = torch.tensor([0.2, -0.1, 0.3], dtype=torch.float64)
     latent = Network(3, 0, shifted.basis, "exp", n_latent=1)
@@ -140,8 +146,6 @@ def test_a_fit_with_factors_and_no_hidden_neuron_has_wald_tests():
 def test_the_laplace_path_is_the_posterior_mode():
     """At the path laplace_latent returns, the gradient of log p(x | f) + log p(f) vanishes (exp link:
     the Fisher and the observed curvature agree, so scoring converges to the mode)."""
-    from spikeglm.basis import get
-    from spikeglm.model import Network
 
     generator = torch.Generator().manual_seed(3)
     network = Network(6, 0, get("exponential", window=5), "exp", n_latent=2, latent_tau=[8.0, 30.0])
@@ -199,7 +203,6 @@ def test_the_bootstrap_draws_new_paths_and_the_jitter_test_needs_the_drive():
 
 
 def test_the_jitter_test_given_a_drive_is_that_of_the_glm_with_it_in_the_biases():
-    from spikeglm.significance import jitter_table
 
     rng = np.random.default_rng(4)
     weights, basis = rng.normal(0, 0.3, (3, 3, 1)), np.ones((1, 4)) / 4
@@ -247,15 +250,8 @@ def test_a_fit_with_factors_alone_draws_one_path_per_step_by_default():
 
 
 def test_the_glm_solve_given_a_known_path_is_the_glm_with_it_in_the_biases():
-    from spikeglm.basis import get
-    from spikeglm.inference import solve_glm
-    from spikeglm.model import Network
-
     generator = torch.Generator().manual_seed(5)
-    truth = Network(3, 0, get("exponential", window=5), "exp")
-    with torch.no_grad():
-        truth.weight.normal_(0, 0.3, generator=generator)
-        truth.bias.fill_(-1.5)
+    truth = small_glm(generator)
     counts = truth.simulate(4, 400, generator=generator)
     plain = Network(3, 0, truth.basis, "exp")
     solve_glm(plain, counts)
