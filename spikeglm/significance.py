@@ -447,8 +447,7 @@ def jitter_table(
         raise ValueError(f"jitter must be at least 1 bin; got {jitter}")
     if counts.ndim != 3 or counts.shape[2] != n:
         raise ValueError(f"counts must have shape (trials, bins, {n}); got {counts.shape}")
-    if drive is not None and np.shape(drive) != counts.shape:
-        raise ValueError(f"drive must have the counts' shape {counts.shape}; got {np.shape(drive)}")
+    known = _known_drive(drive, counts.shape)
     basis = torch.tensor(np.asarray(basis_matrix), dtype=torch.float64)
     spikes = torch.tensor(np.asarray(counts), dtype=torch.float64)
     n_bins = counts.shape[1]
@@ -459,9 +458,7 @@ def jitter_table(
         [torch.tensor(np.asarray(bias))[:, None], torch.tensor(np.asarray(weights)).flatten(1)], 1
     )
     theta = theta.double()
-    predictor = design @ theta.T  # (bins, N)
-    if drive is not None:
-        predictor = predictor + torch.tensor(np.asarray(drive), dtype=torch.float64).reshape(-1, n)
+    predictor = design @ theta.T if known is None else design @ theta.T + known  # (bins, N)
     shifts = [
         _null_shifts(design, predictor[:, post], spikes[:, post], theta[post], link, n_basis)
         for post in range(n)
@@ -482,6 +479,15 @@ def jitter_table(
                     gains[post, pre, chosen], strengths[post, pre, chosen] = gain, fitted @ sums
     strength = np.einsum("nmb,b->nm", weights, sums.numpy())
     return _table(strength, *_jitter_statistics(gains, strengths, strength, pvalue), labels, alpha)
+
+
+def _known_drive(drive: np.ndarray | None, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """A known drive of every neuron (trials, bins, N) as (trials x bins, N) float64, checked; or None."""
+    if drive is None:
+        return None
+    if np.shape(drive) != shape:
+        raise ValueError(f"drive must have the counts' shape {shape}; got {np.shape(drive)}")
+    return torch.tensor(np.asarray(drive), dtype=torch.float64).reshape(-1, shape[-1])
 
 
 def _jitter_statistics(
