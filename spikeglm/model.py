@@ -229,6 +229,18 @@ class Network(nn.Module):
             )
         return predictor + latent @ self.loading.T.to(latent.dtype)
 
+    def latent_record(self) -> dict | None:
+        """The latent factors as plain JSON values, as a connectivity's metadata record them under
+        ``"latent"``: ``n_latent``, the ``loading`` of each neuron (visible then hidden) on each factor, and
+        the factors' time constants ``tau_bins``. None without factors."""
+        if self.loading is None or self.latent_prior is None:
+            return None
+        return {
+            "n_latent": self.n_latent,
+            "loading": self.loading.detach().double().tolist(),
+            "tau_bins": self.latent_prior.tau.detach().double().tolist(),
+        }
+
     def _drive(self, counts: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """``sum_{m, b} weight[n, m, b] * history(counts)[..., m, b]``, shape (..., bins, N)."""
         lead, (n_bins, n_pre) = counts.shape[:-2], counts.shape[-2:]

@@ -714,7 +714,8 @@ class POGLM:
 
         ``conn.metadata`` must name the ``basis`` (a basis spec) and the ``link``, as the connectivity of
         :func:`spikeglm.synthetic.network` and of a fitted model do; where it holds ``latent`` (the
-        factors' ``loading`` and ``tau_bins``, :func:`latent_metadata`), the network has those factors. By
+        factors' ``loading`` and ``tau_bins``, :meth:`~spikeglm.model.Network.latent_record`), the network
+        has those factors. By
         default its network stays as given (``freeze_network``): :meth:`fit` then fits only the
         posterior, which scoring and inference need. ``settings`` are further constructor settings (e.g.
         ``epochs``, ``seed``).
@@ -955,8 +956,8 @@ class POGLM:
         }
         if self.selection_ is not None:
             metadata["selection"] = self.selection_.to_dict()
-        if network.loading is not None and network.latent_prior is not None:
-            metadata["latent"] = latent_metadata(network.loading, network.latent_prior.tau)
+        if network.n_latent:
+            metadata["latent"] = network.latent_record()
         if self.strength_se_ is not None:
             metadata["strength_se"] = se_to_json(self.strength_se_)
             metadata.update(_se_metadata(self.strength_se_source_ or {"method": "fisher"}))
@@ -1080,19 +1081,10 @@ class POGLM:
         )
 
 
-def latent_metadata(loading: torch.Tensor, tau_bins: torch.Tensor) -> dict:
-    """The latent factors as a connectivity's metadata record them: ``n_latent``, the ``loading`` of each
-    neuron (visible then hidden) on each factor, and the factors' time constants ``tau_bins``."""
-    return {
-        "n_latent": loading.shape[1],
-        "loading": loading.detach().double().tolist(),
-        "tau_bins": tau_bins.detach().double().tolist(),
-    }
-
-
 def _latent_from_metadata(latent: object, n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
     """The loading (N, K) and time constants (K,) that a connectivity's ``latent`` metadata record
-    (:func:`latent_metadata`); K = 0 without it. ValueError where they are not of that form."""
+    (:meth:`~spikeglm.model.Network.latent_record`); K = 0 without it. ValueError where they are not of
+    that form."""
     if latent is None:
         return np.zeros((n_neurons, 0)), np.zeros(0)
     try:

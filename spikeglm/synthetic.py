@@ -45,8 +45,9 @@ drive's term on average. ``drive_spectrum`` chooses the path (:func:`drive_path`
 own :class:`~spikeglm.latent.AR1Prior` with time constant ``drive_tau``, or ``"pink"``, power in 1/f.
 The biases still meet the target mean rates (the link averaged over the drive, :func:`bias_for_rates`),
 and the stability check takes the rates at the drive's peak, :data:`DRIVE_PEAK` standard deviations
-up. The truth network has ``n_latent=1``; the truth's metadata hold ``"latent"`` (``loading``, N x 1,
-visible then hidden; ``tau_bins``; ``spectrum``) and the :class:`Simulation` the paths. Without a drive
+up. The truth network has ``n_latent=1``; the truth's metadata hold ``"latent"``
+(:meth:`~spikeglm.model.Network.latent_record`: ``n_latent``; ``loading``, N x 1, visible then hidden;
+``tau_bins``; and ``spectrum``) and the :class:`Simulation` the paths. Without a drive
 (``shared_drive=0``, the default) networks and counts are those drawn before the drive existed.
 """
 
@@ -596,8 +597,9 @@ def _balanced(settings: dict, rng: np.random.Generator) -> tuple[Network, dict]:
         return _with_parameters(Network(n_visible, n_hidden, basis, link="softplus"), weight, bias), found
     net = Network(n_visible, n_hidden, basis, link="softplus", n_latent=1, latent_tau=shared.tau_bins)
     _with_parameters(net, weight, bias, sd[:, None])
-    loading = net.loading.detach().double().tolist() if net.loading is not None else []
-    found["latent"] = {"loading": loading, "tau_bins": [shared.tau_bins], "spectrum": shared.spectrum}
+    # The time constant as asked, not as the network's float32 parameter rounds it.
+    record = {**(net.latent_record() or {}), "tau_bins": [shared.tau_bins]}
+    found["latent"] = {**record, "spectrum": shared.spectrum}
     return net, found
 
 
