@@ -1017,12 +1017,13 @@ class LatentEncoder(nn.Module):
         return mean, F.softplus(precision)
 
     def potentials(self, visible: torch.Tensor, block: int = 2**15) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward` of counts of any dtype (compact integers too), ``block`` bins at a time, in the
-        dtype of the encoder's parameters: so that a long recording is read without a float copy."""
-        dtype = self.mean_bias.dtype
-        if visible.dtype == dtype and visible.shape[-2] <= block:
+        """:meth:`forward` of counts of any dtype (compact integers too) and device, ``block`` bins at a
+        time, in the dtype and on the device of the encoder's parameters: so that a long recording is read
+        without a float copy."""
+        dtype, device = self.mean_bias.dtype, self.mean_bias.device
+        if visible.dtype == dtype and visible.device == device and visible.shape[-2] <= block:
             return self(visible)
-        parts = [self(part.to(dtype)) for part in visible.split(block, dim=-2)]
+        parts = [self(part.to(dtype=dtype, device=device)) for part in visible.split(block, dim=-2)]
         return torch.cat([m for m, _ in parts], dim=-2), torch.cat([p for _, p in parts], dim=-2)
 
     def posterior(

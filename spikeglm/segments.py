@@ -21,6 +21,7 @@ defines them (zero history at the start of a trial).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -125,3 +126,24 @@ class Segments:
         """All segments in order, in groups of at most ``max_bins`` bins (at least one segment each)."""
         size = max(1, max_bins // self.bins)
         return list(torch.arange(len(self)).split(size))
+
+
+def blocks(
+    counts: torch.Tensor,
+    block: int,
+    past: int = 0,
+    ahead: int = 0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[torch.Tensor, slice]]:
+    """Blocks of bins of ``counts`` (trials, bins, units), each with ``past`` bins before it and ``ahead``
+    after (where there are): what a computation over a long trial works through, a block at a time.
+
+    Yields the counts of the block with its context, as ``dtype`` on ``device`` (compact integer counts
+    are converted a block at a time), and the slice of the block's own bins in them.
+    """
+    n_bins = counts.shape[1]
+    for start in range(0, n_bins, block):
+        stop = min(start + block, n_bins)
+        low, high = max(0, start - past), min(n_bins, stop + ahead)
+        yield counts[:, low:high].to(dtype=dtype, device=device), slice(start - low, stop - low)

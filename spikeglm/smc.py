@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -45,7 +45,7 @@ from spikeglm.latent import LOG_2PI, AR1Prior, MarkovGaussian
 from spikeglm.model import LINKS, Network
 from spikeglm.options import Registry, whole
 from spikeglm.relax import poisson_log_pmf
-from spikeglm.segments import Batch
+from spikeglm.segments import Batch, blocks
 from spikeglm.variational import Posterior
 
 #: The proposals of the hidden counts, each with what it uses.
@@ -143,7 +143,7 @@ def log_likelihood(
     window = network.basis_matrix.shape[1]
     if network.n_hidden == 0 and network.n_latent == 0:
         exact = torch.zeros(n_trials, dtype=torch.float64, device=device)
-        for piece, bins in _blocks(visible, block, window, 0, dtype, device):
+        for piece, bins in blocks(visible, block, window, 0, dtype, device):
             exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
         exact_per_trial = exact.cpu().numpy()
         return Estimate(exact_per_trial, np.zeros_like(exact_per_trial), n_bins, n_visible)
@@ -152,7 +152,7 @@ def log_likelihood(
     latent = _latent_proposal(network, proposer, visible, block)
     particles = _Particles(network, proposer, n_trials, n_runs, n_particles, generator, latent=latent)
     ahead = window if proposal == "posterior" else 0
-    for piece, bins in _blocks(visible, block, window, ahead, dtype, device):
+    for piece, bins in blocks(visible, block, window, ahead, dtype, device):
         particles.advance(piece, bins)
     log_z = particles.log_z.reshape(n_trials, n_runs)
     per_trial = torch.logsumexp(log_z, dim=1) - math.log(n_runs)
@@ -267,21 +267,6 @@ def smoothing_lag(network: Network, n_bins: int) -> int:
     return min(lag + math.ceil(float(network.latent_prior.tau.detach().max())), n_bins)
 
 
-def _blocks(
-    visible: torch.Tensor, block: int, past: int, ahead: int, dtype: torch.dtype, device: torch.device
-) -> Iterator[tuple[torch.Tensor, slice]]:
-    """Blocks of bins of ``visible``, each with ``past`` bins before it and ``ahead`` after (where there are).
-
-    Yields the counts of the block with its context, as ``dtype`` on ``device`` (compact integer counts
-    are converted a block at a time), and the slice of the block's own bins in them.
-    """
-    n_bins = visible.shape[1]
-    for start in range(0, n_bins, block):
-        stop = min(start + block, n_bins)
-        low, high = max(0, start - past), min(n_bins, stop + ahead)
-        yield visible[:, low:high].to(dtype=dtype, device=device), slice(start - low, stop - low)
-
-
 def _latent_proposal(
     network: Network, posterior: Posterior | None, visible: torch.Tensor, block: int, frozen: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -299,10 +284,7 @@ def _latent_proposal(
     encoder, prior = posterior.latent_parts(network)
     if frozen:
         prior = copy.deepcopy(prior).requires_grad_(False)
-    dtype, device = network.bias.dtype, network.bias.device
-    potentials = [encoder(piece) for piece, _ in _blocks(visible, block, 0, 0, dtype, device)]
-    mean, precision = (torch.cat(parts, dim=1) for parts in zip(*potentials, strict=True))
-    q = MarkovGaussian(prior, mean, precision)
+    q = MarkovGaussian(prior, *encoder.potentials(visible, block))
     # The encoder's potentials are diagonal, so the factors are independent under q as under the prior:
     # every transition is diagonal, and the Cholesky factor of a covariance is its square root.
     assert q.diagonal

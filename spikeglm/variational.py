@@ -41,7 +41,7 @@ from spikeglm.latent import AR1Prior, LatentEncoder, MarkovGaussian
 from spikeglm.model import LINKS, Network, inverse_link, link_derivatives
 from spikeglm.options import Registry
 from spikeglm.relax import PoissonRelaxation, poisson_log_pmf
-from spikeglm.segments import Batch, Segments
+from spikeglm.segments import Batch, Segments, blocks
 
 #: A law of hidden counts at given rates: e.g. ``functools.partial(relax.EatCubic, temperature=0.5)``.
 Law = Callable[[torch.Tensor], PoissonRelaxation]
@@ -341,13 +341,11 @@ def _coupling_drive(
     weight = network.weight.detach().double()
     basis = network.basis_matrix.double()
     inputs = visible if hidden is None else torch.cat([visible.to(hidden.dtype), hidden], dim=-1)
-    columns = weight[:, :n_visible] if hidden is None else weight
+    columns = (weight[:, :n_visible] if hidden is None else weight).flatten(1)
     parts = []
-    for first in range(0, inputs.shape[0], block):
-        low = max(0, first - window)
-        piece = inputs[low : first + block].double()
-        design = history(piece[None], basis)[0].flatten(-2)  # (bins, pre x basis)
-        parts.append((design @ columns.flatten(1).T)[first - low :])
+    for piece, bins in blocks(inputs[None], block, past=window, dtype=torch.float64):
+        design = history(piece, basis)[0, bins].flatten(-2)  # (bins, pre x basis)
+        parts.append(design @ columns.T)
     return network.bias.detach().double() + torch.cat(parts)
 
 
