@@ -69,8 +69,7 @@ def solve_glm(
     data = data if isinstance(data, Segments) else Segments(data)
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
-    params = [network.weight, network.bias] if network.n_latent else list(network.parameters())
-    params = [p for p in params if p.requires_grad]
+    params = [p for p in (network.weight, network.bias) if p.requires_grad]
     optimizer = torch.optim.LBFGS(
         params,
         lr=1,
