@@ -66,11 +66,12 @@ def test_two_processes_fit_what_one_fits(recording, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hidden", ["0", "1"])
-def test_two_processes_fit_a_recording_of_one_part(recording, tmp_path, hidden):
+@pytest.mark.parametrize("model", [["--hidden", "0"], ["--hidden", "1"], ["--hidden", "0", "--latent", "1"]])
+def test_two_processes_fit_a_recording_of_one_part(recording, tmp_path, model):
     """The whole recording in one part: the second process has none in the GLM solve (the fit itself,
-    or the start of one with a hidden neuron) and must still join every sum of the gradients."""
-    options = ["--hidden", hidden, "--epochs", "3", "--device", "cpu", "--seed", "3", "--tol", "0"]
+    or the start of one with a hidden neuron or a factor, and the final solve of the factor's couplings)
+    and must still join every sum of the gradients."""
+    options = [*model, "--epochs", "3", "--device", "cpu", "--seed", "3", "--tol", "0"]
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *options], tmp_path)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
