@@ -153,9 +153,18 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
                 and v["n_boot"] >= 2
                 and _is_whole(v["seed"])
             )
+            or (
+                isinstance(v, dict)
+                and set(v) == {"method", "penalty", "penalty_strength"}
+                and v["method"] == "fisher-penalised"
+                and v["penalty"] == "ridge"
+                and _is_finite_number(v["penalty_strength"])
+                and v["penalty_strength"] >= 0
+            )
         ),
-        'null, {"method": "fisher"}, {"method": "fisher-latent"} or {"method": "bootstrap", "n_boot": >= 2, '
-        '"seed": a whole number}',
+        'null, {"method": "fisher"}, {"method": "fisher-latent"}, {"method": "bootstrap", "n_boot": >= 2, '
+        '"seed": a whole number} or {"method": "fisher-penalised", "penalty": "ridge", "penalty_strength": '
+        "a number >= 0}",
     ),
 }
 #: The training state's keys beyond the optimizer's, with the values that stand in for those missing

@@ -138,6 +138,8 @@ class Setting:
         The least whole number an ``int`` setting takes.
     optional : bool
         Whether None is accepted (for "none", "automatic" or "never").
+    words : tuple of str
+        Words a number setting also takes (e.g. ``"cv"``: chosen by cross-validation), in lower case.
     """
 
     name: str
@@ -147,6 +149,7 @@ class Setting:
     choices: Registry | None = None
     minimum: int = 1
     optional: bool = False
+    words: tuple[str, ...] = ()
 
     def check(self, value: Any) -> Any:
         """``value`` checked and in its canonical form (a choice by its canonical name).
@@ -158,6 +161,8 @@ class Setting:
         """
         if value is None and self.optional:
             return None
+        if isinstance(value, str) and value.strip().lower() in self.words:
+            return value.strip().lower()
         if self.choices is not None:
             return self.choices.name(value)
         if self.kind is int:

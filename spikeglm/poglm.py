@@ -29,6 +29,8 @@ from spikeglm.inference import (
     train,
 )
 from spikeglm.inference.config import default_samples
+from spikeglm.inference.penalty import PENALTIES, Penalty
+from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
@@ -66,6 +68,10 @@ class CheckedSettings:
         Number of latent factors.
     latent_tau : float
         Their time constant at the start, in bins.
+    penalty : str or None
+        The canonical name of the couplings' penalty, or None.
+    penalty_strength : float or "cv"
+        Its strength in nats per spike, or ``"cv"``: chosen by cross-validation.
     """
 
     n_hidden: int
@@ -76,6 +82,8 @@ class CheckedSettings:
     training: TrainingConfig
     n_latent: int = 0
     latent_tau: float = DEFAULTS["latent_tau"]
+    penalty: str | None = None
+    penalty_strength: float | str = DEFAULTS["penalty_strength"]
 
     @property
     def glm(self) -> bool:
@@ -115,6 +123,15 @@ class POGLM:
         counts' under every objective. 0 (the default): none, the model without them.
     latent_tau : float
         The factors' time constant at the start of a fit, in bins; each factor's is learned.
+    penalty : {None, "ridge"}
+        A penalty of the couplings between distinct neurons (not the biases, nor a neuron's own history
+        filter), for large populations: ``"ridge"`` shrinks them (half their summed squares). The fit
+        minimises minus the log-likelihood per spike plus ``penalty_strength`` times the penalty
+        (:mod:`spikeglm.inference.penalty`). Fits without hidden neurons or latent factors.
+    penalty_strength : float or "cv"
+        The penalty's strength, in nats per spike; ``"cv"`` (default) chooses it by 5-fold
+        cross-validated log-likelihood among a path of strengths and none
+        (:func:`spikeglm.inference.strength.cross_validated_strength`), and the fit records the table.
     relaxation : str or relaxation class
         Law of the hidden-count samples in training: ``"eat-cubic"`` (default), ``"eat-sigmoid"``,
         ``"gumbel-softmax"`` (pathwise gradients) or ``"exact"`` (score-function gradients).
@@ -238,6 +255,8 @@ class POGLM:
         *,
         n_latent: int = DEFAULTS["n_latent"],
         latent_tau: float = DEFAULTS["latent_tau"],
+        penalty: str | None = DEFAULTS["penalty"],
+        penalty_strength: float | str = DEFAULTS["penalty_strength"],
         relaxation: str | type[relax.PoissonRelaxation] = DEFAULTS["relaxation"],
         temperature: float = DEFAULTS["temperature"],
         n_samples: int | None = DEFAULTS["n_samples"],
@@ -262,6 +281,8 @@ class POGLM:
         self.basis_options = basis_options
         self.n_latent = n_latent
         self.latent_tau = latent_tau
+        self.penalty = penalty
+        self.penalty_strength = penalty_strength
         self.relaxation = relaxation
         self.temperature = temperature
         self.n_samples = n_samples
@@ -353,6 +374,8 @@ class POGLM:
             training=TrainingConfig(**self._training_settings(checked["n_hidden"])),
             n_latent=SETTINGS["n_latent"].check(self.n_latent),
             latent_tau=SETTINGS["latent_tau"].check(self.latent_tau),
+            penalty=SETTINGS["penalty"].check(self.penalty),
+            penalty_strength=SETTINGS["penalty_strength"].check(self.penalty_strength),
         )
 
     def _training_settings(self, n_hidden: int) -> dict:
@@ -476,8 +499,14 @@ class POGLM:
                 f"{where}: n_latent={n_latent} (--latent) is more than the {counts.n_units} units: so many "
                 f"factors cannot be told apart; give at most {counts.n_units}"
             )
+        checked = self.checked_settings()
+        if checked.penalty is not None and not checked.glm:
+            raise ValueError(
+                f"{where}: penalty={checked.penalty!r} (--penalty) applies to fits without hidden neurons or "
+                f"latent factors; this one has n_hidden={checked.n_hidden}, n_latent={checked.n_latent}"
+            )
         segments = _stand_in(counts.n_trials, counts.n_bins, counts.n_units, self)
-        window = self.checked_settings().basis.window
+        window = checked.basis.window
         if window > segments.length:
             longest = (
                 f"a segment (segment_bins={segments.length}, --segment-bins)"
@@ -628,15 +657,17 @@ class POGLM:
             if config.freeze_network:
                 return
             segments = self._segments(visible)  # an ordinary GLM: solved to convergence, no sampling
+            penalty = self._penalty(network, visible, config)
             self.stopped_ = solve_glm(
                 network,
                 segments,
                 max_iterations=config.epochs,
                 part_bins=config.part_bins,
                 callback=callback,
+                penalty=penalty,
             )[1]
-            self.strength_se_ = strength_se(network, segments)
-            self.strength_se_source_ = {"method": "fisher"}
+            self.strength_se_ = strength_se(network, segments, penalty=penalty)
+            self.strength_se_source_ = _se_source(penalty)
             return
         segments = self._segments(visible)
         if saved is None and not config.freeze_network and config.init == "glm":
@@ -663,6 +694,26 @@ class POGLM:
             drive = _latent_drive(network, posterior)
             self.strength_se_ = strength_se(network, segments, offset=drive)
             self.strength_se_source_ = {"method": "fisher-latent"}
+
+    def _penalty(self, network: Network, visible: torch.Tensor, config: TrainingConfig) -> Penalty | None:
+        """The penalty of a GLM fit, its strength cross-validated where asked; recorded in the fit's
+        options (the strength used, and the cross-validation's table)."""
+        checked = self.checked_settings()
+        if checked.penalty is None:
+            return None
+        strength = checked.penalty_strength
+        if strength == "cv":
+            strength, table = cross_validated_strength(
+                network,
+                visible,
+                checked.penalty,
+                checked.segment_bins,
+                max_iterations=config.epochs,
+                part_bins=config.part_bins,
+            )
+            self.fit_options_["penalty_cv"] = table
+        self.fit_options_.update(penalty=checked.penalty, penalty_strength=float(strength))
+        return PENALTIES[checked.penalty](float(strength))
 
     def _checkpoint_writer(
         self, checkpoint: str | os.PathLike, identity: dict | None
@@ -1169,6 +1220,17 @@ def _resume_point(saved: dict) -> Resume:
     )
 
 
+def _se_source(penalty: Penalty | None) -> dict:
+    """Where the standard errors of a GLM fit come from: the observed information, penalised or not."""
+    if penalty is None:
+        return {"method": "fisher"}
+    return {
+        "method": "fisher-penalised",
+        "penalty": PENALTIES.name(type(penalty)),
+        "penalty_strength": penalty.strength,
+    }
+
+
 def _se_metadata(source: dict) -> dict:
     """How the standard errors were found, as a connectivity's metadata records it."""
     if source["method"] == "bootstrap":
@@ -1176,6 +1238,12 @@ def _se_metadata(source: dict) -> dict:
             "se_method": "parametric bootstrap from the fitted model",
             "se_n_boot": source["n_boot"],
             "se_seed": source["seed"],
+        }
+    if source["method"] == "fisher-penalised":
+        return {
+            "se_method": f"observed Fisher information of the {source['penalty']}-penalised likelihood "
+            f"(strength {source['penalty_strength']:.3g}): the errors of the posterior under the "
+            "matching Gaussian prior of the couplings, not of a sampling distribution",
         }
     if source["method"] == "fisher-latent":
         return {

@@ -20,6 +20,7 @@ from typing import Any
 
 from spikeglm.basis import BASES
 from spikeglm.inference.config import TRAINING_SETTINGS
+from spikeglm.inference.penalty import PENALTIES
 from spikeglm.model import DEFAULT_LATENT_TAU, LINKS
 from spikeglm.options import Setting, declare
 from spikeglm.variational import FAMILIES
@@ -70,6 +71,22 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         float,
         DEFAULT_LATENT_TAU,
         "The latent factors' time constant at the start of a fit, in bins (it is learned).",
+    ),
+    Setting(
+        "penalty",
+        str,
+        None,
+        "Penalty of the couplings between distinct neurons, for large populations: ridge. Default none. "
+        "Fits without hidden neurons or factors.",
+        choices=PENALTIES,
+        optional=True,
+    ),
+    Setting(
+        "penalty_strength",
+        float,
+        "cv",
+        "Strength of the penalty, in nats per spike, or cv: chosen by cross-validated likelihood.",
+        words=("cv",),
     ),
 )
 

@@ -44,6 +44,8 @@ from scipy.stats import norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
+from spikeglm.inference.penalty import Penalty
+from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network, link_derivatives
 from spikeglm.provenance import check_fitted_on
 from spikeglm.segments import Batch, Segments
@@ -71,6 +73,7 @@ def strength_se(
     data: Segments,
     max_elements: int = 2**25,
     offset: Callable[[Batch], torch.Tensor] | None = None,
+    penalty: Penalty | None = None,
 ) -> np.ndarray:
     """Standard errors of the coupling strengths of a fitted GLM (no hidden neuron), shape (post, pre).
 
@@ -87,6 +90,10 @@ def strength_se(
         bins, N): for a network with latent factors, the drive of their posterior mean path. The errors
         are then those of the couplings given that drive: the path's own uncertainty is not carried
         into them (the parametric bootstrap carries it).
+    penalty : Penalty, optional
+        The penalty the network was fitted under (:class:`~spikeglm.inference.penalty.Ridge`): its
+        curvature joins the information, which makes the errors those of the posterior under the
+        matching Gaussian prior of the couplings.
 
     Returns
     -------
@@ -101,6 +108,10 @@ def strength_se(
     n, n_basis = network.n_neurons, network.weight.shape[-1]
     part_bins = max(1, max_elements // (n * (1 + n * n_basis)))
     information = _information(network, data, part_bins, offset)
+    if penalty is not None:  # the information of the penalised likelihood (in nats, not per spike)
+        spikes = float(spikes_per_bin(data)) * data.n_scored * data.n_units
+        for post in range(n):
+            information[post] += spikes * penalty.curvature(n, n_basis, post).numpy()
     sums = network.basis_matrix.double().sum(dim=1).cpu().numpy()  # strength = weight . sums
     se = np.full((n, n), np.inf)
     for post in range(n):

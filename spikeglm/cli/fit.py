@@ -93,6 +93,11 @@ def fit(
     spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --latent 1
 
     \b
+    Example, a large population: couplings shrunk by a ridge penalty, its strength chosen by
+    cross-validation:
+    spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --penalty ridge
+
+    \b
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -240,6 +241,26 @@ class HiddenCount(click.ParamType):
         return int(text)
 
 
+class NumberOrWords(click.ParamType):
+    """A setting that takes a number > 0 or one of a few words (``--penalty-strength``: a number or cv)."""
+
+    def __init__(self, words: tuple[str, ...]) -> None:
+        self.words = words
+        self.name = "NUMBER|" + "|".join(words)
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        if text in self.words:
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is neither a number > 0 nor {' or '.join(self.words)}", param, ctx)
+        return number
+
+
 class WholeNumbers(click.ParamType):
     """``--candidates``: whole numbers >= 0 separated by commas, checked whether or not they are used."""
 
@@ -264,6 +285,9 @@ def _check_config_type(path: str, key: str, param: click.Parameter, value: objec
             value == "auto" or (isinstance(value, int) and not isinstance(value, bool)),
             "a whole number or 'auto'",
         )
+    elif isinstance(kind, NumberOrWords):
+        fits = value in kind.words or (isinstance(value, int | float) and not isinstance(value, bool))
+        wanted = f"a number or {' or '.join(repr(w) for w in kind.words)}"
     elif isinstance(kind, click.types.IntParamType):
         fits, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
     elif isinstance(kind, click.types.FloatParamType):
@@ -295,6 +319,8 @@ def setting_option(name: str, *flags: str, **changes: Any) -> Callable:
         kind = click.Choice(setting.choices.names(), case_sensitive=False)
     elif setting.kind is int:
         kind = click.IntRange(min=setting.minimum)
+    elif setting.kind is float and setting.words:
+        kind = NumberOrWords(setting.words)
     elif setting.kind is float:
         kind = click.FloatRange(min=0, min_open=True)
     else:
@@ -338,6 +364,8 @@ MODEL_OPTIONS = (
     ),
     setting_option("n_latent", "--latent"),
     setting_option("latent_tau", metavar="BINS"),
+    setting_option("penalty"),
+    setting_option("penalty_strength"),
     setting_option("basis"),
     setting_option("window"),
     setting_option("link"),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from spikeglm import parallel
+from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
@@ -28,6 +29,7 @@ def solve_glm(
     part_bins: int = PART_BINS,
     callback: Callable[[EpochRecord], None] | None = None,
     latent: Callable[[Batch], torch.Tensor] | None = None,
+    penalty: Penalty | None = None,
 ) -> tuple[list[EpochRecord], str]:
     """Fit a network without hidden neurons by maximum likelihood: full-batch L-BFGS, to convergence.
 
@@ -56,11 +58,14 @@ def solve_glm(
         For a network with latent factors: ``latent(batch)``, a path of the factors in the batch's bins
         (segments, bins, K), taken as known. Only the couplings and biases are solved; the loadings and
         time constants stay as they are.
+    penalty : Penalty, optional
+        A penalty of the couplings between distinct neurons (:mod:`spikeglm.inference.penalty`): the
+        solve then maximises the penalised log-likelihood.
 
     Returns
     -------
     records : list of EpochRecord
-        One per iteration: the log-likelihood per visible neuron-bin after it.
+        One per iteration: the log-likelihood per visible neuron-bin after it (less the penalty).
     reason : str
         Why the solve stopped.
     """
@@ -70,6 +75,12 @@ def solve_glm(
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
     params = [p for p in (network.weight, network.bias) if p.requires_grad]
+    return _lbfgs(_Closure(network, data, part_bins, None, params, callback, latent, penalty), max_iterations)
+
+
+def _lbfgs(closure: _Closure, max_iterations: int) -> tuple[list[EpochRecord], str]:
+    """Minimise the closure's objective by L-BFGS (strong-Wolfe line search) to convergence."""
+    params, network = closure.params, closure.network
     optimizer = torch.optim.LBFGS(
         params,
         lr=1,
@@ -80,7 +91,7 @@ def solve_glm(
         tolerance_grad=GLM_TOLERANCE_GRAD,
         tolerance_change=GLM_TOLERANCE_CHANGE,
     )
-    closure = _Closure(network, data, part_bins, optimizer, params, callback, latent)
+    closure.optimizer = optimizer
     held = [p for p in network.parameters() if p.requires_grad and all(p is not q for q in params)]
     for parameter in held:  # the loadings and time constants stay as they are, without gradients
         parameter.requires_grad_(False)
@@ -110,13 +121,14 @@ class _Closure:
         network: Network,
         data: Segments,
         part_bins: int,
-        optimizer: torch.optim.LBFGS,
+        optimizer: torch.optim.LBFGS | None,
         params: list[torch.nn.Parameter],
         callback: Callable[[EpochRecord], None] | None,
         latent: Callable[[Batch], torch.Tensor] | None = None,
+        penalty: Penalty | None = None,
     ) -> None:
         self.network, self.data, self.optimizer, self.params = network, data, optimizer, params
-        self.callback, self.latent = callback, latent
+        self.callback, self.latent, self.penalty = callback, latent, penalty
         self.per_bin = spikes_per_bin(data)
         self.scale = 1.0 / (self.per_bin * data.n_scored * data.n_units)
         self.mine = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
@@ -124,21 +136,29 @@ class _Closure:
         self.clock = time.perf_counter()
 
     def __call__(self) -> torch.Tensor:
+        assert self.optimizer is not None  # only L-BFGS calls the closure
         iteration = self.optimizer.state[self.params[0]].get("n_iter", 0)
         value = self._evaluate(iteration)
         if iteration > len(self.records):  # the first value of a new iteration: the last one is done
-            if self.records and self.callback is not None:
-                self.callback(self.records[-1])
-            now = time.perf_counter()
-            self.records.append(EpochRecord(iteration - 1, -value * self.per_bin, now - self.clock))
-            self.clock = now
+            self.record(iteration - 1, value)
         elif self.records:
             self.records[-1].objective = max(self.records[-1].objective, -value * self.per_bin)
         return torch.tensor(value)
 
+    def record(self, iteration: int, value: float) -> None:
+        """Close the last iteration (reporting it) and open iteration ``iteration`` at ``value``."""
+        if self.records and self.callback is not None:
+            self.callback(self.records[-1])
+        now = time.perf_counter()
+        self.records.append(EpochRecord(iteration, -value * self.per_bin, now - self.clock))
+        self.clock = now
+
     def _evaluate(self, iteration: int) -> float:
-        """The objective summed over this process's parts and the processes; gradients likewise."""
-        self.optimizer.zero_grad(set_to_none=False)
+        """The objective summed over this process's parts and the processes, with a smooth penalty's
+        value (added once, after the sum); gradients likewise."""
+        for parameter in self.params:
+            if parameter.grad is not None:
+                parameter.grad.zero_()
         device = self.network.bias.device
         total = torch.zeros((), dtype=torch.float64, device=device)
         for index in self.mine:
@@ -155,6 +175,10 @@ class _Closure:
                 parameter.grad = torch.zeros_like(parameter)
             parallel.all_sum(parameter.grad)
         value = float(parallel.all_sum(total))
+        if self.penalty is not None:
+            extra = self.penalty.value(self.network.weight)
+            extra.backward()
+            value += float(extra.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"the log-likelihood became non-finite at iteration {iteration}")
         return value
@@ -163,3 +187,24 @@ class _Closure:
         """Report the last iteration, which no next one closed."""
         if self.records and self.callback is not None:
             self.callback(self.records[-1])
+
+
+def _value_and_gradient(
+    closure: _Closure, params: list[torch.nn.Parameter], values: list[torch.Tensor], iteration: int
+) -> tuple[float, list[torch.Tensor]]:
+    """Minus the log-likelihood per spike at the parameters ``values``, and its gradient."""
+    with torch.no_grad():
+        for parameter, given in zip(params, values, strict=True):
+            parameter.copy_(given)
+    value = closure._evaluate(iteration)
+    return value, [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+
+
+def likelihood_gradient(network: Network, data: Segments, part_bins: int = PART_BINS) -> torch.Tensor:
+    """The gradient of minus the log-likelihood per spike (what :func:`solve_glm` minimises, unpenalised)
+    in the coupling weights of a network without hidden neurons, shape (post, pre, basis)."""
+    params = [network.weight, network.bias]
+    closure = _Closure(network, data, part_bins, None, params, None)
+    _, gradient = _value_and_gradient(closure, params, [p.detach().clone() for p in params], 0)
+    network.zero_grad(set_to_none=True)
+    return gradient[0]

@@ -1,0 +1,72 @@
+"""Penalties on the couplings between distinct neurons (:data:`PENALTIES`), for large populations.
+
+A penalised GLM minimises ``-log L / S + strength * P(W)``: minus the log-likelihood per spike (``S``
+spikes in the data, the scale of every objective here) plus the penalty of the coupling weights
+``W[post, pre, basis]``. Only the couplings between distinct neurons are penalised: the biases and each
+neuron's own history filter (its refractoriness, well determined by its own spikes) are not.
+
+* :class:`Ridge`: ``P = 1/2 sum ||W[n, m]||^2`` over the pairs ``n != m``; smooth, so that L-BFGS solves
+  it exactly, and its Wald errors are those of the posterior under the matching Gaussian prior.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spikeglm.options import Registry
+
+
+class Penalty:
+    """A penalty of the coupling weights between distinct neurons, of a given ``strength``.
+
+    Subclasses give :meth:`value`, differentiable (L-BFGS follows its gradient), and :meth:`curvature`
+    (which joins the standard errors).
+    """
+
+    def __init__(self, strength: float) -> None:
+        if not (math.isfinite(strength) and strength >= 0):
+            raise ValueError(f"penalty_strength must be a finite number >= 0; got {strength!r}")
+        self.strength = float(strength)
+
+    @staticmethod
+    def pairs(weight: torch.Tensor) -> torch.Tensor:
+        """1 for the penalised filters (post != pre), 0 for each neuron's own, shape (post, pre, 1)."""
+        n_post, n_pre = weight.shape[:2]
+        return (~torch.eye(n_post, n_pre, dtype=torch.bool, device=weight.device)).to(weight.dtype)[..., None]
+
+    def value(self, weight: torch.Tensor) -> torch.Tensor:
+        """``strength * P(weight)``, differentiable."""
+        raise NotImplementedError
+
+    def curvature(self, n_neurons: int, n_basis: int, post: int) -> torch.Tensor:
+        """The Hessian of :meth:`value` in the parameters of neuron ``post``'s predictor (bias first,
+        then the weights ``pre * n_basis + b``), shape (P, P) with P = 1 + n_neurons * n_basis."""
+        raise NotImplementedError
+
+
+class Ridge(Penalty):
+    """``strength / 2`` times the summed squares of the couplings between distinct neurons."""
+
+    def value(self, weight: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self.strength * (weight.square() * self.pairs(weight)).sum()
+
+    def curvature(self, n_neurons: int, n_basis: int, post: int) -> torch.Tensor:
+        """``strength`` on the diagonal of the penalised weights, 0 elsewhere."""
+        diagonal = torch.full((1 + n_neurons * n_basis,), self.strength, dtype=torch.float64)
+        diagonal[0] = 0.0
+        diagonal[1 + post * n_basis : 1 + (post + 1) * n_basis] = 0.0
+        return torch.diag(diagonal)
+
+
+#: The penalties by name: ``POGLM(penalty=...)``.
+PENALTIES: Registry[type[Penalty]] = Registry("penalty", {"ridge": Ridge})
+
+
+def largest_strength(gradient: torch.Tensor) -> float:
+    """The natural scale of a penalty's strength, given the gradient of ``-log L / S`` in the weights at
+    the fit without couplings, shape (post, pre, B): the largest filter's gradient norm over ``sqrt(B)``
+    (the least strength at which an L1-type penalty of the filters' norms keeps them all at zero)."""
+    norms = gradient.norm(dim=-1, keepdim=True) * Penalty.pairs(gradient)
+    return float(norms.max()) / math.sqrt(gradient.shape[-1])

@@ -1,0 +1,105 @@
+"""The strength of a coupling penalty chosen by cross-validation (``penalty_strength="cv"``).
+
+The data are split into :data:`FOLDS` parts (whole trials where there are enough, else blocks of time).
+For each fold, the GLM is solved on the other parts along a path of strengths from strong (ten times the
+scale of :func:`~spikeglm.inference.penalty.largest_strength`) down to none at all, each solve starting
+from the last, and scored by its exact log-likelihood on the fold. The strength of the best mean
+score is chosen; the unpenalised fit is one of the candidates, so a penalty is used only where it helps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spikeglm.inference.glm import likelihood_gradient, solve_glm
+from spikeglm.inference.penalty import PENALTIES, largest_strength
+from spikeglm.model import Network
+from spikeglm.segments import Segments
+
+#: Parts the data are split into.
+FOLDS = 5
+#: Strengths tried, as powers of ten times the natural scale (:func:`largest_strength`), largest first;
+#: then none.
+DECADES = {"ridge": np.linspace(1.0, -4.0, 11)}
+
+
+def cross_validated_strength(
+    network: Network,
+    counts: torch.Tensor,
+    penalty: str,
+    length: int | None,
+    *,
+    max_iterations: int,
+    part_bins: int,
+) -> tuple[float, dict]:
+    """The strength of ``penalty`` with the best cross-validated log-likelihood, and the table of scores.
+
+    Parameters
+    ----------
+    network : Network
+        The start of every solve (e.g. biases from the counts, no coupling); left unchanged.
+    counts : torch.Tensor
+        Visible counts (trials, bins, V).
+    penalty : str
+        A name of :data:`~spikeglm.inference.penalty.PENALTIES`.
+    length : int, optional
+        Segment length of the solves (None: whole trials).
+    max_iterations, part_bins : int
+        Of each solve (:func:`~spikeglm.inference.solve_glm`).
+
+    Returns
+    -------
+    strength : float
+        The chosen strength (0: no penalty helps).
+    table : dict
+        ``strengths`` (the candidates, largest first), ``scores`` (held-out log-likelihood per neuron-bin,
+        candidates x folds), ``folds_by`` and ``chosen``: what the model file records.
+    """
+    kind = PENALTIES[PENALTIES.name(penalty)]
+    start = _copy(network)
+    scale = largest_strength(likelihood_gradient(start, Segments(counts.float(), length), part_bins))
+    strengths = [*(scale * 10.0 ** DECADES[PENALTIES.name(penalty)]).tolist(), 0.0]
+    parts, folds_by = _folds(counts)
+    scores = np.empty((len(strengths), len(parts)))
+    for k, held in enumerate(parts):
+        rest = torch.cat([p for i, p in enumerate(parts) if i != k])  # blocks of time become trials
+        fitted = _copy(network)
+        for row, strength in enumerate(strengths):
+            chosen = kind(strength) if strength > 0 else None
+            solve_glm(
+                fitted,
+                Segments(rest, length),
+                max_iterations=max_iterations,
+                part_bins=part_bins,
+                penalty=chosen,
+            )
+            with torch.no_grad():
+                scores[row, k] = float(fitted.log_likelihood(held.float()).mean())
+    best = int(np.argmax(scores.mean(axis=1)))
+    table = {
+        "strengths": strengths,
+        "scores": scores.tolist(),
+        "folds_by": folds_by,
+        "chosen": strengths[best],
+    }
+    return strengths[best], table
+
+
+def _copy(network: Network) -> Network:
+    twin = Network(network.n_visible, 0, network.basis, network.link_name).to(network.bias.device)
+    twin.load_state_dict(network.state_dict())
+    return twin
+
+
+def _folds(counts: torch.Tensor) -> tuple[list[torch.Tensor], str]:
+    """``counts`` in :data:`FOLDS` parts: by whole trials if there are enough, else by blocks of time."""
+    n_trials, n_bins = counts.shape[:2]
+    if n_trials >= FOLDS:
+        return list(torch.tensor_split(counts, FOLDS)), "trials"
+    length = n_bins // FOLDS
+    if length < 1:
+        raise ValueError(
+            f"penalty_strength='cv': {n_trials} trial(s) of {n_bins} bins cannot be cut into {FOLDS} blocks"
+        )
+    return [counts[:, k * length : (k + 1) * length] for k in range(FOLDS)], "time blocks"
