@@ -29,7 +29,7 @@ from spikeglm.inference import (
     train,
 )
 from spikeglm.inference.config import default_samples
-from spikeglm.inference.penalty import PENALTIES, Penalty
+from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts
@@ -123,10 +123,12 @@ class POGLM:
         counts' under every objective. 0 (the default): none, the model without them.
     latent_tau : float
         The factors' time constant at the start of a fit, in bins; each factor's is learned.
-    penalty : {None, "ridge"}
+    penalty : {None, "ridge", "group-lasso"}
         A penalty of the couplings between distinct neurons (not the biases, nor a neuron's own history
-        filter), for large populations: ``"ridge"`` shrinks them (half their summed squares). The fit
-        minimises minus the log-likelihood per spike plus ``penalty_strength`` times the penalty
+        filter), for large populations: ``"ridge"`` shrinks them (half their summed squares); the
+        ``"group-lasso"`` sets whole filters to zero (the summed norms of the filters, times the square
+        root of their number of basis functions), and then has no standard errors nor Wald tests. The
+        fit minimises minus the log-likelihood per spike plus ``penalty_strength`` times the penalty
         (:mod:`spikeglm.inference.penalty`). Fits without hidden neurons or latent factors.
     penalty_strength : float or "cv"
         The penalty's strength, in nats per spike; ``"cv"`` (default) chooses it by 5-fold
@@ -666,8 +668,9 @@ class POGLM:
                 callback=callback,
                 penalty=penalty,
             )[1]
-            self.strength_se_ = strength_se(network, segments, penalty=penalty)
-            self.strength_se_source_ = _se_source(penalty)
+            if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
+                self.strength_se_ = strength_se(network, segments, penalty=penalty)
+                self.strength_se_source_ = _se_source(penalty)
             return
         segments = self._segments(visible)
         if saved is None and not config.freeze_network and config.init == "glm":

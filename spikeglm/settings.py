@@ -76,8 +76,9 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         "penalty",
         str,
         None,
-        "Penalty of the couplings between distinct neurons, for large populations: ridge. Default none. "
-        "Fits without hidden neurons or factors.",
+        "Penalty of the couplings between distinct neurons, for large populations: ridge, or group-lasso "
+        "(sets whole filters to zero; no Wald test then). Default none. Fits without hidden neurons or "
+        "factors.",
         choices=PENALTIES,
         optional=True,
     ),

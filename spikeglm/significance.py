@@ -205,6 +205,12 @@ def coupling_tests(
     if options:
         raise ValueError(f"significance: the Wald test takes no options, got {', '.join(options)}")
     se = conn.metadata.get("strength_se")
+    if se is None and conn.metadata.get("penalty") == "group-lasso":
+        raise ValueError(
+            "significance: a group-lasso fit has no standard errors, and no Wald test: the couplings it "
+            "set to zero have no sampling distribution to test against; fit with penalty='ridge' or none "
+            "(--penalty) for Wald tests"
+        )
     if se is None:
         raise ValueError(
             "significance: this connectivity carries no standard errors (fits without hidden neurons "

@@ -93,9 +93,9 @@ def fit(
     spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --latent 1
 
     \b
-    Example, a large population: couplings shrunk by a ridge penalty, its strength chosen by
-    cross-validation:
-    spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --penalty ridge
+    Example, a large population: couplings penalised, whole filters set to zero, the strength chosen
+    by cross-validation (--penalty ridge shrinks them instead, and keeps the Wald tests):
+    spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --penalty group-lasso
 
     \b
     Example, two processes:

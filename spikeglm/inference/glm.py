@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.penalty import Penalty
+from spikeglm.inference.penalty import GroupLasso, Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
@@ -60,7 +60,8 @@ def solve_glm(
         time constants stay as they are.
     penalty : Penalty, optional
         A penalty of the couplings between distinct neurons (:mod:`spikeglm.inference.penalty`): the
-        solve then maximises the penalised log-likelihood.
+        solve then maximises the penalised log-likelihood; by L-BFGS for a smooth one, by proximal
+        gradient steps (:func:`proximal_solve`) for the group lasso.
 
     Returns
     -------
@@ -75,6 +76,14 @@ def solve_glm(
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
     params = [p for p in (network.weight, network.bias) if p.requires_grad]
+    if isinstance(penalty, GroupLasso):  # the likelihood's gradient steps, the penalty's proximal ones
+        dtype = network.bias.dtype
+        network.double()  # the steps' tests compare values that float32 sums do not resolve
+        try:
+            smooth_part = _Closure(network, data, part_bins, None, params, callback, latent)
+            return proximal_solve(smooth_part, network, penalty, max_iterations)
+        finally:
+            network.to(dtype)
     return _lbfgs(_Closure(network, data, part_bins, None, params, callback, latent, penalty), max_iterations)
 
 
@@ -162,7 +171,7 @@ class _Closure:
         device = self.network.bias.device
         total = torch.zeros((), dtype=torch.float64, device=device)
         for index in self.mine:
-            batch = self.data.batch(index, device=device)
+            batch = self.data.batch(index, dtype=self.network.bias.dtype, device=device)
             path = None if self.latent is None else self.latent(batch)
             log_likelihood = self.network.log_likelihood(batch.visible, latent=path)
             if batch.scored is not None:
@@ -187,6 +196,78 @@ class _Closure:
         """Report the last iteration, which no next one closed."""
         if self.records and self.callback is not None:
             self.callback(self.records[-1])
+
+
+#: The proximal solve stops when an iteration moves no parameter by more than this times its step, or
+#: when the objective has not fallen by :data:`GLM_TOLERANCE_CHANGE` per spike in this many iterations.
+PROXIMAL_TOLERANCE, PROXIMAL_PATIENCE = 1e-7, 10
+
+
+def proximal_solve(
+    closure: _Closure, network: Network, penalty: GroupLasso, max_iterations: int
+) -> tuple[list[EpochRecord], str]:
+    """Minimise minus the log-likelihood per spike plus a penalty that is not smooth (the group lasso):
+    accelerated proximal gradient steps (FISTA), with a backtracking step size and a restart of the
+    momentum whenever the objective rises.
+
+    Each iteration takes a gradient step on the likelihood from the extrapolated point, then the
+    penalty's proximal step on the couplings (the biases have none). The step is halved until the
+    likelihood's quadratic bound holds (up to the rounding of the sums), and tried a little longer at the
+    next iteration. The solve stops when the gradient mapping (the step's move divided by its size) is
+    below :data:`PROXIMAL_TOLERANCE` in every parameter, when the objective has fallen by less than
+    :data:`GLM_TOLERANCE_CHANGE` per spike in :data:`PROXIMAL_PATIENCE` iterations, or after
+    ``max_iterations``. Returns the records and the reason, as :func:`solve_glm`.
+    """
+    weight, params = network.weight, closure.params
+    noise = torch.finfo(weight.dtype).eps  # the relative rounding of a sum
+    slack = 16 * noise
+    current = [p.detach().clone() for p in params]
+    momentum, step, progress = 1.0, 1.0, 0
+    smooth = _value_and_gradient(closure, params, current, 0)
+    best = smooth[0] + float(penalty.value(weight.detach()))
+    closure.record(0, best)
+    point = current
+    for iteration in range(1, max_iterations + 1):
+        value, gradient = (
+            smooth if point is current else _value_and_gradient(closure, params, point, iteration)
+        )
+        while True:  # backtracking: the step's quadratic bound must hold at the new point
+            moved = [x - step * g for x, g in zip(point, gradient, strict=True)]
+            moved = [
+                penalty.proximal(m, step) if p is weight else m for p, m in zip(params, moved, strict=True)
+            ]
+            new_value, new_gradient = _value_and_gradient(closure, params, moved, iteration)
+            shift = [m - x for m, x in zip(moved, point, strict=True)]
+            bound = value + sum(float((g * d).sum()) for g, d in zip(gradient, shift, strict=True))
+            bound += sum(float(d.square().sum()) for d in shift) / (2 * step)
+            if new_value <= bound + slack * abs(value):  # within the rounding of the sums
+                break
+            step /= 2
+        objective = new_value + float(penalty.value(moved[params.index(weight)]))
+        largest = max(float(d.abs().max()) for d in shift) / step
+        if objective > best + slack * abs(best):  # the momentum overshot: restart it from the last iterate
+            momentum, point = 1.0, current
+            continue
+        if best - objective > max(GLM_TOLERANCE_CHANGE, noise * abs(best)):
+            progress = iteration
+        following = (1 + math.sqrt(1 + 4 * momentum**2)) / 2
+        push = (momentum - 1) / following
+        point = moved if push == 0 else [m + push * (m - c) for m, c in zip(moved, current, strict=True)]
+        momentum, current, best, smooth = following, moved, objective, (new_value, new_gradient)
+        closure.record(iteration, objective)
+        step *= 1.25
+        if largest < PROXIMAL_TOLERANCE or iteration - progress >= PROXIMAL_PATIENCE:
+            reason = (
+                f"converged in {iteration} proximal iterations (gradient mapping or change below tolerance)"
+            )
+            break
+    else:
+        reason = f"reached the cap of {max_iterations} iterations (epochs) before converging"
+    with torch.no_grad():
+        for parameter, solution in zip(params, current, strict=True):
+            parameter.copy_(solution)
+    closure.finish()
+    return closure.records, reason
 
 
 def _value_and_gradient(

@@ -7,6 +7,10 @@ neuron's own history filter (its refractoriness, well determined by its own spik
 
 * :class:`Ridge`: ``P = 1/2 sum ||W[n, m]||^2`` over the pairs ``n != m``; smooth, so that L-BFGS solves
   it exactly, and its Wald errors are those of the posterior under the matching Gaussian prior.
+* :class:`GroupLasso`: ``P = sum sqrt(B) ||W[n, m]||`` over the pairs ``n != m``, one group per filter of
+  ``B`` basis weights; it sets whole filters to zero. Not smooth: accelerated proximal gradient steps
+  solve it (:func:`spikeglm.inference.glm.proximal_solve`), and a filter set to zero has no standard
+  error.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from spikeglm.options import Registry
 class Penalty:
     """A penalty of the coupling weights between distinct neurons, of a given ``strength``.
 
-    Subclasses give :meth:`value`, differentiable (L-BFGS follows its gradient), and :meth:`curvature`
-    (which joins the standard errors).
+    Subclasses give :meth:`value`. A smooth penalty (:class:`Ridge`) also gives :meth:`curvature`,
+    which joins the standard errors; :class:`GroupLasso` gives its proximal step instead.
     """
 
     def __init__(self, strength: float) -> None:
@@ -37,7 +41,7 @@ class Penalty:
         return (~torch.eye(n_post, n_pre, dtype=torch.bool, device=weight.device)).to(weight.dtype)[..., None]
 
     def value(self, weight: torch.Tensor) -> torch.Tensor:
-        """``strength * P(weight)``, differentiable."""
+        """``strength * P(weight)``, differentiable where the penalty is smooth."""
         raise NotImplementedError
 
     def curvature(self, n_neurons: int, n_basis: int, post: int) -> torch.Tensor:
@@ -60,13 +64,31 @@ class Ridge(Penalty):
         return torch.diag(diagonal)
 
 
+class GroupLasso(Penalty):
+    """``strength * sqrt(B)`` times the summed Euclidean norms of the filters between distinct neurons
+    (``B`` basis weights each): a filter is either zero or all of its weights are free."""
+
+    def value(self, weight: torch.Tensor) -> torch.Tensor:
+        norms = weight.norm(dim=-1, keepdim=True) * self.pairs(weight)
+        return self.strength * math.sqrt(weight.shape[-1]) * norms.sum()
+
+    def proximal(self, weight: torch.Tensor, step: float) -> torch.Tensor:
+        """``argmin_w strength * P(w) + ||w - weight||^2 / (2 step)``: each penalised filter shrunk
+        towards zero by ``step * strength * sqrt(B)`` in norm, and set to zero if shorter."""
+        threshold = step * self.strength * math.sqrt(weight.shape[-1])
+        norms = weight.norm(dim=-1, keepdim=True)
+        scale = (1 - threshold / norms.clamp_min(torch.finfo(weight.dtype).tiny)).clamp_min(0.0)
+        pairs = self.pairs(weight)
+        return weight * (pairs * scale + (1 - pairs))
+
+
 #: The penalties by name: ``POGLM(penalty=...)``.
-PENALTIES: Registry[type[Penalty]] = Registry("penalty", {"ridge": Ridge})
+PENALTIES: Registry[type[Penalty]] = Registry("penalty", {"ridge": Ridge, "group-lasso": GroupLasso})
 
 
 def largest_strength(gradient: torch.Tensor) -> float:
     """The natural scale of a penalty's strength, given the gradient of ``-log L / S`` in the weights at
     the fit without couplings, shape (post, pre, B): the largest filter's gradient norm over ``sqrt(B)``
-    (the least strength at which an L1-type penalty of the filters' norms keeps them all at zero)."""
+    (the least group-lasso strength that keeps them all at zero)."""
     norms = gradient.norm(dim=-1, keepdim=True) * Penalty.pairs(gradient)
     return float(norms.max()) / math.sqrt(gradient.shape[-1])

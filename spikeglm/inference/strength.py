@@ -1,10 +1,12 @@
 """The strength of a coupling penalty chosen by cross-validation (``penalty_strength="cv"``).
 
 The data are split into :data:`FOLDS` parts (whole trials where there are enough, else blocks of time).
-For each fold, the GLM is solved on the other parts along a path of strengths from strong (ten times the
-scale of :func:`~spikeglm.inference.penalty.largest_strength`) down to none at all, each solve starting
-from the last, and scored by its exact log-likelihood on the fold. The strength of the best mean
-score is chosen; the unpenalised fit is one of the candidates, so a penalty is used only where it helps.
+For each fold, the GLM is solved on the other parts along a path of strengths from strong (for the group
+lasso, the one that keeps every coupling between distinct neurons at zero,
+:func:`~spikeglm.inference.penalty.largest_strength`; ten times it for the ridge) down to none at all,
+each solve starting from the last, and scored by its exact log-likelihood on the fold. The strength of
+the best mean score is chosen; the unpenalised fit is one of the candidates, so a penalty is used only
+where it helps.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from spikeglm.segments import Segments
 #: Parts the data are split into.
 FOLDS = 5
 #: Strengths tried, as powers of ten times the natural scale (:func:`largest_strength`), largest first;
-#: then none.
-DECADES = {"ridge": np.linspace(1.0, -4.0, 11)}
+#: then none. The ridge shrinks without zeroing, so its path starts higher.
+DECADES = {"group-lasso": np.linspace(0.0, -3.0, 7), "ridge": np.linspace(1.0, -4.0, 11)}
 
 
 def cross_validated_strength(

@@ -1,0 +1,89 @@
+"""Penalised couplings: do the ridge and the group lasso at their cross-validated strength beat the
+unpenalised GLM when there are few spikes for many couplings?
+
+Side by side in one run, on the same data: sparse-ei networks of 30 visible neurons and no hidden one
+(``sg.synthetic.network("sparse-ei", n_hidden=0, n_train=10)``: 10 training trials of 500 bins, the
+default test trials held out), each fitted three ways:
+
+- ``none``: ``POGLM(n_hidden=0)``, the unpenalised GLM (the baseline);
+- ``ridge``: ``POGLM(n_hidden=0, penalty="ridge")``, strength by 5-fold cross-validation;
+- ``group-lasso``: ``POGLM(n_hidden=0, penalty="group-lasso")``, the same.
+
+Printed per seed and model: held-out log-likelihood per neuron-bin (exact, no hidden neuron) and its
+difference from the baseline, coupling AUROC of ``|strength|`` over the visible pairs, the share of the
+absent pairs set exactly to zero, the chosen strength (nats per spike) and the CPU time of the fit (one
+thread), cross-validation included.
+
+Run: ``python benchmarks/penalties.py`` (seeds 0-4, about 10 minutes of CPU); ``--quick``: seed 0 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import _results
+import numpy as np
+import torch
+
+import spikeglm as sg
+
+#: The fits compared, by name: their penalty settings.
+MODELS = {"none": {}, "ridge": {"penalty": "ridge"}, "group-lasso": {"penalty": "group-lasso"}}
+
+
+def one_seed(seed: int) -> dict:
+    """Every model on the network of ``seed``."""
+    truth, train, test = sg.synthetic.network("sparse-ei", seed=seed, n_hidden=0, n_train=10)
+    n_visible = train.n_units
+    absent = (truth.strength[:n_visible, :n_visible] == 0) & ~np.eye(n_visible, dtype=bool)
+    rows = {}
+    for name, settings in MODELS.items():
+        start = time.process_time()
+        model = sg.POGLM(n_hidden=0, **settings).fit(train)
+        cpu = time.process_time() - start
+        conn = model.connectivity()
+        rows[name] = {
+            "heldout": model.score(test),
+            "auroc": sg.evaluate.connectivity_scores(truth, conn)["auroc_visible"],
+            "absent_zero": float(np.mean(conn.strength[:n_visible, :n_visible][absent] == 0)),
+            "strength": model.fit_options_.get("penalty_strength"),
+            "cpu_s": cpu,
+            "stopped": model.stopped_,
+        }
+    return {"seed": seed, **rows}
+
+
+def show(case: dict) -> None:
+    base = case["none"]
+    print(f"\nsparse-ei seed {case['seed']}, 30 visible neurons, 10 training trials")
+    print(
+        f"{'penalty':<12} {'held-out':>10} {'- none':>10} {'AUROC':>7} {'absent = 0':>10} "
+        f"{'strength':>9} {'CPU s':>6}"
+    )
+    for name in MODELS:
+        row = case[name]
+        strength = "-" if row["strength"] is None else f"{row['strength']:.2g}"
+        print(
+            f"{name:<12} {row['heldout']:>10.6f} {row['heldout'] - base['heldout']:>+10.2e} "
+            f"{row['auroc']:>7.4f} {row['absent_zero']:>10.0%} {strength:>9} {row['cpu_s']:>6.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="networks, seeds 0.. (default 5)")
+    parser.add_argument("--quick", action="store_true", help="seed 0 only")
+    _results.add_option(parser, "penalties")
+    args = parser.parse_args()
+    path = _results.output(args.json, "penalties", args.quick)
+    torch.set_num_threads(1)
+    cases = []
+    for seed in range(1 if args.quick else args.seeds):
+        cases.append(one_seed(seed))
+        show(cases[-1])
+    _results.write(path, "penalties", vars(args) | {"json": str(path)}, {"cases": cases})
+
+
+if __name__ == "__main__":
+    main()
