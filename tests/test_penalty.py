@@ -32,9 +32,7 @@ def _network(counts: torch.Tensor, basis: str = "raised-cosine") -> Network:
 
 def _stationary_gradient(network: Network, data: Segments) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradient of minus the log-likelihood per spike in the weights and the biases."""
-    weight = likelihood_gradient(network, data)
-    network.zero_grad(set_to_none=True)
-    return weight, _bias_gradient(network, data)
+    return likelihood_gradient(network, data), _bias_gradient(network, data)
 
 
 def _bias_gradient(network: Network, data: Segments) -> torch.Tensor:

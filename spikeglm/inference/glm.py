@@ -284,8 +284,18 @@ def _value_and_gradient(
 def likelihood_gradient(network: Network, data: Segments, part_bins: int = PART_BINS) -> torch.Tensor:
     """The gradient of minus the log-likelihood per spike (what :func:`solve_glm` minimises, unpenalised)
     in the coupling weights of a network without hidden neurons, shape (post, pre, basis)."""
-    params = [network.weight, network.bias]
-    closure = _Closure(network, data, part_bins, None, params, None)
-    _, gradient = _value_and_gradient(closure, params, [p.detach().clone() for p in params], 0)
+    closure = _Closure(network, data, part_bins, None, [network.weight, network.bias], None)
+    closure._evaluate(0)
+    assert network.weight.grad is not None  # the evaluation set it
+    gradient = network.weight.grad.detach().clone()
     network.zero_grad(set_to_none=True)
-    return gradient[0]
+    return gradient
+
+
+def mean_log_likelihood(network: Network, data: Segments, part_bins: int = PART_BINS) -> float:
+    """The exact log-likelihood per visible neuron-bin of ``data`` under a network without hidden
+    neurons, computed ``part_bins`` bins at a time (what :func:`solve_glm`'s records hold)."""
+    closure = _Closure(network, data, part_bins, None, [network.weight, network.bias], None)
+    value = closure._evaluate(0)
+    network.zero_grad(set_to_none=True)
+    return -value * closure.per_bin

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeglm.inference.glm import likelihood_gradient, solve_glm
+from spikeglm.inference.glm import likelihood_gradient, mean_log_likelihood, solve_glm
 from spikeglm.inference.penalty import PENALTIES, largest_strength
 from spikeglm.model import Network
 from spikeglm.segments import Segments
@@ -58,17 +58,16 @@ def cross_validated_strength(
         ``strengths`` (the candidates, largest first), ``scores`` (held-out log-likelihood per neuron-bin,
         candidates x folds), ``folds_by`` and ``chosen``: what the model file records.
     """
-    kind = PENALTIES[PENALTIES.name(penalty)]
-    start = _copy(network)
-    scale = largest_strength(likelihood_gradient(start, Segments(counts.float(), length), part_bins))
-    strengths = [*(scale * 10.0 ** DECADES[PENALTIES.name(penalty)]).tolist(), 0.0]
+    name = PENALTIES.name(penalty)
+    scale = largest_strength(likelihood_gradient(_copy(network), Segments(counts, length), part_bins))
+    strengths = [*(scale * 10.0 ** DECADES[name]).tolist(), 0.0]
     parts, folds_by = _folds(counts)
     scores = np.empty((len(strengths), len(parts)))
     for k, held in enumerate(parts):
         rest = torch.cat([p for i, p in enumerate(parts) if i != k])  # blocks of time become trials
         fitted = _copy(network)
         for row, strength in enumerate(strengths):
-            chosen = kind(strength) if strength > 0 else None
+            chosen = PENALTIES[name](strength) if strength > 0 else None
             solve_glm(
                 fitted,
                 Segments(rest, length),
@@ -76,8 +75,7 @@ def cross_validated_strength(
                 part_bins=part_bins,
                 penalty=chosen,
             )
-            with torch.no_grad():
-                scores[row, k] = float(fitted.log_likelihood(held.float()).mean())
+            scores[row, k] = mean_log_likelihood(fitted, Segments(held, length), part_bins)
     best = int(np.argmax(scores.mean(axis=1)))
     table = {
         "strengths": strengths,
