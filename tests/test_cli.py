@@ -153,6 +153,26 @@ def test_config_file_supplies_defaults(tmp_path):
     assert result.exit_code != 0 and "unknown option(s) hiden" in result.output
 
 
+def test_penalty_options_fit_and_refuse_bad_strengths(tmp_path):
+    out = tmp_path / "ridge.h5"
+    result = run(
+        "fit", EXAMPLE, "-o", out, "--hidden", "0", "--penalty", "ridge", "--penalty-strength", "1e-3"
+    )
+    assert result.exit_code == 0, result.output
+    model = sg.POGLM.load(out)
+    assert (model.penalty, model.penalty_strength) == ("ridge", 1e-3)
+    for bad in ("fast", "-1", "0", "nan", "inf"):
+        result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--hidden", "0", "--penalty-strength", bad)
+        assert result.exit_code == 2 and "--penalty-strength" in result.output, bad
+    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--penalty", "ridge")  # two hidden neurons
+    assert result.exit_code != 0 and "(--penalty) applies to fits without hidden neurons" in result.output
+    config = tmp_path / "fit.toml"
+    config.write_text("penalty-strength = true\n")
+    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--config", config)
+    assert result.exit_code != 0 and "option penalty_strength must be a number or 'cv'" in result.output
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_simulate_writes_recording_and_truth(tmp_path):
     out = tmp_path / "sim.nwb"
     result = run("simulate", "-o", out, "--visible", "4", "--hidden", "1", "--trials", "3", "--bins", "50")
