@@ -7,6 +7,7 @@ The hidden spike counts are inferred with reparameterised Poisson relaxations (:
 from spikeglm import (
     basis,
     bootstrap,
+    covariates,
     evaluate,
     examples,
     fidelity,
@@ -24,6 +25,7 @@ from spikeglm._version import __version__
 from spikeglm.bootstrap import bootstrap_se
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
+from spikeglm.covariates import Covariate
 from spikeglm.io import load, save
 from spikeglm.poglm import POGLM
 from spikeglm.recording import Recording
@@ -33,12 +35,14 @@ from spikeglm.timeunits import parse_time
 __all__ = [
     "POGLM",
     "Connectivity",
+    "Covariate",
     "Recording",
     "SpikeCounts",
     "__version__",
     "basis",
     "bootstrap",
     "bootstrap_se",
+    "covariates",
     "evaluate",
     "examples",
     "fidelity",

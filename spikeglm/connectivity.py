@@ -320,6 +320,17 @@ class Connectivity:
         metadata = dict(self._metadata)
         if metadata.get("strength_se") is not None:  # the standard errors move with their neurons
             metadata["strength_se"] = [[metadata["strength_se"][i][j] for j in index] for i in index]
+        if metadata.get("covariates"):  # so do the covariates' weights and kernels, row by neuron
+            metadata["covariates"] = [
+                {
+                    **covariate,
+                    **{
+                        key: None if covariate.get(key) is None else [covariate[key][i] for i in index]
+                        for key in ("weight", "values", "se")
+                    },
+                }
+                for covariate in metadata["covariates"]
+            ]
         return Connectivity(
             self._weights[np.ix_(index, index)],
             self._basis_matrix,

@@ -8,7 +8,9 @@ For ``N = V + H`` neurons (visible first) and spike counts ``y[r, t, n]`` in tri
 
 With ``K = n_latent > 0`` continuous latent factors ``x[r, t, k]`` (stationary AR(1) paths of unit
 variance, :class:`~spikeglm.latent.AR1Prior`) the predictor gains ``sum_k loading[n, k] * x[r, t, k]``, a
-slow drive shared by every neuron, visible and hidden.
+slow drive shared by every neuron, visible and hidden. With ``F = n_covariates > 0`` columns of known
+inputs ``c[r, t, f]`` (a stimulus, events, behaviour: :mod:`spikeglm.covariates`) it gains
+``sum_f covariate_weight[n, f] * c[r, t, f]``.
 
 The history is strictly causal, so the likelihood of every bin is computed at once (a convolution);
 only simulation steps through time.
@@ -146,6 +148,9 @@ class Network(nn.Module):
         With ``n_latent > 0``: the latent factors' loading on each neuron, shape (N, K), zero at the start.
     latent_prior : AR1Prior or None
         With ``n_latent > 0``: the factors' AR(1) prior, whose time constants are learned.
+    covariate_weight : torch.nn.Parameter or None
+        With ``n_covariates > 0``: each neuron's weights of the covariates' columns, shape (N, F), zero at
+        the start.
 
     Notes
     -----
@@ -156,6 +161,7 @@ class Network(nn.Module):
     basis_matrix: torch.Tensor
     loading: nn.Parameter | None
     latent_prior: AR1Prior | None
+    covariate_weight: nn.Parameter | None
 
     def __init__(
         self,
@@ -165,6 +171,7 @@ class Network(nn.Module):
         link: str = "softplus",
         n_latent: int = 0,
         latent_tau: float | Sequence[float] = DEFAULT_LATENT_TAU,
+        n_covariates: int = 0,
     ) -> None:
         super().__init__()
         if n_visible < 1:
@@ -184,16 +191,28 @@ class Network(nn.Module):
         if self.n_latent:
             self.loading = nn.Parameter(torch.zeros(n, self.n_latent))
             self.latent_prior = AR1Prior(latent_tau, n_factors=self.n_latent)
+        self.n_covariates = whole(n_covariates, "n_covariates", minimum=0)
+        self.covariate_weight = None
+        if self.n_covariates:
+            self.covariate_weight = nn.Parameter(torch.zeros(n, self.n_covariates))
 
     @property
     def n_neurons(self) -> int:
         return self.n_visible + self.n_hidden
 
+    def glm_parameters(self) -> list[nn.Parameter]:
+        """What a GLM solve fits: the couplings, the biases and the covariates' weights (not the factors)."""
+        return [p for p in (self.weight, self.bias, self.covariate_weight) if p is not None]
+
     def link(self, predictor: torch.Tensor) -> torch.Tensor:
         return LINKS[self.link_name](predictor)
 
     def rates(
-        self, counts: torch.Tensor, hidden: torch.Tensor | None = None, latent: torch.Tensor | None = None
+        self,
+        counts: torch.Tensor,
+        hidden: torch.Tensor | None = None,
+        latent: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Expected count of every neuron in every bin given the history, shape (..., bins, N).
 
@@ -206,16 +225,46 @@ class Network(nn.Module):
         broadcasting like the hidden samples), is a path of the latent factors: it adds ``latent @
         loading.T`` to the predictor. Without it (and always without factors) the rates are those of the
         couplings alone.
+
+        ``covariates``, shape (..., bins, F) like the counts (no samples), are the covariates' columns: they
+        add ``covariates @ covariate_weight.T``. A network with covariates needs them.
         """
         if hidden is None:
             predictor = self.bias + self._drive(counts, self.weight)
-            return self.link(self._add_latent(predictor, latent))
-        predictor = self.bias + self._drive(counts, self.weight[:, : self.n_visible])
+            return self.link(self._add_latent(self.add_covariates(predictor, covariates), latent))
+        predictor = self.add_covariates(
+            self.bias + self._drive(counts, self.weight[:, : self.n_visible]), covariates
+        )
         if self.n_hidden == 0:
             rates = self.link(self._add_latent(predictor, latent))
             return rates.expand(*torch.broadcast_shapes(rates.shape[:-1], hidden.shape[:-1]), self.n_neurons)
         predictor = predictor + self._drive(hidden, self.weight[:, self.n_visible :])
         return self.link(self._add_latent(predictor, latent))
+
+    def covariate_drive(self, covariates: torch.Tensor | None) -> torch.Tensor | None:
+        """``covariates @ covariate_weight.T``, shape (..., bins, N); None for a network without covariates.
+
+        Raises
+        ------
+        ValueError
+            If the network has covariates and none are given, or their columns do not match.
+        """
+        if self.covariate_weight is None:
+            if covariates is not None and covariates.shape[-1]:
+                raise ValueError("this network has no covariates; it was built with n_covariates=0")
+            return None
+        if covariates is None or covariates.shape[-1] != self.n_covariates:
+            got = "none" if covariates is None else f"{covariates.shape[-1]} columns"
+            raise ValueError(
+                f"this network weighs {self.n_covariates} covariate columns; got {got}: pass the covariates "
+                "it was fitted with"
+            )
+        return covariates.to(self.covariate_weight.dtype) @ self.covariate_weight.T
+
+    def add_covariates(self, predictor: torch.Tensor, covariates: torch.Tensor | None) -> torch.Tensor:
+        """``predictor`` plus the covariates' drive (:meth:`covariate_drive`), or as it is without them."""
+        drive = self.covariate_drive(covariates)
+        return predictor if drive is None else predictor + drive
 
     def _add_latent(self, predictor: torch.Tensor, latent: torch.Tensor | None) -> torch.Tensor:
         """``predictor + latent @ loading.T``, or ``predictor`` itself where no path is given."""
@@ -248,15 +297,19 @@ class Network(nn.Module):
         return (h.flatten(-2) @ weight.flatten(1).T).reshape(*lead, n_bins, self.n_neurons)
 
     def log_likelihood(
-        self, counts: torch.Tensor, hidden: torch.Tensor | None = None, latent: torch.Tensor | None = None
+        self,
+        counts: torch.Tensor,
+        hidden: torch.Tensor | None = None,
+        latent: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Complete-data log-likelihood of each neuron in each bin, shape (..., bins, N).
 
         The arguments are those of :meth:`rates`: all counts, or the visible counts and hidden samples,
         and optionally a path of the latent factors (whose own density, :attr:`latent_prior`'s, is not
-        part of this).
+        part of this) and the covariates' columns.
         """
-        rates = self.rates(counts, hidden, latent)
+        rates = self.rates(counts, hidden, latent, covariates)
         if hidden is None:
             return poisson_log_pmf(counts, rates)
         # The visible counts are shared by every sample: their log-factorials are computed once.
@@ -276,6 +329,7 @@ class Network(nn.Module):
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
         latent: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw spike counts of all N neurons, shape (n_trials, n_bins, N).
 
@@ -298,6 +352,8 @@ class Network(nn.Module):
             ``loading @ latent[r, t]`` to the predictor, as in :meth:`rates`. Without it (and always
             without factors) the counts are those of the couplings alone, the same draws as before
             factors existed.
+        covariates : torch.Tensor, optional
+            The covariates' columns, shape (n_trials, n_bins, F), for a network with covariates.
 
         Raises
         ------
@@ -308,6 +364,12 @@ class Network(nn.Module):
             the wrong shape (the message names ``latent``).
         """
         shared = self._latent_drive(latent, n_trials, n_bins)
+        known = self.covariate_drive(covariates)
+        if known is not None and known.shape[:2] != (n_trials, n_bins):
+            raise ValueError(
+                f"covariates must cover (n_trials, n_bins) = {(n_trials, n_bins)}; "
+                f"got {tuple(known.shape[:2])}"
+            )
         dtype = self.bias.dtype if dtype is None else dtype
         limit = torch.iinfo(dtype).max if not dtype.is_floating_point else math.inf
         weight = self.weight.flatten(1).T  # (pre x basis, post)
@@ -321,6 +383,8 @@ class Network(nn.Module):
             predictor = torch.addmm(self.bias, history.permute(1, 2, 0).reshape(n_trials, -1), weight)
             if shared is not None:
                 predictor = predictor + shared(t)
+            if known is not None:
+                predictor = predictor + known[:, t]
             rate = self.link(predictor)
             if not bool((rate <= MAX_SIMULATED_RATE).all()):  # also catches inf and nan
                 neuron = int((~(rate <= MAX_SIMULATED_RATE)).any(0).nonzero()[0])

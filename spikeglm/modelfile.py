@@ -27,16 +27,19 @@ import numpy as np
 import torch
 
 from spikeglm import basis as basis_module
+from spikeglm.covariates import check_records
 from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
 from spikeglm.model import DEFAULT_LATENT_TAU, LINKS, Network, check_link
 from spikeglm.provenance import is_fitted_on
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.significance import se_from_json
+from spikeglm.timeunits import parse_time, seconds
 from spikeglm.variational import FAMILIES, Posterior, check_family
 
 FORMAT = "spikeglm-poglm"
 #: Version 3 adds the latent factors (``n_latent``, ``latent_tau``); files of versions 1 and 2 have none.
-FORMAT_VERSION = 3
+#: Version 4 adds the covariates (``covariates``, ``covariate_se``); files of earlier versions have none.
+FORMAT_VERSION = 4
 
 #: The HDF5 signature: at the very start of a file of format version 1, which has no checksum header.
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -130,6 +133,8 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "null (not known) or an object of unit_ids, bin_size, shape, counts_sha256, source and reading",
     ),
     "fit_options": (lambda v: isinstance(v, dict), "an object"),
+    "covariates": (lambda v: isinstance(v, list), "a list of covariate records"),
+    "covariate_se": (lambda v: v is None or isinstance(v, dict), "null or an object of tables"),
     "selection": (lambda v: v is None or isinstance(v, dict), "null or an object"),
     "strength_se": (
         lambda v: (
@@ -238,6 +243,7 @@ def _read_state(f: h5py.File, path: str) -> dict:
         for prefix, module in blueprint.items()
     }
     state.update(config=config, basis=basis, history=_read_history(f, path), strength_se=None, selection=None)
+    state["covariate_se"] = _covariate_se(config, path)
     if config["strength_se"] is not None:
         se = se_from_json(config["strength_se"])
         if se.shape != (config["n_visible"] + config["n_hidden"],) * 2:
@@ -253,12 +259,35 @@ def _read_state(f: h5py.File, path: str) -> dict:
     return state
 
 
+def _covariate_se(config: dict, path: str) -> dict[str, np.ndarray] | None:
+    """The covariates' kernels' standard errors of a checked config, each (neurons, points), or None."""
+    tables = config["covariate_se"]
+    if tables is None:
+        return None
+    names = [record["name"] for record in config["covariates"]]
+    if sorted(tables) != sorted(names):
+        raise ValueError(
+            f"{path}: config field 'covariate_se' names {sorted(tables)}, not the covariates {names}"
+        )
+    neurons, out = config["n_visible"] + config["n_hidden"], {}
+    for name, rows in tables.items():
+        try:
+            errors = se_from_json(rows)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: config field 'covariate_se' of {name!r}: {one_line(err)}") from None
+        if errors.ndim != 2 or errors.shape[0] != neurons or np.any(errors < 0):
+            raise ValueError(f"{path}: config field 'covariate_se' of {name!r} is not a table of the model")
+        out[name] = errors
+    return out
+
+
 def _modules(config: dict, basis: basis_module.Basis) -> dict[str, torch.nn.Module]:
     """The network and the posterior of the model that a checked ``config`` declares, unfitted."""
     n_visible, n_hidden, link = config["n_visible"], config["n_hidden"], check_link(config["link"])
     family, n_latent = check_family(config["variational"]), config["n_latent"]
+    n_covariates = sum(record["n_features"] for record in config["covariates"])
     return {
-        "network": Network(n_visible, n_hidden, basis, link, n_latent, config["latent_tau"]),
+        "network": Network(n_visible, n_hidden, basis, link, n_latent, config["latent_tau"], n_covariates),
         "posterior": Posterior(family, n_visible, n_hidden, basis.matrix(), link, n_latent),
     }
 
@@ -275,12 +304,18 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     config.setdefault("strength_se_source", None)
     config.setdefault("n_latent", 0)  # format versions 1 and 2: no latent factor
     config.setdefault("latent_tau", DEFAULT_LATENT_TAU)
+    config.setdefault("covariates", [])  # format versions 1 to 3: no covariate
+    config.setdefault("covariate_se", None)
     _check_fields(config, _CONFIG_FIELDS, path, "config")
     try:
         basis = basis_module.from_dict(config["basis"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: config field 'basis': {one_line(err)}") from None
     _check_size(config, basis, path)
+    try:
+        check_records(config["covariates"], seconds(parse_time(config["bin_size"], "bin_size"), "bin_size"))
+    except ValueError as err:
+        raise ValueError(f"{path}: config field 'covariates': {one_line(err)}") from None
     if len(config["unit_ids"]) != config["n_visible"]:
         raise ValueError(
             f"{path}: config field 'unit_ids' has {len(config['unit_ids'])} entries for "

@@ -16,6 +16,7 @@ from spikeglm import modelfile, parallel, provenance, relax, smc
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
+from spikeglm.covariates import RECORD_FIELDS, Covariate, covariate_design, kernel_curves, kernel_functions
 from spikeglm.files import claim_checkpoint
 from spikeglm.inference import (
     TRAINING_SETTINGS,
@@ -38,7 +39,7 @@ from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.segments import PART_BINS, Batch, Segments
 from spikeglm.settings import DEFAULTS, SETTINGS
-from spikeglm.significance import se_to_json, strength_se
+from spikeglm.significance import se_to_json, standard_errors
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, laplace_latent, marginal_log_likelihood
 
@@ -230,6 +231,13 @@ class POGLM:
     strength_se_source_ : dict or None
         Where ``strength_se_`` came from: ``{"method": "fisher"}`` (the observed information) or
         ``{"method": "bootstrap", "n_boot": ..., "seed": ...}``. None without standard errors.
+    covariates_ : list of dict
+        One record per covariate of the fit (:class:`spikeglm.Covariate`), in the order of the network's
+        covariate columns: ``name``, ``kind``, ``source``, ``kernel``, ``scale`` (what a signal was
+        divided by), ``span`` (a spline's range) and ``n_features``. Empty without covariates.
+    covariate_se_ : dict or None
+        Standard errors of each covariate's kernel, name -> (neurons, points) over the kernel's axis, from
+        the same observed information as ``strength_se_``. None where the fit has none.
 
     Notes
     -----
@@ -317,6 +325,8 @@ class POGLM:
         self.selection_: Selection | None = None
         self.strength_se_: np.ndarray | None = None
         self.strength_se_source_: dict | None = None
+        self.covariates_: list[dict] = []
+        self.covariate_se_: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -408,6 +418,8 @@ class POGLM:
         device: str | torch.device | None = None,
         checkpoint_every: int = 50,
         overwrite: bool = False,
+        covariates: list[Covariate] | None = None,
+        validation_covariates: list[Covariate] | None = None,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts to ``counts`` by variational inference.
 
@@ -442,6 +454,13 @@ class POGLM:
             Epochs between checkpoints.
         overwrite : bool
             Start afresh over an existing checkpoint, which is removed (``resume`` takes precedence).
+        covariates : list of Covariate, optional
+            Known inputs (a stimulus, events, behaviour: :class:`spikeglm.Covariate`), each entering
+            every neuron's rate through its kernel, fitted with the couplings. Scoring and inference then
+            need the same covariates for their counts.
+        validation_covariates : list of Covariate, optional
+            The covariates of ``validation``; default ``covariates`` (right for covariates given in time,
+            when the counts carry their trials' start times).
 
         Returns
         -------
@@ -452,6 +471,12 @@ class POGLM:
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
         visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
         self.check_fit(counts, config, validation)
+        kept = self.covariates_ if config.freeze_network and self.covariates_ else None  # a given network's
+        design = covariate_design(covariates or [], counts, kept)
+        known = None
+        if validation is not None and design.records:
+            given = covariates if validation_covariates is None else validation_covariates
+            known = covariate_design(given or [], validation, design.records).columns
         main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
@@ -460,7 +485,9 @@ class POGLM:
                 counts,
                 visible,
                 config,
-                validation=validation,
+                design.records,
+                design.columns if design.records else None,
+                validation=None if validation is None else self._segments(_compact_tensor(validation), known),
                 callback=callback,
                 device=device,
                 checkpoint=checkpoint,
@@ -576,8 +603,10 @@ class POGLM:
         counts: SpikeCounts,
         visible: torch.Tensor,
         config: TrainingConfig,
+        records: tuple[dict, ...],
+        columns: torch.Tensor | None,
         *,
-        validation: SpikeCounts | None,
+        validation: Segments | None,
         callback: Callable[[EpochRecord], None] | None,
         device: str | torch.device | None,
         checkpoint: str | os.PathLike | None,
@@ -593,6 +622,8 @@ class POGLM:
             if saved is not None:
                 _check_identity(checkpoint, saved.get("identity"), identity)
         self.history_ = [] if saved is None else saved["history"]
+        self.covariates_ = [dict(record) for record in records]
+        self.covariate_se_ = None
         network, posterior = self._start(visible, config, saved)
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
         self.source_ = None
@@ -609,9 +640,9 @@ class POGLM:
             self._solve(
                 network,
                 posterior,
-                visible,
+                self._segments(visible, columns),
                 config,
-                None if validation is None else self._segments(_compact_tensor(validation)),
+                validation,
                 _chain([self.history_.append, callback]),
                 saved,
                 None if checkpoint is None else self._checkpoint_writer(checkpoint, identity),
@@ -647,7 +678,7 @@ class POGLM:
         self,
         network: Network,
         posterior: Posterior,
-        visible: torch.Tensor,
+        segments: Segments,
         config: TrainingConfig,
         validation: Segments | None,
         callback: Callable[[EpochRecord], None],
@@ -658,8 +689,7 @@ class POGLM:
         if self.checked_settings().glm:
             if config.freeze_network:
                 return
-            segments = self._segments(visible)  # an ordinary GLM: solved to convergence, no sampling
-            penalty = self._penalty(network, visible, config)
+            penalty = self._penalty(network, segments, config)  # an ordinary GLM: solved, no sampling
             self.stopped_ = solve_glm(
                 network,
                 segments,
@@ -669,10 +699,9 @@ class POGLM:
                 penalty=penalty,
             )[1]
             if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
-                self.strength_se_ = strength_se(network, segments, penalty=penalty)
+                self._standard_errors(network, segments, penalty=penalty)
                 self.strength_se_source_ = _se_source(penalty)
             return
-        segments = self._segments(visible)
         if saved is None and not config.freeze_network and config.init == "glm":
             glm_start(network, posterior, segments, config.part_bins)
         self.stopped_ = train(
@@ -694,11 +723,17 @@ class POGLM:
             solve_glm(
                 network, segments, max_iterations=config.epochs, part_bins=config.part_bins, latent=path
             )
-            drive = _latent_drive(network, posterior)
-            self.strength_se_ = strength_se(network, segments, offset=drive)
+            self._standard_errors(network, segments, offset=_latent_drive(network, posterior))
             self.strength_se_source_ = {"method": "fisher-latent"}
 
-    def _penalty(self, network: Network, visible: torch.Tensor, config: TrainingConfig) -> Penalty | None:
+    def _standard_errors(self, network: Network, segments: Segments, **options) -> None:
+        """The couplings' standard errors, and the covariates' kernels', from the observed information."""
+        functions = kernel_functions(self.covariates_, seconds(self.bin_size_, "bin_size"))
+        self.strength_se_, kernel_se = standard_errors(network, segments, kernels=functions, **options)
+        names = [record["name"] for record in self.covariates_]
+        self.covariate_se_ = dict(zip(names, kernel_se, strict=True)) if names else None
+
+    def _penalty(self, network: Network, segments: Segments, config: TrainingConfig) -> Penalty | None:
         """The penalty of a GLM fit, its strength cross-validated where asked; recorded in the fit's
         options (the strength used, and the cross-validation's table)."""
         checked = self.checked_settings()
@@ -708,11 +743,12 @@ class POGLM:
         if strength == "cv":
             strength, table = cross_validated_strength(
                 network,
-                visible,
+                segments.counts,
                 checked.penalty,
                 checked.segment_bins,
                 max_iterations=config.epochs,
                 part_bins=config.part_bins,
+                covariates=segments.covariates,
             )
             self.fit_options_["penalty_cv"] = table
         self.fit_options_.update(penalty=checked.penalty, penalty_strength=float(strength))
@@ -788,10 +824,15 @@ class POGLM:
             n_latent=loading.shape[1],
             **settings,
         )
+        covariates = conn.metadata.get("covariates") or []
+        model.covariates_ = [{key: covariate[key] for key in RECORD_FIELDS} for covariate in covariates]
         network = model._new_network(conn.n_visible)
         with torch.no_grad():
             network.weight.copy_(torch.tensor(conn.weights))
             network.bias.copy_(torch.tensor(conn.bias))
+            if network.covariate_weight is not None:
+                weights = [torch.tensor(covariate["weight"]) for covariate in covariates]
+                network.covariate_weight.copy_(torch.cat(weights, dim=1))
             if network.loading is not None and network.latent_prior is not None:
                 network.loading.copy_(torch.as_tensor(loading))
                 network.latent_prior.log_tau.copy_(torch.as_tensor(np.log(tau)))
@@ -802,8 +843,15 @@ class POGLM:
 
     def _new_network(self, n_visible: int) -> Network:
         checked = self.checked_settings()
+        n_covariates = sum(record["n_features"] for record in self.covariates_)
         return Network(
-            n_visible, checked.n_hidden, checked.basis, checked.link, checked.n_latent, checked.latent_tau
+            n_visible,
+            checked.n_hidden,
+            checked.basis,
+            checked.link,
+            checked.n_latent,
+            checked.latent_tau,
+            n_covariates,
         )
 
     def _new_posterior(self, n_visible: int) -> Posterior:
@@ -839,9 +887,20 @@ class POGLM:
             )
         return _compact_tensor(counts)
 
-    def _segments(self, visible: torch.Tensor) -> Segments:
+    def _segments(self, visible: torch.Tensor, columns: torch.Tensor | None = None) -> Segments:
         checked = self.checked_settings()
-        return Segments(visible, length=checked.segment_bins, context=checked.basis.window)
+        return Segments(
+            visible, length=checked.segment_bins, context=checked.basis.window, covariates=columns
+        )
+
+    def _columns(self, counts: SpikeCounts, covariates: list[Covariate] | None) -> torch.Tensor | None:
+        """The fit's covariates on the bins of ``counts`` (None for a fit without any), refusing covariates
+        that are not the fit's."""
+        if not self.covariates_:
+            if covariates:
+                raise ValueError("this model was fitted without covariates; fit it with them to use them")
+            return None
+        return covariate_design(covariates or [], counts, self.covariates_).columns
 
     def bin_like(self, recording: Recording) -> SpikeCounts:
         """The counts of ``recording`` binned as the fit's data was.
@@ -867,14 +926,23 @@ class POGLM:
         return seconds(self.bin_size_, "bin_size")
 
     @torch.no_grad()
-    def infer(self, counts: SpikeCounts, n_samples: int = 100, seed: int = 0) -> np.ndarray:
+    def infer(
+        self,
+        counts: SpikeCounts,
+        n_samples: int = 100,
+        seed: int = 0,
+        covariates: list[Covariate] | None = None,
+    ) -> np.ndarray:
         """Posterior mean rate of each hidden neuron in each bin, shape (trials, bins, n_hidden).
 
         For the mean-field families this is the rate of q; for the autoregressive ones, its average over
         ``n_samples`` draws of the hidden past. Long trials are done segment by segment, as in the fit.
+        The posterior reads the visible counts only; ``covariates`` (those of the fit, for these counts)
+        are checked, so that the counts are those of a recording the model can describe.
         """
         _, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
+        self._columns(counts, covariates)
         rates = np.empty((counts.n_trials, counts.n_bins, posterior.n_hidden), dtype=np.float32)
         with parallel.seeded(seed):
             for index in segments.groups(PART_BINS):
@@ -891,7 +959,9 @@ class POGLM:
         return rates
 
     @torch.no_grad()
-    def infer_latent(self, counts: SpikeCounts) -> tuple[np.ndarray, np.ndarray]:
+    def infer_latent(
+        self, counts: SpikeCounts, covariates: list[Covariate] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of each latent factor in each bin, each shape (trials,
         bins, n_latent), in units of the factor's stationary standard deviation (its prior has variance 1).
 
@@ -910,29 +980,52 @@ class POGLM:
         if network.n_latent == 0:
             raise ValueError("this model has no latent factors (n_latent=0): there is nothing to infer")
         visible = self._visible(counts)
-        hidden = torch.from_numpy(self.infer(counts)) if network.n_hidden else None
+        columns = self._columns(counts, covariates)
+        hidden = torch.from_numpy(self.infer(counts, covariates=covariates)) if network.n_hidden else None
         shape = (counts.n_trials, counts.n_bins, network.n_latent)
         mean, sd = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
         for trial in range(counts.n_trials):
             start = posterior.latent_posterior(network, visible[trial])
             lag = None if hidden is None else hidden[trial]
-            q = laplace_latent(network, visible[trial], start, lag)
+            known = None if columns is None else columns[trial]
+            q = laplace_latent(network, visible[trial], start, lag, covariates=known)
             mean[trial], sd[trial] = q.mean.numpy(), q.variance.sqrt().numpy()
         return mean, sd
 
-    def latent_drive(self, counts: SpikeCounts) -> np.ndarray:
+    def latent_drive(self, counts: SpikeCounts, covariates: list[Covariate] | None = None) -> np.ndarray:
         """The latent factors' posterior mean drive on each visible neuron in each bin, shape (trials,
         bins, units): :meth:`infer_latent`'s mean path times the loadings, a term of every predictor. What
         the jitter test of a fit with factors takes as known (``conn.significance(method="jitter",
         counts=counts, drive=model.latent_drive(counts))``)."""
         network, _ = self._fitted()
-        mean, _ = self.infer_latent(counts)
+        mean, _ = self.infer_latent(counts, covariates)
         assert network.loading is not None  # infer_latent refused a model without factors
         return mean.astype(np.float64) @ network.loading.detach().double().numpy()[: network.n_visible].T
 
     @torch.no_grad()
+    def known_drive(self, counts: SpikeCounts, covariates: list[Covariate] | None = None) -> np.ndarray:
+        """What drives each visible neuron in each bin besides the couplings and its bias, shape (trials,
+        bins, units): the covariates' drive and the latent factors' posterior mean drive
+        (:meth:`latent_drive`), zero for a fit with neither. What the jitter test of such a fit takes as
+        known (``conn.significance(method="jitter", counts=counts, drive=model.known_drive(counts,
+        covariates))``)."""
+        network, _ = self._fitted()
+        drive = np.zeros((counts.n_trials, counts.n_bins, network.n_visible))
+        given = network.covariate_drive(self._columns(counts, covariates))
+        if given is not None:
+            drive += given.double().numpy()[..., : network.n_visible]
+        if network.n_latent:
+            drive += self.latent_drive(counts, covariates)
+        return drive
+
+    @torch.no_grad()
     def score(
-        self, counts: SpikeCounts, n_particles: int = 1000, seed: int = 0, method: str = "smc"
+        self,
+        counts: SpikeCounts,
+        n_particles: int = 1000,
+        seed: int = 0,
+        method: str = "smc",
+        covariates: list[Covariate] | None = None,
     ) -> float:
         """Held-out log-likelihood per visible neuron-bin.
 
@@ -951,13 +1044,17 @@ class POGLM:
             hidden neuron, and tight enough to compare models with and without hidden neurons.
             ``"is"``: importance sampling of whole trials with the posterior as the proposal (each long
             trial scored segment by segment); a looser lower bound, biased against hidden neurons.
+        covariates : list of Covariate, optional
+            The fit's covariates, for these counts (needed by a model fitted with covariates).
         """
         if method == "smc":
-            return self.log_likelihood(counts, n_particles=n_particles, seed=seed).per_bin
+            return self.log_likelihood(
+                counts, n_particles=n_particles, seed=seed, covariates=covariates
+            ).per_bin
         if method != "is":
             raise ValueError(f"score: unknown method {method!r}; expected 'smc' or 'is'")
         network, posterior = self._fitted()
-        segments = self._segments(self._visible(counts))
+        segments = self._segments(self._visible(counts), self._columns(counts, covariates))
         with parallel.seeded(seed):
             return marginal_log_likelihood(network, posterior, segments, n_samples=n_particles)
 
@@ -969,12 +1066,14 @@ class POGLM:
         seed: int = 0,
         proposal: str = "model",
         n_runs: int = 4,
+        covariates: list[Covariate] | None = None,
     ) -> smc.Estimate:
         """``log p(visible counts)`` per trial by sequential Monte Carlo, with its standard error.
 
         Every trial is filtered whole (a continuous recording as one sequence), by ``n_runs``
         independent particle filters of ``n_particles / n_runs`` particles each whose hidden counts are
-        drawn from the ``proposal`` (see :mod:`spikeglm.smc`).
+        drawn from the ``proposal`` (see :mod:`spikeglm.smc`). ``covariates`` are the fit's covariates for
+        these counts (needed by a model fitted with covariates).
 
         Returns
         -------
@@ -990,7 +1089,14 @@ class POGLM:
             network, posterior = self.network_, None
         visible = self._visible(counts)
         return smc.log_likelihood(
-            network, visible, posterior, proposal=proposal, n_particles=n_particles, n_runs=n_runs, seed=seed
+            network,
+            visible,
+            posterior,
+            proposal=proposal,
+            n_particles=n_particles,
+            n_runs=n_runs,
+            seed=seed,
+            covariates=self._columns(counts, covariates),
         )
 
     def connectivity(self) -> Connectivity:
@@ -1012,6 +1118,8 @@ class POGLM:
             metadata["selection"] = self.selection_.to_dict()
         if network.n_latent:
             metadata["latent"] = network.latent_record()
+        if self.covariates_:
+            metadata["covariates"] = self._covariate_kernels(network)
         if self.strength_se_ is not None:
             metadata["strength_se"] = se_to_json(self.strength_se_)
             metadata.update(_se_metadata(self.strength_se_source_ or {"method": "fisher"}))
@@ -1023,6 +1131,30 @@ class POGLM:
             visible=visible,
             metadata=metadata,
         )
+
+    def _covariate_kernels(self, network: Network) -> list[dict]:
+        """Each covariate's record with its weights (neurons x columns), its kernel on every neuron over its
+        axis (``values``, per unit of the covariate as given), and the kernel's standard errors (``se``,
+        None where the fit has none), as a connectivity's metadata hold them under ``covariates``."""
+        assert network.covariate_weight is not None  # the fit had covariates
+        weight = network.covariate_weight.detach().double().numpy()
+        curves = kernel_curves(self.covariates_, weight, self.bin_seconds)
+        kernels, first = [], 0
+        for record in self.covariates_:
+            axis, values = curves[record["name"]]
+            errors = None if self.covariate_se_ is None else self.covariate_se_[record["name"]]
+            kernels.append(
+                {
+                    **record,
+                    "weight": weight[:, first : first + record["n_features"]].tolist(),
+                    "axis": axis.tolist(),
+                    "axis_unit": "value" if record["kernel"]["name"] == "spline" else "s",
+                    "values": values.tolist(),
+                    "se": None if errors is None else se_to_json(errors),
+                }
+            )
+            first += record["n_features"]
+        return kernels
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -1060,6 +1192,10 @@ class POGLM:
             "selection": None if self.selection_ is None else self.selection_.to_dict(),
             "strength_se": None if self.strength_se_ is None else se_to_json(self.strength_se_),
             "strength_se_source": self.strength_se_source_,
+            "covariates": self.covariates_,
+            "covariate_se": None
+            if self.covariate_se_ is None
+            else {name: se_to_json(errors) for name, errors in self.covariate_se_.items()},
         }
 
     @classmethod
@@ -1104,6 +1240,8 @@ class POGLM:
             latent_tau=config["latent_tau"],
         )
         model.history_ = state["history"]
+        model.covariates_ = config["covariates"]
+        model.covariate_se_ = state["covariate_se"]
         model.network_ = model._new_network(config["n_visible"])
         model.posterior_ = model._new_posterior(config["n_visible"])
         model.network_.load_state_dict(state["network"])

@@ -43,11 +43,15 @@ class Batch:
         1 for bins inside the recording, 0 for padding, shape (segments, bins); None when all are.
     scored : torch.Tensor or None
         1 for the bins whose likelihood this segment counts, shape (segments, bins); None when all are.
+    covariates : torch.Tensor or None
+        The covariates' columns in the same bins, shape (segments, bins, F) (zero outside the
+        recording); None without covariates.
     """
 
     visible: torch.Tensor
     present: torch.Tensor | None = None
     scored: torch.Tensor | None = None
+    covariates: torch.Tensor | None = None
 
 
 class Segments:
@@ -62,6 +66,9 @@ class Segments:
         Bins per segment; trials no longer than this are used whole. None: never cut.
     context : int
         Bins of context on either side of a cut segment (the model's history window).
+    covariates : torch.Tensor, optional
+        The covariates' columns on the same bins, (trials, bins, F) (:mod:`spikeglm.covariates`): cut and
+        gathered with the counts, as float32.
 
     Examples
     --------
@@ -71,14 +78,25 @@ class Segments:
     (10, 1010)
     """
 
-    def __init__(self, counts: torch.Tensor, length: int | None = None, context: int = 0) -> None:
+    def __init__(
+        self,
+        counts: torch.Tensor,
+        length: int | None = None,
+        context: int = 0,
+        covariates: torch.Tensor | None = None,
+    ) -> None:
         if counts.dim() != 3:
             raise ValueError(f"counts must have shape (trials, bins, units); got {tuple(counts.shape)}")
         if length is not None and length < 1:
             raise ValueError(f"segment length must be at least 1 bin; got {length}")
         if context < 0:
             raise ValueError(f"context must be 0 or more bins; got {context}")
-        self.counts = counts
+        if covariates is not None and (covariates.dim() != 3 or covariates.shape[:2] != counts.shape[:2]):
+            raise ValueError(
+                f"covariates must have shape (trials, bins, columns) = {tuple(counts.shape[:2])} + (F,); "
+                f"got {tuple(covariates.shape)}"
+            )
+        self.counts, self.covariates = counts, covariates
         self.n_trials, self.n_bins, self.n_units = counts.shape
         self.cut = length is not None and self.n_bins > length
         self.length: int = length if length is not None and self.cut else self.n_bins
@@ -107,7 +125,10 @@ class Segments:
         """The segments numbered ``index``: segment ``k`` of trial ``r`` is number ``r * per_trial + k``."""
         index = torch.as_tensor(index, dtype=torch.long)
         if not self.cut:
-            return Batch(self.counts[index].to(device=device, dtype=dtype))
+            covariates = (
+                None if self.covariates is None else self.covariates[index].to(device=device, dtype=dtype)
+            )
+            return Batch(self.counts[index].to(device=device, dtype=dtype), covariates=covariates)
         trial, piece = index // self.per_trial, index % self.per_trial
         position = piece[:, None] * self.length + torch.arange(self.bins) - self.context
         present = (position >= 0) & (position < self.n_bins)
@@ -116,10 +137,15 @@ class Segments:
         visible = visible * present[..., None].to(visible.dtype)
         inner = torch.zeros(self.bins, dtype=torch.bool)
         inner[self.context : self.context + self.length] = True
+        covariates = None
+        if self.covariates is not None:
+            covariates = self.covariates[trial[:, None], position.clamp(0, self.n_bins - 1)]
+            covariates = (covariates * present[..., None]).to(device=device, dtype=dtype)
         return Batch(
             visible.to(device=device, dtype=dtype),
             present.to(device=device, dtype=dtype),
             (present & inner).to(device=device, dtype=dtype),
+            covariates,
         )
 
     def groups(self, max_bins: int) -> list[torch.Tensor]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from spikeglm.counts import SpikeCounts
+from spikeglm.covariates import Covariate
 from spikeglm.inference import n_parameters
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.options import whole
@@ -38,6 +39,7 @@ def select_hidden(
     callback: Callable[[Any, int, float], None] | None = None,
     device: str | torch.device | None = None,
     latent: Sequence[int] | None = None,
+    covariates: list[Covariate] | None = None,
 ) -> POGLM:
     """Choose the number of hidden neurons (and of latent factors) by cross-validation, and refit the
     choice on all the data.
@@ -63,6 +65,8 @@ def select_hidden(
         Numbers of latent factors to try with every number of hidden neurons: the candidates are then
         every pair, and the simplest is the one with the fewest parameters
         (:func:`spikeglm.inference.n_parameters`). None: the factors of ``model`` (``n_latent``), fixed.
+    covariates : list of Covariate, optional
+        Known inputs of every fit (:meth:`spikeglm.POGLM.fit`), cut into the folds with the counts.
 
     Returns
     -------
@@ -84,9 +88,11 @@ def select_hidden(
     True
     """
     template = POGLM() if model is None else model
-    selection = cross_validate(counts, candidates, folds, template, n_particles, callback, device, latent)
+    selection = cross_validate(
+        counts, candidates, folds, template, n_particles, callback, device, latent, covariates
+    )
     chosen = template.clone().set_params(**_settings(selection.chosen, selection.chosen_latent))
-    chosen.fit(counts, device=device)
+    chosen.fit(counts, device=device, covariates=covariates)
     chosen.selection_ = selection
     return chosen
 
@@ -100,6 +106,7 @@ def cross_validate(
     callback: Callable[[Any, int, float], None] | None = None,
     device: str | torch.device | None = None,
     latent: Sequence[int] | None = None,
+    covariates: list[Covariate] | None = None,
 ) -> Selection:
     """The cross-validation of :func:`select_hidden` without the final refit (same arguments).
 
@@ -110,13 +117,17 @@ def cross_validate(
     therefore bounded first (:func:`largest_candidate`).
     """
     candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
+    known = _fold_covariates(covariates or [], counts, _pieces(counts, len(parts)))
     rows = _rows(candidates, latent, counts.n_units, model)
     scores = np.empty((len(rows), len(parts)))
     for row, (n_hidden, n_latent) in enumerate(rows):
         for k in range(len(parts)):
             train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
-            fitted = model.clone().set_params(**_settings(n_hidden, n_latent)).fit(train, device=device)
-            scores[row, k] = fitted.log_likelihood(parts[k], n_particles=n_particles).per_bin
+            rest = _joined([part for i, part in enumerate(known) if i != k])
+            candidate = model.clone().set_params(**_settings(n_hidden, n_latent))
+            fitted = candidate.fit(train, device=device, covariates=rest)
+            estimate = fitted.log_likelihood(parts[k], n_particles=n_particles, covariates=known[k] or None)
+            scores[row, k] = estimate.per_bin
             if callback is not None:
                 callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, scores[row, k])
     return _choose(rows, scores, folds_by)
@@ -245,18 +256,58 @@ def _choose(rows: list[tuple[int, int | None]], scores: np.ndarray, folds_by: st
     )
 
 
-def _folds(counts: SpikeCounts, folds: int) -> tuple[list[SpikeCounts], str]:
-    """The data split into ``folds`` parts, by whole trials if there are enough, else by time blocks."""
+def _pieces(counts: SpikeCounts, folds: int) -> list[tuple[np.ndarray, slice]]:
+    """The trials and the bins of each fold: groups of whole trials if there are enough, else block ``k``
+    of the bins of every trial."""
     if counts.n_trials >= folds:
-        groups = np.array_split(np.arange(counts.n_trials), folds)
-        return [counts.select_trials(g) for g in groups], "trials"
+        return [(group, slice(None)) for group in np.array_split(np.arange(counts.n_trials), folds)]
     length = counts.n_bins // folds
     if length < 1:
         raise ValueError(
             f"folds: {counts.n_trials} trial(s) of {counts.n_bins} bins cannot be cut into {folds} blocks"
         )
-    blocks = [
-        counts._with_counts(counts.counts[:, k * length : (k + 1) * length], counts.unit_ids)
-        for k in range(folds)
+    every = np.arange(counts.n_trials)
+    return [(every, slice(k * length, (k + 1) * length)) for k in range(folds)]
+
+
+def _folds(counts: SpikeCounts, folds: int) -> tuple[list[SpikeCounts], str]:
+    """The data split into ``folds`` parts, by whole trials if there are enough, else by time blocks (whose
+    trials start where the block does)."""
+    pieces = _pieces(counts, folds)
+    if counts.n_trials >= folds:
+        return [counts.select_trials(trials) for trials, _ in pieces], "trials"
+    parts = []
+    for _, bins in pieces:
+        part = counts._with_counts(counts.counts[:, bins], counts.unit_ids)
+        starts = counts.metadata.get("trial_starts_s")
+        if starts is not None and len(starts) == counts.n_trials:
+            part.metadata["trial_starts_s"] = [start + bins.start * counts.bin_seconds for start in starts]
+        parts.append(part)
+    return parts, "time blocks"
+
+
+def _fold_covariates(
+    covariates: list[Covariate], counts: SpikeCounts, pieces: list[tuple[np.ndarray, slice]]
+) -> list[list[Covariate]]:
+    """The covariates of each fold, on its bins: each covariate is binned on all the counts once, then cut
+    as the counts are."""
+    binned = [(covariate, covariate.per_bin(counts)) for covariate in covariates]
+    return [
+        [
+            Covariate.binned(c.name, values[trials][:, bins], kernel=c.kernel, source=c.source)
+            for c, values in binned
+        ]
+        for trials, bins in pieces
     ]
-    return blocks, "time blocks"
+
+
+def _joined(parts: list[list[Covariate]]) -> list[Covariate] | None:
+    """The binned covariates of several folds joined trial-wise, as :meth:`SpikeCounts.concatenate` joins
+    their counts; None without covariates."""
+    if not parts or not parts[0]:
+        return None
+    joined = []
+    for k, first in enumerate(parts[0]):
+        values = np.concatenate([part[k].values for part in parts if part[k].values is not None])
+        joined.append(Covariate.binned(first.name, values, kernel=first.kernel, source=first.source))
+    return joined

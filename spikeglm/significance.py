@@ -80,7 +80,9 @@ def strength_se(
     Parameters
     ----------
     network : Network
-        Fitted to ``data`` by maximum likelihood (e.g. :func:`spikeglm.inference.solve_glm`).
+        Fitted to ``data`` by maximum likelihood (e.g. :func:`spikeglm.inference.solve_glm`). Its
+        covariates' weights, where it has covariates (``data`` carries their columns), are estimated
+        with the couplings, and the errors account for them.
     data : Segments
         The counts the network was fitted to.
     max_elements : int
@@ -101,19 +103,39 @@ def strength_se(
         ``se[post, pre]``; ``inf`` for a neuron whose information matrix is singular (e.g. one that never
         fires, or one whose presynaptic neuron is silent).
     """
+    return standard_errors(network, data, max_elements, offset, penalty)[0]
+
+
+def standard_errors(
+    network: Network,
+    data: Segments,
+    max_elements: int = 2**25,
+    offset: Callable[[Batch], torch.Tensor] | None = None,
+    penalty: Penalty | None = None,
+    kernels: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`strength_se`, and the standard errors of the covariates' kernels from the same information.
+
+    ``kernels`` holds each covariate's functions over its axis, (n_features, points), in the order of the
+    network's covariate columns (:func:`spikeglm.covariates.kernel_functions`); each kernel's errors are
+    returned as (neurons, points), ``inf`` where a neuron's information is singular.
+    """
     if network.n_hidden:
         raise ValueError("strength_se covers networks without hidden neurons")
     if network.n_latent and offset is None:
         raise ValueError("strength_se of a network with latent factors needs their drive (offset)")
     n, n_basis = network.n_neurons, network.weight.shape[-1]
-    part_bins = max(1, max_elements // (n * (1 + n * n_basis)))
+    size = 1 + n * n_basis
+    part_bins = max(1, max_elements // (n * (size + network.n_covariates)))
     information = _information(network, data, part_bins, offset)
     if penalty is not None:  # the information of the penalised likelihood (in nats, not per spike)
         spikes = float(spikes_per_bin(data)) * data.n_scored * data.n_units
         for post in range(n):
-            information[post] += spikes * penalty.curvature(n, n_basis, post).numpy()
+            information[post, :size, :size] += spikes * penalty.curvature(n, n_basis, post).numpy()
     sums = network.basis_matrix.double().sum(dim=1).cpu().numpy()  # strength = weight . sums
     se = np.full((n, n), np.inf)
+    kernels = kernels or []
+    kernel_se = [np.full((n, functions.shape[1]), np.inf) for functions in kernels]
     for post in range(n):
         try:
             covariance = np.linalg.inv(information[post])
@@ -123,25 +145,38 @@ def strength_se(
             block = slice(1 + pre * n_basis, 1 + (pre + 1) * n_basis)
             variance = sums @ covariance[block, block] @ sums
             se[post, pre] = np.sqrt(variance) if variance > 0 else np.inf
-    return se
+        first = size
+        for functions, errors in zip(kernels, kernel_se, strict=True):
+            block = slice(first, first + functions.shape[0])
+            variance = np.einsum("fp,fg,gp->p", functions, covariance[block, block], functions)
+            errors[post] = np.where(variance > 0, np.sqrt(np.maximum(variance, 0)), np.inf)
+            first += functions.shape[0]
+    return se, kernel_se
 
 
 @torch.no_grad()
 def _information(
     network: Network, data: Segments, part_bins: int, offset: Callable[[Batch], torch.Tensor] | None = None
 ) -> np.ndarray:
-    """The blocks ``I_n`` of the observed Fisher information, shape (N, P, P) with P = 1 + N * n_basis."""
+    """The blocks ``I_n`` of the observed Fisher information, shape (N, P, P) with P = 1 + N * n_basis + F
+    (the bias, the couplings, then the F covariate columns)."""
     weight = network.weight.detach().double()
     bias = network.bias.detach().double()
     basis = network.basis_matrix.double()
     n = network.n_neurons
-    size = 1 + n * weight.shape[-1]
+    size = 1 + n * weight.shape[-1] + network.n_covariates
     total = torch.zeros(n, size, size, dtype=torch.float64, device=bias.device)
     for index in data.groups(part_bins):
         batch = data.batch(index, dtype=torch.float64, device=bias.device)
         features = history(batch.visible, basis).flatten(-2)  # (segments, bins, N * n_basis)
-        rows = torch.cat([torch.ones_like(features[..., :1]), features], dim=-1).reshape(-1, size)
+        columns = [torch.ones_like(features[..., :1]), features]
         predictor = bias + features @ weight.flatten(1).T
+        if network.covariate_weight is not None:
+            if batch.covariates is None:
+                raise ValueError("the standard errors of a network with covariates need their columns")
+            predictor = predictor + batch.covariates @ network.covariate_weight.detach().double().T
+            columns.append(batch.covariates)
+        rows = torch.cat(columns, dim=-1).reshape(-1, size)
         if offset is not None:
             predictor = predictor + offset(batch).to(predictor.dtype)
         predictor = predictor.reshape(-1, n)
@@ -237,10 +272,12 @@ def _jitter_tests(
         raise ValueError(
             f"significance: the jitter test needs a fit without hidden neurons; this one has {conn.n_hidden}"
         )
-    if metadata.get("latent") and drive is None:
+    known = [name for name in ("latent", "covariates") if metadata.get(name)]
+    if known and drive is None:
+        what = {"latent": "latent factors", "covariates": "covariates"}
         raise ValueError(
-            "significance: this fit has latent factors, which the jitter test's null model must include: "
-            "pass drive=model.latent_drive(counts), their posterior mean drive"
+            f"significance: this fit has {' and '.join(what[k] for k in known)}, which the jitter test's "
+            "null model must include: pass drive=model.known_drive(counts, covariates), their drive"
         )
     if counts is None:
         raise ValueError("significance: the jitter test needs counts=, the counts of the fit")
@@ -272,7 +309,7 @@ def _jitter_tests(
     )
     settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
     if drive is not None:
-        settings["drive"] = "given (the latent factors' posterior mean drive)"
+        settings["drive"] = "given (the covariates' drive and the latent factors' posterior mean drive)"
     return table, {"test": "jitter", "alpha": float(alpha), **settings}
 
 

@@ -32,8 +32,9 @@ trial is filtered whole, so a long recording is scored as one sequence: no cut, 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -106,6 +107,7 @@ def log_likelihood(
     n_runs: int = 4,
     seed: int = 0,
     block: int = 4096,
+    covariates: torch.Tensor | None = None,
 ) -> Estimate:
     """Estimate ``log p(visible counts)`` under ``network`` with particle filters.
 
@@ -129,6 +131,8 @@ def log_likelihood(
     block : int
         Bins whose visible drive is computed at once (bounds the memory on long trials). The posterior's
         transitions of the latent factors are computed once for whole trials (bins x K x K numbers each).
+    covariates : torch.Tensor, optional
+        The covariates' columns on the same bins, (trials, bins, F), for a network with covariates.
 
     Returns
     -------
@@ -141,10 +145,12 @@ def log_likelihood(
     dtype, device = network.bias.dtype, network.bias.device
     n_trials, n_bins, n_visible = visible.shape
     window = network.basis_matrix.shape[1]
+    known = _covariate_blocks(covariates, block, window, 0, dtype, device)
     if network.n_hidden == 0 and network.n_latent == 0:
         exact = torch.zeros(n_trials, dtype=torch.float64, device=device)
         for piece, bins in blocks(visible, block, window, 0, dtype, device):
-            exact += network.log_likelihood(piece)[:, bins].sum(dim=(1, 2), dtype=torch.float64)
+            log_p = network.log_likelihood(piece, covariates=next(known))
+            exact += log_p[:, bins].sum(dim=(1, 2), dtype=torch.float64)
         exact_per_trial = exact.cpu().numpy()
         return Estimate(exact_per_trial, np.zeros_like(exact_per_trial), n_bins, n_visible)
     generator = torch.Generator(device).manual_seed(seed)
@@ -152,13 +158,24 @@ def log_likelihood(
     latent = _latent_proposal(network, proposer, visible, block)
     particles = _Particles(network, proposer, n_trials, n_runs, n_particles, generator, latent=latent)
     ahead = window if proposal == "posterior" else 0
+    known = _covariate_blocks(covariates, block, window, ahead, dtype, device)
     for piece, bins in blocks(visible, block, window, ahead, dtype, device):
-        particles.advance(piece, bins)
+        particles.advance(piece, bins, covariates=next(known))
     log_z = particles.log_z.reshape(n_trials, n_runs)
     per_trial = torch.logsumexp(log_z, dim=1) - math.log(n_runs)
     ratios = torch.exp(log_z - per_trial[:, None])  # each run's estimate of p(x) over their mean
     se = ratios.std(dim=1) / math.sqrt(n_runs) if n_runs > 1 else torch.full_like(per_trial, math.nan)
     return Estimate(per_trial.cpu().numpy(), se.cpu().numpy(), n_bins, n_visible)
+
+
+def _covariate_blocks(
+    covariates: torch.Tensor | None, block: int, past: int, ahead: int, dtype, device
+) -> Iterator[torch.Tensor | None]:
+    """The covariates' columns cut into the blocks that :func:`~spikeglm.segments.blocks` cuts the counts
+    into (with the same arguments); None for every block without covariates."""
+    if covariates is None:
+        return itertools.repeat(None)
+    return (piece for piece, _ in blocks(covariates, block, past, ahead, dtype, device))
 
 
 def filtering_bound(
@@ -201,7 +218,7 @@ def filtering_bound(
     visible = batch.visible.to(network.bias.dtype)
     latent = _latent_proposal(network, posterior, visible, visible.shape[1])
     particles = _Particles(network, posterior, len(visible), 1, n_particles, None, draw, latent=latent)
-    particles.advance(visible, slice(None), batch.present, batch.scored)
+    particles.advance(visible, slice(None), batch.present, batch.scored, batch.covariates)
     return particles.log_z
 
 
@@ -247,7 +264,7 @@ def smoothed_score(
     latent = _latent_proposal(network, posterior, visible, visible.shape[1], frozen=True)
     lag = smoothing_lag(network, visible.shape[1])
     particles = _Particles(network, posterior, len(visible), 1, n_particles, None, lag=lag, latent=latent)
-    particles.advance(visible, slice(None), batch.present, batch.scored)
+    particles.advance(visible, slice(None), batch.present, batch.scored, batch.covariates)
     return particles.smoothed, particles.log_z
 
 
@@ -462,15 +479,19 @@ class _Particles:
         bins: slice,
         present: torch.Tensor | None = None,
         scored: torch.Tensor | None = None,
+        covariates: torch.Tensor | None = None,
     ) -> None:
         """Filter the bins ``bins`` of ``piece`` (trials, bins, V), which holds the context they need.
 
         ``present`` (trials, bins) marks the bins inside the recording (no hidden spikes elsewhere, and
         with latent factors no observation either) and ``scored`` those whose likelihood ``log_z``
-        counts; the others still weigh the particles.
+        counts; the others still weigh the particles. ``covariates`` are the covariates' columns on the
+        bins of ``piece``.
         """
         network, runs, n_visible = self.network, self.n_runs, self.n_visible
-        drive = network.bias + network._drive(piece, network.weight[:, :n_visible])
+        drive = network.add_covariates(
+            network.bias + network._drive(piece, network.weight[:, :n_visible]), covariates
+        )
         drive, x = drive[:, bins].repeat_interleave(runs, 0), piece[:, bins].repeat_interleave(runs, 0)
         q_drive = None
         if self.posterior is not None and network.n_hidden:

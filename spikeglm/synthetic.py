@@ -66,6 +66,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
+from spikeglm.covariates import Covariate, Lags
 from spikeglm.latent import AR1Prior
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.model import LINKS, MAX_SIMULATED_RATE, Network, RunawayActivity, inverse_link
@@ -97,6 +98,10 @@ class Simulation:
     latent_train, latent_test : numpy.ndarray or None
         The paths of the latent factors (the shared drive) in the same trials, float32 (trials, bins, K),
         in units of their standard deviation. None for a network without factors.
+    stimulus_train, stimulus_test : numpy.ndarray or None
+        The known stimulus of the same trials (``"balanced"`` with ``stimulus``), float32 (trials, bins),
+        of unit variance; :attr:`covariates_train` and :attr:`covariates_test` give it as the
+        covariates a fit takes. None without a stimulus.
     """
 
     truth: Connectivity
@@ -106,6 +111,18 @@ class Simulation:
     hidden_test: SpikeCounts | None
     latent_train: np.ndarray | None = None
     latent_test: np.ndarray | None = None
+    stimulus_train: np.ndarray | None = None
+    stimulus_test: np.ndarray | None = None
+
+    @property
+    def covariates_train(self) -> list[Covariate]:
+        """The stimulus of the training trials as the covariates of a fit (empty without a stimulus)."""
+        return _stimulus_covariates(self.stimulus_train)
+
+    @property
+    def covariates_test(self) -> list[Covariate]:
+        """The stimulus of the test trials as covariates (empty without a stimulus)."""
+        return _stimulus_covariates(self.stimulus_test)
 
     def __iter__(self) -> Iterator[Connectivity | SpikeCounts]:
         """``truth, train, test``: what ``truth, train, test = network(...)`` unpacks."""
@@ -239,7 +256,12 @@ def simulate(
     if net.latent_prior is not None:
         tau = net.latent_prior.tau.detach()
         path = drive_path(tau, spectrum, n_train + n_test, n_bins, _drive_generator(seed))
-    drawn = net.simulate(n_train + n_test, n_bins, generator=generator, dtype=torch.int16, latent=path)
+    stimulus, columns, kernels = _stimulus(
+        net, (metadata or {}).get("stimulus"), n_train + n_test, n_bins, seed, bin_size
+    )
+    drawn = net.simulate(
+        n_train + n_test, n_bins, generator=generator, dtype=torch.int16, latent=path, covariates=columns
+    )
     counts = drawn.numpy()
     unit_ids = [f"n{k}" for k in range(net.n_visible)]
     hidden_ids = [f"hidden-{k}" for k in range(net.n_hidden)]
@@ -254,6 +276,7 @@ def simulate(
             "link": net.link_name,
             "bin_size": bin_size,
             **(metadata or {}),
+            **({"covariates": kernels} if kernels else {}),
         },
     )
 
@@ -268,13 +291,58 @@ def simulate(
         hidden_counts = counts[trials, :, net.n_visible :]
         return SpikeCounts.from_array(hidden_counts, bin_size=bin_size, unit_ids=hidden_ids)
 
-    def latent(trials: slice) -> np.ndarray | None:
-        return None if path is None else path[trials].numpy()
+    def known(values: np.ndarray | None, trials: slice) -> np.ndarray | None:
+        return None if values is None else values[trials]
 
+    latent = None if path is None else path.numpy()
     train, test = slice(None, n_train), slice(n_train, None)
     return Simulation(
-        truth, visible(train), visible(test), hidden(train), hidden(test), latent(train), latent(test)
+        truth, visible(train), visible(test), hidden(train), hidden(test), known(latent, train),
+        known(latent, test), known(stimulus, train), known(stimulus, test),
+    )  # fmt: skip
+
+
+#: The stimulus of ``"balanced"`` networks: its name, and the kernel through which it drives each neuron.
+STIMULUS_NAME, STIMULUS_KERNEL = "stimulus", Lags("100 ms", 4)
+
+
+def _stimulus_covariates(values: np.ndarray | None) -> list[Covariate]:
+    if values is None:
+        return []
+    return [Covariate.binned(STIMULUS_NAME, values, kernel=STIMULUS_KERNEL, source="synthetic")]
+
+
+def _stimulus(
+    net: Network, found: dict[str, Any] | None, n_trials: int, n_bins: int, seed: int, bin_size: str
+) -> tuple[np.ndarray | None, torch.Tensor | None, list[dict[str, Any]]]:
+    """A network's stimulus (trials, bins), its columns and the truth's record of its kernel (for the
+    connectivity's metadata, as a fit's); None, None, [] for a network without one. The stimulus is an
+    AR(1) path of unit variance from a stream of its own."""
+    if net.covariate_weight is None or found is None:
+        return None, None, []
+    path = drive_path(found["tau_bins"], "ar1", n_trials, n_bins, _drive_generator(seed, 0x57))[..., 0]
+    stimulus = path.numpy()
+    bin_seconds = seconds(bin_size, "bin_size")
+    columns = torch.from_numpy(
+        STIMULUS_KERNEL.columns(stimulus.astype(np.float64), bin_seconds).astype(np.float32)
     )
+    weight = net.covariate_weight.detach().double().numpy()
+    axis, functions = STIMULUS_KERNEL.functions(bin_seconds)
+    record = {
+        "name": STIMULUS_NAME,
+        "kind": "binned",
+        "source": "synthetic",
+        "kernel": STIMULUS_KERNEL.to_dict(),
+        "scale": 1.0,
+        "span": None,
+        "n_features": functions.shape[0],
+        "weight": weight.tolist(),
+        "axis": axis.tolist(),
+        "axis_unit": "s",
+        "values": (weight @ functions).tolist(),
+        "se": None,
+    }
+    return stimulus, columns, [record]
 
 
 def drive_path(
@@ -340,9 +408,10 @@ def _pink(
     return paths * length / (share * power).sum(0).sqrt()
 
 
-def _drive_generator(seed: int) -> torch.Generator:
-    """The source of a shared drive's paths: a stream of its own, apart from the spikes' of ``seed``."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0x5D]).generate_state(1)[0]))
+def _drive_generator(seed: int, stream: int = 0x5D) -> torch.Generator:
+    """The source of a shared drive's paths (or, with another ``stream``, of a stimulus): a stream of its
+    own, apart from the spikes' of ``seed``."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
 
 
 def gain(weight: np.ndarray, basis_matrix: np.ndarray, rate: np.ndarray, link: str = "softplus") -> float:
@@ -514,14 +583,59 @@ def _check_memory(settings: dict[str, Any]) -> None:
 
 
 def _with_parameters(
-    net: Network, weight: np.ndarray, bias: np.ndarray, loading: np.ndarray | None = None
+    net: Network,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    loading: np.ndarray | None = None,
+    covariate_weight: np.ndarray | None = None,
 ) -> Network:
     with torch.no_grad():
         net.weight.copy_(torch.from_numpy(weight))
         net.bias.copy_(torch.from_numpy(bias))
         if net.loading is not None and loading is not None:
             net.loading.copy_(torch.from_numpy(loading))
+        if net.covariate_weight is not None and covariate_weight is not None:
+            net.covariate_weight.copy_(torch.from_numpy(covariate_weight))
     return net
+
+
+@dataclass(frozen=True)
+class _Stimulus:
+    """A ``"balanced"`` network's stimulus: its time constant in bins, each neuron's weights of its
+    columns (N, F) and the sd of its term in each neuron's predictor (N,)."""
+
+    tau_bins: float
+    weights: np.ndarray
+    sd: np.ndarray
+
+
+def _stimulus_weights(settings: dict, n: int, rng: np.random.Generator) -> _Stimulus | None:
+    """The stimulus that ``settings`` ask for, or None. Each neuron's kernel has a random shape over
+    :data:`STIMULUS_KERNEL`'s bumps, scaled so that its term in the predictor has sd ``stimulus`` times a
+    gain drawn in [0.5, 1.5] (the stimulus is an AR(1) of unit variance)."""
+    strength = _strength(settings["stimulus"], "stimulus", STIMULI)
+    tau = settings["stimulus_tau"]
+    if isinstance(tau, bool) or not seconds(tau, "stimulus_tau") > 0:
+        raise ValueError(f"stimulus_tau must be a positive duration (seconds, or e.g. '20 ms'); got {tau!r}")
+    if strength == 0:
+        return None
+    bin_seconds = seconds(settings["bin_size"], "bin_size")
+    tau_bins = seconds(tau, "stimulus_tau") / bin_seconds
+    functions = STIMULUS_KERNEL.functions(bin_seconds)[1]
+    lags = np.arange(functions.shape[1])
+    covariance = functions @ np.exp(-np.abs(lags[:, None] - lags[None]) / tau_bins) @ functions.T
+    shape = rng.standard_normal((n, functions.shape[0]))
+    sd = strength * rng.uniform(0.5, 1.5, n)
+    unit = np.sqrt(np.einsum("nf,fg,ng->n", shape, covariance, shape))
+    return _Stimulus(tau_bins, shape / unit[:, None] * sd[:, None], sd)
+
+
+def _combined_sd(sd: np.ndarray | None, stimulus: _Stimulus | None) -> np.ndarray | None:
+    """The sd of the shared drive's and the stimulus's terms in each predictor together, or None without
+    either: what the biases and the stability check take as one Gaussian drive."""
+    if stimulus is None:
+        return sd
+    return stimulus.sd if sd is None else np.sqrt(sd**2 + stimulus.sd**2)
 
 
 def _diffpoglm(settings: dict, rng: np.random.Generator) -> tuple[Network, dict]:
@@ -588,18 +702,53 @@ def _balanced(settings: dict, rng: np.random.Generator) -> tuple[Network, dict]:
     shared = _drive(settings)
     # Drawn after everything else, so that without a drive the network is the one drawn before it existed.
     sd = None if shared is None else shared.strength * rng.uniform(0.5, 1.5, n)
+    stimulus = _stimulus_weights(settings, n, rng)  # and the stimulus after the drive
+    known_sd = _combined_sd(sd, stimulus)
     basis = basis_module.Exponential(window=5, decay=0.25)
     basis_matrix = basis.matrix().double().numpy()
-    weight, checked, factor = _stable(weight[..., None], basis_matrix, rate, sd, settings, margin)
-    bias = bias_for_rates(weight, basis_matrix, rate, sd)
+    weight, checked, factor = _stable(weight[..., None], basis_matrix, rate, known_sd, settings, margin)
+    bias = bias_for_rates(weight, basis_matrix, rate, known_sd)
     found: dict[str, Any] = {"target_rate_hz": target_hz, "gain": checked, "coupling_factor": factor}
-    if shared is None or sd is None:
-        return _with_parameters(Network(n_visible, n_hidden, basis, link="softplus"), weight, bias), found
-    net = Network(n_visible, n_hidden, basis, link="softplus", n_latent=1, latent_tau=shared.tau_bins)
-    _with_parameters(net, weight, bias, sd[:, None])
-    # The time constant as asked, not as the network's float32 parameter rounds it.
-    record = {**(net.latent_record() or {}), "tau_bins": [shared.tau_bins]}
-    found["latent"] = {**record, "spectrum": shared.spectrum}
+    plain = Network(n_visible, n_hidden, basis, link="softplus")
+    return _known_inputs(plain, weight, bias, rate, found, shared, sd, stimulus)
+
+
+#: The most that a drive may lower a bias below the inverse link of its rate: past it, the biases'
+#: mean field has not settled (drives of several sd in the predictor), and the rates would miss their
+#: targets by far.
+_LOWEST_BIAS_SHIFT = 10.0
+
+
+def _known_inputs(
+    plain: Network,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    rate: np.ndarray,
+    found: dict[str, Any],
+    shared: _Drive | None,
+    sd: np.ndarray | None,
+    stimulus: _Stimulus | None,
+) -> tuple[Network, dict[str, Any]]:
+    """The ``"balanced"`` network with its parameters, its shared drive and its stimulus where asked (the
+    size and basis of ``plain``), both recorded in ``found``."""
+    free = inverse_link("softplus", torch.as_tensor(rate, dtype=torch.float64)).numpy()
+    if not np.all(bias > free - _LOWEST_BIAS_SHIFT):
+        asked = [name for name, on in (("shared_drive", shared), ("stimulus", stimulus)) if on is not None]
+        raise UnstableNetwork(
+            f"balanced: the drives are too strong for the biases to meet the target rates; lower "
+            f"{' or '.join(asked)}",
+            asked[0],
+        )
+    columns = 0 if stimulus is None else stimulus.weights.shape[1]
+    if stimulus is not None:
+        found["stimulus"] = {"tau_bins": stimulus.tau_bins, "kernel": STIMULUS_KERNEL.to_dict()}
+    n_latent, tau = (0, 1.0) if shared is None else (1, shared.tau_bins)
+    net = Network(plain.n_visible, plain.n_hidden, plain.basis, "softplus", n_latent, tau, columns)
+    loading = None if sd is None else sd[:, None]
+    _with_parameters(net, weight, bias, loading, None if stimulus is None else stimulus.weights)
+    if shared is not None:  # the time constant as asked, not as the network's float32 parameter rounds it
+        record = {**(net.latent_record() or {}), "tau_bins": [shared.tau_bins]}
+        found["latent"] = {**record, "spectrum": shared.spectrum}
     return net, found
 
 
@@ -707,6 +856,10 @@ def hidden_drive(value: str | float) -> float:
 #: fires ``exp(2 s - s^2 / 2)`` times its mean rate (at low rates, where softplus is the exponential):
 #: 1.4 times (weak), 1.9 times (moderate), 2.4 times (strong), its loading's spread aside.
 SHARED_DRIVES = {"weak": 0.2, "moderate": 0.35, "strong": 0.5}
+
+#: Named strengths of ``stimulus`` (``"balanced"``): the standard deviation of the stimulus's term in a
+#: neuron's linear predictor, on average.
+STIMULI = {"weak": 0.2, "moderate": 0.35, "strong": 0.5}
 
 #: The spectra of a shared drive's path (:func:`drive_path`).
 DRIVE_SPECTRA = ("ar1", "pink")
@@ -816,6 +969,8 @@ PROTOCOLS: Registry[tuple] = Registry(
                 hidden_drive="moderate",
                 margin=0.1,
                 rescale=False,
+                stimulus=0.0,
+                stimulus_tau=0.02,
                 **DRIVE_DEFAULTS,
             ),
         ),

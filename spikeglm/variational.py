@@ -234,7 +234,7 @@ def log_weights(
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
-    log_p = network.log_likelihood(visible, hidden, latent)
+    log_p = network.log_likelihood(visible, hidden, latent, batch.covariates)
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
         log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
@@ -273,6 +273,7 @@ def laplace_latent(
     start: MarkovGaussian,
     hidden: torch.Tensor | None = None,
     block: int = 2**15,
+    covariates: torch.Tensor | None = None,
 ) -> MarkovGaussian:
     """The Laplace posterior of ``network``'s latent factors given the visible counts of one trial.
 
@@ -297,6 +298,8 @@ def laplace_latent(
         counts would (their posterior mean: a plug-in for the hidden neurons' uncertain spikes).
     block : int
         Bins whose coupling drive is computed at once.
+    covariates : torch.Tensor, optional
+        The covariates' columns of the trial (bins, F), for a network with covariates.
 
     Returns
     -------
@@ -307,7 +310,12 @@ def laplace_latent(
     if loading is None or prior is None:
         raise ValueError("laplace_latent: the network has no latent factors")
     n_visible = network.n_visible
-    drive = _coupling_drive(network, visible, hidden, block)[..., :n_visible]
+    drive = _coupling_drive(network, visible, hidden, block)
+    if network.covariate_weight is not None:
+        if covariates is None:
+            raise ValueError("laplace_latent: this network has covariates; give their columns (covariates)")
+        drive = drive + covariates.double() @ network.covariate_weight.detach().double().T
+    drive = drive[..., :n_visible]
     counts = torch.cat([part.double() for part in visible.split(block)])
     weights = loading.detach().double()[:n_visible]  # (V, K)
     path = start.mean.double()

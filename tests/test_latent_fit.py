@@ -194,10 +194,11 @@ def test_the_bootstrap_draws_new_paths_and_the_jitter_test_needs_the_drive():
     assert [tuple(p.shape) for p in paths] == [(sim.train.n_trials, sim.train.n_bins, 1)] * 2
     assert not torch.equal(paths[0], paths[1]) and 0.5 < float(paths[0].var()) < 1.5
     conn = model.connectivity()
-    with pytest.raises(ValueError, match=r"pass drive=model.latent_drive\(counts\)"):
+    with pytest.raises(ValueError, match=r"has latent factors, .* pass drive=model.known_drive\(counts"):
         conn.significance(method="jitter", counts=sim.train)
-    drive = model.latent_drive(sim.train)
+    drive = model.known_drive(sim.train)
     assert drive.shape == sim.train.counts.shape
+    np.testing.assert_array_equal(drive, model.latent_drive(sim.train))  # no covariate: the factors' alone
     table, settings = conn.test_couplings(0.05, "jitter", counts=sim.train, drive=drive, n_jitter=5)
     assert len(table) == 25 and "latent factors" in settings["drive"]
 

@@ -128,7 +128,7 @@ def export(
         options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins}
         options.update(pvalue=pvalue, seed=seed)
         if fitted.n_latent:
-            options["drive"] = fitted.latent_drive(counts)
+            options["drive"] = fitted.known_drive(counts)
     tests = conn.test_couplings(alpha, method, **options)
     conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
     table = tests[0]

@@ -75,7 +75,7 @@ def solve_glm(
     data = data if isinstance(data, Segments) else Segments(data)
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
-    params = [p for p in (network.weight, network.bias) if p.requires_grad]
+    params = [p for p in network.glm_parameters() if p.requires_grad]
     if isinstance(penalty, GroupLasso):  # the likelihood's gradient steps, the penalty's proximal ones
         dtype = network.bias.dtype
         network.double()  # the steps' tests compare values that float32 sums do not resolve
@@ -173,7 +173,9 @@ class _Closure:
         for index in self.mine:
             batch = self.data.batch(index, dtype=self.network.bias.dtype, device=device)
             path = None if self.latent is None else self.latent(batch)
-            log_likelihood = self.network.log_likelihood(batch.visible, latent=path)
+            log_likelihood = self.network.log_likelihood(
+                batch.visible, latent=path, covariates=batch.covariates
+            )
             if batch.scored is not None:
                 log_likelihood = log_likelihood * batch.scored[..., None]
             loss = -log_likelihood.sum() * self.scale
@@ -284,7 +286,7 @@ def _value_and_gradient(
 def likelihood_gradient(network: Network, data: Segments, part_bins: int = PART_BINS) -> torch.Tensor:
     """The gradient of minus the log-likelihood per spike (what :func:`solve_glm` minimises, unpenalised)
     in the coupling weights of a network without hidden neurons, shape (post, pre, basis)."""
-    closure = _Closure(network, data, part_bins, None, [network.weight, network.bias], None)
+    closure = _Closure(network, data, part_bins, None, network.glm_parameters(), None)
     closure._evaluate(0)
     assert network.weight.grad is not None  # the evaluation set it
     gradient = network.weight.grad.detach().clone()
@@ -295,7 +297,7 @@ def likelihood_gradient(network: Network, data: Segments, part_bins: int = PART_
 def mean_log_likelihood(network: Network, data: Segments, part_bins: int = PART_BINS) -> float:
     """The exact log-likelihood per visible neuron-bin of ``data`` under a network without hidden
     neurons, computed ``part_bins`` bins at a time (what :func:`solve_glm`'s records hold)."""
-    closure = _Closure(network, data, part_bins, None, [network.weight, network.bias], None)
+    closure = _Closure(network, data, part_bins, None, network.glm_parameters(), None)
     value = closure._evaluate(0)
     network.zero_grad(set_to_none=True)
     return -value * closure.per_bin

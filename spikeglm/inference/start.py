@@ -53,7 +53,8 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins:
     input (docs/benchmarks.md, "When hidden neurons pay off").
     """
     n_visible, n_latent = network.n_visible, network.n_latent
-    glm = Network(n_visible, 0, network.basis, network.link_name).to(network.bias.device)
+    glm = Network(n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
+    glm.to(network.bias.device)
     glm.bias.data.copy_(network.bias.data[:n_visible])
     solve_glm(glm, data, max_iterations=START_ITERATIONS, part_bins=part_bins)  # whatever the epochs
     components, rate = shared_components(glm, data, n_latent + network.n_hidden, part_bins)
@@ -64,6 +65,8 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins:
     with torch.no_grad():
         network.weight[:n_visible, :n_visible] = glm.weight
         network.bias[:n_visible] = glm.bias
+        if network.covariate_weight is not None and glm.covariate_weight is not None:
+            network.covariate_weight[:n_visible] = glm.covariate_weight
         if hidden.shape[1]:
             # Each basis function carries an equal share of the filter's summed strength.
             share = 1.0 / (network.basis_matrix.sum(1) * network.basis_matrix.shape[0])
@@ -99,7 +102,7 @@ def shared_components(
     with torch.no_grad():
         for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
             batch = data.batch(index, device=device)
-            rate = glm.rates(batch.visible).double()
+            rate = glm.rates(batch.visible, covariates=batch.covariates).double()
             residual = (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt()
             weight = torch.ones_like(residual[..., :1]) if batch.scored is None else batch.scored[..., None]
             rows = torch.cat([weight, residual * weight], dim=-1).reshape(-1, n_visible + 1)

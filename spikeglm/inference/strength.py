@@ -34,6 +34,7 @@ def cross_validated_strength(
     *,
     max_iterations: int,
     part_bins: int,
+    covariates: torch.Tensor | None = None,
 ) -> tuple[float, dict]:
     """The strength of ``penalty`` with the best cross-validated log-likelihood, and the table of scores.
 
@@ -49,6 +50,8 @@ def cross_validated_strength(
         Segment length of the solves (None: whole trials).
     max_iterations, part_bins : int
         Of each solve (:func:`~spikeglm.inference.solve_glm`).
+    covariates : torch.Tensor, optional
+        The covariates' columns on the counts' bins (trials, bins, F), split into the same folds.
 
     Returns
     -------
@@ -59,23 +62,33 @@ def cross_validated_strength(
         candidates x folds), ``folds_by`` and ``chosen``: what the model file records.
     """
     name = PENALTIES.name(penalty)
-    scale = largest_strength(likelihood_gradient(_copy(network), Segments(counts, length), part_bins))
+    everything = Segments(counts, length, covariates=covariates)
+    scale = largest_strength(likelihood_gradient(_copy(network), everything, part_bins))
     strengths = [*(scale * 10.0 ** DECADES[name]).tolist(), 0.0]
     parts, folds_by = _folds(counts)
+    known: list[torch.Tensor | None] = [None] * len(parts)
+    if covariates is not None:
+        known = list(_folds(covariates)[0])
     scores = np.empty((len(strengths), len(parts)))
     for k, held in enumerate(parts):
         rest = torch.cat([p for i, p in enumerate(parts) if i != k])  # blocks of time become trials
+        rest_known = (
+            None
+            if covariates is None
+            else torch.cat([p for i, p in enumerate(known) if i != k and p is not None])
+        )
         fitted = _copy(network)
         for row, strength in enumerate(strengths):
             chosen = PENALTIES[name](strength) if strength > 0 else None
             solve_glm(
                 fitted,
-                Segments(rest, length),
+                Segments(rest, length, covariates=rest_known),
                 max_iterations=max_iterations,
                 part_bins=part_bins,
                 penalty=chosen,
             )
-            scores[row, k] = mean_log_likelihood(fitted, Segments(held, length), part_bins)
+            held_out = Segments(held, length, covariates=known[k])
+            scores[row, k] = mean_log_likelihood(fitted, held_out, part_bins)
     best = int(np.argmax(scores.mean(axis=1)))
     table = {
         "strengths": strengths,
@@ -87,7 +100,8 @@ def cross_validated_strength(
 
 
 def _copy(network: Network) -> Network:
-    twin = Network(network.n_visible, 0, network.basis, network.link_name).to(network.bias.device)
+    twin = Network(network.n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
+    twin.to(network.bias.device)
     twin.load_state_dict(network.state_dict())
     return twin
 

@@ -225,6 +225,7 @@ class _Loop:
             validation.counts,
             n_particles=VALIDATION_PARTICLES,
             seed=_seed(self.config.seed, 2, record.epoch),
+            covariates=validation.covariates,
         ).per_bin
         if record.validation > self.best[0]:
             self.best, self.stale = (record.validation, _snapshot(self.network, self.posterior)), 0
@@ -256,9 +257,14 @@ class _StepLoss(nn.Module):
         self.network, self.posterior, self.objective = network, posterior, objective
 
     def forward(
-        self, visible: torch.Tensor, present: torch.Tensor | None, scored: torch.Tensor | None
+        self,
+        visible: torch.Tensor,
+        present: torch.Tensor | None,
+        scored: torch.Tensor | None,
+        covariates: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.objective.loss(self.network, self.posterior, Batch(visible, present, scored))
+        batch = Batch(visible, present, scored, covariates)
+        return self.objective.loss(self.network, self.posterior, batch)
 
 
 def auto_batch_size(data: Segments) -> int:
@@ -336,7 +342,7 @@ def _step(
         weight = 0.0 if number is None else len(index) * world / batch_size
         last = turn == len(mine) - 1
         with parallel.local_gradients(engine, not last):
-            loss, value = engine(batch.visible, batch.present, batch.scored)
+            loss, value = engine(batch.visible, batch.present, batch.scored, batch.covariates)
             (loss * weight).backward()
         if number is not None:
             total += value
