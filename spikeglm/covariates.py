@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from spikeglm.basis import RaisedCosine
 from spikeglm.counts import SpikeCounts
+from spikeglm.io import signals
 from spikeglm.options import Registry, whole
 from spikeglm.timeunits import parse_time, seconds
 
@@ -307,7 +308,8 @@ def _finite(array: Any, what: str) -> np.ndarray:
 class Covariate:
     """A known input, and the kernel through which it drives every neuron.
 
-    Make one with :meth:`signal`, :meth:`events` or :meth:`binned`.
+    Make one with :meth:`signal`, :meth:`events` or :meth:`binned` from arrays, or read one with
+    :meth:`from_nwb`, :meth:`from_neo` or :meth:`from_pynapple`.
 
     Attributes
     ----------
@@ -384,6 +386,73 @@ class Covariate:
         if values.ndim != 2:
             raise ValueError(f"covariate {name!r}: binned values must be (trials, bins); got {values.shape}")
         return cls(_name(name), "binned", _kernel(kernel), values, None, source)
+
+    @classmethod
+    def from_source(
+        cls,
+        name: str,
+        source: signals.Signal | signals.Events,
+        *,
+        kernel: Kernel | str | None = None,
+        channel: int | None = None,
+    ) -> Covariate:
+        """A covariate from a :class:`~spikeglm.io.signals.Signal` (default kernel ``"lags"``; a signal
+        of several channels needs ``channel``) or :class:`~spikeglm.io.signals.Events` (``"around"``)."""
+        if isinstance(source, signals.Events):
+            return cls.events(name, source.times, kernel=kernel or "around", source=source.source)
+        values, where = source.values, source.source
+        if values.ndim == 2:
+            if channel is None or not 0 <= channel < values.shape[1]:
+                raise ValueError(
+                    f"covariate {name!r}: {where} has {values.shape[1]} channels; pick one with channel= "
+                    f"(0 to {values.shape[1] - 1})"
+                )
+            values, where = values[:, channel], f"{where} channel {channel}"
+        return cls.signal(name, values, source.times, kernel=kernel or "lags", source=where)
+
+    @classmethod
+    def from_nwb(
+        cls,
+        name: str,
+        path: str,
+        series: str | None = None,
+        *,
+        table: str | None = None,
+        column: str | None = None,
+        kernel: Kernel | str | None = None,
+        channel: int | None = None,
+    ) -> Covariate:
+        """A covariate read from an NWB file: the TimeSeries at ``series`` (e.g.
+        ``"/acquisition/running_speed"``), or the event times of ``column`` of the intervals ``table``
+        (e.g. ``table="trials", column="stim_on_time"``). See :mod:`spikeglm.io.signals`."""
+        if (series is None) == (table is None or column is None):
+            raise ValueError(f"covariate {name!r}: give either series= or table= and column= of {path}")
+        if series is not None:
+            found: signals.Signal | signals.Events = signals.nwb_timeseries(path, series)
+        else:
+            found = signals.nwb_events(path, str(table), str(column))
+        return cls.from_source(name, found, kernel=kernel, channel=channel)
+
+    @classmethod
+    def from_neo(
+        cls, name: str, obj: Any, *, kernel: Kernel | str | None = None, channel: int | None = None
+    ) -> Covariate:
+        """A covariate from a neo ``AnalogSignal`` or ``IrregularlySampledSignal`` (a signal) or an
+        ``Event`` or ``Epoch`` (events)."""
+        import neo
+
+        if isinstance(obj, neo.Event | neo.Epoch):
+            return cls.from_source(name, signals.neo_events(obj), kernel=kernel)
+        return cls.from_source(name, signals.neo_signal(obj), kernel=kernel, channel=channel)
+
+    @classmethod
+    def from_pynapple(
+        cls, name: str, obj: Any, *, kernel: Kernel | str | None = None, channel: int | None = None
+    ) -> Covariate:
+        """A covariate from a pynapple ``Tsd`` or ``TsdFrame`` (a signal) or ``Ts`` (events)."""
+        if getattr(obj, "values", None) is None and getattr(obj, "d", None) is None:
+            return cls.from_source(name, signals.pynapple_events(obj), kernel=kernel)
+        return cls.from_source(name, signals.pynapple_signal(obj), kernel=kernel, channel=channel)
 
     def per_bin(self, counts: SpikeCounts) -> np.ndarray:
         """The covariate on the bins of ``counts``, float64 (trials, bins)."""

@@ -386,3 +386,38 @@ def test_balanced_networks_with_a_stimulus_meet_their_rates_and_carry_its_truth(
         sg.synthetic.network("balanced", stimulus="huge")
     with pytest.raises(ValueError, match="stimulus_tau must be a positive duration"):
         sg.synthetic.network("balanced", stimulus="weak", stimulus_tau=0)
+
+
+def test_covariates_are_read_from_nwb_neo_and_pynapple_objects(tmp_path):
+    import neo
+    import quantities as pq
+    from test_signals import STIM_ON, write_nwb
+
+    path = write_nwb(tmp_path / "s.nwb")
+    speed = Covariate.from_nwb("speed", str(path), "/acquisition/running_speed")
+    assert speed.kind == "signal" and speed.kernel.name == "lags" and "running_speed" in speed.source
+    stim = Covariate.from_nwb("stim", str(path), "/stimulus/presentation/stim", channel=1)
+    np.testing.assert_allclose(stim.values, [2.0, 3.0, 4.0])  # data 2, 4, 6 x 0.5 + 1
+    with pytest.raises(ValueError, match="has 2 channels; pick one with channel= \\(0 to 1\\)"):
+        Covariate.from_nwb("stim", str(path), "/stimulus/presentation/stim")
+    with pytest.warns(UserWarning, match="dropped 1 of 3"):
+        onset = Covariate.from_nwb("onset", str(path), table="trials", column="stim_on_time", kernel="around")
+    np.testing.assert_allclose(onset.times, [t for t in STIM_ON if np.isfinite(t)])
+    with pytest.raises(ValueError, match="give either series= or table= and column="):
+        Covariate.from_nwb("x", str(path), "/acquisition/running_speed", table="trials", column="x")
+    signal = neo.AnalogSignal(
+        np.arange(4.0)[:, None], units="V", sampling_rate=1 * pq.kHz, t_start=10 * pq.ms
+    )
+    from_neo = Covariate.from_neo("v", signal)
+    np.testing.assert_allclose(from_neo.times, [0.010, 0.011, 0.012, 0.013])
+    cue = Covariate.from_neo("cue", neo.Event(np.array([5.0, 1.0]) * pq.s))
+    assert cue.kind == "events" and list(cue.times) == [1.0, 5.0]
+
+    class Tsd:  # what pynapple's objects hold: times in seconds and values
+        t, values = np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 3.0])
+
+    class Ts:
+        t, values = np.array([0.7, 0.2]), None
+
+    assert Covariate.from_pynapple("tsd", Tsd()).kind == "signal"
+    assert list(Covariate.from_pynapple("ts", Ts()).times) == [0.2, 0.7]
