@@ -495,9 +495,9 @@ def _bin_edges(counts: SpikeCounts, name: str) -> np.ndarray:
 
 def _resample(name: str, times: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """A signal's mean in each bin, or its linear interpolation at the centre of a bin with no sample;
-    bins beyond the samples (by more than half a sample's spacing) are refused."""
+    bins beyond the samples (by more than a sample's spacing) are refused."""
     spacing = float(np.median(np.diff(times))) if len(times) > 1 else float(edges[0, 1] - edges[0, 0])
-    low, high = times[0] - spacing / 2, times[-1] + spacing / 2
+    low, high = times[0] - spacing, times[-1] + spacing  # a sample stands for a spacing either side
     if edges[:, 0].min() < low - 1e-9 or edges[:, -1].max() > high + 1e-9:
         trial = int(np.argmax((edges[:, 0] < low - 1e-9) | (edges[:, -1] > high + 1e-9)))
         raise ValueError(

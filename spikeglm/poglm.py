@@ -937,12 +937,13 @@ class POGLM:
 
         For the mean-field families this is the rate of q; for the autoregressive ones, its average over
         ``n_samples`` draws of the hidden past. Long trials are done segment by segment, as in the fit.
-        The posterior reads the visible counts only; ``covariates`` (those of the fit, for these counts)
-        are checked, so that the counts are those of a recording the model can describe.
+        The posterior reads the visible counts only: ``covariates``, where given, are only checked against
+        the fit's.
         """
         _, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
-        self._columns(counts, covariates)
+        if covariates is not None:
+            self._columns(counts, covariates)
         rates = np.empty((counts.n_trials, counts.n_bins, posterior.n_hidden), dtype=np.float32)
         with parallel.seeded(seed):
             for index in segments.groups(PART_BINS):

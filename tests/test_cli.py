@@ -80,7 +80,18 @@ def test_a_fit_with_a_latent_factor_infers_its_path(tmp_path):
         assert json.loads(str(paths["metadata"]))["n_latent"] == 1
     conn = sg.Connectivity.load(_exported(tmp_path / "m.h5", tmp_path / "conn.json"))
     assert conn.metadata["latent"]["n_latent"] == 1
-    jitter = ("--alpha", "0.05", "--test", "jitter", "--recording", EXAMPLE, "--n-jitter", "5")
+    jitter = (
+        "--alpha",
+        "0.05",
+        "--test",
+        "jitter",
+        "--recording",
+        EXAMPLE,
+        "--n-jitter",
+        "5",
+        "--alpha",
+        "0.05",
+    )
     result = run("export", tmp_path / "m.h5", "-o", tmp_path / "edges.json", *jitter)
     assert result.exit_code == 0, result.output  # the factors' drive is part of the null model
     assert "latent factors" in json.loads((tmp_path / "edges.json").read_text())["significance"]["drive"]
@@ -428,3 +439,50 @@ def test_fit_with_bootstrap_stores_standard_errors_that_export_tests(tmp_path):
     assert len(edges.read_text().splitlines()) == 1 + 16
     bad = run("fit", EXAMPLE, "-o", tmp_path / "x.h5", *FAST, "--bootstrap", "1")
     assert bad.exit_code != 0 and "--bootstrap" in bad.output and "at least 2 refits" in bad.output
+
+
+def test_covariate_options_fit_export_and_refuse_bad_ones(tmp_path):
+    times = np.arange(0.0, 80.0, 0.01)
+    speed = tmp_path / "speed.csv"
+    speed.write_text("time,speed\n" + "\n".join(f"{t:.2f},{np.sin(t):.6f}" for t in times))
+    out = tmp_path / "cov.h5"
+    result = run(
+        "fit", EXAMPLE, "-o", out, "--hidden", "0",
+        "--covariate", "cue=trials.start_time@around(before=0, after=50 ms, n_basis=3)",
+        "--covariate", f"speed={speed}@instant",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = sg.POGLM.load(out)
+    assert [c["name"] for c in model.covariates_] == ["cue", "speed"]
+    assert [c["kernel"]["name"] for c in model.covariates_] == ["around", "instant"]
+    assert model.covariates_[0]["kernel"]["after"] == "50 ms" and model.covariates_[0]["n_features"] == 3
+    exported = tmp_path / "edges.csv"
+    result = run(
+        "export",
+        out,
+        "-o",
+        exported,
+        "--test",
+        "jitter",
+        "--recording",
+        EXAMPLE,
+        "--n-jitter",
+        "5",
+        "--alpha",
+        "0.05",
+    )
+    assert result.exit_code == 0, result.output  # the covariates read again beside the recording
+    for bad, message in [
+        ("speed", "is not NAME=WHERE"),
+        ("speed=acquisition", "expected a TimeSeries path"),
+        ("speed=/acquisition/x@wavelet", "unknown kernel 'wavelet'"),
+        ("speed=/acquisition/x@lags(window)", "is not option=value"),
+        ("speed=/acquisition/x@lags(width=3)", "unexpected keyword argument 'width'"),
+    ]:
+        result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--hidden", "0", "--covariate", bad)
+        assert result.exit_code == 2 and message in result.output, (bad, result.output)
+    result = run(
+        "fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--hidden", "0", "--covariate", "x=/acquisition/none"
+    )
+    assert result.exit_code == 1 and "/acquisition/none" in result.output
+    assert not (tmp_path / "bad.h5").exists()

@@ -83,7 +83,7 @@ def test_bad_covariates_are_refused_naming_them(make, message):
 def test_covariates_that_do_not_fit_the_counts_are_refused_naming_them():
     counts = _counts(2, 100, starts=[0.0, 1.0])
     short = Covariate.signal("speed", np.ones(50) + np.arange(50), rate=100.0)  # 0 to 0.5 s
-    with pytest.raises(ValueError, match=r"'speed' covers -0.005 s to 0.495 s, but trial 0 runs"):
+    with pytest.raises(ValueError, match=r"'speed' covers -0.01 s to 0.5 s, but trial 1 runs from 1 s"):
         covariate_design([short], counts)
     with pytest.raises(ValueError, match="'flat' is constant over the counts"):
         covariate_design([Covariate.binned("flat", np.ones((2, 100)))], counts)

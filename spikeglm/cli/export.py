@@ -6,6 +6,7 @@ import click
 
 import spikeglm as sg
 from spikeglm.cli.app import main
+from spikeglm.cli.covariates import read_covariates, recorded_specs
 from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, counts_like, output_options
 
 
@@ -127,8 +128,8 @@ def export(
         counts = counts_like(fitted, recording, reading)
         options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins}
         options.update(pvalue=pvalue, seed=seed)
-        if fitted.n_latent:
-            options["drive"] = fitted.known_drive(counts)
+        if fitted.n_latent or fitted.covariates_:
+            options["drive"] = fitted.known_drive(counts, read_covariates(recording, recorded_specs(fitted)))
     tests = conn.test_couplings(alpha, method, **options)
     conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
     table = tests[0]

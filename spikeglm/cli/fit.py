@@ -15,6 +15,7 @@ import torch
 import spikeglm as sg
 from spikeglm import files
 from spikeglm.cli.app import main
+from spikeglm.cli.covariates import COVARIATE_HELP, CovariateSpec, CovariateType, read_covariates
 from spikeglm.cli.options import (
     Reading,
     check_output,
@@ -56,6 +57,7 @@ from spikeglm.modelfile import read_training_state
     type=click.Choice(["drop", "keep", "error"]),
     help="Units without spikes: drop them (with a warning), keep them, or refuse the file.",
 )
+@click.option("--covariate", "covariates", multiple=True, type=CovariateType(), help=COVARIATE_HELP)
 @model_options
 @reading_options
 @click.pass_context
@@ -68,6 +70,7 @@ def fit(
     trial_length: str | None,
     units: str | None,
     empty_units: str,
+    covariates: tuple[CovariateSpec, ...],
     device: str,
     checkpoint_every: int,
     resume: bool,
@@ -98,10 +101,17 @@ def fit(
     spikeglm fit spikeglm/data/example.nwb -o model.h5 --hidden 0 --penalty group-lasso
 
     \b
+    Example, the stimulus onsets of the trials table and the running speed as known inputs:
+    spikeglm fit session.nwb -o model.h5 --hidden 0 --covariate "cue=trials.start_time@around(after=500 ms)"
+    --covariate "speed=/acquisition/running_speed@spline(n_basis=6)"
+
+    \b
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
     auto = _check_choices(ctx, settings["n_hidden"], bootstrap)
+    if bootstrap and covariates:
+        raise click.BadParameter("the bootstrap does not take covariates yet", param_hint="--bootstrap")
     inputs = (recording, config)
     out = check_output(output, overwrite, inputs)
     # The library's rule for an existing checkpoint, checked before the recording is read.
@@ -112,6 +122,9 @@ def fit(
     )  # --tol 0: none
     model = sg.POGLM(**settings)  # by their names
     model.check_fit(counts)  # before the checkpoint is claimed (or removed) or anything printed
+    known = read_covariates(recording, covariates)
+    if known:
+        sg.covariates.covariate_design(known, counts)  # refused now, naming the covariate, if it cannot be
     candidates = sg.selection.check_candidates(counts, candidates, folds, model) if auto else ()
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
@@ -130,14 +143,20 @@ def fit(
         signals = stack.enter_context(_signals_as_interrupt())
         selection = None
         if auto:
-            selection = _cross_validate(counts, candidates, latent_candidates, folds, model, rank == 0, where)
+            selection = _cross_validate(
+                counts, candidates, latent_candidates, folds, model, rank == 0, where, known
+            )
         try:
-            _fit_model(model, counts, where, checkpoint, checkpoint_every, resume, overwrite, bootstrap)
+            _fit_model(
+                model, counts, where, checkpoint, checkpoint_every, resume, overwrite, bootstrap, known
+            )
         except KeyboardInterrupt:
             _interrupted(checkpoint, signals)
         if rank != 0:
             return
         model.selection_ = selection
+        if covariates:  # as given, so that export can read them again beside the recording
+            model.fit_options_["covariate_options"] = [spec.text for spec in covariates]
         model.save(out, overwrite=overwrite)
         checkpoint.unlink(missing_ok=True)
     click.echo(f"model: {out} ({_summary(model)})")
@@ -152,10 +171,12 @@ def _fit_model(
     resume: bool,
     overwrite: bool,
     bootstrap: int,
+    covariates: list[sg.Covariate] | None,
 ) -> None:
     """The fit, with its progress line and checkpoints, and the bootstrap refits when asked."""
     model.fit(
         counts,
+        covariates=covariates,
         device=where,
         callback=progress_line(model),
         checkpoint=checkpoint,
@@ -249,6 +270,7 @@ def _cross_validate(
     model: sg.POGLM,
     report: bool,
     where: torch.device,
+    covariates: list[sg.Covariate] | None,
 ) -> sg.records.Selection:
     """``--hidden auto``: score each candidate on held-out folds (printed as they come), then the table;
     ``model`` takes the chosen numbers of hidden neurons (and latent factors)."""
@@ -267,7 +289,14 @@ def _cross_validate(
         factors = f" and of latent factors among {', '.join(map(str, latent))}" if latent else ""
         click.echo(f"{among}{factors}:")
     selection = sg.selection.cross_validate(
-        counts, candidates, folds, model, callback=progress, device=where, latent=latent
+        counts,
+        candidates,
+        folds,
+        model,
+        callback=progress,
+        device=where,
+        latent=latent,
+        covariates=covariates,
     )
     if report:
         click.echo(str(selection))

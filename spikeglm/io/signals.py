@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from spikeglm.io._hdf5 import external_link, open_file, reason
-from spikeglm.io.limits import Budget
+from spikeglm.io.limits import Budget, check_size
 
 __all__ = [
     "Events",
@@ -47,6 +47,7 @@ __all__ = [
     "nwb_timeseries",
     "pynapple_events",
     "pynapple_signal",
+    "text_source",
 ]
 
 #: The groups of an NWB file searched for TimeSeries when the one asked for is missing.
@@ -601,3 +602,40 @@ def _pynapple_times(obj: Any, source: str) -> np.ndarray:
     if times is None:
         raise ValueError(f"{source}: has no times (.t or .times()); expected a pynapple Ts, Tsd or TsdFrame")
     return np.array(_numbers(times, f"{source}: times"))
+
+
+def text_source(path: str | Path) -> Signal | Events:
+    """A text file of numbers separated by commas, spaces or tabs (a header line of names is skipped):
+    one column of event times in seconds, or two, the sample times in seconds and the signal's values.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file: larger than the read budget (checked from its size before it is read),
+        not numbers, neither one nor two columns, or times and values that break the rules of
+        :class:`Signal` and :class:`Events`.
+    """
+    path = Path(path)
+    check_size(path.stat().st_size * 2, "the text", path)  # floats take about twice the text's bytes
+    text = path.read_text(encoding="utf-8", errors="strict").replace(",", " ").replace("\t", " ")
+    lines = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if lines and not _is_number(lines[0][0]):
+        lines = lines[1:]  # a header
+    widths = {len(line) for line in lines}
+    if not lines or len(widths) != 1 or widths.pop() not in (1, 2):
+        raise ValueError(f"{path}: expected rows of one column (event times) or two (time, value)")
+    try:
+        table = np.array(lines, dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"{path}: not numbers ({reason(error)})") from None
+    if table.shape[1] == 1:
+        return Events(np.sort(table[:, 0]), str(path))
+    return Signal(table[:, 0], table[:, 1], str(path))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
