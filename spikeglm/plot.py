@@ -478,6 +478,54 @@ def filters(
     return fig
 
 
+#: At most this many neurons' kernels are drawn per covariate (those of largest effect), beside the median.
+KERNEL_LINES = 40
+
+
+def kernels(conn: Connectivity, fig: Figure | SubFigure | None = None) -> Figure | SubFigure:
+    """The covariates' fitted kernels, one panel per covariate: each visible neuron's kernel as a thin line
+    (at most :data:`KERNEL_LINES`, those of largest peak), their median in black, and for the neuron of
+    largest peak its 95% interval where the fit has standard errors.
+
+    The x axis is the lag (causal kernels), the time from the event (event kernels) or the covariate's
+    value (splines); the y axis the kernel's term in the linear predictor, per unit of the covariate
+    (per event).
+
+    Raises
+    ------
+    ValueError
+        If the connectivity has no covariates.
+    """
+    covariates = conn.metadata.get("covariates") or []
+    if not covariates:
+        raise ValueError("kernels: this connectivity has no covariates (fit with covariates=)")
+    fig = fig or _new_figure(figsize=(1.0 + 3.6 * len(covariates), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(covariates), squeeze=False)[0])
+    visible = int(conn.visible.sum())
+    for ax, covariate in zip(axes, covariates, strict=True):
+        axis = np.asarray(covariate["axis"])
+        values = np.asarray(covariate["values"])[:visible]
+        largest = np.argsort(-np.abs(values).max(axis=1))[:KERNEL_LINES]
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        for k in largest:
+            ax.plot(axis, values[k], color="tab:blue", alpha=0.35, linewidth=0.8)
+        if covariate.get("se") is not None:
+            top = largest[0]
+            se = np.asarray(covariate["se"], dtype=float)[top]
+            band = (values[top] - 1.96 * se, values[top] + 1.96 * se)
+            ax.fill_between(
+                axis, *band, color="tab:blue", alpha=0.2, linewidth=0, label="95% interval, largest"
+            )
+        ax.plot(axis, np.median(values, axis=0), color="black", linewidth=2, label="median")
+        kernel = covariate["kernel"]["name"]
+        ax.set_xlabel({"lags": "lag (s)", "around": "time from the event (s)"}.get(kernel, "value"))
+        ax.set_title(f"{covariate['name']} ({kernel}, {len(largest)} of {visible} neurons)", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("term in the predictor")
+    axes[0].legend(fontsize=7, frameon=False)
+    return fig
+
+
 def training_curve(
     history: Sequence[EpochRecord],
     ax: Axes | None = None,
@@ -583,6 +631,7 @@ def summary(
     *,
     page: int | None = None,
     truth_spikes: ArrayLike | SpikeCounts | None = None,
+    covariates: list | None = None,
 ) -> Figure:
     """One page on a fitted model: data and hidden rates, connectivity, training.
 
@@ -592,8 +641,9 @@ def summary(
     fitted hidden neurons reordered to match the truth's when both have the same visible and hidden
     neurons), the choice of the number of hidden neurons when the model has one
     (:meth:`spikeglm.records.Selection.plot`), and the :func:`training_curve` with the fit's stop
-    reason. The title names the network, the bin size and the model's options. Panels grow with the
-    number of neurons. Without ``counts`` the figure is the bottom row alone.
+    reason. A model with covariates gets a last row of their :func:`kernels`. The title names the
+    network, the bin size and the model's options. Panels grow with the number of neurons. Without
+    ``counts`` the figure is the connectivity row (and the kernels) alone.
 
     Parameters
     ----------
@@ -610,6 +660,9 @@ def summary(
     truth_spikes : array_like, shape (trials, bins, H), or SpikeCounts, optional
         The true hidden neurons' spike counts in ``counts``' bins (synthetic data), drawn over the
         inferred rates; with ``truth``, in the order of its hidden neurons.
+    covariates : list of Covariate, optional
+        The fit's covariates for ``counts``: needed with ``counts`` by a model that has latent factors
+        and covariates (the factors' path is inferred with them).
 
     Returns
     -------
@@ -618,7 +671,9 @@ def summary(
     fitted = model.connectivity()
     selection = model.selection_
     rates = model.infer(counts) if counts is not None and fitted.n_hidden else None
-    latent = model.infer_latent(counts) if counts is not None and model.checked_settings().n_latent else None
+    latent = None
+    if counts is not None and model.checked_settings().n_latent:
+        latent = model.infer_latent(counts, covariates)
     if truth is not None and _comparable(truth, fitted):
         order = [j for _, j in match_hidden(truth, fitted)]
         fitted = fitted.permute_hidden(order)
@@ -630,7 +685,8 @@ def summary(
     if counts is not None:
         below = (rates is not None) + (latent is not None)
         top_height = _raster_height(counts.n_units) + below * _RATE_PANEL_INCHES + 1.0
-    fig = _new_figure(figsize=(max(sum(widths), 9.0), side + 0.6 + top_height))
+    kernel_height = 3.4 if fitted.metadata.get("covariates") else 0.0
+    fig = _new_figure(figsize=(max(sum(widths), 9.0), side + 0.6 + top_height + kernel_height))
     checked = model.checked_settings()
     fig.suptitle(
         f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons"
@@ -639,12 +695,16 @@ def summary(
         f"{_bin_label(model.bin_size_)} bins, {checked.link} link, {checked.basis!r}",
         fontsize=11,
     )
-    if counts is None:
-        bottom = fig
-    else:
-        top, bottom = fig.subfigures(2, 1, squeeze=False, height_ratios=[top_height, side + 0.6])[:, 0]
+    heights = [h for h in (top_height, side + 0.6, kernel_height) if h]
+    rows = list(fig.subfigures(len(heights), 1, squeeze=False, height_ratios=heights)[:, 0])
+    if counts is not None:
         spikes = truth_spikes if rates is not None else None
-        raster(counts, trial, hidden_rates=rates, fig=top, page=page, truth_spikes=spikes, latent=latent)
+        raster(
+            counts, trial, hidden_rates=rates, fig=rows.pop(0), page=page, truth_spikes=spikes, latent=latent
+        )
+    bottom = rows.pop(0)
+    if kernel_height:
+        kernels(fitted, rows.pop(0))
     axes = bottom.subplots(1, panels, width_ratios=widths)
     _fitted_and_true(fitted, truth, axes)
     if selection is not None:

@@ -450,3 +450,25 @@ def test_the_summary_of_a_fit_without_hidden_neurons_names_its_objective(diffpog
     assert training.get_xlabel() == "L-BFGS iteration"
     assert training.get_title() == "Training: NOT converged (epoch cap reached)"  # 5 iterations are too few
     assert len(fig.axes) == 4  # raster (no hidden-rate panel), heatmap + colour bar, training curve
+
+
+def test_kernels_are_drawn_alone_and_on_the_summary_page(tmp_path: Path) -> None:
+    sim = sg.synthetic.network(
+        "balanced", seed=0, n_visible=5, n_hidden=0, stimulus="strong", duration="2 min"
+    )
+    cue = sg.Covariate.events("cue", np.arange(0.5, 120, 2.0), kernel=sg.covariates.Around(0.05, 0.3, 4))
+    starts = [k * sim.train.bin_seconds * sim.train.n_bins for k in range(sim.train.n_trials)]
+    train = sg.SpikeCounts(sim.train.counts, "5 ms", sim.train.unit_ids, {"trial_starts_s": starts})
+    model = sg.POGLM(n_hidden=0).fit(train, covariates=[*sim.covariates_train, cue])
+    fig = plot.kernels(model.connectivity())
+    assert [ax.get_title() for ax in fig.get_axes()] == [
+        "stimulus (lags, 5 of 5 neurons)",
+        "cue (around, 5 of 5 neurons)",
+    ]
+    assert fig.get_axes()[1].get_xlabel() == "time from the event (s)"
+    assert len(fig.get_axes()[0].collections) == 1  # the 95% interval of the largest kernel
+    page = plot.summary(model, train)
+    assert "stimulus (lags, 5 of 5 neurons)" in " ".join(_texts(ax) for ax in page.get_axes())
+    plot.save_figure(page, tmp_path / "summary.png")
+    with pytest.raises(ValueError, match="this connectivity has no covariates"):
+        plot.kernels(sg.Connectivity(np.zeros((2, 2, 1)), np.ones((1, 1)), np.zeros(2)))

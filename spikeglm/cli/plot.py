@@ -6,6 +6,7 @@ import click
 
 import spikeglm as sg
 from spikeglm.cli.app import main
+from spikeglm.cli.covariates import read_covariates, recorded_specs
 from spikeglm.cli.options import Reading, check_output, counts_like, output_options, reading_options
 
 
@@ -51,6 +52,9 @@ def plot(
     fitted = sg.POGLM.load(model)
     counts = None if recording is None else counts_like(fitted, recording, reading.given())
     conn_truth = None if truth is None else sg.Connectivity.load(truth)
-    figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth, page=page)
+    known = None
+    if counts is not None and recording is not None and fitted.covariates_ and fitted.n_latent:
+        known = read_covariates(recording, recorded_specs(fitted))  # the factors' path is inferred with them
+    figure = plots.summary(fitted, counts, trial=trial, truth=conn_truth, page=page, covariates=known)
     plots.save_figure(figure, out, overwrite=overwrite)
     click.echo(f"figure: {out}")
