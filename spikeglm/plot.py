@@ -671,9 +671,7 @@ def summary(
     fitted = model.connectivity()
     selection = model.selection_
     rates = model.infer(counts) if counts is not None and fitted.n_hidden else None
-    latent = None
-    if counts is not None and model.checked_settings().n_latent:
-        latent = model.infer_latent(counts, covariates)
+    latent = _latent_path(model, counts, covariates)
     if truth is not None and _comparable(truth, fitted):
         order = [j for _, j in match_hidden(truth, fitted)]
         fitted = fitted.permute_hidden(order)
@@ -720,6 +718,13 @@ def summary(
         step="L-BFGS iteration" if checked.glm else "epoch",
     )
     return fig
+
+
+def _latent_path(model: POGLM, counts: SpikeCounts | None, covariates: list | None) -> tuple | None:
+    """The latent factors' posterior path in ``counts`` (mean, sd), or None without counts or factors."""
+    if counts is None or not model.checked_settings().n_latent:
+        return None
+    return model.infer_latent(counts, covariates)
 
 
 def _fitted_and_true(fitted: Connectivity, truth: Connectivity | None, axes: Sequence[Axes]) -> None:

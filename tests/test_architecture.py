@@ -25,6 +25,8 @@ BELOW = {
     "spikeglm.records": ("spikeglm.selection", "spikeglm.poglm"),
     "spikeglm.significance": ("spikeglm.connectivity", "spikeglm.evaluate", "spikeglm.poglm"),
     "spikeglm.modelfile": ("spikeglm.poglm",),
+    "spikeglm.io.signals": ("spikeglm.covariates", "spikeglm.recording"),
+    "spikeglm.covariates": ("spikeglm.model", "spikeglm.inference", "spikeglm.poglm", "spikeglm.synthetic"),
     # The training knows neither the estimator nor its file; an objective knows nothing of the loop.
     "spikeglm.inference": ("spikeglm.poglm", "spikeglm.settings", "spikeglm.modelfile", "spikeglm.cli"),
     "spikeglm.inference.objectives": ("spikeglm.inference.trainer", "spikeglm.inference.config"),

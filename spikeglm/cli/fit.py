@@ -109,9 +109,7 @@ def fit(
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
-    auto = _check_choices(ctx, settings["n_hidden"], bootstrap)
-    if bootstrap and covariates:
-        raise click.BadParameter("the bootstrap does not take covariates yet", param_hint="--bootstrap")
+    auto = _check_choices(ctx, settings["n_hidden"], bootstrap, bool(covariates))
     inputs = (recording, config)
     out = check_output(output, overwrite, inputs)
     # The library's rule for an existing checkpoint, checked before the recording is read.
@@ -122,9 +120,7 @@ def fit(
     )  # --tol 0: none
     model = sg.POGLM(**settings)  # by their names
     model.check_fit(counts)  # before the checkpoint is claimed (or removed) or anything printed
-    known = read_covariates(recording, covariates)
-    if known:
-        sg.covariates.covariate_design(known, counts)  # refused now, naming the covariate, if it cannot be
+    known = _covariates(recording, covariates, counts)
     candidates = sg.selection.check_candidates(counts, candidates, folds, model) if auto else ()
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
@@ -132,14 +128,8 @@ def fit(
     ):
         rank = sg.parallel.rank()
         if rank == 0:
-            # Held from before a choice of hidden neurons until the model is saved; the fit's own claim
-            # of it nests in this one.
-            stack.enter_context(
-                files.claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite, inputs=inputs)
-            )
-            click.echo(f"{recording}: {_shape(counts)}; fitting on {where}{_processes()}")
-            if resume:
-                click.echo(_resuming(checkpoint, settings["epochs"]))
+            stack.enter_context(_claim(checkpoint, resume, overwrite, inputs))
+            _announce(recording, counts, where, checkpoint if resume else None, settings["epochs"])
         signals = stack.enter_context(_signals_as_interrupt())
         selection = None
         if auto:
@@ -154,12 +144,52 @@ def fit(
             _interrupted(checkpoint, signals)
         if rank != 0:
             return
-        model.selection_ = selection
-        if covariates:  # as given, so that export can read them again beside the recording
-            model.fit_options_["covariate_options"] = [spec.text for spec in covariates]
-        model.save(out, overwrite=overwrite)
+        _save(model, selection, covariates, out, overwrite)
         checkpoint.unlink(missing_ok=True)
     click.echo(f"model: {out} ({_summary(model)})")
+
+
+def _covariates(
+    recording: str, specs: tuple[CovariateSpec, ...], counts: sg.SpikeCounts
+) -> list[sg.Covariate] | None:
+    """The ``--covariate`` options read beside the recording and checked against its counts (refused now,
+    naming the covariate, rather than once the fit has begun)."""
+    known = read_covariates(recording, specs)
+    if known:
+        sg.covariates.covariate_design(known, counts)
+    return known
+
+
+def _claim(
+    checkpoint: Path, resume: bool, overwrite: bool, inputs: tuple
+) -> contextlib.AbstractContextManager:
+    """The hold on the checkpoint, from before a choice of hidden neurons until the model is saved; the
+    fit's own claim of it nests in this one."""
+    return files.claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite, inputs=inputs)
+
+
+def _announce(
+    recording: str, counts: sg.SpikeCounts, where: torch.device, resumed: Path | None, epochs: int
+) -> None:
+    """What is fitted where, and with ``--resume``, where the checkpoint ``resumed`` picks the fit up."""
+    click.echo(f"{recording}: {_shape(counts)}; fitting on {where}{_processes()}")
+    if resumed is not None:
+        click.echo(_resuming(resumed, epochs))
+
+
+def _save(
+    model: sg.POGLM,
+    selection: sg.records.Selection | None,
+    specs: tuple[CovariateSpec, ...],
+    out: Path,
+    overwrite: bool,
+) -> None:
+    """Save the fitted model with the choice of hidden neurons, and the ``--covariate`` options as given,
+    so that ``export`` and ``plot`` can read the covariates again beside the recording."""
+    model.selection_ = selection
+    if specs:
+        model.fit_options_["covariate_options"] = [spec.text for spec in specs]
+    model.save(out, overwrite=overwrite)
 
 
 def _fit_model(
@@ -202,11 +232,13 @@ def _processes() -> str:
     return f" in {world} processes" if world > 1 else ""
 
 
-def _check_choices(ctx: click.Context, n_hidden: object, bootstrap: int) -> bool:
-    """Refuse ``--bootstrap 1`` and the options of a choice of hidden neurons without ``--hidden auto``;
-    return whether the number of hidden neurons is to be chosen."""
+def _check_choices(ctx: click.Context, n_hidden: object, bootstrap: int, covariates: bool) -> bool:
+    """Refuse ``--bootstrap 1`` (or with covariates) and the options of a choice of hidden neurons without
+    ``--hidden auto``; return whether the number of hidden neurons is to be chosen."""
     if bootstrap == 1:
         raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
+    if bootstrap and covariates:
+        raise click.BadParameter("the bootstrap does not take covariates yet", param_hint="--bootstrap")
     auto = n_hidden == "auto"
     if not auto:
         _refuse_selection_options(ctx)
