@@ -486,3 +486,24 @@ def test_covariate_options_fit_export_and_refuse_bad_ones(tmp_path):
     )
     assert result.exit_code == 1 and "/acquisition/none" in result.output
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_simulate_writes_a_stimulus_that_fit_takes_as_a_covariate(tmp_path):
+    out = tmp_path / "stim.nwb"
+    result = run(
+        "simulate", "-o", out, "--visible", "4", "--hidden", "0", "--stimulus", "strong", "--trials", "6"
+    )
+    assert result.exit_code == 0, result.output
+    stimulus = tmp_path / "stim_stimulus.csv"
+    rows = np.loadtxt(stimulus, delimiter=",", skiprows=1)
+    assert rows.shape == (6 * 2000, 2) and rows[0, 0] == pytest.approx(0.0025)
+    model_path = tmp_path / "m.h5"
+    result = run(
+        "fit", out, "-o", model_path, "--hidden", "0", "--covariate", f"stimulus={stimulus}@lags(window=0.1)"
+    )
+    assert result.exit_code == 0, result.output
+    fitted = np.array(sg.POGLM.load(model_path).connectivity().metadata["covariates"][0]["values"])
+    truth = np.array(sg.Connectivity.load(tmp_path / "stim_truth.json").metadata["covariates"][0]["values"])
+    assert np.corrcoef(fitted.ravel(), truth.ravel())[0, 1] > 0.9
+    result = run("simulate", "-o", tmp_path / "x.nwb", "--protocol", "sparse-ei", "--stimulus", "weak")
+    assert result.exit_code == 2 and "--stimulus" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import numpy as np
@@ -11,6 +12,7 @@ import spikeglm as sg
 from spikeglm.cli.app import main
 from spikeglm.cli.infer import write_npz
 from spikeglm.cli.options import check_output, output_options
+from spikeglm.files import atomic_write
 
 
 def _rate(context: click.Context, parameter: click.Parameter, value: str | None) -> float | tuple | None:
@@ -126,6 +128,20 @@ def _strength(named: dict[str, float]) -> Callable[[click.Context, click.Paramet
     "(power in 1/f above the AR(1)'s corner frequency, 1 / (2 pi tau)).",
 )
 @click.option(
+    "--stimulus",
+    metavar="STRENGTH",
+    callback=_strength(sg.synthetic.STIMULI),
+    help="balanced: a known stimulus driving every neuron through a 100 ms kernel of its own, its strength "
+    "the standard deviation of its term in a neuron's linear predictor: weak (0.2), moderate (0.35), strong "
+    "(0.5) or a number; 0, the default, for none. It is written as OUTPUT-STEM_stimulus.csv (time, value), "
+    "ready for spikeglm fit --covariate.",
+)
+@click.option(
+    "--stimulus-tau",
+    metavar="TIME",
+    help="balanced: time constant of the stimulus (an AR(1) of unit variance), e.g. 20ms (the default).",
+)
+@click.option(
     "--rescale",
     is_flag=True,
     help="balanced: scale an unstable network's couplings down until it is stable (the factor is "
@@ -159,6 +175,8 @@ def simulate(
     Example: spikeglm simulate -o sim.nwb --visible 300 --hidden 2 --duration 1h --rate 2,10
     Example: spikeglm simulate -o strong.nwb --visible 300 --hidden-drive strong --duration 10min
     Example: spikeglm simulate -o state.nwb --visible 50 --shared-drive strong --drive-tau 0.5s --duration 1h
+    Example: spikeglm simulate -o stim.nwb --visible 30 --hidden 0 --stimulus strong --duration 20min
+    then: spikeglm fit stim.nwb -o m.h5 --hidden 0 --covariate "stimulus=stim_stimulus.csv@lags"
     """
     if trials is not None and duration is not None:
         raise click.UsageError("give --trials or --duration, not both")
@@ -182,9 +200,9 @@ def simulate(
         except ValueError as error:
             raise click.BadParameter(str(error).removeprefix("duration: "), param_hint="--duration") from None
     out = check_output(output, overwrite)
-    truth_path, hidden_path, latent_path = (
+    truth_path, hidden_path, latent_path, stimulus_path = (
         check_output(str(out.with_name(out.stem + suffix)), overwrite)
-        for suffix in ("_truth.json", "_hidden.npz", "_latent.npz")
+        for suffix in ("_truth.json", "_hidden.npz", "_latent.npz", "_stimulus.csv")
     )
     try:
         simulation = sg.synthetic.network(protocol, seed=seed, **options)
@@ -198,12 +216,15 @@ def simulate(
         sg.save(hidden_spikes, hidden_path, overwrite=overwrite)
     if simulation.latent_train is not None:
         write_npz(latent_path, _latent_arrays(simulation), overwrite)
+    if simulation.stimulus_train is not None:
+        _write_stimulus(stimulus_path, counts, simulation.stimulus_train, overwrite)
     gain = simulation.truth.metadata.get("gain")
     click.echo(
         f"recording ({counts.n_units} units, {counts.n_trials} trials of {counts.n_bins} bins): {out}\n"
         f"truth{'' if gain is None else f' (gain {gain:.2f})'}: {truth_path}"
         + ("" if simulation.hidden_train is None else f"\nhidden spikes: {hidden_path}")
         + ("" if simulation.latent_train is None else f"\nshared drive's path: {latent_path}")
+        + ("" if simulation.stimulus_train is None else f"\nstimulus: {stimulus_path}")
     )
 
 
@@ -222,6 +243,18 @@ def _latent_arrays(simulation: sg.synthetic.Simulation) -> dict[str, np.ndarray]
         "tau_bins": np.asarray(latent["tau_bins"], dtype=np.float64),
         "spectrum": np.array(latent["spectrum"]),
     }
+
+
+def _write_stimulus(path: Path, counts: sg.SpikeCounts, stimulus: np.ndarray, overwrite: bool) -> None:
+    """The stimulus as text, ``time,stimulus`` at the centre of every bin on the recording's clock (trials
+    end to end from 0 s, as :meth:`spikeglm.Recording.from_counts` lays them), written atomically."""
+    times = (np.arange(stimulus.size) + 0.5) * counts.bin_seconds
+    rows = "".join(f"{t:.9g},{v:.7g}\n" for t, v in zip(times, stimulus.ravel(), strict=True))
+
+    def write(temporary: Path) -> None:
+        temporary.write_text("time,stimulus\n" + rows)
+
+    atomic_write(path, write, overwrite=overwrite)
 
 
 def _option(setting: str) -> str:
