@@ -38,7 +38,8 @@ from spikeglm.variational import FAMILIES, Posterior, check_family
 
 FORMAT = "spikeglm-poglm"
 #: Version 3 adds the latent factors (``n_latent``, ``latent_tau``); files of versions 1 and 2 have none.
-#: Version 4 adds the covariates (``covariates``, ``covariate_se``); files of earlier versions have none.
+#: Version 4 adds the covariates (``covariates``, ``covariate_se``) and the choice of the history basis
+#: (``basis_choice``); files of earlier versions have neither.
 FORMAT_VERSION = 4
 
 #: The HDF5 signature: at the very start of a file of format version 1, which has no checksum header.
@@ -135,6 +136,19 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fit_options": (lambda v: isinstance(v, dict), "an object"),
     "covariates": (lambda v: isinstance(v, list), "a list of covariate records"),
     "covariate_se": (lambda v: v is None or isinstance(v, dict), "null or an object of tables"),
+    "basis_choice": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and set(v) == {"candidates", "scores", "folds_by", "chosen"}
+                and isinstance(v["candidates"], list)
+                and _is_whole(v["chosen"])
+                and 0 <= v["chosen"] < len(v["candidates"])
+            )
+        ),
+        "null or an object of candidates, scores, folds_by and chosen (an index of the candidates)",
+    ),
     "selection": (lambda v: v is None or isinstance(v, dict), "null or an object"),
     "strength_se": (
         lambda v: (
@@ -306,6 +320,7 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     config.setdefault("latent_tau", DEFAULT_LATENT_TAU)
     config.setdefault("covariates", [])  # format versions 1 to 3: no covariate
     config.setdefault("covariate_se", None)
+    config.setdefault("basis_choice", None)  # format versions 1 to 3: chosen by hand
     _check_fields(config, _CONFIG_FIELDS, path, "config")
     try:
         basis = basis_module.from_dict(config["basis"])

@@ -484,8 +484,8 @@ KERNEL_LINES = 40
 
 def kernels(conn: Connectivity, fig: Figure | SubFigure | None = None) -> Figure | SubFigure:
     """The covariates' fitted kernels, one panel per covariate: each visible neuron's kernel as a thin line
-    (at most :data:`KERNEL_LINES`, those of largest peak), their median in black, and for the neuron of
-    largest peak its 95% interval where the fit has standard errors.
+    (at most :data:`KERNEL_LINES`, those of largest peak), their median in black, and where the fit has
+    standard errors the 95% interval of the kernel that stands out most from its errors (largest |z|).
 
     The x axis is the lag (causal kernels), the time from the event (event kernels) or the covariate's
     value (splines); the y axis the kernel's term in the linear predictor, per unit of the covariate
@@ -509,10 +509,10 @@ def kernels(conn: Connectivity, fig: Figure | SubFigure | None = None) -> Figure
         ax.axhline(0, color="0.6", linewidth=0.8)
         for k in largest:
             ax.plot(axis, values[k], color="tab:blue", alpha=0.35, linewidth=0.8)
-        if covariate.get("se") is not None:
-            top = largest[0]
-            se = np.asarray(covariate["se"], dtype=float)[top]
-            band = (values[top] - 1.96 * se, values[top] + 1.96 * se)
+        if covariate.get("se") is not None:  # the neuron whose kernel stands out most from its errors
+            errors = np.asarray(covariate["se"], dtype=float)[:visible]
+            top = int(np.nanargmax(np.max(np.abs(values) / np.where(errors > 0, errors, np.inf), axis=1)))
+            band = (values[top] - 1.96 * errors[top], values[top] + 1.96 * errors[top])
             ax.fill_between(
                 axis, *band, color="tab:blue", alpha=0.2, linewidth=0, label="95% interval, largest"
             )

@@ -29,8 +29,11 @@ from spikeglm.inference import (
     solve_glm,
     train,
 )
+from spikeglm.inference.basis_choice import candidates as basis_candidates
+from spikeglm.inference.basis_choice import cross_validated_basis
 from spikeglm.inference.config import default_samples
 from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
+from spikeglm.inference.start import START_ITERATIONS
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts
@@ -235,6 +238,11 @@ class POGLM:
         One record per covariate of the fit (:class:`spikeglm.Covariate`), in the order of the network's
         covariate columns: ``name``, ``kind``, ``source``, ``kernel``, ``scale`` (what a signal was
         divided by), ``span`` (a spline's range) and ``n_features``. Empty without covariates.
+    basis_choice_ : dict or None
+        With ``window="auto"``: the cross-validated choice of the history basis
+        (:func:`spikeglm.inference.basis_choice.cross_validated_basis`): ``candidates`` (each basis as a
+        dict), ``scores`` (held-out log-likelihood per neuron-bin, candidates x folds), ``folds_by`` and
+        ``chosen`` (the index of the basis the fit used). None otherwise.
     covariate_se_ : dict or None
         Standard errors of each covariate's kernel, name -> (neurons, points) over the kernel's axis, from
         the same observed information as ``strength_se_``. None where the fit has none.
@@ -323,6 +331,7 @@ class POGLM:
         self.fitted_on_: dict | None = None
         self.source_: str | None = None
         self.selection_: Selection | None = None
+        self.basis_choice_: dict | None = None
         self.strength_se_: np.ndarray | None = None
         self.strength_se_source_: dict | None = None
         self.covariates_: list[dict] = []
@@ -375,7 +384,15 @@ class POGLM:
             If a setting is invalid; the message names it.
         """
         checked = {name: SETTINGS[name].check(getattr(self, name)) for name in ("n_hidden", "window")}
-        built = basis_module.get(self.basis, window=checked["window"], **(self.basis_options or {}))
+        if checked["window"] == "auto":  # the basis the data chose, or before a fit the simplest candidate
+            chosen = self.basis_choice_
+            built = (
+                basis_module.from_dict(chosen["candidates"][chosen["chosen"]])
+                if chosen
+                else basis_candidates(5)[0]
+            )
+        else:
+            built = basis_module.get(self.basis, window=checked["window"], **(self.basis_options or {}))
         checked.update({name: SETTINGS[name].check(getattr(self, name)) for name in ("link", "variational")})
         return CheckedSettings(
             n_hidden=checked["n_hidden"],
@@ -529,6 +546,11 @@ class POGLM:
                 f"factors cannot be told apart; give at most {counts.n_units}"
             )
         checked = self.checked_settings()
+        if SETTINGS["window"].check(self.window) == "auto" and self.basis_options:
+            raise ValueError(
+                f"{where}: basis_options apply to one basis; window='auto' (--window auto) compares bases of "
+                "its own: leave basis_options out, or give a window"
+            )
         if checked.penalty is not None and not checked.glm:
             raise ValueError(
                 f"{where}: penalty={checked.penalty!r} (--penalty) applies to fits without hidden neurons or "
@@ -624,6 +646,7 @@ class POGLM:
         self.history_ = [] if saved is None else saved["history"]
         self.covariates_ = [dict(record) for record in records]
         self.covariate_se_ = None
+        self._choose_basis(visible, columns, config)
         network, posterior = self._start(visible, config, saved)
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
         self.source_ = None
@@ -650,6 +673,24 @@ class POGLM:
         finally:
             network.cpu()
             posterior.cpu()
+
+    def _choose_basis(
+        self, visible: torch.Tensor, columns: torch.Tensor | None, config: TrainingConfig
+    ) -> None:
+        """With ``window="auto"``: the history basis chosen by cross-validation (:attr:`basis_choice_`),
+        which the fit then uses; a given network (``freeze_network``) keeps its own."""
+        if SETTINGS["window"].check(self.window) != "auto" or config.freeze_network:
+            return
+        self.basis_choice_ = None
+        checked = self.checked_settings()
+        self.basis_choice_ = cross_validated_basis(
+            visible,
+            checked.link,
+            checked.segment_bins,
+            covariates=columns,
+            max_iterations=config.epochs if checked.glm else START_ITERATIONS,
+            part_bins=config.part_bins,
+        )[1]
 
     def _start(
         self, visible: torch.Tensor, config: TrainingConfig, saved: dict | None
@@ -1117,6 +1158,8 @@ class POGLM:
         }
         if self.selection_ is not None:
             metadata["selection"] = self.selection_.to_dict()
+        if self.basis_choice_ is not None:
+            metadata["basis_choice"] = self.basis_choice_
         if network.n_latent:
             metadata["latent"] = network.latent_record()
         if self.covariates_:
@@ -1194,6 +1237,7 @@ class POGLM:
             "strength_se": None if self.strength_se_ is None else se_to_json(self.strength_se_),
             "strength_se_source": self.strength_se_source_,
             "covariates": self.covariates_,
+            "basis_choice": self.basis_choice_,
             "covariate_se": None
             if self.covariate_se_ is None
             else {name: se_to_json(errors) for name, errors in self.covariate_se_.items()},
@@ -1242,6 +1286,7 @@ class POGLM:
         )
         model.history_ = state["history"]
         model.covariates_ = config["covariates"]
+        model.basis_choice_ = config["basis_choice"]
         model.covariate_se_ = state["covariate_se"]
         model.network_ = model._new_network(config["n_visible"])
         model.posterior_ = model._new_posterior(config["n_visible"])

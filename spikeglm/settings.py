@@ -39,7 +39,14 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         minimum=0,
     ),
     Setting("basis", str, "exponential", "History basis.", choices=BASES),
-    Setting("window", int, 5, "History length in bins."),
+    Setting(
+        "window",
+        int,
+        5,
+        "History length in bins, or auto: the basis (exponential or raised-cosine) and window (5, 10, 20 or "
+        "50 bins) chosen by cross-validated likelihood of the visible neurons' GLM.",
+        words=("auto",),
+    ),
     Setting(
         "link",
         str,

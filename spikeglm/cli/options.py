@@ -226,7 +226,7 @@ def load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -
 
 
 class HiddenCount(click.ParamType):
-    """``--hidden``: a whole number >= 0 written in digits, or ``auto``."""
+    """``--hidden`` (and ``--window``): a whole number >= 0 written in digits, or ``auto``."""
 
     name = "INTEGER|auto"
 
@@ -367,7 +367,7 @@ MODEL_OPTIONS = (
     setting_option("penalty"),
     setting_option("penalty_strength"),
     setting_option("basis"),
-    setting_option("window"),
+    setting_option("window", type=HiddenCount()),
     setting_option("link"),
     setting_option("variational"),
     setting_option("objective"),

@@ -65,10 +65,10 @@ def cross_validated_strength(
     everything = Segments(counts, length, covariates=covariates)
     scale = largest_strength(likelihood_gradient(_copy(network), everything, part_bins))
     strengths = [*(scale * 10.0 ** DECADES[name]).tolist(), 0.0]
-    parts, folds_by = _folds(counts)
+    parts, folds_by = folds(counts)
     known: list[torch.Tensor | None] = [None] * len(parts)
     if covariates is not None:
-        known = list(_folds(covariates)[0])
+        known = list(folds(covariates)[0])
     scores = np.empty((len(strengths), len(parts)))
     for k, held in enumerate(parts):
         rest = torch.cat([p for i, p in enumerate(parts) if i != k])  # blocks of time become trials
@@ -106,7 +106,7 @@ def _copy(network: Network) -> Network:
     return twin
 
 
-def _folds(counts: torch.Tensor) -> tuple[list[torch.Tensor], str]:
+def folds(counts: torch.Tensor) -> tuple[list[torch.Tensor], str]:
     """``counts`` in :data:`FOLDS` parts: by whole trials if there are enough, else by blocks of time."""
     n_trials, n_bins = counts.shape[:2]
     if n_trials >= FOLDS:
