@@ -637,7 +637,7 @@ class POGLM:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
         options = {**_fit_options(config), "segment_bins": self.checked_settings().segment_bins}
         fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
-        identity = self._identity(fitted_on, options)
+        identity = self._identity(fitted_on, options, records)
         saved = None
         if resume and checkpoint is not None:
             saved = modelfile.read_training_state(checkpoint)
@@ -813,20 +813,25 @@ class POGLM:
 
         return write
 
-    def _identity(self, fitted_on: dict, options: dict) -> dict:
+    def _identity(self, fitted_on: dict, options: dict, covariates: tuple[dict, ...] = ()) -> dict:
         """What a checkpoint must match to be resumed: the model, the settings and the data (the counts
-        of ``fitted_on``, wherever they were read from)."""
+        of ``fitted_on``, wherever they were read from, and the covariates' names, kernels and scales)."""
         checked = self.checked_settings()
+        model = {
+            "n_hidden": checked.n_hidden,
+            "n_latent": checked.n_latent,
+            "latent_tau": checked.latent_tau,
+            "basis": checked.basis.to_dict(),
+            "link": checked.link,
+            "variational": checked.variational,
+        }
+        if covariates:  # only then, so that checkpoints made before covariates existed still match
+            model["covariates"] = [
+                {key: r[key] for key in ("name", "kernel", "scale", "span")} for r in covariates
+            ]
         return json_plain(
             {
-                "model": {
-                    "n_hidden": checked.n_hidden,
-                    "n_latent": checked.n_latent,
-                    "latent_tau": checked.latent_tau,
-                    "basis": checked.basis.to_dict(),
-                    "link": checked.link,
-                    "variational": checked.variational,
-                },
+                "model": model,
                 "options": {key: value for key, value in options.items() if key != "epochs"},
                 "data": {key: value for key, value in fitted_on.items() if key not in provenance.ORIGIN},
             }

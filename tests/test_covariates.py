@@ -421,3 +421,34 @@ def test_covariates_are_read_from_nwb_neo_and_pynapple_objects(tmp_path):
 
     assert Covariate.from_pynapple("tsd", Tsd()).kind == "signal"
     assert list(Covariate.from_pynapple("ts", Ts()).times) == [0.2, 0.7]
+
+
+def test_a_fit_with_covariates_validates_with_them_and_resumes_only_with_the_same_ones(tmp_path):
+    _, _, stimulus, counts = stimulus_case(seed=12, trials=12, bins=300)
+    train, held = counts[:10], counts[10:]
+    covariate = Covariate.binned("stimulus", stimulus[:10], kernel=Lags("50 ms", 3))
+    later = Covariate.binned("stimulus", stimulus[10:], kernel=Lags("50 ms", 3))
+    checkpoint = tmp_path / "fit.h5"
+    model = sg.POGLM(n_hidden=1, epochs=10, tol=None)  # validated every 10 epochs
+    model.fit(
+        train,
+        validation=held,
+        covariates=[covariate],
+        validation_covariates=[later],
+        checkpoint=checkpoint,
+        checkpoint_every=5,
+    )
+    assert np.isfinite(model.history_[-1].validation)
+    longer = sg.POGLM(n_hidden=1, epochs=11, tol=None)
+    other = Covariate.binned("stimulus", stimulus[:10], kernel=Lags("100 ms", 3))
+    with pytest.raises(ValueError, match="checkpoint was made with other data or options: covariates"):
+        longer.fit(train, covariates=[other], checkpoint=checkpoint, resume=True)
+    longer.fit(
+        train,
+        validation=held,
+        covariates=[covariate],
+        validation_covariates=[later],
+        checkpoint=checkpoint,
+        resume=True,
+    )
+    assert len(longer.history_) == 11
