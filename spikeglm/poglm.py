@@ -816,15 +816,7 @@ class POGLM:
     def _identity(self, fitted_on: dict, options: dict, covariates: tuple[dict, ...] = ()) -> dict:
         """What a checkpoint must match to be resumed: the model, the settings and the data (the counts
         of ``fitted_on``, wherever they were read from, and the covariates' names, kernels and scales)."""
-        checked = self.checked_settings()
-        model = {
-            "n_hidden": checked.n_hidden,
-            "n_latent": checked.n_latent,
-            "latent_tau": checked.latent_tau,
-            "basis": checked.basis.to_dict(),
-            "link": checked.link,
-            "variational": checked.variational,
-        }
+        model = self._model_record()
         if covariates:  # only then, so that checkpoints made before covariates existed still match
             model["covariates"] = [
                 {key: r[key] for key in ("name", "kernel", "scale", "span")} for r in covariates
@@ -836,6 +828,19 @@ class POGLM:
                 "data": {key: value for key, value in fitted_on.items() if key not in provenance.ORIGIN},
             }
         )
+
+    def _model_record(self) -> dict:
+        """The model's shape as checkpoints and model files record it: hidden neurons, latent factors, basis,
+        link and posterior family."""
+        checked = self.checked_settings()
+        return {
+            "n_hidden": checked.n_hidden,
+            "n_latent": checked.n_latent,
+            "latent_tau": checked.latent_tau,
+            "basis": checked.basis.to_dict(),
+            "link": checked.link,
+            "variational": checked.variational,
+        }
 
     @classmethod
     def from_connectivity(
@@ -1224,15 +1229,9 @@ class POGLM:
 
     def _config(self) -> dict:
         network, _ = self._fitted()
-        checked = self.checked_settings()
         return {
             "n_visible": network.n_visible,
-            "n_hidden": checked.n_hidden,
-            "n_latent": checked.n_latent,
-            "latent_tau": checked.latent_tau,
-            "basis": checked.basis.to_dict(),
-            "link": checked.link,
-            "variational": checked.variational,
+            **self._model_record(),
             "unit_ids": self.unit_ids_,
             "bin_size": self.bin_size_,
             "data": self.data_,

@@ -21,6 +21,10 @@ from spikeglm.cli.options import Reading
 FAST = ["--epochs", "4", "--samples", "2"]
 
 
+#: The options of a quick jitter test of the example recording's fit (5 jittered copies).
+JITTER = ("--test", "jitter", "--recording", EXAMPLE, "--n-jitter", "5", "--alpha", "0.05")
+
+
 def run(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -80,19 +84,7 @@ def test_a_fit_with_a_latent_factor_infers_its_path(tmp_path):
         assert json.loads(str(paths["metadata"]))["n_latent"] == 1
     conn = sg.Connectivity.load(_exported(tmp_path / "m.h5", tmp_path / "conn.json"))
     assert conn.metadata["latent"]["n_latent"] == 1
-    jitter = (
-        "--alpha",
-        "0.05",
-        "--test",
-        "jitter",
-        "--recording",
-        EXAMPLE,
-        "--n-jitter",
-        "5",
-        "--alpha",
-        "0.05",
-    )
-    result = run("export", tmp_path / "m.h5", "-o", tmp_path / "edges.json", *jitter)
+    result = run("export", tmp_path / "m.h5", "-o", tmp_path / "edges.json", *JITTER)
     assert result.exit_code == 0, result.output  # the factors' drive is part of the null model
     assert "latent factors" in json.loads((tmp_path / "edges.json").read_text())["significance"]["drive"]
     assert run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--latent", "-1").exit_code == 2
@@ -457,20 +449,7 @@ def test_covariate_options_fit_export_and_refuse_bad_ones(tmp_path):
     assert [c["kernel"]["name"] for c in model.covariates_] == ["around", "instant"]
     assert model.covariates_[0]["kernel"]["after"] == "50 ms" and model.covariates_[0]["n_features"] == 3
     exported = tmp_path / "edges.csv"
-    result = run(
-        "export",
-        out,
-        "-o",
-        exported,
-        "--test",
-        "jitter",
-        "--recording",
-        EXAMPLE,
-        "--n-jitter",
-        "5",
-        "--alpha",
-        "0.05",
-    )
+    result = run("export", out, "-o", exported, *JITTER)
     assert result.exit_code == 0, result.output  # the covariates read again beside the recording
     for bad, message in [
         ("speed", "is not NAME=WHERE"),

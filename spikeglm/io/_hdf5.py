@@ -17,11 +17,95 @@ from __future__ import annotations
 
 import mmap
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
+import numpy as np
 
-__all__ = ["damaged_heap", "external_link", "open_file", "reason"]
+from spikeglm.io.limits import Budget
+
+__all__ = ["Reader", "damaged_heap", "external_link", "kind", "open_file", "read_with", "reason"]
+
+#: What h5py and numpy raise on a damaged file, or on an object of a kind the reader did not expect.
+DAMAGE = (OSError, KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+_R = TypeVar("_R", bound="Reader")
+_T = TypeVar("_T")
+
+
+class Reader:
+    """An open HDF5 file being read: its members reached without leaving it, and the memory its reads take
+    (charged to a read :class:`~spikeglm.io.limits.Budget`). ``at`` names the object being read, for the
+    message when h5py fails on it (:func:`read_with`)."""
+
+    def __init__(self, handle: h5py.File, path: Path) -> None:
+        self.handle = handle
+        self.path = path
+        self.at = "/"
+        self.budget = Budget(path)
+
+    def refuse(self, name: str, problem: str) -> ValueError:
+        """The error for the object ``name`` of the file."""
+        return ValueError(f"{self.path}: {name} {problem}")
+
+    def member(self, group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
+        """``group[name]`` (one link, not a path); None when it is missing or a soft link to nothing.
+
+        A link to another file, or a soft link that cannot be followed (a loop), is refused.
+        """
+        self.at = full = f"{group.name.rstrip('/')}/{name}"
+        if "/" in name or name in ("", ".", ".."):
+            return None
+        outside = external_link(group, name)
+        if outside:
+            raise self.refuse(full, outside)
+        try:
+            found = group.get(name)
+        except RuntimeError as error:
+            raise self.refuse(full, f"is a link that cannot be followed ({reason(error)})") from None
+        if found is not None and found.file.filename != self.handle.filename:
+            raise self.refuse(
+                full,
+                f"leads into another file, {found.file.filename}; spikeglm reads only what the file itself "
+                "holds",
+            )
+        return found
+
+    def names(self, group: h5py.Group) -> list[str]:
+        """The names of the members of ``group`` (their links are not followed)."""
+        self.at = group.name
+        return list(group.keys())
+
+
+def read_with(path: Path, what: str, reader: Callable[[h5py.File, Path], _R], task: Callable[[_R], _T]) -> _T:
+    """``task`` done on the file ``path`` (opened by :func:`open_file` as a ``what`` file, read through
+    ``reader``), with h5py's and numpy's failures worded as one line naming the object being read."""
+    handle = open_file(path, what)
+    file = reader(handle, path)
+    try:
+        with handle:
+            return task(file)
+    except DAMAGE as error:
+        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
+            raise
+        raise ValueError(
+            f"{path}: {file.at} cannot be read ({reason(error)}); the file may be truncated or damaged"
+        ) from None
+
+
+def kind(dtype: np.dtype) -> str:
+    """What a dataset's values are, in words: numbers, booleans, text, references, or the dtype."""
+    if h5py.check_string_dtype(dtype) is not None:
+        return "text"
+    if dtype.kind in "iuf":
+        return "numbers"
+    if dtype.kind == "b":
+        return "booleans"
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "references"
+    return f"values of type {dtype}"
+
 
 _SIGNATURE = b"GCOL\x01\x00\x00\x00"
 #: The smallest collection HDF5 writes.

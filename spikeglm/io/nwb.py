@@ -41,8 +41,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from spikeglm.io._hdf5 import external_link, open_file, reason
-from spikeglm.io.limits import Budget
+from spikeglm.io._hdf5 import Reader, read_with
+from spikeglm.io._hdf5 import kind as value_kind
 from spikeglm.recording import Recording
 from spikeglm.unitids import unit_columns
 
@@ -52,8 +52,6 @@ NWB_VERSION = "2.8.0"
 _NAME_COLUMNS = ("unit_name", "name", "label")
 _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
 _ROOT_DATASETS = ("identifier", "session_description", "session_start_time")
-#: What h5py and numpy raise on a damaged file, or on an object of a kind the reader did not expect.
-_DAMAGE = (OSError, KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError)
 #: How many rows or units a message lists before it says how many more there are.
 _LISTED = 5
 
@@ -95,34 +93,13 @@ def read(
         or shape, an inconsistent ragged index, an external link or a loop of links, or more than the
         read budget; or a unit of ``units`` is not in it, or it has no table ``trials``.
     """
-    handle = open_file(path, "HDF5/NWB")
-    file = _File(handle, path)
-    try:
-        with handle:
-            return file.recording(empty_units, name_column, units, trials)
-    except _DAMAGE as error:
-        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
-            raise
-        raise ValueError(
-            f"{path}: {file.at} cannot be read ({reason(error)}); the file may be truncated or damaged"
-        ) from None
+    return read_with(
+        path, "HDF5/NWB", _File, lambda file: file.recording(empty_units, name_column, units, trials)
+    )
 
 
-class _File:
-    """An open NWB file being read: its objects, reached without leaving the file, and the memory taken.
-
-    ``at`` names the object being read, for the message when h5py fails on it.
-    """
-
-    def __init__(self, handle: h5py.File, path: Path) -> None:
-        self.handle = handle
-        self.path = path
-        self.at = "/"
-        self.budget = Budget(path)
-
-    def refuse(self, name: str, message: str) -> ValueError:
-        """The error for the object ``name`` of the file."""
-        return ValueError(f"{self.path}: {name} {message}")
+class _File(Reader):
+    """An open NWB file being read for its units and trials."""
 
     def recording(
         self, empty_units: str, name_column: str | None, units: Sequence[str] | None, trials: str | None
@@ -179,7 +156,7 @@ class _File:
             if (
                 isinstance(dataset, h5py.Dataset)
                 and dataset.shape == (len(nwb_ids),)
-                and _kind(dataset.dtype) in ("numbers", "booleans", "text")
+                and value_kind(dataset.dtype) in ("numbers", "booleans", "text")
             ):
                 values = self.values(dataset, ("numbers", "booleans", "text"))
                 for notes, row in zip(annotations, rows, strict=True):
@@ -217,36 +194,10 @@ class _File:
             described = f"none (tables: {listed}; trials= or --trials uses one)"
         return spans, summaries, described
 
-    def member(self, group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
-        """``group[name]``; None when it is missing or a soft link to nothing.
-
-        A link to another file, or a soft link that cannot be followed (a loop), is refused.
-        """
-        self.at = full = f"{group.name.rstrip('/')}/{name}"
-        outside = external_link(group, name)
-        if outside:
-            raise self.refuse(full, outside)
-        try:
-            found = group.get(name)
-        except RuntimeError as error:
-            raise self.refuse(full, f"is a link that cannot be followed ({reason(error)})") from None
-        if found is not None and found.file.filename != self.handle.filename:
-            raise self.refuse(
-                full,
-                f"leads into another file, {found.file.filename}; spikeglm reads only "
-                "what the file itself holds",
-            )
-        return found
-
-    def names(self, group: h5py.Group) -> list[str]:
-        """The names of the members of ``group`` (their links are not followed)."""
-        self.at = group.name
-        return list(group.keys())
-
     def values(self, dataset: h5py.Dataset, kinds: tuple[str, ...] = ("numbers",)) -> Any:
         """All of ``dataset``, once its kind is one of ``kinds`` and its size fits the read budget."""
         self.at = dataset.name
-        kind = _kind(dataset.dtype)
+        kind = value_kind(dataset.dtype)
         if kind not in kinds:
             raise self.refuse(dataset.name, f"holds {kind}, where {' or '.join(kinds)} are expected")
         self.charge(np.prod(dataset.shape, dtype=float) * max(dataset.dtype.itemsize, 8), dataset)
@@ -272,7 +223,7 @@ class _File:
         if (
             index.ndim != 1
             or index.shape[0] != n_units
-            or _kind(index.dtype) != "numbers"
+            or value_kind(index.dtype) != "numbers"
             or index.dtype.kind == "f"
         ):
             raise self.refuse(
@@ -280,7 +231,7 @@ class _File:
                 f"should hold {n_units} integer end offsets (one per unit); got {index.shape} {index.dtype}",
             )
         shape = (values.shape[0], width) if width else (values.shape[0],) if values.ndim else ()
-        if values.shape != shape or _kind(values.dtype) != "numbers":
+        if values.shape != shape or value_kind(values.dtype) != "numbers":
             wanted = f"(n, {width})" if width else "(n,)"
             raise self.refuse(
                 f"/units/{column}",
@@ -310,7 +261,7 @@ class _File:
             usable = (
                 isinstance(dataset, h5py.Dataset)
                 and dataset.shape == (len(ids),)
-                and _kind(dataset.dtype) == "text"
+                and value_kind(dataset.dtype) == "text"
             )
             if not usable:
                 if name_column is not None:
@@ -420,29 +371,20 @@ class _File:
         attributes = {}
         for key in _ROOT_DATASETS:
             dataset = self.member(self.handle, key)
-            if isinstance(dataset, h5py.Dataset) and dataset.shape == () and _kind(dataset.dtype) == "text":
+            if (
+                isinstance(dataset, h5py.Dataset)
+                and dataset.shape == ()
+                and value_kind(dataset.dtype) == "text"
+            ):
                 attributes[key] = _plain(self.values(dataset, ("text",)))
         self.at = "/ (its nwb_version attribute)"
         attributes["nwb_version"] = ""
         if "nwb_version" in self.handle.attrs:
             # Read only text: HDF5 can crash on a damaged attribute of another type.
             attribute = self.handle.attrs.get_id("nwb_version")
-            if attribute.shape == () and _kind(attribute.dtype) == "text":
+            if attribute.shape == () and value_kind(attribute.dtype) == "text":
                 attributes["nwb_version"] = str(_plain(self.handle.attrs["nwb_version"]))
         return attributes
-
-
-def _kind(dtype: np.dtype) -> str:
-    """What a dataset's values are, in words: numbers, booleans, text, or the dtype."""
-    if h5py.check_string_dtype(dtype) is not None:
-        return "text"
-    if dtype.kind in "iuf":
-        return "numbers"
-    if dtype.kind == "b":
-        return "booleans"
-    if h5py.check_ref_dtype(dtype) is not None:
-        return "references"
-    return f"values of type {dtype}"
 
 
 def _interval_summary(spans: np.ndarray) -> dict[str, Any]:

@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import h5py
 import numpy as np
 
-from spikeglm.io._hdf5 import external_link, open_file, reason
-from spikeglm.io.limits import Budget, check_size
+from spikeglm.io._hdf5 import Reader, read_with, reason
+from spikeglm.io._hdf5 import kind as value_kind
+from spikeglm.io.limits import check_size
 
 __all__ = [
     "Events",
@@ -56,9 +56,6 @@ _SERIES_ROOTS = ("acquisition", "stimulus", "processing")
 _SEARCH_DEPTH, _SEARCH_GROUPS = 8, 10_000
 #: How many names a message lists before it says how many more there are.
 _LISTED = 20
-#: What h5py and numpy raise on a damaged file, or on an object of a kind the reader did not expect.
-_DAMAGE = (OSError, KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError)
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -203,7 +200,7 @@ def nwb_timeseries(path: str | Path, name: str) -> Signal:
         not positive; ``data`` holds NaN or infinite values; a link leads into another file; or a dataset
         would exceed the read budget (:mod:`spikeglm.io.limits`).
     """
-    return _read(Path(path), lambda file: file.timeseries(name))
+    return read_with(Path(path), "HDF5/NWB", _NwbFile, lambda file: file.timeseries(name))
 
 
 def nwb_events(path: str | Path, table: str, column: str) -> Events:
@@ -230,7 +227,7 @@ def nwb_events(path: str | Path, table: str, column: str) -> Events:
         numbers, or holds infinite values; or it would exceed the read budget.
     """
     path = Path(path)
-    times, dropped, where = _read(path, lambda file: file.events(table, column))
+    times, dropped, where = read_with(path, "HDF5/NWB", _NwbFile, lambda file: file.events(table, column))
     if dropped:
         warnings.warn(
             f"{path}: {where}: dropped {dropped} of {len(times) + dropped} row(s) without a time (NaN)",
@@ -239,52 +236,8 @@ def nwb_events(path: str | Path, table: str, column: str) -> Events:
     return Events(np.sort(times), f"{path}:{where}")
 
 
-def _read(path: Path, task: Callable[[_NwbFile], _T]) -> _T:
-    """``task`` done on the NWB file ``path``, h5py's and numpy's failures worded as one line."""
-    handle = open_file(path, "HDF5/NWB")
-    file = _NwbFile(handle, path)
-    try:
-        with handle:
-            return task(file)
-    except _DAMAGE as error:
-        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
-            raise
-        raise ValueError(
-            f"{path}: {file.at} cannot be read ({reason(error)}); the file may be truncated or damaged"
-        ) from None
-
-
-class _NwbFile:
-    """An open NWB file being read: its members reached without leaving it, and the memory taken.
-
-    ``at`` names the object being read, for the message when h5py fails on it.
-    """
-
-    def __init__(self, handle: h5py.File, path: Path) -> None:
-        self.handle = handle
-        self.path = path
-        self.at = "/"
-        self.budget = Budget(path)
-
-    def refuse(self, name: str, problem: str) -> ValueError:
-        """The error for the object ``name`` of the file."""
-        return ValueError(f"{self.path}: {name} {problem}")
-
-    def member(self, group: h5py.Group, name: str) -> h5py.Group | h5py.Dataset | None:
-        """``group[name]`` (one link, no path); None when missing. Links into other files are refused."""
-        self.at = full = f"{group.name.rstrip('/')}/{name}"
-        if "/" in name or name in ("", ".", ".."):
-            return None
-        outside = external_link(group, name)
-        if outside:
-            raise self.refuse(full, outside)
-        try:
-            found = group.get(name)
-        except RuntimeError as error:
-            raise self.refuse(full, f"is a link that cannot be followed ({reason(error)})") from None
-        if found is not None and found.file.filename != self.handle.filename:
-            raise self.refuse(full, f"leads into another file, {found.file.filename}")
-        return found
+class _NwbFile(Reader):
+    """An open NWB file being read for a TimeSeries or a column of an intervals table."""
 
     def find(self, name: str) -> h5py.Group | h5py.Dataset | None:
         """The object at the path ``name`` from the root, one link at a time; None when missing."""
@@ -298,7 +251,7 @@ class _NwbFile:
     def numbers(self, dataset: h5py.Dataset, booleans: bool = False) -> np.ndarray:
         """All of ``dataset`` as float64, once it holds numbers and its size fits the read budget."""
         self.at = dataset.name
-        kind = _kind(dataset.dtype)
+        kind = value_kind(dataset.dtype)
         if kind != "numbers" and not (booleans and kind == "booleans"):
             raise self.refuse(dataset.name, f"holds {kind}, where numbers are expected")
         if dataset.shape is None:
@@ -318,7 +271,7 @@ class _NwbFile:
             return default
         # Check the type before reading: HDF5 can crash on a damaged attribute of another type.
         stored = obj.attrs.get_id(name)
-        if stored.shape not in ((), (1,)) or _kind(stored.dtype) != "numbers":
+        if stored.shape not in ((), (1,)) or value_kind(stored.dtype) != "numbers":
             raise self.refuse(
                 obj.name, f"has a {name} attribute of shape {stored.shape} {stored.dtype}; expected a number"
             )
@@ -333,7 +286,7 @@ class _NwbFile:
         if name not in obj.attrs:
             return None
         stored = obj.attrs.get_id(name)
-        if stored.shape != () or _kind(stored.dtype) != "text":
+        if stored.shape != () or value_kind(stored.dtype) != "text":
             return None
         value = obj.attrs[name]
         return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
@@ -457,17 +410,6 @@ class _NwbFile:
         missing = np.isnan(values)
         _check_finite(values[~missing], f"{self.path}: {dataset.name} (its rows with a time)")
         return values[~missing], int(missing.sum()), dataset.name
-
-
-def _kind(dtype: np.dtype) -> str:
-    """What a dataset's values are, in words: numbers, booleans, text, or the dtype."""
-    if h5py.check_string_dtype(dtype) is not None:
-        return "text"
-    if dtype.kind in "iuf":
-        return "numbers"
-    if dtype.kind == "b":
-        return "booleans"
-    return f"values of type {dtype}"
 
 
 def _some(items: list[str]) -> str:
