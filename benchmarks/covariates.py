@@ -20,10 +20,11 @@ fit with hidden neurons chosen without the covariate, the correlation of its inf
 the stimulus's true drive on the population says what they absorbed.
 
 ``--mtl``: the public human MTL recording (``../shared/data``, 35 units, the whole 47-minute session at
-20 ms, cut into 10 s trials, a fifth held out), with the onsets of its clips and images and the times of
-the responses (columns of its three intervals tables) as event covariates: the held-out likelihood with
-them against the GLM without (paired SE over the held-out trials), the Wald calls before and after, and
-the kernels drawn (``results/benchmarks/covariates_mtl.png``).
+20 ms, cut into 10 s trials, a fifth held out), with the onsets of its stimuli (the starts of the rows of
+its three intervals tables: 90 clips, 360 images) as one event covariate, a kernel of 4 bumps over the
+2 s after each onset: the held-out likelihood with it against the GLM without (paired SE over the
+held-out trials), the Wald calls before and after, and the kernels drawn
+(``results/benchmarks/covariates_mtl.png``).
 
 Run: ``python benchmarks/covariates.py`` (about 15 minutes of CPU per seed); ``--quick``: one seed, 5
 minutes simulated; ``--mtl`` (about 10 minutes).
@@ -43,25 +44,11 @@ import spikeglm as sg
 
 #: Where the public recordings lie (absent from a user's clone).
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-#: The human MTL session and its event covariates: (name, table, column, kernel).
+#: The human MTL session, the tables whose rows start with a stimulus (a clip or an image) and the kernel
+#: of their onsets: 4 bumps over the 2 s after each.
 MTL = DATA / "human-mtl-35units-nwb" / "sub-4_ses-4_ecephys_image.nwb"
-MTL_EVENTS = (
-    ("clip onset", "encoding_table", "start_time", sg.covariates.Around(0.0, "1 s", 6)),
-    ("image onset (recognition)", "recognition_table", "start_time", sg.covariates.Around(0.0, "1 s", 6)),
-    ("image onset (time)", "timediscrimination_table", "start_time", sg.covariates.Around(0.0, "1 s", 6)),
-    (
-        "response (recognition)",
-        "recognition_table",
-        "response_time",
-        sg.covariates.Around("0.5 s", "0.5 s", 5),
-    ),
-    (
-        "response (time)",
-        "timediscrimination_table",
-        "response_time",
-        sg.covariates.Around("0.5 s", "0.5 s", 5),
-    ),
-)
+MTL_TABLES = ("encoding_table", "recognition_table", "timediscrimination_table")
+MTL_KERNEL = sg.covariates.Around(0.0, "2 s", 4)
 #: Particles of the held-out scores of fits with hidden neurons.
 PARTICLES = 256
 #: The candidates and folds of ``select_hidden``.
@@ -166,19 +153,17 @@ def _line(row: dict) -> str:
 
 def mtl() -> list[dict]:
     """The human MTL session with and without its events as covariates (see the module's description)."""
-    import warnings
-
     from spikeglm import plot
+    from spikeglm.io import signals
 
     if not MTL.exists():
         raise SystemExit(f"--mtl needs {MTL} (the shared public recordings), which is absent here")
     counts = sg.load(MTL).bin("20 ms", trial_length="10 s")
     train, test = counts.split(test=0.2, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rows without a response time are dropped, as they should be
-        events = [
-            sg.Covariate.from_nwb(n, str(MTL), table=t, column=c, kernel=k) for n, t, c, k in MTL_EVENTS
-        ]
+    onsets = np.sort(
+        np.concatenate([signals.nwb_events(MTL, table, "start_time").times for table in MTL_TABLES])
+    )
+    events = [sg.Covariate.events("stimulus onset", onsets, kernel=MTL_KERNEL, source=f"{MTL}: start_time")]
     rows, per_trial = [], {}
     for name, given in (("GLM", None), ("GLM + events", events)):
         start = time.process_time()

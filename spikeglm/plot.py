@@ -514,7 +514,7 @@ def kernels(conn: Connectivity, fig: Figure | SubFigure | None = None) -> Figure
             top = int(np.nanargmax(np.max(np.abs(values) / np.where(errors > 0, errors, np.inf), axis=1)))
             band = (values[top] - 1.96 * errors[top], values[top] + 1.96 * errors[top])
             ax.fill_between(
-                axis, *band, color="tab:blue", alpha=0.2, linewidth=0, label="95% interval, largest"
+                axis, *band, color="tab:blue", alpha=0.2, linewidth=0, label="95% interval, most significant"
             )
         ax.plot(axis, np.median(values, axis=0), color="black", linewidth=2, label="median")
         kernel = covariate["kernel"]["name"]

@@ -225,10 +225,13 @@ def load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -
     return path
 
 
-class HiddenCount(click.ParamType):
-    """``--hidden`` (and ``--window``): a whole number >= 0 written in digits, or ``auto``."""
+class WholeOrAuto(click.ParamType):
+    """``--hidden``, ``--window``: a whole number of at least ``minimum`` written in digits, or ``auto``."""
 
     name = "INTEGER|auto"
+
+    def __init__(self, minimum: int = 0) -> None:
+        self.minimum = minimum
 
     def convert(self, value, param, ctx):
         text = str(value).strip()
@@ -238,6 +241,8 @@ class HiddenCount(click.ParamType):
             self.fail(f"{text} is negative", param, ctx)
         if not (text.isdigit() and text.isascii()):
             self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
+        if int(text) < self.minimum:
+            self.fail(f"{text} is less than {self.minimum}", param, ctx)
         return int(text)
 
 
@@ -280,7 +285,7 @@ def _check_config_type(path: str, key: str, param: click.Parameter, value: objec
     kind = param.type
     if getattr(param, "is_flag", False):
         fits, wanted = isinstance(value, bool), "true or false"
-    elif isinstance(kind, HiddenCount):
+    elif isinstance(kind, WholeOrAuto):
         fits, wanted = (
             value == "auto" or (isinstance(value, int) and not isinstance(value, bool)),
             "a whole number or 'auto'",
@@ -338,7 +343,7 @@ def setting_option(name: str, *flags: str, **changes: Any) -> Callable:
 #: neurons; all but --candidates, --folds, --device, --checkpoint-every, --resume and --bootstrap are
 #: the estimator's settings, declared in :mod:`spikeglm.settings`.
 MODEL_OPTIONS = (
-    setting_option("n_hidden", "--hidden", type=HiddenCount()),
+    setting_option("n_hidden", "--hidden", type=WholeOrAuto()),
     click.option(
         "--candidates",
         default="0,1,2,4",
@@ -367,7 +372,7 @@ MODEL_OPTIONS = (
     setting_option("penalty"),
     setting_option("penalty_strength"),
     setting_option("basis"),
-    setting_option("window", type=HiddenCount()),
+    setting_option("window", type=WholeOrAuto(minimum=1)),
     setting_option("link"),
     setting_option("variational"),
     setting_option("objective"),

@@ -211,13 +211,7 @@ def simulate(
     counts = simulation.train
     sg.save(sg.Recording.from_counts(counts, seed=seed), out, overwrite=overwrite)
     simulation.truth.save(truth_path, overwrite=overwrite)
-    if simulation.hidden_train is not None:
-        hidden_spikes = sg.Recording.from_counts(simulation.hidden_train, seed=seed + 1)
-        sg.save(hidden_spikes, hidden_path, overwrite=overwrite)
-    if simulation.latent_train is not None:
-        write_npz(latent_path, _latent_arrays(simulation), overwrite)
-    if simulation.stimulus_train is not None:
-        _write_stimulus(stimulus_path, counts, simulation.stimulus_train, overwrite)
+    _write_truths(simulation, seed, (hidden_path, latent_path, stimulus_path), overwrite)
     gain = simulation.truth.metadata.get("gain")
     click.echo(
         f"recording ({counts.n_units} units, {counts.n_trials} trials of {counts.n_bins} bins): {out}\n"
@@ -243,6 +237,21 @@ def _latent_arrays(simulation: sg.synthetic.Simulation) -> dict[str, np.ndarray]
         "tau_bins": np.asarray(latent["tau_bins"], dtype=np.float64),
         "spectrum": np.array(latent["spectrum"]),
     }
+
+
+def _write_truths(
+    simulation: sg.synthetic.Simulation, seed: int, paths: tuple[Path, Path, Path], overwrite: bool
+) -> None:
+    """What the simulation has of the hidden neurons' spikes, the shared drive's path and the stimulus,
+    each to its path."""
+    hidden_path, latent_path, stimulus_path = paths
+    if simulation.hidden_train is not None:
+        hidden_spikes = sg.Recording.from_counts(simulation.hidden_train, seed=seed + 1)
+        sg.save(hidden_spikes, hidden_path, overwrite=overwrite)
+    if simulation.latent_train is not None:
+        write_npz(latent_path, _latent_arrays(simulation), overwrite)
+    if simulation.stimulus_train is not None:
+        _write_stimulus(stimulus_path, simulation.train, simulation.stimulus_train, overwrite)
 
 
 def _write_stimulus(path: Path, counts: sg.SpikeCounts, stimulus: np.ndarray, overwrite: bool) -> None:
