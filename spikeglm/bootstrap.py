@@ -76,13 +76,18 @@ def bootstrap_se(
     ------
     ValueError
         If ``n_boot`` is below 2, ``counts`` are not those the model was fitted on (the message names the
-        difference), the model's network was given rather than fitted (``freeze_network``), or the fitted
-        network's activity runs away when simulated.
+        difference), the model's network was given rather than fitted (``freeze_network``), it has
+        covariates (not taken yet), or the fitted network's activity runs away when simulated.
     """
     n_boot = whole(n_boot, "bootstrap_se: n_boot", minimum=2)
     network = model.network_
     if network is None:
         raise RuntimeError("bootstrap_se: this POGLM is not fitted yet: call fit(counts) first")
+    if model.covariates_:
+        raise ValueError(
+            "bootstrap_se: the parametric bootstrap does not take covariates yet; this fit's standard errors "
+            "(strength_se_) already account for them"
+        )
     if model.training.freeze_network:
         raise ValueError(
             "bootstrap_se: the model's network was given, not fitted (freeze_network): there is no fit to "

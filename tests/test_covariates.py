@@ -305,6 +305,8 @@ def test_scoring_refuses_covariates_that_are_not_the_fits():
     plain = sg.POGLM(n_hidden=0).fit(counts)
     with pytest.raises(ValueError, match="fitted without covariates"):
         plain.score(counts, covariates=[covariate])
+    with pytest.raises(ValueError, match="the parametric bootstrap does not take covariates yet"):
+        sg.bootstrap_se(model, counts, n_boot=2)
 
 
 @pytest.mark.parametrize(
