@@ -157,12 +157,8 @@ class Lags(Kernel):
         _seconds(window, "window")
         self.window, self.n_basis = window, whole(n_basis, "n_basis")
 
-    def _lags(self, bin_seconds: float) -> int:
-        lags = _bins(self.window, "window", bin_seconds) + 1
-        return lags
-
     def functions(self, bin_seconds, span=None):
-        lags = self._lags(bin_seconds)
+        lags = _bins(self.window, "window", bin_seconds) + 1  # 0..window
         matrix = RaisedCosine(lags, min(self.n_basis, lags)).matrix(torch.float64).numpy()
         return np.arange(lags) * bin_seconds, matrix
 
