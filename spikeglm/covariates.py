@@ -52,7 +52,10 @@ __all__ = [
     "Lags",
     "Spline",
     "covariate_design",
+    "kernel_curves",
     "kernel_from_dict",
+    "kernel_functions",
+    "kernel_metadata",
 ]
 
 #: The points over which a spline's tuning curve is reported.
@@ -622,6 +625,14 @@ def _as_fitted(given: list[Covariate], fitted: Sequence[dict[str, Any]]) -> list
     return ordered
 
 
+def _scaled_functions(record: dict[str, Any], bin_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """One covariate's kernel axis and its functions over it divided by its scale, (n_features, points): a
+    neuron's kernel is its weights of that covariate times these."""
+    span = None if record["span"] is None else tuple(record["span"])
+    axis, functions = kernel_from_dict(record["kernel"]).functions(bin_seconds, span)
+    return axis, functions / record["scale"]
+
+
 def kernel_curves(
     records: Sequence[dict[str, Any]], weight: np.ndarray, bin_seconds: float
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -629,11 +640,8 @@ def kernel_curves(
     covariate as given (per unit of a signal, per event). ``weight`` is (neurons, n_features)."""
     curves, first = {}, 0
     for record in records:
-        kernel = kernel_from_dict(record["kernel"])
-        span = None if record["span"] is None else tuple(record["span"])
-        axis, functions = kernel.functions(bin_seconds, span)
-        part = weight[:, first : first + record["n_features"]]
-        curves[record["name"]] = (axis, part @ functions / record["scale"])
+        axis, functions = _scaled_functions(record, bin_seconds)
+        curves[record["name"]] = (axis, weight[:, first : first + record["n_features"]] @ functions)
         first += record["n_features"]
     return curves
 
@@ -641,11 +649,34 @@ def kernel_curves(
 def kernel_functions(records: Sequence[dict[str, Any]], bin_seconds: float) -> list[np.ndarray]:
     """Each covariate's functions over its axis divided by its scale, (n_features, points): a kernel is a
     neuron's weights of that covariate times these (what its standard errors are carried through)."""
-    out = []
+    return [_scaled_functions(record, bin_seconds)[1] for record in records]
+
+
+def kernel_metadata(
+    records: Sequence[dict[str, Any]],
+    weight: np.ndarray,
+    bin_seconds: float,
+    errors: dict[str, list] | None = None,
+) -> list[dict[str, Any]]:
+    """Each covariate's record with its ``weight`` (neurons x its columns), its kernel on every neuron over
+    its ``axis`` (``values``, per unit of the covariate as given; ``axis_unit`` seconds, or the value for a
+    spline) and the kernel's standard errors ``se`` (rows of ``errors[name]``; None without): what a
+    connectivity's metadata hold under ``covariates``."""
+    curves, kernels, first = kernel_curves(records, weight, bin_seconds), [], 0
     for record in records:
-        span = None if record["span"] is None else tuple(record["span"])
-        out.append(kernel_from_dict(record["kernel"]).functions(bin_seconds, span)[1] / record["scale"])
-    return out
+        axis, values = curves[record["name"]]
+        kernels.append(
+            {
+                **record,
+                "weight": weight[:, first : first + record["n_features"]].tolist(),
+                "axis": axis.tolist(),
+                "axis_unit": "value" if record["kernel"]["name"] == "spline" else "s",
+                "values": values.tolist(),
+                "se": None if errors is None else errors[record["name"]],
+            }
+        )
+        first += record["n_features"]
+    return kernels
 
 
 def check_records(records: Any, bin_seconds: float) -> None:

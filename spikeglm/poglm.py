@@ -16,7 +16,7 @@ from spikeglm import modelfile, parallel, provenance, relax, smc
 from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
-from spikeglm.covariates import RECORD_FIELDS, Covariate, covariate_design, kernel_curves, kernel_functions
+from spikeglm.covariates import RECORD_FIELDS, Covariate, covariate_design, kernel_functions, kernel_metadata
 from spikeglm.files import claim_checkpoint
 from spikeglm.inference import (
     TRAINING_SETTINGS,
@@ -1187,28 +1187,14 @@ class POGLM:
         )
 
     def _covariate_kernels(self, network: Network) -> list[dict]:
-        """Each covariate's record with its weights (neurons x columns), its kernel on every neuron over its
-        axis (``values``, per unit of the covariate as given), and the kernel's standard errors (``se``,
-        None where the fit has none), as a connectivity's metadata hold them under ``covariates``."""
+        """The covariates' weights, kernels and their errors, as a connectivity's metadata hold them
+        (:func:`spikeglm.covariates.kernel_metadata`)."""
         assert network.covariate_weight is not None  # the fit had covariates
         weight = network.covariate_weight.detach().double().numpy()
-        curves = kernel_curves(self.covariates_, weight, self.bin_seconds)
-        kernels, first = [], 0
-        for record in self.covariates_:
-            axis, values = curves[record["name"]]
-            errors = None if self.covariate_se_ is None else self.covariate_se_[record["name"]]
-            kernels.append(
-                {
-                    **record,
-                    "weight": weight[:, first : first + record["n_features"]].tolist(),
-                    "axis": axis.tolist(),
-                    "axis_unit": "value" if record["kernel"]["name"] == "spline" else "s",
-                    "values": values.tolist(),
-                    "se": None if errors is None else se_to_json(errors),
-                }
-            )
-            first += record["n_features"]
-        return kernels
+        errors = None
+        if self.covariate_se_ is not None:
+            errors = {name: se_to_json(table) for name, table in self.covariate_se_.items()}
+        return kernel_metadata(self.covariates_, weight, self.bin_seconds, errors)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:

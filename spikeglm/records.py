@@ -95,13 +95,7 @@ class Selection:
     @property
     def paired_se(self) -> np.ndarray:
         """Standard error of each candidate's difference to the best, from the fold-by-fold differences."""
-        differences = self.fold_scores - self.fold_scores[int(np.argmax(self.mean))]
-        folds = self.fold_scores.shape[1]
-        return (
-            differences.std(axis=1, ddof=1) / math.sqrt(folds)
-            if folds > 1
-            else np.full(len(self.mean), np.nan)
-        )
+        return paired_se(self.fold_scores)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready form (what a model file keeps)."""
@@ -169,3 +163,19 @@ class Selection:
         chosen_text = f"{self.chosen} hidden" if self.latent is None else f"{self.label(chosen)}"
         ax.set_title(f"{chosen_text} chosen ({self.fold_scores.shape[1]} folds by {self.folds_by})")
         return ax
+
+
+def paired_se(fold_scores: np.ndarray) -> np.ndarray:
+    """The standard error of each candidate's difference to the best (the row of highest mean), from the
+    fold-by-fold differences of ``fold_scores`` (candidates x folds); NaN with a single fold."""
+    mean = fold_scores.mean(axis=1)
+    differences = fold_scores - fold_scores[int(np.argmax(mean))]
+    folds = fold_scores.shape[1]
+    return differences.std(axis=1, ddof=1) / math.sqrt(folds) if folds > 1 else np.full(len(mean), np.nan)
+
+
+def simplest_within_one_se(fold_scores: np.ndarray) -> int:
+    """The one-standard-error rule: the first row (candidates are ordered simplest first) whose mean over
+    the folds lies within one paired standard error (:func:`paired_se`) of the best mean."""
+    mean = fold_scores.mean(axis=1)
+    return int(np.argmax(mean >= mean.max() - np.nan_to_num(paired_se(fold_scores))))

@@ -26,7 +26,7 @@ from spikeglm.inference import n_parameters
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.options import whole
 from spikeglm.poglm import POGLM
-from spikeglm.records import Selection
+from spikeglm.records import Selection, simplest_within_one_se
 
 
 def select_hidden(
@@ -246,11 +246,7 @@ def _choose(rows: list[tuple[int, int | None]], scores: np.ndarray, folds_by: st
     """The simplest candidate (the first row) within one paired standard error of the best."""
     hidden = tuple(h for h, _ in rows)
     factors = None if rows[0][1] is None else tuple(int(k or 0) for _, k in rows)
-    provisional = Selection(
-        hidden, scores, hidden[0], folds_by, factors, None if factors is None else factors[0]
-    )
-    within = provisional.mean >= provisional.mean.max() - np.nan_to_num(provisional.paired_se)
-    chosen = int(np.argmax(within))
+    chosen = simplest_within_one_se(scores)
     return Selection(
         hidden, scores, hidden[chosen], folds_by, factors, None if factors is None else factors[chosen]
     )

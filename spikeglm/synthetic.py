@@ -66,7 +66,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm.connectivity import Connectivity
 from spikeglm.counts import SpikeCounts
-from spikeglm.covariates import Covariate, Lags
+from spikeglm.covariates import Covariate, Lags, kernel_metadata
 from spikeglm.latent import AR1Prior
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.model import LINKS, MAX_SIMULATED_RATE, Network, RunawayActivity, inverse_link
@@ -326,8 +326,6 @@ def _stimulus(
     columns = torch.from_numpy(
         STIMULUS_KERNEL.columns(stimulus.astype(np.float64), bin_seconds).astype(np.float32)
     )
-    weight = net.covariate_weight.detach().double().numpy()
-    axis, functions = STIMULUS_KERNEL.functions(bin_seconds)
     record = {
         "name": STIMULUS_NAME,
         "kind": "binned",
@@ -335,14 +333,10 @@ def _stimulus(
         "kernel": STIMULUS_KERNEL.to_dict(),
         "scale": 1.0,
         "span": None,
-        "n_features": functions.shape[0],
-        "weight": weight.tolist(),
-        "axis": axis.tolist(),
-        "axis_unit": "s",
-        "values": (weight @ functions).tolist(),
-        "se": None,
+        "n_features": net.n_covariates,
     }
-    return stimulus, columns, [record]
+    weight = net.covariate_weight.detach().double().numpy()
+    return stimulus, columns, kernel_metadata([record], weight, bin_seconds)
 
 
 def drive_path(

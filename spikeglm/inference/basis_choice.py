@@ -19,8 +19,9 @@ import torch
 
 from spikeglm.basis import Basis, get
 from spikeglm.inference.glm import mean_log_likelihood, solve_glm
-from spikeglm.inference.strength import FOLDS, folds
+from spikeglm.inference.strength import FOLDS, fold_pairs, folds
 from spikeglm.model import Network
+from spikeglm.records import simplest_within_one_se
 from spikeglm.segments import Segments
 
 #: The families and windows (bins) that ``window="auto"`` compares.
@@ -70,20 +71,16 @@ def cross_validated_basis(
     """
     block = counts.shape[1] if counts.shape[0] >= FOLDS else counts.shape[1] // FOLDS  # a fold's trials
     bases = candidates(min(length or block, block))
-    parts, folds_by = folds(counts)
-    known = [None] * len(parts) if covariates is None else list(folds(covariates)[0])
-    scores = np.empty((len(bases), len(parts)))
+    folds_by = folds(counts)[1]
+    scores = np.empty((len(bases), FOLDS))
     for row, basis in enumerate(bases):
-        for k, held in enumerate(parts):
-            rest = torch.cat([part for i, part in enumerate(parts) if i != k])
-            rest_known = None if covariates is None else torch.cat([p for i, p in enumerate(known) if i != k])  # type: ignore[misc]
+        for k, (rest, rest_known, held, held_known) in enumerate(fold_pairs(counts, covariates)):
             network = _start(basis, link, rest, 0 if covariates is None else covariates.shape[-1])
             data = Segments(rest, length, basis.window, rest_known)
             solve_glm(network, data, max_iterations=max_iterations, part_bins=part_bins)
-            scores[row, k] = mean_log_likelihood(
-                network, Segments(held, length, basis.window, known[k]), part_bins
-            )
-    chosen = _simplest_within_one_se(scores)
+            held_out = Segments(held, length, basis.window, held_known)
+            scores[row, k] = mean_log_likelihood(network, held_out, part_bins)
+    chosen = simplest_within_one_se(scores)
     table = {
         "candidates": [basis.to_dict() for basis in bases],
         "scores": scores.tolist(),
@@ -98,13 +95,3 @@ def _start(basis: Basis, link: str, counts: torch.Tensor, n_covariates: int) -> 
     network = Network(counts.shape[-1], 0, basis, link, n_covariates=n_covariates)
     network.init_from_counts(counts, scale=0.0, generator=torch.Generator().manual_seed(0))
     return network
-
-
-def _simplest_within_one_se(scores: np.ndarray) -> int:
-    """The first row (the simplest) whose mean over the folds lies within one paired standard error of the
-    best row's: the error of the fold-by-fold differences to the best."""
-    mean = scores.mean(axis=1)
-    best = int(np.argmax(mean))
-    differences = scores - scores[best]
-    paired_se = differences.std(axis=1, ddof=1) / np.sqrt(scores.shape[1])
-    return int(np.argmax(mean >= mean[best] - paired_se))

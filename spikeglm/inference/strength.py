@@ -11,6 +11,8 @@ where it helps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -65,18 +67,9 @@ def cross_validated_strength(
     everything = Segments(counts, length, covariates=covariates)
     scale = largest_strength(likelihood_gradient(_copy(network), everything, part_bins))
     strengths = [*(scale * 10.0 ** DECADES[name]).tolist(), 0.0]
-    parts, folds_by = folds(counts)
-    known: list[torch.Tensor | None] = [None] * len(parts)
-    if covariates is not None:
-        known = list(folds(covariates)[0])
-    scores = np.empty((len(strengths), len(parts)))
-    for k, held in enumerate(parts):
-        rest = torch.cat([p for i, p in enumerate(parts) if i != k])  # blocks of time become trials
-        rest_known = (
-            None
-            if covariates is None
-            else torch.cat([p for i, p in enumerate(known) if i != k and p is not None])
-        )
+    folds_by = folds(counts)[1]
+    scores = np.empty((len(strengths), FOLDS))
+    for k, (rest, rest_known, held, held_known) in enumerate(fold_pairs(counts, covariates)):
         fitted = _copy(network)
         for row, strength in enumerate(strengths):
             chosen = PENALTIES[name](strength) if strength > 0 else None
@@ -87,7 +80,7 @@ def cross_validated_strength(
                 part_bins=part_bins,
                 penalty=chosen,
             )
-            held_out = Segments(held, length, covariates=known[k])
+            held_out = Segments(held, length, covariates=held_known)
             scores[row, k] = mean_log_likelihood(fitted, held_out, part_bins)
     best = int(np.argmax(scores.mean(axis=1)))
     table = {
@@ -117,3 +110,21 @@ def folds(counts: torch.Tensor) -> tuple[list[torch.Tensor], str]:
             f"penalty_strength='cv': {n_trials} trial(s) of {n_bins} bins cannot be cut into {FOLDS} blocks"
         )
     return [counts[:, k * length : (k + 1) * length] for k in range(FOLDS)], "time blocks"
+
+
+#: One fold of :func:`fold_pairs`: the other folds' counts and covariates, then the fold's own.
+FoldPair = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
+
+
+def fold_pairs(counts: torch.Tensor, covariates: torch.Tensor | None = None) -> Iterator[FoldPair]:
+    """For each fold of :func:`folds`, the other folds joined (blocks of time become trials) and the fold
+    itself, each with the covariates' columns cut the same way (None without covariates). Made one fold
+    at a time, so that only one joined copy of the data is held."""
+    parts = folds(counts)[0]
+    known: list[torch.Tensor | None] = [None] * len(parts)
+    if covariates is not None:
+        known = list(folds(covariates)[0])
+    for k, held in enumerate(parts):
+        rest = torch.cat([part for i, part in enumerate(parts) if i != k])
+        columns = [part for i, part in enumerate(known) if i != k and part is not None]
+        yield rest, torch.cat(columns) if columns else None, held, known[k]
