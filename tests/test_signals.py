@@ -413,3 +413,30 @@ def test_records_check_what_they_hold():
     with pytest.raises(ValueError, match=r"^x: times should be sorted$"):
         Events(np.array([1.0, 0.0]), "x")
     assert Events(np.array([1, 1, 2]), "x").times.dtype == np.float64
+
+
+def test_text_sources_are_read_as_times_or_times_and_values_and_hostile_ones_refused(tmp_path):
+    from spikeglm.io.signals import text_source
+
+    events = tmp_path / "licks.csv"
+    events.write_text("time\n2.5\n0.5\n")
+    assert list(text_source(events).times) == [0.5, 2.5]
+    signal = tmp_path / "speed.txt"
+    signal.write_text("# speed\n0.0\t1.0\n0.1\t2.0\n")
+    found = text_source(signal)
+    assert isinstance(found, Signal) and list(found.values) == [1.0, 2.0]
+    for name, text, message in [
+        ("ragged.csv", "0,1\n1\n", "expected rows of one column"),
+        ("three.csv", "0,1,2\n", "expected rows of one column"),
+        ("words.csv", "time\n1\nsoon\n", "not numbers"),
+        ("back.csv", "0,1\n0,2\n", "times"),
+        ("nan.csv", "0,1\n1,nan\n", "values"),
+    ]:
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(str(path)) + r": .*" + message):
+            text_source(path)
+    large = tmp_path / "large.csv"
+    large.write_text("0.0,1.0\n" * 2000)
+    with reading("10 KB"), pytest.raises(ValueError, match=r"large\.csv.*read limit"):
+        text_source(large)
