@@ -67,9 +67,11 @@ def fit_memory(
         hidden history, its factors' state and rates of every neuron, the visible drive of a block of
         bins, and the factors' posterior transitions over a whole trial (3 x bins x K x K).
 
-    The estimate is meant to be within a factor of about two of the peak a CPU fit reaches (the tests
-    compare the two); what it leaves out (the counts themselves, torch's own footprint) is small next to
-    what it counts whenever the total matters.
+    The estimate is meant to be within a factor of about two of the tensors a CPU fit holds at its peak
+    (the tests compare the two); what it leaves out (the counts themselves, torch's own footprint) is
+    small next to what it counts whenever the total matters. The resident size a system monitor shows
+    can be larger again: glibc keeps some freed blocks for reuse (up to as much again as the estimate
+    in the tests' fits; ``MALLOC_MMAP_THRESHOLD_=65536`` in the environment returns them at once).
 
     Returns
     -------
