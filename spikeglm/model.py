@@ -74,6 +74,16 @@ def link_derivatives(link: str, predictor: torch.Tensor) -> tuple[torch.Tensor, 
     raise ValueError(f"unknown link {link!r}; expected 'softplus', 'exp' or 'sigmoid'")
 
 
+def observed_curvature(
+    counts: torch.Tensor, rate: torch.Tensor, slope: torch.Tensor, curve: torch.Tensor
+) -> torch.Tensor:
+    """``-d^2/d eta^2`` of ``counts log rate - rate`` (the Poisson log-likelihood of ``counts`` at the
+    linear predictor ``eta``), from the rate and its derivatives (:func:`link_derivatives`; the rate
+    floored above 0): the weight of a bin in the observed information."""
+    ratio = counts / rate
+    return ratio * slope * slope / rate - (ratio - 1) * curve
+
+
 def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
     """Mean count per bin of each unit of counts (..., bins, units), as float64.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from spikeglm.inference import (
 from spikeglm.inference.basis_choice import candidates as basis_candidates
 from spikeglm.inference.basis_choice import cross_validated_basis
 from spikeglm.inference.config import default_samples
+from spikeglm.inference.glm import UNBOUNDED_STRENGTH, unbounded_couplings
 from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
 from spikeglm.inference.start import START_ITERATIONS
 from spikeglm.inference.strength import cross_validated_strength
@@ -739,6 +741,7 @@ class POGLM:
                 callback=callback,
                 penalty=penalty,
             )[1]
+            self._warn_unbounded(network)
             if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
                 self._standard_errors(network, segments, penalty=penalty)
                 self.strength_se_source_ = _se_source(penalty)
@@ -766,6 +769,24 @@ class POGLM:
             )
             self._standard_errors(network, segments, offset=_latent_drive(network, posterior))
             self.strength_se_source_ = {"method": "fisher-latent"}
+
+    def _warn_unbounded(self, network: Network) -> None:
+        """Warn of the couplings the data leave unbounded, naming the strongest, and of what bounds them
+        (:func:`~spikeglm.inference.glm.unbounded_couplings`)."""
+        found = unbounded_couplings(network)
+        if not found:
+            return
+        labels = [str(u) for u in self.unit_ids_]
+        named = ", ".join(f"{labels[pre]} -> {labels[post]} ({value:+.0f})" for post, pre, value in found[:3])
+        warnings.warn(
+            f"{len(found)} coupling(s) have a strength beyond +-{UNBOUNDED_STRENGTH:g}, e.g. {named}: the "
+            "data leave them unbounded (typically a neuron that never fired within the history window after "
+            "another's spikes), so their maximum-likelihood value is at infinity and held-out spikes after "
+            "them are predicted at almost no rate. A ridge penalty bounds them: penalty='ridge' (--penalty "
+            "ridge), its strength chosen by held-out likelihood with penalty_strength='cv'",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _standard_errors(self, network: Network, segments: Segments, **options) -> None:
         """The couplings' standard errors, and the covariates' kernels', from the observed information."""

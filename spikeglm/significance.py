@@ -46,7 +46,7 @@ from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
-from spikeglm.model import Network, link_derivatives
+from spikeglm.model import Network, link_derivatives, observed_curvature
 from spikeglm.provenance import check_fitted_on
 from spikeglm.segments import Batch, Segments
 from spikeglm.timeunits import seconds
@@ -665,15 +665,7 @@ def _observed_curvature(link: str, counts: torch.Tensor, predictor: torch.Tensor
     """``-d^2/d eta^2`` of the Poisson log-likelihood of each entry of ``counts`` at the linear predictor
     ``eta``: the weight of its row in the observed information (rates floored as in the log-pmf)."""
     rate, slope, curve = link_derivatives(link, predictor)
-    return _curvature(counts, rate.clamp_min(torch.finfo(rate.dtype).tiny), slope, curve)
-
-
-def _curvature(
-    counts: torch.Tensor, rate: torch.Tensor, slope: torch.Tensor, curve: torch.Tensor
-) -> torch.Tensor:
-    """``-d^2/d eta^2`` of ``counts log rate - rate``, from the rate's derivatives in ``eta``."""
-    ratio = counts / rate
-    return ratio * slope * slope / rate - (ratio - 1) * curve
+    return observed_curvature(counts, rate.clamp_min(torch.finfo(rate.dtype).tiny), slope, curve)
 
 
 def _first(weight: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The convex fit: a POGLM without hidden neurons is a Poisson GLM, solved by full-batch L-BFGS."""
+"""The convex fit: a POGLM without hidden neurons is a Poisson GLM, solved by Newton's method (or by
+full-batch L-BFGS where Newton's curvature blocks would not fit in memory)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from collections.abc import Callable
 import torch
 
 from spikeglm import parallel
+from spikeglm.inference.newton import newton_fits, newton_solve
 from spikeglm.inference.penalty import GroupLasso, Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
 from spikeglm.segments import PART_BINS, Batch, Segments
 
+#: The GLM's solvers (:func:`solve_glm`).
+SOLVERS = ("auto", "newton", "lbfgs")
 #: The solve stops when an iteration changes the log-likelihood per spike by less than this...
 GLM_TOLERANCE_CHANGE = 1e-9
 #: ... or when no gradient component (of the log-likelihood per spike) exceeds this.
@@ -30,17 +34,28 @@ def solve_glm(
     callback: Callable[[EpochRecord], None] | None = None,
     latent: Callable[[Batch], torch.Tensor] | None = None,
     penalty: Penalty | None = None,
+    solver: str = "auto",
 ) -> tuple[list[EpochRecord], str]:
-    """Fit a network without hidden neurons by maximum likelihood: full-batch L-BFGS, to convergence.
+    """Fit a network without hidden neurons by maximum likelihood, to convergence.
 
     With no hidden neuron the model is an ordinary Poisson GLM, whose log-likelihood is concave in the
-    weights and biases for the exp and softplus links; no sampling is involved. Each iteration is one
-    L-BFGS step with a strong-Wolfe line search on the exact log-likelihood of all the data (computed in
-    parts of ``part_bins`` bins, shared among the processes under ``torch.distributed``). The solve stops
-    when an iteration changes the log-likelihood per spike by less than :data:`GLM_TOLERANCE_CHANGE`,
-    when no gradient component exceeds :data:`GLM_TOLERANCE_GRAD`, or after ``max_iterations``
-    iterations. It draws no random number: the same data give the same fit, so an interrupted solve is
-    simply run again.
+    weights and biases for the exp and softplus links; no sampling is involved. Both solvers minimise
+    minus the exact log-likelihood per spike of all the data (computed in parts of ``part_bins`` bins,
+    shared among the processes under ``torch.distributed``), plus the penalty:
+
+    * ``"newton"`` (:func:`spikeglm.inference.newton.newton_solve`): each neuron's Newton steps with
+      its own line search, all neurons in each pass over the data, in float64. A neuron is done when
+      no component of its gradient exceeds :data:`GLM_TOLERANCE_GRAD`.
+    * ``"lbfgs"``: L-BFGS steps with a strong-Wolfe line search, until an iteration changes the
+      objective by less than :data:`GLM_TOLERANCE_CHANGE` or no gradient component exceeds
+      :data:`GLM_TOLERANCE_GRAD`.
+    * ``"auto"``: Newton where its curvature blocks (N of them, ``(1 + N B + F)^2`` float64 each) fit
+      in a quarter of the memory available (:func:`~spikeglm.inference.newton.newton_fits`), else
+      L-BFGS.
+
+    Either stops after ``max_iterations`` iterations. A group lasso penalty is not smooth: proximal
+    gradient steps solve it whatever the solver. The solve draws no random number: the same data give
+    the same fit, so an interrupted solve is simply run again.
 
     Parameters
     ----------
@@ -62,6 +77,8 @@ def solve_glm(
         A penalty of the couplings between distinct neurons (:mod:`spikeglm.inference.penalty`): the
         solve then maximises the penalised log-likelihood; by L-BFGS for a smooth one, by proximal
         gradient steps (:func:`proximal_solve`) for the group lasso.
+    solver : {"auto", "newton", "lbfgs"}
+        How the likelihood (with a smooth penalty) is maximised; see above.
 
     Returns
     -------
@@ -84,6 +101,19 @@ def solve_glm(
             return proximal_solve(smooth_part, network, penalty, max_iterations)
         finally:
             network.to(dtype)
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown GLM solver {solver!r}; expected one of {', '.join(SOLVERS)}")
+    if solver == "newton" or (solver == "auto" and newton_fits(network)):
+        return newton_solve(
+            network,
+            data,
+            max_iterations=max_iterations,
+            part_bins=part_bins,
+            tolerance_grad=GLM_TOLERANCE_GRAD,
+            callback=callback,
+            latent=latent,
+            penalty=penalty,
+        )
     return _lbfgs(_Closure(network, data, part_bins, None, params, callback, latent, penalty), max_iterations)
 
 
@@ -281,6 +311,23 @@ def _value_and_gradient(
             parameter.copy_(given)
     value = closure._evaluate(iteration)
     return value, [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+
+
+#: A coupling whose strength (its log-rate effect summed over the lags) exceeds this in magnitude is one
+#: the data leave unbounded: a rate multiplied or divided by e^20 after each spike is no physiology, and
+#: its maximum-likelihood value lies at infinity (e.g. a neuron that never fired within the window after
+#: another's spikes).
+UNBOUNDED_STRENGTH = 20.0
+
+
+def unbounded_couplings(network: Network) -> list[tuple[int, int, float]]:
+    """The couplings of a solved network whose strength exceeds :data:`UNBOUNDED_STRENGTH` in magnitude,
+    as ``(post, pre, strength)``, strongest first."""
+    with torch.no_grad():
+        strength = network.weight.double() @ network.basis_matrix.double().sum(-1)
+    post, pre = (strength.abs() > UNBOUNDED_STRENGTH).nonzero(as_tuple=True)
+    found = [(int(n), int(m), float(strength[n, m])) for n, m in zip(post, pre, strict=True)]
+    return sorted(found, key=lambda item: -abs(item[2]))
 
 
 def likelihood_gradient(network: Network, data: Segments, part_bins: int = PART_BINS) -> torch.Tensor:

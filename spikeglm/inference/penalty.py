@@ -49,12 +49,19 @@ class Penalty:
         then the weights ``pre * n_basis + b``), shape (P, P) with P = 1 + n_neurons * n_basis."""
         raise NotImplementedError
 
+    def rows(self, weight: torch.Tensor) -> torch.Tensor:
+        """Each postsynaptic neuron's share of a smooth :meth:`value` (the sum of these), shape (post,)."""
+        raise NotImplementedError
+
 
 class Ridge(Penalty):
     """``strength / 2`` times the summed squares of the couplings between distinct neurons."""
 
     def value(self, weight: torch.Tensor) -> torch.Tensor:
-        return 0.5 * self.strength * (weight.square() * self.pairs(weight)).sum()
+        return self.rows(weight).sum()
+
+    def rows(self, weight: torch.Tensor) -> torch.Tensor:
+        return 0.5 * self.strength * (weight.square() * self.pairs(weight)).sum((1, 2))
 
     def curvature(self, n_neurons: int, n_basis: int, post: int) -> torch.Tensor:
         """``strength`` on the diagonal of the penalised weights, 0 elsewhere."""

@@ -1,0 +1,403 @@
+"""Newton's method for the GLM: each neuron's own Newton steps, all neurons at once.
+
+Without hidden neurons the log-likelihood is a sum over postsynaptic neurons, each term depending on that
+neuron's parameters only (its bias, its row of couplings, its covariate weights): ``P = 1 + N B + F``
+numbers, read off one shared design (every neuron's basis-filtered past, then the covariates' columns).
+The problem is therefore ``N`` small problems, each solved by Newton's method with its own line search;
+they share every pass over the data.
+
+A pass computes, in float64, every neuron's predictor, log-likelihood and gradient; and in float32, the
+curvature blocks ``X^T diag(c_n) X`` of the neurons not yet converged. The blocks are one matrix product
+for all neurons: the rows' pairwise products ``x_i x_j`` (``i <= j``, computed once per row whatever the
+number of neurons) weighted by every neuron's curvature ``c_n``. The curvature only steers the steps,
+so its float32 rounding costs at most an iteration; the gradient, which decides where the solve stops,
+is exact to float64.
+
+The curvature is the observed one under the exp and softplus links, where each bin's log-likelihood is
+concave in the predictor (Newton's method, quadratic convergence), and the expected one (Fisher
+scoring) under the sigmoid link, where it is not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from spikeglm import parallel
+from spikeglm.basis import history
+from spikeglm.inference.penalty import Penalty
+from spikeglm.inference.stopping import spikes_per_bin
+from spikeglm.memory import available_memory
+from spikeglm.model import Network, link_derivatives, observed_curvature
+from spikeglm.records import EpochRecord
+from spikeglm.segments import Batch, Segments
+
+#: Bytes of one block of pairwise products (rows x P(P+1)/2 float32) or of float64 rows x N predictors.
+_BLOCK_BYTES = 1 << 25
+#: The Armijo fraction of a step's predicted decrease that it must achieve; halvings tried at most.
+_ARMIJO, _MAX_HALVINGS = 1e-4, 40
+
+
+def newton_memory(n_neurons: int, n_columns: int) -> float:
+    """Bytes :func:`newton_solve` holds beyond the data: the curvature blocks (float64, with their
+    factors) and one block of pairwise products."""
+    return 3.0 * n_neurons * n_columns**2 * 8 + _BLOCK_BYTES
+
+
+def newton_fits(network: Network) -> bool:
+    """Whether :func:`newton_solve` can hold its blocks for this network in a quarter of the memory
+    available now (else L-BFGS solves it: it holds a few copies of the parameters only)."""
+    n_columns = 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
+    return newton_memory(network.n_neurons, n_columns) <= available_memory() / 4
+
+
+def design_rows(network: Network, batch: Batch) -> torch.Tensor:
+    """The design of a batch, one row per bin: 1, every neuron's basis-filtered past (``pre * B + b``),
+    then the covariates' columns; shape (segments * bins, P), in the batch's dtype."""
+    features = history(batch.visible, network.basis_matrix.to(batch.visible.dtype)).flatten(-2)
+    columns = [torch.ones_like(features[..., :1]), features]
+    if network.covariate_weight is not None:
+        if batch.covariates is None:
+            raise ValueError("a network with covariates needs their columns")
+        columns.append(batch.covariates.to(features.dtype))
+    return torch.cat(columns, dim=-1).flatten(0, -2)
+
+
+def parameters_of(network: Network) -> torch.Tensor:
+    """The GLM's parameters as one row per neuron, (N, P) in float64, in :func:`design_rows`' order."""
+    parts = [network.bias.detach()[:, None], network.weight.detach().flatten(1)]
+    if network.covariate_weight is not None:
+        parts.append(network.covariate_weight.detach())
+    return torch.cat(parts, dim=1).double()
+
+
+@torch.no_grad()
+def set_parameters(network: Network, theta: torch.Tensor) -> None:
+    """Write rows of :func:`parameters_of` back into the network."""
+    n, size = network.n_neurons, network.weight[0].numel()
+    network.bias.copy_(theta[:, 0])
+    network.weight.copy_(theta[:, 1 : 1 + size].reshape(network.weight.shape))
+    if network.covariate_weight is not None:
+        network.covariate_weight.copy_(theta[:, 1 + size :])
+    assert theta.shape == (n, 1 + size + network.n_covariates)
+
+
+class _Chunk:
+    """Rows of the data as the solve reads them: the design and the counts (float64), each row's
+    weight (1 where scored; None: all are) and fixed offset of the predictor (the latent factors'
+    drive; None: none), each neuron's summed log-factorials, and the rows' pairwise products
+    (:func:`pair_products`; None where they are not kept)."""
+
+    def __init__(self, design, counts, weight, offset, products) -> None:
+        self.design, self.counts, self.weight, self.offset = design, counts, weight, offset
+        self.log_factorial = _log_factorials(counts, weight)
+        self.products = products
+
+    def pairs(self) -> torch.Tensor:
+        """The rows' pairwise products (float32), kept or built now."""
+        return pair_products(self.design) if self.products is None else self.products
+
+
+def pair_products(design: torch.Tensor) -> torch.Tensor:
+    """``design[:, i] * design[:, j]`` for every pair ``i <= j`` in the order of ``torch.triu_indices``:
+    shape (pairs, rows), float32, built one column ``i`` at a time into one buffer (much faster than
+    gathering the pairs)."""
+    columns = design.T.float().contiguous()
+    size = columns.shape[0]
+    products = torch.empty(
+        size * (size + 1) // 2, columns.shape[1], dtype=torch.float32, device=design.device
+    )
+    first = 0
+    for i in range(size):
+        torch.mul(columns[i : i + 1], columns[i:], out=products[first : first + size - i])
+        first += size - i
+    return products
+
+
+def _log_factorials(counts: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Each neuron's ``sum_t weight_t lgamma(counts_t + 1)``, from the counts above 1 (the others add 0)."""
+    row, neuron = (counts > 1).nonzero(as_tuple=True)
+    terms = torch.lgamma(counts[row, neuron] + 1)
+    if weight is not None:
+        terms = terms * weight[row]
+    return torch.zeros(counts.shape[1], dtype=counts.dtype, device=counts.device).index_add_(0, neuron, terms)
+
+
+class _Problem:
+    """The data of a solve, in chunks of rows (this process's share): kept in memory when they fit in
+    a quarter of what is available (with the pairwise products where those fit too), else built
+    again at each pass."""
+
+    def __init__(self, network: Network, data: Segments, part_bins: int, latent) -> None:
+        self.network, self.data, self.latent = network, data, latent
+        self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
+        n, size = network.n_neurons, 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
+        self.upper = torch.triu_indices(size, size, device=network.bias.device)
+        n_pairs = self.upper.shape[1]
+        self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (4 * n_pairs)))
+        n_rows = data.n_trials * data.n_bins
+        budget = available_memory() / 4 - newton_memory(n, size)
+        self.keep_products = n_rows * (8 * size + 24 * n + 4 * n_pairs) < budget
+        self.kept = None
+        if self.keep_products or n_rows * (8 * size + 24 * n) < budget:
+            self.kept = list(self._build())
+
+    def chunks(self) -> Iterator[_Chunk]:
+        return iter(self.kept) if self.kept is not None else self._build()
+
+    def _build(self) -> Iterator[_Chunk]:
+        network, device = self.network, self.network.bias.device
+        for index in self.groups:
+            batch = self.data.batch(index, dtype=torch.float64, device=device)
+            design = design_rows(network, batch)
+            counts = batch.visible.reshape(-1, network.n_neurons).double()
+            weight = None if batch.scored is None else batch.scored.reshape(-1).double()
+            offset = None
+            if self.latent is not None and network.loading is not None:
+                path = self.latent(batch).double() @ network.loading.detach().double().T
+                offset = path.reshape(-1, network.n_neurons)
+            for first in range(0, design.shape[0], self.rows):
+                rows = slice(first, first + self.rows)
+                products = pair_products(design[rows]) if self.keep_products else None
+                yield _Chunk(
+                    design[rows],
+                    counts[rows],
+                    None if weight is None else weight[rows],
+                    None if offset is None else offset[rows],
+                    products,
+                )
+
+
+def newton_solve(
+    network: Network,
+    data: Segments,
+    *,
+    max_iterations: int,
+    part_bins: int,
+    tolerance_grad: float,
+    callback: Callable[[EpochRecord], None] | None = None,
+    latent: Callable[[Batch], torch.Tensor] | None = None,
+    penalty: Penalty | None = None,
+) -> tuple[list[EpochRecord], str]:
+    """Maximise the log-likelihood (less a smooth ``penalty``) of a network without hidden neurons by
+    Newton's method, each neuron with its own step and line search; the arguments and what is returned
+    are those of :func:`spikeglm.inference.solve_glm`.
+
+    The objective is the same as L-BFGS's there: minus the log-likelihood per spike plus the penalty. A
+    neuron's step is halved until it lowers that neuron's part of it by an Armijo fraction of the
+    predicted decrease; a neuron is done once no gradient component of its part exceeds
+    ``tolerance_grad`` (or when no step lowers its part beyond the rounding of the sums: it is at its
+    optimum to float64's precision). The solve stops when every neuron is done, or after
+    ``max_iterations``.
+    """
+    problem = _Problem(network, data, part_bins, latent)
+    per_bin = spikes_per_bin(data)
+    scale = 1.0 / (per_bin * data.n_scored * data.n_units)
+    theta = parameters_of(network).to(network.bias.device)
+    smooth = _Smooth(network, penalty, theta.shape[1])
+    active = torch.ones(theta.shape[0], dtype=torch.bool, device=theta.device)
+    records: list[EpochRecord] = []
+    clock = time.perf_counter()
+    reason = f"reached the cap of {max_iterations} iterations (epochs) before converging"
+    value, gradient, blocks = _pass(problem, theta, active, scale, smooth)
+    for iteration in range(1, max_iterations + 1):
+        chosen = active.nonzero()[:, 0]
+        step, decrease = _newton_steps(gradient[chosen], blocks)
+        still = gradient[chosen].abs().amax(1) > tolerance_grad
+        active[chosen[~still]] = False
+        if bool(still.any()):
+            theta, (value, gradient, blocks) = _step(
+                problem, theta, value, active, chosen[still], step[still], decrease[still], scale, smooth
+            )
+        total = float(value.sum())
+        if not math.isfinite(total):
+            raise FloatingPointError(f"the log-likelihood became non-finite at iteration {iteration}")
+        now = time.perf_counter()
+        records.append(EpochRecord(iteration, -total * per_bin, now - clock))
+        clock = now
+        if callback is not None:
+            callback(records[-1])
+        if not bool(active.any()):
+            reason = f"converged in {iteration} Newton iterations (gradient or change below tolerance)"
+            break
+    set_parameters(network, theta.to(network.bias.dtype))
+    return records, reason
+
+
+def _newton_steps(gradient: torch.Tensor, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each neuron's Newton step ``-H^-1 g`` and decrement ``g^T H^-1 g / 2``. A block that is singular
+    (a silent presynaptic neuron's columns are zero) is damped by a multiple of its mean diagonal, raised
+    until it factors; its step along those columns, where the gradient is zero too, is then zero."""
+    scale = 1 + blocks.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None]
+    eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
+    damping = 1e-12
+    factor, failed = torch.linalg.cholesky_ex(blocks + damping * scale * eye)
+    while bool(failed.any()):
+        damping *= 100
+        if damping > 1:
+            raise FloatingPointError("the curvature of the log-likelihood is not positive definite")
+        again = failed.nonzero()[:, 0]
+        factor[again], failed[again] = torch.linalg.cholesky_ex(blocks[again] + damping * scale[again] * eye)
+    solved = torch.cholesky_solve(gradient[..., None], factor)[..., 0]
+    return -solved, (gradient * solved).sum(-1) / 2
+
+
+def _step(
+    problem: _Problem,
+    theta: torch.Tensor,
+    value: torch.Tensor,
+    active: torch.Tensor,
+    moving: torch.Tensor,
+    step: torch.Tensor,
+    decrease: torch.Tensor,
+    scale: float,
+    smooth: _Smooth,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Move the ``moving`` neurons by their full Newton steps, or less where that is not enough (see
+    :func:`_enough`); returns the new parameters and the pass there (:func:`_pass`). In the common case
+    one pass evaluates the full steps and gives the next iteration its gradients and curvature; a
+    neuron whose full step falls short is moved by halving its step (passes of the objectives only),
+    is set aside if no halving will do (it is at its optimum, to rounding), and a second pass follows."""
+    trial = theta.clone()
+    trial[moving] += step
+    found = _pass(problem, trial, active, scale, smooth)
+    short = ~_enough(found[0][moving], value[moving], decrease, 1.0)
+    if not bool(short.any()):
+        return trial, found
+    back = moving[short]
+    trial[back], start = theta[back], found[0].clone()
+    start[back] = value[back]
+    trial, stuck = _halve(problem, trial, start, back, step[short], decrease[short], scale, smooth)
+    active[back[stuck]] = False
+    return trial, _pass(problem, trial, active, scale, smooth)
+
+
+def _enough(found: torch.Tensor, value: torch.Tensor, decrease: torch.Tensor, length) -> torch.Tensor:
+    """Whether a step of ``length`` times the Newton step lowered the objective from ``value`` to
+    ``found`` by the Armijo fraction of the decrease it predicts, within the rounding of the sums."""
+    noise = 64 * torch.finfo(torch.float64).eps * value.abs()
+    return torch.isfinite(found) & (found <= value - 2 * _ARMIJO * length * decrease + noise)
+
+
+def _halve(
+    problem: _Problem,
+    theta: torch.Tensor,
+    value: torch.Tensor,
+    moving: torch.Tensor,
+    step: torch.Tensor,
+    decrease: torch.Tensor,
+    scale: float,
+    smooth: _Smooth,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each of the ``moving`` neurons by half its step, a quarter, ..., until it is enough
+    (:func:`_enough`). Returns the new parameters and which of the moving neurons no halving moved
+    (left where they were)."""
+    length = torch.full((len(moving),), 0.5, dtype=theta.dtype, device=theta.device)
+    pending = torch.ones(len(moving), dtype=torch.bool, device=theta.device)
+    theta, start = theta.clone(), theta[moving].clone()
+    for _ in range(_MAX_HALVINGS):
+        trial = theta.clone()
+        trial[moving[pending]] = start[pending] + length[pending, None] * step[pending]
+        found = _pass(problem, trial, None, scale, smooth)[0][moving]
+        accepted = pending & _enough(found, value[moving], decrease, length)
+        theta[moving[accepted]] = trial[moving[accepted]]
+        pending &= ~accepted
+        if not bool(pending.any()):
+            break
+        length = torch.where(pending, length / 2, length)
+    return theta, pending
+
+
+class _Smooth:
+    """A smooth penalty of the couplings, as each neuron's value, gradient and curvature (none: zeros).
+
+    The curvature is kept as its diagonal, (N, P): the ridge's is diagonal, and a penalty whose
+    curvature is not is refused rather than solved with part of it.
+    """
+
+    def __init__(self, network: Network, penalty: Penalty | None, n_columns: int) -> None:
+        self.penalty, self.shape = penalty, network.weight.shape
+        self.diagonals = None
+        if penalty is not None:
+            n, n_basis = network.n_neurons, network.basis.n_basis
+            diagonals = torch.zeros(n, n_columns, dtype=torch.float64)
+            for post in range(n):
+                curvature = penalty.curvature(n, n_basis, post)
+                if bool((curvature - torch.diag(curvature.diagonal())).any()):
+                    raise NotImplementedError(
+                        f"Newton's solve takes penalties of diagonal curvature; {penalty!r}"
+                    )
+                diagonals[post, : 1 + n * n_basis] = curvature.diagonal()
+            self.diagonals = diagonals.to(network.bias.device)
+
+    def __call__(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each neuron's penalty (N,) and its gradient in that neuron's parameters (N, P)."""
+        if self.penalty is None:
+            return torch.zeros_like(theta[:, 0]), torch.zeros_like(theta)
+        size = self.shape[1] * self.shape[2]
+        weight = theta[:, 1 : 1 + size].detach().clone().reshape(self.shape).requires_grad_(True)
+        values = self.penalty.rows(weight)
+        (weight_gradient,) = torch.autograd.grad(values.sum(), weight)
+        gradient = torch.zeros_like(theta)
+        gradient[:, 1 : 1 + size] = weight_gradient.flatten(1)
+        return values.detach(), gradient
+
+
+def _derivatives(
+    link: str, counts: torch.Tensor, predictor: torch.Tensor, gradients: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Each bin's ``counts log rate - rate`` at the predictor, with (where ``gradients``) its first
+    derivative in the predictor and the curvature that weighs the bin (minus the second derivative;
+    under the sigmoid link, where that can be negative, its expectation)."""
+    if link == "exp":  # the canonical link: log rate is the predictor, and the curvature the rate
+        rate = torch.exp(predictor)
+        return counts * predictor - rate, (counts - rate if gradients else None), rate
+    rate, slope, curve = link_derivatives(link, predictor)
+    rate = rate.clamp_min(torch.finfo(rate.dtype).tiny)
+    likelihood = torch.xlogy(counts, rate) - rate
+    if not gradients:
+        return likelihood, None, None
+    first = counts * slope / rate - slope
+    second = slope * slope / rate if link == "sigmoid" else observed_curvature(counts, rate, slope, curve)
+    return likelihood, first, second
+
+
+def _pass(
+    problem: _Problem, theta: torch.Tensor, active: torch.Tensor | None, scale: float, smooth: _Smooth
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each neuron's objective (N,) at ``theta``; with ``active`` (a mask), also the gradients (N, P)
+    and the curvature blocks of the active neurons (A, P, P), summed over the parts and the processes.
+    Without it, the objectives only (and empty tensors)."""
+    link = problem.network.link_name
+    n, size = theta.shape
+    chosen = torch.zeros(0, dtype=torch.long) if active is None else active.nonzero()[:, 0]
+    value = torch.zeros(n, dtype=torch.float64, device=theta.device)
+    gradient = torch.zeros_like(theta)
+    upper = problem.upper
+    packed = torch.zeros(len(chosen), upper.shape[1], dtype=torch.float64, device=theta.device)
+    for chunk in problem.chunks():
+        predictor = chunk.design @ theta.T
+        if chunk.offset is not None:
+            predictor = predictor + chunk.offset
+        likelihood, first, second = _derivatives(link, chunk.counts, predictor, gradients=active is not None)
+        weight = chunk.weight
+        value -= (likelihood if weight is None else likelihood * weight[:, None]).sum(0) - chunk.log_factorial
+        if first is None or second is None:
+            continue
+        if weight is not None:
+            first, second = first * weight[:, None], second * weight[:, None]
+        gradient -= first.T @ chunk.design
+        packed += (second[:, chosen].float().T @ chunk.pairs().T).double()
+    for total in (value, gradient, packed):
+        parallel.all_sum(total)
+    penalty, penalty_gradient = smooth(theta)
+    blocks = torch.empty(len(chosen), size, size, dtype=torch.float64, device=theta.device)
+    packed *= scale
+    blocks[:, upper[0], upper[1]] = packed
+    blocks[:, upper[1], upper[0]] = packed
+    if smooth.diagonals is not None:
+        blocks.diagonal(dim1=-2, dim2=-1).add_(smooth.diagonals[chosen])
+    return value * scale + penalty, gradient * scale + penalty_gradient, blocks
