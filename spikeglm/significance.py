@@ -44,6 +44,7 @@ from scipy.stats import norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
+from spikeglm.inference.newton import observed_information
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network, link_derivatives, observed_curvature
@@ -127,7 +128,8 @@ def standard_errors(
     n, n_basis = network.n_neurons, network.weight.shape[-1]
     size = 1 + n * n_basis
     part_bins = max(1, max_elements // (n * (size + network.n_covariates)))
-    information = _information(network, data, part_bins, offset)
+    with torch.no_grad():
+        information = observed_information(network, data, part_bins, offset).cpu().numpy()
     if penalty is not None:  # the information of the penalised likelihood (in nats, not per spike)
         spikes = float(spikes_per_bin(data)) * data.n_scored * data.n_units
         for post in range(n):
@@ -152,39 +154,6 @@ def standard_errors(
             errors[post] = np.where(variance > 0, np.sqrt(np.maximum(variance, 0)), np.inf)
             first += functions.shape[0]
     return se, kernel_se
-
-
-@torch.no_grad()
-def _information(
-    network: Network, data: Segments, part_bins: int, offset: Callable[[Batch], torch.Tensor] | None = None
-) -> np.ndarray:
-    """The blocks ``I_n`` of the observed Fisher information, shape (N, P, P) with P = 1 + N * n_basis + F
-    (the bias, the couplings, then the F covariate columns)."""
-    weight = network.weight.detach().double()
-    bias = network.bias.detach().double()
-    basis = network.basis_matrix.double()
-    n = network.n_neurons
-    size = 1 + n * weight.shape[-1] + network.n_covariates
-    total = torch.zeros(n, size, size, dtype=torch.float64, device=bias.device)
-    for index in data.groups(part_bins):
-        batch = data.batch(index, dtype=torch.float64, device=bias.device)
-        features = history(batch.visible, basis).flatten(-2)  # (segments, bins, N * n_basis)
-        columns = [torch.ones_like(features[..., :1]), features]
-        predictor = bias + features @ weight.flatten(1).T
-        if network.covariate_weight is not None:
-            if batch.covariates is None:
-                raise ValueError("the standard errors of a network with covariates need their columns")
-            predictor = predictor + batch.covariates @ network.covariate_weight.detach().double().T
-            columns.append(batch.covariates)
-        rows = torch.cat(columns, dim=-1).reshape(-1, size)
-        if offset is not None:
-            predictor = predictor + offset(batch).to(predictor.dtype)
-        predictor = predictor.reshape(-1, n)
-        weights = _observed_curvature(network.link_name, batch.visible.reshape(-1, n), predictor)
-        if batch.scored is not None:
-            weights = weights * batch.scored.reshape(-1, 1)
-        total += torch.einsum("tn,ti,tj->nij", weights, rows, rows)
-    return total.cpu().numpy()
 
 
 class Couplings(Protocol):

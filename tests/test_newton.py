@@ -19,6 +19,7 @@ from spikeglm.inference.newton import (
     _pass,
     _Problem,
     _Smooth,
+    observed_information,
     pair_products,
     parameters_of,
     set_parameters,
@@ -66,7 +67,8 @@ def test_a_pass_gives_the_objective_gradient_and_curvature_of_the_log_likelihood
     """Against autograd on minus the log-likelihood per spike (plus a ridge penalty) of every neuron,
     in parts: the value and gradient to float64 rounding; the curvature blocks to float32's (they are
     summed in float32). Under the sigmoid link the blocks are the expected curvature, positive definite
-    where the observed one need not be."""
+    where the observed one need not be. The observed information the standard errors invert is the
+    Hessian of minus the log-likelihood under every link, to float64 rounding."""
     counts = simulated(link, n=3, trials=6, bins=100)
     basis = sg.basis.get("raised-cosine", window=8, n_basis=2)
     network = Network(3, 0, basis, link, n_covariates=1)
@@ -75,7 +77,7 @@ def test_a_pass_gives_the_objective_gradient_and_curvature_of_the_log_likelihood
     theta = 0.3 * torch.randn(3, 1 + 3 * 2 + 1, generator=generator, dtype=torch.float64)
     theta[:, 0] -= 2.0
     penalty, scale = Ridge(0.01), 1 / 37.0
-    problem = _Problem(network, Segments(counts, covariates=covariates), part_bins=250, latent=None)
+    problem = _Problem(network, Segments(counts, covariates=covariates), part_bins=250, offset=None)
     active = torch.ones(3, dtype=torch.bool)
     value, gradient, blocks = _pass(problem, theta, active, scale, _Smooth(network, penalty, 8))
     design = design_of(counts, basis, covariates)
@@ -99,6 +101,13 @@ def test_a_pass_gives_the_objective_gradient_and_curvature_of_the_log_likelihood
             )
             torch.testing.assert_close(blocks[post], hessian, rtol=1e-5, atol=1e-8)
     assert torch.linalg.eigvalsh(blocks).min() > 0
+    set_parameters(network.double(), theta)  # the observed information, in float64: the Hessian
+    information = observed_information(network, Segments(counts, covariates=covariates), part_bins=250)
+    for post in range(3):
+        hessian = torch.autograd.functional.hessian(
+            lambda r, p=post: minus_log_likelihood(link, design, counts, r, p), theta[post].clone()
+        )
+        torch.testing.assert_close(information[post], hessian, rtol=1e-10, atol=1e-10)
 
 
 def scipy_optimum(counts: torch.Tensor, link: str, basis: sg.basis.Basis) -> torch.Tensor:

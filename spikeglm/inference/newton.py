@@ -85,31 +85,46 @@ def set_parameters(network: Network, theta: torch.Tensor) -> None:
     assert theta.shape == (n, 1 + size + network.n_covariates)
 
 
+def observed_information(
+    network: Network,
+    data: Segments,
+    part_bins: int,
+    offset: Callable[[Batch], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The blocks of the observed Fisher information of a network without hidden neurons at its
+    parameters, in nats: one block per postsynaptic neuron, (N, P, P) float64 in :func:`design_rows`'
+    order, computed in float64 throughout in one pass over the data (what the couplings' standard errors
+    invert). ``offset(batch)``, (segments, bins, N), is a known part of the predictor (the latent
+    factors' drive)."""
+    problem = _Problem(network, data, part_bins, offset, keep=False, products=torch.float64)
+    theta = parameters_of(network).to(network.bias.device)
+    every = torch.ones(len(theta), dtype=torch.bool, device=theta.device)
+    return _pass(problem, theta, every, 1.0, _Smooth(network, None, theta.shape[1]), observed=True)[2]
+
+
 class _Chunk:
     """Rows of the data as the solve reads them: the design and the counts (float64), each row's
     weight (1 where scored; None: all are) and fixed offset of the predictor (the latent factors'
     drive; None: none), each neuron's summed log-factorials, and the rows' pairwise products
     (:func:`pair_products`; None where they are not kept)."""
 
-    def __init__(self, design, counts, weight, offset, products) -> None:
+    def __init__(self, design, counts, weight, offset, products, dtype: torch.dtype) -> None:
         self.design, self.counts, self.weight, self.offset = design, counts, weight, offset
         self.log_factorial = _log_factorials(counts, weight)
-        self.products = products
+        self.products, self.dtype = products, dtype
 
     def pairs(self) -> torch.Tensor:
-        """The rows' pairwise products (float32), kept or built now."""
-        return pair_products(self.design) if self.products is None else self.products
+        """The rows' pairwise products, kept or built now."""
+        return pair_products(self.design, self.dtype) if self.products is None else self.products
 
 
-def pair_products(design: torch.Tensor) -> torch.Tensor:
+def pair_products(design: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``design[:, i] * design[:, j]`` for every pair ``i <= j`` in the order of ``torch.triu_indices``:
-    shape (pairs, rows), float32, built one column ``i`` at a time into one buffer (much faster than
-    gathering the pairs)."""
-    columns = design.T.float().contiguous()
+    shape (pairs, rows), in ``dtype``, built one column ``i`` at a time into one buffer (much faster
+    than gathering the pairs)."""
+    columns = design.T.to(dtype).contiguous()
     size = columns.shape[0]
-    products = torch.empty(
-        size * (size + 1) // 2, columns.shape[1], dtype=torch.float32, device=design.device
-    )
+    products = torch.empty(size * (size + 1) // 2, columns.shape[1], dtype=dtype, device=design.device)
     first = 0
     for i in range(size):
         torch.mul(columns[i : i + 1], columns[i:], out=products[first : first + size - i])
@@ -128,19 +143,28 @@ def _log_factorials(counts: torch.Tensor, weight: torch.Tensor | None) -> torch.
 
 class _Problem:
     """The data of a solve, in chunks of rows (this process's share): kept in memory when they fit in
-    a quarter of what is available (with the pairwise products where those fit too), else built
-    again at each pass."""
+    a quarter of what is available (with the pairwise products where those fit too) and ``keep`` is
+    true, else built again at each pass. ``offset(batch)``, (segments, bins, N), is a fixed part of the
+    predictor (the latent factors' drive); ``products`` the dtype of the pairwise products."""
 
-    def __init__(self, network: Network, data: Segments, part_bins: int, latent) -> None:
-        self.network, self.data, self.latent = network, data, latent
+    def __init__(
+        self,
+        network: Network,
+        data: Segments,
+        part_bins: int,
+        offset: Callable[[Batch], torch.Tensor] | None,
+        keep: bool = True,
+        products: torch.dtype = torch.float32,
+    ) -> None:
+        self.network, self.data, self.offset, self.dtype = network, data, offset, products
         self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
         n, size = network.n_neurons, 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
         self.upper = torch.triu_indices(size, size, device=network.bias.device)
-        n_pairs = self.upper.shape[1]
-        self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (4 * n_pairs)))
+        n_pairs, width = self.upper.shape[1], products.itemsize
+        self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
         n_rows = data.n_trials * data.n_bins
-        budget = available_memory() / 4 - newton_memory(n, size)
-        self.keep_products = n_rows * (8 * size + 24 * n + 4 * n_pairs) < budget
+        budget = available_memory() / 4 - newton_memory(n, size) if keep else 0
+        self.keep_products = n_rows * (8 * size + 24 * n + width * n_pairs) < budget
         self.kept = None
         if self.keep_products or n_rows * (8 * size + 24 * n) < budget:
             self.kept = list(self._build())
@@ -156,18 +180,18 @@ class _Problem:
             counts = batch.visible.reshape(-1, network.n_neurons).double()
             weight = None if batch.scored is None else batch.scored.reshape(-1).double()
             offset = None
-            if self.latent is not None and network.loading is not None:
-                path = self.latent(batch).double() @ network.loading.detach().double().T
-                offset = path.reshape(-1, network.n_neurons)
+            if self.offset is not None:
+                offset = self.offset(batch).double().reshape(-1, network.n_neurons)
             for first in range(0, design.shape[0], self.rows):
                 rows = slice(first, first + self.rows)
-                products = pair_products(design[rows]) if self.keep_products else None
+                products = pair_products(design[rows], self.dtype) if self.keep_products else None
                 yield _Chunk(
                     design[rows],
                     counts[rows],
                     None if weight is None else weight[rows],
                     None if offset is None else offset[rows],
                     products,
+                    self.dtype,
                 )
 
 
@@ -193,7 +217,11 @@ def newton_solve(
     optimum to float64's precision). The solve stops when every neuron is done, or after
     ``max_iterations``.
     """
-    problem = _Problem(network, data, part_bins, latent)
+    offset = None
+    if latent is not None and network.loading is not None:
+        loading = network.loading.detach().double()
+        offset = lambda batch: latent(batch).double() @ loading.T  # noqa: E731 - the factors' fixed drive
+    problem = _Problem(network, data, part_bins, offset)
     per_bin = spikes_per_bin(data)
     scale = 1.0 / (per_bin * data.n_scored * data.n_units)
     theta = parameters_of(network).to(network.bias.device)
@@ -347,11 +375,11 @@ class _Smooth:
 
 
 def _derivatives(
-    link: str, counts: torch.Tensor, predictor: torch.Tensor, gradients: bool
+    link: str, counts: torch.Tensor, predictor: torch.Tensor, gradients: bool, observed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Each bin's ``counts log rate - rate`` at the predictor, with (where ``gradients``) its first
-    derivative in the predictor and the curvature that weighs the bin (minus the second derivative;
-    under the sigmoid link, where that can be negative, its expectation)."""
+    derivative in the predictor and the curvature that weighs the bin: minus the second derivative,
+    except under the sigmoid link, where that can be negative, its expectation (unless ``observed``)."""
     if link == "exp":  # the canonical link: log rate is the predictor, and the curvature the rate
         rate = torch.exp(predictor)
         return counts * predictor - rate, (counts - rate if gradients else None), rate
@@ -361,16 +389,22 @@ def _derivatives(
     if not gradients:
         return likelihood, None, None
     first = counts * slope / rate - slope
-    second = slope * slope / rate if link == "sigmoid" else observed_curvature(counts, rate, slope, curve)
+    expected = link == "sigmoid" and not observed
+    second = slope * slope / rate if expected else observed_curvature(counts, rate, slope, curve)
     return likelihood, first, second
 
 
 def _pass(
-    problem: _Problem, theta: torch.Tensor, active: torch.Tensor | None, scale: float, smooth: _Smooth
+    problem: _Problem,
+    theta: torch.Tensor,
+    active: torch.Tensor | None,
+    scale: float,
+    smooth: _Smooth,
+    observed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each neuron's objective (N,) at ``theta``; with ``active`` (a mask), also the gradients (N, P)
     and the curvature blocks of the active neurons (A, P, P), summed over the parts and the processes.
-    Without it, the objectives only (and empty tensors)."""
+    Without it, the objectives only (and empty tensors). ``observed``: see :func:`_derivatives`."""
     link = problem.network.link_name
     n, size = theta.shape
     chosen = torch.zeros(0, dtype=torch.long) if active is None else active.nonzero()[:, 0]
@@ -382,7 +416,7 @@ def _pass(
         predictor = chunk.design @ theta.T
         if chunk.offset is not None:
             predictor = predictor + chunk.offset
-        likelihood, first, second = _derivatives(link, chunk.counts, predictor, gradients=active is not None)
+        likelihood, first, second = _derivatives(link, chunk.counts, predictor, active is not None, observed)
         weight = chunk.weight
         value -= (likelihood if weight is None else likelihood * weight[:, None]).sum(0) - chunk.log_factorial
         if first is None or second is None:
@@ -390,7 +424,7 @@ def _pass(
         if weight is not None:
             first, second = first * weight[:, None], second * weight[:, None]
         gradient -= first.T @ chunk.design
-        packed += (second[:, chosen].float().T @ chunk.pairs().T).double()
+        packed += (second[:, chosen].to(problem.dtype).T @ chunk.pairs().T).double()
     for total in (value, gradient, packed):
         parallel.all_sum(total)
     penalty, penalty_gradient = smooth(theta)
