@@ -3,6 +3,7 @@ would not fit."""
 
 from __future__ import annotations
 
+from spikeglm.inference.newton import newton_memory
 from spikeglm.inference.objectives import OBJECTIVES
 from spikeglm.memory import available_memory, format_bytes
 
@@ -52,7 +53,10 @@ def fit_memory(
     ``"start"``
         Trained fits: the visible neurons' GLM they start from (its L-BFGS copies) and the correlation
         matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: the
-        observed information behind the standard errors, N blocks of (1 + N B)^2 float64 (and a copy).
+        Newton solve's curvature blocks, N of (1 + N B)^2 float64 three times over
+        (:func:`~spikeglm.inference.newton.newton_memory`; the observed information behind the
+        standard errors takes less). The data the solve keeps in memory are not counted: it keeps
+        them only within a quarter of the memory available.
     ``"step"``
         One part of a training step: the design (the basis-filtered histories of the visible counts, b x V
         x B, with the convolutions' copies), and for each of the S samples the hidden counts, their history
@@ -88,7 +92,7 @@ def fit_memory(
         glm = float(n_visible) * n_visible * n_basis * _LBFGS_COPIES * floats
         parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
     else:
-        parts["start"] = 2.0 * n_neurons * (1 + n_neurons * n_basis) ** 2 * 8
+        parts["start"] = newton_memory(n_neurons, 1 + n_neurons * n_basis)
     design = float(part_bins) * n_visible * n_basis * _DESIGN_TENSORS
     per_bin = _STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis + _LATENT_TENSORS * n_latent
     samples = float(n_samples) * part_bins * per_bin

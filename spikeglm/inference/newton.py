@@ -249,7 +249,7 @@ def newton_solve(
         if callback is not None:
             callback(records[-1])
         if not bool(active.any()):
-            reason = f"converged in {iteration} Newton iterations (gradient or change below tolerance)"
+            reason = f"converged in {iteration} Newton iterations (every gradient below tolerance)"
             break
     set_parameters(network, theta.to(network.bias.dtype))
     return records, reason
