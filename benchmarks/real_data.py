@@ -1,9 +1,9 @@
 """Read time, fit time, peak memory and the summary figure of each public recording in ../shared/data.
 
 For each recording (the settings are those of ``tests/test_real_data.py``): the wall time of
-``sg.load`` and of binning; the wall and CPU time of a GLM fit (``sg.POGLM(n_hidden=0)``: Newton's method on the
-exact log-likelihood until it converges or reaches its iteration cap, followed by the couplings'
-standard errors), with the reason the fit stopped (``model.stopped_``) and its iteration count;
+``sg.load`` and of binning; the wall and CPU time of a GLM fit (``sg.POGLM(n_hidden=0)``: Newton's
+method on the exact log-likelihood until it converges or reaches its iteration cap, followed by the
+couplings' standard errors), with the reason the fit stopped (``model.stopped_``) and its iteration count;
 the peak resident memory (``ru_maxrss`` of ``getrusage``) of the process that read and fitted it; and
 the summary figure (``sg.plot.summary`` on the counts fitted), written to
 ``results/benchmarks/real_data/NAME.png``. Figure time is not counted.
