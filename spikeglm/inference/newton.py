@@ -37,6 +37,9 @@ from spikeglm.segments import Batch, Segments
 
 #: Bytes of one block of pairwise products (rows x P(P+1)/2 float32) or of float64 rows x N predictors.
 _BLOCK_BYTES = 1 << 25
+#: Most bytes of pairwise products kept between passes (beyond it they are made again at each pass, which
+#: costs about as much as the pass's curvature product when there are 30 neurons, and less with more).
+_KEPT_PRODUCTS = 1 << 29
 #: The Armijo fraction of a step's predicted decrease that it must achieve; halvings tried at most.
 _ARMIJO, _MAX_HALVINGS = 1e-4, 40
 
@@ -143,9 +146,10 @@ def _log_factorials(counts: torch.Tensor, weight: torch.Tensor | None) -> torch.
 
 class _Problem:
     """The data of a solve, in chunks of rows (this process's share): kept in memory when they fit in
-    a quarter of what is available (with the pairwise products where those fit too) and ``keep`` is
-    true, else built again at each pass. ``offset(batch)``, (segments, bins, N), is a fixed part of the
-    predictor (the latent factors' drive); ``products`` the dtype of the pairwise products."""
+    a quarter of what is available and ``keep`` is true (with the pairwise products where those fit
+    too and take at most :data:`_KEPT_PRODUCTS`), else built again at each pass. ``offset(batch)``,
+    (segments, bins, N), is a fixed part of the predictor (the latent factors' drive); ``products``
+    the dtype of the pairwise products."""
 
     def __init__(
         self,
@@ -164,7 +168,10 @@ class _Problem:
         self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
         n_rows = data.n_trials * data.n_bins
         budget = available_memory() / 4 - newton_memory(n, size) if keep else 0
-        self.keep_products = n_rows * (8 * size + 24 * n + width * n_pairs) < budget
+        products_bytes = n_rows * width * n_pairs
+        self.keep_products = (
+            products_bytes <= _KEPT_PRODUCTS and n_rows * (8 * size + 24 * n) + products_bytes < budget
+        )
         self.kept = None
         if self.keep_products or n_rows * (8 * size + 24 * n) < budget:
             self.kept = list(self._build())
