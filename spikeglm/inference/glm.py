@@ -321,10 +321,16 @@ UNBOUNDED_STRENGTH = 20.0
 
 
 def unbounded_couplings(network: Network) -> list[tuple[int, int, float]]:
-    """The couplings of a solved network whose strength exceeds :data:`UNBOUNDED_STRENGTH` in magnitude,
-    as ``(post, pre, strength)``, strongest first."""
+    """The couplings between distinct neurons of a solved network whose strength exceeds
+    :data:`UNBOUNDED_STRENGTH` in magnitude, as ``(post, pre, strength)``, strongest first.
+
+    A neuron's own history filter is left out: one that never fires twice within the window (absolute
+    refractoriness at this bin size) has its maximum-likelihood self-coupling at minus infinity too, and
+    that is the model's reading of a refractory period, which no penalty here touches.
+    """
     with torch.no_grad():
         strength = network.weight.double() @ network.basis_matrix.double().sum(-1)
+        strength.fill_diagonal_(0.0)
     post, pre = (strength.abs() > UNBOUNDED_STRENGTH).nonzero(as_tuple=True)
     found = [(int(n), int(m), float(strength[n, m])) for n, m in zip(post, pre, strict=True)]
     return sorted(found, key=lambda item: -abs(item[2]))
