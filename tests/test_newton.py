@@ -12,13 +12,15 @@ import torch
 
 import spikeglm as sg
 from spikeglm.basis import history
-from spikeglm.inference import glm as glm_module
+from spikeglm.inference import newton as newton_module
 from spikeglm.inference import solve_glm
 from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, _Closure, mean_log_likelihood
 from spikeglm.inference.newton import (
     _pass,
     _Problem,
     _Smooth,
+    newton_memory,
+    newton_pays,
     observed_information,
     pair_products,
     parameters_of,
@@ -218,11 +220,19 @@ def test_a_silent_neuron_neither_stops_the_solve_nor_moves_the_others():
     torch.testing.assert_close(with_silent.weight[:3, :3], without.weight, atol=1e-4, rtol=0)
 
 
-def test_auto_takes_lbfgs_where_the_curvature_would_not_fit_in_memory(monkeypatch):
+def test_auto_takes_lbfgs_beyond_200_columns_or_where_the_curvature_would_not_fit(monkeypatch):
+    exponential = sg.basis.get("exponential", window=5)
+    assert newton_pays(Network(199, 0, exponential, "exp"))  # 1 + 199 columns
+    assert not newton_pays(Network(200, 0, exponential, "exp"))
+    assert not newton_pays(Network(100, 0, sg.basis.get("raised-cosine", window=8, n_basis=2), "exp"))
+    assert newton_pays(Network(190, 0, exponential, "exp", n_covariates=9))
+    assert not newton_pays(Network(190, 0, exponential, "exp", n_covariates=10))
+    monkeypatch.setattr(newton_module, "available_memory", lambda: 4 * newton_memory(3, 4) - 1)
+    assert not newton_pays(Network(3, 0, exponential, "exp"))
     counts = simulated("exp", n=3, trials=5)
-    assert "Newton" in fitted(counts, "exp", "auto")[2]
-    monkeypatch.setattr(glm_module, "newton_fits", lambda network: False)
     assert "L-BFGS" in fitted(counts, "exp", "auto")[2]
+    monkeypatch.undo()
+    assert "Newton" in fitted(counts, "exp", "auto")[2]
     with pytest.raises(ValueError, match="unknown GLM solver 'irls'"):
         fitted(counts, "exp", "irls")
 

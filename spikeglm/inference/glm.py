@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.newton import newton_fits, newton_solve
+from spikeglm.inference.newton import newton_pays, newton_solve
 from spikeglm.inference.penalty import GroupLasso, Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network
@@ -49,9 +49,10 @@ def solve_glm(
     * ``"lbfgs"``: L-BFGS steps with a strong-Wolfe line search, until an iteration changes the
       objective by less than :data:`GLM_TOLERANCE_CHANGE` or no gradient component exceeds
       :data:`GLM_TOLERANCE_GRAD`.
-    * ``"auto"``: Newton where its curvature blocks (N of them, ``(1 + N B + F)^2`` float64 each) fit
-      in a quarter of the memory available (:func:`~spikeglm.inference.newton.newton_fits`), else
-      L-BFGS.
+    * ``"auto"``: Newton where the design has at most 200 columns (``1 + N B + F``: beyond, its
+      curvature costs more than L-BFGS's iterations) and its curvature blocks (N of them, ``(1 + N B +
+      F)^2`` float64 each) fit in a quarter of the memory available
+      (:func:`~spikeglm.inference.newton.newton_pays`), else L-BFGS.
 
     Either stops after ``max_iterations`` iterations. A group lasso penalty is not smooth: proximal
     gradient steps solve it whatever the solver. The solve draws no random number: the same data give
@@ -103,7 +104,7 @@ def solve_glm(
             network.to(dtype)
     if solver not in SOLVERS:
         raise ValueError(f"unknown GLM solver {solver!r}; expected one of {', '.join(SOLVERS)}")
-    if solver == "newton" or (solver == "auto" and newton_fits(network)):
+    if solver == "newton" or (solver == "auto" and newton_pays(network)):
         return newton_solve(
             network,
             data,
