@@ -3,7 +3,7 @@ would not fit."""
 
 from __future__ import annotations
 
-from spikeglm.inference.newton import newton_memory
+from spikeglm.inference.newton import NEWTON_COLUMNS, information_memory, newton_memory
 from spikeglm.inference.objectives import OBJECTIVES
 from spikeglm.memory import available_memory, format_bytes
 
@@ -52,11 +52,13 @@ def fit_memory(
         hidden neurons: a GLM, or the final solve of the couplings given the latent factors).
     ``"start"``
         Trained fits: the visible neurons' GLM they start from (its L-BFGS copies) and the correlation
-        matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: the
-        Newton solve's curvature blocks, N of (1 + N B)^2 float64 three times over
-        (:func:`~spikeglm.inference.newton.newton_memory`; the observed information behind the
-        standard errors takes less). The data the solve keeps in memory are not counted: it keeps
-        them only within a quarter of the memory available.
+        matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: up
+        to :data:`~spikeglm.inference.newton.NEWTON_COLUMNS` columns ``1 + N B``, the Newton solve's
+        curvature blocks, N of (1 + N B)^2 float64 three times over
+        (:func:`~spikeglm.inference.newton.newton_memory`); beyond, where L-BFGS solves it, the
+        observed information behind the standard errors, one and a half times over
+        (:func:`~spikeglm.inference.newton.information_memory`). The data the Newton solve keeps in
+        memory are not counted: it keeps them only within a quarter of the memory available.
     ``"step"``
         One part of a training step: the design (the basis-filtered histories of the visible counts, b x V
         x B, with the convolutions' copies), and for each of the S samples the hidden counts, their history
@@ -92,7 +94,9 @@ def fit_memory(
         glm = float(n_visible) * n_visible * n_basis * _LBFGS_COPIES * floats
         parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
     else:
-        parts["start"] = newton_memory(n_neurons, 1 + n_neurons * n_basis)
+        columns = 1 + n_neurons * n_basis
+        solve = newton_memory if columns <= NEWTON_COLUMNS else information_memory
+        parts["start"] = solve(n_neurons, columns)
     design = float(part_bins) * n_visible * n_basis * _DESIGN_TENSORS
     per_bin = _STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis + _LATENT_TENSORS * n_latent
     samples = float(n_samples) * part_bins * per_bin

@@ -54,6 +54,11 @@ def newton_memory(n_neurons: int, n_columns: int) -> float:
     return 3.0 * n_neurons * n_columns**2 * 8 + _BLOCK_BYTES
 
 
+def information_memory(n_neurons: int, n_columns: int) -> float:
+    """Bytes :func:`observed_information` holds: the blocks (float64) and their packed upper halves."""
+    return 1.5 * n_neurons * n_columns**2 * 8 + _BLOCK_BYTES
+
+
 def newton_pays(network: Network) -> bool:
     """Whether :func:`newton_solve` is the faster solve of this network, and can hold its blocks in a
     quarter of the memory available now (else L-BFGS solves it: it holds a few copies of the parameters
