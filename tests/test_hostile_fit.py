@@ -161,10 +161,14 @@ def fit(n_units, n_hidden, n_trials, n_bins, n_samples):
     model.fit(counts)
     return sum(model.fit_memory(n_trials, n_bins, n_units).values())
 
+def high_water():  # this process's own peak: ru_maxrss would keep the parent's, from before exec
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) * 1024
+
 fit(3, 1, 2, 50, 2)  # the fixed cost: torch's threads and kernels, the autograd engine
 base = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 estimate = fit(*map(int, sys.argv[1:]))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = high_water()
 print(json.dumps({"estimate": estimate, "measured": peak - base}))
 """
 
@@ -175,10 +179,12 @@ def test_the_estimate_is_within_a_factor_two_of_the_measured_peak(shape):
     """A fit's peak resident memory (over a warmed-up process) against :func:`fit_memory`: with hidden
     neurons, where one step's samples dominate; without, where the standard errors' information does.
 
-    glibc is told to map every block of 64 KiB or more on its own, so that a freed tensor leaves the
-    process at once: the peak is then the live tensors the estimate counts (the same on every run),
-    not what the allocator happened to keep of freed ones (from 1.3 to 2.2 times the estimate on the
-    same code, from one machine to the next)."""
+    The peak is the process's own high-water mark (``VmHWM``): ``ru_maxrss`` survives ``exec`` and so
+    holds the resident size of the test process it was forked from, which late in a full run is larger
+    than the fit's (it failed CI at 2.1-2.2 times the estimate). glibc is told to map every block of
+    64 KiB or more on its own, so that a freed tensor leaves the process at once: the peak is then the
+    live tensors the estimate counts, the same on every run, not what the allocator happened to keep
+    of freed ones (1.3-1.5 times the estimate here)."""
     done = subprocess.run(
         [sys.executable, "-c", PEAK, *map(str, shape)],
         capture_output=True,
