@@ -1,5 +1,5 @@
 """The convex fit: a POGLM without hidden neurons is a Poisson GLM, solved by Newton's method (or by
-full-batch L-BFGS where Newton's curvature blocks would not fit in memory)."""
+full-batch L-BFGS for large designs, where Newton's curvature costs more or would not fit in memory)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def solve_glm(
         time constants stay as they are.
     penalty : Penalty, optional
         A penalty of the couplings between distinct neurons (:mod:`spikeglm.inference.penalty`): the
-        solve then maximises the penalised log-likelihood; by L-BFGS for a smooth one, by proximal
+        solve then maximises the penalised log-likelihood; by ``solver`` for a smooth one, by proximal
         gradient steps (:func:`proximal_solve`) for the group lasso.
     solver : {"auto", "newton", "lbfgs"}
         How the likelihood (with a smooth penalty) is maximised; see above.
@@ -90,6 +90,8 @@ def solve_glm(
     """
     if network.n_hidden:
         raise ValueError(f"solve_glm fits networks without hidden neurons; this one has {network.n_hidden}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown GLM solver {solver!r}; expected one of {', '.join(SOLVERS)}")
     data = data if isinstance(data, Segments) else Segments(data)
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
@@ -102,8 +104,6 @@ def solve_glm(
             return proximal_solve(smooth_part, network, penalty, max_iterations)
         finally:
             network.to(dtype)
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown GLM solver {solver!r}; expected one of {', '.join(SOLVERS)}")
     if solver == "newton" or (solver == "auto" and newton_pays(network)):
         return newton_solve(
             network,

@@ -59,14 +59,20 @@ def information_memory(n_neurons: int, n_columns: int) -> float:
     return 1.5 * n_neurons * n_columns**2 * 8 + _BLOCK_BYTES
 
 
+def design_columns(network: Network) -> int:
+    """Columns of the design (:func:`design_rows`), parameters of each neuron: ``1 + N B + F``."""
+    return 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
+
+
 def newton_pays(network: Network) -> bool:
     """Whether :func:`newton_solve` is the faster solve of this network, and can hold its blocks in a
     quarter of the memory available now (else L-BFGS solves it: it holds a few copies of the parameters
     only). Newton's curvature costs ``P^2 / 2`` multiply-adds per neuron and bin (``P = 1 + N B + F``
     columns), an L-BFGS evaluation a few times ``P``: Newton pays up to :data:`NEWTON_COLUMNS` columns."""
-    n_columns = 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
-    fits = newton_memory(network.n_neurons, n_columns) <= available_memory() / 4
-    return fits and n_columns <= NEWTON_COLUMNS
+    n_columns = design_columns(network)
+    return (
+        n_columns <= NEWTON_COLUMNS and newton_memory(network.n_neurons, n_columns) <= available_memory() / 4
+    )
 
 
 def design_rows(network: Network, batch: Batch) -> torch.Tensor:
@@ -114,7 +120,7 @@ def observed_information(
     problem = _Problem(network, data, part_bins, offset, keep=False, products=torch.float64)
     theta = parameters_of(network).to(network.bias.device)
     every = torch.ones(len(theta), dtype=torch.bool, device=theta.device)
-    return _pass(problem, theta, every, 1.0, _Smooth(network, None, theta.shape[1]), observed=True)[2]
+    return _pass(problem, theta, every, 1.0, _Smooth(network, None), observed=True)[2]
 
 
 class _Chunk:
@@ -174,18 +180,16 @@ class _Problem:
     ) -> None:
         self.network, self.data, self.offset, self.dtype = network, data, offset, products
         self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
-        n, size = network.n_neurons, 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
+        n, size = network.n_neurons, design_columns(network)
         self.upper = torch.triu_indices(size, size, device=network.bias.device)
         n_pairs, width = self.upper.shape[1], products.itemsize
         self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
         n_rows = data.n_trials * data.n_bins
         budget = available_memory() / 4 - newton_memory(n, size) if keep else 0
-        products_bytes = n_rows * width * n_pairs
-        self.keep_products = (
-            products_bytes <= _KEPT_PRODUCTS and n_rows * (8 * size + 24 * n) + products_bytes < budget
-        )
+        data_bytes, products_bytes = n_rows * (8 * size + 24 * n), n_rows * width * n_pairs
+        self.keep_products = products_bytes <= _KEPT_PRODUCTS and data_bytes + products_bytes < budget
         self.kept = None
-        if self.keep_products or n_rows * (8 * size + 24 * n) < budget:
+        if data_bytes < budget:
             self.kept = list(self._build())
 
     def chunks(self) -> Iterator[_Chunk]:
@@ -244,7 +248,7 @@ def newton_solve(
     per_bin = spikes_per_bin(data)
     scale = 1.0 / (per_bin * data.n_scored * data.n_units)
     theta = parameters_of(network).to(network.bias.device)
-    smooth = _Smooth(network, penalty, theta.shape[1])
+    smooth = _Smooth(network, penalty)
     active = torch.ones(theta.shape[0], dtype=torch.bool, device=theta.device)
     records: list[EpochRecord] = []
     clock = time.perf_counter()
@@ -365,12 +369,12 @@ class _Smooth:
     curvature is not is refused rather than solved with part of it.
     """
 
-    def __init__(self, network: Network, penalty: Penalty | None, n_columns: int) -> None:
+    def __init__(self, network: Network, penalty: Penalty | None) -> None:
         self.penalty, self.shape = penalty, network.weight.shape
         self.diagonals = None
         if penalty is not None:
             n, n_basis = network.n_neurons, network.basis.n_basis
-            diagonals = torch.zeros(n, n_columns, dtype=torch.float64)
+            diagonals = torch.zeros(n, design_columns(network), dtype=torch.float64)
             for post in range(n):
                 curvature = penalty.curvature(n, n_basis, post)
                 if bool((curvature - torch.diag(curvature.diagonal())).any()):
@@ -426,7 +430,9 @@ def _pass(
     Without it, the objectives only (and empty tensors). ``observed``: see :func:`_derivatives`."""
     link = problem.network.link_name
     n, size = theta.shape
-    chosen = torch.zeros(0, dtype=torch.long) if active is None else active.nonzero()[:, 0]
+    chosen = (
+        torch.zeros(0, dtype=torch.long, device=theta.device) if active is None else active.nonzero()[:, 0]
+    )
     value = torch.zeros(n, dtype=torch.float64, device=theta.device)
     gradient = torch.zeros_like(theta)
     upper = problem.upper
