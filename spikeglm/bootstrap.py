@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from spikeglm.counts import SpikeCounts
+from spikeglm.covariates import Covariate, covariate_design
 from spikeglm.evaluate import align_hidden
 from spikeglm.options import whole
 from spikeglm.poglm import POGLM
@@ -32,6 +33,7 @@ def bootstrap_se(
     seed: int = 0,
     callback: Callable[[int, float], None] | None = None,
     device: str | torch.device | None = None,
+    covariates: list[Covariate] | None = None,
 ) -> np.ndarray:
     """Standard errors of a fitted model's coupling strengths by parametric bootstrap, shape (post, pre).
 
@@ -48,6 +50,11 @@ def bootstrap_se(
     error of each pair is the standard deviation of its strength over the refits. Each refit has a seed
     of its own (drawn from ``seed``), so that the spread includes the fit's dependence on its starting
     point and samples. The refits run one after another; only the strengths are kept.
+
+    A fit with covariates is bootstrapped with them: every simulated recording is driven by the same
+    known inputs as the data (the fit's kernels on the covariates' values in ``counts``' bins), keeps
+    ``counts``' trial start times, and is refitted with the same ``covariates``; so the spread is that of
+    the couplings given the inputs, as the fit's own standard errors are.
 
     Parameters
     ----------
@@ -66,6 +73,8 @@ def bootstrap_se(
         Called after each refit with its index (from 0) and the seconds it took, e.g. to show progress.
     device : str or torch.device, optional
         Where the refits compute (see :meth:`spikeglm.POGLM.fit`).
+    covariates : list of Covariate, optional
+        The covariates the model was fitted with (the same, by name), for a fit with covariates.
 
     Returns
     -------
@@ -76,18 +85,14 @@ def bootstrap_se(
     ------
     ValueError
         If ``n_boot`` is below 2, ``counts`` are not those the model was fitted on (the message names the
-        difference), the model's network was given rather than fitted (``freeze_network``), it has
-        covariates (not taken yet), or the fitted network's activity runs away when simulated.
+        difference), the model's network was given rather than fitted (``freeze_network``), the
+        covariates are not the fit's (the message names them), or the fitted network's activity runs away
+        when simulated.
     """
     n_boot = whole(n_boot, "bootstrap_se: n_boot", minimum=2)
     network = model.network_
     if network is None:
         raise RuntimeError("bootstrap_se: this POGLM is not fitted yet: call fit(counts) first")
-    if model.covariates_:
-        raise ValueError(
-            "bootstrap_se: the parametric bootstrap does not take covariates yet; this fit's standard errors "
-            "(strength_se_) already account for them"
-        )
     if model.training.freeze_network:
         raise ValueError(
             "bootstrap_se: the model's network was given, not fitted (freeze_network): there is no fit to "
@@ -99,6 +104,11 @@ def bootstrap_se(
             f"bootstrap_se: counts must be the SpikeCounts of the fit's {network.n_visible} units; got {got}"
         )
     check_fitted_on(model.fitted_on_, counts, "the parametric bootstrap")
+    try:
+        design = covariate_design(covariates or [], counts, model.covariates_ or [])
+    except ValueError as err:
+        raise ValueError(f"bootstrap_se: {err}") from None
+    columns = design.columns.to(network.bias.dtype) if design.records else None
     reference = model.connectivity()
     settings = model.get_params()
     refit_seeds = np.random.SeedSequence(seed).generate_state(n_boot)
@@ -111,13 +121,18 @@ def bootstrap_se(
             prior = network.latent_prior
             path = None if prior is None else prior.sample((counts.n_trials,), counts.n_bins, generator)
             try:
-                simulated = network.simulate(counts.n_trials, counts.n_bins, generator=generator, latent=path)
+                simulated = network.simulate(
+                    counts.n_trials, counts.n_bins, generator=generator, latent=path, covariates=columns
+                )
             except ValueError as err:
                 raise ValueError(f"bootstrap_se: cannot simulate the fitted network: {err}") from None
         data = SpikeCounts.from_array(
             simulated[..., : network.n_visible], bin_size=counts.bin_size, unit_ids=counts.unit_ids
         )
-        refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])}).fit(data, device=device)
+        if "trial_starts_s" in counts.metadata:  # where covariates given in time are read
+            data.metadata["trial_starts_s"] = counts.metadata["trial_starts_s"]
+        refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])})
+        refit.fit(data, device=device, covariates=covariates)
         strengths[round_] = align_hidden(reference, refit.connectivity())
         if callback is not None:
             callback(round_, time.perf_counter() - start)

@@ -488,10 +488,10 @@ class POGLM:
         """
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
-        visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
-        self.check_fit(counts, config, validation)
         kept = self.covariates_ if config.freeze_network and self.covariates_ else None  # a given network's
         design = covariate_design(covariates or [], counts, kept)
+        self.check_fit(counts, config, validation, n_covariates=design.n_features)
+        visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
         known = None
         if validation is not None and design.records:
             given = covariates if validation_covariates is None else validation_covariates
@@ -519,6 +519,7 @@ class POGLM:
         counts: SpikeCounts,
         config: TrainingConfig | None = None,
         validation: SpikeCounts | None = None,
+        n_covariates: int = 0,
     ) -> None:
         """The checks :meth:`fit` makes first, before it allocates anything, without fitting.
 
@@ -530,6 +531,8 @@ class POGLM:
             The training settings (default: this model's own).
         validation : SpikeCounts, optional
             The held-out counts the fit would score as it goes (their particles count in its memory).
+        n_covariates : int
+            The covariates' columns the fit would weigh (:attr:`spikeglm.covariates.Design.n_features`).
 
         Raises
         ------
@@ -578,13 +581,22 @@ class POGLM:
                 "score_bins": validation.n_bins,
                 "n_particles": VALIDATION_PARTICLES,
             }
-        parts = self.fit_memory(counts.n_trials, counts.n_bins, counts.n_units, config, **scoring)
+        parts = self.fit_memory(
+            counts.n_trials, counts.n_bins, counts.n_units, config, n_covariates=n_covariates, **scoring
+        )
         check_memory(parts, where, self._memory_advice(counts.n_units, config))
 
     def fit_memory(
-        self, n_trials: int, n_bins: int, n_units: int, config: TrainingConfig | None = None, **scoring
+        self,
+        n_trials: int,
+        n_bins: int,
+        n_units: int,
+        config: TrainingConfig | None = None,
+        n_covariates: int = 0,
+        **scoring,
     ) -> dict[str, float]:
-        """The memory a fit of this model to counts of this shape would take, by part, in bytes.
+        """The memory a fit of this model to counts of this shape (with ``n_covariates`` covariate
+        columns) would take, by part, in bytes.
 
         :func:`spikeglm.inference.fit_memory` for this model's settings (``config``: its training settings, by
         default its own) and the size of the parts its steps are computed in; ``scoring`` are the
@@ -604,6 +616,7 @@ class POGLM:
             config.n_samples,
             config.objective,
             n_latent=checked.n_latent,
+            n_covariates=n_covariates,
             **scoring,
         )
 

@@ -478,9 +478,12 @@ def test_simulate_writes_a_stimulus_that_fit_takes_as_a_covariate(tmp_path):
     assert rows.shape == (6 * 2000, 2) and rows[0, 0] == pytest.approx(0.0025)
     model_path = tmp_path / "m.h5"
     result = run(
-        "fit", out, "-o", model_path, "--hidden", "0", "--covariate", f"stimulus={stimulus}@lags(window=0.1)"
-    )
+        "fit", out, "-o", model_path, "--hidden", "0", "--covariate", f"stimulus={stimulus}@lags(window=0.1)",
+        "--bootstrap", "2",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "bootstrap refit 2/2" in result.output  # the simulations read the stimulus on each trial's clock
+    assert sg.POGLM.load(model_path).strength_se_source_["method"] == "bootstrap"
     fitted = np.array(sg.POGLM.load(model_path).connectivity().metadata["covariates"][0]["values"])
     truth = np.array(sg.Connectivity.load(tmp_path / "stim_truth.json").metadata["covariates"][0]["values"])
     assert np.corrcoef(fitted.ravel(), truth.ravel())[0, 1] > 0.9

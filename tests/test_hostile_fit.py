@@ -18,8 +18,8 @@ from conftest import assert_refused, run_cli
 import spikeglm as sg
 from spikeglm.cli import main
 from spikeglm.cli.app import _warnings_on_one_line
-from spikeglm.inference import fit_memory, n_parameters
-from spikeglm.inference.footprint import MEMORY_PARTS
+from spikeglm.inference import fit_memory, footprint, n_parameters
+from spikeglm.inference.footprint import _DESIGN_TENSORS, _LBFGS_COPIES, MEMORY_PARTS
 from spikeglm.memory import available_memory
 from spikeglm.selection import cross_validate, largest_candidate
 
@@ -135,6 +135,26 @@ def test_the_parameters_counted_are_those_of_the_fitted_model():
     assert parts["parameters"] == n_parameters(4, 3, 4) * 5 * 4  # Adam: value, gradient, 2 moments, best
     scored = fit_memory(4, 3, 4, 4, 1000, 5, score_trials=10, score_bins=500, n_particles=1000)
     assert scored["scoring"] > 10 * 1000 * 4 * 3 * 4  # every particle's window of hidden history
+
+
+def test_the_covariates_columns_count_in_the_memory_estimate_and_its_refusal(monkeypatch):
+    """Each covariate column is a parameter of every neuron, a column of the GLM's curvature blocks and of
+    every part of the design; a fit whose covariates tip it over the memory is refused before it starts."""
+    from spikeglm.inference.newton import newton_memory
+
+    plain, wide = fit_memory(30, 0, 5, 1, 2**15, 1), fit_memory(30, 0, 5, 1, 2**15, 1, n_covariates=40)
+    assert wide["parameters"] - plain["parameters"] == 30 * 40 * _LBFGS_COPIES * 4  # float32 copies
+    assert wide["start"] == newton_memory(30, 1 + 30 + 40) > plain["start"]
+    assert wide["step"] - plain["step"] == 2**15 * 40 * _DESIGN_TENSORS * 4
+    counts = counts_of(4, 400, 3)
+    stimulus = np.random.default_rng(0).standard_normal((4, 400))
+    covariate = sg.Covariate.binned("stimulus", stimulus, kernel=sg.covariates.Lags("100 ms", 8))
+    model = sg.POGLM(n_hidden=0)
+    bare = sum(model.fit_memory(4, 400, 3).values())
+    monkeypatch.setattr(footprint, "available_memory", lambda: bare * 1.0001)
+    model.check_fit(counts)  # fits without the covariate
+    with pytest.raises(ValueError, match=r"^rec\.npz: the fit would take about"):
+        model.fit(counts, covariates=[covariate])
 
 
 def test_available_memory_is_what_the_machine_has_and_no_more_than_a_cap_leaves():

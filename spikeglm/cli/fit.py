@@ -109,7 +109,7 @@ def fit(
     Example, two processes:
     torchrun --standalone --nproc-per-node 2 -m spikeglm fit long.nwb -o model.h5 --batch-size 64
     """
-    auto = _check_choices(ctx, settings["n_hidden"], bootstrap, bool(covariates))
+    auto = _check_choices(ctx, settings["n_hidden"], bootstrap)
     inputs = (recording, config)
     out = check_output(output, overwrite, inputs)
     # The library's rule for an existing checkpoint, checked before the recording is read.
@@ -119,8 +119,8 @@ def fit(
         n_hidden=0 if auto else settings["n_hidden"], tol=settings["tol"] or None
     )  # --tol 0: none
     model = sg.POGLM(**settings)  # by their names
-    model.check_fit(counts)  # before the checkpoint is claimed (or removed) or anything printed
-    known = _covariates(recording, covariates, counts)
+    known, n_covariates = _covariates(recording, covariates, counts)
+    model.check_fit(counts, n_covariates=n_covariates)  # before the checkpoint is claimed or anything printed
     candidates = sg.selection.check_candidates(counts, candidates, folds, model) if auto else ()
     with (
         sg.parallel.distributed(None if device == "auto" else device) as where,
@@ -151,13 +151,13 @@ def fit(
 
 def _covariates(
     recording: str, specs: tuple[CovariateSpec, ...], counts: sg.SpikeCounts
-) -> list[sg.Covariate] | None:
+) -> tuple[list[sg.Covariate] | None, int]:
     """The ``--covariate`` options read beside the recording and checked against its counts (refused now,
-    naming the covariate, rather than once the fit has begun)."""
+    naming the covariate, rather than once the fit has begun), and the number of their columns."""
     known = read_covariates(recording, specs)
-    if known:
-        sg.covariates.covariate_design(known, counts)
-    return known
+    if not known:
+        return known, 0
+    return known, sg.covariates.covariate_design(known, counts).n_features
 
 
 def _claim(
@@ -215,7 +215,7 @@ def _fit_model(
         overwrite=overwrite,
     )
     if bootstrap:
-        _bootstrap(model, counts, bootstrap, where, sg.parallel.is_main())
+        _bootstrap(model, counts, bootstrap, where, sg.parallel.is_main(), covariates)
 
 
 def _summary(model: sg.POGLM) -> str:
@@ -232,13 +232,11 @@ def _processes() -> str:
     return f" in {world} processes" if world > 1 else ""
 
 
-def _check_choices(ctx: click.Context, n_hidden: object, bootstrap: int, covariates: bool) -> bool:
-    """Refuse ``--bootstrap 1`` (or with covariates) and the options of a choice of hidden neurons without
+def _check_choices(ctx: click.Context, n_hidden: object, bootstrap: int) -> bool:
+    """Refuse ``--bootstrap 1`` and the options of a choice of hidden neurons without
     ``--hidden auto``; return whether the number of hidden neurons is to be chosen."""
     if bootstrap == 1:
         raise click.BadParameter("0 (none) or at least 2 refits", param_hint="--bootstrap")
-    if bootstrap and covariates:
-        raise click.BadParameter("the bootstrap does not take covariates yet", param_hint="--bootstrap")
     auto = n_hidden == "auto"
     if not auto:
         _refuse_selection_options(ctx)
@@ -254,10 +252,15 @@ def _interrupted(checkpoint: Path, signals: list[int]) -> NoReturn:
 
 
 def _bootstrap(
-    model: sg.POGLM, counts: sg.SpikeCounts, n_boot: int, where: torch.device, report: bool
+    model: sg.POGLM,
+    counts: sg.SpikeCounts,
+    n_boot: int,
+    where: torch.device,
+    report: bool,
+    covariates: list[sg.Covariate] | None,
 ) -> None:
     """``--bootstrap``: the standard errors of the couplings from ``n_boot`` refits (each reported) on the
-    device ``where``."""
+    device ``where``, the simulations driven by the fit's covariates."""
 
     def progress(index: int, seconds: float) -> None:
         if report:
@@ -265,7 +268,7 @@ def _bootstrap(
 
     if report:
         click.echo(f"standard errors by parametric bootstrap ({n_boot} refits to simulated recordings):")
-    sg.bootstrap_se(model, counts, n_boot=n_boot, callback=progress, device=where)
+    sg.bootstrap_se(model, counts, n_boot=n_boot, callback=progress, device=where, covariates=covariates)
 
 
 def _resuming(checkpoint: Path, epochs: int) -> str:

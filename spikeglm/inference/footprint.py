@@ -37,36 +37,39 @@ def fit_memory(
     score_bins: int = 0,
     n_particles: int = 0,
     n_latent: int = 0,
+    n_covariates: int = 0,
 ) -> dict[str, float]:
     """The memory a fit needs at its peak, in bytes, by what it is for; estimated from the settings alone.
 
     Counted, in 4-byte floats unless said otherwise (``N = n_visible + n_hidden`` neurons, ``B =
     n_basis`` basis functions of ``window`` lags, ``b = part_bins`` bins of one part of a step, context
-    included, ``S = n_samples``, ``K = n_latent`` latent factors). A fit is trained when it has hidden
-    neurons or latent factors, and solved as a GLM otherwise:
+    included, ``S = n_samples``, ``K = n_latent`` latent factors, ``F = n_covariates`` covariate
+    columns). A fit is trained when it has hidden neurons or latent factors, and solved as a GLM
+    otherwise:
 
     ``"parameters"``
-        The network's couplings (N x N x B), biases and loadings (N x K), the posterior's readings of the
+        The network's couplings (N x N x B), biases, loadings (N x K) and covariate weights (N x F), the
+        posterior's readings of the
         visible past and future (2 x H x V x B), of the hidden past (H x H x B) and of the factors (2 x K x
         V), times the copies the optimiser keeps (gradients and Adam's moments; L-BFGS's history without
         hidden neurons: a GLM, or the final solve of the couplings given the latent factors).
     ``"start"``
         Trained fits: the visible neurons' GLM they start from (its L-BFGS copies) and the correlation
         matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: up
-        to :data:`~spikeglm.inference.newton.NEWTON_COLUMNS` columns ``1 + N B``, the Newton solve's
-        curvature blocks, N of (1 + N B)^2 float64 three times over
+        to :data:`~spikeglm.inference.newton.NEWTON_COLUMNS` columns ``1 + N B + F``, the Newton solve's
+        curvature blocks, N of (1 + N B + F)^2 float64 three times over
         (:func:`~spikeglm.inference.newton.newton_memory`); beyond, where L-BFGS solves it, the
         observed information behind the standard errors, one and a half times over
         (:func:`~spikeglm.inference.newton.information_memory`). The data the Newton solve keeps in
         memory are not counted: it keeps them only within a quarter of the memory available.
     ``"step"``
         One part of a training step: the design (the basis-filtered histories of the visible counts, b x V
-        x B, with the convolutions' copies), and for each of the S samples the hidden counts, their history
-        (b x H x B) and the rates and log-probabilities of every neuron (b x N) that the gradient needs; a
-        particle objective (``"fivo"``, ``"likelihood"``: those whose
-        :attr:`~spikeglm.inference.objectives.Objective.particles` is true) also keeps each bin's window of
-        hidden history (b x window x H per particle). Latent factors add, per sample, the path and what
-        solving its posterior keeps (b x K several times).
+        x B, with the convolutions' copies, and the covariates' columns, b x F), and for each of the S
+        samples the hidden counts, their history (b x H x B) and the rates and log-probabilities of every
+        neuron (b x N) that the gradient needs; a particle objective (``"fivo"``, ``"likelihood"``: those
+        whose :attr:`~spikeglm.inference.objectives.Objective.particles` is true) also keeps each bin's
+        window of hidden history (b x window x H per particle). Latent factors add, per sample, the path
+        and what solving its posterior keeps (b x K several times).
     ``"scoring"``
         With ``score_trials`` held-out trials of ``score_bins`` bins scored by ``n_particles`` particles
         (:func:`spikeglm.smc.log_likelihood`, as cross-validation does): every particle's window of
@@ -86,18 +89,18 @@ def fit_memory(
     """
     n_neurons = n_visible + n_hidden
     floats = 4
-    parameters = n_parameters(n_visible, n_hidden, n_basis, n_latent)
+    parameters = n_parameters(n_visible, n_hidden, n_basis, n_latent) + n_neurons * n_covariates
     trained = bool(n_hidden or n_latent)
     copies = _ADAM_COPIES if n_hidden else _LBFGS_COPIES  # a fit without hidden neurons ends with L-BFGS
     parts = {"parameters": float(parameters) * copies * floats}
     if trained:
-        glm = float(n_visible) * n_visible * n_basis * _LBFGS_COPIES * floats
+        glm = float(n_visible) * (n_visible * n_basis + n_covariates) * _LBFGS_COPIES * floats
         parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
     else:
-        columns = 1 + n_neurons * n_basis
+        columns = 1 + n_neurons * n_basis + n_covariates
         solve = newton_memory if columns <= NEWTON_COLUMNS else information_memory
         parts["start"] = solve(n_neurons, columns)
-    design = float(part_bins) * n_visible * n_basis * _DESIGN_TENSORS
+    design = float(part_bins) * (n_visible * n_basis + n_covariates) * _DESIGN_TENSORS
     per_bin = _STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis + _LATENT_TENSORS * n_latent
     samples = float(n_samples) * part_bins * per_bin
     if OBJECTIVES[objective].particles and n_hidden:
