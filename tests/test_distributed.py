@@ -96,3 +96,29 @@ def test_device_choice():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert sg.parallel.choose_device(None).type == expected
     assert sg.parallel.choose_device("auto").type == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [["--hidden", "0"], ["--hidden", "1", "--epochs", "3", "--tol", "0"]])
+def test_two_processes_fit_with_a_covariate_what_one_fits(recording, tmp_path, model):
+    """The covariates' columns are cut and shared with the counts: a GLM (Newton's solve, the kernels'
+    errors with it) and a fit with a hidden neuron give the single process's parameters."""
+    bin_seconds = sg.load(recording).bin("5 ms").bin_seconds
+    times = np.arange(0.0, 1300 * bin_seconds, bin_seconds / 2)
+    signal = tmp_path / "drive.csv"
+    signal.write_text("time,drive\n" + "\n".join(f"{t:.5f},{np.sin(7 * t):.6f}" for t in times))
+    options = [
+        *model, "--bin-size", "5 ms", "--segment-bins", "400", "--part-bins", "850", "--device", "cpu",
+        "--seed", "3", "--covariate", f"drive={signal}@lags(window=20 ms, n_basis=2)",
+    ]  # fmt: skip
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *options], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    _run([*launch, "-m", "spikeglm", "fit", str(recording), "-o", str(two), *options], tmp_path)
+    single, parallel = _parameters(one), _parameters(two)
+    assert "network.covariate_weight" in single
+    for name in single:
+        np.testing.assert_allclose(parallel[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    if model[1] == "0":  # the GLM's kernels have standard errors, from information summed over processes
+        kernels = [sg.POGLM.load(path).connectivity().metadata["covariates"][0] for path in (one, two)]
+        np.testing.assert_allclose(kernels[1]["se"], kernels[0]["se"], rtol=1e-4)
