@@ -214,6 +214,10 @@ class SpikeCounts:
         neither, 33% of the trials (rounded) are the test part. Every argument is named, so that a bare
         share such as ``split(0.8)``, which could mean either part, is refused.
 
+        One trial (a continuous recording) is cut in time instead: the first bins are the training part
+        and the last ``test`` share of them (rounded to whole bins) the test part, each one trial, the
+        test part's start time (``trial_starts_s``) where its first bin lies. ``shuffle`` does not apply.
+
         Parameters
         ----------
         train : float, optional
@@ -228,12 +232,13 @@ class SpikeCounts:
         Returns
         -------
         train, test : SpikeCounts
-            Disjoint, together all trials, each in the original trial order.
+            Disjoint, together all trials (or all bins of the one trial), each in the original order.
 
         Raises
         ------
         ValueError
-            If more than one share is given, the share is not in (0, 1), or either part would be empty.
+            If more than one share is given, the share is not in (0, 1), or either part would be empty
+            (the message names the share and the trials or bins).
         """
         shares = {"train": train, "test": test}
         given = {name: share for name, share in shares.items() if share is not None}
@@ -242,6 +247,8 @@ class SpikeCounts:
         name, share = next(iter(given.items()), ("test", 0.33))
         if not 0 < share < 1:
             raise ValueError(f"split: {name} must be between 0 and 1; got {share}")
+        if self.n_trials == 1:
+            return self._split_in_time(name, share)
         n_train = (
             round(share * self.n_trials) if name == "train" else self.n_trials - round(share * self.n_trials)
         )
@@ -254,6 +261,20 @@ class SpikeCounts:
             np.random.default_rng(seed).permutation(self.n_trials) if shuffle else np.arange(self.n_trials)
         )
         return self.select_trials(np.sort(order[:n_train])), self.select_trials(np.sort(order[n_train:]))
+
+    def _split_in_time(self, name: str, share: float) -> tuple[SpikeCounts, SpikeCounts]:
+        """:meth:`split` of one trial: its first bins and its last ``share`` (of the part ``name``)."""
+        cut = round(share * self.n_bins) if name == "train" else self.n_bins - round(share * self.n_bins)
+        if not 0 < cut < self.n_bins:
+            part = "training" if cut == 0 else "test"
+            raise ValueError(f"split: {name}={share} of {self.n_bins} bins leaves the {part} part empty")
+        first = self._with_counts(self.counts[:, :cut], self.unit_ids)
+        last = self._with_counts(self.counts[:, cut:], self.unit_ids)
+        starts = self.metadata.get("trial_starts_s")
+        if starts is not None and len(starts) == 1:
+            first.metadata["trial_starts_s"] = [starts[0]]
+            last.metadata["trial_starts_s"] = [starts[0] + cut * self.bin_seconds]
+        return first, last
 
     @classmethod
     def concatenate(cls, parts: Sequence[SpikeCounts]) -> SpikeCounts:

@@ -209,7 +209,7 @@ def test_split_without_shuffle_takes_the_last_trials():
     [
         (2, 0.1, "split: test=0.1 of 2 trial(s) leaves the test part empty"),
         (2, 0.9, "split: test=0.9 of 2 trial(s) leaves the training part empty"),
-        (1, 0.5, "leaves the"),
+        (1, 0.1, "split: test=0.1 of 3 bins leaves the test part empty"),
         (5, 0.0, "split: test must be between 0 and 1; got 0.0"),
         (5, 1.0, "split: test must be between 0 and 1; got 1.0"),
     ],
@@ -219,6 +219,19 @@ def test_split_errors(n_trials, fraction, message):
     with pytest.raises(ValueError) as error:
         counts.split(test=fraction)
     assert message in str(error.value)
+
+
+def test_one_continuous_trial_is_split_in_time_with_its_clock():
+    values = np.arange(1000)[None, :, None] % 3 * np.ones((1, 1, 2), dtype=int)
+    counts = SpikeCounts.from_array(values, bin_size="5 ms", metadata={"trial_starts_s": [12.0]})
+    train, test = counts.split(test=0.2)
+    assert (train.n_trials, train.n_bins, test.n_trials, test.n_bins) == (1, 800, 1, 200)
+    np.testing.assert_array_equal(np.concatenate([train.counts, test.counts], axis=1), counts.counts)
+    assert train.metadata["trial_starts_s"] == [12.0]
+    assert test.metadata["trial_starts_s"] == pytest.approx([16.0])  # 800 bins of 5 ms later
+    by_train = counts.split(train=0.75)
+    assert (by_train[0].n_bins, by_train[1].n_bins) == (750, 250)
+    assert counts.metadata["trial_starts_s"] == [12.0]  # the original is left as it was
 
 
 def test_split_by_the_training_share_matches_the_test_share():
