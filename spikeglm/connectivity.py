@@ -316,6 +316,75 @@ class Connectivity:
         """
         return significance.coupling_tests(self, alpha, method, **options)
 
+    def to_networkx(
+        self,
+        *,
+        threshold: float | None = None,
+        alpha: float | None = None,
+        self_loops: bool = False,
+        tests: tuple[np.ndarray, dict[str, Any]] | None = None,
+    ) -> Any:
+        """The graph of the couplings as a ``networkx.DiGraph`` (networkx is an optional extra:
+        ``pip install "spikeglm[networkx]"``): the nodes and edges the GraphML export writes, chosen by the
+        same rule (see :meth:`save`: ``threshold``, the Wald tests at ``alpha``, or ``tests``; with none,
+        the tests at :data:`GRAPHML_ALPHA` where there are standard errors).
+
+        Nodes are the neurons' indices (visible first) with ``label``, ``visible`` and ``bias``; an edge
+        ``pre -> post`` has ``strength`` (signed), ``weight`` (its magnitude) and, when chosen by a test,
+        its fields (``se, z, p, q, significant, sign, self``). The graph's attributes hold the metadata
+        and ``edges``, the rule applied.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            Without networkx, naming the extra.
+        ValueError
+            For a threshold with ``alpha`` or ``tests``, or both of these.
+        """
+        networkx = _optional("networkx", "Connectivity.to_networkx")
+        if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+        if threshold is not None and (alpha is not None or tests is not None):
+            raise ValueError("give a threshold or a test (alpha, tests), not both")
+        if alpha is not None and tests is not None:
+            raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
+        if alpha is not None:
+            tests = self.test_couplings(alpha)
+        edges, rule = self._graph_edges(threshold, tests, self_loops)
+        graph = networkx.DiGraph(metadata=copy.deepcopy(self.metadata), edges=rule)
+        for k, (label, visible, bias) in enumerate(zip(self.labels, self.visible, self.bias, strict=True)):
+            graph.add_node(k, label=label, visible=bool(visible), bias=float(bias))
+        strength = self.strength
+        for post, pre, data in edges:
+            value = float(strength[post, pre])
+            graph.add_edge(int(pre), int(post), strength=value, weight=abs(value), **data)
+        return graph
+
+    def to_dataframe(self, alpha: float | None = None, method: str = "wald", **options: Any) -> Any:
+        """Every (pre, post) pair as a row of a ``pandas.DataFrame`` (pandas is an optional extra:
+        ``pip install "spikeglm[pandas]"``), pre and post by label: with ``alpha``, the table of
+        :meth:`significance` (``pre, post, strength, se, z, p, q, significant, sign, self``; ``method``
+        and ``options`` as there); without it, ``pre, post, strength, self``, and ``se`` where the
+        connectivity carries standard errors.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            Without pandas, naming the extra.
+        """
+        pandas = _optional("pandas", "Connectivity.to_dataframe")
+        if alpha is not None:
+            return pandas.DataFrame(self.significance(alpha, method, **options))
+        post, pre = np.meshgrid(np.arange(self.n_neurons), np.arange(self.n_neurons), indexing="ij")
+        post, pre = post.ravel(), pre.ravel()
+        labels = np.array(self.labels, dtype=object)
+        columns = {"pre": labels[pre], "post": labels[post], "strength": self.strength[post, pre]}
+        se = self.metadata.get("strength_se")
+        if se is not None:
+            columns["se"] = significance.se_from_json(se)[post, pre]
+        columns["self"] = post == pre
+        return pandas.DataFrame(columns)
+
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)
         if metadata.get("strength_se") is not None:  # the standard errors move with their neurons
@@ -634,6 +703,18 @@ def _write_json(conn: Connectivity, path: Path, extra: dict | None = None) -> No
 
 #: The edge data of a GraphML export with tests, beside ``strength`` and ``weight``.
 _TEST_KEYS = (("se", "double"), ("z", "double"), ("p", "double"), ("q", "double"), ("sign", "int"))
+
+
+def _optional(name: str, needed_by: str) -> Any:
+    """Import an optional extra, or say which one to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            f'{needed_by} needs {name}, an optional extra: pip install "spikeglm[{name}]"'
+        ) from None
 
 
 def _write_graphml(conn: Connectivity, path: Path, edges: list[tuple[int, int, dict]], rule: dict) -> None:

@@ -245,6 +245,67 @@ def test_graphml_reads_with_networkx(conn: Connectivity, tmp_path: Path) -> None
     assert graph.edges["n0", "n2"]["weight"] == abs(conn.strength[2, 0])
 
 
+def test_to_networkx_is_the_graph_the_graphml_export_writes(conn: Connectivity, tmp_path: Path) -> None:
+    import networkx
+
+    conn.save(tmp_path / "conn.graphml", threshold=0.0)
+    written = networkx.read_graphml(tmp_path / "conn.graphml")
+    graph = conn.to_networkx(threshold=0.0)
+    assert graph.is_directed() and graph.graph["edges"]["rule"] == "|strength| above threshold"
+    assert sorted(graph.edges) == sorted((int(a[1:]), int(b[1:])) for a, b in written.edges)
+    assert graph.nodes[3] == {"label": "hidden-0", "visible": False, "bias": conn.bias[3]}
+    assert graph.edges[0, 2]["strength"] == conn.strength[2, 0]
+    assert graph.edges[0, 2]["weight"] == abs(conn.strength[2, 0])
+    assert graph.graph["metadata"]["bin_size"] == "5 ms"
+    assert set(conn.to_networkx(threshold=0.0, self_loops=True).edges) - set(graph.edges) == {
+        (k, k) for k in range(5)
+    }
+    with pytest.raises(ValueError, match="not both"):
+        conn.to_networkx(threshold=0.1, alpha=0.05)
+
+
+def test_to_networkx_and_to_dataframe_carry_the_tests(conn: Connectivity) -> None:
+    se = np.full((5, 5), 0.1)
+    se[4, 3] = np.inf
+    tested = Connectivity(
+        conn.weights, conn.basis_matrix, conn.bias, labels=conn.labels, visible=conn.visible,
+        metadata={**conn.metadata, "strength_se": connectivity.significance.se_to_json(se)},
+    )  # fmt: skip
+    table = tested.significance(0.05)
+    graph = tested.to_networkx()  # the default rule: the Wald tests at GRAPHML_ALPHA
+    assert graph.graph["edges"]["rule"] == "significance"
+    significant = table[table["significant"] & ~table["self"]]
+    index = {label: k for k, label in enumerate(conn.labels)}
+    assert sorted(graph.edges) == sorted((index[r["pre"]], index[r["post"]]) for r in significant)
+    pre, post = next(iter(graph.edges))
+    row = table[(table["pre"] == conn.labels[pre]) & (table["post"] == conn.labels[post])][0]
+    assert graph.edges[pre, post]["q"] == row["q"] and graph.edges[pre, post]["sign"] == row["sign"]
+    frame = tested.to_dataframe(alpha=0.05)
+    assert list(frame.columns) == list(table.dtype.names) and len(frame) == 25
+    np.testing.assert_array_equal(frame["q"].to_numpy(), table["q"])
+    plain = tested.to_dataframe()
+    assert list(plain.columns) == ["pre", "post", "strength", "se", "self"] and len(plain) == 25
+    row = plain[(plain["pre"] == "hidden-0") & (plain["post"] == "hidden-1")].iloc[0]
+    assert row["strength"] == conn.strength[4, 3] and row["se"] == np.inf and not row["self"]
+    assert "se" not in conn.to_dataframe().columns  # no standard errors, no column of them
+
+
+@pytest.mark.parametrize(("name", "method"), [("networkx", "to_networkx"), ("pandas", "to_dataframe")])
+def test_an_absent_extra_is_named(conn: Connectivity, monkeypatch, name: str, method: str) -> None:
+    import importlib
+
+    real = importlib.import_module
+
+    def absent(module: str, *args):
+        if module == name:
+            raise ModuleNotFoundError(f"No module named {module!r}")
+        return real(module, *args)
+
+    monkeypatch.setattr(importlib, "import_module", absent)
+    with pytest.raises(ModuleNotFoundError, match=rf"needs {name}, an optional extra: .*spikeglm\[{name}\]"):
+        getattr(conn, method)()
+
+
 # Labels that a file format could mangle: separators, quotes, padding, line breaks of every kind.
 AWKWARD_LABELS = [
     "a, b",
