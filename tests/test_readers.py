@@ -257,10 +257,34 @@ def test_mat_without_spike_times_or_from_neo(tmp_path):
         load(path)
     scipy.io.savemat(path, {"block": {"segments": cell_of([[1.0]]), "name": "b"}})
     with pytest.raises(ValueError, match=r"other\.mat: is a neo MATLAB file .*--format neo"):
-        load(path)
+        load(path, format="mat")  # asked for by name: the MATLAB reader's own answer
     path.write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(ValueError, match=r"other\.mat: is not a readable MATLAB file"):
         load(path)
+
+
+def test_a_mat_file_neo_wrote_is_read_through_neo(tmp_path):
+    neo = pytest.importorskip("neo")
+    quantities = pytest.importorskip("quantities")
+    block = neo.Block(name="session")
+    for start in (0.0, 10.0):
+        segment = neo.Segment()
+        for unit, offset in (("a", 0.5), ("b", 1.25)):
+            times = (start + offset + np.arange(4) * 2.0) * quantities.s
+            train = neo.SpikeTrain(times, t_start=start * quantities.s, t_stop=(start + 10) * quantities.s)
+            train.name = unit
+            segment.spiketrains.append(train)
+        block.segments.append(segment)
+    path = tmp_path / "neo.mat"
+    neo.io.NeoMatlabIO(str(path)).write_block(block)
+    recording = load(path)
+    through_neo = load(path, format="neo")
+    assert recording.annotations["assumed"]["format"] == "neo"
+    assert list(recording.unit_ids) == list(through_neo.unit_ids) and recording.n_units == 2
+    np.testing.assert_array_equal(recording.bin("5 ms").counts, through_neo.bin("5 ms").counts)
+    assert recording.bin("5 ms").counts.sum() == 16 and len(recording.trials) == 2
+    with pytest.raises(ValueError, match=r"neo\.mat: is a neo MATLAB file"):
+        load(path, time_unit="ms")  # MATLAB options: the MATLAB reader was meant
 
 
 # ------------------------------------------------------------------------------------------- MATLAB v7.3

@@ -35,6 +35,7 @@ from typing import Any
 
 from spikeglm.files import atomic_write
 from spikeglm.io.limits import reading
+from spikeglm.io.matlab import NeoMatlabFile
 from spikeglm.io.phy import is_phy_folder
 from spikeglm.io.text import is_pattern, unit_files
 from spikeglm.recording import Recording
@@ -146,7 +147,13 @@ def load(
     if units is not None and name == "nwb":
         options["units"] = units
     with reading(read_limit):
-        recording = reader(path, empty_units=empty_units, **options)
+        try:
+            recording = reader(path, empty_units=empty_units, **options)
+        except NeoMatlabFile:
+            if format is not None or options:  # the MATLAB reader was asked for, by name or options
+                raise
+            name = "neo"  # a MATLAB file neo wrote: read through neo
+            recording = _function(*FORMATS[name][1:3])(path, empty_units=empty_units, **options)
     n_read = recording.n_units
     kept = []
     if units is not None:

@@ -78,6 +78,11 @@ class _Struct(list):
     """A MATLAB struct array: one dict of fields per element, in MATLAB's order."""
 
 
+class NeoMatlabFile(ValueError):
+    """A MATLAB file that neo wrote (a ``block`` struct of segments): :func:`spikeglm.io.load` reads it
+    through neo instead, unless the MATLAB reader was asked for by name or options."""
+
+
 def read(
     path: Path,
     *,
@@ -118,7 +123,7 @@ def read(
     variables, version = _variables(path)
     block = variables.get("block")
     if variable is None and isinstance(block, _Struct) and block and "segments" in block[0]:
-        raise ValueError(
+        raise NeoMatlabFile(
             f"{path}: is a neo MATLAB file (a 'block' struct); read it with format='neo' (--format neo)"
         )
     layout: tuple | None
