@@ -92,6 +92,24 @@ def test_phy_keeps_units_by_label(tmp_path):
         load(folder, label="mua")
 
 
+def test_phy2_cluster_info_gives_the_curated_group_else_kilosorts_label(tmp_path):
+    folder = write_phy(tmp_path / "phy2", labels=None)
+    (folder / "cluster_info.tsv").write_text(
+        "cluster_id\tKSLabel\tch\tdepth\tgroup\tn_spikes\n"
+        "7\tgood\t3\t40.0\tnoise\t2\n"  # curated: noise, whatever Kilosort said
+        "3\tmua\t5\t80.0\t\t3\n"  # not curated: Kilosort's label
+    )
+    recording = load(folder)
+    labels = {
+        unit: notes["label"]
+        for unit, notes in zip(recording.unit_ids, recording.unit_annotations, strict=True)
+    }
+    assert labels == {"3": "mua", "7": "noise", "12": "unsorted"}
+    assert "labels from cluster_info.tsv" in recording.annotations["assumed"]["units"]
+    (folder / "cluster_group.tsv").write_text("cluster_id\tgroup\n3\tgood\n")  # phy's own table first
+    assert load(folder, label="good").unit_ids.tolist() == ["3"]
+
+
 def test_kilosort_templates_and_labels_and_a_rate_given(tmp_path):
     folder = write_phy(
         tmp_path / "ks",

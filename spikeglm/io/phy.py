@@ -9,10 +9,11 @@ What is read from the folder:
 - ``params.py``: ``sample_rate`` in Hz. The file is parsed as Python syntax and only literal assignments
   (``sample_rate = 30000.0``) are read; nothing in it is executed. ``sampling_rate=`` supplies the
   rate when the file lacks it, and overrides it.
-- ``cluster_group.tsv`` (phy's curated labels) or, without it, ``cluster_KSLabel.tsv`` (Kilosort's):
-  each cluster's label (``good``, ``mua``, ``noise``...), kept as the unit annotation ``"label"``;
-  clusters missing from the table are labelled ``unsorted``. :func:`spikeglm.io.load` keeps units by
-  label with ``label=``.
+- ``cluster_group.tsv`` (phy's curated labels) or, without it, ``cluster_info.tsv`` (phy 2's table of
+  every cluster: its curated ``group``, and Kilosort's ``KSLabel`` where the group is empty) or
+  ``cluster_KSLabel.tsv`` (Kilosort's): each cluster's label (``good``, ``mua``, ``noise``...), kept as
+  the unit annotation ``"label"``; clusters missing from the table are labelled ``unsorted``.
+  :func:`spikeglm.io.load` keeps units by label with ``label=``.
 
 Units come in increasing order of cluster id. The folder does not state the recording's length:
 ``t_start`` is 0 s and ``t_stop`` the last spike.
@@ -41,7 +42,12 @@ from spikeglm.recording import Recording
 
 __all__ = ["is_phy_folder", "read"]
 
-_LABEL_FILES = (("cluster_group.tsv", "group"), ("cluster_KSLabel.tsv", "KSLabel"))
+#: The tables of labels, the first present read: file, column, and a column read where that one is empty.
+_LABEL_FILES = (
+    ("cluster_group.tsv", "group", None),
+    ("cluster_info.tsv", "group", "KSLabel"),
+    ("cluster_KSLabel.tsv", "KSLabel", None),
+)
 _PARAMS_RATE = "params.py sample_rate"
 #: The longest ``params.py`` read, in bytes: phy writes a few lines.
 _PARAMS_BYTES = 1 << 20
@@ -175,7 +181,7 @@ def _literals(text: str, where: Path) -> dict[str, Any]:
 
 def _labels(path: Path) -> tuple[dict[str, str], str | None]:
     """Each cluster's label from the first label table present, and that table's name."""
-    for name, column in _LABEL_FILES:
+    for name, column, fallback in _LABEL_FILES:
         where = path / name
         if not where.is_file():
             continue
@@ -187,10 +193,13 @@ def _labels(path: Path) -> tuple[dict[str, str], str | None]:
         if "cluster_id" not in header or column not in header:
             raise ValueError(f"{where}: expected the columns cluster_id and {column}; got {header}")
         ids, labels = header.index("cluster_id"), header.index(column)
-        short = next((k for k, row in enumerate(rows[1:]) if len(row) <= max(ids, labels)), None)
+        second = header.index(fallback) if fallback in header else labels
+        short = next((k for k, row in enumerate(rows[1:]) if len(row) <= max(ids, labels, second)), None)
         if short is not None:
             raise ValueError(
                 f"{where}: row {short + 2} has {len(rows[short + 1])} field(s); expected {len(header)}"
             )
-        return {row[ids].strip(): row[labels].strip() or "unsorted" for row in rows[1:]}, name
+        return {
+            row[ids].strip(): row[labels].strip() or row[second].strip() or "unsorted" for row in rows[1:]
+        }, name
     return {}, None
