@@ -375,8 +375,8 @@ class Connectivity:
         pandas = _optional("pandas", "Connectivity.to_dataframe")
         if alpha is not None:
             return pandas.DataFrame(self.significance(alpha, method, **options))
-        post, pre = np.meshgrid(np.arange(self.n_neurons), np.arange(self.n_neurons), indexing="ij")
-        post, pre = post.ravel(), pre.ravel()
+        post = np.repeat(np.arange(self.n_neurons), self.n_neurons)
+        pre = np.tile(np.arange(self.n_neurons), self.n_neurons)
         labels = np.array(self.labels, dtype=object)
         columns = {"pre": labels[pre], "post": labels[post], "strength": self.strength[post, pre]}
         se = self.metadata.get("strength_se")
