@@ -156,16 +156,3 @@ def test_bad_penalty_settings_are_refused_by_name(small, settings, message):
 def test_penalty_strength_is_checked():
     with pytest.raises(ValueError, match="penalty_strength"):
         Ridge(math.nan)
-
-
-def test_the_group_lasso_takes_the_weakest_strength_the_held_out_scores_cannot_tell_from_the_best():
-    from spikeglm.inference.strength import _weakest_within_one_se
-
-    strengths = [1.0, 0.5, 0.25, 0.125, 0.0]
-    folds = np.array([0.0, 1.0, -1.0, 0.5, -0.5])  # what every candidate shares, fold by fold
-    flat = np.stack([folds - 3, folds, folds - 0.001 * np.array([1, -1, 1, -1, 0]), folds - 2, folds + 1])
-    assert _weakest_within_one_se(flat, 1, strengths) == 2  # 0.25: within one paired SE of the best
-    steep = np.stack([folds - 3, folds, folds - 0.01, folds - 2, folds - 5])
-    assert _weakest_within_one_se(steep, 1, strengths) == 1  # every fold says 0.25 is worse
-    level = np.stack([folds, folds, folds, folds, folds])
-    assert _weakest_within_one_se(level, 0, strengths) == 3  # the weakest penalty, never none at all

@@ -5,9 +5,8 @@ For each fold, the GLM is solved on the other parts along a path of strengths fr
 lasso, the one that keeps every coupling between distinct neurons at zero,
 :func:`~spikeglm.inference.penalty.largest_strength`; ten times it for the ridge) down to none at all,
 each solve starting from the last, and scored by its exact log-likelihood on the fold. The strength of
-the best mean score is chosen (for the group lasso, the weakest penalised strength within one paired
-standard error of it: see :func:`_weakest_within_one_se`); the unpenalised fit is one of the candidates,
-so a penalty is used only where it helps.
+the best mean score is chosen; the unpenalised fit is one of the candidates, so a penalty is used only
+where it helps.
 """
 
 from __future__ import annotations
@@ -84,8 +83,6 @@ def cross_validated_strength(
             held_out = Segments(held, length, covariates=held_known)
             scores[row, k] = mean_log_likelihood(fitted, held_out, part_bins)
     best = int(np.argmax(scores.mean(axis=1)))
-    if name == "group-lasso":
-        best = _weakest_within_one_se(scores, best, strengths)
     table = {
         "strengths": strengths,
         "scores": scores.tolist(),
@@ -93,22 +90,6 @@ def cross_validated_strength(
         "chosen": strengths[best],
     }
     return strengths[best], table
-
-
-def _weakest_within_one_se(scores: np.ndarray, best: int, strengths: list[float]) -> int:
-    """The group lasso's choice: of the penalised strengths no stronger than the best one whose mean held-out
-    score is within one paired standard error of the best's, the weakest. Setting a filter to zero says
-    the coupling is absent; where the held-out likelihood cannot tell two strengths apart, the one that
-    says it of fewer couplings is kept (the best score alone, on a flat curve, can land on a strength that
-    zeroes weak true couplings with the absent ones)."""
-    chosen = best
-    for row in range(best + 1, len(strengths)):
-        if strengths[row] == 0:
-            break
-        difference = scores[best] - scores[row]
-        if difference.mean() <= difference.std(ddof=1) / np.sqrt(len(difference)):
-            chosen = row
-    return chosen
 
 
 def _copy(network: Network) -> Network:
