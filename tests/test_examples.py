@@ -47,6 +47,7 @@ def test_every_data_file_is_listed_and_shipped_in_the_wheel() -> None:
     patterns = setuptools["package-data"]["spikeglm"]
     for name in shipped:
         assert any(fnmatch.fnmatch(f"data/{name}", pattern) for pattern in patterns), name
+    assert "py.typed" in patterns and (ROOT / "spikeglm" / "py.typed").is_file()  # PEP 561: typed
 
 
 def test_the_true_hidden_spikes_are_binned_like_the_recordings_trials():
