@@ -212,3 +212,19 @@ def test_the_visible_block_and_the_hidden_neurons_are_scored_apart() -> None:
     )
     assert scores["mae_hidden"] > 0.2 and scores["mae"] < scores["mae_hidden"]
     assert {"auprc_visible", "mcc_visible"} <= scores.keys()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_detection_metrics_equal_scikit_learns(seed):
+    """AUROC (ties counting one half), average precision (ties scored together) and the MCC against
+    scikit-learn's, on scores with many ties, to 1e-12."""
+    metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn (the dev extra) is not installed")
+    rng = np.random.default_rng(seed)
+    is_edge = rng.random(200) < 0.2
+    score = np.round(rng.normal(size=200) + 1.5 * is_edge, 1)  # ties among scores
+    predicted = score > 0.8
+    assert auroc(is_edge, score) == pytest.approx(metrics.roc_auc_score(is_edge, score), abs=1e-12)
+    expected = metrics.average_precision_score(is_edge, score)
+    assert average_precision(is_edge, score) == pytest.approx(expected, abs=1e-12)
+    expected = metrics.matthews_corrcoef(is_edge, predicted)
+    assert matthews_corrcoef(is_edge, predicted) == pytest.approx(expected, abs=1e-12)
