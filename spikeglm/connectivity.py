@@ -342,15 +342,10 @@ class Connectivity:
             For a threshold with ``alpha`` or ``tests``, or both of these.
         """
         networkx = _optional("networkx", "Connectivity.to_networkx")
-        if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
-            raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+        _check_threshold(threshold)
         if threshold is not None and (alpha is not None or tests is not None):
             raise ValueError("give a threshold or a test (alpha, tests), not both")
-        if alpha is not None and tests is not None:
-            raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
-        if alpha is not None:
-            tests = self.test_couplings(alpha)
-        edges, rule = self._graph_edges(threshold, tests, self_loops)
+        edges, rule = self._graph_edges(threshold, self._chosen_tests(alpha, tests), self_loops)
         graph = networkx.DiGraph(metadata=copy.deepcopy(self.metadata), edges=rule)
         for k, (label, visible, bias) in enumerate(zip(self.labels, self.visible, self.bias, strict=True)):
             graph.add_node(k, label=label, visible=bool(visible), bias=float(bias))
@@ -495,17 +490,13 @@ class Connectivity:
             )
         if suffix != ".graphml" and (threshold is not None or self_loops):
             raise ValueError(f"threshold and self_loops apply only to GraphML exports, not to {suffix}")
-        if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
-            raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
+        _check_threshold(threshold)
         if alpha is not None or tests is not None:
             if suffix not in (".csv", ".graphml", ".json") or threshold is not None:
                 raise ValueError(
                     f"alpha applies to .csv, .graphml and .json exports without threshold, not {suffix}"
                 )
-            if alpha is not None and tests is not None:
-                raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
-            if alpha is not None:
-                tests = self.test_couplings(alpha)
+            tests = self._chosen_tests(alpha, tests)
         _refuse_unwritable_labels(self._labels, path, suffix)
         options: dict[str, Any]
         write: Callable[..., None]
@@ -518,6 +509,14 @@ class Connectivity:
         else:
             options, write = {}, _WRITERS[suffix]
         atomic_write(path, lambda temporary: write(self, temporary, **options), overwrite=overwrite)
+
+    def _chosen_tests(
+        self, alpha: float | None, tests: tuple[np.ndarray, dict[str, Any]] | None
+    ) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The tests an export or a graph is made with: ``tests``, or the Wald tests at ``alpha``, or none."""
+        if alpha is not None and tests is not None:
+            raise ValueError("give alpha (Wald tests) or tests (any test, with its alpha), not both")
+        return self.test_couplings(alpha) if alpha is not None else tests
 
     def _graph_edges(
         self, threshold: float | None, tests: tuple | None, self_loops: bool
@@ -703,6 +702,12 @@ def _write_json(conn: Connectivity, path: Path, extra: dict | None = None) -> No
 
 #: The edge data of a GraphML export with tests, beside ``strength`` and ``weight``.
 _TEST_KEYS = (("se", "double"), ("z", "double"), ("p", "double"), ("q", "double"), ("sign", "int"))
+
+
+def _check_threshold(threshold: float | None) -> None:
+    """Refuse a GraphML threshold that is not a finite number >= 0."""
+    if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
 
 
 def _optional(name: str, needed_by: str) -> Any:

@@ -49,10 +49,10 @@ def fit_memory(
 
     ``"parameters"``
         The network's couplings (N x N x B), biases, loadings (N x K) and covariate weights (N x F), the
-        posterior's readings of the
-        visible past and future (2 x H x V x B), of the hidden past (H x H x B) and of the factors (2 x K x
-        V), times the copies the optimiser keeps (gradients and Adam's moments; L-BFGS's history without
-        hidden neurons: a GLM, or the final solve of the couplings given the latent factors).
+        posterior's readings of the visible past and future (2 x H x V x B), of the hidden past (H x H x
+        B) and of the factors (2 x K x V), times the copies the optimiser keeps (gradients and Adam's
+        moments; L-BFGS's history without hidden neurons: a GLM, or the final solve of the couplings given
+        the latent factors).
     ``"start"``
         Trained fits: the visible neurons' GLM they start from (its L-BFGS copies) and the correlation
         matrix of its errors with its eigenvectors, (V + 1) x (V + 1) float64 several times. A GLM: up
