@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import _results
 import numpy as np
+import real_data
 import torch
 
 import spikeglm as sg
-
-#: Where the public recordings lie (absent from a user's clone).
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def fitted(counts: sg.SpikeCounts, **settings) -> tuple[sg.POGLM, float]:
@@ -85,17 +82,23 @@ def simulated(protocol: str, seed: int) -> dict:
     return compare(f"{protocol} seed {seed}", sim.train, sim.test, auroc)
 
 
-def spycon() -> dict | None:
-    folder = DATA / "spycon-ren-sim-20of300"
-    if not folder.exists():
-        print(f"spycon: {folder} is absent; skipped")
+def public(name: str, trial_length: str) -> tuple[sg.SpikeCounts, sg.SpikeCounts] | None:
+    """The public recording ``name`` (a case of ``real_data.py``, read as it reads it) in trials of
+    ``trial_length``, its last fifth held out; None where it is absent."""
+    case = next(case for case in real_data.CASES if case.name == name)
+    path = real_data.DATA / case.folder / case.file
+    if not path.exists():
+        print(f"{name}: {path} is absent; skipped")
         return None
-    data = np.load(folder / "ren_simulation_1917_Cell1Block1_long_340_20_ei5_example.npz")
-    truth = np.load(folder / "truth_ren_example.npz")
-    times, ids = data["times"], data["ids"]
-    spikes = {str(i): np.sort(times[ids == i]) for i in range(20)}
-    counts = sg.Recording.from_spike_times(spikes, t_start=0, t_stop=3600).bin("5 ms", trial_length="60 s")
-    train, test = counts.split(test=0.2, shuffle=False)
+    counts = real_data.read(case).bin(case.bin_size, trial_length=trial_length)
+    return counts.split(test=0.2, shuffle=False)
+
+
+def spycon() -> dict | None:
+    parts = public("spycon", "60 s")
+    if parts is None:
+        return None
+    truth = np.load(real_data.DATA / "spycon-ren-sim-20of300" / "truth_ren_example.npz")
     known = truth["known"].copy()
     np.fill_diagonal(known, False)
     real = truth["weights"][known] != 0
@@ -103,16 +106,12 @@ def spycon() -> dict | None:
     def auroc(model: sg.POGLM) -> float:
         return sg.evaluate.auroc(real, np.abs(model.connectivity().strength[known]))
 
-    return compare("spycon 20 of 300", train, test, auroc)
+    return compare("spycon 20 of 300", *parts, auroc)
 
 
-def recording(name: str, path: Path, bin_size: str) -> dict | None:
-    if not path.exists():
-        print(f"{name}: {path} is absent; skipped")
-        return None
-    counts = sg.load(path).bin(bin_size, trial_length="10 s")
-    train, test = counts.split(test=0.2, shuffle=False)
-    return compare(name, train, test, None)
+def rat() -> dict | None:
+    parts = public("rat-hippocampus", "10 s")
+    return None if parts is None else compare("rat hippocampus", *parts, None)
 
 
 def main() -> None:
@@ -127,8 +126,7 @@ def main() -> None:
         rows += [simulated("sparse-ei", seed) for seed in range(3)]
     rows.append(spycon())
     if not args.quick:
-        rat = DATA / "rat-hippocampus-tetrode-16units" / "all_unit.mat"
-        rows.append(recording("rat hippocampus", rat, "5 ms"))
+        rows.append(rat())
     rows = [row for row in rows if row is not None]
     lost = [row["auroc_lost"] for row in rows if row["auroc_lost"] is not None]
     print(f"\nlargest AUROC lost to window='auto': {max(lost):+.4f} (target: at most 0.005)")
