@@ -280,6 +280,11 @@ def test_many_units_are_counted_against_the_read_limit(tmp_path):
             b"cluster_id\tgroup\n1\t" + b"x" * 200_000 + b"\n",
             r"cluster_group\.tsv: line 2 is longer",
         ),
+        (
+            "cluster_info.tsv",
+            b"cluster_id\tgroup\tKSLabel\n1\tgood\tmua\n2\t\n",
+            r"cluster_info\.tsv: row 3 has 2 field\(s\); expected 3",
+        ),
     ],
     ids=[
         "huge",
@@ -297,6 +302,7 @@ def test_many_units_are_counted_against_the_read_limit(tmp_path):
         "deep-list",
         "long-params",
         "field",
+        "info-short-row",
     ],
 )
 def test_phy_files_that_are_not_what_they_claim_are_named(tmp_path, file, content, message):
