@@ -19,8 +19,10 @@ import torch
 from spikeglm.counts import SpikeCounts
 from spikeglm.covariates import Covariate, covariate_design
 from spikeglm.evaluate import align_hidden
+from spikeglm.model import Network
 from spikeglm.options import whole
 from spikeglm.poglm import POGLM
+from spikeglm.progress import progress_bar
 from spikeglm.provenance import check_fitted_on
 
 __all__ = ["bootstrap_se"]
@@ -34,6 +36,7 @@ def bootstrap_se(
     callback: Callable[[int, float], None] | None = None,
     device: str | torch.device | None = None,
     covariates: list[Covariate] | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Standard errors of a fitted model's coupling strengths by parametric bootstrap, shape (post, pre).
 
@@ -75,6 +78,9 @@ def bootstrap_se(
         Where the refits compute (see :meth:`spikeglm.POGLM.fit`).
     covariates : list of Covariate, optional
         The covariates the model was fitted with (the same, by name), for a fit with covariates.
+    progress : bool, optional
+        Draw a progress bar of the refits. Default: where someone watches
+        (:func:`spikeglm.progress.watched`).
 
     Returns
     -------
@@ -114,28 +120,39 @@ def bootstrap_se(
     refit_seeds = np.random.SeedSequence(seed).generate_state(n_boot)
     generator = torch.Generator().manual_seed(seed)
     strengths = np.empty((n_boot, network.n_neurons, network.n_neurons))
-    for round_ in range(n_boot):
-        start = time.perf_counter()
-        with torch.no_grad():
-            # With latent factors, each recording has paths of its own, drawn from their fitted prior.
-            prior = network.latent_prior
-            path = None if prior is None else prior.sample((counts.n_trials,), counts.n_bins, generator)
-            try:
-                simulated = network.simulate(
-                    counts.n_trials, counts.n_bins, generator=generator, latent=path, covariates=columns
-                )
-            except ValueError as err:
-                raise ValueError(f"bootstrap_se: cannot simulate the fitted network: {err}") from None
-        data = SpikeCounts.from_array(
-            simulated[..., : network.n_visible], bin_size=counts.bin_size, unit_ids=counts.unit_ids
-        )
-        if "trial_starts_s" in counts.metadata:  # where covariates given in time are read
-            data.metadata["trial_starts_s"] = counts.metadata["trial_starts_s"]
-        refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])})
-        refit.fit(data, device=device, covariates=covariates)
-        strengths[round_] = align_hidden(reference, refit.connectivity())
-        if callback is not None:
-            callback(round_, time.perf_counter() - start)
+    with progress_bar(n_boot, "bootstrap", "refit", progress) as bar:
+        for round_ in range(n_boot):
+            start = time.perf_counter()
+            data = _simulated(network, counts, generator, columns)
+            refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])})
+            refit.fit(data, device=device, covariates=covariates, progress=False)
+            strengths[round_] = align_hidden(reference, refit.connectivity())
+            bar.update()
+            if callback is not None:
+                callback(round_, time.perf_counter() - start)
     model.strength_se_ = strengths.std(axis=0, ddof=1)
     model.strength_se_source_ = {"method": "bootstrap", "n_boot": n_boot, "seed": int(seed)}
     return model.strength_se_
+
+
+def _simulated(
+    network: Network, counts: SpikeCounts, generator: torch.Generator, columns: torch.Tensor | None
+) -> SpikeCounts:
+    """One recording simulated from the fitted ``network`` in ``counts``' trials, bins and clock (the
+    hidden neurons' columns dropped), driven by the covariates' ``columns``."""
+    with torch.no_grad():
+        # With latent factors, each recording has paths of its own, drawn from their fitted prior.
+        prior = network.latent_prior
+        path = None if prior is None else prior.sample((counts.n_trials,), counts.n_bins, generator)
+        try:
+            simulated = network.simulate(
+                counts.n_trials, counts.n_bins, generator=generator, latent=path, covariates=columns
+            )
+        except ValueError as err:
+            raise ValueError(f"bootstrap_se: cannot simulate the fitted network: {err}") from None
+    data = SpikeCounts.from_array(
+        simulated[..., : network.n_visible], bin_size=counts.bin_size, unit_ids=counts.unit_ids
+    )
+    if "trial_starts_s" in counts.metadata:  # where covariates given in time are read
+        data.metadata["trial_starts_s"] = counts.metadata["trial_starts_s"]
+    return data

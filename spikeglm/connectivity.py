@@ -281,9 +281,10 @@ class Connectivity:
             checked against the metadata's ``fitted_on`` (which :meth:`spikeglm.POGLM.connectivity`
             records; without it, a warning), and optionally ``n_jitter`` (default 99), ``jitter``
             (half-width of the jitter intervals in bins; default the history window), ``pvalue``
-            (``"normal"``, the default, or ``"empirical"``) and ``seed`` (default 0); for a fit with latent
-            factors, ``drive`` (required: :meth:`spikeglm.POGLM.latent_drive` of the counts), which the
-            null model includes.
+            (``"normal"``, the default, or ``"empirical"``), ``seed`` (default 0) and ``progress`` (a bar
+            over the presynaptic neurons; default where someone watches); for a fit with latent factors,
+            ``drive`` (required: :meth:`spikeglm.POGLM.latent_drive` of the counts), which the null model
+            includes.
 
         Returns
         -------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +42,7 @@ from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts
 from spikeglm.options import whole
+from spikeglm.progress import progress_bar
 from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.segments import PART_BINS, Batch, Segments
@@ -439,6 +442,7 @@ class POGLM:
         overwrite: bool = False,
         covariates: list[Covariate] | None = None,
         validation_covariates: list[Covariate] | None = None,
+        progress: bool | None = None,
     ) -> POGLM:
         """Fit the model and the posterior over hidden counts to ``counts`` by variational inference.
 
@@ -480,6 +484,9 @@ class POGLM:
         validation_covariates : list of Covariate, optional
             The covariates of ``validation``; default ``covariates`` (right for covariates given in time,
             when the counts carry their trials' start times).
+        progress : bool, optional
+            Draw a progress bar of the epochs (of the iterations, for a GLM). Default: where someone watches
+            (a terminal or a notebook; :func:`spikeglm.progress.watched`).
 
         Returns
         -------
@@ -500,6 +507,7 @@ class POGLM:
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
                 stack.enter_context(claim_checkpoint(checkpoint, resume=resume, overwrite=overwrite))
+            bar = stack.enter_context(self._progress_bar(config, progress))
             self._fit(
                 counts,
                 visible,
@@ -507,12 +515,18 @@ class POGLM:
                 design.records,
                 design.columns if design.records else None,
                 validation=None if validation is None else self._segments(_compact_tensor(validation), known),
-                callback=callback,
+                callback=_chain([callback, functools.partial(_advance, bar)]),
                 device=device,
                 checkpoint=checkpoint,
                 resume=resume,
             )
         return self
+
+    def _progress_bar(self, config: TrainingConfig, show: bool | None) -> Any:
+        """The bar of a fit's epochs, or of a GLM's solver iterations (their number unknown ahead)."""
+        if self.checked_settings().glm:
+            return progress_bar(None, "GLM fit", "iteration", show)
+        return progress_bar(config.epochs, "fit", "epoch", show)
 
     def check_fit(
         self,
@@ -1467,6 +1481,13 @@ def _se_metadata(source: dict) -> dict:
 def _fit_options(config: TrainingConfig) -> dict:
     """The settings a fit used, as recorded in its model file and its connectivity's metadata."""
     return {name: getattr(config, name) for name in TRAINING_SETTINGS}
+
+
+def _advance(bar: Any, record: EpochRecord) -> None:
+    """Move a fit's progress bar to ``record``'s epoch (a resumed fit starts where it was) and show its
+    objective."""
+    bar.update(record.epoch + 1 - bar.n)
+    bar.set_postfix(objective=f"{record.objective:.4f}", refresh=False)
 
 
 def _chain(callbacks: list[Callable | None]) -> Callable[[EpochRecord], None]:

@@ -26,6 +26,7 @@ from spikeglm.inference import n_parameters
 from spikeglm.memory import available_memory, format_bytes
 from spikeglm.options import whole
 from spikeglm.poglm import POGLM
+from spikeglm.progress import progress_bar
 from spikeglm.records import Selection, simplest_within_one_se
 
 
@@ -40,6 +41,7 @@ def select_hidden(
     device: str | torch.device | None = None,
     latent: Sequence[int] | None = None,
     covariates: list[Covariate] | None = None,
+    progress: bool | None = None,
 ) -> POGLM:
     """Choose the number of hidden neurons (and of latent factors) by cross-validation, and refit the
     choice on all the data.
@@ -67,6 +69,9 @@ def select_hidden(
         (:func:`spikeglm.inference.n_parameters`). None: the factors of ``model`` (``n_latent``), fixed.
     covariates : list of Covariate, optional
         Known inputs of every fit (:meth:`spikeglm.POGLM.fit`), cut into the folds with the counts.
+    progress : bool, optional
+        Draw a progress bar of the folds' fits, then of the final fit's epochs. Default: where someone
+        watches (:func:`spikeglm.progress.watched`).
 
     Returns
     -------
@@ -89,10 +94,10 @@ def select_hidden(
     """
     template = POGLM() if model is None else model
     selection = cross_validate(
-        counts, candidates, folds, template, n_particles, callback, device, latent, covariates
+        counts, candidates, folds, template, n_particles, callback, device, latent, covariates, progress
     )
     chosen = template.clone().set_params(**_settings(selection.chosen, selection.chosen_latent))
-    chosen.fit(counts, device=device, covariates=covariates)
+    chosen.fit(counts, device=device, covariates=covariates, progress=progress)
     chosen.selection_ = selection
     return chosen
 
@@ -107,6 +112,7 @@ def cross_validate(
     device: str | torch.device | None = None,
     latent: Sequence[int] | None = None,
     covariates: list[Covariate] | None = None,
+    progress: bool | None = None,
 ) -> Selection:
     """The cross-validation of :func:`select_hidden` without the final refit (same arguments).
 
@@ -120,16 +126,20 @@ def cross_validate(
     known = _fold_covariates(covariates or [], counts, _pieces(counts, len(parts)))
     rows = _rows(candidates, latent, counts.n_units, model)
     scores = np.empty((len(rows), len(parts)))
-    for row, (n_hidden, n_latent) in enumerate(rows):
-        for k in range(len(parts)):
-            train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
-            rest = _joined([part for i, part in enumerate(known) if i != k])
-            candidate = model.clone().set_params(**_settings(n_hidden, n_latent))
-            fitted = candidate.fit(train, device=device, covariates=rest)
-            estimate = fitted.log_likelihood(parts[k], n_particles=n_particles, covariates=known[k] or None)
-            scores[row, k] = estimate.per_bin
-            if callback is not None:
-                callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, scores[row, k])
+    with progress_bar(len(rows) * len(parts), "cross-validation", "fold", progress) as bar:
+        for row, (n_hidden, n_latent) in enumerate(rows):
+            for k in range(len(parts)):
+                train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
+                rest = _joined([part for i, part in enumerate(known) if i != k])
+                candidate = model.clone().set_params(**_settings(n_hidden, n_latent))
+                fitted = candidate.fit(train, device=device, covariates=rest, progress=False)
+                estimate = fitted.log_likelihood(
+                    parts[k], n_particles=n_particles, covariates=known[k] or None
+                )
+                scores[row, k] = estimate.per_bin
+                bar.update()
+                if callback is not None:
+                    callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, scores[row, k])
     return _choose(rows, scores, folds_by)
 
 

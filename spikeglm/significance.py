@@ -48,6 +48,7 @@ from spikeglm.inference.newton import observed_information
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network, link_derivatives, observed_curvature
+from spikeglm.progress import progress_bar
 from spikeglm.provenance import check_fitted_on
 from spikeglm.segments import Batch, Segments
 from spikeglm.timeunits import seconds
@@ -235,6 +236,7 @@ def _jitter_tests(
     pvalue: str = "normal",
     seed: int = 0,
     drive: np.ndarray | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     labels, metadata = conn.labels, conn.metadata
     if conn.n_hidden:
@@ -275,6 +277,7 @@ def _jitter_tests(
         pvalue=pvalue,
         seed=seed,
         drive=drive,
+        progress=progress,
     )
     settings = {"n_jitter": int(n_jitter), "jitter_bins": jitter, "pvalue": pvalue, "seed": int(seed)}
     if drive is not None:
@@ -382,6 +385,7 @@ def jitter_table(
     seed: int = 0,
     max_elements: int = 2**22,
     drive: np.ndarray | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Spike-time jitter tests of every coupling of a fitted GLM (no hidden neuron), with FDR control.
 
@@ -450,6 +454,9 @@ def jitter_table(
         A known input to every neuron's predictor, shape (trials, bins, N), which the null model and every
         refit take as given: for a fit with latent factors, their posterior mean drive
         (:meth:`spikeglm.POGLM.latent_drive`).
+    progress : bool, optional
+        Draw a progress bar over the presynaptic neurons. Default: where someone watches
+        (:func:`spikeglm.progress.watched`).
 
     Returns
     -------
@@ -490,7 +497,7 @@ def jitter_table(
     rng = np.random.default_rng(seed)
     gains = np.full((n, n, n_jitter + 1), np.nan)
     strengths = np.full((n, n, n_jitter + 1), np.nan)
-    with _one_thread():
+    with _one_thread(), progress_bar(n, "jitter tests", "neuron", progress) as bar:
         for pre in range(n):
             trains = _interval_jitter(spikes[:, pre].numpy(), n_bins, jitter, n_jitter, rng)
             for first, (bins, reach) in _surrogate_bins(trains, n_bins, basis, max_elements):
@@ -500,6 +507,7 @@ def jitter_table(
                     problem = _Pair.gather(link, offset, spikes[:, post], bins, reach)
                     gain, fitted = _refit_coupling(problem)
                     gains[post, pre, chosen], strengths[post, pre, chosen] = gain, fitted @ sums
+            bar.update()
     strength = np.einsum("nmb,b->nm", weights, sums.numpy())
     return _table(strength, *_jitter_statistics(gains, strengths, strength, pvalue), labels, alpha)
 

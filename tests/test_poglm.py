@@ -245,7 +245,7 @@ def test_the_command_lines_progress_line_is_drawn_from_the_fits_callback(diffpog
     assert [line.split()[:2] for line in lines] == [["epoch", "50/100"], ["epoch", "100/100"]]
     assert "objective" in lines[-1] and "s left" in lines[-1]
     assert [r.epoch for r in model.history_] == list(range(100))
-    assert progress_line(sg.POGLM(n_hidden=0)).label == "L-BFGS iteration"
+    assert progress_line(sg.POGLM(n_hidden=0)).label == "GLM iteration"
 
 
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_fit(diffpoglm, tmp_path):

@@ -268,7 +268,9 @@ def _bootstrap(
 
     if report:
         click.echo(f"standard errors by parametric bootstrap ({n_boot} refits to simulated recordings):")
-    sg.bootstrap_se(model, counts, n_boot=n_boot, callback=progress, device=where, covariates=covariates)
+    sg.bootstrap_se(
+        model, counts, n_boot=n_boot, callback=progress, device=where, covariates=covariates, progress=False
+    )
 
 
 def _resuming(checkpoint: Path, epochs: int) -> str:
@@ -332,6 +334,7 @@ def _cross_validate(
         device=where,
         latent=latent,
         covariates=covariates,
+        progress=False,  # each fold's score is printed as it comes
     )
     if report:
         click.echo(str(selection))
