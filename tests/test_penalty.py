@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 
 import spikeglm as sg
 from spikeglm.basis import get as get_basis
-from spikeglm.inference import solve_glm
+from spikeglm.inference import newton, solve_glm
 from spikeglm.inference.glm import likelihood_gradient
 from spikeglm.inference.penalty import GroupLasso, Ridge, largest_strength
 from spikeglm.model import Network
@@ -23,9 +23,9 @@ def small():
     return sg.synthetic.network("sparse-ei", seed=1, n_visible=6, n_hidden=0, n_train=8, n_test=4, n_bins=300)
 
 
-def _network(counts: torch.Tensor, basis: str = "raised-cosine") -> Network:
+def _network(counts: torch.Tensor, basis: str = "raised-cosine", link: str = "softplus") -> Network:
     options = {"window": 10, "n_basis": 3} if basis == "raised-cosine" else {}
-    network = Network(counts.shape[-1], 0, get_basis(basis, **options), "softplus")
+    network = Network(counts.shape[-1], 0, get_basis(basis, **options), link)
     network.init_from_counts(counts, scale=0.0, generator=torch.Generator().manual_seed(0))
     return network
 
@@ -114,6 +114,47 @@ def test_group_lasso_meets_its_optimality_conditions(small):
     assert (gradient[kept] + threshold * direction).abs().max() < 0.01 * threshold
     assert gradient[~off].abs().max() < 0.01 * threshold
     assert bias_gradient.abs().max() < 0.01 * threshold
+
+
+@pytest.mark.parametrize("link", ["softplus", "exp"])
+def test_group_lasso_by_proximal_newton_beats_the_proximal_gradient_solve_in_a_few_passes(small, link):
+    """Newton's solve (proximal Newton steps) and L-BFGS's (accelerated proximal gradient steps) reach
+    the same optimum; Newton's is at least as low, keeps the same filters, and takes a few iterations
+    where the gradient steps take hundreds."""
+    counts = torch.tensor(small.train.counts, dtype=torch.float32)
+    data = Segments(counts)
+    solved = {}
+    for solver in ("newton", "lbfgs"):
+        network = _network(counts, link=link)
+        penalty = GroupLasso(0.1 * largest_strength(likelihood_gradient(network, data)))
+        records, reason = solve_glm(network, data, penalty=penalty, solver=solver, max_iterations=5000)
+        assert reason.startswith("converged")
+        solved[solver] = (records, network.weight.detach().norm(dim=-1) > 0)
+    (newton, kept), (gradient_steps, kept_too) = solved["newton"], solved["lbfgs"]
+    assert len(newton) <= 15 < 10 * len(newton) < len(gradient_steps)
+    assert newton[-1].objective >= gradient_steps[-1].objective - 1e-9  # the higher the better
+    assert newton[-1].objective - gradient_steps[-1].objective < 1e-6
+    assert torch.equal(kept, kept_too)
+
+
+def test_the_proximal_newton_step_solves_its_quadratic_model():
+    """On blocks of very different scales (neurons of very different rates), the step meets the
+    optimality conditions of ``g^T d + d^T H d / 2 + penalty(theta + d)`` to a tenth of the gradient
+    mapping it starts from."""
+    generator = torch.Generator().manual_seed(3)
+    n, n_basis = 4, 2
+    size = 1 + n * n_basis
+    factor = torch.randn(n, size, size, generator=generator, dtype=torch.float64)
+    spread = 10.0 ** torch.linspace(-3, 2, size, dtype=torch.float64)
+    blocks = spread[:, None] * (factor @ factor.transpose(1, 2) + 0.1 * torch.eye(size)) * spread[None, :]
+    theta = torch.randn(n, size, generator=generator, dtype=torch.float64)
+    gradient = torch.randn(n, size, generator=generator, dtype=torch.float64)
+    groups = newton._Groups(GroupLasso(0.5), torch.arange(n), n, n_basis)
+    step, decrease = newton._proximal_steps(theta, gradient, blocks, groups)
+    assert (decrease > 0).all()
+    model_gradient = gradient + (blocks @ step[..., None])[..., 0]
+    residual = groups.mapping(theta + step, model_gradient).abs().amax(-1)
+    assert (residual <= groups.mapping(theta, gradient).abs().amax(-1) / 10 + 1e-12).all()
 
 
 def test_group_lasso_path_ends_at_zero_and_at_the_plain_fit(small):

@@ -54,8 +54,9 @@ def solve_glm(
       F)^2`` float64 each) fit in a quarter of the memory available
       (:func:`~spikeglm.inference.newton.newton_pays`), else L-BFGS.
 
-    Either stops after ``max_iterations`` iterations. A group lasso penalty is not smooth: proximal
-    gradient steps solve it whatever the solver. The solve draws no random number: the same data give
+    Either stops after ``max_iterations`` iterations. A group lasso penalty is not smooth: Newton's
+    solve takes proximal Newton steps for it, and where L-BFGS would solve, accelerated proximal gradient
+    steps do (:func:`proximal_solve`). The solve draws no random number: the same data give
     the same fit, so an interrupted solve is simply run again.
 
     Parameters
@@ -76,8 +77,7 @@ def solve_glm(
         time constants stay as they are.
     penalty : Penalty, optional
         A penalty of the couplings between distinct neurons (:mod:`spikeglm.inference.penalty`): the
-        solve then maximises the penalised log-likelihood; by ``solver`` for a smooth one, by proximal
-        gradient steps (:func:`proximal_solve`) for the group lasso.
+        solve then maximises the penalised log-likelihood.
     solver : {"auto", "newton", "lbfgs"}
         How the likelihood (with a smooth penalty) is maximised; see above.
 
@@ -96,14 +96,6 @@ def solve_glm(
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
     params = [p for p in network.glm_parameters() if p.requires_grad]
-    if isinstance(penalty, GroupLasso):  # the likelihood's gradient steps, the penalty's proximal ones
-        dtype = network.bias.dtype
-        network.double()  # the steps' tests compare values that float32 sums do not resolve
-        try:
-            smooth_part = _Closure(network, data, part_bins, None, params, callback, latent)
-            return proximal_solve(smooth_part, network, penalty, max_iterations)
-        finally:
-            network.to(dtype)
     if solver == "newton" or (solver == "auto" and newton_pays(network)):
         return newton_solve(
             network,
@@ -115,6 +107,14 @@ def solve_glm(
             latent=latent,
             penalty=penalty,
         )
+    if isinstance(penalty, GroupLasso):  # the likelihood's gradient steps, the penalty's proximal ones
+        dtype = network.bias.dtype
+        network.double()  # the steps' tests compare values that float32 sums do not resolve
+        try:
+            smooth_part = _Closure(network, data, part_bins, None, params, callback, latent)
+            return proximal_solve(smooth_part, network, penalty, max_iterations)
+        finally:
+            network.to(dtype)
     return _lbfgs(_Closure(network, data, part_bins, None, params, callback, latent, penalty), max_iterations)
 
 

@@ -28,7 +28,7 @@ import torch
 
 from spikeglm import parallel
 from spikeglm.basis import history
-from spikeglm.inference.penalty import Penalty
+from spikeglm.inference.penalty import GroupLasso, Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.memory import available_memory
 from spikeglm.model import Network, link_derivatives, observed_curvature
@@ -46,6 +46,8 @@ _KEPT_PRODUCTS = 1 << 29
 NEWTON_COLUMNS = 200
 #: The Armijo fraction of a step's predicted decrease that it must achieve; halvings tried at most.
 _ARMIJO, _MAX_HALVINGS = 1e-4, 40
+#: Most proximal gradient steps on the quadratic model of a proximal Newton step (the group lasso).
+_INNER_STEPS = 5000
 
 
 def newton_memory(n_neurons: int, n_columns: int) -> float:
@@ -229,16 +231,17 @@ def newton_solve(
     latent: Callable[[Batch], torch.Tensor] | None = None,
     penalty: Penalty | None = None,
 ) -> tuple[list[EpochRecord], str]:
-    """Maximise the log-likelihood (less a smooth ``penalty``) of a network without hidden neurons by
-    Newton's method, each neuron with its own step and line search; the arguments and what is returned
-    are those of :func:`spikeglm.inference.solve_glm`.
+    """Maximise the log-likelihood (less a ``penalty``) of a network without hidden neurons by Newton's
+    method, each neuron with its own step and line search; the arguments and what is returned are those
+    of :func:`spikeglm.inference.solve_glm`.
 
     The objective is the same as L-BFGS's there: minus the log-likelihood per spike plus the penalty. A
     neuron's step is halved until it lowers that neuron's part of it by an Armijo fraction of the
     predicted decrease; a neuron is done once no gradient component of its part exceeds
     ``tolerance_grad`` (or when no step lowers its part beyond the rounding of the sums: it is at its
     optimum to float64's precision). The solve stops when every neuron is done, or after
-    ``max_iterations``.
+    ``max_iterations``. Under the group lasso, which is not smooth, the steps are proximal Newton steps
+    (:func:`_proximal_steps`) and the gradient mapping stands for the gradient.
     """
     offset = None
     if latent is not None and network.loading is not None:
@@ -255,13 +258,12 @@ def newton_solve(
     reason = f"reached the cap of {max_iterations} iterations (epochs) before converging"
     value, gradient, blocks = _pass(problem, theta, active, scale, smooth)
     for iteration in range(1, max_iterations + 1):
-        chosen = active.nonzero()[:, 0]
-        step, decrease = _newton_steps(gradient[chosen], blocks)
-        still = gradient[chosen].abs().amax(1) > tolerance_grad
-        active[chosen[~still]] = False
-        if bool(still.any()):
+        moving, step, decrease = _directions(
+            network, penalty, theta, gradient, blocks, active, tolerance_grad
+        )
+        if len(moving):
             theta, (value, gradient, blocks) = _step(
-                problem, theta, value, active, chosen[still], step[still], decrease[still], scale, smooth
+                problem, theta, value, active, moving, step, decrease, scale, smooth
             )
         total = float(value.sum())
         if not math.isfinite(total):
@@ -276,6 +278,34 @@ def newton_solve(
             break
     set_parameters(network, theta.to(network.bias.dtype))
     return records, reason
+
+
+def _directions(
+    network: Network,
+    penalty: Penalty | None,
+    theta: torch.Tensor,
+    gradient: torch.Tensor,
+    blocks: torch.Tensor,
+    active: torch.Tensor,
+    tolerance_grad: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The active neurons that have not converged (set the others inactive), with their steps and the
+    decreases the steps predict: Newton's, or under the group lasso the proximal Newton steps. A neuron
+    has converged when no component of its gradient (under the group lasso, of its gradient mapping)
+    exceeds ``tolerance_grad``; ``blocks`` are the active neurons' curvature blocks."""
+    chosen = active.nonzero()[:, 0]
+    shape = (network.n_neurons, network.basis.n_basis)
+    if isinstance(penalty, GroupLasso):
+        residual = _Groups(penalty, chosen, *shape).mapping(theta[chosen], gradient[chosen])
+    else:
+        residual = gradient[chosen]
+    still = residual.abs().amax(1) > tolerance_grad
+    active[chosen[~still]] = False
+    moving = chosen[still]
+    if isinstance(penalty, GroupLasso):
+        groups = _Groups(penalty, moving, *shape)
+        return moving, *_proximal_steps(theta[moving], gradient[moving], blocks[still], groups)
+    return moving, *_newton_steps(gradient[moving], blocks[still])
 
 
 def _newton_steps(gradient: torch.Tensor, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -294,6 +324,80 @@ def _newton_steps(gradient: torch.Tensor, blocks: torch.Tensor) -> tuple[torch.T
         factor[again], failed[again] = torch.linalg.cholesky_ex(blocks[again] + damping * scale[again] * eye)
     solved = torch.cholesky_solve(gradient[..., None], factor)[..., 0]
     return -solved, (gradient * solved).sum(-1) / 2
+
+
+class _Groups:
+    """The group lasso in the layout of :func:`parameters_of` for some postsynaptic neurons ``posts``:
+    each row's coupling filters (``N`` groups of ``B`` columns after the bias) with the penalty's
+    threshold ``strength sqrt(B)``, zero on the neuron's own filter."""
+
+    def __init__(self, penalty: GroupLasso, posts: torch.Tensor, n_neurons: int, n_basis: int) -> None:
+        self.n_neurons, self.n_basis = n_neurons, n_basis
+        own = posts[:, None] == torch.arange(n_neurons, device=posts.device)
+        self.threshold = penalty.strength * math.sqrt(n_basis) * (~own).double()  # (A, N)
+
+    def filters(self, rows: torch.Tensor) -> torch.Tensor:
+        """The coupling columns of ``rows`` (A, P) as filters, (A, N, B): a view."""
+        return rows[:, 1 : 1 + self.n_neurons * self.n_basis].unflatten(1, (self.n_neurons, self.n_basis))
+
+    def value(self, rows: torch.Tensor) -> torch.Tensor:
+        """Each row's penalty, (A,)."""
+        return (self.filters(rows).norm(dim=-1) * self.threshold).sum(-1)
+
+    def shrink(self, rows: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+        """Each filter of ``rows`` shrunk towards zero by ``threshold`` (A, N) in norm, zero if shorter."""
+        rows = rows.clone()
+        filters = self.filters(rows)
+        norms = filters.norm(dim=-1).clamp_min(torch.finfo(rows.dtype).tiny)
+        filters *= (1 - threshold / norms).clamp_min(0.0)[..., None]
+        return rows
+
+    def mapping(self, rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        """The gradient mapping of unit step, ``rows - prox(rows - gradient)``: zero exactly at the
+        penalised optimum, the gradient itself where nothing is penalised; what decides convergence."""
+        return rows - self.shrink(rows - gradient, self.threshold)
+
+
+def _proximal_steps(
+    theta: torch.Tensor, gradient: torch.Tensor, blocks: torch.Tensor, groups: _Groups
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each neuron's proximal Newton step and the decrease it predicts, for the group lasso.
+
+    The step ``d`` minimises the quadratic model ``g^T d + d^T H d / 2`` plus the penalty at ``theta +
+    d``. That subproblem has no closed form; accelerated proximal gradient steps on it (FISTA, restarted
+    where the momentum turns back) solve it without touching the data, in coordinates scaled by the
+    square root of the curvature's diagonal (one scale per filter, so that its proximal step stays a
+    shrinkage): this evens out neurons of very different rates. The subproblem is solved until its own
+    gradient mapping is a tenth of the outer one. The decrease is minus half ``g^T d`` plus the change of
+    the penalty: the Armijo test of :func:`_enough` then asks the step for a fraction of what the model
+    predicts, as for a smooth penalty.
+    """
+    diagonal = blocks.diagonal(dim1=-2, dim2=-1).clamp_min(0.0)
+    filters = groups.filters(diagonal)
+    filters.copy_(filters.amax(-1, keepdim=True).expand_as(filters))
+    scale = diagonal.sqrt()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    curvature = blocks / scale[:, :, None] / scale[:, None, :]
+    lipschitz = torch.linalg.eigvalsh(curvature)[:, -1].clamp_min(torch.finfo(blocks.dtype).tiny)[:, None]
+    start, slope = theta * scale, gradient / scale
+    threshold = groups.threshold / groups.filters(scale)[..., 0] / lipschitz
+    wanted = groups.mapping(theta, gradient).abs().amax(-1) / 10
+    current, point = start, start
+    momentum = torch.ones(len(theta), 1, dtype=theta.dtype, device=theta.device)
+    for _ in range(_INNER_STEPS):
+        moved = point - (slope + ((point - start)[:, None, :] @ curvature)[:, 0]) / lipschitz
+        moved = groups.shrink(moved, threshold)
+        if bool(((point - moved).abs() * lipschitz * scale).amax(-1).le(wanted).all()):
+            current = moved
+            break
+        turned = ((point - moved) * (moved - current)).sum(-1, keepdim=True) > 0
+        momentum = torch.where(turned, torch.ones_like(momentum), momentum)
+        following = (1 + torch.sqrt(1 + 4 * momentum**2)) / 2
+        push = torch.where(turned, torch.zeros_like(momentum), (momentum - 1) / following)
+        point, current, momentum = moved + push * (moved - current), moved, following
+    step = current / scale - theta
+    change = (gradient * step).sum(-1) + groups.value(theta + step) - groups.value(theta)
+    return step, -change / 2
 
 
 def _step(
@@ -363,7 +467,8 @@ def _halve(
 
 
 class _Smooth:
-    """A smooth penalty of the couplings, as each neuron's value, gradient and curvature (none: zeros).
+    """A penalty of the couplings as each neuron's value; for a smooth one, also its gradient and
+    curvature (none, or the group lasso's: zeros, its part handled by :func:`_proximal_steps`).
 
     The curvature is kept as its diagonal, (N, P): the ridge's is diagonal, and a penalty whose
     curvature is not is refused rather than solved with part of it.
@@ -372,7 +477,7 @@ class _Smooth:
     def __init__(self, network: Network, penalty: Penalty | None) -> None:
         self.penalty, self.shape = penalty, network.weight.shape
         self.diagonals = None
-        if penalty is not None:
+        if penalty is not None and penalty.smooth:
             n, n_basis = network.n_neurons, network.basis.n_basis
             diagonals = torch.zeros(n, design_columns(network), dtype=torch.float64)
             for post in range(n):
@@ -389,6 +494,8 @@ class _Smooth:
         if self.penalty is None:
             return torch.zeros_like(theta[:, 0]), torch.zeros_like(theta)
         size = self.shape[1] * self.shape[2]
+        if not self.penalty.smooth:
+            return self.penalty.rows(theta[:, 1 : 1 + size].reshape(self.shape)), torch.zeros_like(theta)
         weight = theta[:, 1 : 1 + size].detach().clone().reshape(self.shape).requires_grad_(True)
         values = self.penalty.rows(weight)
         (weight_gradient,) = torch.autograd.grad(values.sum(), weight)

@@ -8,8 +8,9 @@ neuron's own history filter (its refractoriness, well determined by its own spik
 * :class:`Ridge`: ``P = 1/2 sum ||W[n, m]||^2`` over the pairs ``n != m``; smooth, so that L-BFGS solves
   it exactly, and its Wald errors are those of the posterior under the matching Gaussian prior.
 * :class:`GroupLasso`: ``P = sum sqrt(B) ||W[n, m]||`` over the pairs ``n != m``, one group per filter of
-  ``B`` basis weights; it sets whole filters to zero. Not smooth: accelerated proximal gradient steps
-  solve it (:func:`spikeglm.inference.glm.proximal_solve`), and a filter set to zero has no standard
+  ``B`` basis weights; it sets whole filters to zero. Not smooth: proximal Newton steps solve it
+  (:func:`spikeglm.inference.newton.newton_solve`), or accelerated proximal gradient steps where L-BFGS
+  would solve (:func:`spikeglm.inference.glm.proximal_solve`); a filter set to zero has no standard
   error.
 """
 
@@ -25,9 +26,13 @@ from spikeglm.options import Registry
 class Penalty:
     """A penalty of the coupling weights between distinct neurons, of a given ``strength``.
 
-    Subclasses give :meth:`value`. A smooth penalty (:class:`Ridge`) also gives :meth:`curvature`,
-    which joins the standard errors; :class:`GroupLasso` gives its proximal step instead.
+    Subclasses give :meth:`rows` (each postsynaptic neuron's share) and :meth:`value` (their sum). A
+    smooth penalty (:class:`Ridge`) also gives :meth:`curvature`, which joins the standard errors;
+    :class:`GroupLasso` gives its proximal step instead.
     """
+
+    #: Whether the penalty is differentiable (its gradient and curvature then join Newton's steps).
+    smooth = True
 
     def __init__(self, strength: float) -> None:
         if not (math.isfinite(strength) and strength >= 0):
@@ -42,7 +47,7 @@ class Penalty:
 
     def value(self, weight: torch.Tensor) -> torch.Tensor:
         """``strength * P(weight)``, differentiable where the penalty is smooth."""
-        raise NotImplementedError
+        return self.rows(weight).sum()
 
     def curvature(self, n_neurons: int, n_basis: int, post: int) -> torch.Tensor:
         """The Hessian of :meth:`value` in the parameters of neuron ``post``'s predictor (bias first,
@@ -50,15 +55,12 @@ class Penalty:
         raise NotImplementedError
 
     def rows(self, weight: torch.Tensor) -> torch.Tensor:
-        """Each postsynaptic neuron's share of a smooth :meth:`value` (the sum of these), shape (post,)."""
+        """Each postsynaptic neuron's share of :meth:`value` (the sum of these), shape (post,)."""
         raise NotImplementedError
 
 
 class Ridge(Penalty):
     """``strength / 2`` times the summed squares of the couplings between distinct neurons."""
-
-    def value(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.rows(weight).sum()
 
     def rows(self, weight: torch.Tensor) -> torch.Tensor:
         return 0.5 * self.strength * (weight.square() * self.pairs(weight)).sum((1, 2))
@@ -75,9 +77,11 @@ class GroupLasso(Penalty):
     """``strength * sqrt(B)`` times the summed Euclidean norms of the filters between distinct neurons
     (``B`` basis weights each): a filter is either zero or all of its weights are free."""
 
-    def value(self, weight: torch.Tensor) -> torch.Tensor:
+    smooth = False
+
+    def rows(self, weight: torch.Tensor) -> torch.Tensor:
         norms = weight.norm(dim=-1, keepdim=True) * self.pairs(weight)
-        return self.strength * math.sqrt(weight.shape[-1]) * norms.sum()
+        return self.strength * math.sqrt(weight.shape[-1]) * norms.sum((1, 2))
 
     def proximal(self, weight: torch.Tensor, step: float) -> torch.Tensor:
         """``argmin_w strength * P(w) + ||w - weight||^2 / (2 step)``: each penalised filter shrunk
