@@ -274,7 +274,12 @@ def newton_solve(
         if callback is not None:
             callback(records[-1])
         if not bool(active.any()):
-            reason = f"converged in {iteration} Newton iterations (every gradient below tolerance)"
+            kind = (
+                ("proximal Newton", "gradient mapping")
+                if isinstance(penalty, GroupLasso)
+                else ("Newton", "gradient")
+            )
+            reason = f"converged in {iteration} {kind[0]} iterations (every {kind[1]} below tolerance)"
             break
     set_parameters(network, theta.to(network.bias.dtype))
     return records, reason
