@@ -258,8 +258,8 @@ def _segment_span(
     has_recording = getattr(sorting, "has_recording", None)
     if callable(has_recording) and has_recording():
         return start, float(sorting.get_end_time(segment_index=index))
-    lasts = [times[-1] for _, times, _ in trains if times.size]
-    return start, float(max(lasts, default=start))
+    finite = [times[np.isfinite(times)] for _, times, _ in trains]  # the others are refused by unit
+    return start, float(max((times.max() for times in finite if times.size), default=start))
 
 
 def _sorting_annotations(sorting: Any, n_units: int) -> list[dict[str, Any]]:
