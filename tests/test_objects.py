@@ -216,6 +216,17 @@ def test_spikeinterface_segments_are_trials_laid_end_to_end(si):
     ]
 
 
+def test_spikeinterface_times_and_span_follow_a_registered_recordings_clock(si):
+    recording = si.NumpyRecording(np.zeros((1000, 1), dtype="float32"), sampling_frequency=1000.0)
+    recording.set_times(100.0 + np.arange(1000) / 1000.0, segment_index=0)
+    sorting = si.NumpySorting.from_unit_dict({"a": np.array([10, 500]), "b": np.array([20])}, 1000.0)
+    sorting.register_recording(recording)
+    ours = Recording.from_spikeinterface(sorting)
+    np.testing.assert_allclose(ours.spike_times[0], [100.01, 100.5])
+    # From the first sample to the end SpikeInterface gives the recording, not to the last spike.
+    assert float(ours.t_start) == 100.0 and float(ours.t_stop) == pytest.approx(100.999)
+
+
 def test_spikeinterface_hostile_input(si):
     sorting = si.NumpySorting.from_unit_dict([{"a": np.array([10])}, {"a": np.array([5])}], 1000.0)
     for index in (2, -1):

@@ -252,9 +252,9 @@ def _segment_span(
     sorting: Any, index: int, trains: list[tuple[str, np.ndarray, dict]]
 ) -> tuple[float, float]:
     """Where a segment starts and stops, in s: its registered recording's span where it has one, else
-    its start (0 s unless the sorting states one) to its last spike."""
-    start_time = getattr(sorting, "get_start_time", None)
-    start = float(start_time(segment_index=index)) if callable(start_time) else 0.0
+    the time of its first sample (0 s unless the sorting states one) to its last spike."""
+    first_sample = getattr(sorting, "sample_index_to_time", None)
+    start = float(first_sample(0, segment_index=index)) if callable(first_sample) else 0.0
     has_recording = getattr(sorting, "has_recording", None)
     if callable(has_recording) and has_recording():
         return start, float(sorting.get_end_time(segment_index=index))
