@@ -245,6 +245,17 @@ def test_spikeinterface_hostile_input(si):
         sg.load(sorting, trials="trials")
 
 
+def test_units_without_spikes_follow_empty_units(si):
+    sorting = si.NumpySorting.from_unit_dict(
+        {"a": np.array([10, 20]), "silent": np.array([], dtype=int)}, 1000.0
+    )
+    with pytest.warns(UserWarning, match=r"dropping 1 unit\(s\) without spikes: 'silent'"):
+        assert sg.load(sorting).unit_ids.tolist() == ["a"]
+    assert Recording.from_spikeinterface(sorting, empty_units="keep").n_spikes.tolist() == [2, 0]
+    with pytest.raises(ValueError, match=r"unit\(s\) 'silent' have no spikes \(empty_units='error'\)"):
+        sg.load(sorting, empty_units="error")
+
+
 class Sorting:
     """The methods of a SpikeInterface sorting, over given times in seconds (one segment)."""
 
