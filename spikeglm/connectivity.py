@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm import significance
+from spikeglm.extras import optional
 from spikeglm.files import atomic_write
 
 __all__ = ["Connectivity"]
@@ -342,7 +343,7 @@ class Connectivity:
         ValueError
             For a threshold with ``alpha`` or ``tests``, or both of these.
         """
-        networkx = _optional("networkx", "Connectivity.to_networkx")
+        networkx = optional("networkx", "Connectivity.to_networkx")
         _check_threshold(threshold)
         if threshold is not None and (alpha is not None or tests is not None):
             raise ValueError("give a threshold or a test (alpha, tests), not both")
@@ -368,7 +369,7 @@ class Connectivity:
         ModuleNotFoundError
             Without pandas, naming the extra.
         """
-        pandas = _optional("pandas", "Connectivity.to_dataframe")
+        pandas = optional("pandas", "Connectivity.to_dataframe")
         if alpha is not None:
             return pandas.DataFrame(self.significance(alpha, method, **options))
         post = np.repeat(np.arange(self.n_neurons), self.n_neurons)
@@ -709,18 +710,6 @@ def _check_threshold(threshold: float | None) -> None:
     """Refuse a GraphML threshold that is not a finite number >= 0."""
     if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-
-
-def _optional(name: str, needed_by: str) -> Any:
-    """Import an optional extra, or say which one to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            f'{needed_by} needs {name}, an optional extra: pip install "spikeglm[{name}]"'
-        ) from None
 
 
 def _write_graphml(conn: Connectivity, path: Path, edges: list[tuple[int, int, dict]], rule: dict) -> None:

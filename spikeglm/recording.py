@@ -159,6 +159,105 @@ class Recording:
         return cls(list(times_per_unit), None, t_start, t_stop, **options)
 
     @classmethod
+    def from_pynapple(cls, group: Any, trials: Any = None, *, empty_units: str = "drop") -> Recording:
+        """A recording from a pynapple ``TsGroup`` (pynapple is an optional extra:
+        ``pip install "spikeglm[pynapple]"``); the group is read, not changed.
+
+        Units come in the order of the group's keys, named by the metadata column ``unit_name``,
+        ``name`` or ``label`` (the first holding unique text, as pynapple's NWB loader gives them), else
+        by their keys; the other metadata columns but ``rate`` become :attr:`unit_annotations` (with the
+        key as ``"tsgroup_key"``), so that a ``quality`` or ``label`` column serves
+        ``spikeglm.load(..., label=...)``. The span runs from the first start to the last end of the
+        group's time support and the trials. See :mod:`spikeglm.io.objects`.
+
+        Parameters
+        ----------
+        group : pynapple.TsGroup
+        trials : pynapple.IntervalSet or array_like, shape (n_trials, 2), optional
+            The trials, ``[start, end]`` in s; default the intervals of the time support where it has
+            several, else none.
+        empty_units : {"drop", "keep", "error"}
+            Units without spikes (see :class:`Recording`).
+
+        Raises
+        ------
+        TypeError
+            If ``group`` is not a TsGroup, naming the extra.
+        ValueError
+            If the group has no units, a unit's times are not finite, sorted numbers, or the trials are
+            not intervals inside the span; the message names the unit or ``trials``.
+        """
+        from spikeglm.io.objects import pynapple_parts
+
+        return cls(**pynapple_parts(group, trials), empty_units=empty_units)
+
+    @classmethod
+    def from_spikeinterface(
+        cls, sorting: Any, segment_index: int | None = None, *, empty_units: str = "drop"
+    ) -> Recording:
+        """A recording from a SpikeInterface sorting (SpikeInterface is an optional extra:
+        ``pip install "spikeglm[spikeinterface]"``); the sorting is read, not changed.
+
+        Units come in the order of ``sorting.get_unit_ids()``, their times in seconds as the sorting
+        gives them (``get_unit_spike_train(..., return_times=True)``: its recording's times, else the
+        samples over its sampling frequency). Their properties of one simple value per unit become
+        :attr:`unit_annotations`, with the label (``quality``, else ``KSLabel``; ``unsorted`` where a unit
+        has none) as ``"label"``, as phy folders are read. See :mod:`spikeglm.io.objects`.
+
+        Parameters
+        ----------
+        sorting : spikeinterface.BaseSorting
+        segment_index : int, optional
+            Read this segment alone, as one recording without trials. By default every segment is read,
+            each a trial on its own clock: segments that overlap in time (each starting at 0 s) are laid
+            end to end, as neo's Segments are (``annotations["segment_offsets_s"]``). A segment spans its
+            registered recording, else its start to its last spike.
+        empty_units : {"drop", "keep", "error"}
+            Units without spikes (see :class:`Recording`).
+
+        Raises
+        ------
+        TypeError
+            If ``sorting`` is not a sorting, naming the extra.
+        ValueError
+            If ``segment_index`` is out of range, the sorting has no units, or a unit's times are not
+            finite and sorted; the message names the parameter or the unit.
+        """
+        from spikeglm.io.objects import spikeinterface_parts
+
+        return cls(**spikeinterface_parts(sorting, segment_index), empty_units=empty_units)
+
+    @classmethod
+    def from_neo(cls, obj: Any, *, empty_units: str = "drop") -> Recording:
+        """A recording from neo objects: a ``Block`` (or a list of Blocks, as neo's IOs read them), a
+        ``Segment`` or a list of ``SpikeTrain``; they are read, not changed.
+
+        As files read through neo are: with two or more Segments each is a trial, laid end to end where
+        they overlap, and the SpikeTrains of one unit are matched across Segments by ``name`` (else
+        their ``unit_id`` or ``unit_name`` annotation, else their position). A list of SpikeTrains is
+        one Segment from their first start to their last stop. See :mod:`spikeglm.io.objects`.
+
+        Raises
+        ------
+        TypeError
+            If ``obj`` is none of those.
+        ValueError
+            If it holds no spike trains, a Segment holds two spike trains of one name, or a unit's times
+            are not finite and sorted.
+
+        Examples
+        --------
+        >>> import neo
+        >>> trains = [neo.SpikeTrain([0.1, 0.4], t_stop=1, units="s", name="a"),
+        ...           neo.SpikeTrain([250], t_stop=1000, units="ms", name="b")]
+        >>> Recording.from_neo(trains).unit_ids.tolist()
+        ['a', 'b']
+        """
+        from spikeglm.io.objects import neo_parts
+
+        return cls(**neo_parts(obj), empty_units=empty_units)
+
+    @classmethod
     def from_counts(cls, counts: SpikeCounts, seed: int = 0) -> Recording:
         """Spike times that bin back to ``counts``: trials end to end from 0 s, spikes spread in bins.
 

@@ -2,7 +2,7 @@
 
 :func:`check_unit_ids` makes the ids of a recording or of counts (strings, unique, one per unit);
 :func:`unit_columns` finds the columns of given ids, with one error for unknown ids; :func:`listing`
-names a few of them in a message.
+names a few of them in a message; :data:`NAME_COLUMNS` are the columns of a table of units that name them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from typing import TypeAlias
 
 import numpy as np
 
-__all__ = ["UnitIds", "check_unit_ids", "listing", "unit_columns"]
+__all__ = ["NAME_COLUMNS", "UnitIds", "check_unit_ids", "listing", "unit_columns"]
 
 #: Unit ids as callers give them: a sequence of strings, or an array of ids (each read with ``str``).
 UnitIds: TypeAlias = "Sequence[str] | np.ndarray"
+#: The columns of a table of units (an NWB Units table, a pynapple TsGroup's metadata) that name the
+#: units, the first holding unique text used; without one, units go by the table's own ids.
+NAME_COLUMNS = ("unit_name", "name", "label")
 
 
 def check_unit_ids(unit_ids: UnitIds | None, n_units: int) -> np.ndarray:

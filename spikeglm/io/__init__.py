@@ -22,6 +22,10 @@ The modules :mod:`~spikeglm.io.nwb`, :mod:`~spikeglm.io.neo_io`, :mod:`~spikeglm
 format holds. Every reader records what it assumed (time unit, span, trials, units kept) in the
 recording's ``annotations["assumed"]``, which ``spikeglm info`` prints. neo's pickle files are
 refused. neo is imported only when a neo format is used.
+
+:func:`load` also takes spike trains that other toolkits hold in memory, a pynapple ``TsGroup``, a
+SpikeInterface sorting or neo's Blocks, Segments and SpikeTrains (:mod:`~spikeglm.io.objects`), and
+chooses units, labels and a window in them as in files.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 from spikeglm.files import atomic_write
 from spikeglm.io.limits import reading
 from spikeglm.io.matlab import NeoMatlabFile
+from spikeglm.io.objects import KINDS, kind_of
 from spikeglm.io.phy import is_phy_folder
 from spikeglm.io.text import is_pattern, unit_files
 from spikeglm.recording import Recording
@@ -60,13 +65,13 @@ FORMATS: dict[str, tuple[tuple[str, ...], str, str, str | None]] = {
 
 
 def load(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Any,
     *,
     format: str | None = None,
     empty_units: str = "drop",
     units: Sequence[str] | None = None,
     label: str | Sequence[str] | None = None,
-    trials: str | None = None,
+    trials: str | Any | None = None,
     t_start: float | str | None = None,
     t_stop: float | str | None = None,
     min_spikes: int = 0,
@@ -74,16 +79,22 @@ def load(
     read_limit: int | str | None = None,
     **options: Any,
 ) -> Recording:
-    """Read the sorted units' spike times of a recording.
+    """Read the sorted units' spike times of a recording, from a file or from an object in memory.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str or os.PathLike, or a pynapple TsGroup, SpikeInterface sorting or neo objects
         The file, the folder (phy/Kilosort output, per-unit text files, neo formats stored as folders)
-        or, for per-unit text files, a glob pattern such as ``"cells/cell*.txt.gz"``.
+        or, for per-unit text files, a glob pattern such as ``"cells/cell*.txt.gz"``. Or spike trains
+        already in memory, read by :meth:`Recording.from_pynapple` (a ``TsGroup``),
+        :meth:`Recording.from_spikeinterface` (a sorting; ``segment_index=`` is its option) or
+        :meth:`Recording.from_neo` (a Block, a list of Blocks, a Segment or a list of SpikeTrains);
+        the choice of units, labels, window and activity below applies to them as to files, and
+        ``annotations["assumed"]["format"]`` names the kind (``"pynapple"``, ``"spikeinterface"``,
+        ``"neo"``).
     format : {"nwb", "nix", "npz", "csv", "phy", "mat", "text", "neo"}, optional
-        The format; default from the extension or the folder's contents. Extensions that are not
-        spikeglm's own go to neo.
+        The format of a file; default from the extension or the folder's contents. Extensions that
+        are not spikeglm's own go to neo.
     empty_units : {"drop", "keep", "error"}
         Units without spikes: drop them with a warning naming them, keep them, or refuse the file.
     units : sequence of str, optional
@@ -93,9 +104,10 @@ def load(
         Keep only the units with this label (or one of these), e.g. ``"good"`` for phy's curated
         units: the unit annotation ``"label"`` (see :mod:`~spikeglm.io.phy`), else ``"quality"`` (a
         column of an NWB Units table).
-    trials : str, optional
+    trials : str or pynapple.IntervalSet, optional
         NWB: the TimeIntervals table under ``/intervals`` that gives the trials, e.g.
-        ``"encoding_table"``; default ``"trials"`` when there is one.
+        ``"encoding_table"``; default ``"trials"`` when there is one. A pynapple TsGroup: the
+        IntervalSet of the trials.
     t_start, t_stop : float or str, optional
         Keep only this window of the recording (a bare number is in seconds), see
         :meth:`Recording.window`: it must lie inside the span the file states (e.g. an NWB file's
@@ -105,12 +117,13 @@ def load(
     min_rate : float
         Keep only the units firing at least this many spikes per second on average (in the window).
     read_limit : int or str, optional
-        The most memory the reading may take, in bytes or as ``"4 GB"``; default 1 GiB, or the
-        environment variable ``SPIKEGLM_READ_LIMIT`` (see :mod:`~spikeglm.io.limits`). A file that
+        The most memory the reading of a file may take, in bytes or as ``"4 GB"``; default 1 GiB, or
+        the environment variable ``SPIKEGLM_READ_LIMIT`` (see :mod:`~spikeglm.io.limits`). A file that
         declares or decompresses to more is refused before it is read.
     **options
         Passed to the format's reader: ``name_column`` (NWB); ``time_unit`` and ``sampling_rate``
-        (MATLAB, text, phy); ``variable`` and ``columns`` (MATLAB).
+        (MATLAB, text, phy); ``variable`` and ``columns`` (MATLAB); ``segment_index``
+        (a SpikeInterface sorting).
 
     Returns
     -------
@@ -121,9 +134,12 @@ def load(
     ------
     FileNotFoundError
         If ``path`` does not exist (or, as a pattern, matches nothing).
+    TypeError
+        If ``path`` is neither a path nor one of the objects above; the message names those accepted.
     ValueError
-        If the format is unknown, an option does not apply to it, the file cannot be read, or the
-        choice of units or window leaves nothing; the message names the file and the option.
+        If the format is unknown, an option does not apply to it (``format`` and ``read_limit`` do not
+        apply to objects), the file or object cannot be read, or the choice of units or window leaves
+        nothing; the message names the file or object and the option.
 
     Examples
     --------
@@ -135,25 +151,10 @@ def load(
     >>> float(window.duration), len(window.trials)
     (10.0, 10)
     """
-    path = Path(path)
-    if not (path.exists() or is_pattern(path)):
-        raise FileNotFoundError(f"{path}: no such file")
-    name = _format(path, format) if format is not None else _format_of(path)
-    _, module, reader_name, _ = FORMATS[name]
-    reader = _function(module, reader_name)
-    if trials is not None:
-        options["trials"] = trials
-    _check_options(reader, options, name, path)
-    if units is not None and name == "nwb":
-        options["units"] = units
-    with reading(read_limit):
-        try:
-            recording = reader(path, empty_units=empty_units, **options)
-        except NeoMatlabFile:
-            if format is not None or options:  # the MATLAB reader was asked for, by name or options
-                raise
-            name = "neo"  # a MATLAB file neo wrote: read through neo
-            recording = _function(*FORMATS[name][1:3])(path, empty_units=empty_units, **options)
+    if isinstance(path, str | os.PathLike):
+        recording, name, where = _read(path, format, empty_units, units, trials, read_limit, options)
+    else:
+        recording, name, where = _convert(path, format, empty_units, trials, read_limit, options)
     n_read = recording.n_units
     kept = []
     if units is not None:
@@ -161,7 +162,7 @@ def load(
         kept.append(f"{len(units)} named")
     if label is not None:
         labels = [label] if isinstance(label, str) else list(label)
-        recording = _with_label(recording, labels)
+        recording = _with_label(recording, labels, where)
         kept.append(f"labelled {' or '.join(labels)}")
     if t_start is not None or t_stop is not None:
         recording = recording.window(t_start, t_stop, empty_units=empty_units)
@@ -176,6 +177,65 @@ def load(
         assumed["units kept"] = f"{recording.n_units} of {n_read}: " + "; ".join(kept)
     recording.annotations["assumed"] = assumed
     return recording
+
+
+def _read(
+    path: str | os.PathLike,
+    format: str | None,
+    empty_units: str,
+    units: Sequence[str] | None,
+    trials: str | None,
+    read_limit: int | str | None,
+    options: dict[str, Any],
+) -> tuple[Recording, str, str]:
+    """The recording a file holds as its format's reader gives it, the format, and the file's name."""
+    path = Path(path)
+    if not (path.exists() or is_pattern(path)):
+        raise FileNotFoundError(f"{path}: no such file")
+    name = _format(path, format) if format is not None else _format_of(path)
+    _, module, reader_name, _ = FORMATS[name]
+    reader = _function(module, reader_name)
+    if trials is not None:
+        options["trials"] = trials
+    _check_options(reader, options, f"the {name} format", path)
+    if units is not None and name == "nwb":
+        options["units"] = units
+    with reading(read_limit):
+        try:
+            recording = reader(path, empty_units=empty_units, **options)
+        except NeoMatlabFile:
+            if format is not None or options:  # the MATLAB reader was asked for, by name or options
+                raise
+            name = "neo"  # a MATLAB file neo wrote: read through neo
+            recording = _function(*FORMATS[name][1:3])(path, empty_units=empty_units, **options)
+    return recording, name, str(path)
+
+
+def _convert(
+    obj: Any,
+    format: str | None,
+    empty_units: str,
+    trials: Any,
+    read_limit: int | str | None,
+    options: dict[str, Any],
+) -> tuple[Recording, str, str]:
+    """The recording an object in memory holds (see :mod:`~spikeglm.io.objects`), its kind, and its
+    description for messages."""
+    kind = kind_of(obj)
+    if kind is None:
+        raise TypeError(
+            f"load: cannot read {type(obj).__name__!r} objects; expected a path (str or os.PathLike) to a "
+            f"file or folder, or {', or '.join(KINDS.values())}"
+        )
+    where = f"the {kind} object given to load"
+    for option, value in (("format", format), ("read_limit", read_limit)):
+        if value is not None:
+            raise ValueError(f"{where}: {option}= applies to files, not to objects in memory")
+    if trials is not None:
+        options["trials"] = trials
+    convert = getattr(Recording, f"from_{kind}")
+    _check_options(convert, options, f"a {kind} object", where)
+    return convert(obj, empty_units=empty_units, **options), kind, where
 
 
 def save(
@@ -250,39 +310,41 @@ def _format_of(path: Path) -> str:
     )
 
 
-def _check_options(reader: Callable[..., Any], options: dict[str, Any], name: str, path: Path) -> None:
-    """Refuse reader options that the format does not take, naming those it does."""
+def _check_options(
+    reader: Callable[..., Any], options: dict[str, Any], name: str, where: str | os.PathLike
+) -> None:
+    """Refuse options that a reader (or a ``Recording.from_...``) does not take, naming those it does;
+    ``name`` is what it reads, ``where`` what messages start with."""
     accepted = [
         parameter
-        for parameter in inspect.signature(reader).parameters
-        if parameter not in ("path", "empty_units", "units")
+        for parameter in list(inspect.signature(reader).parameters)[1:]  # the first is what it reads
+        if parameter not in ("empty_units", "units")
     ]
     foreign = [option for option in options if option not in accepted]
     if foreign:
         takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
-        raise ValueError(
-            f"{path}: option(s) {', '.join(foreign)} do not apply to the {name} format ({takes})"
-        )
+        raise ValueError(f"{where}: option(s) {', '.join(foreign)} do not apply to {name} ({takes})")
 
 
-def _with_label(recording: Recording, labels: list[str]) -> Recording:
-    """The units whose label (annotation ``"label"``, else ``"quality"``) is one of ``labels``."""
+def _with_label(recording: Recording, labels: list[str], where: str) -> Recording:
+    """The units whose label (annotation ``"label"``, else ``"quality"``) is one of ``labels``; ``where``
+    names the recording in messages."""
     key = next(
         (key for key in _LABEL_KEYS if any(key in notes for notes in recording.unit_annotations)), None
     )
     if key is None:
         raise ValueError(
-            f"{recording.source}: its units carry no labels; label= (--label) keeps units by the label of a "
-            "phy or Kilosort folder (cluster_group.tsv or cluster_KSLabel.tsv) or an NWB Units table's "
-            "quality column"
+            f"{where}: its units carry no labels; label= (--label) keeps units by the label of a "
+            "phy or Kilosort folder (cluster_group.tsv or cluster_KSLabel.tsv), an NWB Units table's "
+            "quality column, a SpikeInterface sorting's quality or KSLabel property or a pynapple "
+            "TsGroup's label or quality metadata"
         )
     found = [notes.get(key) for notes in recording.unit_annotations]
     keep = [unit for unit, value in zip(recording.unit_ids, found, strict=True) if value in labels]
     if not keep:
         present = sorted({str(value) for value in found if value is not None})
         raise ValueError(
-            f"{recording.source}: no unit is labelled {listing(labels)}; the labels ({key}) are "
-            f"{listing(present)}"
+            f"{where}: no unit is labelled {listing(labels)}; the labels ({key}) are {listing(present)}"
         )
     return recording.select_units(keep)
 

@@ -1,14 +1,9 @@
 """Any format neo reads (NIX, Spike2, Plexon, Blackrock, ...), and NIX files written through neo.
 
-Reading takes every SpikeTrain of every Segment of every Block, Segments in file order:
-
-- With two or more Segments, each Segment is a trial ``[t_start, t_stop]``. When Segments overlap in
-  time (typically every trial starting at 0 s), they are laid end to end: each one that starts before
-  the previous one stops is shifted to start where it stopped (``annotations["segment_offsets_s"]``).
-- The SpikeTrains of one unit in different Segments are matched by a key: the SpikeTrain's ``name``,
-  else its ``unit_id`` or ``unit_name`` annotation, else its position within the Segment. The key is
-  the unit's id. The unit's annotations are those of its first SpikeTrain.
-- ``t_start`` and ``t_stop`` are the first start and the last stop of the Segments.
+Reading takes every SpikeTrain of every Segment of every Block, Segments in file order, as
+``Recording.from_neo`` takes neo objects in memory (:func:`spikeglm.io.objects.neo_parts`): with two or
+more Segments each is a trial, laid end to end where they overlap, and the SpikeTrains of one unit are
+matched across Segments by name.
 
 neo's pickle format (``.pkl``, ``.pickle``) is refused: unpickling a file can run any code.
 """
@@ -17,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import neo
 import numpy as np
-import quantities as pq
 from neo.io import NixIO, PickleIO
 
+from spikeglm.io.objects import neo_parts
 from spikeglm.recording import Recording
 
 __all__ = ["PICKLE_SUFFIXES", "neo_extensions", "read", "read_nix", "write_nix"]
@@ -31,9 +26,6 @@ __all__ = ["PICKLE_SUFFIXES", "neo_extensions", "read", "read_nix", "write_nix"]
 # neo's pickle format: refused, whatever reads it (the package's load routes these files here).
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 
-_KEY_ANNOTATIONS = ("unit_id", "unit_name")
-# NixIO's own bookkeeping: object names that must stay unique within a file.
-_NIX_BOOKKEEPING = ("nix_name",)
 _SIMPLE = (str, int, float, bool, np.integer, np.floating, np.bool_)
 _SPIKETRAIN_ARGUMENTS = {"times", "t_start", "t_stop", "units", "name", "dtype", "copy", "sampling_rate"} | {
     "waveforms",
@@ -103,74 +95,10 @@ def _read_with(io_class: type, path: Path, empty_units: str) -> Recording:
 
 
 def _recording(blocks: list[neo.Block], path: Path, empty_units: str, reader: str) -> Recording:
-    # A Segment with no data at all has no times (t_start is None): it holds no trial.
-    segments = [segment for block in blocks for segment in block.segments if segment.t_start is not None]
-    if not any(segment.spiketrains for segment in segments):
-        raise ValueError(
-            f"{path}: has no spike trains (read with neo's {reader}); spikeglm needs sorted units"
-        )
-    times: dict[str, list[np.ndarray]] = {}
-    unit_annotations: dict[str, dict[str, Any]] = {}
-    spans, offsets, previous_stop = [], [], -np.inf
-    for number, segment in enumerate(segments):
-        start, stop = (float(pq.Quantity(value).rescale("s")) for value in (segment.t_start, segment.t_stop))
-        offset = max(0.0, previous_stop - start)
-        offsets.append(offset)
-        spans.append((start + offset, stop + offset))
-        previous_stop = stop + offset
-        keys = [_key(train, position) for position, train in enumerate(segment.spiketrains)]
-        duplicates = sorted({key for key in keys if keys.count(key) > 1})
-        if duplicates:
-            raise ValueError(
-                f"{path}: segment {number} has several spike trains named "
-                f"{', '.join(map(repr, duplicates))}; spikeglm matches units across segments by name"
-            )
-        for key, train in zip(keys, segment.spiketrains, strict=True):
-            times.setdefault(key, []).append(train.times.rescale("s").magnitude.astype(np.float64) + offset)
-            unit_annotations.setdefault(key, _annotations(train))
-    bounds = np.array(spans)  # (segments, 2): where each segment starts and stops, laid end to end
-    annotations = {
-        key: value
-        for block in blocks
-        for key, value in {"name": block.name, **block.annotations}.items()
-        if key not in _NIX_BOOKKEEPING and value is not None
-    }
-    annotations["reader"] = reader
-    annotations["assumed"] = {
-        "reader": f"neo's {reader}",
-        "trials": f"one per segment ({len(segments)})" if len(segments) > 1 else "none (one segment)",
-    }
-    if any(offsets):
-        annotations["segment_offsets_s"] = offsets
-        annotations["assumed"]["trials"] += ", laid end to end where they overlap"
-    return Recording(
-        [np.concatenate(parts) for parts in times.values()],
-        list(times),
-        float(bounds[:, 0].min()),
-        float(bounds[:, 1].max()),
-        trials=bounds if len(segments) > 1 else None,
-        annotations=annotations,
-        unit_annotations=list(unit_annotations.values()),
-        source=path,
-        empty_units=empty_units,
-    )
-
-
-def _key(train: neo.SpikeTrain, position: int) -> str:
-    """The id that matches one unit's SpikeTrains across Segments."""
-    if train.name:
-        return str(train.name)
-    for name in _KEY_ANNOTATIONS:
-        if train.annotations.get(name) is not None:
-            return str(train.annotations[name])
-    return str(position)
-
-
-def _annotations(train: neo.SpikeTrain) -> dict[str, Any]:
-    values = {key: value for key, value in train.annotations.items() if key not in _NIX_BOOKKEEPING}
-    if train.description:
-        values["description"] = train.description
-    return values
+    parts = neo_parts(blocks, f"{path} (read with neo's {reader})")
+    assumed = {"reader": f"neo's {reader}", **parts["annotations"].pop("assumed")}
+    parts["annotations"].update(reader=reader, assumed=assumed)
+    return Recording(**parts, source=path, empty_units=empty_units)
 
 
 def write_nix(recording: Recording, path: Path) -> None:

@@ -44,12 +44,11 @@ import numpy as np
 from spikeglm.io._hdf5 import Reader, read_with
 from spikeglm.io._hdf5 import kind as value_kind
 from spikeglm.recording import Recording
-from spikeglm.unitids import unit_columns
+from spikeglm.unitids import NAME_COLUMNS, unit_columns
 
 __all__ = ["read", "write"]
 
 NWB_VERSION = "2.8.0"
-_NAME_COLUMNS = ("unit_name", "name", "label")
 _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
 _ROOT_DATASETS = ("identifier", "session_description", "session_start_time")
 #: How many rows or units a message lists before it says how many more there are.
@@ -255,7 +254,7 @@ class _File(Reader):
 
     def unit_names(self, table: h5py.Group, ids: list[str], name_column: str | None) -> list[str]:
         """The units' names from a string column, or their NWB ids as strings."""
-        candidates = _NAME_COLUMNS if name_column is None else (name_column,)
+        candidates = NAME_COLUMNS if name_column is None else (name_column,)
         for column in candidates:
             dataset = self.member(table, column)
             usable = (

@@ -47,6 +47,7 @@ __all__ = [
     "nwb_timeseries",
     "pynapple_events",
     "pynapple_signal",
+    "pynapple_times",
     "text_source",
 ]
 
@@ -509,7 +510,7 @@ def pynapple_signal(tsd: Any) -> Signal:
         finite, or times that do not strictly increase.
     """
     source = f"pynapple {type(tsd).__name__}"
-    times = _pynapple_times(tsd, source)
+    times = pynapple_times(tsd, source)
     raw = getattr(tsd, "values", None)
     if raw is None:
         raw = getattr(tsd, "d", None)
@@ -529,11 +530,12 @@ def pynapple_events(ts: Any) -> Events:
         finite numbers.
     """
     source = f"pynapple {type(ts).__name__}"
-    return Events(np.sort(_pynapple_times(ts, source)), source)
+    return Events(np.sort(pynapple_times(ts, source)), source)
 
 
-def _pynapple_times(obj: Any, source: str) -> np.ndarray:
-    """``obj.t``, else ``obj.times()``, as a float64 array (a copy)."""
+def pynapple_times(obj: Any, source: str) -> np.ndarray:
+    """The times of a pynapple object, in seconds: ``obj.t``, else ``obj.times()``, as a float64 array (a
+    copy); ``source`` names it in messages."""
     times = getattr(obj, "t", None)
     if times is None:
         method = getattr(obj, "times", None)
