@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spikeglm import significance
+from spikeglm.extras import optional
 from spikeglm.files import atomic_write
 
 __all__ = ["Connectivity"]
@@ -341,7 +342,7 @@ class Connectivity:
         ValueError
             For a threshold with ``alpha`` or ``tests``, or both of these.
         """
-        networkx = _optional("networkx", "Connectivity.to_networkx")
+        networkx = optional("networkx", "Connectivity.to_networkx")
         _check_threshold(threshold)
         if threshold is not None and (alpha is not None or tests is not None):
             raise ValueError("give a threshold or a test (alpha, tests), not both")
@@ -367,9 +368,15 @@ class Connectivity:
         ModuleNotFoundError
             Without pandas, naming the extra.
         """
-        pandas = _optional("pandas", "Connectivity.to_dataframe")
+        pandas = optional("pandas", "Connectivity.to_dataframe")
         if alpha is not None:
             return pandas.DataFrame(self.significance(alpha, method, **options))
+        return pandas.DataFrame(self.pairs())
+
+    def pairs(self) -> dict[str, np.ndarray]:
+        """Every (pre, post) pair, untested, in the order of :meth:`significance`'s rows: the columns
+        ``pre`` and ``post`` (labels), ``strength``, ``se`` where the connectivity carries standard
+        errors, and ``self`` (pre = post)."""
         post = np.repeat(np.arange(self.n_neurons), self.n_neurons)
         pre = np.tile(np.arange(self.n_neurons), self.n_neurons)
         labels = np.array(self.labels, dtype=object)
@@ -378,7 +385,7 @@ class Connectivity:
         if se is not None:
             columns["se"] = significance.se_from_json(se)[post, pre]
         columns["self"] = post == pre
-        return pandas.DataFrame(columns)
+        return columns
 
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)
@@ -708,18 +715,6 @@ def _check_threshold(threshold: float | None) -> None:
     """Refuse a GraphML threshold that is not a finite number >= 0."""
     if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
-
-
-def _optional(name: str, needed_by: str) -> Any:
-    """Import an optional extra, or say which one to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            f'{needed_by} needs {name}, an optional extra: pip install "spikeglm[{name}]"'
-        ) from None
 
 
 def _write_graphml(conn: Connectivity, path: Path, edges: list[tuple[int, int, dict]], rule: dict) -> None:
