@@ -143,7 +143,8 @@ def save_results(
     if conn.metadata.get("latent"):
         module.add(_latent_factors(conn, model.bin_seconds))
     if tests is None and conn.metadata.get("strength_se") is not None:
-        tests = conn.test_couplings(ALPHA)
+        table, settings = conn.test_couplings(ALPHA)
+        tests = table, {**settings, "default": f"the Wald tests at {ALPHA:g} where there are standard errors"}
     module.add(_couplings(conn, tests))
     module.add(_settings(model, conn, tests, sources or {}))
 

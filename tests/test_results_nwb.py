@@ -115,7 +115,7 @@ def assert_table_equal(table: dict, expected) -> None:
             np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True, err_msg=name)
 
 
-def test_export_of_a_glm_holds_its_tests_as_significance_tables_them(glm, recording, folder):
+def test_export_of_a_glm_holds_the_table_of_its_tests(glm, recording, folder):
     before = digest(recording)
     out = written("export", glm, "-o", folder / "glm.nwb", "--alpha", "0.01", "--recording", recording)
     assert digest(recording) == before
@@ -137,6 +137,7 @@ def test_export_of_a_glm_holds_its_tests_as_significance_tables_them(glm, record
     np.testing.assert_allclose(found["binned_trials"]["start_time"], np.arange(80.0))
 
 
+@pytest.mark.slow  # two writes of a model with a latent factor, each inferring its paths
 def test_infer_and_export_write_the_hidden_rates_and_latent_paths(hidden, recording, folder):
     before = digest(recording)
     inferred = written("infer", hidden, recording, "-o", folder / "rates.nwb")
@@ -188,6 +189,24 @@ def test_as_pynapple_gives_the_rates_at_the_bins_centres(hidden, recording):
     # trials 5 and 6 touch: pynapple's closed intervals part them by its precision, 1 us
     np.testing.assert_allclose(frame.time_support.start, [3, 5, 6])
     np.testing.assert_allclose(frame.time_support.end, [4, 6 - 1e-6, 7])
+
+
+def test_trials_apart_keep_each_bins_time_and_a_model_with_errors_is_tested(glm, recording, tmp_path):
+    model = sg.POGLM.load(glm)
+    counts = model.bin_like(sg.load(recording)).select_trials([3, 5, 6])
+    sg.nwb_results.save_results(tmp_path / "r.nwb", model, counts)
+    found = read(tmp_path / "r.nwb")
+    np.testing.assert_allclose(found["binned_trials"]["start_time"], [3, 5, 6])
+    assert "hidden_rates" not in found  # a GLM: no hidden neuron
+    # no test asked: the default Wald tests, said to be the default
+    assert_table_equal(found["couplings"], model.connectivity().significance(0.05))
+    assert found["settings"]["test.test"] == "wald"
+    assert found["settings"]["test.default"] == "the Wald tests at 0.05 where there are standard errors"
+    hidden = sg.POGLM(n_hidden=1, epochs=1, n_samples=2).fit(counts)
+    sg.nwb_results.save_results(tmp_path / "h.nwb", hidden, counts)
+    times, data, _ = read(tmp_path / "h.nwb")["hidden_rates"]
+    np.testing.assert_allclose(times, counts.bin_times()[0].reshape(-1))  # trials 3 and 5 are apart
+    np.testing.assert_allclose(data * counts.bin_seconds, hidden.infer(counts).reshape(-1, 1), rtol=1e-6)
 
 
 def test_counts_without_trial_starts_are_trials_one_after_another_and_overlaps_are_refused():
