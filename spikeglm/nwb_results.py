@@ -125,18 +125,22 @@ def save_results(
     session = session or {}
     start = session.get("session_start_time")
     subject = dict(session.get("subject") or {})
+    conn = model.connectivity()
+    texts = {f"the recording's subject's {key}": value for key, value in subject.items()}
+    _refuse_nul({**texts, "the neuron label": conn.labels})
     if "date_of_birth" in subject:
-        subject["date_of_birth"] = _datetime(subject["date_of_birth"], "the subject's date_of_birth")
+        subject["date_of_birth"] = _datetime(
+            subject["date_of_birth"], "the recording's subject's date_of_birth"
+        )
     nwbfile = pynwb.NWBFile(
         session_description=f"results of a spikeglm {__version__} model: hidden rates, couplings, settings",
         identifier=str(uuid.uuid4()),
         session_start_time=datetime.now(timezone.utc)
         if start is None
-        else _datetime(start, "session_start_time"),
+        else _datetime(start, "the recording's session_start_time"),
         subject=pynwb.file.Subject(**subject) if subject else None,
     )
     module = nwbfile.create_processing_module(MODULE, "results of a model fitted by spikeglm")
-    conn = model.connectivity()
     if counts is not None:
         for container in _series(model, conn, counts):
             module.add(container)
@@ -162,8 +166,18 @@ def _datetime(value: datetime | str, name: str) -> datetime:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"the recording's {name} is {value!r}, not an ISO 8601 time") from None
+            raise ValueError(f"{name} is {value!r}, not an ISO 8601 time") from None
     return value if value.tzinfo is not None else value.astimezone()
+
+
+def _refuse_nul(texts: dict[str, str | list[str]]) -> None:
+    """Refuse text that HDF5 cannot hold (a zero character), naming where it is, before any work."""
+    for what, text in texts.items():
+        for item in [text] if isinstance(text, str) else text:
+            if "\x00" in item:
+                raise ValueError(
+                    f"{what} {item!r} holds a zero character, which NWB (HDF5) text cannot carry"
+                )
 
 
 def _series(model: POGLM, conn: Connectivity, counts: SpikeCounts) -> list[Any]:

@@ -288,3 +288,20 @@ def test_without_pynapple_the_message_names_the_extra(hidden, recording, monkeyp
     absent(monkeypatch, "pynapple")
     with pytest.raises(ModuleNotFoundError, match=r"spikeglm\[pynapple\]"):
         model.infer(counts, as_pynapple=True)
+
+
+@pytest.mark.parametrize(
+    "session, message",
+    [
+        (
+            {"subject": {"date_of_birth": "last spring"}},
+            "subject's date_of_birth is 'last spring', not an ISO",
+        ),
+        ({"subject": {"subject_id": "a\x00b"}}, r"subject's subject_id 'a\\x00b' holds a zero character"),
+        ({"session_start_time": "noon"}, "session_start_time is 'noon', not an ISO 8601 time"),
+    ],
+)
+def test_a_session_nwb_cannot_state_is_refused_before_any_file(glm, tmp_path, session, message):
+    with pytest.raises(ValueError, match=message):
+        sg.nwb_results.save_results(tmp_path / "r.nwb", sg.POGLM.load(glm), session=session)
+    assert list(tmp_path.iterdir()) == []
