@@ -19,8 +19,6 @@ from spikeglm.cli import main
 from spikeglm.cli.demo import EXAMPLE
 
 pynwb = pytest.importorskip("pynwb")
-nap = pytest.importorskip("pynapple")
-nwbinspector = pytest.importorskip("nwbinspector")
 
 #: The subject that the test recording states, which the results must repeat.
 SUBJECT = {"subject_id": "sim-1", "species": "Mus musculus", "sex": "U", "age": "P90D"}
@@ -79,6 +77,7 @@ def written(*args) -> Path:
 
 def critical(path: Path) -> list[str]:
     """The checks of the NWB inspector that find something critical in ``path``."""
+    nwbinspector = pytest.importorskip("nwbinspector")
     messages = nwbinspector.inspect_nwbfile(nwbfile_path=path)
     return [m.check_function_name for m in messages if m.importance == nwbinspector.Importance.CRITICAL]
 
@@ -162,7 +161,7 @@ def test_infer_and_export_write_the_hidden_rates_and_latent_paths(hidden, record
         # no standard errors and no test asked: the strengths alone
         assert_table_equal(found["couplings"], model.connectivity().pairs())
         assert found["settings"]["model.n_latent"] == 1 and found["settings"]["source.model"] == str(hidden)
-        frame = nap.load_file(str(out))["hidden_rates"]
+        frame = pytest.importorskip("pynapple").load_file(str(out))["hidden_rates"]
         np.testing.assert_allclose(frame.values[:] * counts.bin_seconds, rates.reshape(-1, 1), rtol=1e-6)
         np.testing.assert_allclose(frame.t, centres.reshape(-1), atol=1e-6)
 
@@ -179,6 +178,7 @@ def test_an_export_without_a_recording_holds_couplings_and_settings_but_no_subje
 def test_as_pynapple_gives_the_rates_at_the_bins_centres(hidden, recording):
     model = sg.POGLM.load(hidden)
     counts = model.bin_like(sg.load(recording)).select_trials([3, 5, 6])
+    nap = pytest.importorskip("pynapple")
     frame = model.infer(counts, as_pynapple=True)
     rates = model.infer(counts)
     assert isinstance(frame, nap.TsdFrame) and list(frame.columns) == ["hidden-0"]
