@@ -305,3 +305,19 @@ def test_a_session_nwb_cannot_state_is_refused_before_any_file(glm, tmp_path, se
     with pytest.raises(ValueError, match=message):
         sg.nwb_results.save_results(tmp_path / "r.nwb", sg.POGLM.load(glm), session=session)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_reader_keeps_the_subjects_text_fields_only(recording, tmp_path):
+    assert sg.load(recording).annotations["subject"] == SUBJECT
+    odd = tmp_path / "odd.nwb"
+    shutil.copy(recording, odd)
+    with h5py.File(odd, "a") as file:
+        subject = file["general/subject"]
+        del subject["age"]
+        subject.create_dataset("age", data=90)  # a number, not NWB's ISO 8601 duration: not kept
+        subject.create_dataset("weight", data="20 g", dtype=h5py.string_dtype())
+        subject.create_dataset("mood", data="calm", dtype=h5py.string_dtype())  # not a field of NWB's
+        subject.create_dataset("strain", data=["a", "b"], dtype=h5py.string_dtype())  # not scalar
+    kept = {**{k: v for k, v in SUBJECT.items() if k != "age"}, "weight": "20 g"}
+    assert sg.load(odd).annotations["subject"] == kept
+    assert "subject" not in sg.load(EXAMPLE).annotations

@@ -64,6 +64,7 @@ _SUBJECT_DATASETS = (
     "date_of_birth",
     "strain",
     "genotype",
+    "weight",
     "description",
 )
 #: How many rows or units a message lists before it says how many more there are.
