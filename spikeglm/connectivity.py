@@ -372,6 +372,12 @@ class Connectivity:
         pandas = optional("pandas", "Connectivity.to_dataframe")
         if alpha is not None:
             return pandas.DataFrame(self.significance(alpha, method, **options))
+        return pandas.DataFrame(self.pairs())
+
+    def pairs(self) -> dict[str, np.ndarray]:
+        """Every (pre, post) pair, untested, in the order of :meth:`significance`'s rows: the columns
+        ``pre`` and ``post`` (labels), ``strength``, ``se`` where the connectivity carries standard
+        errors, and ``self`` (pre = post)."""
         post = np.repeat(np.arange(self.n_neurons), self.n_neurons)
         pre = np.tile(np.arange(self.n_neurons), self.n_neurons)
         labels = np.array(self.labels, dtype=object)
@@ -380,7 +386,7 @@ class Connectivity:
         if se is not None:
             columns["se"] = significance.se_from_json(se)[post, pre]
         columns["self"] = post == pre
-        return pandas.DataFrame(columns)
+        return columns
 
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)

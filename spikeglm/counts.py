@@ -165,6 +165,40 @@ class SpikeCounts:
         """Total duration of all trials, ``n_trials * n_bins * bin_size``."""
         return self.n_trials * self.trial_duration
 
+    def bin_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the bins lie on the recording's clock, for series of values per bin.
+
+        Returns
+        -------
+        centres : numpy.ndarray, shape (trials, bins)
+            The time of each bin's centre, in s: a trial's start (``metadata["trial_starts_s"]``) plus
+            ``(bin + 0.5) * bin_seconds``. Counts that do not say where their trials start (made with
+            :meth:`from_array`) are taken as trials one after another from 0 s.
+        spans : numpy.ndarray, shape (trials, 2)
+            Each trial's start and stop (its start plus ``n_bins * bin_seconds``), in s.
+
+        Raises
+        ------
+        ValueError
+            If a trial starts before the previous one stops (overlapping or unordered trials), as the
+            bins' times would then not ascend.
+        """
+        starts = self.metadata.get("trial_starts_s")
+        if starts is None:
+            starts = np.arange(self.n_trials) * self.n_bins * self.bin_seconds
+        starts = np.asarray(starts, dtype=np.float64)
+        stops = starts + self.n_bins * self.bin_seconds
+        # a trial may start where the previous one stops, up to rounding
+        early = np.flatnonzero(starts[1:] < stops[:-1] - 1e-6 * self.bin_seconds)
+        if early.size:
+            k = int(early[0]) + 1
+            raise ValueError(
+                f"{self.source}: trial {k} starts at {starts[k]:g} s, before trial {k - 1} stops at "
+                f"{stops[k - 1]:g} s; bins on one time line need trials that neither overlap nor go back"
+            )
+        centres = starts[:, None] + (np.arange(self.n_bins) + 0.5) * self.bin_seconds
+        return centres, np.stack([starts, stops], axis=1)
+
     def to_tensor(
         self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
     ) -> torch.Tensor:

@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from spikeglm._version import __version__
 from spikeglm.connectivity import Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
 from spikeglm.covariates import RECORD_FIELDS, Covariate, covariate_design, kernel_functions, kernel_metadata
+from spikeglm.extras import optional
 from spikeglm.files import claim_checkpoint
 from spikeglm.inference import (
     TRAINING_SETTINGS,
@@ -1024,6 +1025,28 @@ class POGLM:
             raise RuntimeError("this POGLM is not fitted yet: call fit(counts) first")
         return seconds(self.bin_size_, "bin_size")
 
+    @overload
+    def infer(
+        self,
+        counts: SpikeCounts,
+        n_samples: int = ...,
+        seed: int = ...,
+        covariates: list[Covariate] | None = ...,
+        *,
+        as_pynapple: Literal[False] = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def infer(
+        self,
+        counts: SpikeCounts,
+        n_samples: int = ...,
+        seed: int = ...,
+        covariates: list[Covariate] | None = ...,
+        *,
+        as_pynapple: Literal[True],
+    ) -> Any: ...
+
     @torch.no_grad()
     def infer(
         self,
@@ -1031,14 +1054,36 @@ class POGLM:
         n_samples: int = 100,
         seed: int = 0,
         covariates: list[Covariate] | None = None,
-    ) -> np.ndarray:
-        """Posterior mean rate of each hidden neuron in each bin, shape (trials, bins, n_hidden).
+        *,
+        as_pynapple: bool = False,
+    ) -> np.ndarray | Any:
+        """Posterior mean rate of each hidden neuron in each bin, shape (trials, bins, n_hidden), in
+        expected spikes per bin.
 
         For the mean-field families this is the rate of q; for the autoregressive ones, its average over
         ``n_samples`` draws of the hidden past. Long trials are done segment by segment, as in the fit.
         The posterior reads the visible counts only: ``covariates``, where given, are only checked against
         the fit's.
+
+        With ``as_pynapple``, the same values as a ``pynapple.TsdFrame`` (pynapple is an optional extra:
+        ``pip install "spikeglm[pynapple]"``): one row per bin at the bin's centre on the recording's
+        clock (:meth:`SpikeCounts.bin_times`), trials one after another, one column per hidden neuron
+        (``hidden-0``, ``hidden-1``, ...), and the trials' spans as its time support. Pynapple's
+        intervals are closed, so a trial that stops where the next starts ends 1 µs earlier in the
+        support, as pynapple itself does with touching intervals.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            With ``as_pynapple``, without pynapple, naming the extra.
+        ValueError
+            With ``as_pynapple``, for trials that overlap (:meth:`SpikeCounts.bin_times`).
         """
+        if as_pynapple:
+            nap = optional("pynapple", "POGLM.infer(as_pynapple=True)")
+            centres, spans = counts.bin_times()
+            rates = self.infer(counts, n_samples, seed, covariates)
+            return _tsdframe(nap, rates, centres, spans)
         _, posterior = self._fitted()
         segments = self._segments(self._visible(counts))
         if covariates is not None:
@@ -1411,6 +1456,24 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+#: The shortest time pynapple tells apart (s): the gap it leaves between touching intervals.
+_PYNAPPLE_PRECISION = 1e-6
+
+
+def _tsdframe(nap: Any, rates: np.ndarray, centres: np.ndarray, spans: np.ndarray) -> Any:
+    """The rates (trials, bins, hidden) as a ``TsdFrame`` at the bins' ``centres``, supported on the
+    trials' ``spans`` (see :meth:`POGLM.infer`)."""
+    stops = spans[:, 1].copy()
+    touching = np.flatnonzero(np.isclose(stops[:-1], spans[1:, 0], rtol=0, atol=_PYNAPPLE_PRECISION))
+    stops[touching] = spans[touching + 1, 0] - _PYNAPPLE_PRECISION
+    return nap.TsdFrame(
+        t=centres.reshape(-1),
+        d=rates.reshape(-1, rates.shape[-1]),
+        columns=[f"hidden-{k}" for k in range(rates.shape[-1])],
+        time_support=nap.IntervalSet(start=spans[:, 0], end=stops),
+    )
 
 
 def _latent_path(network: Network, posterior: Posterior) -> Callable[[Batch], torch.Tensor]:

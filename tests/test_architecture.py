@@ -30,7 +30,13 @@ BELOW = {
     # The training knows neither the estimator nor its file; an objective knows nothing of the loop.
     "spikeglm.inference": ("spikeglm.poglm", "spikeglm.settings", "spikeglm.modelfile", "spikeglm.cli"),
     "spikeglm.inference.objectives": ("spikeglm.inference.trainer", "spikeglm.inference.config"),
-    "spikeglm.poglm": ("spikeglm.bootstrap", "spikeglm.selection", "spikeglm.evaluate", "spikeglm.plot"),
+    "spikeglm.poglm": (
+        "spikeglm.bootstrap",
+        "spikeglm.selection",
+        "spikeglm.evaluate",
+        "spikeglm.plot",
+        "spikeglm.nwb_results",
+    ),
 }
 
 

@@ -263,7 +263,8 @@ def test_jitter_finds_a_strong_coupling_and_exports_its_tests(tmp_path):
     assert result.exit_code != 0 and "--test jitter needs --alpha and --recording" in result.output
     npz = [*arguments[:3], str(tmp_path / "c.npz"), *arguments[4:], "--recording", str(recording)]
     result = CliRunner().invoke(main, npz)
-    assert result.exit_code == 2 and "--alpha applies to .csv, .graphml and .json outputs" in result.output
+    assert result.exit_code == 2
+    assert "--alpha applies to .csv, .graphml, .json and .nwb outputs" in result.output
 
 
 def test_jitter_table_checks_its_options():

@@ -7,12 +7,12 @@ import click
 import spikeglm as sg
 from spikeglm.cli.app import main
 from spikeglm.cli.covariates import read_covariates, recorded_specs
-from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, counts_like, output_options
+from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, output_options, units_like
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@output_options("File by extension: .csv, .npz, .h5, .graphml or .json.")
+@output_options("File by extension: .csv, .npz, .h5, .graphml, .json or .nwb.")
 @click.option(
     "--threshold",
     default=None,
@@ -30,7 +30,8 @@ from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, counts_
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Export tests of the couplings (fits without hidden neurons): .csv an edge list of pre, post, "
     "strength, se, z, p, q, significant (q < ALPHA, Benjamini-Hochberg), sign, self; .graphml the "
-    "significant edges with those fields; .json every field plus the edges.",
+    "significant edges with those fields; .json every field plus the edges; .nwb the couplings table with "
+    "those fields.",
 )
 @click.option(
     "--test",
@@ -45,8 +46,8 @@ from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, counts_
     "--recording",
     default=None,
     type=click.Path(exists=True, dir_okay=False),
-    help="The recording the model was fitted to (--test jitter), read and binned as for the fit; another "
-    "recording is refused.",
+    help="The recording the model was fitted to, read and binned as for the fit: for --test jitter "
+    "(another recording is refused) and, in an .nwb output, its hidden rates.",
 )
 @click.option(
     "--n-jitter",
@@ -96,56 +97,98 @@ def export(
     The jitter test reads --recording with the options the fit read its recording with (the model
     records them), and refuses a recording other than the fit's.
 
+    NWB (.nwb; pip install "spikeglm[nwb]") is a new file whose processing module "spikeglm" holds the
+    couplings as a table (with the tests at --alpha, or the Wald tests at 0.05 where the model has
+    standard errors, the test's settings in its description) and the model's settings; with
+    --recording (read as for the fit, never written to), also the hidden rates in Hz and the latent
+    factors' paths on the recording's clock, with its session start time and subject. See
+    spikeglm.nwb_results.
+
     Example: spikeglm export model.h5 -o connectivity.csv
 
     Example: spikeglm export model.h5 -o edges.csv --alpha 0.05
 
     Example: spikeglm export model.h5 -o edges.csv --alpha 0.05 --test jitter --recording rec.nwb
+
+    Example: spikeglm export model.h5 -o results.nwb --alpha 0.05 --recording rec.nwb
     """
     inputs = (model,) if recording is None else (model, recording)
     out = check_output(output, overwrite, inputs)
-    if self_loops and out.suffix.lower() != ".graphml":
-        raise click.BadParameter("applies to .graphml exports only", param_hint="--self-loops")
-    if method == "jitter" and (alpha is None or recording is None):
-        raise click.UsageError("--test jitter needs --alpha and --recording")
-    if alpha is not None and (
-        threshold is not None or out.suffix.lower() not in (".csv", ".graphml", ".json")
-    ):
-        # refused before the tests run, which may take minutes
-        raise click.UsageError("--alpha applies to .csv, .graphml and .json outputs without --threshold")
+    suffix = out.suffix.lower()
+    _refuse_choices(suffix, threshold, self_loops, alpha, method, recording)
     fitted = sg.POGLM.load(model)
     conn = fitted.connectivity()
-    if alpha is None:
-        conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops)
+    units = None
+    if recording is not None and (method == "jitter" or suffix == ".nwb"):
+        units = units_like(fitted, recording, _fit_reading(fitted, model, read_limit))
+    counts = None if units is None else fitted.bin_like(units)
+    tests = None
+    if alpha is not None:
+        options = {}
+        if method == "jitter":
+            assert counts is not None and recording is not None  # refused above without --recording
+            options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins, "pvalue": pvalue}
+            options["seed"] = seed
+            if fitted.n_latent or fitted.covariates_:
+                covariates = read_covariates(recording, recorded_specs(fitted))
+                options["drive"] = fitted.known_drive(counts, covariates)
+        tests = conn.test_couplings(alpha, method, **options)
+    if suffix == ".nwb":
+        session = None if units is None else units.annotations
+        sources = {"model": model, **({} if recording is None else {"recording": recording})}
+        sg.nwb_results.save_results(
+            out,
+            fitted,
+            counts,
+            tests=tests,
+            overwrite=overwrite,
+            inputs=inputs,
+            session=session,
+            sources=sources,
+        )
+    else:
+        conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
+    if tests is None:
         click.echo(f"connectivity of {conn.n_neurons} neurons ({conn.n_hidden} hidden): {out}")
         return
-    options = {}
-    if method == "jitter":
-        assert recording is not None  # refused above without --recording
-        reading = _fit_reading(fitted, model)
-        if read_limit is not None:
-            reading["read_limit"] = read_limit
-        counts = counts_like(fitted, recording, reading)
-        options = {"counts": counts, "n_jitter": n_jitter, "jitter": jitter_bins}
-        options.update(pvalue=pvalue, seed=seed)
-        if fitted.n_latent or fitted.covariates_:
-            options["drive"] = fitted.known_drive(counts, read_covariates(recording, recorded_specs(fitted)))
-    tests = conn.test_couplings(alpha, method, **options)
-    conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
-    table = tests[0]
-    pairs = table[~table["self"]]
+    pairs = tests[0][~tests[0]["self"]]
     click.echo(
         f"{int(pairs['significant'].sum())} of {len(pairs)} couplings significant at q < {alpha:g} "
         f"({int((pairs['sign'] > 0).sum())} excitatory, {int((pairs['sign'] < 0).sum())} inhibitory): {out}"
     )
 
 
-def _fit_reading(fitted: sg.POGLM, model: str) -> dict:
-    """The reading options that the fit of ``fitted`` (loaded from ``model``) read its recording with."""
+def _refuse_choices(
+    suffix: str,
+    threshold: float | None,
+    self_loops: bool,
+    alpha: float | None,
+    method: str,
+    recording: str | None,
+) -> None:
+    """Refuse options that do not go together or with the output's format, before any work."""
+    if self_loops and suffix != ".graphml":
+        raise click.BadParameter("applies to .graphml exports only", param_hint="--self-loops")
+    if threshold is not None and suffix == ".nwb":
+        raise click.BadParameter("applies to .graphml exports only", param_hint="--threshold")
+    if method == "jitter" and (alpha is None or recording is None):
+        raise click.UsageError("--test jitter needs --alpha and --recording")
+    if alpha is not None and (threshold is not None or suffix not in (".csv", ".graphml", ".json", ".nwb")):
+        # refused before the tests run, which may take minutes
+        raise click.UsageError(
+            "--alpha applies to .csv, .graphml, .json and .nwb outputs without --threshold"
+        )
+
+
+def _fit_reading(fitted: sg.POGLM, model: str, read_limit: str | None) -> dict:
+    """The reading options that the fit of ``fitted`` (loaded from ``model``) read its recording with,
+    and ``read_limit`` where given."""
     reading = dict((fitted.fitted_on_ or {}).get("reading") or {})
     unknown = sorted(set(reading) - set(DATA_READING))
     if unknown:
         raise ValueError(
             f"{model}: records the reading option(s) {', '.join(unknown)}, unknown to this spikeglm"
         )
+    if read_limit is not None:
+        reading["read_limit"] = read_limit
     return reading

@@ -12,13 +12,13 @@ import numpy as np
 import spikeglm as sg
 from spikeglm import files
 from spikeglm.cli.app import main
-from spikeglm.cli.options import Reading, check_output, counts_like, output_options, reading_options
+from spikeglm.cli.options import Reading, check_output, output_options, reading_options, units_like
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("recording", type=click.Path(exists=True))
-@output_options("Output .npz file.")
+@output_options("Output file by extension: .npz (numpy arrays) or .nwb (a new NWB file; needs pynwb).")
 @reading_options
 def infer(model: str, recording: str, output: str, overwrite: bool, reading: Reading) -> None:
     """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
@@ -32,12 +32,36 @@ def infer(model: str, recording: str, output: str, overwrite: bool, reading: Rea
     and sd of each factor's path, in units of its stationary sd, latent_unit), latent_loading (each
     neuron's loading on each factor, visible then hidden), latent_tau_s and latent_labels.
 
+    An .nwb output is a new NWB file (pip install "spikeglm[nwb]"; the recording is never written to)
+    whose processing module "spikeglm" holds the same rates in Hz and the factors' paths as time series
+    on the recording's clock (each bin at its centre), the trials' spans, the couplings (with Wald tests
+    where the model has standard errors) and the model's settings; it repeats the session's start time
+    and subject of an NWB recording. See spikeglm.nwb_results.
+
     Example: spikeglm infer model.h5 spikeglm/data/example.nwb -o hidden.npz
+
+    Example: spikeglm infer model.h5 spikeglm/data/example.nwb -o rates.nwb
     """
     out = check_output(output, overwrite, (model, recording))
     fitted = sg.POGLM.load(model)
-    counts = counts_like(fitted, recording, reading.given())
-    arrays = hidden_arrays(fitted, counts, {"model": model, "recording": recording})
+    units = units_like(fitted, recording, reading.given())
+    counts = fitted.bin_like(units)
+    sources = {"model": model, "recording": recording}
+    if out.suffix.lower() == ".nwb":
+        sg.nwb_results.save_results(
+            out,
+            fitted,
+            counts,
+            overwrite=overwrite,
+            inputs=(model, recording),
+            session=units.annotations,
+            sources=sources,
+        )
+        click.echo(
+            f"hidden rates of {fitted.n_hidden} hidden neurons in {counts.n_trials} trials, in Hz: {out}"
+        )
+        return
+    arrays = hidden_arrays(fitted, counts, sources)
     write_npz(out, arrays, overwrite, (model, recording))
     click.echo(
         f"hidden rates {arrays['hidden_rates'].shape} (trials, bins, hidden), in expected counts per "

@@ -192,7 +192,12 @@ def reading_options(command: Callable) -> Callable:
 def counts_like(model: sg.POGLM, recording: str, reading: dict) -> sg.SpikeCounts:
     """Counts of a recording's units that the model knows, binned and cut as for its fit (read with the
     ``reading`` options, as ``sg.load`` takes them)."""
-    return model.bin_like(sg.load(recording, **reading, units=list(model.unit_ids_)))
+    return model.bin_like(units_like(model, recording, reading))
+
+
+def units_like(model: sg.POGLM, recording: str, reading: dict) -> sg.Recording:
+    """The recording's units that the model knows, read with the ``reading`` options."""
+    return sg.load(recording, **reading, units=list(model.unit_ids_))
 
 
 def load_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> str | None:

@@ -12,6 +12,9 @@ Reading needs no pynwb. What is read:
   no trials, and rows that repeat or overlap one another are used with a warning naming them. Every
   readable table is described in ``annotations["interval_tables"]`` (name: rows, first start and last
   stop in s).
+- The session: the root datasets ``identifier``, ``session_description`` and ``session_start_time``,
+  and the subject's text fields under ``/general/subject`` (``annotations["subject"]``), which results
+  written to NWB (:mod:`spikeglm.nwb_results`) repeat.
 - ``t_start`` and ``t_stop``: the first start and the last stop of the units' ``obs_intervals`` when the
   table has them; otherwise 0 s (the session's ``timestamps_reference_time``) and the last spike or trial
   end. Units observed over different intervals (or with gaps) are read with a warning: the time a unit
@@ -51,6 +54,18 @@ __all__ = ["read", "write"]
 NWB_VERSION = "2.8.0"
 _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
 _ROOT_DATASETS = ("identifier", "session_description", "session_start_time")
+#: The subject's text fields (/general/subject) kept in ``annotations["subject"]``.
+_SUBJECT_DATASETS = (
+    "subject_id",
+    "species",
+    "sex",
+    "age",
+    "date_of_birth",
+    "strain",
+    "genotype",
+    "weight",
+    "description",
+)
 #: How many rows or units a message lists before it says how many more there are.
 _LISTED = 5
 
@@ -366,16 +381,13 @@ class _File(Reader):
             )
 
     def session(self) -> dict[str, Any]:
-        """The session's description: the root datasets and the NWB version, where they are scalar text."""
-        attributes = {}
-        for key in _ROOT_DATASETS:
-            dataset = self.member(self.handle, key)
-            if (
-                isinstance(dataset, h5py.Dataset)
-                and dataset.shape == ()
-                and value_kind(dataset.dtype) == "text"
-            ):
-                attributes[key] = _plain(self.values(dataset, ("text",)))
+        """The session's description: the root datasets and the NWB version, where they are scalar text,
+        and the subject's (``/general/subject``) where it states any."""
+        attributes = self.texts(self.handle, _ROOT_DATASETS)
+        general = self.member(self.handle, "general")
+        subject = self.member(general, "subject") if isinstance(general, h5py.Group) else None
+        if isinstance(subject, h5py.Group) and (fields := self.texts(subject, _SUBJECT_DATASETS)):
+            attributes["subject"] = fields
         self.at = "/ (its nwb_version attribute)"
         attributes["nwb_version"] = ""
         if "nwb_version" in self.handle.attrs:
@@ -384,6 +396,19 @@ class _File(Reader):
             if attribute.shape == () and value_kind(attribute.dtype) == "text":
                 attributes["nwb_version"] = str(_plain(self.handle.attrs["nwb_version"]))
         return attributes
+
+    def texts(self, group: h5py.Group, keys: Sequence[str]) -> dict[str, Any]:
+        """The datasets of ``group`` named by ``keys`` that are scalar text, by name."""
+        found = {}
+        for key in keys:
+            dataset = self.member(group, key)
+            if (
+                isinstance(dataset, h5py.Dataset)
+                and dataset.shape == ()
+                and value_kind(dataset.dtype) == "text"
+            ):
+                found[key] = _plain(self.values(dataset, ("text",)))
+        return found
 
 
 def _interval_summary(spans: np.ndarray) -> dict[str, Any]:
