@@ -1547,9 +1547,9 @@ def _fit_options(config: TrainingConfig) -> dict:
 
 
 def _advance(bar: Any, record: EpochRecord) -> None:
-    """Move a fit's progress bar to ``record``'s epoch (a resumed fit starts where it was) and show its
-    objective."""
-    bar.update(record.epoch + 1 - bar.n)
+    """Move a fit's progress bar on to ``record`` and show its objective: to its epoch, for a trained
+    fit (a resumed one starts where it was); by one, for a GLM's solver iterations (no total)."""
+    bar.update(1 if bar.total is None else record.epoch + 1 - bar.n)
     bar.set_postfix(objective=f"{record.objective:.4f}", refresh=False)
 
 
