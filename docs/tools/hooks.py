@@ -3,10 +3,17 @@
 The README (the repository's front page), the changelog and the notebooks stay where the repository keeps
 them; the site takes them in as pages of its own (``front-page.md``, ``changelog.md``, ``notebooks/``)
 and rewrites the links between them and ``docs/`` to lead to those pages.
+
+The notebooks are stored without outputs. The test suite runs them and writes each, with its outputs, to
+``build/notebooks/`` (``tests/test_notebooks.py``); the site shows that copy where its cells are those of
+the stored notebook, so that the figures appear without running the notebooks again, and the stored one,
+without outputs, where there is no such copy (the tests have not run, or the notebook changed since).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +23,10 @@ from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The notebooks as the test suite ran them, with their outputs.
+EXECUTED = ROOT / "build"
+
+log = logging.getLogger("mkdocs.hooks.notebooks")
 
 #: Files of the repository outside docs/ and the page each becomes on the site.
 PAGES = {"README.md": "front-page.md", "CHANGELOG.md": "changelog.md"}
@@ -34,11 +45,33 @@ _FROM_ROOT = [
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     for name, page in PAGES.items():
         files.append(File.generated(config, page, content=(ROOT / name).read_text(encoding="utf-8")))
+    stale = []
     for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        # A file read from the repository's root (not a generated one), which the notebook plugin can wrap.
         path = notebook.relative_to(ROOT).as_posix()
-        files.append(File(path, str(ROOT), config.site_dir, config.use_directory_urls))
+        source = EXECUTED if _same_cells(notebook, EXECUTED / path) else ROOT
+        if source is ROOT:
+            stale.append(notebook.name)
+        # A file read from a folder (not a generated one), which the notebook plugin can wrap.
+        files.append(File(path, str(source), config.site_dir, config.use_directory_urls))
+    if stale:
+        log.info(
+            "notebooks shown without outputs (run `make test` first to show them with outputs): %s",
+            ", ".join(stale),
+        )
     return files
+
+
+def _cells(path: Path) -> list[tuple[str, str]]:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return [(cell["cell_type"], "".join(cell["source"])) for cell in cells]
+
+
+def _same_cells(stored: Path, executed: Path) -> bool:
+    """Whether ``executed`` is a run of the notebook ``stored`` as it is now (the same cells)."""
+    try:
+        return _cells(stored) == _cells(executed)
+    except (OSError, ValueError, KeyError):  # absent, or no notebook
+        return False
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
