@@ -5,7 +5,8 @@ The docstrings name other objects as ``:func:`load```, ``:class:`~spikeglm.relax
 is looked up from the docstring's own scope, as Python would), and plain code where it has none (a
 private module, another library). A literal block announced by ``::`` keeps one colon, and a table in
 reStructuredText's simple form (columns under runs of ``=``) becomes a Markdown table. A parameter typed
-by its choices (``format : {"nwb", "npz"}``) shows the default of the signature, not its first choice.
+by its choices (``format : {"nwb", "npz"}``) shows the default of the signature, not its first choice,
+and a default read from the settings (``DEFAULTS["epochs"]``) shows its value.
 """
 
 from __future__ import annotations
@@ -105,7 +106,22 @@ def link_roles(obj: griffe.Object, text: str) -> str:
     return _LITERAL.sub(":", _ROLE.sub(replace, text))
 
 
+_SETTING = re.compile(r"""^DEFAULTS\[["'](?P<name>\w+)["']\]$""")
+
+
+def _setting_defaults(function: griffe.Function) -> None:
+    """Each parameter whose default is ``DEFAULTS["name"]`` given the value it stands for."""
+    from spikeglm.settings import DEFAULTS
+
+    for parameter in function.parameters:
+        match = _SETTING.match(str(parameter.default))
+        if match:
+            parameter.default = repr(DEFAULTS[match["name"]])
+
+
 class SphinxRoles(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = link_roles(obj, obj.docstring.value)
+        if isinstance(obj, griffe.Function):
+            _setting_defaults(obj)
