@@ -92,6 +92,72 @@ def _identifier(obj: griffe.Object, target: str) -> str:
     return f"{resolved}.{rest}" if rest else resolved
 
 
+#: The sections whose entries griffe reads itself (``name : type`` over an indented description).
+_ENTRY_SECTIONS = {
+    "parameters",
+    "other parameters",
+    "returns",
+    "yields",
+    "receives",
+    "raises",
+    "warns",
+    "attributes",
+    "methods",
+    "functions",
+    "classes",
+    "modules",
+}
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _underline(line: str) -> bool:
+    return bool(line.strip()) and set(line.strip()) == {"-"}
+
+
+def _is_term(line: str, previous: str, following: str) -> bool:
+    """Whether ``line`` is a term: its definition is indented four spaces below it, and it starts a block."""
+    return (
+        bool(line.strip())
+        and bool(following.strip())
+        and _indent(following) == _indent(line) + 4
+        and (not previous.strip() or _underline(previous) or _indent(previous) > _indent(line))
+    )
+
+
+def rst_definitions(text: str) -> str:
+    """Definition lists (a term, its definition indented below it) in Markdown's form (``:   definition``),
+    outside the sections whose entries griffe reads itself and outside literal blocks (after ``::``)."""
+    lines = text.split("\n")
+    out: list[str] = []
+    section = ""
+    inside = -1  # within a literal block or a definition: the lines indented past this are copied as they are
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        previous = lines[index - 1] if index else ""
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        index += 1
+        if inside >= 0 and (not line.strip() or _indent(line) > inside):
+            out.append(line)
+            continue
+        inside = -1
+        if _underline(following):
+            section = line.strip().lower()
+        if line.rstrip().endswith("::"):
+            inside = _indent(line)
+        elif section not in _ENTRY_SECTIONS and _is_term(line, previous, following):
+            if out and out[-1].strip() and not _underline(out[-1]):
+                out.append("")
+            out += [line, " " * _indent(line) + ":   " + following.lstrip()]
+            inside, index = _indent(line), index + 1
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def link_roles(obj: griffe.Object, text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         target = match["target"]
@@ -102,7 +168,7 @@ def link_roles(obj: griffe.Object, text: str) -> str:
         # An optional reference links where the object has an entry, and is plain code where it has none.
         return f'<autoref identifier="{identifier}" optional><code>{shown}</code></autoref>'
 
-    text = _CHOICES.sub(r"\g<head>one of ", rst_tables(text))
+    text = _CHOICES.sub(r"\g<head>one of ", rst_definitions(rst_tables(text)))
     return _LITERAL.sub(":", _ROLE.sub(replace, text))
 
 
