@@ -145,3 +145,12 @@ def test_executed_notebooks_are_shown_only_while_their_cells_are_the_stored_ones
     assert hooks._same_cells(stored, executed)
     executed.write_text(stored.read_text(encoding="utf-8").replace("import", "import  ", 1), encoding="utf-8")
     assert not hooks._same_cells(stored, executed)  # the notebook changed since it ran
+
+
+def test_lists_and_tables_under_a_line_of_text_are_set_apart():
+    pytest.importorskip("mkdocs")
+    hooks = _tool("hooks")
+    page = "Outputs:\n- one\n  more\n- two\n\n```\ntext\n- not a list\n```\nA table:\n| a |\n|---|\n"
+    assert hooks.blocks_apart(page) == (
+        "Outputs:\n\n- one\n  more\n- two\n\n```\ntext\n- not a list\n```\nA table:\n\n| a |\n|---|\n"
+    )

@@ -78,4 +78,27 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     rules = _FROM_ROOT if page.file.src_uri in PAGES.values() else _FROM_DOCS
     for pattern, replacement in rules:
         markdown = pattern.sub(replacement, markdown)
-    return markdown
+    return blocks_apart(markdown)
+
+
+#: A line that starts a list (a bullet, or "1.", the one number that may interrupt a paragraph) or a table.
+_BLOCK = re.compile(r"^(?:[-*+] |1[.)] |\|)")
+
+
+def blocks_apart(markdown: str) -> str:
+    """A blank line before each list or table that follows a paragraph's line directly.
+
+    The pages are written for GitHub's Markdown, where a list may start right under a line of text; Python
+    Markdown, which builds the site, would read it as more of that paragraph.
+    """
+    out: list[str] = []
+    fenced = False
+    for line in markdown.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and _BLOCK.match(line) and out:
+            above = out[-1]
+            if above.strip() and not above.startswith((" ", "#")) and not _BLOCK.match(above):
+                out.append("")
+        out.append(line)
+    return "\n".join(out)
