@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test test-fast demo lint format bench clean
+.PHONY: setup test test-fast demo lint format docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,12 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The documentation site, built into site/ (open site/index.html; it reads from the disk, no server needed):
+# the pages of docs/, the README, the notebooks, the API reference from the docstrings and the command line
+# from its --help. A warning (a broken link, a docstring griffe cannot read) fails the build.
+docs: setup
+	$(BIN)/mkdocs build --strict
+
 # The quick benchmarks; `python benchmarks/poglm.py quality` (about 11 min) and benchmarks/scaling.py are longer.
 # Each also writes its figures as JSON under results/benchmarks/ (--json PATH to choose another file).
 bench: setup
@@ -41,4 +47,4 @@ bench: setup
 	$(BIN)/python benchmarks/poglm.py throughput
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site .cache *.egg-info .pytest_cache .ruff_cache

@@ -2,7 +2,9 @@
 
 The notebooks run in a Jupyter kernel of the interpreter that runs the tests (so in the project's virtual
 environment, with ``ipykernel`` from the ``dev`` extra), with the repository root as the working directory
-so that their relative paths (such as ``../shared/data``) resolve.
+so that their relative paths (such as ``../shared/data``) resolve. Each run notebook is written, with its
+outputs, to ``build/notebooks/``, where the documentation site (``make docs``) renders it from, so that the
+site shows the figures without running the notebooks a second time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: Where each notebook is written once it has run, with its outputs (read by docs/tools/hooks.py).
+EXECUTED = ROOT / "build" / "notebooks"
 CELL_TIMEOUT_S = 600
 
 nbformat = pytest.importorskip("nbformat")
@@ -72,3 +76,7 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
         client.execute(cwd=str(ROOT))
     except nbclient.exceptions.CellExecutionError as error:
         pytest.fail(f"{path.name} failed:\n{error}")
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    partial = EXECUTED / f".{path.name}.partial"
+    nbformat.write(notebook, partial)
+    partial.replace(EXECUTED / path.name)  # whole or not at all, should the run be killed

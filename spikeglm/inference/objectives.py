@@ -95,14 +95,14 @@ class HiddenSampler:
 class Objective(abc.ABC):
     """What a fit maximises, as a loss of one batch of segments.
 
+    A subclass implements :meth:`loss` and may refuse, in ``__init__``, a sampler it cannot use.
+
     Parameters
     ----------
     n_samples : int
         Hidden-count samples (or particles) per segment and step.
     sampler : HiddenSampler
         How the hidden counts are drawn.
-
-    A subclass implements :meth:`loss` and may refuse, in ``__init__``, a sampler it cannot use.
     """
 
     #: Whether the samples are particles that carry a window of hidden history each, bin by bin (what a
