@@ -164,7 +164,8 @@ def test_a_units_table_is_chosen_by_its_path_and_refused_where_the_choice_is_unc
     assert curated.unit_ids.tolist() == ["good"]
     assert curated.unit_annotations[0]["location"] == "DG"
     assert curated.annotations["assumed"]["units table"] == (
-        "/units of 2 Units tables: /units (1 unit), /processing/kilosort/units (3 units)"
+        "/units, of 2 Units tables (/units (1 unit), /processing/kilosort/units (3 units)); units_table= "
+        "(--units-table) reads another"
     )
     assert load(both, units_table="processing/kilosort/units").unit_ids.tolist() == ["x", "y", "z"]
     with pytest.raises(

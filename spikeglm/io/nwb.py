@@ -212,8 +212,12 @@ class _File(Reader):
                 )
             return table, {}
         if "/units" in tables:
-            others = f"/units of {len(tables)} Units tables: {listed}" if len(tables) > 1 else None
-            return tables["/units"], {"units table": others} if others else {}
+            if len(tables) == 1:
+                return tables["/units"], {}
+            return tables["/units"], {
+                "units table": f"/units, of {len(tables)} Units tables ({listed}); units_table= "
+                "(--units-table) reads another"
+            }
         if len(tables) == 1:
             return next(iter(tables.values())), {"units table": f"{listed}, the only one (no /units)"}
         if not tables:
