@@ -182,8 +182,8 @@ def exclusive_lock(path: str | os.PathLike, purpose: str) -> Iterator[None]:
     every platform. A second holder, in another process or in this one, is refused at once with a
     RuntimeError naming ``path`` and ``purpose``. The operating system drops the lock with the process,
     so a killed holder never blocks the next run: its lock file stays behind, and the next holder locks
-    that file. On release the lock file is removed while it is still locked (on Windows, where an open
-    file cannot be removed, :mod:`filelock` removes it as it releases); a process that opened the file
+    that file. On release the lock file is removed while it is still locked (where an open file cannot
+    be removed, as on Windows, :mod:`filelock` removes it as it releases); a process that opened the file
     just before and locks it just after finds it unlinked, which :mod:`filelock` does not count as
     holding, and is refused as if the lock were still held.
     """
