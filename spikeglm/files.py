@@ -18,15 +18,13 @@ import hashlib
 import os
 import re
 import stat
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-if sys.platform != "win32":  # POSIX; on Windows fits are not locked against each other
-    import fcntl
+from filelock import FileLock, Timeout
 
 #: Longest part of a target's name kept in its temporary file's name (file names are at most 255 bytes).
 _NAME_IN_TEMPORARY = 160
@@ -180,34 +178,28 @@ def _running(pid: int) -> bool:
 def exclusive_lock(path: str | os.PathLike, purpose: str) -> Iterator[None]:
     """Hold an exclusive lock on the hidden file ``.NAME.lock`` next to ``path`` for the duration.
 
-    A second holder is refused at once with a RuntimeError naming ``path`` and ``purpose``. The lock
-    goes with the process, so a killed holder never blocks the next run; the lock file is removed on
-    release. Where ``fcntl`` is missing (Windows) nothing is locked.
+    The lock is :mod:`filelock`'s (``flock`` on POSIX, a locked byte range on Windows), so it holds on
+    every platform. A second holder, in another process or in this one, is refused at once with a
+    RuntimeError naming ``path`` and ``purpose``. The operating system drops the lock with the process,
+    so a killed holder never blocks the next run: its lock file stays behind, and the next holder locks
+    that file. On release the lock file is removed while it is still locked (where an open file cannot
+    be removed, as on Windows, :mod:`filelock` removes it as it releases); a process that opened the file
+    just before and locks it just after finds it unlinked, which :mod:`filelock` does not count as
+    holding, and is refused as if the lock were still held.
     """
     path = Path(path)
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        yield
-        return
     lock = path.parent / f".{path.name[:_NAME_IN_TEMPORARY]}.lock"
-    while True:
-        handle = open(lock, "a+b")  # held until the end of the block
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise RuntimeError(f"{path}: another process is {purpose} (it holds {lock})") from None
-        # The previous holder may have removed the file between our open and our lock: lock the new one.
-        try:
-            if os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        handle.close()
+    held = FileLock(lock)
+    try:
+        held.acquire(timeout=0)
+    except Timeout:
+        raise RuntimeError(f"{path}: another process is {purpose} (it holds {lock})") from None
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
-        handle.close()
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        held.release()
 
 
 def check_checkpoint(

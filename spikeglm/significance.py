@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from scipy.stats import norm, t
+from scipy.stats import false_discovery_control, norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
@@ -288,19 +288,21 @@ def _jitter_tests(
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (q-values) of independent or positively dependent tests.
 
+    The adjustment is scipy's (:func:`scipy.stats.false_discovery_control`, ``method="bh"``). A NaN
+    p-value (a test not made) has a NaN q-value and does not count among the tests; an empty array gives
+    an empty array.
+
     Examples
     --------
     >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5])).round(3).tolist()
     [0.04, 0.053, 0.053, 0.5]
+    >>> benjamini_hochberg(np.array([0.01, np.nan, 0.02])).tolist()
+    [0.02, nan, 0.02]
     """
     p = np.asarray(p, dtype=float)
-    if p.size == 0:
-        return p.copy()
-    order = np.argsort(p)
-    ranked = p[order] * p.size / np.arange(1, p.size + 1)
-    adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
-    q = np.empty_like(p)
-    q[order] = adjusted
+    q = np.full_like(p, np.nan)
+    made = ~np.isnan(p)
+    q[made] = false_discovery_control(p[made], method="bh")
     return q
 
 
@@ -334,8 +336,8 @@ def _table(
     values = strength[post, pre]
     p = p[post, pre]
     own = pre == post
-    q = np.full_like(p, np.nan)
-    for part in (~own & np.isfinite(p), own & np.isfinite(p)):  # NaN: a pair the test does not cover
+    q = np.empty_like(p)
+    for part in (~own, own):  # NaN p: a pair the test does not cover, NaN q
         q[part] = benjamini_hochberg(p[part])
     significant = q < alpha
     longest = max(len(label) for label in labels)

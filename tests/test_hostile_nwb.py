@@ -8,9 +8,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import assert_refused, run_cli
 
 import spikeglm as sg
+from spikeglm.cli import main
 
 TRIALS = [[0.0, 2.5], [2.5, 5.0], [5.0, 7.5], [7.5, 10.0]]
 
@@ -172,6 +174,116 @@ def test_a_damaged_dataset_is_named(tmp_path, case):
     with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.") + ": " + message) as error:
         sg.load(path)
     assert "\n" not in str(error.value)
+
+
+def moved(handle, to="processing/ecephys/units"):
+    """Move the Units table from /units to ``to`` (a table in a processing module, by default)."""
+    handle.require_group(to.rsplit("/", 1)[0])
+    handle.move("units", to)
+
+
+def electrodes(handle, rows, n_electrodes=3, ends=None):
+    """Give the units the electrode ``rows`` (ragged, with ``ends``, when given) of an electrodes table of
+    ``n_electrodes`` rows, in CA1."""
+    table = handle.create_group("general/extracellular_ephys/electrodes")
+    table.create_dataset("id", data=np.arange(n_electrodes))
+    table.create_dataset("location", data=["CA1"] * n_electrodes, dtype=h5py.string_dtype())
+    handle.create_dataset("units/electrodes", data=np.array(rows, dtype=np.int64))
+    if ends is not None:
+        handle.create_dataset("units/electrodes_index", data=np.array(ends, dtype=np.uint8))
+
+
+ELECTRODES = "/general/extracellular_ephys/electrodes"
+UNITS_TABLES = {
+    "a named table that is missing": (
+        lambda h: None,
+        {"units_table": "processing/ecephys/units"},
+        r"has no table /processing/ecephys/units \(units_table=, --units-table\); its Units tables are "
+        r"/units \(3 units\)$",
+    ),
+    "a named table behind an external link": (
+        lambda h: link(h, "processing/sorted", h5py.ExternalLink("other.nwb", "/units")),
+        {"units_table": "processing/sorted"},
+        r"/processing/sorted is an external link to /units in other\.nwb",
+    ),
+    "the only table, without spike_times": (
+        lambda h: (moved(h), h.__delitem__("processing/ecephys/units/spike_times")),
+        {},
+        r"the Units table /processing/ecephys/units has no spike_times dataset$",
+    ),
+    "a named table without spike_times": (
+        lambda h: h.create_group("processing/ecephys/units").create_dataset("id", data=[0, 1]),
+        {"units_table": "processing/ecephys/units"},
+        r"the Units table /processing/ecephys/units has no spike_times dataset$",
+    ),
+    "a broken ragged index in a table elsewhere": (
+        lambda h: (moved(h), replace(h, "processing/ecephys/units/spike_times_index", [40, 80, 500])),
+        {},
+        r"/processing/ecephys/units/spike_times_index is inconsistent: the end offsets must rise from 0 "
+        r"to the 120 values of spike_times",
+    ),
+    "an electrode row past the electrodes table": (
+        lambda h: electrodes(h, [0, 1, 7]),
+        {},
+        rf"/units/electrodes gives unit 'u2' the electrode row 7; {ELECTRODES} has 3 rows \(0 to 2\)$",
+    ),
+    "a negative electrode row, in a table elsewhere": (
+        lambda h: (electrodes(h, [0, -1, 2]), moved(h, "processing/sorting/units")),
+        {"units_table": "processing/sorting/units"},
+        rf"/processing/sorting/units/electrodes gives unit 'u1' the electrode row -1; {ELECTRODES} has 3",
+    ),
+    "a broken ragged index of electrodes": (
+        lambda h: electrodes(h, [0, 1, 2, 2], ends=[1, 5, 4]),
+        {},
+        r"/units/electrodes_index is inconsistent: the end offsets must rise from 0 to the 4 values of "
+        r"electrodes",
+    ),
+    "electrode rows without an electrodes table": (
+        lambda h: h.create_dataset("units/electrodes", data=[0, 0, 1]),
+        {},
+        rf"/units/electrodes refers to rows of {ELECTRODES}, which the file lacks$",
+    ),
+    "electrode locations fewer than the electrodes": (
+        lambda h: (
+            electrodes(h, [0, 1, 2]),
+            _string_column(h, "general/extracellular_ephys/electrodes/location", ["CA1", "DG"]),
+        ),
+        {},
+        rf"{ELECTRODES}/location should hold one value per row \(3\); got \(2,\)$",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNITS_TABLES)
+def test_a_faulty_units_table_or_electrode_is_named(tmp_path, case):
+    edit, options, message = UNITS_TABLES[case]
+    path = damaged(tmp_path, edit)
+    with pytest.raises(ValueError, match=r"^" + str(path).replace(".", r"\.") + ": " + message) as error:
+        sg.load(path, **options)
+    assert "\n" not in str(error.value)
+
+
+def test_units_get_the_places_of_their_electrodes_and_info_shows_them(tmp_path):
+    path = damaged(tmp_path, lambda h: (electrodes(h, [0, 2, 1, 2], ends=[1, 1, 4]), moved(h)))
+    with h5py.File(path, "r+") as handle:
+        _string_column(handle, "general/extracellular_ephys/electrodes/location", ["CA1", "CA3", "DG"])
+    recording = sg.load(path)
+    assert [notes.get("location") for notes in recording.unit_annotations] == ["CA1", None, "DG, CA3"]
+    result = CliRunner().invoke(main, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "units table: /processing/ecephys/units (3 units), the only one (no /units)" in result.output
+    assert "units tables: /processing/ecephys/units (3 units)" in result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("u")}
+    assert lines["unit"].endswith("  electrode (group)")
+    assert lines["u0"].endswith("  CA1") and lines["u2"].endswith("  DG, CA3") and "CA" not in lines["u1"]
+    named = CliRunner().invoke(main, ["info", str(path), "--units-table", "processing/ecephys/units"])
+    assert named.exit_code == 0 and "units table:" not in named.output, named.output
+    missing = CliRunner().invoke(main, ["info", str(path), "--units-table", "units"])
+    assert missing.exit_code == 1
+    assert (
+        "has no table /units (units_table=, --units-table); its Units tables are /processing"
+        in missing.output
+    )
 
 
 def test_invalid_utf8_names_fall_back_to_ids_or_are_refused(tmp_path):

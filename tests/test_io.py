@@ -103,6 +103,91 @@ def test_read_nwb_without_names_obs_intervals_or_trials(tmp_path):
         load(path, name_column="nope")
 
 
+def write_sorted_nwb(path, modules, top=None):
+    """An NWB file written by pynwb whose Units tables sit in processing modules: ``modules`` is
+    ``{module: {unit: (spike times, electrode rows)}}``, and ``top`` the same for ``/units``. Four
+    electrodes: rows 0 and 1 in CA1 on shank0, rows 2 and 3 in DG on shank1."""
+    pynwb = pytest.importorskip("pynwb")
+    from pynwb.misc import Units
+
+    nwbfile = pynwb.NWBFile(
+        session_description="sorted twice",
+        identifier="id-43",
+        session_start_time=datetime(2024, 5, 1, tzinfo=timezone.utc),
+    )
+    probe = nwbfile.create_device("probe")
+    for shank, location in (("shank0", "CA1"), ("shank1", "DG")):
+        group = nwbfile.create_electrode_group(shank, description=shank, location=location, device=probe)
+        for _ in range(2):
+            nwbfile.add_electrode(group=group, location=location)
+
+    def fill(table, units):
+        table.add_column("unit_name", "the unit's name")
+        for name, (times, electrodes) in units.items():
+            table.add_unit(spike_times=times, electrodes=electrodes, unit_name=name)
+
+    for module, units in modules.items():
+        table = Units(name="units", description=f"sorted by {module}", electrode_table=nwbfile.electrodes)
+        fill(table, units)
+        nwbfile.create_processing_module(module, f"spike sorting by {module}").add(table)
+    if top is not None:
+        nwbfile.units = Units(name="units", description="curated", electrode_table=nwbfile.electrodes)
+        fill(nwbfile.units, top)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pynwb.NWBHDF5IO(str(path), "w") as io:
+            io.write(nwbfile)
+    return path
+
+
+SORTED = {"x": ([0.1, 0.2], [0]), "y": ([0.3], [1, 2]), "z": ([0.4, 0.5, 0.6], [3])}
+
+
+def test_the_only_units_table_in_a_processing_module_is_read_with_its_electrodes(tmp_path):
+    path = write_sorted_nwb(tmp_path / "rec.nwb", {"ecephys": SORTED})
+    recording = load(path)
+    assert recording.unit_ids.tolist() == ["x", "y", "z"]
+    np.testing.assert_array_equal(recording.spike_times[2], [0.4, 0.5, 0.6])
+    assert recording.annotations["assumed"]["units table"] == (
+        "/processing/ecephys/units (3 units), the only one (no /units)"
+    )
+    assert recording.annotations["units_tables"] == {"/processing/ecephys/units": 3}
+    places = [(notes["location"], notes["electrode_group"]) for notes in recording.unit_annotations]
+    assert places == [("CA1", "shank0"), ("CA1, DG", "shank0, shank1"), ("DG", "shank1")]
+    named = load(path, units_table="/processing/ecephys/units/", units=["z"])  # the path, either way
+    assert named.unit_ids.tolist() == ["z"] and "units table" not in named.annotations["assumed"]
+
+
+def test_a_units_table_is_chosen_by_its_path_and_refused_where_the_choice_is_unclear(tmp_path):
+    both = write_sorted_nwb(tmp_path / "both.nwb", {"kilosort": SORTED}, top={"good": ([0.2], [2])})
+    curated = load(both)  # /units first, the others named
+    assert curated.unit_ids.tolist() == ["good"]
+    assert curated.unit_annotations[0]["location"] == "DG"
+    assert curated.annotations["assumed"]["units table"] == (
+        "/units, of 2 Units tables (/units (1 unit), /processing/kilosort/units (3 units)); units_table= "
+        "(--units-table) reads another"
+    )
+    assert load(both, units_table="processing/kilosort/units").unit_ids.tolist() == ["x", "y", "z"]
+    with pytest.raises(
+        ValueError,
+        match=r"both\.nwb: has no table /processing/ecephys/units \(units_table=, --units-table\); its "
+        r"Units tables are /units \(1 unit\), /processing/kilosort/units \(3 units\)$",
+    ):
+        load(both, units_table="processing/ecephys/units")
+    two = write_sorted_nwb(tmp_path / "two.nwb", {"kilosort": SORTED, "mountainsort": {"m": ([0.5], [1])}})
+    with pytest.raises(
+        ValueError,
+        match=r"two\.nwb: has no /units but 2 Units tables elsewhere: /processing/kilosort/units "
+        r"\(3 units\), /processing/mountainsort/units \(1 unit\); choose one with units_table= "
+        r"\(--units-table\)",
+    ):
+        load(two)
+    assert load(two, units_table="processing/mountainsort/units").unit_ids.tolist() == ["m"]
+    save(Recording.from_spike_times(SPIKES, t_start=0, t_stop=1), tmp_path / "rec.npz")
+    with pytest.raises(ValueError, match=r"option\(s\) units_table do not apply to the npz format"):
+        load(tmp_path / "rec.npz", units_table="units")
+
+
 def test_nwb_round_trip_readable_by_pynwb(tmp_path):
     original = Recording.from_spike_times(
         SPIKES, t_start=0.0, t_stop=1.5, trials=TRIALS, annotations={"session_description": "mine"}

@@ -135,6 +135,44 @@ def test_a_checkpoint_is_held_by_one_fit_at_a_time(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt.h5"]  # the lock went with the claim
 
 
+@pytest.mark.slow
+def test_a_lock_held_by_another_process_refuses_at_once_and_goes_with_it(tmp_path):
+    output = tmp_path / "m.h5"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from spikeglm.files import exclusive_lock\n"
+            "with exclusive_lock(sys.argv[1], 'writing it'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(120)\n",
+            str(output),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(
+            RuntimeError, match=r"m\.h5: another process is writing it \(it holds .*\.m\.h5\.lock\)"
+        ):
+            with exclusive_lock(output, "writing it"):
+                pass
+        assert time.monotonic() - started < 5  # refused at once, not after waiting
+    finally:
+        holder.kill()  # as a fit killed while it holds the lock: the lock file stays, unlocked
+        holder.wait()
+        holder.stdout.close()
+    assert [p.name for p in tmp_path.iterdir()] == [".m.h5.lock"]
+    with exclusive_lock(output, "writing it"):  # the killed holder does not block the next run
+        with pytest.raises(RuntimeError, match="another process is writing it"):
+            with exclusive_lock(output, "writing it"):  # nor does a second holder in one process pass
+                pass
+    assert list(tmp_path.iterdir()) == []  # removed on release
+
+
 def test_resume_names_each_difference(tmp_path):
     checkpoint = tmp_path / "m.ckpt.h5"
     sg.POGLM(n_hidden=1, epochs=1).fit(counts(), checkpoint=checkpoint, checkpoint_every=1)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from scipy.stats import false_discovery_control
 
 import spikeglm as sg
 from spikeglm.cli import main
@@ -119,6 +120,20 @@ def test_benjamini_hochberg_controls_the_false_discovery_rate():
         found = q < 0.05
         proportions.append(found[:90].sum() / max(1, found.sum()))
     assert np.mean(proportions) <= 0.05
+
+
+def test_benjamini_hochberg_is_scipys_over_the_tests_made():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(size=50) ** 3
+    np.testing.assert_array_equal(benjamini_hochberg(p), false_discovery_control(p, method="bh"))
+    with_nan = p.copy()
+    with_nan[[3, 17]] = np.nan  # tests not made: NaN q, and not counted among the tests
+    q = benjamini_hochberg(with_nan)
+    assert np.isnan(q[[3, 17]]).all()
+    made = ~np.isnan(with_nan)
+    np.testing.assert_array_equal(q[made], false_discovery_control(p[made], method="bh"))
+    assert benjamini_hochberg(np.array([])).shape == (0,)
+    assert np.isnan(benjamini_hochberg(np.full(3, np.nan))).all()
 
 
 def test_significance_needs_standard_errors_and_a_known_method(diffpoglm):

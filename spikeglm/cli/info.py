@@ -7,6 +7,7 @@ import click
 import spikeglm as sg
 from spikeglm.cli.app import main
 from spikeglm.cli.options import Reading, reading_options
+from spikeglm.io.nwb import tables_listing
 
 #: Notes on suspicious units that ``info`` prints before it says how many more there are.
 _NOTES_SHOWN = 12
@@ -38,6 +39,9 @@ def info(recording: str, bin_size: str, reading: Reading) -> None:
     )
     for subject, assumption in rec.annotations.get("assumed", {}).items():
         click.echo(f"  {subject}: {assumption}")
+    units_tables = rec.annotations.get("units_tables") or {}
+    if units_tables:
+        click.echo("units tables: " + tables_listing(units_tables))
     tables = rec.annotations.get("interval_tables") or {}
     if tables:
         click.echo(
@@ -56,10 +60,13 @@ def info(recording: str, bin_size: str, reading: Reading) -> None:
     counts = shown.bin(bin_size)  # only the units shown: the counts of every unit could be gigabytes
     click.echo(f"binned at {bin_size}: {counts.n_trials} trials x {counts.n_bins} bins")
     width = max(len(u) for u in shown.unit_ids)
-    click.echo(f"{'unit':<{width}}  {'spikes':>7}  {'rate (Hz)':>9}  {'per bin':>7}")
+    places = [_place(notes) for notes in shown.unit_annotations]
+    where = "  electrode (group)" if any(places) else ""
+    click.echo(f"{'unit':<{width}}  {'spikes':>7}  {'rate (Hz)':>9}  {'per bin':>7}{where}")
     per_bin = counts.counts.mean(axis=(0, 1))
-    for unit, n, mean in zip(shown.unit_ids, shown.n_spikes, per_bin, strict=True):
-        click.echo(f"{unit:<{width}}  {int(n):>7}  {n / duration:>9.2f}  {mean:>7.3f}")
+    for unit, n, mean, place in zip(shown.unit_ids, shown.n_spikes, per_bin, places, strict=True):
+        line = f"{unit:<{width}}  {int(n):>7}  {n / duration:>9.2f}  {mean:>7.3f}"
+        click.echo(f"{line}  {place}".rstrip() if where else line)
     if rec.n_units > _UNITS_SHOWN:
         click.echo(f"... and {rec.n_units - _UNITS_SHOWN} more units (--min-spikes or fit's --units choose)")
     notes = rec.suspicious_units()
@@ -72,3 +79,11 @@ def info(recording: str, bin_size: str, reading: Reading) -> None:
             click.echo(f"  {note}")
         if len(notes) > _NOTES_SHOWN:
             click.echo(f"  ... and {len(notes) - _NOTES_SHOWN} more")
+
+
+def _place(notes: dict) -> str:
+    """Where a unit was recorded, from its annotations: its electrodes' location (and group), or ""."""
+    location, group = notes.get("location"), notes.get("electrode_group")
+    if location is None:
+        return ""
+    return f"{location} ({group})" if group is not None else str(location)

@@ -94,6 +94,12 @@ READING_OPTIONS = (
         help="NWB: the TimeIntervals table under /intervals whose rows are the trials (default: trials; "
         "spikeglm info lists the tables).",
     ),
+    click.option(
+        "--units-table",
+        metavar="PATH",
+        help="NWB: the Units table to read, as its path in the file, e.g. processing/ecephys/units "
+        "(default: /units, else the only Units table; spikeglm info lists them).",
+    ),
     click.option("--t-start", type=float, help="Keep the recording from this time on (s)."),
     click.option("--t-stop", type=float, help="Keep the recording up to this time (s)."),
     click.option(
@@ -148,6 +154,7 @@ class Reading:
 
     format: str | None
     trials: str | None
+    units_table: str | None
     t_start: float | None
     t_stop: float | None
     label: str | None

@@ -121,7 +121,8 @@ def load(
         the environment variable ``SPIKEGLM_READ_LIMIT`` (see :mod:`~spikeglm.io.limits`). A file that
         declares or decompresses to more is refused before it is read.
     **options
-        Passed to the format's reader: ``name_column`` (NWB); ``time_unit`` and ``sampling_rate``
+        Passed to the format's reader: ``name_column`` and ``units_table`` (NWB: the Units table's path in
+        the file, e.g. ``"processing/ecephys/units"``); ``time_unit`` and ``sampling_rate``
         (MATLAB, text, phy); ``variable`` and ``columns`` (MATLAB); ``segment_index``
         (a SpikeInterface sorting).
 

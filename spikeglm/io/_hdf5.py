@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import mmap
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
@@ -30,6 +31,8 @@ __all__ = ["Reader", "damaged_heap", "external_link", "kind", "open_file", "read
 
 #: What h5py and numpy raise on a damaged file, or on an object of a kind the reader did not expect.
 DAMAGE = (OSError, KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+#: How deep a search of a file for groups goes, and how many groups in all it opens (hard links may loop).
+SEARCH_DEPTH, SEARCH_GROUPS = 8, 10_000
 _R = TypeVar("_R", bound="Reader")
 _T = TypeVar("_T")
 
@@ -76,6 +79,51 @@ class Reader:
         """The names of the members of ``group`` (their links are not followed)."""
         self.at = group.name
         return list(group.keys())
+
+    def find(self, name: str) -> h5py.Group | h5py.Dataset | None:
+        """The object at the path ``name`` from the root, one link at a time (:meth:`member`); None when
+        missing."""
+        found: h5py.Group | h5py.Dataset | None = self.handle
+        for part in name.strip("/").split("/"):
+            if not isinstance(found, h5py.Group):
+                return None
+            found = self.member(found, part)
+        return found
+
+    def groups(self, start: h5py.Group, names: Iterable[str]) -> Iterator[tuple[str, h5py.Group]]:
+        """The groups among the members ``names`` of ``start`` and below them, with their paths.
+
+        Only hard links are walked (no soft or external link is followed), breadth first, each group
+        once (hard links may loop), to :data:`SEARCH_DEPTH` levels below ``names`` and
+        :data:`SEARCH_GROUPS` groups in all.
+        """
+        top = start.name.rstrip("/")
+        waiting = deque((start, name, f"{top}/{name}", 0) for name in names)
+        seen: set[Any] = set()
+        while waiting and len(seen) < SEARCH_GROUPS:
+            parent, name, at, depth = waiting.popleft()
+            self.at = at
+            if not isinstance(parent.get(name, getlink=True), h5py.HardLink):
+                continue
+            group = parent[name]
+            if not isinstance(group, h5py.Group) or group.id in seen:
+                continue
+            seen.add(group.id)
+            yield at, group
+            if depth < SEARCH_DEPTH:
+                waiting.extend((group, key, f"{at}/{key}", depth + 1) for key in sorted(group.keys()))
+
+    def text_attribute(self, obj: h5py.HLObject, name: str) -> str | None:
+        """The text in the attribute ``name`` of ``obj``, or None when it has none (or not text)."""
+        self.at = f"{obj.name} (its {name} attribute)"
+        if name not in obj.attrs:
+            return None
+        # Check the type before reading: HDF5 can crash on a damaged attribute of another type.
+        stored = obj.attrs.get_id(name)
+        if stored.shape != () or kind(stored.dtype) != "text":
+            return None
+        value = obj.attrs[name]
+        return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def read_with(path: Path, what: str, reader: Callable[[h5py.File, Path], _R], task: Callable[[_R], _T]) -> _T:

@@ -2,11 +2,20 @@
 
 Reading needs no pynwb. What is read:
 
-- ``/units``: ``spike_times`` with ``spike_times_index`` (ragged: ``index[i]`` is the end offset of
+- The Units table: the one at the path ``units_table=`` names (e.g. ``"processing/ecephys/units"``),
+  else ``/units``, else the only group of neurodata_type Units in the file (found over hard links, as
+  :meth:`spikeglm.io._hdf5.Reader.groups` searches), which ``annotations["assumed"]`` then records; a
+  file with several elsewhere and no ``/units`` is refused with their list. Every Units table is listed
+  in ``annotations["units_tables"]`` (path: number of units, None where its ``id`` cannot tell).
+- Its ``spike_times`` with ``spike_times_index`` (ragged: ``index[i]`` is the end offset of
   unit ``i``) and ``id``. Units are named by a string column, the first of ``unit_name``, ``name``,
   ``label`` that holds unique names in valid UTF-8 (or the column given as ``name_column``), else by
   their ids. The other one-value-per-unit columns of numbers or text become the units' annotations (text
   that is not valid UTF-8 is decoded with replacement characters), with the NWB id as ``"nwb_id"``.
+- Where each unit was recorded: the Units table's ``electrodes`` column (row numbers of
+  ``/general/extracellular_ephys/electrodes``, one per unit or ragged with ``electrodes_index``) gives
+  each unit the ``location`` and ``group_name`` of its electrodes, as the annotations ``"location"`` and
+  ``"electrode_group"`` (a column of the Units table of the same name comes first).
 - The trials: ``start_time`` and ``stop_time`` of the TimeIntervals table ``/intervals/trials``, or of
   the table under ``/intervals`` named by ``trials=`` (e.g. ``"encoding_table"``); an empty table gives
   no trials, and rows that repeat or overlap one another are used with a warning naming them. Every
@@ -24,7 +33,8 @@ What is refused, with one line naming the file and the dataset at fault: a file 
 truncated or damaged where it is read, or whose heap of variable-length data is damaged (see
 :mod:`spikeglm.io._hdf5`); links to other files (external links) and loops of soft links;
 datasets of the wrong type or shape (text spike times, one-column ``obs_intervals``, trial columns of
-unequal length); ragged indices that do not match their data; NaN or infinite ``obs_intervals``; and
+unequal length); ragged indices that do not match their data; electrode rows the electrodes table does
+not have; a Units table without ``spike_times``; NaN or infinite ``obs_intervals``; and
 datasets whose size would exceed the read budget of :mod:`spikeglm.io.limits`, checked from their
 declared shape before anything is read (counted over the whole read).
 
@@ -49,7 +59,7 @@ from spikeglm.io._hdf5 import kind as value_kind
 from spikeglm.recording import Recording
 from spikeglm.unitids import NAME_COLUMNS, unit_columns
 
-__all__ = ["read", "write"]
+__all__ = ["ELECTRODES", "read", "tables_listing", "write"]
 
 NWB_VERSION = "2.8.0"
 _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
@@ -66,6 +76,8 @@ _SUBJECT_DATASETS = (
     "weight",
     "description",
 )
+#: The electrodes table, whose rows a Units table's ``electrodes`` column names.
+ELECTRODES = "/general/extracellular_ephys/electrodes"
 #: How many rows or units a message lists before it says how many more there are.
 _LISTED = 5
 
@@ -77,6 +89,7 @@ def read(
     name_column: str | None = None,
     units: Sequence[str] | None = None,
     trials: str | None = None,
+    units_table: str | None = None,
 ) -> Recording:
     """Read the sorted units of an NWB 2.x file (see the module's description).
 
@@ -98,17 +111,26 @@ def read(
     trials : str, optional
         The TimeIntervals table under ``/intervals`` whose rows are the trials; default ``"trials"``
         when the file has it, else no trials.
+    units_table : str, optional
+        The Units table to read, as its path in the file, e.g. ``"processing/ecephys/units"``; default
+        ``/units``, else the file's only Units table elsewhere (an assumption recorded in
+        ``annotations["assumed"]``).
 
     Raises
     ------
     ValueError
         One line naming the file and the dataset at fault: the file is not readable HDF5 (or is
-        truncated or damaged where it is read), has no Units table, holds a dataset of the wrong type
-        or shape, an inconsistent ragged index, an external link or a loop of links, or more than the
-        read budget; or a unit of ``units`` is not in it, or it has no table ``trials``.
+        truncated or damaged where it is read), has no Units table (or no ``/units`` and several
+        elsewhere, or none at ``units_table``: the message lists those it has), holds a dataset of the
+        wrong type or shape, an inconsistent ragged index, an electrode row the electrodes table does
+        not have, an external link or a loop of links, or more than the read budget; or a unit of
+        ``units`` is not in it, or it has no table ``trials``.
     """
     return read_with(
-        path, "HDF5/NWB", _File, lambda file: file.recording(empty_units, name_column, units, trials)
+        path,
+        "HDF5/NWB",
+        _File,
+        lambda file: file.recording(empty_units, name_column, units, trials, units_table),
     )
 
 
@@ -116,35 +138,45 @@ class _File(Reader):
     """An open NWB file being read for its units and trials."""
 
     def recording(
-        self, empty_units: str, name_column: str | None, units: Sequence[str] | None, trials: str | None
+        self,
+        empty_units: str,
+        name_column: str | None,
+        units: Sequence[str] | None,
+        trials: str | None,
+        units_table: str | None,
     ) -> Recording:
-        table = self.member(self.handle, "units")
-        if not isinstance(table, h5py.Group):
-            raise ValueError(
-                f"{self.path}: has no Units table (/units); spikeglm needs sorted units' spike times"
-            )
+        tables = self.units_tables()
+        sizes = {path: self.table_size(group) for path, group in tables.items()}
+        table, chosen = self.chosen_table(tables, sizes, units_table)
+        where = table.name
         columns = self.names(table)
         for column in ("id", "spike_times", "spike_times_index"):
             if not isinstance(self.member(table, column), h5py.Dataset):
-                raise ValueError(f"{self.path}: the Units table (/units) has no {column} dataset")
+                raise ValueError(f"{self.path}: the Units table {where} has no {column} dataset")
         id_dataset = table["id"]
         if id_dataset.ndim != 1:
-            raise self.refuse("/units/id", f"should be 1-D (one id per unit); got shape {id_dataset.shape}")
+            raise self.refuse(
+                id_dataset.name, f"should be 1-D (one id per unit); got shape {id_dataset.shape}"
+            )
         nwb_ids = [_plain(value) for value in self.values(id_dataset, ("numbers", "text"))]
         names = self.unit_names(table, [str(value) for value in nwb_ids], name_column)
         # Rows of the Units table holding ``units`` (all rows by default).
         rows = unit_columns(units, names, str(self.path), "unknown unit(s) {unknown}; the file has {known}")
         times = self.ragged(table, "spike_times", len(nwb_ids), rows)
         annotations = self.unit_annotations(table, columns, nwb_ids, rows)
+        for notes, places in zip(annotations, self.electrodes(table, names, rows), strict=True):
+            for key, value in places.items():
+                notes.setdefault(key, value)  # a column of the Units table itself comes first
         t_start = t_stop = None
         span = "0 s to the last spike or trial end"
         if "obs_intervals" in columns:
             observed = self.ragged(table, "obs_intervals", len(nwb_ids), width=2)
-            t_start, t_stop, span = self.observed_span(observed, names) or (None, None, span)
+            t_start, t_stop, span = self.observed_span(observed, names, where) or (None, None, span)
         spans, summaries, described = self.trial_spans(trials)
         attributes = self.session()
         attributes["interval_tables"] = summaries
-        attributes["assumed"] = {"span": span, "trials": described}
+        attributes["units_tables"] = sizes
+        attributes["assumed"] = {"span": span, "trials": described, **chosen}
         return Recording(
             times,
             [names[row] for row in rows],
@@ -155,6 +187,61 @@ class _File(Reader):
             unit_annotations=annotations,
             source=self.path,
             empty_units=empty_units,
+        )
+
+    def units_tables(self) -> dict[str, h5py.Group]:
+        """Every Units table of the file, by path: ``/units`` (a group there of any type), then every group
+        of neurodata_type Units that :meth:`~spikeglm.io._hdf5.Reader.groups` finds from the root."""
+        found = {}
+        units = self.member(self.handle, "units")
+        if isinstance(units, h5py.Group):
+            found["/units"] = units
+        for where, group in self.groups(self.handle, self.names(self.handle)):
+            if where not in found and self.text_attribute(group, "neurodata_type") == "Units":
+                found[where] = group
+        return found
+
+    def table_size(self, table: h5py.Group) -> int | None:
+        """The rows of a table, from its ``id`` dataset; None where that cannot be told."""
+        try:
+            ids = self.member(table, "id")
+        except ValueError:  # a link out of the file or a loop: said where the table is read
+            return None
+        return int(ids.shape[0]) if isinstance(ids, h5py.Dataset) and ids.ndim == 1 else None
+
+    def chosen_table(
+        self, tables: dict[str, h5py.Group], sizes: dict[str, int | None], named: str | None
+    ) -> tuple[h5py.Group, dict[str, str]]:
+        """The Units table to read: ``named`` (a path in the file), else ``/units``, else the only one of
+        ``tables`` (whose units ``sizes`` counts); and what was assumed in choosing it, as
+        ``annotations["assumed"]`` words it."""
+        listed = tables_listing(sizes)
+        if named is not None:
+            where = "/" + "/".join(part for part in named.split("/") if part)
+            table = self.find(where)
+            if not isinstance(table, h5py.Group):
+                raise ValueError(
+                    f"{self.path}: has no table {where} (units_table=, --units-table); its Units tables are "
+                    f"{listed or 'none'}"
+                )
+            return table, {}
+        if "/units" in tables:
+            if len(tables) == 1:
+                return tables["/units"], {}
+            return tables["/units"], {
+                "units table": f"/units, of {len(tables)} Units tables ({listed}); units_table= "
+                "(--units-table) reads another"
+            }
+        if len(tables) == 1:
+            return next(iter(tables.values())), {"units table": f"{listed}, the only one (no /units)"}
+        if not tables:
+            raise ValueError(
+                f"{self.path}: has no Units table (/units); spikeglm needs sorted units' spike times, and no "
+                "group of neurodata_type Units is anywhere else in the file"
+            )
+        raise ValueError(
+            f"{self.path}: has no /units but {len(tables)} Units tables elsewhere: {listed}; choose one "
+            "with units_table= (--units-table)"
         )
 
     def unit_annotations(
@@ -176,6 +263,64 @@ class _File(Reader):
                 for notes, row in zip(annotations, rows, strict=True):
                     notes[column] = _plain(values[row])
         return annotations
+
+    def electrodes(self, table: h5py.Group, names: list[str], rows: list[int]) -> list[dict[str, str]]:
+        """Where each unit of ``rows`` was recorded: the ``location`` and ``group_name`` of its electrodes
+        (as ``"location"`` and ``"electrode_group"``; several electrodes' distinct values joined by
+        commas), read through the Units table's ``electrodes`` column (:meth:`electrode_rows`). Nothing
+        for a unit without electrodes, or for any unit where the column is missing or holds no row
+        numbers (e.g. region references)."""
+        places: list[dict[str, str]] = [{} for _ in rows]
+        found = self.electrode_rows(table, names, rows)
+        if found is None:
+            return places
+        electrodes, chosen = found
+        n_rows = self.table_size(electrodes)
+        for column, key in (("location", "location"), ("group_name", "electrode_group")):
+            texts = self.member(electrodes, column)
+            if not isinstance(texts, h5py.Dataset):
+                continue
+            if texts.shape != (n_rows,):
+                raise self.refuse(texts.name, f"should hold one value per row ({n_rows}); got {texts.shape}")
+            values = [str(_plain(value)) for value in self.values(texts, ("text",))]
+            for notes, parts in zip(places, chosen, strict=True):
+                if parts.size:
+                    notes[key] = ", ".join(dict.fromkeys(values[int(part)] for part in parts))
+        return places
+
+    def electrode_rows(
+        self, table: h5py.Group, names: list[str], rows: list[int]
+    ) -> tuple[h5py.Group, list[np.ndarray]] | None:
+        """The electrodes table and the rows of it of each unit of ``rows``, from the Units table's
+        ``electrodes`` column (one row number per unit, or ragged with ``electrodes_index``), checked to
+        lie in the electrodes table; None where the column is missing or holds no row numbers."""
+        column = self.member(table, "electrodes")
+        if not (isinstance(column, h5py.Dataset) and column.dtype.kind in "iu"):
+            return None
+        if isinstance(self.member(table, "electrodes_index"), h5py.Dataset):
+            chosen = self.ragged(table, "electrodes", len(names), rows)
+        elif column.shape == (len(names),):
+            values = self.values(column).astype(np.float64)
+            chosen = [values[row : row + 1] for row in rows]
+        else:
+            raise self.refuse(
+                column.name, f"should hold one electrode row per unit ({len(names)}); got {column.shape}"
+            )
+        electrodes = self.find(ELECTRODES)
+        if not isinstance(electrodes, h5py.Group):
+            raise self.refuse(column.name, f"refers to rows of {ELECTRODES}, which the file lacks")
+        n_rows = self.table_size(electrodes)
+        if n_rows is None:
+            raise self.refuse(ELECTRODES, "has no 1-D id dataset to say how many rows it has")
+        for row, parts in zip(rows, chosen, strict=True):
+            outside = parts[(parts < 0) | (parts >= n_rows)]
+            if outside.size:
+                raise self.refuse(
+                    column.name,
+                    f"gives unit {names[row]!r} the electrode row {outside[0]:g}; {ELECTRODES} has "
+                    f"{n_rows} rows (0 to {n_rows - 1})",
+                )
+        return electrodes, chosen
 
     def trial_spans(self, trials: str | None) -> tuple[np.ndarray | None, dict[str, dict], str]:
         """The trials from the TimeIntervals table ``trials`` (default the one named "trials", if any):
@@ -232,8 +377,8 @@ class _File(Reader):
         values = table[column]
         index = self.member(table, f"{column}_index")
         if not isinstance(index, h5py.Dataset):
-            raise self.refuse(f"/units/{column}", f"has no {column}_index dataset")
-        where = f"/units/{column}_index"
+            raise self.refuse(values.name, f"has no {column}_index dataset")
+        where = index.name
         if (
             index.ndim != 1
             or index.shape[0] != n_units
@@ -248,8 +393,7 @@ class _File(Reader):
         if values.shape != shape or value_kind(values.dtype) != "numbers":
             wanted = f"(n, {width})" if width else "(n,)"
             raise self.refuse(
-                f"/units/{column}",
-                f"should hold numbers of shape {wanted}; got {values.shape} {values.dtype}",
+                values.name, f"should hold numbers of shape {wanted}; got {values.shape} {values.dtype}"
             )
         ends = self.values(index)
         n_values = values.shape[0]
@@ -279,8 +423,8 @@ class _File(Reader):
             )
             if not usable:
                 if name_column is not None:
-                    raise ValueError(
-                        f"{self.path}: /units has no string column {name_column!r} with one name per unit"
+                    raise self.refuse(
+                        table.name, f"has no string column {name_column!r} with one name per unit"
                     )
                 continue
             names, problem = [], None
@@ -294,14 +438,18 @@ class _File(Reader):
                 problem = "names are not unique"
             if problem is None:
                 return names
+            where = f"{table.name}/{column}"
             if name_column is not None:
-                raise self.refuse(f"/units/{column}", f"cannot name the units: {problem}")
-            warnings.warn(f"{self.path}: /units/{column}: {problem}; naming the units by id", stacklevel=5)
+                raise self.refuse(where, f"cannot name the units: {problem}")
+            warnings.warn(f"{self.path}: {where}: {problem}; naming the units by id", stacklevel=5)
             return ids
         return ids
 
-    def observed_span(self, intervals: list[np.ndarray], names: list[str]) -> tuple[float, float, str] | None:
-        """The first start and last stop of the units' observation intervals, and how they were read.
+    def observed_span(
+        self, intervals: list[np.ndarray], names: list[str], table: str
+    ) -> tuple[float, float, str] | None:
+        """The first start and last stop of the units' observation intervals (of the Units table at the
+        path ``table``), and how they were read.
 
         Warns when units were observed over different spans, or with gaps. None when no unit has any.
         """
@@ -310,7 +458,7 @@ class _File(Reader):
             if bad.any():
                 start, stop = parts[int(np.argmax(bad))]
                 raise self.refuse(
-                    "/units/obs_intervals",
+                    f"{table}/obs_intervals",
                     f"of unit {names[unit]!r} holds the interval [{start}, {stop}] s; each needs finite "
                     "times, start <= stop",
                 )
@@ -329,7 +477,7 @@ class _File(Reader):
         if partial:
             common = f"{firsts.max():g} s to {lasts.min():g} s" if firsts.max() < lasts.min() else "none"
             warnings.warn(
-                f"{self.path}: /units/obs_intervals: {len(partial)} of {len(names)} unit(s) were not "
+                f"{self.path}: {table}/obs_intervals: {len(partial)} of {len(names)} unit(s) were not "
                 f"observed over the whole span {t_start:g} s to {t_stop:g} s (or with gaps): "
                 f"{_some(partial)}; their time unobserved counts as silence. The span of every unit (gaps "
                 f"aside): {common}; a window there (t_start=, t_stop=; --t-start, --t-stop) avoids it",
@@ -409,6 +557,14 @@ class _File(Reader):
             ):
                 found[key] = _plain(self.values(dataset, ("text",)))
         return found
+
+
+def tables_listing(sizes: dict[str, int | None]) -> str:
+    """Tables and their units, in words: ``/units (12 units), /processing/ecephys/units (3 units)``."""
+    return ", ".join(
+        f"{where} ({size} unit{'s' * (size != 1)})" if size is not None else where
+        for where, size in sizes.items()
+    )
 
 
 def _interval_summary(spans: np.ndarray) -> dict[str, Any]:

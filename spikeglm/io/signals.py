@@ -26,7 +26,6 @@ files are refused, and every refusal is a ``ValueError`` of one line naming the 
 from __future__ import annotations
 
 import warnings
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,6 @@ __all__ = [
 
 #: The groups of an NWB file searched for TimeSeries when the one asked for is missing.
 _SERIES_ROOTS = ("acquisition", "stimulus", "processing")
-#: How deep below those groups, and how many groups in all, that search goes (hard links may loop).
-_SEARCH_DEPTH, _SEARCH_GROUPS = 8, 10_000
 #: How many names a message lists before it says how many more there are.
 _LISTED = 20
 
@@ -240,15 +237,6 @@ def nwb_events(path: str | Path, table: str, column: str) -> Events:
 class _NwbFile(Reader):
     """An open NWB file being read for a TimeSeries or a column of an intervals table."""
 
-    def find(self, name: str) -> h5py.Group | h5py.Dataset | None:
-        """The object at the path ``name`` from the root, one link at a time; None when missing."""
-        found: h5py.Group | h5py.Dataset | None = self.handle
-        for part in name.strip("/").split("/"):
-            if not isinstance(found, h5py.Group):
-                return None
-            found = self.member(found, part)
-        return found
-
     def numbers(self, dataset: h5py.Dataset, booleans: bool = False) -> np.ndarray:
         """All of ``dataset`` as float64, once it holds numbers and its size fits the read budget."""
         self.at = dataset.name
@@ -280,17 +268,6 @@ class _NwbFile(Reader):
         if not np.isfinite(value):
             raise self.refuse(obj.name, f"has {name} = {value}; expected a finite number")
         return value
-
-    def text_attribute(self, obj: h5py.HLObject, name: str) -> str | None:
-        """The text in the attribute ``name`` of ``obj``, or None when it has none."""
-        self.at = f"{obj.name} (its {name} attribute)"
-        if name not in obj.attrs:
-            return None
-        stored = obj.attrs.get_id(name)
-        if stored.shape != () or value_kind(stored.dtype) != "text":
-            return None
-        value = obj.attrs[name]
-        return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
     def timeseries(self, name: str) -> Signal:
         """The TimeSeries at ``name`` (see :func:`nwb_timeseries`)."""
@@ -351,27 +328,14 @@ class _NwbFile(Reader):
     def series_listing(self) -> str:
         """The TimeSeries the file holds, in words, for a message.
 
-        A group is a TimeSeries when it has ``data`` and ``timestamps`` or ``starting_time``. Only hard
-        links are walked (no soft or external link is followed), breadth first, each group once (hard
-        links may loop), to a bounded depth and number of groups.
+        A group is a TimeSeries when it has ``data`` and ``timestamps`` or ``starting_time``; the groups
+        are those under the roots that :meth:`~spikeglm.io._hdf5.Reader.groups` reaches.
         """
-        found: list[str] = []
-        waiting = deque((self.handle, root, f"/{root}", 0) for root in _SERIES_ROOTS)
-        seen: set[Any] = set()
-        while waiting and len(seen) < _SEARCH_GROUPS:
-            parent, name, at, depth = waiting.popleft()
-            self.at = at
-            if not isinstance(parent.get(name, getlink=True), h5py.HardLink):
-                continue
-            group = parent[name]
-            if not isinstance(group, h5py.Group) or group.id in seen:
-                continue
-            seen.add(group.id)
-            keys = sorted(group.keys())
-            if "data" in keys and {"timestamps", "starting_time"} & set(keys):
+        found = []
+        for at, group in self.groups(self.handle, _SERIES_ROOTS):
+            keys = set(group.keys())  # names only: no link is followed
+            if "data" in keys and keys & {"timestamps", "starting_time"}:
                 found.append(at)
-            if depth < _SEARCH_DEPTH:
-                waiting.extend((group, key, f"{at}/{key}", depth + 1) for key in keys)
         if not found:
             return "it holds none under /" + ", /".join(_SERIES_ROOTS)
         return f"it holds {_some(sorted(found))}"
