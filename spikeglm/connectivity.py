@@ -31,7 +31,6 @@ import csv
 import json
 import os
 import re
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,9 +50,6 @@ _FORMAT = "spikeglm.Connectivity"
 _FORMAT_VERSION = 1
 _HEADER = {"format": _FORMAT, "format_version": _FORMAT_VERSION}
 _ARRAY_FIELDS = ("weights", "basis_matrix", "bias", "visible")
-_GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
-_GRAPHML_XSD = "http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd"
-_XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 #: The false discovery rate of a GraphML export's default rule, where the connectivity has standard errors...
 GRAPHML_ALPHA = 0.05
 #: ... and otherwise its threshold: this fraction of the largest |strength| between two distinct neurons.
@@ -326,28 +322,31 @@ class Connectivity:
         self_loops: bool = False,
         tests: tuple[np.ndarray, dict[str, Any]] | None = None,
     ) -> Any:
-        """The graph of the couplings as a ``networkx.DiGraph`` (networkx is an optional extra:
-        ``pip install "spikeglm[networkx]"``): the nodes and edges the GraphML export writes, chosen by the
-        same rule (see :meth:`save`: ``threshold``, the Wald tests at ``alpha``, or ``tests``; with none,
-        the tests at :data:`GRAPHML_ALPHA` where there are standard errors).
+        """The graph of the couplings as a ``networkx.DiGraph``, the one the GraphML export writes (through
+        networkx): its edges chosen by the same rule (see :meth:`save`: ``threshold``, the Wald tests at
+        ``alpha``, or ``tests``; with none, the tests at :data:`GRAPHML_ALPHA` where there are standard
+        errors).
 
         Nodes are the neurons' indices (visible first) with ``label``, ``visible`` and ``bias``; an edge
         ``pre -> post`` has ``strength`` (signed), ``weight`` (its magnitude) and, when chosen by a test,
-        its fields (``se, z, p, q, significant, sign, self``). The graph's attributes hold the metadata
+        its fields (``se, z, p, q, sign``). The graph's attributes hold the metadata
         and ``edges``, the rule applied.
 
         Raises
         ------
-        ModuleNotFoundError
-            Without networkx, naming the extra.
         ValueError
             For a threshold with ``alpha`` or ``tests``, or both of these.
         """
-        networkx = optional("networkx", "Connectivity.to_networkx")
         _check_threshold(threshold)
         if threshold is not None and (alpha is not None or tests is not None):
             raise ValueError("give a threshold or a test (alpha, tests), not both")
-        edges, rule = self._graph_edges(threshold, self._chosen_tests(alpha, tests), self_loops)
+        return self._graph(threshold, self._chosen_tests(alpha, tests), self_loops)
+
+    def _graph(self, threshold: float | None, tests: tuple | None, self_loops: bool) -> Any:
+        """The ``networkx.DiGraph`` of :meth:`to_networkx` and of the GraphML export (arguments checked)."""
+        import networkx
+
+        edges, rule = self._graph_edges(threshold, tests, self_loops)
         graph = networkx.DiGraph(metadata=copy.deepcopy(self.metadata), edges=rule)
         for k, (label, visible, bias) in enumerate(zip(self.labels, self.visible, self.bias, strict=True)):
             graph.add_node(k, label=label, visible=bool(visible), bias=float(bias))
@@ -509,9 +508,7 @@ class Connectivity:
         options: dict[str, Any]
         write: Callable[..., None]
         if suffix == ".graphml":
-            edges, rule = self._graph_edges(threshold, tests, self_loops)
-            options = {"edges": edges, "rule": rule}
-            write = _write_graphml
+            options, write = {"graph": self._graph(threshold, tests, self_loops)}, _write_graphml
         elif tests is not None:
             options, write = {"tests": tests}, _EDGE_WRITERS[suffix]
         else:
@@ -537,7 +534,7 @@ class Connectivity:
             table, settings = tests
             index = {label: k for k, label in enumerate(self._labels)}
             edges = [
-                (index[row["post"]], index[row["pre"]], {name: row[name].item() for name, _ in _TEST_KEYS})
+                (index[row["post"]], index[row["pre"]], {name: row[name].item() for name in _TEST_KEYS})
                 for row in table[table["significant"]]
             ]
             rule = {"rule": "significance", **settings}
@@ -709,7 +706,7 @@ def _write_json(conn: Connectivity, path: Path, extra: dict | None = None) -> No
 
 
 #: The edge data of a GraphML export with tests, beside ``strength`` and ``weight``.
-_TEST_KEYS = (("se", "double"), ("z", "double"), ("p", "double"), ("q", "double"), ("sign", "int"))
+_TEST_KEYS = ("se", "z", "p", "q", "sign")
 
 
 def _check_threshold(threshold: float | None) -> None:
@@ -718,42 +715,31 @@ def _check_threshold(threshold: float | None) -> None:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
 
 
-def _write_graphml(conn: Connectivity, path: Path, edges: list[tuple[int, int, dict]], rule: dict) -> None:
-    """The graph of the ``edges`` (post, pre, extra data); its metadata records the ``rule`` used."""
-    root = ET.Element(
-        "graphml",
-        {"xmlns": _GRAPHML_NS, "xmlns:xsi": _XSI_NS, "xsi:schemaLocation": f"{_GRAPHML_NS} {_GRAPHML_XSD}"},
-    )
-    keys = [("metadata", "graph", "string"), ("label", "node", "string"), ("visible", "node", "boolean")]
-    keys += [("bias", "node", "double"), ("strength", "edge", "double"), ("weight", "edge", "double")]
-    keys += [(name, "edge", kind) for name, kind in _TEST_KEYS] if rule["rule"] == "significance" else []
-    for name, domain, kind in keys:
-        ET.SubElement(root, "key", {"id": name, "for": domain, "attr.name": name, "attr.type": kind})
-    graph = ET.SubElement(root, "graph", {"id": "connectivity", "edgedefault": "directed"})
-    metadata = {**conn.metadata, "edges": rule}
+def _write_graphml(conn: Connectivity, path: Path, graph: Any) -> None:
+    """The ``graph`` of :meth:`Connectivity._graph` as GraphML, written by networkx: nodes ``n0, n1, ...``
+    (visible first), every attribute under its own name, and the metadata (with the rule that chose the
+    edges, and for tests their settings) as one JSON text."""
+    import networkx
+    from networkx.readwrite.graphml import GraphMLWriter
+
+    rule = graph.graph["edges"]
+    metadata = {**graph.graph["metadata"], "edges": rule}
     if rule["rule"] == "significance":
         metadata["significance"] = {
             key: value for key, value in rule.items() if key not in ("rule", "self_loops")
         }
-    ET.SubElement(graph, "data", {"key": "metadata"}).text = json.dumps(metadata)
-    for k, (label, visible, bias) in enumerate(zip(conn.labels, conn.visible, conn.bias, strict=True)):
-        node = ET.SubElement(graph, "node", {"id": f"n{k}"})
-        ET.SubElement(node, "data", {"key": "label"}).text = label
-        ET.SubElement(node, "data", {"key": "visible"}).text = "true" if visible else "false"
-        ET.SubElement(node, "data", {"key": "bias"}).text = repr(float(bias))
-    strength = conn.strength
-    for number, (post, pre, data) in enumerate(edges):
-        edge = ET.SubElement(graph, "edge", {"id": f"e{number}", "source": f"n{pre}", "target": f"n{post}"})
-        value = float(strength[post, pre])
-        ET.SubElement(edge, "data", {"key": "strength"}).text = repr(value)
-        ET.SubElement(edge, "data", {"key": "weight"}).text = repr(abs(value))
-        for name, item in data.items():
-            ET.SubElement(edge, "data", {"key": name}).text = repr(item)
-    ET.indent(root)
+    named = networkx.relabel_nodes(graph, {k: f"n{k}" for k in graph.nodes})
+    named.graph = {"metadata": json.dumps(metadata)}
     # XML parsers read a raw "\r" in text as a line end ("\n") but keep the reference "&#13;", which cannot go
     # into the text ("&" would become "&amp;"). ElementTree leaves "\r" raw only in texts, and of those only
     # labels can hold one: the metadata JSON escapes its control characters.
-    document = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
+    writer = GraphMLWriter(named, named_key_ids=True)
+    # networkx writes Python's True and False; GraphML's booleans are XML Schema's true and false.
+    booleans = {key.get("id") for key in writer.xml.iter("key") if key.get("attr.type") == "boolean"}
+    for data in writer.xml.iter("data"):
+        if data.get("key") in booleans and data.text is not None:
+            data.text = data.text.lower()
+    document = str(writer).replace("\r", "&#13;")
     with open(path, "w", newline="", encoding="utf-8") as handle:
         handle.write(f"<?xml version='1.0' encoding='utf-8'?>\n{document}\n")
 

@@ -233,7 +233,7 @@ def test_graphml_default_keeps_the_strong_couplings_and_says_so(tmp_path: Path) 
 
 
 def test_graphml_reads_with_networkx(conn: Connectivity, tmp_path: Path) -> None:
-    import networkx  # installed with torch
+    import networkx
 
     conn.save(tmp_path / "conn.graphml", threshold=0.0)
     graph = networkx.read_graphml(tmp_path / "conn.graphml")
@@ -290,7 +290,7 @@ def test_to_networkx_and_to_dataframe_carry_the_tests(conn: Connectivity) -> Non
     assert "se" not in conn.to_dataframe().columns  # no standard errors, no column of them
 
 
-@pytest.mark.parametrize(("name", "method"), [("networkx", "to_networkx"), ("pandas", "to_dataframe")])
+@pytest.mark.parametrize(("name", "method"), [("pandas", "to_dataframe")])
 def test_an_absent_extra_is_named(conn: Connectivity, monkeypatch, name: str, method: str) -> None:
     import importlib
 
