@@ -71,6 +71,7 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
         timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(ROOT)}},
         allow_errors=False,
+        coalesce_streams=True,  # a progress bar's redrawn frames kept as Jupyter shows them: the last
     )
     try:
         client.execute(cwd=str(ROOT))
