@@ -108,6 +108,7 @@ def measure_fit(n_visible: int, n_hidden: int, duration: str, epochs: int, devic
         "cpu_s": cpu,
         "wall_s": wall,
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
         "auroc_visible": scores["auroc_visible"],
         "stopped": model.stopped_,
         "threads": torch.get_num_threads(),
@@ -168,10 +169,12 @@ def fits(args: argparse.Namespace) -> None:
                 rows.append(run(threads=1, fit={**fit, "epochs": args.fit_epochs}))
                 r = rows[-1]
                 times = f"{r['cpu_s']:>8.1f} {r['wall_s']:>8.1f} {r['peak_mib']:>8.0f}"
-                print(
-                    f"{size:>7} {duration:>8} {n_hidden:>6} {device:>6} | {times} {r['auroc_visible']:.3f}",
-                    flush=True,
-                )
+                gpu = "" if r["gpu_peak_mib"] is None else f"  (GPU memory {r['gpu_peak_mib']:.0f} MiB)"
+                auroc = f"{r['auroc_visible']:.3f}"
+                print(f"{size:>7} {duration:>8} {n_hidden:>6} {device:>6} | {times} {auroc}{gpu}", flush=True)
+            if len(devices) > 1:
+                cpu, cuda = rows[-2], rows[-1]
+                print(f"{'':>31} CUDA takes {cuda['wall_s'] / cpu['wall_s']:.3f} of the CPU's wall time")
     settings = {
         "sizes": args.fit_sizes,
         "durations": durations,
