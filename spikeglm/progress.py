@@ -11,8 +11,8 @@ Examples
 >>> with progress_bar(3, "refits", "refit", show=False) as bar:
 ...     for _ in range(3):
 ...         bar.update()
->>> bar.n
-3
+>>> bar.disable  # show=False: nothing drawn, whoever watches
+True
 """
 
 from __future__ import annotations
