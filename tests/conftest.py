@@ -8,6 +8,7 @@ its refusal with :func:`assert_refused` (``from conftest import run_cli, assert_
 
 from __future__ import annotations
 
+import importlib
 import os
 import resource
 import subprocess
@@ -98,3 +99,16 @@ def assert_refused(result: subprocess.CompletedProcess, *names: str) -> str:
     for name in names:
         assert name in line, (name, line)
     return line
+
+
+def hide_module(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Make the module ``name`` look uninstalled to spikeglm's imports of optional extras (which go through
+    ``importlib.import_module``), for the rest of the test."""
+    real = importlib.import_module
+
+    def without(module: str, *args):
+        if module == name:
+            raise ModuleNotFoundError(f"No module named {module!r}")
+        return real(module, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without)

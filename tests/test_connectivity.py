@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import hide_module
 
 from spikeglm import connectivity
 from spikeglm.connectivity import Connectivity
@@ -292,16 +293,7 @@ def test_to_networkx_and_to_dataframe_carry_the_tests(conn: Connectivity) -> Non
 
 @pytest.mark.parametrize(("name", "method"), [("pandas", "to_dataframe")])
 def test_an_absent_extra_is_named(conn: Connectivity, monkeypatch, name: str, method: str) -> None:
-    import importlib
-
-    real = importlib.import_module
-
-    def absent(module: str, *args):
-        if module == name:
-            raise ModuleNotFoundError(f"No module named {module!r}")
-        return real(module, *args)
-
-    monkeypatch.setattr(importlib, "import_module", absent)
+    hide_module(monkeypatch, name)
     with pytest.raises(ModuleNotFoundError, match=rf"needs {name}, an optional extra: .*spikeglm\[{name}\]"):
         getattr(conn, method)()
 

@@ -3,7 +3,6 @@ rates as a pynapple TsdFrame: read back by pynwb and pynapple, checked by the NW
 what the library computes, and written by the rules of every output."""
 
 import hashlib
-import importlib
 import json
 import shutil
 import uuid
@@ -13,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import hide_module
 
 import spikeglm as sg
 from spikeglm.cli import main
@@ -261,20 +261,8 @@ def test_threshold_and_self_loops_do_not_apply_to_nwb(glm, tmp_path):
     assert not (tmp_path / "r.nwb").exists()
 
 
-def absent(monkeypatch, name: str) -> None:
-    """Make ``name`` look uninstalled to spikeglm's imports of optional extras."""
-    real = importlib.import_module
-
-    def without(module: str, *args):
-        if module == name:
-            raise ModuleNotFoundError(f"No module named {module!r}")
-        return real(module, *args)
-
-    monkeypatch.setattr(importlib, "import_module", without)
-
-
 def test_without_pynwb_the_message_names_the_extra(glm, recording, tmp_path, monkeypatch):
-    absent(monkeypatch, "pynwb")
+    hide_module(monkeypatch, "pynwb")
     result = run("infer", glm, recording, "-o", tmp_path / "r.nwb")
     assert result.exit_code == 1 and 'pip install "spikeglm[nwb]"' in result.output
     with pytest.raises(ModuleNotFoundError, match=r"needs pynwb, an optional extra: .*spikeglm\[nwb\]"):
@@ -285,7 +273,7 @@ def test_without_pynwb_the_message_names_the_extra(glm, recording, tmp_path, mon
 def test_without_pynapple_the_message_names_the_extra(hidden, recording, monkeypatch):
     model = sg.POGLM.load(hidden)
     counts = model.bin_like(sg.load(recording)).select_trials([0])
-    absent(monkeypatch, "pynapple")
+    hide_module(monkeypatch, "pynapple")
     with pytest.raises(ModuleNotFoundError, match=r"spikeglm\[pynapple\]"):
         model.infer(counts, as_pynapple=True)
 
