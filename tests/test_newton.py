@@ -14,7 +14,7 @@ import spikeglm as sg
 from spikeglm.basis import history
 from spikeglm.inference import newton as newton_module
 from spikeglm.inference import solve_glm
-from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, _Closure, mean_log_likelihood
+from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, _Closure, likelihood_gradient, mean_log_likelihood
 from spikeglm.inference.newton import (
     _pass,
     _Problem,
@@ -26,7 +26,7 @@ from spikeglm.inference.newton import (
     parameters_of,
     set_parameters,
 )
-from spikeglm.inference.penalty import Ridge
+from spikeglm.inference.penalty import GroupLasso, Ridge, largest_strength
 from spikeglm.model import Network
 from spikeglm.relax import poisson_log_pmf
 from spikeglm.segments import Segments
@@ -202,6 +202,45 @@ def test_newton_solves_what_a_glm_fit_carries():
                 network.loading.detach(), torch.tensor([[0.5], [-0.3], [0.2], [0.0]]).double()
             )
     assert objectives["newton"] <= objectives["lbfgs"]
+
+
+def test_the_group_lasso_by_proximal_newton_meets_its_conditions_with_what_a_fit_carries():
+    """Covariates, segments cut with context and a silent neuron, under the group lasso: at the proximal
+    Newton solution the biases' and covariates' gradients vanish, each neuron's own filter too, a kept
+    filter's gradient is -strength sqrt(B) w / |w| and a zeroed one's no longer than strength sqrt(B);
+    the silent neuron's filters stay at zero; the proximal gradient solve ends no lower."""
+    counts = simulated("softplus", trials=4, bins=1500)
+    counts = torch.cat([counts, torch.zeros_like(counts[..., :1])], dim=-1)  # neuron 4 never fires
+    covariates = torch.randn(4, 1500, 2, generator=torch.Generator().manual_seed(3))
+    data = Segments(counts, length=400, context=8, covariates=covariates)
+    basis = sg.basis.get("raised-cosine", window=8, n_basis=2)
+    objectives = {}
+    for solver in ("newton", "lbfgs"):
+        network = Network(5, 0, basis, "softplus", n_covariates=2)
+        with torch.no_grad():  # from the mean rates (the silent neuron's as if it had one spike)
+            rates = counts.float().mean((0, 1)).clamp_min(1 / counts[..., 0].numel())
+            network.bias.copy_(sg.model.inverse_link("softplus", rates))
+        penalty = GroupLasso(0.3 * largest_strength(likelihood_gradient(network, data)))
+        reason = solve_glm(network, data, solver=solver, penalty=penalty, max_iterations=5000)[1]
+        assert reason.startswith("converged"), reason
+        network.double()
+        closure = _Closure(network, data, 2**15, None, network.glm_parameters(), None)
+        objectives[solver] = closure._evaluate(0) + float(penalty.value(network.weight.detach()))
+        if solver != "newton":
+            continue
+        threshold = penalty.strength * 2**0.5
+        weight, gradient = network.weight.detach(), network.weight.grad
+        assert float(network.bias.grad.abs().max()) < 1e-6
+        assert float(network.covariate_weight.grad.abs().max()) < 1e-6
+        own = torch.eye(5, dtype=torch.bool)
+        assert float(gradient[own].abs().max()) < 1e-6
+        norms = weight.norm(dim=-1)
+        kept, zero = ~own & (norms > 0), ~own & (norms == 0)
+        assert kept.any() and zero.any() and bool(torch.all(weight[:, 4] == 0))
+        assert float(gradient.norm(dim=-1)[zero].max()) <= threshold * (1 + 1e-6)
+        direction = weight[kept] / norms[kept][:, None]
+        assert float((gradient[kept] + threshold * direction).abs().max()) < 1e-5
+    assert objectives["newton"] <= objectives["lbfgs"] + 1e-12
 
 
 def test_a_silent_neuron_neither_stops_the_solve_nor_moves_the_others():
