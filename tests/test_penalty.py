@@ -137,6 +137,26 @@ def test_group_lasso_by_proximal_newton_beats_the_proximal_gradient_solve_in_a_f
     assert torch.equal(kept, kept_too)
 
 
+@pytest.mark.parametrize("inner_steps", [1, 3])
+def test_a_proximal_newton_step_cut_short_still_lowers_its_model(monkeypatch, inner_steps):
+    """However few accelerated steps solve the subproblem, the step returned lowers the quadratic model
+    (a plain proximal gradient step is taken where the accelerated ones left it higher), so the line
+    search has a descent to find."""
+    monkeypatch.setattr(newton, "_INNER_STEPS", inner_steps)
+    generator = torch.Generator().manual_seed(5)
+    n, n_basis = 6, 3
+    size = 1 + n * n_basis
+    factor = torch.randn(n, size, size, generator=generator, dtype=torch.float64)
+    spread = 10.0 ** torch.linspace(-2, 2, size, dtype=torch.float64)
+    blocks = spread[:, None] * (factor @ factor.transpose(1, 2) + 0.01 * torch.eye(size)) * spread[None, :]
+    theta = torch.randn(n, size, generator=generator, dtype=torch.float64)
+    gradient = torch.randn(n, size, generator=generator, dtype=torch.float64)
+    groups = newton._Groups(GroupLasso(0.3), torch.arange(n), n, n_basis)
+    step, decrease = newton._proximal_steps(theta, gradient, blocks, groups)
+    assert (newton._model(theta, gradient, blocks, groups, step) < 0).all()
+    assert (decrease > 0).all()
+
+
 def test_the_proximal_newton_step_solves_its_quadratic_model():
     """On blocks of very different scales (neurons of very different rates), the step meets the
     optimality conditions of ``g^T d + d^T H d / 2 + penalty(theta + d)`` to a tenth of the gradient

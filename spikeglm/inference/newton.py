@@ -400,9 +400,25 @@ def _proximal_steps(
         following = (1 + torch.sqrt(1 + 4 * momentum**2)) / 2
         push = torch.where(turned, torch.zeros_like(momentum), (momentum - 1) / following)
         point, current, momentum = moved + push * (moved - current), moved, following
-    step = current / scale - theta
+    # The accelerated steps need not lower the model at every step: where the last one left it higher than
+    # one plain proximal gradient step from the start does (which always lowers it), take that step.
+    accelerated = current / scale - theta
+    plain = groups.shrink(start - slope / lipschitz, threshold) / scale - theta
+    better = _model(theta, gradient, blocks, groups, plain) < _model(
+        theta, gradient, blocks, groups, accelerated
+    )
+    step = torch.where(better[:, None], plain, accelerated)
     change = (gradient * step).sum(-1) + groups.value(theta + step) - groups.value(theta)
     return step, -change / 2
+
+
+def _model(
+    theta: torch.Tensor, gradient: torch.Tensor, blocks: torch.Tensor, groups: _Groups, step: torch.Tensor
+) -> torch.Tensor:
+    """Each neuron's quadratic model of a step's change of the objective, with the penalty's change:
+    ``g^T d + d^T H d / 2 + P(theta + d) - P(theta)``."""
+    curved = (step[:, None, :] @ blocks @ step[:, :, None])[:, 0, 0] / 2
+    return (gradient * step).sum(-1) + curved + groups.value(theta + step) - groups.value(theta)
 
 
 def _step(
