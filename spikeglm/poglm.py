@@ -521,12 +521,15 @@ class POGLM:
                 checkpoint=checkpoint,
                 resume=resume,
             )
+            if bar.total is not None and bar.n < bar.total:  # stopped early: full at the epochs run
+                bar.total = bar.n
+                bar.refresh()
         return self
 
     def _progress_bar(self, config: TrainingConfig, show: bool | None) -> Any:
         """The bar of a fit's epochs, or of a GLM's solver iterations (their number unknown ahead)."""
         if self.checked_settings().glm:
-            return progress_bar(None, "GLM fit", "iteration", show)
+            return progress_bar(None, "GLM fit", "it", show)
         return progress_bar(config.epochs, "fit", "epoch", show)
 
     def check_fit(

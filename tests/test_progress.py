@@ -73,7 +73,10 @@ def test_a_fit_draws_its_epochs_and_a_glm_its_iterations(diffpoglm, capsys):
     assert "fit" in err and "6/6" in err and "objective=" in err
     glm = sg.POGLM(n_hidden=0).fit(train, progress=True)
     err = capsys.readouterr().err
-    assert "GLM fit" in err and f"{len(glm.history_)}iteration" in err.replace(" ", "")
+    assert "GLM fit" in err and f"{len(glm.history_)}it " in err
+    stopped = sg.POGLM(n_hidden=1, epochs=500, seed=0).fit(train, progress=True)
+    epochs = len(stopped.history_)
+    assert epochs < 500 and "100%" in capsys.readouterr().err.splitlines()[-1]  # ended by its stopping rule
     sg.POGLM(n_hidden=0).fit(train, progress=False)
     assert capsys.readouterr().err == ""
 
