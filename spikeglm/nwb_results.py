@@ -47,6 +47,7 @@ from spikeglm.connectivity import GRAPHML_ALPHA, Connectivity, json_plain
 from spikeglm.counts import SpikeCounts
 from spikeglm.extras import optional
 from spikeglm.files import atomic_write, check_output
+from spikeglm.io.nwb import SUBJECT_FIELDS
 from spikeglm.poglm import POGLM
 
 __all__ = ["ALPHA", "MODULE", "save_results"]
@@ -82,6 +83,7 @@ def save_results(
     inputs: Iterable[str | os.PathLike | None] = (),
     session: Mapping[str, Any] | None = None,
     sources: dict[str, str] | None = None,
+    subject: Mapping[str, str] | None = None,
 ) -> None:
     """Write a fitted model's results to a new NWB file at ``path``, atomically.
 
@@ -107,9 +109,14 @@ def save_results(
         The recording's session, as :attr:`spikeglm.Recording.annotations` hold it for an NWB file: its
         ``session_start_time`` (ISO 8601), which the times count from (default: now), and its
         ``subject`` (text fields of ``/general/subject``), which the new file repeats. Without a subject
-        the file names none, and the NWB inspector reports that as critical: fill it in before sharing.
+        (here or in ``subject``) the file names none, and the NWB inspector reports that as critical.
     sources : dict, optional
         Names of the files used (e.g. ``{"model": ..., "recording": ...}``), kept as ``source.*`` settings.
+    subject : mapping, optional
+        Fields of the subject (:data:`spikeglm.io.nwb.SUBJECT_FIELDS`: ``subject_id``, ``species``,
+        ``sex``, ``age``, ...) that the file states over the recording's own, e.g. for a recording that
+        names none; the NWB inspector finds nothing critical once ``subject_id``, ``species``, ``sex``
+        and ``age`` (or ``date_of_birth``) are there.
 
     Raises
     ------
@@ -118,27 +125,31 @@ def save_results(
     ValueError, FileExistsError, OSError
         Before any work, for an output that is an input, exists without ``overwrite`` or cannot be
         written (:func:`spikeglm.files.check_output`); for overlapping trials
-        (:meth:`~spikeglm.SpikeCounts.bin_times`).
+        (:meth:`~spikeglm.SpikeCounts.bin_times`); for a subject field NWB does not know.
     """
     pynwb = optional("pynwb", "writing results to NWB", extra="nwb")
     check_output(path, overwrite=overwrite, inputs=inputs)
     session = session or {}
     start = session.get("session_start_time")
-    subject = dict(session.get("subject") or {})
-    conn = model.connectivity()
-    texts = {f"the recording's subject's {key}": value for key, value in subject.items()}
-    _refuse_nul({**texts, "the neuron label": conn.labels})
-    if "date_of_birth" in subject:
-        subject["date_of_birth"] = _datetime(
-            subject["date_of_birth"], "the recording's subject's date_of_birth"
+    unknown = sorted(set(subject or {}) - set(SUBJECT_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"subject: NWB's subject has no field {', '.join(map(repr, unknown))}; its fields are "
+            f"{', '.join(SUBJECT_FIELDS)}"
         )
+    stated: dict[str, Any] = {**dict(session.get("subject") or {}), **dict(subject or {})}
+    conn = model.connectivity()
+    texts = {f"the subject's {key}": value for key, value in stated.items()}
+    _refuse_nul({**texts, "the neuron label": conn.labels})
+    if "date_of_birth" in stated:
+        stated["date_of_birth"] = _datetime(stated["date_of_birth"], "the subject's date_of_birth")
     nwbfile = pynwb.NWBFile(
         session_description=f"results of a spikeglm {__version__} model: hidden rates, couplings, settings",
         identifier=str(uuid.uuid4()),
         session_start_time=datetime.now(timezone.utc)
         if start is None
         else _datetime(start, "the recording's session_start_time"),
-        subject=pynwb.file.Subject(**subject) if subject else None,
+        subject=pynwb.file.Subject(**stated) if stated else None,
     )
     module = nwbfile.create_processing_module(MODULE, "results of a model fitted by spikeglm")
     if counts is not None:

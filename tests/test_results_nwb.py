@@ -175,6 +175,49 @@ def test_an_export_without_a_recording_holds_couplings_and_settings_but_no_subje
     assert set(critical(out)) == {"check_subject_exists"}
 
 
+def test_the_bundled_recording_with_its_subject_given_leaves_the_inspector_nothing_critical(
+    glm, folder, recording
+):
+    """The bundled example names no subject; --subject states one, and the file is then clean."""
+    fields = ("subject_id=sim-18", "species=Mus musculus", "sex=U", "age=P90D", "description=simulated")
+    given = [part for field in fields for part in ("--subject", field)]
+    out = written("infer", glm, EXAMPLE, "-o", folder / "stated.nwb", *given)
+    assert critical(out) == []
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        subject = io.read().subject
+        assert (subject.subject_id, subject.species, subject.age) == ("sim-18", "Mus musculus", "P90D")
+    # over a recording's own subject, field by field
+    out = written("export", glm, "-o", folder / "over.nwb", "--recording", recording, "--subject", "sex=F")
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        subject = io.read().subject
+        assert (subject.sex, subject.subject_id) == ("F", SUBJECT["subject_id"])  # the rest kept
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--subject", "colour=red"), "'colour' is no field of NWB's subject"),
+        (("--subject", "species"), "expected FIELD=VALUE"),
+        (("--subject", "=m12"), "expected FIELD=VALUE"),
+    ],
+)
+def test_a_subject_field_nwb_does_not_know_is_refused_before_any_work(glm, folder, options, message):
+    result = run("export", glm, "-o", folder / "refused.nwb", *options)
+    assert result.exit_code == 2 and message in result.output
+    assert not (folder / "refused.nwb").exists()
+
+
+def test_a_subject_applies_to_nwb_outputs_only(glm, folder):
+    for command in (("export", glm), ("infer", glm, EXAMPLE)):
+        out = folder / "refused.npz" if command[0] == "infer" else folder / "refused.csv"
+        result = run(*command, "-o", out, "--subject", "sex=F")
+        assert result.exit_code == 2 and "applies to .nwb outputs only" in result.output
+        assert not out.exists()
+    model = sg.POGLM.load(glm)
+    with pytest.raises(ValueError, match="NWB's subject has no field 'colour'"):
+        sg.nwb_results.save_results(folder / "lib.nwb", model, subject={"colour": "red"})
+
+
 def test_as_pynapple_gives_the_rates_at_the_bins_centres(hidden, recording):
     model = sg.POGLM.load(hidden)
     counts = model.bin_like(sg.load(recording)).select_trials([3, 5, 6])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 import spikeglm as sg
 from spikeglm.cli.app import main
 from spikeglm.cli.covariates import read_covariates, recorded_specs
-from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, output_options, units_like
+from spikeglm.cli.options import DATA_READING, READ_LIMIT, SUBJECT, check_output, output_options, units_like
 
 
 @main.command()
@@ -72,6 +74,7 @@ from spikeglm.cli.options import DATA_READING, READ_LIMIT, check_output, output_
     "jittered couplings at least as strong (exact, but none below 1/(N_JITTER + 1)).",
 )
 @click.option("--seed", default=0, show_default=True, help="--test jitter: seed of the jitter.")
+@SUBJECT
 @READ_LIMIT
 def export(
     model: str,
@@ -85,6 +88,7 @@ def export(
     jitter_bins: int | None,
     pvalue: str,
     seed: int,
+    subject: dict[str, str],
     read_limit: str | None,
     overwrite: bool,
 ) -> None:
@@ -111,11 +115,14 @@ def export(
     Example: spikeglm export model.h5 -o edges.csv --alpha 0.05 --test jitter --recording rec.nwb
 
     Example: spikeglm export model.h5 -o results.nwb --alpha 0.05 --recording rec.nwb
+
+    Example: spikeglm export model.h5 -o results.nwb --subject subject_id=m12 --subject species='Mus musculus'
+    --subject sex=F --subject age=P90D
     """
     inputs = (model,) if recording is None else (model, recording)
     out = check_output(output, overwrite, inputs)
     suffix = out.suffix.lower()
-    _refuse_choices(suffix, threshold, self_loops, alpha, method, recording)
+    _refuse_choices(suffix, threshold, self_loops, alpha, method, recording, subject)
     fitted = sg.POGLM.load(model)
     conn = fitted.connectivity()
     units = None
@@ -134,18 +141,7 @@ def export(
                 options["drive"] = fitted.known_drive(counts, covariates)
         tests = conn.test_couplings(alpha, method, **options)
     if suffix == ".nwb":
-        session = None if units is None else units.annotations
-        sources = {"model": model, **({} if recording is None else {"recording": recording})}
-        sg.nwb_results.save_results(
-            out,
-            fitted,
-            counts,
-            tests=tests,
-            overwrite=overwrite,
-            inputs=inputs,
-            session=session,
-            sources=sources,
-        )
+        _save_nwb(out, fitted, counts, units, tests, overwrite, inputs, subject)
     else:
         conn.save(out, overwrite=overwrite, threshold=threshold, self_loops=self_loops, tests=tests)
     if tests is None:
@@ -158,6 +154,31 @@ def export(
     )
 
 
+def _save_nwb(
+    out: Path,
+    fitted: sg.POGLM,
+    counts: sg.SpikeCounts | None,
+    units: sg.Recording | None,
+    tests: tuple | None,
+    overwrite: bool,
+    inputs: tuple[str, ...],
+    subject: dict[str, str],
+) -> None:
+    """The results in a new NWB file, with the recording's session (where one was read) and the files
+    used (the model, and the recording where given) named."""
+    sg.nwb_results.save_results(
+        out,
+        fitted,
+        counts,
+        tests=tests,
+        overwrite=overwrite,
+        inputs=inputs,
+        session=None if units is None else units.annotations,
+        sources=dict(zip(("model", "recording"), inputs, strict=False)),
+        subject=subject,
+    )
+
+
 def _refuse_choices(
     suffix: str,
     threshold: float | None,
@@ -165,8 +186,11 @@ def _refuse_choices(
     alpha: float | None,
     method: str,
     recording: str | None,
+    subject: dict[str, str],
 ) -> None:
     """Refuse options that do not go together or with the output's format, before any work."""
+    if subject and suffix != ".nwb":
+        raise click.BadParameter("applies to .nwb outputs only", param_hint="--subject")
     if self_loops and suffix != ".graphml":
         raise click.BadParameter("applies to .graphml exports only", param_hint="--self-loops")
     if threshold is not None and suffix == ".nwb":

@@ -12,15 +12,18 @@ import numpy as np
 import spikeglm as sg
 from spikeglm import files
 from spikeglm.cli.app import main
-from spikeglm.cli.options import Reading, check_output, output_options, reading_options, units_like
+from spikeglm.cli.options import SUBJECT, Reading, check_output, output_options, reading_options, units_like
 
 
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("recording", type=click.Path(exists=True))
 @output_options("Output file by extension: .npz (numpy arrays) or .nwb (a new NWB file; needs pynwb).")
+@SUBJECT
 @reading_options
-def infer(model: str, recording: str, output: str, overwrite: bool, reading: Reading) -> None:
+def infer(
+    model: str, recording: str, output: str, overwrite: bool, subject: dict[str, str], reading: Reading
+) -> None:
     """Infer the hidden neurons' rates in a recording, binned as the model was fitted.
 
     Writes an .npz (read it with numpy.load; no pickle) holding hidden_rates, the posterior mean of
@@ -43,6 +46,8 @@ def infer(model: str, recording: str, output: str, overwrite: bool, reading: Rea
     Example: spikeglm infer model.h5 spikeglm/data/example.nwb -o rates.nwb
     """
     out = check_output(output, overwrite, (model, recording))
+    if subject and out.suffix.lower() != ".nwb":
+        raise click.BadParameter("applies to .nwb outputs only", param_hint="--subject")
     fitted = sg.POGLM.load(model)
     units = units_like(fitted, recording, reading.given())
     counts = fitted.bin_like(units)
@@ -56,6 +61,7 @@ def infer(model: str, recording: str, output: str, overwrite: bool, reading: Rea
             inputs=(model, recording),
             session=units.annotations,
             sources=sources,
+            subject=subject,
         )
         click.echo(
             f"hidden rates of {fitted.n_hidden} hidden neurons in {counts.n_trials} trials, in Hz: {out}"

@@ -74,6 +74,34 @@ def check_output(path: str, overwrite: bool, inputs: tuple = ()) -> Path:
         raise click.ClickException(f"{path}: exists; pass --overwrite to replace it") from None
 
 
+def _subject(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``--subject FIELD=VALUE`` options as a mapping, each field one of NWB's subject's."""
+    known, fields = sg.io.nwb.SUBJECT_FIELDS, {}
+    for value in values:
+        field, equals, text = value.partition("=")
+        field = field.strip()
+        if not equals or not field:
+            raise click.BadParameter(f"{value!r}: expected FIELD=VALUE, e.g. species=Mus musculus")
+        if field not in known:
+            raise click.BadParameter(
+                f"{field!r} is no field of NWB's subject; its fields: {', '.join(known)}"
+            )
+        fields[field] = text
+    return fields
+
+
+#: The subject an .nwb output of results states, over the recording's own (one option per field).
+SUBJECT = click.option(
+    "--subject",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    callback=_subject,
+    help=".nwb outputs: a field of the subject the file states, over the recording's own (repeat it: "
+    "--subject subject_id=m12 --subject species='Mus musculus' --subject sex=F --subject age=P90D; the "
+    "NWB inspector asks for these four).",
+)
+
+
 #: How much memory reading a recording may take: a bound on the reading, not on what is read.
 READ_LIMIT = click.option(
     "--read-limit",

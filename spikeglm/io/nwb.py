@@ -59,13 +59,13 @@ from spikeglm.io._hdf5 import kind as value_kind
 from spikeglm.recording import Recording
 from spikeglm.unitids import NAME_COLUMNS, unit_columns
 
-__all__ = ["ELECTRODES", "read", "tables_listing", "write"]
+__all__ = ["ELECTRODES", "SUBJECT_FIELDS", "read", "tables_listing", "write"]
 
 NWB_VERSION = "2.8.0"
 _SKIPPED_COLUMNS = {"spike_times", "obs_intervals", "id"}
 _ROOT_DATASETS = ("identifier", "session_description", "session_start_time")
 #: The subject's text fields (/general/subject) kept in ``annotations["subject"]``.
-_SUBJECT_DATASETS = (
+SUBJECT_FIELDS = (
     "subject_id",
     "species",
     "sex",
@@ -534,7 +534,7 @@ class _File(Reader):
         attributes = self.texts(self.handle, _ROOT_DATASETS)
         general = self.member(self.handle, "general")
         subject = self.member(general, "subject") if isinstance(general, h5py.Group) else None
-        if isinstance(subject, h5py.Group) and (fields := self.texts(subject, _SUBJECT_DATASETS)):
+        if isinstance(subject, h5py.Group) and (fields := self.texts(subject, SUBJECT_FIELDS)):
             attributes["subject"] = fields
         self.at = "/ (its nwb_version attribute)"
         attributes["nwb_version"] = ""
