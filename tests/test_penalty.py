@@ -137,21 +137,26 @@ def test_group_lasso_by_proximal_newton_beats_the_proximal_gradient_solve_in_a_f
     assert torch.equal(kept, kept_too)
 
 
+def _subproblem(seed: int, n: int, n_basis: int, decades: tuple, ridge: float, strength: float) -> tuple:
+    """A random proximal Newton subproblem of ``n`` neurons: parameters, gradients, curvature blocks
+    whose scales span ``decades`` (neurons of very different rates), and the group lasso's groups."""
+    generator = torch.Generator().manual_seed(seed)
+    size = 1 + n * n_basis
+    factor = torch.randn(n, size, size, generator=generator, dtype=torch.float64)
+    spread = 10.0 ** torch.linspace(*decades, size, dtype=torch.float64)
+    blocks = spread[:, None] * (factor @ factor.transpose(1, 2) + ridge * torch.eye(size)) * spread[None, :]
+    theta = torch.randn(n, size, generator=generator, dtype=torch.float64)
+    gradient = torch.randn(n, size, generator=generator, dtype=torch.float64)
+    return theta, gradient, blocks, newton._Groups(GroupLasso(strength), torch.arange(n), n, n_basis)
+
+
 @pytest.mark.parametrize("inner_steps", [1, 3])
 def test_a_proximal_newton_step_cut_short_still_lowers_its_model(monkeypatch, inner_steps):
     """However few accelerated steps solve the subproblem, the step returned lowers the quadratic model
     (a plain proximal gradient step is taken where the accelerated ones left it higher), so the line
     search has a descent to find."""
     monkeypatch.setattr(newton, "_INNER_STEPS", inner_steps)
-    generator = torch.Generator().manual_seed(5)
-    n, n_basis = 6, 3
-    size = 1 + n * n_basis
-    factor = torch.randn(n, size, size, generator=generator, dtype=torch.float64)
-    spread = 10.0 ** torch.linspace(-2, 2, size, dtype=torch.float64)
-    blocks = spread[:, None] * (factor @ factor.transpose(1, 2) + 0.01 * torch.eye(size)) * spread[None, :]
-    theta = torch.randn(n, size, generator=generator, dtype=torch.float64)
-    gradient = torch.randn(n, size, generator=generator, dtype=torch.float64)
-    groups = newton._Groups(GroupLasso(0.3), torch.arange(n), n, n_basis)
+    theta, gradient, blocks, groups = _subproblem(5, 6, 3, (-2, 2), 0.01, 0.3)
     step, decrease = newton._proximal_steps(theta, gradient, blocks, groups)
     assert (newton._model(theta, gradient, blocks, groups, step) < 0).all()
     assert (decrease > 0).all()
@@ -161,15 +166,7 @@ def test_the_proximal_newton_step_solves_its_quadratic_model():
     """On blocks of very different scales (neurons of very different rates), the step meets the
     optimality conditions of ``g^T d + d^T H d / 2 + penalty(theta + d)`` to a tenth of the gradient
     mapping it starts from."""
-    generator = torch.Generator().manual_seed(3)
-    n, n_basis = 4, 2
-    size = 1 + n * n_basis
-    factor = torch.randn(n, size, size, generator=generator, dtype=torch.float64)
-    spread = 10.0 ** torch.linspace(-3, 2, size, dtype=torch.float64)
-    blocks = spread[:, None] * (factor @ factor.transpose(1, 2) + 0.1 * torch.eye(size)) * spread[None, :]
-    theta = torch.randn(n, size, generator=generator, dtype=torch.float64)
-    gradient = torch.randn(n, size, generator=generator, dtype=torch.float64)
-    groups = newton._Groups(GroupLasso(0.5), torch.arange(n), n, n_basis)
+    theta, gradient, blocks, groups = _subproblem(3, 4, 2, (-3, 2), 0.1, 0.5)
     step, decrease = newton._proximal_steps(theta, gradient, blocks, groups)
     assert (decrease > 0).all()
     model_gradient = gradient + (blocks @ step[..., None])[..., 0]

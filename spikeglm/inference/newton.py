@@ -28,7 +28,7 @@ import torch
 
 from spikeglm import parallel
 from spikeglm.basis import history
-from spikeglm.inference.penalty import GroupLasso, Penalty
+from spikeglm.inference.penalty import GroupLasso, Penalty, shrink
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.memory import available_memory
 from spikeglm.model import Network, link_derivatives, observed_curvature
@@ -353,8 +353,7 @@ class _Groups:
         """Each filter of ``rows`` shrunk towards zero by ``threshold`` (A, N) in norm, zero if shorter."""
         rows = rows.clone()
         filters = self.filters(rows)
-        norms = filters.norm(dim=-1).clamp_min(torch.finfo(rows.dtype).tiny)
-        filters *= (1 - threshold / norms).clamp_min(0.0)[..., None]
+        filters.copy_(shrink(filters, threshold))
         return rows
 
     def mapping(self, rows: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:

@@ -87,10 +87,14 @@ class GroupLasso(Penalty):
         """``argmin_w strength * P(w) + ||w - weight||^2 / (2 step)``: each penalised filter shrunk
         towards zero by ``step * strength * sqrt(B)`` in norm, and set to zero if shorter."""
         threshold = step * self.strength * math.sqrt(weight.shape[-1])
-        norms = weight.norm(dim=-1, keepdim=True)
-        scale = (1 - threshold / norms.clamp_min(torch.finfo(weight.dtype).tiny)).clamp_min(0.0)
-        pairs = self.pairs(weight)
-        return weight * (pairs * scale + (1 - pairs))
+        return shrink(weight, threshold * self.pairs(weight)[..., 0])
+
+
+def shrink(filters: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """Each filter (along the last axis) shrunk towards zero by ``threshold`` in norm (one per filter,
+    broadcast; 0 leaves a filter as it is), and set to zero if shorter: the group lasso's proximal step."""
+    norms = filters.norm(dim=-1).clamp_min(torch.finfo(filters.dtype).tiny)
+    return filters * (1 - threshold / norms).clamp_min(0.0)[..., None]
 
 
 #: The penalties by name: ``POGLM(penalty=...)``.
