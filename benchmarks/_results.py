@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -25,6 +26,15 @@ FOLDER = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 
 #: Files a JSON output may never replace.
 _INPUTS = tuple(Path(__file__).resolve().parent.glob("*.py"))
+
+
+def _version(package: str) -> str:
+    """The version of an installed ``package``, else its ``__version__`` (spikeglm run from a checkout on
+    ``PYTHONPATH``, as on a machine that cannot install it)."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return str(importlib.import_module(package).__version__)
 
 
 def add_option(parser: argparse.ArgumentParser, name: str) -> None:
@@ -87,7 +97,7 @@ def write(path: Path, benchmark: str, settings: dict, figures: dict) -> None:
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {
             "python": platform.python_version(),
-            **{package: metadata.version(package) for package in ("spikeglm", "torch", "numpy")},
+            **{package: _version(package) for package in ("spikeglm", "torch", "numpy")},
         },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": settings,

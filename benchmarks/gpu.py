@@ -8,6 +8,8 @@ with hidden neurons are capped at ``--epochs`` epochs, so both devices do the sa
 
 Without a CUDA device there is nothing to compare: the benchmark says so and stops (``scaling.py --fits``
 measures the CPU alone). ``--quick``: 30 neurons for a minute, to check the device path in seconds.
+``--gpu-only`` leaves the CPU's fits out, for a lease of the device too short for them (an hour of 300
+neurons takes over half an hour of one core); CUDA's fits take torch's threads for their host's work.
 
 Run: ``python benchmarks/gpu.py [--quick] [--json PATH]``.
 """
@@ -30,6 +32,11 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[0, 2], help="hidden neurons of the fits")
     parser.add_argument("--epochs", type=int, default=20, help="most epochs of the fits with hidden neurons")
     parser.add_argument("--quick", action="store_true", help="30 neurons for a minute")
+    parser.add_argument(
+        "--gpu-only",
+        action="store_true",
+        help="fit on CUDA alone (the CPU's fits of the same size measured by scaling.py --fits)",
+    )
     _results.add_option(parser, "gpu")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -43,6 +50,7 @@ def main() -> None:
             fit_duration=[duration],
             fit_hidden=args.hidden,
             fit_epochs=args.epochs,
+            fit_devices=["cuda"] if args.gpu_only else ["cpu", "cuda"],
         )
     )
 

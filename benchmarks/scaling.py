@@ -158,7 +158,7 @@ def fits(args: argparse.Namespace) -> None:
     durations = args.fit_duration * len(args.fit_sizes) if len(args.fit_duration) == 1 else args.fit_duration
     if len(durations) != len(args.fit_sizes):
         raise SystemExit("--fit-duration: give one duration, or one per size")
-    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    devices = args.fit_devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
     header = f"{'neurons':>7} {'training':>8} {'hidden':>6} {'device':>6} | {'CPU s':>8} {'wall s':>8}"
     print(f"{header} {'peak MiB':>8} AUROC")
@@ -166,13 +166,15 @@ def fits(args: argparse.Namespace) -> None:
         for n_hidden in args.fit_hidden:
             for device in devices:
                 fit = {"n_visible": size, "n_hidden": n_hidden, "duration": duration, "device": device}
-                rows.append(run(threads=1, fit={**fit, "epochs": args.fit_epochs}))
+                # The CPU's fits use one thread; a CUDA fit's host (its simulation) takes torch's threads.
+                threads = 1 if device == "cpu" else None
+                rows.append(run(threads=threads, fit={**fit, "epochs": args.fit_epochs}))
                 r = rows[-1]
                 times = f"{r['cpu_s']:>8.1f} {r['wall_s']:>8.1f} {r['peak_mib']:>8.0f}"
                 gpu = "" if r["gpu_peak_mib"] is None else f"  (GPU memory {r['gpu_peak_mib']:.0f} MiB)"
                 auroc = f"{r['auroc_visible']:.3f}"
                 print(f"{size:>7} {duration:>8} {n_hidden:>6} {device:>6} | {times} {auroc}{gpu}", flush=True)
-            if len(devices) > 1:
+            if devices == ["cpu", "cuda"]:
                 cpu, cuda = rows[-2], rows[-1]
                 print(f"{'':>31} CUDA takes {cuda['wall_s'] / cpu['wall_s']:.3f} of the CPU's wall time")
     settings = {
@@ -206,6 +208,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--fit-hidden", type=int, nargs="+", default=[0, 2], help="hidden neurons of the fits"
+    )
+    parser.add_argument(
+        "--fit-devices",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        help="devices of the fits (default: cpu, and cuda where present)",
     )
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one configuration, as JSON (internal)
     _results.add_option(parser, "scaling")

@@ -73,7 +73,7 @@ def se_from_json(rows: list[list[float | None]]) -> np.ndarray:
 def strength_se(
     network: Network,
     data: Segments,
-    max_elements: int = 2**25,
+    max_elements: int | None = None,
     offset: Callable[[Batch], torch.Tensor] | None = None,
     penalty: Penalty | None = None,
 ) -> np.ndarray:
@@ -87,8 +87,10 @@ def strength_se(
         with the couplings, and the errors account for them.
     data : Segments
         The counts the network was fitted to.
-    max_elements : int
-        Bins x neurons x parameters computed at once (bounds the memory: 256 MB at the default).
+    max_elements : int, optional
+        Bins x neurons x parameters computed at once (float64), which bounds the memory. Default: 2**25
+        (256 MB) on the CPU; on a CUDA device, an eighth of its free memory, so that each chunk keeps it
+        busy (the CPU's budget makes chunks of 33 bins at 1,000 neurons, each a thousand small launches).
     offset : callable, optional
         ``offset(batch)``, a known term of every neuron's predictor in the batch's bins, shape (segments,
         bins, N): for a network with latent factors, the drive of their posterior mean path. The errors
@@ -111,7 +113,7 @@ def strength_se(
 def standard_errors(
     network: Network,
     data: Segments,
-    max_elements: int = 2**25,
+    max_elements: int | None = None,
     offset: Callable[[Batch], torch.Tensor] | None = None,
     penalty: Penalty | None = None,
     kernels: list[np.ndarray] | None = None,
@@ -128,6 +130,8 @@ def standard_errors(
         raise ValueError("strength_se of a network with latent factors needs their drive (offset)")
     n, n_basis = network.n_neurons, network.weight.shape[-1]
     size = 1 + n * n_basis
+    if max_elements is None:
+        max_elements = _chunk_elements(network.bias.device)
     part_bins = max(1, max_elements // (n * (size + network.n_covariates)))
     with torch.no_grad():
         information = observed_information(network, data, part_bins, offset).cpu().numpy()
@@ -155,6 +159,14 @@ def standard_errors(
             errors[post] = np.where(variance > 0, np.sqrt(np.maximum(variance, 0)), np.inf)
             first += functions.shape[0]
     return se, kernel_se
+
+
+def _chunk_elements(device: torch.device) -> int:
+    """The default ``max_elements`` of :func:`standard_errors` on ``device``."""
+    if device.type != "cuda":
+        return 2**25
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(2**25, free // 8 // 8)
 
 
 class Couplings(Protocol):
