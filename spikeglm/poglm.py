@@ -46,7 +46,7 @@ from spikeglm.options import whole
 from spikeglm.progress import progress_bar
 from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
-from spikeglm.segments import PART_BINS, Batch, Segments
+from spikeglm.segments import PART_BINS, Batch, Segments, on_device
 from spikeglm.settings import DEFAULTS, SETTINGS
 from spikeglm.significance import se_to_json, standard_errors
 from spikeglm.timeunits import seconds
@@ -696,7 +696,7 @@ class POGLM:
             self._solve(
                 network,
                 posterior,
-                self._segments(visible, columns),
+                on_device(self._segments(visible, columns), where),
                 config,
                 validation,
                 _chain([self.history_.append, callback]),

@@ -122,20 +122,22 @@ class Segments:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Batch:
-        """The segments numbered ``index``: segment ``k`` of trial ``r`` is number ``r * per_trial + k``."""
-        index = torch.as_tensor(index, dtype=torch.long)
+        """The segments numbered ``index``: segment ``k`` of trial ``r`` is number ``r * per_trial + k``.
+        Gathered where the counts are (:meth:`to`), then moved to ``device``."""
+        home = self.counts.device
+        index = torch.as_tensor(index, dtype=torch.long, device=home)
         if not self.cut:
             covariates = (
                 None if self.covariates is None else self.covariates[index].to(device=device, dtype=dtype)
             )
             return Batch(self.counts[index].to(device=device, dtype=dtype), covariates=covariates)
         trial, piece = index // self.per_trial, index % self.per_trial
-        position = piece[:, None] * self.length + torch.arange(self.bins) - self.context
+        position = piece[:, None] * self.length + torch.arange(self.bins, device=home) - self.context
         present = (position >= 0) & (position < self.n_bins)
         # Gathered from the counts themselves (no padded copy); bins outside the recording are zeroed.
         visible = self.counts[trial[:, None], position.clamp(0, self.n_bins - 1)]  # (segments, bins, V)
         visible = visible * present[..., None].to(visible.dtype)
-        inner = torch.zeros(self.bins, dtype=torch.bool)
+        inner = torch.zeros(self.bins, dtype=torch.bool, device=home)
         inner[self.context : self.context + self.length] = True
         covariates = None
         if self.covariates is not None:
@@ -148,10 +150,39 @@ class Segments:
             covariates,
         )
 
+    def to(self, device: torch.device | str) -> Segments:
+        """The same segments with their counts (and covariates) on ``device``: batches are then gathered
+        there, instead of on the host and copied over at every step."""
+        covariates = None if self.covariates is None else self.covariates.to(device)
+        length = self.length if self.cut else None
+        return Segments(self.counts.to(device), length, self.context, covariates)
+
     def groups(self, max_bins: int) -> list[torch.Tensor]:
         """All segments in order, in groups of at most ``max_bins`` bins (at least one segment each)."""
         size = max(1, max_bins // self.bins)
         return list(torch.arange(len(self)).split(size))
+
+
+#: The share of a CUDA device's free memory that a fit's counts and covariates may take there
+#: (:func:`on_device`).
+DEVICE_SHARE = 0.25
+
+
+def on_device(segments: Segments, device: torch.device | str) -> Segments:
+    """``segments`` moved to ``device`` where it is a CUDA device with room for their counts and covariates
+    (at most :data:`DEVICE_SHARE` of its free memory); elsewhere, ``segments`` as they are.
+
+    A fit passes over its data at every step (the GLM's solve at every iteration): from the host's memory,
+    each pass gathers every batch on the host and copies it over. An hour of 300 units in compact counts
+    takes 216 MB of the device.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return segments
+    tensors = [segments.counts] + ([] if segments.covariates is None else [segments.covariates])
+    size = sum(t.element_size() * t.numel() for t in tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    return segments.to(device) if size <= DEVICE_SHARE * free else segments
 
 
 def blocks(

@@ -7,7 +7,7 @@ import torch
 import spikeglm as sg
 from spikeglm import basis as basis_module
 from spikeglm.model import Network
-from spikeglm.segments import Segments
+from spikeglm.segments import Segments, on_device
 from spikeglm.variational import Posterior, log_weights
 
 
@@ -34,6 +34,24 @@ def test_every_bin_is_scored_once_and_context_is_the_neighbouring_data():
             assert batch.scored[number, j] == (inside and 3 <= j < 13)
             expected = counts[trial, position] if inside else torch.zeros(2, dtype=torch.uint8)
             assert torch.equal(batch.visible[number, j], expected.float())
+
+
+@pytest.mark.parametrize("length", [10, None])
+def test_segments_moved_to_a_device_gather_their_batches_there(length):
+    """Every tensor of a batch is made where the counts are (the meta device stands in for a GPU: a tensor
+    left on the host meets one there and fails, as it would on CUDA), and the batches are the host's."""
+    counts = torch.randint(0, 4, (3, 47, 2), dtype=torch.uint8)
+    covariates = torch.randn(3, 47, 1)
+    segments = Segments(counts, length=length, context=3, covariates=covariates)
+    index = torch.tensor([2, 0, 1])
+    moved = segments.to("meta").batch(index, device="meta")
+    assert all(t is None or t.device.type == "meta" for t in vars(moved).values())
+    here, there = segments.batch(index), segments.to("cpu").batch(index)
+    for name, tensor in vars(here).items():
+        other = getattr(there, name)
+        assert (tensor is None and other is None) or torch.equal(tensor, other)
+        assert tensor is None or getattr(moved, name).shape == tensor.shape
+    assert on_device(segments, "cpu") is segments  # only a CUDA device takes the counts
 
 
 def test_short_trials_are_used_whole_without_masks():
