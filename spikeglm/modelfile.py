@@ -122,7 +122,7 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_visible": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
     "n_hidden": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
     "n_latent": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
-    "latent_tau": (lambda v: _is_finite_number(v) and v > 0, "a number > 0"),
+    "latent_tau": (lambda v: v == "auto" or (_is_finite_number(v) and v > 0), 'a number > 0 or "auto"'),
     "basis": (lambda v: isinstance(v, dict), "a basis description (an object)"),
     "link": (lambda v: isinstance(v, str) and v in LINKS, f"one of {', '.join(LINKS)}"),
     "variational": (lambda v: isinstance(v, str) and v in FAMILIES, f"one of {', '.join(FAMILIES)}"),
@@ -301,9 +301,14 @@ def _modules(config: dict, basis: basis_module.Basis) -> dict[str, torch.nn.Modu
     family, n_latent = check_family(config["variational"]), config["n_latent"]
     n_covariates = sum(record["n_features"] for record in config["covariates"])
     return {
-        "network": Network(n_visible, n_hidden, basis, link, n_latent, config["latent_tau"], n_covariates),
+        "network": Network(n_visible, n_hidden, basis, link, n_latent, _start_tau(config), n_covariates),
         "posterior": Posterior(family, n_visible, n_hidden, basis.matrix(), link, n_latent),
     }
+
+
+def _start_tau(config: dict) -> float:
+    """The latent factors' time constant that a network is built with (its fitted one is then loaded)."""
+    return DEFAULT_LATENT_TAU if config["latent_tau"] == "auto" else config["latent_tau"]
 
 
 def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:

@@ -41,7 +41,7 @@ from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
 from spikeglm.inference.start import START_ITERATIONS
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
-from spikeglm.model import Network, mean_counts
+from spikeglm.model import DEFAULT_LATENT_TAU, Network, mean_counts
 from spikeglm.options import whole
 from spikeglm.progress import progress_bar
 from spikeglm.recording import Recording
@@ -76,8 +76,8 @@ class CheckedSettings:
         The training settings.
     n_latent : int
         Number of latent factors.
-    latent_tau : float
-        Their time constant at the start, in bins.
+    latent_tau : float or "auto"
+        Their time constant at the start, in bins, or ``"auto"``: read from the GLM's errors.
     penalty : str or None
         The canonical name of the couplings' penalty, or None.
     penalty_strength : float or "cv"
@@ -91,7 +91,7 @@ class CheckedSettings:
     segment_bins: int | None
     training: TrainingConfig
     n_latent: int = 0
-    latent_tau: float = DEFAULTS["latent_tau"]
+    latent_tau: float | str = DEFAULTS["latent_tau"]
     penalty: str | None = None
     penalty_strength: float | str = DEFAULTS["penalty_strength"]
 
@@ -131,8 +131,11 @@ class POGLM:
         neurons share (brain state, a fluctuating background) is not read as coupling. Their posterior
         is a Gaussian over paths (:class:`~spikeglm.latent.MarkovGaussian`), trained with the hidden
         counts' under every objective. 0 (the default): none, the model without them.
-    latent_tau : float
-        The factors' time constant at the start of a fit, in bins; each factor's is learned.
+    latent_tau : float or "auto"
+        The factors' time constant at the start of a fit, in bins; each factor's is learned. ``"auto"``
+        (the default): that of the GLM's errors along the factor (the fit's start), where they show one,
+        else 20 bins. The time constants are held through the first rate of learning of the training
+        (:func:`~spikeglm.inference.train`), so that they are learned from a fit close to its end.
     penalty : {None, "ridge", "group-lasso"}
         A penalty of the couplings between distinct neurons (not the biases, nor a neuron's own history
         filter), for large populations: ``"ridge"`` shrinks them (half their summed squares); the
@@ -278,7 +281,7 @@ class POGLM:
         basis_options: dict | None = DEFAULTS["basis_options"],
         *,
         n_latent: int = DEFAULTS["n_latent"],
-        latent_tau: float = DEFAULTS["latent_tau"],
+        latent_tau: float | str = DEFAULTS["latent_tau"],
         penalty: str | None = DEFAULTS["penalty"],
         penalty_strength: float | str = DEFAULTS["penalty_strength"],
         relaxation: str | type[relax.PoissonRelaxation] = DEFAULTS["relaxation"],
@@ -778,7 +781,8 @@ class POGLM:
                 self.strength_se_source_ = _se_source(penalty)
             return
         if saved is None and not config.freeze_network and config.init == "glm":
-            glm_start(network, posterior, segments, config.part_bins)
+            estimate = self.checked_settings().latent_tau == "auto"
+            glm_start(network, posterior, segments, config.part_bins, estimate_tau=estimate)
         self.stopped_ = train(
             network,
             posterior,
@@ -953,7 +957,7 @@ class POGLM:
             checked.basis,
             checked.link,
             checked.n_latent,
-            checked.latent_tau,
+            DEFAULT_LATENT_TAU if isinstance(checked.latent_tau, str) else checked.latent_tau,
             n_covariates,
         )
 

@@ -76,8 +76,10 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
     Setting(
         "latent_tau",
         float,
-        DEFAULT_LATENT_TAU,
-        "The latent factors' time constant at the start of a fit, in bins (it is learned).",
+        "auto",
+        "The latent factors' time constant at the start of a fit, in bins (it is learned), or auto: that of "
+        f"the GLM's errors along each factor, where they show one, else {DEFAULT_LATENT_TAU:g} bins.",
+        words=("auto",),
     ),
     Setting(
         "penalty",

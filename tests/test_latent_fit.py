@@ -267,3 +267,40 @@ def test_the_glm_solve_given_a_known_path_is_the_glm_with_it_in_the_biases():
     assert torch.equal(latent.loading.detach(), loading_before) and latent.loading.requires_grad
     with pytest.raises(ValueError, match="needs their path"):
         solve_glm(latent, counts)
+
+
+def test_the_start_reads_the_drives_time_constant_from_the_glms_errors():
+    """A strong shared drive of time constant 0.5 s (100 bins at 5 ms, 99 measured on the path itself):
+    the errors of the GLM along its component decay at 70-130 bins in 10 minutes; without a drive there is
+    no component to read."""
+    from spikeglm.inference.start import error_time_constants, shared_components
+
+    for drive, expected in (("strong", (70.0, 130.0)), (0.0, None)):
+        sim = sg.synthetic.network(
+            "balanced", seed=0, n_visible=20, n_hidden=0, shared_drive=drive, duration="10 min"
+        )
+        counts = torch.as_tensor(np.array(sim.train.counts))
+        segments = Segments(counts, length=1000, context=5)
+        glm = Network(20, 0, get("exponential", 5), "softplus")
+        glm.init_from_counts(counts, scale=0.0, generator=torch.Generator().manual_seed(0))
+        solve_glm(glm, segments, max_iterations=200)
+        components, _ = shared_components(glm, segments, 1)
+        if expected is None:
+            assert components.shape[1] == 0  # no shared input: no factor to read
+            continue
+        (tau,) = error_time_constants(glm, segments, components).tolist()
+        assert expected[0] < tau < expected[1]
+
+
+def test_the_time_constants_are_held_through_the_first_rate_of_learning():
+    """Held for the first quarter of the epochs when no plateau lowers the rate (tol=None); then learned."""
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(2).poisson(0.3, (4, 200, 4)), bin_size="5 ms")
+    model = sg.POGLM(n_hidden=0, n_latent=1, latent_tau=15.0, epochs=8, tol=None, seed=0)
+    taus: list[float] = []
+    model.fit(
+        counts,
+        progress=False,
+        callback=lambda _: taus.append(float(model.network_.latent_prior.tau.detach())),
+    )
+    assert taus[0] == taus[1] == pytest.approx(15.0, rel=1e-6)  # the first 2 of 8 epochs
+    assert taus[-1] != pytest.approx(15.0, rel=1e-3)

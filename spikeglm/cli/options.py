@@ -408,7 +408,7 @@ MODEL_OPTIONS = (
         help="With --hidden auto: cross-validation folds (whole trials, or blocks of time of each trial).",
     ),
     setting_option("n_latent", "--latent"),
-    setting_option("latent_tau", metavar="BINS"),
+    setting_option("latent_tau", metavar="BINS|auto"),
     setting_option("penalty"),
     setting_option("penalty_strength"),
     setting_option("basis"),

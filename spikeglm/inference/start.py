@@ -32,7 +32,13 @@ START_LOADING = 0.3
 START_ITERATIONS = 500
 
 
-def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins: int = PART_BINS) -> None:
+def glm_start(
+    network: Network,
+    posterior: Posterior,
+    data: Segments,
+    part_bins: int = PART_BINS,
+    estimate_tau: bool = False,
+) -> None:
     """Start a fit with hidden neurons (or latent factors) from the visible neurons' GLM and the shared
     part of its errors.
 
@@ -51,6 +57,9 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins:
     Only components whose variance stands above the noise's are used; hidden neurons and factors beyond
     them keep their random start. From small random couplings alone, the fit finds less of the shared
     input (docs/benchmarks.md, "When hidden neurons pay off").
+
+    With ``estimate_tau``, each factor with a component also starts at the time constant of the errors
+    along it (:func:`error_time_constants`), where they show one.
     """
     n_visible, n_latent = network.n_visible, network.n_latent
     glm = Network(n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
@@ -84,6 +93,11 @@ def glm_start(network: Network, posterior: Posterior, data: Segments, part_bins:
             encoder = posterior.latent_encoder
             encoder.mean_weight[factors] = readout.T.to(dtype)
             encoder.mean_bias[factors] = -(readout.T @ rate).to(dtype)
+            prior = network.latent_prior
+            if estimate_tau and prior is not None:
+                found = error_time_constants(glm, data, latent, part_bins)
+                known = torch.isfinite(found)
+                prior.log_tau[factors][known] = found[known].log().to(prior.log_tau)
 
 
 def shared_components(
@@ -119,3 +133,63 @@ def shared_components(
     edge = values.median() * (1 + math.sqrt(n_visible / float(count))) ** 2
     n_components = min(n_wanted, n_visible, int((values > edge).sum()))
     return vectors.flip(1)[:, :n_components], sums / count
+
+
+#: The shortest lag at which :func:`error_time_constants` reads the errors' autocovariance, in history
+#: windows (the couplings' reach: within it the GLM's filters shape the errors), and the share of its
+#: value below which the autocovariance counts as decayed.
+LAG_WINDOWS, DECAYED = 2, 0.2
+
+
+def error_time_constants(
+    glm: Network, data: Segments, components: torch.Tensor, part_bins: int = PART_BINS
+) -> torch.Tensor:
+    """The time constant, in bins, of a fitted GLM's Pearson residuals projected on each component
+    (V, K): the decay of their autocovariance beyond the history window, where a slow shared drive
+    outlasts what the couplings explain.
+
+    The autocovariance is read over the scored bins at lags ``L = 2 (L_w + 1), 4 (L_w + 1), ...`` below
+    half a segment (``L_w`` the window); the decay rate is the least-squares slope of its logarithm over
+    the lags before the first where it has fallen below :data:`DECAYED` of its first value (beyond, the
+    estimates are mostly noise). Shape (K,), float64; NaN for a component whose errors show no such
+    decay (no positive autocovariance at two lags).
+    """
+    window = glm.basis.window
+    lags = []
+    lag = LAG_WINDOWS * (window + 1)
+    while 2 * lag <= data.length:
+        lags.append(lag)
+        lag *= 2
+    n_factors = components.shape[1]
+    device = glm.bias.device
+    sums = torch.zeros(len(lags), n_factors, dtype=torch.float64, device=device)
+    pairs = torch.zeros(len(lags), dtype=torch.float64, device=device)
+    readout = (components / components.norm(dim=0)).to(device)
+    with torch.no_grad():
+        for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
+            batch = data.batch(index, device=device)
+            rate = glm.rates(batch.visible, covariates=batch.covariates).double()
+            residual = (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt()
+            scored = torch.ones_like(residual[..., 0]) if batch.scored is None else batch.scored.double()
+            series = (residual @ readout) * scored[..., None]  # (segments, bins, K)
+            for i, lag in enumerate(lags):
+                sums[i] += (series[:, lag:] * series[:, :-lag]).sum((0, 1))
+                pairs[i] += (scored[:, lag:] * scored[:, :-lag]).sum()
+        parallel.all_sum(sums)
+        parallel.all_sum(pairs)
+    covariance = (sums / pairs.clamp_min(1.0)[:, None]).cpu()
+    found = torch.full((n_factors,), math.nan, dtype=torch.float64)
+    for k in range(n_factors):
+        values = covariance[:, k]
+        if len(lags) < 2 or values[0] <= 0:
+            continue
+        decayed = (values < DECAYED * values[0]).nonzero()
+        kept = list(range(int(decayed[0, 0]) if len(decayed) else len(lags)))
+        if len(kept) < 2:
+            continue
+        x = torch.tensor([float(lags[i]) for i in kept], dtype=torch.float64)
+        y = values[kept].log()
+        slope = float(((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).square().sum())
+        if slope < 0:
+            found[k] = min(max(-1.0 / slope, float(window)), 2.0 * lags[-1])
+    return found

@@ -113,6 +113,11 @@ def train(
     return loop.run(Resume() if resume is None else resume, optimizer_state, previous)
 
 
+#: The largest share of a fit's epochs in which the latent factors' time constants are held
+#: (:meth:`_Loop._holding`).
+HOLD_SHARE = 0.25
+
+
 class _Loop:
     """The state of one run of :func:`train`: where it stands, the stopping rules and the best parameters."""
 
@@ -138,6 +143,8 @@ class _Loop:
         self.per_part = max(1, config.part_bins // self.data.bins)
         self.plateau = Plateau(config.tol)
         self.per_spike = 1 / spikes_per_bin(self.data)  # the rule reads the objective per spike
+        prior = network.latent_prior
+        self.time_constants = None if prior is None else prior.log_tau
         self.where = Resume()  # how far the fit has come; updated after every whole step
         self.best: tuple[float, tuple[dict, dict] | None] = (-math.inf, None)
         self.stale = 0
@@ -205,6 +212,8 @@ class _Loop:
             key = (config.seed, 1, epoch, step)
             value = parallel.all_sum(_step(engine, data, parts, len(batch_index), key, device))
             _check_finite(value, params, epoch, step)
+            if self.time_constants is not None and self._holding(epoch):
+                self.time_constants.grad = None  # Adam leaves a parameter without a gradient as it is
             with _interrupts_held():
                 optimizer.step()
                 total += value
@@ -217,6 +226,21 @@ class _Loop:
         if self.validation is not None and (epoch + 1) % config.eval_every == 0:
             self._validate(record, self.validation)
         return record
+
+    def _holding(self, epoch: int) -> bool:
+        """Whether the latent factors' time constants are held in this epoch: through the first rate of
+        learning (until the stopping rule first lowers it), and at most :data:`HOLD_SHARE` of the epochs.
+
+        While the loadings and the encoder are still far from their fit, the objective's gradient in the
+        time constants points the same way for many steps, and Adam's steps of the learning rate each
+        carry them far beyond the slow drive's (to 3-6 times it), from where they come back only slowly
+        (docs/benchmarks.md, "Slow shared drive"). Held at their start, which the GLM's errors give
+        (:func:`~spikeglm.inference.start.error_time_constants`), they are learned from a fit that is
+        already close.
+        """
+        if self.time_constants is None or not self.time_constants.requires_grad:
+            return False
+        return self.plateau.lowered == 0 and epoch < HOLD_SHARE * self.config.epochs
 
     def _validate(self, record: EpochRecord, validation: Segments) -> None:
         """Score ``validation`` into ``record``; keep the best parameters so far."""
