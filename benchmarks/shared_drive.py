@@ -29,6 +29,9 @@ trials, a fifth held out: held-out likelihood with K=1 against the GLM (paired S
 of the significant couplings before and after, and a figure of the latent path beside the population rate
 (``results/benchmarks/shared_drive_rat.png``).
 
+Each K=1 fit's time constant is printed beside the drive's, measured on the true path (its lag-1
+autocorrelation): ``--drive-tau`` sets the drive's (default 0.5 s).
+
 Run: ``python benchmarks/shared_drive.py`` (one hour simulated: about 15 minutes of CPU);
 ``--quick``: 10 minutes simulated.
 """
@@ -36,6 +39,7 @@ Run: ``python benchmarks/shared_drive.py`` (one hour simulated: about 15 minutes
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -92,6 +96,8 @@ def scores(model: sg.POGLM, sim: sg.synthetic.Simulation, cpu: float) -> dict:
     row["mcc"] = mcc(edges[off], calls[off] != 0)
     estimate = model.log_likelihood(sim.test, n_particles=PARTICLES)
     row |= {"heldout": estimate.per_bin, "heldout_se": estimate.se, "per_trial": estimate.per_trial.tolist()}
+    if model.n_latent:
+        row["tau_bins"] = float(model.network_.latent_prior.tau.detach()[0])
     if model.n_latent and sim.latent_test is not None:
         mean, _ = model.infer_latent(sim.test)
         row["path_r"] = abs(float(np.corrcoef(mean[..., 0].ravel(), sim.latent_test[..., 0].ravel())[0, 1]))
@@ -134,6 +140,7 @@ def simulated(drive: float | str, args: argparse.Namespace) -> dict:
         n_hidden=0,
         shared_drive=drive,
         duration=args.duration,
+        drive_tau=args.drive_tau,
     )
     size = sim.test.n_trials * sim.test.n_bins * sim.test.n_units
     rows = {}
@@ -147,7 +154,11 @@ def simulated(drive: float | str, args: argparse.Namespace) -> dict:
     true_gain, _ = paired(rows["GLM"], rows["truth"], size)
     rows["K=1"]["share_of_true_gain"] = gain / true_gain if true_gain > 0 else float("nan")
     rows["K=1"]["chosen"] = "K=1" if gain > se else "GLM"
-    return {"drive": drive, "bins": sim.train.n_trials * sim.train.n_bins, **rows}
+    path = sim.latent_train
+    lagged = None if path is None else float((path[:, 1:] * path[:, :-1]).sum() / (path[:, :-1] ** 2).sum())
+    drive_tau = None if lagged is None else -1.0 / math.log(lagged)  # measured on the true path
+    bins = sim.train.n_trials * sim.train.n_bins
+    return {"drive": drive, "bins": bins, "drive_tau_bins": drive_tau, **rows}
 
 
 def show(case: dict) -> None:
@@ -166,6 +177,9 @@ def show(case: dict) -> None:
     ceiling = f"{case['truth']['path_r']:.3f}" if "path_r" in case["truth"] else "-"
     print(f"{'truth':<6} {'':>6} {'':>6} {'':>5} {'':>6} {case['truth']['heldout']:>10.5f} {ceiling:>7}")
     latent = case["K=1"]
+    truth_tau = case.get("drive_tau_bins")
+    told = f" (the drive's: {truth_tau:.0f})" if truth_tau else ""
+    print(f"K=1's time constant: {latent['tau_bins']:.0f} bins{told}")
     print(
         f"K=1 - GLM: {latent['gain_over_glm']:+.2e} per neuron-bin (paired SE {latent['gain_se']:.1e}), "
         f"{latent['share_of_true_gain']:.0%} of the true model's gain; "
@@ -226,6 +240,7 @@ def main() -> None:
     parser.add_argument("--visible", type=int, default=20, help="visible neurons (default 20)")
     parser.add_argument("--duration", default="1 h", help="simulated time (default 1 h)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the network (default 0)")
+    parser.add_argument("--drive-tau", default="0.5 s", help="time constant of the drive (default 0.5 s)")
     parser.add_argument("--rat", action="store_true", help="also the rat hippocampus recording")
     parser.add_argument("--quick", action="store_true", help="10 minutes simulated")
     _results.add_option(parser, "shared_drive")
