@@ -165,10 +165,16 @@ class Setting:
             return value.strip().lower()
         if self.choices is not None:
             return self.choices.name(value)
-        if self.kind is int:
-            return whole(value, self.name, minimum=self.minimum)
-        if self.kind is float:
-            return positive(value, self.name)
+        if self.kind in (int, float):
+            try:
+                if self.kind is int:
+                    return whole(value, self.name, minimum=self.minimum)
+                return positive(value, self.name)
+            except ValueError as error:
+                if not self.words:
+                    raise
+                words = " or ".join(repr(word) for word in self.words)
+                raise ValueError(str(error).replace("; got", f" or {words}; got", 1)) from None
         if self.kind is bool:
             return bool(value)
         return value

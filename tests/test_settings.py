@@ -63,6 +63,11 @@ def test_settings_are_checked_by_fit():
         sg.POGLM(batch_size=2.5).fit(counts)
     with pytest.raises(ValueError, match="temperature must be a finite number > 0; got 0"):
         sg.POGLM(relaxation="gumbel-softmax", temperature=0).fit(counts)
+    # A number setting that also takes words names them in its refusal.
+    with pytest.raises(ValueError, match="latent_tau must be a finite number > 0 or 'auto'; got 'fast'"):
+        sg.POGLM(n_latent=1, latent_tau="fast").fit(counts)
+    with pytest.raises(ValueError, match="window must be a whole number >= 1 or 'auto'; got 0"):
+        sg.POGLM(window=0).fit(counts)
     with pytest.raises(ValueError, match="EatCubic: `temperature` must be <= 1"):  # its own check
         sg.POGLM(temperature=1.5).fit(counts)
     assert sg.POGLM(n_hidden=np.int64(2), epochs=np.int32(3)).get_params()["epochs"] == 3
