@@ -95,7 +95,7 @@ def glm_start(
             encoder.mean_bias[factors] = -(readout.T @ rate).to(dtype)
             prior = network.latent_prior
             if estimate_tau and prior is not None:
-                found = error_time_constants(glm, data, latent, part_bins)
+                found = error_time_constants(glm, data, latent, part_bins).to(prior.log_tau.device)
                 known = torch.isfinite(found)
                 prior.log_tau[factors][known] = found[known].log().to(prior.log_tau)
 
