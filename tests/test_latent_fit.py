@@ -304,3 +304,18 @@ def test_the_time_constants_are_held_through_the_first_rate_of_learning():
     )
     assert taus[0] == taus[1] == pytest.approx(15.0, rel=1e-6)  # the first 2 of 8 epochs
     assert taus[-1] != pytest.approx(15.0, rel=1e-3)
+
+
+def test_the_decay_time_of_an_exponential_autocovariance_is_its_time_constant():
+    from spikeglm.inference.start import decay_time
+
+    lags = [12, 24, 48, 96, 192, 384]
+    values = 0.05 * torch.exp(-torch.tensor(lags, dtype=torch.float64) / 80.0)
+    assert decay_time(lags, values, 6.0) == pytest.approx(80.0, rel=1e-9)  # lags beyond 0.2 x C(12) unread
+    values[3:] = -0.01  # noise past the decay does not count
+    assert decay_time(lags, values, 6.0) == pytest.approx(80.0, rel=1e-9)
+    flat = torch.full((6,), 0.05, dtype=torch.float64)
+    assert decay_time(lags, flat, 6.0) == 2 * 384  # slower than the lags read: the longest it can say
+    assert decay_time(lags, flat * torch.linspace(1.0, 1.5, 6, dtype=torch.float64), 6.0) == 2 * 384
+    assert np.isnan(decay_time(lags, -values, 6.0))  # no positive autocovariance
+    assert np.isnan(decay_time(lags, flat * torch.tensor([1.0, 0.1, 0, 0, 0, 0]), 6.0))  # too fast to read

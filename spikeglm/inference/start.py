@@ -149,10 +149,11 @@ def error_time_constants(
     outlasts what the couplings explain.
 
     The autocovariance is read over the scored bins at lags ``L = 2 (L_w + 1), 4 (L_w + 1), ...`` below
-    half a segment (``L_w`` the window); the decay rate is the least-squares slope of its logarithm over
-    the lags before the first where it has fallen below :data:`DECAYED` of its first value (beyond, the
-    estimates are mostly noise). Shape (K,), float64; NaN for a component whose errors show no such
-    decay (no positive autocovariance at two lags).
+    half a segment (``L_w`` the window); the decay rate is the slope of its logarithm, by least squares
+    weighted by the squared autocovariance (the inverse variance of the logarithm), over the lags before
+    the first where it has fallen below :data:`DECAYED` of its first value (beyond, the estimates are
+    mostly noise). Shape (K,), float64; NaN for a component whose errors show no such
+    decay that the lags can read (:func:`decay_time`).
     """
     window = glm.basis.window
     lags = []
@@ -178,18 +179,26 @@ def error_time_constants(
         parallel.all_sum(sums)
         parallel.all_sum(pairs)
     covariance = (sums / pairs.clamp_min(1.0)[:, None]).cpu()
-    found = torch.full((n_factors,), math.nan, dtype=torch.float64)
-    for k in range(n_factors):
-        values = covariance[:, k]
-        if len(lags) < 2 or values[0] <= 0:
-            continue
-        decayed = (values < DECAYED * values[0]).nonzero()
-        kept = list(range(int(decayed[0, 0]) if len(decayed) else len(lags)))
-        if len(kept) < 2:
-            continue
-        x = torch.tensor([float(lags[i]) for i in kept], dtype=torch.float64)
-        y = values[kept].log()
-        slope = float(((x - x.mean()) * (y - y.mean())).sum() / (x - x.mean()).square().sum())
-        if slope < 0:
-            found[k] = min(max(-1.0 / slope, float(window)), 2.0 * lags[-1])
-    return found
+    found = [decay_time(lags, covariance[:, k], window) for k in range(n_factors)]
+    return torch.tensor(found, dtype=torch.float64)
+
+
+def decay_time(lags: list[int], values: torch.Tensor, shortest: float) -> float:
+    """The time constant of an autocovariance ``values`` read at ``lags`` (see
+    :func:`error_time_constants`), at least ``shortest`` and at most twice the longest lag (where it does
+    not fall over the lags); NaN where it is not positive at the first lag, or has fallen below
+    :data:`DECAYED` of it by the second (a decay too fast for the lags to read)."""
+    if len(lags) < 2 or values[0] <= 0:
+        return math.nan
+    decayed = (values < DECAYED * values[0]).nonzero()
+    kept = list(range(int(decayed[0, 0]) if len(decayed) else len(lags)))
+    if len(kept) < 2:
+        return math.nan
+    x = torch.tensor([float(lags[i]) for i in kept], dtype=torch.float64)
+    y = values[kept].double().log()
+    # The logarithm of an estimate of variance v has variance about v / value^2: weigh by value^2.
+    weight = values[kept].double().square()
+    x, y = x - (weight * x).sum() / weight.sum(), y - (weight * y).sum() / weight.sum()
+    slope = float((weight * x * y).sum() / (weight * x.square()).sum())
+    longest = 2.0 * lags[-1]  # an autocovariance that does not fall over the lags read: slower still
+    return min(max(-1.0 / slope, shortest), longest) if slope < 0 else longest
