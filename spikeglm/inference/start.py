@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -100,6 +101,18 @@ def glm_start(
                 prior.log_tau[factors][known] = found[known].log().to(prior.log_tau)
 
 
+def pearson_residuals(
+    glm: Network, data: Segments, part_bins: int = PART_BINS
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """A fitted GLM's rates and Pearson residuals ``(x - rate) / sqrt(rate)`` (float64, (segments, bins,
+    V)) with the scored bins (None: every bin), group by group over this process's share of ``data``."""
+    device = glm.bias.device
+    for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
+        batch = data.batch(index, device=device)
+        rate = glm.rates(batch.visible, covariates=batch.covariates).double()
+        yield rate, (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt(), batch.scored
+
+
 def shared_components(
     glm: Network, data: Segments, n_wanted: int, part_bins: int = PART_BINS
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,11 +127,8 @@ def shared_components(
     moments = torch.zeros(n_visible + 1, n_visible + 1, dtype=torch.float64, device=device)
     sums = torch.zeros(n_visible, dtype=torch.float64, device=device)
     with torch.no_grad():
-        for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
-            batch = data.batch(index, device=device)
-            rate = glm.rates(batch.visible, covariates=batch.covariates).double()
-            residual = (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt()
-            weight = torch.ones_like(residual[..., :1]) if batch.scored is None else batch.scored[..., None]
+        for rate, residual, scored in pearson_residuals(glm, data, part_bins):
+            weight = torch.ones_like(residual[..., :1]) if scored is None else scored[..., None]
             rows = torch.cat([weight, residual * weight], dim=-1).reshape(-1, n_visible + 1)
             moments += rows.T @ rows  # [count, sums; sums, products] over the scored bins
             sums += (rate * weight).reshape(-1, n_visible).sum(0)
@@ -167,11 +177,8 @@ def error_time_constants(
     pairs = torch.zeros(len(lags), dtype=torch.float64, device=device)
     readout = (components / components.norm(dim=0)).to(device)
     with torch.no_grad():
-        for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
-            batch = data.batch(index, device=device)
-            rate = glm.rates(batch.visible, covariates=batch.covariates).double()
-            residual = (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt()
-            scored = torch.ones_like(residual[..., 0]) if batch.scored is None else batch.scored.double()
+        for _, residual, mask in pearson_residuals(glm, data, part_bins):
+            scored = torch.ones_like(residual[..., 0]) if mask is None else mask.double()
             series = (residual @ readout) * scored[..., None]  # (segments, bins, K)
             for i, lag in enumerate(lags):
                 sums[i] += (series[:, lag:] * series[:, :-lag]).sum((0, 1))
