@@ -98,6 +98,13 @@ def mean_counts(counts: torch.Tensor, block: int = 4096) -> torch.Tensor:
 #: (5 bins), so that the factors carry a drive slower than the couplings can (100 ms in 5 ms bins).
 DEFAULT_LATENT_TAU = 20.0
 
+
+def start_tau(latent_tau: float | str) -> float:
+    """The time constant a network's factors are built with for the setting ``latent_tau``: its number,
+    or :data:`DEFAULT_LATENT_TAU` for ``"auto"`` (whose value the fit's start reads from the data)."""
+    return DEFAULT_LATENT_TAU if isinstance(latent_tau, str) else latent_tau
+
+
 #: :meth:`Network.simulate` stops with an error past this many expected spikes per bin (a runaway).
 MAX_SIMULATED_RATE = 1e4
 

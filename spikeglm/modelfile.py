@@ -29,7 +29,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm.covariates import check_records
 from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
-from spikeglm.model import DEFAULT_LATENT_TAU, LINKS, Network, check_link
+from spikeglm.model import DEFAULT_LATENT_TAU, LINKS, Network, check_link, start_tau
 from spikeglm.provenance import is_fitted_on
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.significance import se_from_json
@@ -301,14 +301,11 @@ def _modules(config: dict, basis: basis_module.Basis) -> dict[str, torch.nn.Modu
     family, n_latent = check_family(config["variational"]), config["n_latent"]
     n_covariates = sum(record["n_features"] for record in config["covariates"])
     return {
-        "network": Network(n_visible, n_hidden, basis, link, n_latent, _start_tau(config), n_covariates),
+        "network": Network(
+            n_visible, n_hidden, basis, link, n_latent, start_tau(config["latent_tau"]), n_covariates
+        ),
         "posterior": Posterior(family, n_visible, n_hidden, basis.matrix(), link, n_latent),
     }
-
-
-def _start_tau(config: dict) -> float:
-    """The latent factors' time constant that a network is built with (its fitted one is then loaded)."""
-    return DEFAULT_LATENT_TAU if config["latent_tau"] == "auto" else config["latent_tau"]
 
 
 def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:

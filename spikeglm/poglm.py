@@ -41,7 +41,7 @@ from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
 from spikeglm.inference.start import START_ITERATIONS
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
-from spikeglm.model import DEFAULT_LATENT_TAU, Network, mean_counts
+from spikeglm.model import Network, mean_counts, start_tau
 from spikeglm.options import whole
 from spikeglm.progress import progress_bar
 from spikeglm.recording import Recording
@@ -957,7 +957,7 @@ class POGLM:
             checked.basis,
             checked.link,
             checked.n_latent,
-            DEFAULT_LATENT_TAU if isinstance(checked.latent_tau, str) else checked.latent_tau,
+            start_tau(checked.latent_tau),
             n_covariates,
         )
 
