@@ -103,18 +103,25 @@ class Registry(Mapping[str, T], Generic[T]):
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"
 
 
-def whole(value: object, name: str, minimum: int = 1) -> int:
-    """``value`` as an int if it is a whole number >= ``minimum`` (numpy integers too, not bools)."""
+def whole(value: object, name: str, minimum: int = 1, words: tuple[str, ...] = ()) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum`` (numpy integers too, not bools); the
+    refusal also names the ``words`` the setting takes instead."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}; got {value!r}")
+        raise ValueError(f"{name} must be a whole number >= {minimum}{_or(words)}; got {value!r}")
     return int(value)
 
 
-def positive(value: object, name: str) -> float:
-    """``value`` as a float if it is a finite number > 0 (not a bool)."""
+def positive(value: object, name: str, words: tuple[str, ...] = ()) -> float:
+    """``value`` as a float if it is a finite number > 0 (not a bool); the refusal also names the
+    ``words`` the setting takes instead."""
     if isinstance(value, bool) or not isinstance(value, Real) or not (0 < float(value) < math.inf):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+        raise ValueError(f"{name} must be a finite number > 0{_or(words)}; got {value!r}")
     return float(value)
+
+
+def _or(words: tuple[str, ...]) -> str:
+    """`` or 'auto'`` for the words a number setting also takes (nothing without any)."""
+    return "".join(f" or {word!r}" for word in words)
 
 
 @dataclass(frozen=True)
@@ -165,16 +172,10 @@ class Setting:
             return value.strip().lower()
         if self.choices is not None:
             return self.choices.name(value)
-        if self.kind in (int, float):
-            try:
-                if self.kind is int:
-                    return whole(value, self.name, minimum=self.minimum)
-                return positive(value, self.name)
-            except ValueError as error:
-                if not self.words:
-                    raise
-                words = " or ".join(repr(word) for word in self.words)
-                raise ValueError(str(error).replace("; got", f" or {words}; got", 1)) from None
+        if self.kind is int:
+            return whole(value, self.name, minimum=self.minimum, words=self.words)
+        if self.kind is float:
+            return positive(value, self.name, words=self.words)
         if self.kind is bool:
             return bool(value)
         return value
