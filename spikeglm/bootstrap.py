@@ -124,7 +124,7 @@ def bootstrap_se(
         for round_ in range(n_boot):
             start = time.perf_counter()
             data = _simulated(network, counts, generator, columns)
-            refit = type(model)(**{**settings, "seed": int(refit_seeds[round_])})
+            refit = type(model)(**{**settings, "seed": int(refit_seeds[round_]), "standard_errors": False})
             refit.fit(data, device=device, covariates=covariates, progress=False)
             strengths[round_] = align_hidden(reference, refit.connectivity())
             bar.update()

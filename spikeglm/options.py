@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -177,6 +179,9 @@ class Setting:
         if self.kind is float:
             return positive(value, self.name, words=self.words)
         if self.kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                also = "".join(f" or {word!r}" for word in self.words)
+                raise ValueError(f"{self.name} must be True or False{also}; got {value!r}")
             return bool(value)
         return value
 

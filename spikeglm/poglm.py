@@ -48,7 +48,7 @@ from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.segments import PART_BINS, Batch, Segments, on_device
 from spikeglm.settings import DEFAULTS, SETTINGS
-from spikeglm.significance import se_to_json, standard_errors
+from spikeglm.significance import CPU_BUDGET, information_cost, se_to_json, standard_errors
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, laplace_latent, marginal_log_likelihood
 
@@ -72,6 +72,9 @@ class CheckedSettings:
         The posterior family's canonical name.
     segment_bins : int or None
         Segment length of long trials (None: never cut).
+    standard_errors : bool or "auto"
+        Whether a fit without hidden neurons computes the couplings' standard errors; ``"auto"``: unless
+        they cost more than :data:`~spikeglm.significance.CPU_BUDGET` on the CPU.
     training : TrainingConfig
         The training settings.
     n_latent : int
@@ -90,6 +93,7 @@ class CheckedSettings:
     variational: str
     segment_bins: int | None
     training: TrainingConfig
+    standard_errors: bool | str = DEFAULTS["standard_errors"]
     n_latent: int = 0
     latent_tau: float | str = DEFAULTS["latent_tau"]
     penalty: str | None = None
@@ -176,6 +180,14 @@ class POGLM:
         each with ``window`` bins of context on either side so that no history is lost at the cuts
         (see :mod:`spikeglm.segments`); memory then depends on the batch, not the recording length.
         None: never cut. Inference and scoring cut the same way.
+    standard_errors : bool or "auto"
+        Whether a fit without hidden neurons computes its couplings' standard errors from the observed
+        information (what :meth:`~spikeglm.Connectivity.significance`'s Wald tests read). Their cost grows
+        as the cube of the neurons times the bins (about an hour of one core for 300 neurons over an hour
+        at 5 ms, 35 hours for 1,000); ``"auto"`` computes them unless, on the CPU, that cost exceeds
+        :data:`~spikeglm.significance.CPU_BUDGET` multiply-adds (about three hours of one core), and
+        warns where it skips them; True computes them whatever they cost. Without them, the jitter test
+        (``method="jitter"``) still tests the couplings. Cross-validation's fits never compute them.
     part_bins : int
         Bins computed at once: a step is done in parts of at most this many bins whose gradients add
         up, each with its own random stream. Lower it to save memory; under ``torchrun`` the parts are
@@ -292,6 +304,7 @@ class POGLM:
         lr: float = DEFAULTS["lr"],
         batch_size: int | None = DEFAULTS["batch_size"],
         segment_bins: int | None = DEFAULTS["segment_bins"],
+        standard_errors: bool | str = DEFAULTS["standard_errors"],
         part_bins: int = DEFAULTS["part_bins"],
         seed: int = DEFAULTS["seed"],
         patience: int = DEFAULTS["patience"],
@@ -318,6 +331,7 @@ class POGLM:
         self.lr = lr
         self.batch_size = batch_size
         self.segment_bins = segment_bins
+        self.standard_errors = standard_errors
         self.part_bins = part_bins
         self.seed = seed
         self.patience = patience
@@ -409,6 +423,7 @@ class POGLM:
             link=checked["link"],
             variational=checked["variational"],
             segment_bins=SETTINGS["segment_bins"].check(self.segment_bins),
+            standard_errors=SETTINGS["standard_errors"].check(self.standard_errors),
             training=TrainingConfig(**self._training_settings(checked["n_hidden"])),
             n_latent=SETTINGS["n_latent"].check(self.n_latent),
             latent_tau=SETTINGS["latent_tau"].check(self.latent_tau),
@@ -671,7 +686,12 @@ class POGLM:
         resume: bool,
     ) -> None:
         """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
-        options = {**_fit_options(config), "segment_bins": self.checked_settings().segment_bins}
+        checked = self.checked_settings()
+        options = {
+            **_fit_options(config),
+            "segment_bins": checked.segment_bins,
+            "standard_errors": checked.standard_errors,
+        }
         fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
         identity = self._identity(fitted_on, options, records)
         saved = None
@@ -777,8 +797,7 @@ class POGLM:
             )[1]
             self._warn_unbounded(network)
             if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
-                self._standard_errors(network, segments, penalty=penalty)
-                self.strength_se_source_ = _se_source(penalty)
+                self._standard_errors(network, segments, _se_source(penalty), penalty=penalty)
             return
         if saved is None and not config.freeze_network and config.init == "glm":
             estimate = self.checked_settings().latent_tau == "auto"
@@ -802,8 +821,8 @@ class POGLM:
             solve_glm(
                 network, segments, max_iterations=config.epochs, part_bins=config.part_bins, latent=path
             )
-            self._standard_errors(network, segments, offset=_latent_drive(network, posterior))
-            self.strength_se_source_ = {"method": "fisher-latent"}
+            drive = _latent_drive(network, posterior)
+            self._standard_errors(network, segments, {"method": "fisher-latent"}, offset=drive)
 
     def _warn_unbounded(self, network: Network) -> None:
         """Warn of the couplings the data leave unbounded, naming the strongest, and of what bounds them
@@ -823,10 +842,28 @@ class POGLM:
             stacklevel=4,
         )
 
-    def _standard_errors(self, network: Network, segments: Segments, **options) -> None:
-        """The couplings' standard errors, and the covariates' kernels', from the observed information."""
+    def _standard_errors(self, network: Network, segments: Segments, source: dict, **options) -> None:
+        """The couplings' standard errors, and the covariates' kernels', from the observed information
+        (``source`` says which), where the ``standard_errors`` setting asks for them."""
+        wanted = self.checked_settings().standard_errors
+        if wanted is False:
+            return
+        cost = information_cost(network, segments)
+        if wanted == "auto" and network.bias.device.type == "cpu" and cost > CPU_BUDGET:
+            warnings.warn(
+                f"the couplings' standard errors were not computed: at {network.n_neurons} neurons and "
+                f"{segments.n_trials * segments.n_bins:,} bins their information takes about {cost:.1e} "
+                f"multiply-adds, beyond the {CPU_BUDGET:.0e} (about three hours of one CPU core) that "
+                "standard_errors='auto' spends. standard_errors=True (--standard-errors yes) computes them "
+                "anyway (a GPU does it much faster); the jitter test (method='jitter') tests the couplings "
+                "without them",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
         functions = kernel_functions(self.covariates_, seconds(self.bin_size_, "bin_size"))
         self.strength_se_, kernel_se = standard_errors(network, segments, kernels=functions, **options)
+        self.strength_se_source_ = source
         names = [record["name"] for record in self.covariates_]
         self.covariate_se_ = dict(zip(names, kernel_se, strict=True)) if names else None
 

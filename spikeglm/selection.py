@@ -131,7 +131,8 @@ def cross_validate(
             for k in range(len(parts)):
                 train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
                 rest = _joined([part for i, part in enumerate(known) if i != k])
-                candidate = model.clone().set_params(**_settings(n_hidden, n_latent))
+                # A fold's fit is scored, never tested: its couplings' standard errors would be wasted.
+                candidate = model.clone().set_params(**_settings(n_hidden, n_latent), standard_errors=False)
                 fitted = candidate.fit(train, device=device, covariates=rest, progress=False)
                 estimate = fitted.log_likelihood(
                     parts[k], n_particles=n_particles, covariates=known[k] or None

@@ -111,7 +111,16 @@ SETTINGS: dict[str, Setting] = {
             SEGMENT_BINS,
             "Trials longer than this are fitted in segments of this many bins (history kept across cuts).",
             optional=True,
-        )
+        ),
+        Setting(
+            "standard_errors",
+            bool,
+            "auto",
+            "Whether a fit without hidden neurons computes the couplings' standard errors (what the Wald "
+            "tests read): yes, no, or auto: yes unless, on the CPU, they would take more than about three "
+            "hours of one core (e.g. 1,000 neurons for an hour), which a warning then says.",
+            words=("auto",),
+        ),
     ),
     **TRAINING_SETTINGS,
 }

@@ -161,6 +161,20 @@ def standard_errors(
     return se, kernel_se
 
 
+#: The most multiply-adds (:func:`information_cost`) that a fit on the CPU spends on its standard errors
+#: under ``standard_errors="auto"``: about three hours of one core at the 2.9e9 a second measured for
+#: 300 neurons (docs/benchmarks.md). An hour of 300 neurons at 5 ms takes 1e13, of 1,000 neurons 3.6e14.
+CPU_BUDGET = 3e13
+
+
+def information_cost(network: Network, data: Segments) -> float:
+    """The multiply-adds of the observed information's pass over ``data`` (:func:`standard_errors`):
+    for every bin, each of the ``P (P + 1) / 2`` products of two design columns (``P = 1 + N B + F``)
+    weighted by every neuron's curvature."""
+    size = 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
+    return float(data.n_trials * data.n_bins) * size * (size + 1) / 2 * network.n_neurons
+
+
 def _chunk_elements(device: torch.device) -> int:
     """The default ``max_elements`` of :func:`standard_errors` on ``device``."""
     if device.type != "cuda":
@@ -230,8 +244,11 @@ def coupling_tests(
         )
     if se is None:
         raise ValueError(
-            "significance: this connectivity carries no standard errors (fits without hidden neurons "
-            "have them; for others, run spikeglm.bootstrap_se(model, counts) or fit with --bootstrap N)"
+            "significance: this connectivity carries no standard errors. A fit without hidden neurons has "
+            "them unless standard_errors=False, or 'auto' found them too costly for its size (the fit then "
+            "warned): refit with standard_errors=True (--standard-errors yes), or test with "
+            "method='jitter'. For fits with hidden neurons, run spikeglm.bootstrap_se(model, counts) or fit "
+            "with --bootstrap N"
         )
     se = se_from_json(se)
     if se.shape != conn.strength.shape:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -12,6 +13,7 @@ from scipy.stats import false_discovery_control
 
 import spikeglm as sg
 from spikeglm.cli import main
+from spikeglm.cli.demo import EXAMPLE
 from spikeglm.model import Network
 from spikeglm.significance import benjamini_hochberg, jitter_table, strength_se
 
@@ -429,3 +431,60 @@ def test_bootstrap_refuses_what_it_cannot_repeat(diffpoglm):
     given = sg.POGLM.from_connectivity(truth)
     with pytest.raises(ValueError, match="network was given, not fitted"):
         sg.bootstrap_se(given, train, n_boot=2)
+
+
+# ---------------------------------------------------------------------- the standard_errors setting
+def test_information_cost_counts_the_products_of_the_design_columns():
+    network = uncoupled_network(3)
+    segments = sg.segments.Segments(torch.zeros(2, 10, 3, dtype=torch.uint8))
+    # 20 bins, P = 1 + 3 x 1 = 4 columns: 10 products per bin, weighted for each of 3 neurons.
+    assert sg.significance.information_cost(network, segments) == 20 * 10 * 3
+
+
+def test_auto_skips_standard_errors_beyond_the_budget_and_says_how_to_get_them(monkeypatch):
+    train = simulated(uncoupled_network(4), seed=3, trials=10, bins=300)
+    full = sg.POGLM(n_hidden=0).fit(train)
+    assert full.standard_errors == "auto" and np.isfinite(full.strength_se_).all()
+    monkeypatch.setattr(sg.poglm, "CPU_BUDGET", 1.0)  # every fit now costs more than the budget
+    with pytest.warns(UserWarning, match=r"standard errors were not computed: at 4 neurons and 3,000 bins"):
+        skipped = sg.POGLM(n_hidden=0).fit(train)
+    assert skipped.strength_se_ is None and skipped.strength_se_source_ is None
+    with pytest.raises(ValueError, match=r"standard_errors=True \(--standard-errors yes\)"):
+        skipped.connectivity().significance()
+    np.testing.assert_array_equal(skipped.connectivity().strength, full.connectivity().strength)
+    forced = sg.POGLM(n_hidden=0, standard_errors=True).fit(train)  # whatever they cost
+    np.testing.assert_array_equal(forced.strength_se_, full.strength_se_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no is no: nothing to warn of
+        assert sg.POGLM(n_hidden=0, standard_errors=False).fit(train).strength_se_ is None
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_standard_errors_takes_true_false_or_auto(bad):
+    train = simulated(uncoupled_network(3), seed=1, trials=4, bins=100)
+    with pytest.raises(ValueError, match=rf"standard_errors must be True or False or 'auto'; got {bad!r}"):
+        sg.POGLM(n_hidden=0, standard_errors=bad).fit(train)
+    assert sg.POGLM(standard_errors="AUTO").checked_settings().standard_errors == "auto"
+
+
+def test_cross_validation_fits_compute_no_standard_errors(monkeypatch):
+    train = simulated(uncoupled_network(3), seed=2, trials=8, bins=200)
+    calls = []
+    original = sg.poglm.standard_errors
+    monkeypatch.setattr(
+        sg.poglm, "standard_errors", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    )
+    model = sg.select_hidden(train, candidates=(0,), folds=2, model=sg.POGLM(epochs=2), n_particles=10)
+    assert len(calls) == 1 and model.strength_se_ is not None  # the refit on all the data only
+
+
+def test_the_command_line_sets_standard_errors_and_the_model_file_keeps_it(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "m.h5"
+    fit = ["fit", str(EXAMPLE), "-o", str(out), "--hidden", "0", "--standard-errors", "no"]
+    result = runner.invoke(main, fit)
+    assert result.exit_code == 0, result.output
+    loaded = sg.POGLM.load(out)
+    assert loaded.standard_errors is False and loaded.strength_se_ is None
+    result = runner.invoke(main, [*fit[:-1], "maybe", "--overwrite"])
+    assert result.exit_code == 2 and "'maybe' is not one of yes, no, auto" in result.output

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -306,6 +306,21 @@ class NumberOrWords(click.ParamType):
         return number
 
 
+class YesNoAuto(click.ParamType):
+    """``--standard-errors``: yes, no or auto (True, False, ``"auto"``); a TOML file may say true or false."""
+
+    name = "yes|no|auto"
+    _WORDS: ClassVar[dict[str, bool | str]] = {"yes": True, "no": False, "auto": "auto"}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word not in self._WORDS:
+            self.fail(f"{value!r} is not one of yes, no, auto", param, ctx)
+        return self._WORDS[word]
+
+
 class WholeNumbers(click.ParamType):
     """``--candidates``: whole numbers >= 0 separated by commas, checked whether or not they are used."""
 
@@ -330,6 +345,8 @@ def _check_config_type(path: str, key: str, param: click.Parameter, value: objec
             value == "auto" or (isinstance(value, int) and not isinstance(value, bool)),
             "a whole number or 'auto'",
         )
+    elif isinstance(kind, YesNoAuto):
+        fits, wanted = isinstance(value, bool) or value == "auto", "true, false or 'auto'"
     elif isinstance(kind, NumberOrWords):
         fits = value in kind.words or (isinstance(value, int | float) and not isinstance(value, bool))
         wanted = f"a number or {' or '.join(repr(w) for w in kind.words)}"
@@ -426,6 +443,7 @@ MODEL_OPTIONS = (
     setting_option("tol", type=click.FloatRange(min=0)),  # 0: no stopping rule (None)
     setting_option("batch_size"),
     setting_option("segment_bins"),
+    setting_option("standard_errors", type=YesNoAuto()),
     setting_option("part_bins"),
     click.option(
         "--device",
