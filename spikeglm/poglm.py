@@ -48,7 +48,7 @@ from spikeglm.recording import Recording
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.segments import PART_BINS, Batch, Segments, on_device
 from spikeglm.settings import DEFAULTS, SETTINGS
-from spikeglm.significance import CPU_BUDGET, information_cost, se_to_json, standard_errors
+from spikeglm.significance import CPU_BUDGET, information_seconds, se_to_json, standard_errors
 from spikeglm.timeunits import seconds
 from spikeglm.variational import Posterior, laplace_latent, marginal_log_likelihood
 
@@ -74,7 +74,7 @@ class CheckedSettings:
         Segment length of long trials (None: never cut).
     standard_errors : bool or "auto"
         Whether a fit without hidden neurons computes the couplings' standard errors; ``"auto"``: unless
-        they cost more than :data:`~spikeglm.significance.CPU_BUDGET` on the CPU.
+        they would take more than :data:`~spikeglm.significance.CPU_BUDGET` seconds of one CPU core.
     training : TrainingConfig
         The training settings.
     n_latent : int
@@ -183,11 +183,12 @@ class POGLM:
     standard_errors : bool or "auto"
         Whether a fit without hidden neurons computes its couplings' standard errors from the observed
         information (what :meth:`~spikeglm.Connectivity.significance`'s Wald tests read). Their cost grows
-        as the cube of the neurons times the bins (about an hour of one core for 300 neurons over an hour
-        at 5 ms, 35 hours for 1,000); ``"auto"`` computes them unless, on the CPU, that cost exceeds
-        :data:`~spikeglm.significance.CPU_BUDGET` multiply-adds (about three hours of one core), and
-        warns where it skips them; True computes them whatever they cost. Without them, the jitter test
-        (``method="jitter"``) still tests the couplings. Cross-validation's fits never compute them.
+        as the cube of the neurons times the bins (about 17 minutes of one core for 300 neurons over an
+        hour at 5 ms, about 100 hours for 1,000); ``"auto"`` computes them unless, on the CPU, they would
+        take more than :data:`~spikeglm.significance.CPU_BUDGET` seconds (three hours) of one core
+        (:func:`~spikeglm.significance.information_seconds`), and warns where it skips them; True computes
+        them whatever they cost. Without them, the jitter test (``method="jitter"``) still tests the
+        couplings. Cross-validation's and the bootstrap's fits never compute them.
     part_bins : int
         Bins computed at once: a step is done in parts of at most this many bins whose gradients add
         up, each with its own random stream. Lower it to save memory; under ``torchrun`` the parts are
@@ -848,15 +849,14 @@ class POGLM:
         wanted = self.checked_settings().standard_errors
         if wanted is False:
             return
-        cost = information_cost(network, segments)
+        cost = information_seconds(network, segments)
         if wanted == "auto" and network.bias.device.type == "cpu" and cost > CPU_BUDGET:
             warnings.warn(
                 f"the couplings' standard errors were not computed: at {network.n_neurons} neurons and "
-                f"{segments.n_trials * segments.n_bins:,} bins their information takes about {cost:.1e} "
-                f"multiply-adds, beyond the {CPU_BUDGET:.0e} (about three hours of one CPU core) that "
-                "standard_errors='auto' spends. standard_errors=True (--standard-errors yes) computes them "
-                "anyway (a GPU does it much faster); the jitter test (method='jitter') tests the couplings "
-                "without them",
+                f"{segments.n_trials * segments.n_bins:,} bins they would take about {cost / 3600:.2g} hours "
+                f"of one CPU core, beyond the {CPU_BUDGET / 3600:g} that standard_errors='auto' spends. "
+                "standard_errors=True (--standard-errors yes) computes them anyway (a GPU does it much "
+                "faster); the jitter test (method='jitter') tests the couplings without them",
                 UserWarning,
                 stacklevel=5,
             )

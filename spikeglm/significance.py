@@ -161,10 +161,14 @@ def standard_errors(
     return se, kernel_se
 
 
-#: The most multiply-adds (:func:`information_cost`) that a fit on the CPU spends on its standard errors
-#: under ``standard_errors="auto"``: about three hours of one core at the 2.9e9 a second measured for
-#: 300 neurons (docs/benchmarks.md). An hour of 300 neurons at 5 ms takes 1e13, of 1,000 neurons 3.6e14.
-CPU_BUDGET = 3e13
+#: The most seconds of one CPU core that a fit spends on its standard errors under
+#: ``standard_errors="auto"`` (:func:`information_seconds`).
+CPU_BUDGET = 3 * 3600.0
+#: One CPU core's rate of the information's multiply-adds, measured with one thread on the 2-core machine
+#: of docs/benchmarks.md: about 1e10 a second up to ``RATE_NEURONS`` neurons (9.4e9 at 300). Beyond, the
+#: pass's chunks of bins shrink as ``1 / N^2`` (their memory is bounded) and the rate falls with them
+#: (9.4e8 at 1,000 neurons).
+CPU_RATE, RATE_NEURONS = 1e10, 300
 
 
 def information_cost(network: Network, data: Segments) -> float:
@@ -173,6 +177,14 @@ def information_cost(network: Network, data: Segments) -> float:
     weighted by every neuron's curvature."""
     size = 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
     return float(data.n_trials * data.n_bins) * size * (size + 1) / 2 * network.n_neurons
+
+
+def information_seconds(network: Network, data: Segments) -> float:
+    """The seconds of one CPU core that :func:`standard_errors` would take (:func:`information_cost` at
+    :data:`CPU_RATE`, slower beyond :data:`RATE_NEURONS`): about 17 minutes for 300 neurons over an
+    hour at 5 ms, about 100 hours for 1,000."""
+    rate = CPU_RATE * min(1.0, (RATE_NEURONS / network.n_neurons) ** 2)
+    return information_cost(network, data) / rate
 
 
 def _chunk_elements(device: torch.device) -> int:

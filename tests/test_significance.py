@@ -439,14 +439,21 @@ def test_information_cost_counts_the_products_of_the_design_columns():
     segments = sg.segments.Segments(torch.zeros(2, 10, 3, dtype=torch.uint8))
     # 20 bins, P = 1 + 3 x 1 = 4 columns: 10 products per bin, weighted for each of 3 neurons.
     assert sg.significance.information_cost(network, segments) == 20 * 10 * 3
+    assert sg.significance.information_seconds(network, segments) == 20 * 10 * 3 / sg.significance.CPU_RATE
+    # Beyond RATE_NEURONS the rate falls as 1 / N^2: twice as many neurons, four times slower per product.
+    large = Network(2 * sg.significance.RATE_NEURONS, 0, sg.basis.get("exponential"))
+    cost = sg.significance.information_cost(large, segments)
+    assert sg.significance.information_seconds(large, segments) == pytest.approx(4 * cost / 1e10)
 
 
 def test_auto_skips_standard_errors_beyond_the_budget_and_says_how_to_get_them(monkeypatch):
     train = simulated(uncoupled_network(4), seed=3, trials=10, bins=300)
     full = sg.POGLM(n_hidden=0).fit(train)
     assert full.standard_errors == "auto" and np.isfinite(full.strength_se_).all()
-    monkeypatch.setattr(sg.poglm, "CPU_BUDGET", 1.0)  # every fit now costs more than the budget
-    with pytest.warns(UserWarning, match=r"standard errors were not computed: at 4 neurons and 3,000 bins"):
+    monkeypatch.setattr(sg.poglm, "CPU_BUDGET", 1e-9)  # seconds: every fit now costs more
+    with pytest.warns(
+        UserWarning, match=r"standard errors were not computed: at 4 neurons and 3,000 bins they"
+    ):
         skipped = sg.POGLM(n_hidden=0).fit(train)
     assert skipped.strength_se_ is None and skipped.strength_se_source_ is None
     with pytest.raises(ValueError, match=r"standard_errors=True \(--standard-errors yes\)"):
