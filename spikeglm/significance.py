@@ -88,7 +88,7 @@ def strength_se(
     data : Segments
         The counts the network was fitted to.
     max_elements : int, optional
-        Bins x neurons x parameters computed at once (float64), which bounds the memory. Default: 2**25
+        Bins x neurons x parameters computed at once (float64), which bounds the memory. Default: 2**28
         (256 MB) on the CPU; on a CUDA device, an eighth of its free memory, so that each chunk keeps it
         busy (the CPU's budget makes chunks of 33 bins at 1,000 neurons, each a thousand small launches).
     offset : callable, optional
@@ -165,9 +165,9 @@ def standard_errors(
 #: ``standard_errors="auto"`` (:func:`information_seconds`).
 CPU_BUDGET = 3 * 3600.0
 #: One CPU core's rate of the information's multiply-adds, measured with one thread on the 2-core machine
-#: of docs/benchmarks.md: about 1e10 a second up to ``RATE_NEURONS`` neurons (9.4e9 at 300). Beyond, the
-#: pass's chunks of bins shrink as ``1 / N^2`` (their memory is bounded) and the rate falls with them
-#: (9.4e8 at 1,000 neurons).
+#: of docs/benchmarks.md: about 1e10 a second up to ``RATE_NEURONS`` neurons (1.2e10 at 300), falling
+#: beyond as ``1 / N`` (4.8e9 at 600, 3.6e9 at 1,000), where the sums of the curvature blocks outgrow
+#: the caches.
 CPU_RATE, RATE_NEURONS = 1e10, 300
 
 
@@ -181,16 +181,16 @@ def information_cost(network: Network, data: Segments) -> float:
 
 def information_seconds(network: Network, data: Segments) -> float:
     """The seconds of one CPU core that :func:`standard_errors` would take (:func:`information_cost` at
-    :data:`CPU_RATE`, slower beyond :data:`RATE_NEURONS`): about 17 minutes for 300 neurons over an
-    hour at 5 ms, about 100 hours for 1,000."""
-    rate = CPU_RATE * min(1.0, (RATE_NEURONS / network.n_neurons) ** 2)
+    :data:`CPU_RATE`, slower beyond :data:`RATE_NEURONS`): about 16 minutes for 300 neurons over an
+    hour at 5 ms, about 33 hours for 1,000."""
+    rate = CPU_RATE * min(1.0, RATE_NEURONS / network.n_neurons)
     return information_cost(network, data) / rate
 
 
 def _chunk_elements(device: torch.device) -> int:
     """The default ``max_elements`` of :func:`standard_errors` on ``device``."""
     if device.type != "cuda":
-        return 2**25
+        return 2**28
     free, _ = torch.cuda.mem_get_info(device)
     return max(2**25, free // 8 // 8)
 

@@ -440,10 +440,10 @@ def test_information_cost_counts_the_products_of_the_design_columns():
     # 20 bins, P = 1 + 3 x 1 = 4 columns: 10 products per bin, weighted for each of 3 neurons.
     assert sg.significance.information_cost(network, segments) == 20 * 10 * 3
     assert sg.significance.information_seconds(network, segments) == 20 * 10 * 3 / sg.significance.CPU_RATE
-    # Beyond RATE_NEURONS the rate falls as 1 / N^2: twice as many neurons, four times slower per product.
+    # Beyond RATE_NEURONS the rate falls as 1 / N: twice as many neurons, twice as slow per product.
     large = Network(2 * sg.significance.RATE_NEURONS, 0, sg.basis.get("exponential"))
     cost = sg.significance.information_cost(large, segments)
-    assert sg.significance.information_seconds(large, segments) == pytest.approx(4 * cost / 1e10)
+    assert sg.significance.information_seconds(large, segments) == pytest.approx(2 * cost / 1e10)
 
 
 def test_auto_skips_standard_errors_beyond_the_budget_and_says_how_to_get_them(monkeypatch):

@@ -37,6 +37,11 @@ from spikeglm.segments import Batch, Segments
 
 #: Bytes of one block of pairwise products (rows x P(P+1)/2 float32) or of float64 rows x N predictors.
 _BLOCK_BYTES = 1 << 25
+#: The fewest rows of a block of pairwise products, where a quarter of the memory available holds them
+#: (it is 32 MiB otherwise): with many columns a 32 MiB block holds only a few rows (8 at 1,000 neurons),
+#: and each block's product with the curvatures reads and rewrites the sums of all the curvature blocks
+#: (``N P^2 / 2`` numbers, 4 GB at 1,000 neurons), so that the pass would spend its time moving memory.
+_MIN_ROWS = 256
 #: Most bytes of pairwise products kept between passes (beyond it they are made again at each pass, which
 #: costs about as much as the pass's curvature product when there are 30 neurons, and less with more).
 _KEPT_PRODUCTS = 1 << 29
@@ -186,6 +191,7 @@ class _Problem:
         self.upper = torch.triu_indices(size, size, device=network.bias.device)
         n_pairs, width = self.upper.shape[1], products.itemsize
         self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
+        self.rows = max(self.rows, min(_MIN_ROWS, int(available_memory() / 4 // (width * n_pairs))))
         n_rows = data.n_trials * data.n_bins
         budget = available_memory() / 4 - newton_memory(n, size) if keep else 0
         data_bytes, products_bytes = n_rows * (8 * size + 24 * n), n_rows * width * n_pairs
@@ -576,7 +582,10 @@ def _pass(
         if weight is not None:
             first, second = first * weight[:, None], second * weight[:, None]
         gradient -= first.T @ chunk.design
-        packed += (second[:, chosen].to(problem.dtype).T @ chunk.pairs().T).double()
+        if problem.dtype == torch.float64:  # in place: no copy of the sums per block
+            packed.addmm_(second[:, chosen].T, chunk.pairs().T)
+        else:
+            packed += (second[:, chosen].to(problem.dtype).T @ chunk.pairs().T).double()
     for total in (value, gradient, packed):
         parallel.all_sum(total)
     penalty, penalty_gradient = smooth(theta)
