@@ -166,7 +166,7 @@ def standard_errors(
 CPU_BUDGET = 3 * 3600.0
 #: One CPU core's rate of the information's multiply-adds, measured with one thread on the 2-core machine
 #: of docs/benchmarks.md: about 1e10 a second up to ``RATE_NEURONS`` neurons (1.2e10 at 300), falling
-#: beyond as ``1 / N`` (4.8e9 at 600, 3.6e9 at 1,000), where the sums of the curvature blocks outgrow
+#: beyond as ``1 / N`` (4.6e9 at 600, 3.6e9 at 1,000), where the sums of the curvature blocks outgrow
 #: the caches.
 CPU_RATE, RATE_NEURONS = 1e10, 300
 
