@@ -118,7 +118,7 @@ SETTINGS: dict[str, Setting] = {
             "auto",
             "Whether a fit without hidden neurons computes the couplings' standard errors (what the Wald "
             "tests read): yes, no, or auto: yes unless, on the CPU, they would take more than three hours "
-            "of one core (e.g. 1,000 neurons for an hour: about 33 hours), which a warning then says.",
+            "of one core (e.g. 1,000 neurons for two hours), which a warning then says.",
             words=("auto",),
         ),
     ),

@@ -44,7 +44,7 @@ from scipy.stats import false_discovery_control, norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
-from spikeglm.inference.newton import observed_information
+from spikeglm.inference.newton import design_columns, information_work, observed_information
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network, link_derivatives, observed_curvature
@@ -88,9 +88,10 @@ def strength_se(
     data : Segments
         The counts the network was fitted to.
     max_elements : int, optional
-        Bins x neurons x parameters computed at once (float64), which bounds the memory. Default: 2**28
+        Bins x (parameters + neurons) computed at once (float64), which bounds the memory beyond the
+        information's blocks (:func:`~spikeglm.inference.newton.observed_information`). Default: 2**25
         (256 MB) on the CPU; on a CUDA device, an eighth of its free memory, so that each chunk keeps it
-        busy (the CPU's budget makes chunks of 33 bins at 1,000 neurons, each a thousand small launches).
+        busy.
     offset : callable, optional
         ``offset(batch)``, a known term of every neuron's predictor in the batch's bins, shape (segments,
         bins, N): for a network with latent factors, the drive of their posterior mean path. The errors
@@ -132,7 +133,7 @@ def standard_errors(
     size = 1 + n * n_basis
     if max_elements is None:
         max_elements = _chunk_elements(network.bias.device)
-    part_bins = max(1, max_elements // (n * (size + network.n_covariates)))
+    part_bins = max(1, max_elements // (size + network.n_covariates + n))
     with torch.no_grad():
         information = observed_information(network, data, part_bins, offset).cpu().numpy()
     if penalty is not None:  # the information of the penalised likelihood (in nats, not per spike)
@@ -164,33 +165,25 @@ def standard_errors(
 #: The most seconds of one CPU core that a fit spends on its standard errors under
 #: ``standard_errors="auto"`` (:func:`information_seconds`).
 CPU_BUDGET = 3 * 3600.0
-#: One CPU core's rate of the information's multiply-adds, measured with one thread on the 2-core machine
-#: of docs/benchmarks.md: about 1e10 a second up to ``RATE_NEURONS`` neurons (1.2e10 at 300), falling
-#: beyond as ``1 / N`` (4.6e9 at 600, 3.6e9 at 1,000), where the sums of the curvature blocks outgrow
-#: the caches.
-CPU_RATE, RATE_NEURONS = 1e10, 300
-
-
-def information_cost(network: Network, data: Segments) -> float:
-    """The multiply-adds of the observed information's pass over ``data`` (:func:`standard_errors`):
-    for every bin, each of the ``P (P + 1) / 2`` products of two design columns (``P = 1 + N B + F``)
-    weighted by every neuron's curvature."""
-    size = 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
-    return float(data.n_trials * data.n_bins) * size * (size + 1) / 2 * network.n_neurons
+#: One CPU core's rate of the information's multiply-adds
+#: (:func:`~spikeglm.inference.newton.information_work`), measured with one thread on the 2-core machine
+#: of docs/benchmarks.md: 8.7e9 a second at 300 neurons, 1.0e10 at 600, 4.4e9 at 1,000.
+CPU_RATE = 5e9
 
 
 def information_seconds(network: Network, data: Segments) -> float:
-    """The seconds of one CPU core that :func:`standard_errors` would take (:func:`information_cost` at
-    :data:`CPU_RATE`, slower beyond :data:`RATE_NEURONS`): about 16 minutes for 300 neurons over an
-    hour at 5 ms, about 33 hours for 1,000."""
-    rate = CPU_RATE * min(1.0, RATE_NEURONS / network.n_neurons)
-    return information_cost(network, data) / rate
+    """The seconds of one CPU core that :func:`standard_errors` would take: the information's pass
+    (:func:`~spikeglm.inference.newton.information_work` at :data:`CPU_RATE`), about 4 minutes for 300
+    neurons firing at 5 Hz over an hour at 5 ms and 2.4 hours for 1,000; and the inversion of its
+    blocks (``N P^3`` at 1e10 a second, a minute or two at 1,000 neurons)."""
+    size = design_columns(network)
+    return information_work(network, data) / CPU_RATE + network.n_neurons * size**3 / 1e10
 
 
 def _chunk_elements(device: torch.device) -> int:
     """The default ``max_elements`` of :func:`standard_errors` on ``device``."""
     if device.type != "cuda":
-        return 2**28
+        return 2**25
     free, _ = torch.cuda.mem_get_info(device)
     return max(2**25, free // 8 // 8)
 

@@ -434,16 +434,18 @@ def test_bootstrap_refuses_what_it_cannot_repeat(diffpoglm):
 
 
 # ---------------------------------------------------------------------- the standard_errors setting
-def test_information_cost_counts_the_products_of_the_design_columns():
+def test_information_work_counts_the_products_over_the_bins_where_a_column_is_not_zero():
     network = uncoupled_network(3)
-    segments = sg.segments.Segments(torch.zeros(2, 10, 3, dtype=torch.uint8))
-    # 20 bins, P = 1 + 3 x 1 = 4 columns: 10 products per bin, weighted for each of 3 neurons.
-    assert sg.significance.information_cost(network, segments) == 20 * 10 * 3
-    assert sg.significance.information_seconds(network, segments) == 20 * 10 * 3 / sg.significance.CPU_RATE
-    # Beyond RATE_NEURONS the rate falls as 1 / N: twice as many neurons, twice as slow per product.
-    large = Network(2 * sg.significance.RATE_NEURONS, 0, sg.basis.get("exponential"))
-    cost = sg.significance.information_cost(large, segments)
-    assert sg.significance.information_seconds(large, segments) == pytest.approx(2 * cost / 1e10)
+    counts = torch.zeros(2, 10, 3, dtype=torch.uint8)
+    segments = sg.segments.Segments(counts)
+    # No spike: every history column is zero; the bias column's row of 4 products, for 3 neurons, 20 bins.
+    assert sg.inference.newton.information_work(network, segments) == 20 * 4 * 3
+    counts[:, ::2, 1] = 1  # neuron 1 fires in half the bins: its column is taken as 1 - exp(-0.5 L) dense
+    share = -np.expm1(-0.5 * network.basis.window)
+    expected = 20 * 3 * (4 + share * 2)  # its row holds the columns j >= 2 of 4: 2 products
+    assert sg.inference.newton.information_work(network, segments) == pytest.approx(expected)
+    seconds = sg.significance.information_seconds(network, segments)
+    assert seconds == pytest.approx(expected / sg.significance.CPU_RATE + 3 * 4**3 / 1e10)
 
 
 def test_auto_skips_standard_errors_beyond_the_budget_and_says_how_to_get_them(monkeypatch):

@@ -31,17 +31,12 @@ from spikeglm.basis import history
 from spikeglm.inference.penalty import GroupLasso, Penalty, shrink
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.memory import available_memory
-from spikeglm.model import Network, link_derivatives, observed_curvature
+from spikeglm.model import Network, link_derivatives, mean_counts, observed_curvature
 from spikeglm.records import EpochRecord
 from spikeglm.segments import Batch, Segments
 
 #: Bytes of one block of pairwise products (rows x P(P+1)/2 float32) or of float64 rows x N predictors.
 _BLOCK_BYTES = 1 << 25
-#: The fewest rows of a block of pairwise products, where a quarter of the memory available holds them
-#: (it is 32 MiB otherwise): with many columns a 32 MiB block holds only a few rows (8 at 1,000 neurons),
-#: and each block's product with the curvatures reads and rewrites the sums of all the curvature blocks
-#: (``N P^2 / 2`` numbers, 4 GB at 1,000 neurons), so that the pass would spend its time moving memory.
-_MIN_ROWS = 256
 #: Most bytes of pairwise products kept between passes (beyond it they are made again at each pass, which
 #: costs about as much as the pass's curvature product when there are 30 neurons, and less with more).
 _KEPT_PRODUCTS = 1 << 29
@@ -62,8 +57,9 @@ def newton_memory(n_neurons: int, n_columns: int) -> float:
 
 
 def information_memory(n_neurons: int, n_columns: int) -> float:
-    """Bytes :func:`observed_information` holds: the blocks (float64) and their packed upper halves."""
-    return 1.5 * n_neurons * n_columns**2 * 8 + _BLOCK_BYTES
+    """Bytes :func:`observed_information` holds: the blocks (float64) and one group of bins' design and
+    curvatures (256 MiB, :func:`spikeglm.significance.standard_errors`' default)."""
+    return n_neurons * n_columns**2 * 8 + 8 * _BLOCK_BYTES
 
 
 def design_columns(network: Network) -> int:
@@ -121,13 +117,55 @@ def observed_information(
 ) -> torch.Tensor:
     """The blocks of the observed Fisher information of a network without hidden neurons at its
     parameters, in nats: one block per postsynaptic neuron, (N, P, P) float64 in :func:`design_rows`'
-    order, computed in float64 throughout in one pass over the data (what the couplings' standard errors
-    invert). ``offset(batch)``, (segments, bins, N), is a known part of the predictor (the latent
-    factors' drive)."""
-    problem = _Problem(network, data, part_bins, offset, keep=False, products=torch.float64)
+    order, computed in float64 throughout in one pass over the data, ``part_bins`` bins at a time (what
+    the couplings' standard errors invert). ``offset(batch)``, (segments, bins, N), is a known part of the
+    predictor (the latent factors' drive).
+
+    Entry ``(n, i, j)`` is ``sum_t c_tn x_ti x_tj`` (``c`` each bin's curvature, ``x`` the design). A
+    history column is zero in every bin where its presynaptic neuron has not fired within the window:
+    most bins, for most recordings. So row ``i`` of every block is summed over the bins where ``x_i`` is
+    not zero only, as one product of those bins' columns ``j >= i`` with their curvatures: the work is the
+    design's density times that of the dense sums (:func:`information_work`).
+    """
     theta = parameters_of(network).to(network.bias.device)
-    every = torch.ones(len(theta), dtype=torch.bool, device=theta.device)
-    return _pass(problem, theta, every, 1.0, _Smooth(network, None), observed=True)[2]
+    n, size = theta.shape
+    blocks = torch.zeros(n, size, size, dtype=torch.float64, device=theta.device)
+    for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
+        batch = data.batch(index, dtype=torch.float64, device=theta.device)
+        design = design_rows(network, batch)
+        predictor = design @ theta.T
+        if offset is not None:
+            predictor = predictor + offset(batch).double().reshape(-1, n)
+        counts = batch.visible.reshape(-1, n)
+        curvature = _derivatives(network.link_name, counts, predictor, True, observed=True)[2]
+        assert curvature is not None  # asked for (gradients=True)
+        if batch.scored is not None:
+            curvature = curvature * batch.scored.reshape(-1, 1)
+        for i in range(size):
+            rows = design[:, i].nonzero()[:, 0]
+            if len(rows) == len(design):  # a dense column (the bias, a covariate): no gathering
+                weighted, columns = curvature * design[:, i : i + 1], design[:, i:]
+            else:
+                weighted, columns = curvature[rows] * design[rows, i : i + 1], design[rows, i:]
+            blocks[:, i, i:] += weighted.T @ columns
+    parallel.all_sum(blocks)
+    for i in range(size - 1):  # the lower halves, in place
+        blocks[:, i + 1 :, i] = blocks[:, i, i + 1 :]
+    return blocks
+
+
+def information_work(network: Network, data: Segments) -> float:
+    """The multiply-adds of :func:`observed_information` over ``data``, estimated before it runs: for row
+    ``i`` of the blocks, the bins where column ``i`` is not zero times ``(P - i) N``. A history column of
+    presynaptic neuron ``m`` is taken as non-zero in ``1 - exp(-r_m L)`` of the bins (``r_m`` its mean
+    count per bin, ``L`` the window: the chance that it fired within the window, for Poisson counts); the
+    bias's and the covariates' columns in every bin."""
+    n, n_basis, size = network.n_neurons, network.basis.n_basis, design_columns(network)
+    rate = mean_counts(data.counts).to(torch.float64).cpu()
+    share = torch.ones(size, dtype=torch.float64)
+    share[1 : 1 + n * n_basis] = (-torch.expm1(-rate * network.basis.window)).repeat_interleave(n_basis)
+    width = size - torch.arange(size, dtype=torch.float64)  # the columns j >= i of row i
+    return float(data.n_trials * data.n_bins) * float((share * width).sum()) * n
 
 
 class _Chunk:
@@ -171,10 +209,9 @@ def _log_factorials(counts: torch.Tensor, weight: torch.Tensor | None) -> torch.
 
 class _Problem:
     """The data of a solve, in chunks of rows (this process's share): kept in memory when they fit in
-    a quarter of what is available and ``keep`` is true (with the pairwise products where those fit
-    too and take at most :data:`_KEPT_PRODUCTS`), else built again at each pass. ``offset(batch)``,
-    (segments, bins, N), is a fixed part of the predictor (the latent factors' drive); ``products``
-    the dtype of the pairwise products."""
+    a quarter of what is available (with the pairwise products, in float32, where those fit too and take
+    at most :data:`_KEPT_PRODUCTS`), else built again at each pass. ``offset(batch)``, (segments, bins,
+    N), is a fixed part of the predictor (the latent factors' drive)."""
 
     def __init__(
         self,
@@ -182,18 +219,15 @@ class _Problem:
         data: Segments,
         part_bins: int,
         offset: Callable[[Batch], torch.Tensor] | None,
-        keep: bool = True,
-        products: torch.dtype = torch.float32,
     ) -> None:
-        self.network, self.data, self.offset, self.dtype = network, data, offset, products
+        self.network, self.data, self.offset, self.dtype = network, data, offset, torch.float32
         self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
         n, size = network.n_neurons, design_columns(network)
         self.upper = torch.triu_indices(size, size, device=network.bias.device)
-        n_pairs, width = self.upper.shape[1], products.itemsize
+        n_pairs, width = self.upper.shape[1], self.dtype.itemsize
         self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
-        self.rows = max(self.rows, min(_MIN_ROWS, int(available_memory() / 4 // (width * n_pairs))))
         n_rows = data.n_trials * data.n_bins
-        budget = available_memory() / 4 - newton_memory(n, size) if keep else 0
+        budget = available_memory() / 4 - newton_memory(n, size)
         data_bytes, products_bytes = n_rows * (8 * size + 24 * n), n_rows * width * n_pairs
         self.keep_products = products_bytes <= _KEPT_PRODUCTS and data_bytes + products_bytes < budget
         self.kept = None
@@ -556,11 +590,10 @@ def _pass(
     active: torch.Tensor | None,
     scale: float,
     smooth: _Smooth,
-    observed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each neuron's objective (N,) at ``theta``; with ``active`` (a mask), also the gradients (N, P)
     and the curvature blocks of the active neurons (A, P, P), summed over the parts and the processes.
-    Without it, the objectives only (and empty tensors). ``observed``: see :func:`_derivatives`."""
+    Without it, the objectives only (and empty tensors)."""
     link = problem.network.link_name
     n, size = theta.shape
     chosen = (
@@ -574,7 +607,7 @@ def _pass(
         predictor = chunk.design @ theta.T
         if chunk.offset is not None:
             predictor = predictor + chunk.offset
-        likelihood, first, second = _derivatives(link, chunk.counts, predictor, active is not None, observed)
+        likelihood, first, second = _derivatives(link, chunk.counts, predictor, active is not None)
         weight = chunk.weight
         value -= (likelihood if weight is None else likelihood * weight[:, None]).sum(0) - chunk.log_factorial
         if first is None or second is None:
@@ -582,10 +615,7 @@ def _pass(
         if weight is not None:
             first, second = first * weight[:, None], second * weight[:, None]
         gradient -= first.T @ chunk.design
-        if problem.dtype == torch.float64:  # in place: no copy of the sums per block
-            packed.addmm_(second[:, chosen].T, chunk.pairs().T)
-        else:
-            packed += (second[:, chosen].to(problem.dtype).T @ chunk.pairs().T).double()
+        packed += (second[:, chosen].to(problem.dtype).T @ chunk.pairs().T).double()
     for total in (value, gradient, packed):
         parallel.all_sum(total)
     penalty, penalty_gradient = smooth(theta)
