@@ -174,8 +174,8 @@ CPU_RATE = 5e9
 def information_seconds(network: Network, data: Segments) -> float:
     """The seconds of one CPU core that :func:`standard_errors` would take: the information's pass
     (:func:`~spikeglm.inference.newton.information_work` at :data:`CPU_RATE`), about 4 minutes for 300
-    neurons firing at 5 Hz over an hour at 5 ms and 2.4 hours for 1,000 (measured: about 2); and the inversion of its
-    blocks (``N P^3`` at 1e10 a second, a minute or two at 1,000 neurons)."""
+    neurons firing at 5 Hz over an hour at 5 ms and 2.4 hours for 1,000 (measured: about 2); and the
+    inversion of its blocks (``N P^3`` at 1e10 a second, a minute or two at 1,000 neurons)."""
     size = design_columns(network)
     return information_work(network, data) / CPU_RATE + network.n_neurons * size**3 / 1e10
 
