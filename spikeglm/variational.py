@@ -159,7 +159,12 @@ class Posterior(nn.Module):
     def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
         """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""
         if self.n_hidden == 0:  # a fit with latent factors alone: no filter to run over the counts
-            return self.bias.to(visible.dtype).expand(*visible.shape[:-1], 0)
+            # The (empty) filters still enter the result, as DistributedDataParallel wants of every
+            # parameter that learns.
+            empty = self.bias + self.past.flatten(1).sum(1)
+            if self.sees_future:
+                empty = empty + self.future.flatten(1).sum(1)
+            return empty.to(visible.dtype).expand(*visible.shape[:-1], 0)
         basis = self.basis_matrix.to(visible.dtype)
         predictor = self.bias + history(visible, basis).flatten(-2) @ self.past.flatten(1).T
         if self.sees_future:
