@@ -57,9 +57,10 @@ def newton_memory(n_neurons: int, n_columns: int) -> float:
 
 
 def information_memory(n_neurons: int, n_columns: int) -> float:
-    """Bytes :func:`observed_information` holds: the blocks (float64) and one group of bins' design and
-    curvatures (256 MiB, :func:`spikeglm.significance.standard_errors`' default)."""
-    return n_neurons * n_columns**2 * 8 + 8 * _BLOCK_BYTES
+    """Bytes :func:`observed_information` holds: the blocks (float64), and one group of bins' design,
+    curvatures and their temporaries (at most about 1 GiB with :func:`spikeglm.significance.standard_errors`'
+    groups)."""
+    return n_neurons * n_columns**2 * 8 + 32 * _BLOCK_BYTES
 
 
 def design_columns(network: Network) -> int:
