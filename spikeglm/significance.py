@@ -44,7 +44,12 @@ from scipy.stats import false_discovery_control, norm, t
 
 from spikeglm.basis import history
 from spikeglm.counts import SpikeCounts
-from spikeglm.inference.newton import design_columns, information_work, observed_information
+from spikeglm.inference.newton import (
+    INFORMATION_BINS,
+    design_columns,
+    information_work,
+    observed_information,
+)
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.model import Network, link_derivatives, observed_curvature
@@ -133,8 +138,7 @@ def standard_errors(
     size = 1 + n * n_basis
     if max_elements is None:
         max_elements = _chunk_elements(network.bias.device)
-    # At most GROUP_BINS bins at once: the curvatures' temporaries then stay small enough to be fast.
-    part_bins = max(1, min(GROUP_BINS, max_elements // (size + network.n_covariates + n)))
+    part_bins = max(1, min(INFORMATION_BINS, max_elements // (size + network.n_covariates + n)))
     with torch.no_grad():
         information = observed_information(network, data, part_bins, offset).cpu().numpy()
     if penalty is not None:  # the information of the penalised likelihood (in nats, not per spike)
@@ -179,10 +183,6 @@ def information_seconds(network: Network, data: Segments) -> float:
     inversion of its blocks (``N P^3`` at 1e10 a second, a minute or two at 1,000 neurons)."""
     size = design_columns(network)
     return information_work(network, data) / CPU_RATE + network.n_neurons * size**3 / 1e10
-
-
-#: The most bins of one group of the information's pass (:func:`standard_errors`).
-GROUP_BINS = 2**14
 
 
 def _chunk_elements(device: torch.device) -> int:

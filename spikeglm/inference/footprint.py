@@ -3,7 +3,7 @@ would not fit."""
 
 from __future__ import annotations
 
-from spikeglm.inference.newton import NEWTON_COLUMNS, information_memory, newton_memory
+from spikeglm.inference.newton import INFORMATION_BINS, NEWTON_COLUMNS, information_memory, newton_memory
 from spikeglm.inference.objectives import OBJECTIVES
 from spikeglm.memory import available_memory, format_bytes
 
@@ -59,7 +59,7 @@ def fit_memory(
         to :data:`~spikeglm.inference.newton.NEWTON_COLUMNS` columns ``1 + N B + F``, the Newton solve's
         curvature blocks, N of (1 + N B + F)^2 float64 three times over
         (:func:`~spikeglm.inference.newton.newton_memory`); beyond, where L-BFGS solves it, the
-        observed information behind the standard errors, one and a half times over
+        observed information behind the standard errors, once, with a group of ``b`` bins' temporaries
         (:func:`~spikeglm.inference.newton.information_memory`). The data the Newton solve keeps in
         memory are not counted: it keeps them only within a quarter of the memory available.
     ``"step"``
@@ -98,8 +98,10 @@ def fit_memory(
         parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
     else:
         columns = 1 + n_neurons * n_basis + n_covariates
-        solve = newton_memory if columns <= NEWTON_COLUMNS else information_memory
-        parts["start"] = solve(n_neurons, columns)
+        if columns <= NEWTON_COLUMNS:
+            parts["start"] = newton_memory(n_neurons, columns)
+        else:
+            parts["start"] = information_memory(n_neurons, columns, min(INFORMATION_BINS, part_bins))
     design = float(part_bins) * (n_visible * n_basis + n_covariates) * _DESIGN_TENSORS
     per_bin = _STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis + _LATENT_TENSORS * n_latent
     samples = float(n_samples) * part_bins * per_bin

@@ -56,11 +56,17 @@ def newton_memory(n_neurons: int, n_columns: int) -> float:
     return 3.0 * n_neurons * n_columns**2 * 8 + _BLOCK_BYTES
 
 
-def information_memory(n_neurons: int, n_columns: int) -> float:
-    """Bytes :func:`observed_information` holds: the blocks (float64), and one group of bins' design,
-    curvatures and their temporaries (at most about 1 GiB with :func:`spikeglm.significance.standard_errors`'
-    groups)."""
-    return n_neurons * n_columns**2 * 8 + 32 * _BLOCK_BYTES
+#: The most bins of one group of :func:`observed_information`'s pass as the standard errors run it
+#: (:func:`spikeglm.significance.standard_errors`): beyond, the curvatures' temporaries grow slow.
+INFORMATION_BINS = 2**14
+#: Float64 tensors of a group's bins x (columns + neurons) that the pass holds at once, about.
+_GROUP_TENSORS = 6
+
+
+def information_memory(n_neurons: int, n_columns: int, group_bins: int) -> float:
+    """Bytes :func:`observed_information` holds: the blocks (float64), and a group of ``group_bins``
+    bins' design, curvatures and their temporaries."""
+    return n_neurons * n_columns**2 * 8 + _GROUP_TENSORS * group_bins * (n_columns + n_neurons) * 8
 
 
 def design_columns(network: Network) -> int:
