@@ -180,8 +180,7 @@ class Setting:
             return positive(value, self.name, words=self.words)
         if self.kind is bool:
             if not isinstance(value, (bool, np.bool_)):
-                also = "".join(f" or {word!r}" for word in self.words)
-                raise ValueError(f"{self.name} must be True or False{also}; got {value!r}")
+                raise ValueError(f"{self.name} must be True or False{_or(self.words)}; got {value!r}")
             return bool(value)
         return value
 

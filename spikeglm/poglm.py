@@ -185,11 +185,11 @@ class POGLM:
         information (what :meth:`~spikeglm.Connectivity.significance`'s Wald tests read). Their cost grows
         as the cube of the neurons times the bins (for neurons firing at 5 Hz over an hour at 5 ms, about
         4 minutes of one core at 300 neurons, 2.4 hours at 1,000); ``"auto"`` computes them unless, on
-        the CPU, they would
-        take more than :data:`~spikeglm.significance.CPU_BUDGET` seconds (three hours) of one core
-        (:func:`~spikeglm.significance.information_seconds`), and warns where it skips them; True computes
-        them whatever they cost. Without them, the jitter test (``method="jitter"``) still tests the
-        couplings. Cross-validation's and the bootstrap's fits never compute them.
+        the CPU, they would take more than :data:`~spikeglm.significance.CPU_BUDGET` seconds (three
+        hours) of one core (:func:`~spikeglm.significance.information_seconds`), and warns where it
+        skips them; True computes them whatever they cost. Without them, the jitter test
+        (``method="jitter"``) still tests the couplings. Cross-validation's and the bootstrap's fits never
+        compute them.
     part_bins : int
         Bins computed at once: a step is done in parts of at most this many bins whose gradients add
         up, each with its own random stream. Lower it to save memory; under ``torchrun`` the parts are
@@ -850,11 +850,12 @@ class POGLM:
         wanted = self.checked_settings().standard_errors
         if wanted is False:
             return
-        cost = information_seconds(network, segments)
-        if wanted == "auto" and network.bias.device.type == "cpu" and cost > CPU_BUDGET:
+        auto = wanted == "auto" and network.bias.device.type == "cpu"  # a GPU is not held to the budget
+        hours = information_seconds(network, segments) / 3600 if auto else 0.0
+        if hours > CPU_BUDGET / 3600:
             warnings.warn(
                 f"the couplings' standard errors were not computed: at {network.n_neurons} neurons and "
-                f"{segments.n_trials * segments.n_bins:,} bins they would take about {cost / 3600:.2g} hours "
+                f"{segments.n_trials * segments.n_bins:,} bins they would take about {hours:.2g} hours "
                 f"of one CPU core, beyond the {CPU_BUDGET / 3600:g} that standard_errors='auto' spends. "
                 "standard_errors=True (--standard-errors yes) computes them anyway (a GPU does it much "
                 "faster); the jitter test (method='jitter') tests the couplings without them",

@@ -179,16 +179,16 @@ class _Chunk:
     """Rows of the data as the solve reads them: the design and the counts (float64), each row's
     weight (1 where scored; None: all are) and fixed offset of the predictor (the latent factors'
     drive; None: none), each neuron's summed log-factorials, and the rows' pairwise products
-    (:func:`pair_products`; None where they are not kept)."""
+    (:func:`pair_products`, float32; None where they are not kept)."""
 
-    def __init__(self, design, counts, weight, offset, products, dtype: torch.dtype) -> None:
+    def __init__(self, design, counts, weight, offset, products) -> None:
         self.design, self.counts, self.weight, self.offset = design, counts, weight, offset
         self.log_factorial = _log_factorials(counts, weight)
-        self.products, self.dtype = products, dtype
+        self.products = products
 
     def pairs(self) -> torch.Tensor:
         """The rows' pairwise products, kept or built now."""
-        return pair_products(self.design, self.dtype) if self.products is None else self.products
+        return pair_products(self.design) if self.products is None else self.products
 
 
 def pair_products(design: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -227,11 +227,11 @@ class _Problem:
         part_bins: int,
         offset: Callable[[Batch], torch.Tensor] | None,
     ) -> None:
-        self.network, self.data, self.offset, self.dtype = network, data, offset, torch.float32
+        self.network, self.data, self.offset = network, data, offset
         self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
         n, size = network.n_neurons, design_columns(network)
         self.upper = torch.triu_indices(size, size, device=network.bias.device)
-        n_pairs, width = self.upper.shape[1], self.dtype.itemsize
+        n_pairs, width = self.upper.shape[1], torch.float32.itemsize
         self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
         n_rows = data.n_trials * data.n_bins
         budget = available_memory() / 4 - newton_memory(n, size)
@@ -256,14 +256,13 @@ class _Problem:
                 offset = self.offset(batch).double().reshape(-1, network.n_neurons)
             for first in range(0, design.shape[0], self.rows):
                 rows = slice(first, first + self.rows)
-                products = pair_products(design[rows], self.dtype) if self.keep_products else None
+                products = pair_products(design[rows]) if self.keep_products else None
                 yield _Chunk(
                     design[rows],
                     counts[rows],
                     None if weight is None else weight[rows],
                     None if offset is None else offset[rows],
                     products,
-                    self.dtype,
                 )
 
 
@@ -622,7 +621,7 @@ def _pass(
         if weight is not None:
             first, second = first * weight[:, None], second * weight[:, None]
         gradient -= first.T @ chunk.design
-        packed += (second[:, chosen].to(problem.dtype).T @ chunk.pairs().T).double()
+        packed += (second[:, chosen].float().T @ chunk.pairs().T).double()
     for total in (value, gradient, packed):
         parallel.all_sum(total)
     penalty, penalty_gradient = smooth(theta)
