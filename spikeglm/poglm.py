@@ -205,10 +205,13 @@ class POGLM:
     tol : float, optional
         Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
         10 epochs, the learning rate is lowered five-fold; at the next such plateau the fit stops
-        (:class:`spikeglm.inference.Plateau`). None: run all ``epochs`` at ``lr``.
+        (:class:`spikeglm.inference.Plateau`). None: run all ``epochs`` at ``lr``. Where training draws
+        real-valued relaxed counts (the default), the objective the rule reads is the bound of exact
+        integer draws taken beside them: the relaxed draws' own value can rise while the model gets worse.
     straight_through : bool
         Train on exact integer hidden counts, with gradients from the Eat-cubic relaxation of the same
-        draws, so that the objective is a true bound (:class:`spikeglm.relax.EatCubic`).
+        draws (:class:`spikeglm.relax.EatCubic`): the gradient, not only the record, is then taken at
+        counts the model can produce.
     init : {"glm", "random"}
         How a fit with hidden neurons starts: ``"glm"`` fits the visible neurons' GLM first and couples
         each hidden neuron onto the visible ones along a principal component of that GLM's errors (the

@@ -26,7 +26,9 @@ class EpochRecord:
     """What one training epoch did: its mean objective per visible neuron-bin, time taken and learning rate.
 
     ``lr`` is the Adam learning rate of the epoch (None for the L-BFGS stage of fits without hidden
-    neurons): a change of it marks where the stopping rule lowered the rate.
+    neurons): a change of it marks where the stopping rule lowered the rate. Where training draws
+    real-valued relaxed hidden counts, ``objective`` is the bound of exact integer draws taken beside
+    them (what the stopping rule reads), not the relaxed draws' value.
     """
 
     epoch: int

@@ -147,7 +147,8 @@ class TrainingConfig:
         None: run all ``epochs`` at ``lr``.
     straight_through : bool
         Score exact integer hidden counts and take only the gradient from the relaxation (Eat-cubic
-        only, see :class:`~spikeglm.relax.EatCubic`): the objective is then a true bound.
+        only, see :class:`~spikeglm.relax.EatCubic`). Without it the gradient is the relaxed counts' and
+        the ELBO's record that of exact draws beside them (:class:`~spikeglm.inference.ELBO`).
     init : {"glm", "random"}
         How a fit with hidden neurons starts (:data:`~spikeglm.inference.start.STARTS`).
     """

@@ -80,6 +80,12 @@ class HiddenSampler:
         """Whether gradients need the score function: the relaxation has no reparameterised sampler."""
         return not self._law.has_rsample
 
+    @property
+    def real_valued(self) -> bool:
+        """Whether the draws are real-valued relaxed counts, which the model's integer counts cannot be
+        (a reparameterised relaxation without straight-through)."""
+        return not self.score_function and not self.straight_through
+
     def law(self, rate: torch.Tensor) -> relax.PoissonRelaxation:
         """The law of the hidden-count samples at ``rate`` (arguments known valid: not re-checked)."""
         options: dict[str, object] = {} if self.score_function else {"temperature": self.temperature}
@@ -138,6 +144,11 @@ class Objective(abc.ABC):
 class ELBO(Objective):
     """The evidence lower bound ``E_q[log p(x, z) - log q(z | x)]``, averaged over ``n_samples`` draws.
 
+    Its gradient is taken at the sampler's draws. Where these are real-valued relaxed counts (Eat-cubic
+    without straight-through), their log-weights bound nothing, and a fit can raise them with hidden
+    counts the model cannot produce; the estimate (the record, which the stopping rule reads) is then the
+    bound at one exact integer draw per segment, taken beside them without gradient.
+
     With a network's latent factors ``f`` it is ``E_q[log p(x, z | f) - log q(z | x)] - KL(q(f | x) ||
     p(f))``, the KL of the factors' Gaussian posterior exact (:func:`~spikeglm.variational.log_weights`).
     """
@@ -150,6 +161,13 @@ class ELBO(Objective):
         log_w, log_q = log_weights(
             network, posterior, batch, self.n_samples, self.sampler.law, self.exact_latent_kl
         )
+        if self.sampler.real_valued and network.n_hidden:
+            # The log-weights of real-valued counts bound nothing: a fit can raise them by hidden counts
+            # the model cannot produce. The record (and the stopping rule that reads it) takes the bound
+            # of as many exact integer draws instead.
+            with torch.no_grad():
+                exact = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl)[0]
+            return self.surrogate(log_w, log_q), exact.mean(0).sum().double()
         return self.surrogate(log_w, log_q), log_w.detach().mean(0).sum().double()
 
     def surrogate(self, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
