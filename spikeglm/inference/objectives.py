@@ -164,7 +164,7 @@ class ELBO(Objective):
         if self.sampler.real_valued and network.n_hidden:
             # The log-weights of real-valued counts bound nothing: a fit can raise them by hidden counts
             # the model cannot produce. The record (and the stopping rule that reads it) takes the bound
-            # of as many exact integer draws instead.
+            # at one exact integer draw per segment instead.
             with torch.no_grad():
                 exact = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl)[0]
             return self.surrogate(log_w, log_q), exact.mean(0).sum().double()
