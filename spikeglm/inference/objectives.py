@@ -161,14 +161,14 @@ class ELBO(Objective):
         log_w, log_q = log_weights(
             network, posterior, batch, self.n_samples, self.sampler.law, self.exact_latent_kl
         )
+        surrogate = self.surrogate(log_w, log_q)
         if self.sampler.real_valued and network.n_hidden:
             # The log-weights of real-valued counts bound nothing: a fit can raise them by hidden counts
             # the model cannot produce. The record (and the stopping rule that reads it) takes the bound
             # at one exact integer draw per segment instead.
             with torch.no_grad():
-                exact = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl)[0]
-            return self.surrogate(log_w, log_q), exact.mean(0).sum().double()
-        return self.surrogate(log_w, log_q), log_w.detach().mean(0).sum().double()
+                log_w = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl)[0]
+        return surrogate, log_w.detach().mean(0).sum().double()
 
     def surrogate(self, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
         """A loss of the log-weights (samples, segments) whose gradient is minus the objective's."""
