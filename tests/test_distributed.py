@@ -122,3 +122,53 @@ def test_two_processes_fit_with_a_covariate_what_one_fits(recording, tmp_path, m
     if model[1] == "0":  # the GLM's kernels have standard errors, from information summed over processes
         kernels = [sg.POGLM.load(path).connectivity().metadata["covariates"][0] for path in (one, two)]
         np.testing.assert_allclose(kernels[1]["se"], kernels[0]["se"], rtol=1e-4)
+
+
+SOLVE = """
+import sys
+import numpy as np
+import torch
+import spikeglm as sg
+from spikeglm.inference import solve_glm
+from spikeglm.inference.glm import _Closure, mean_log_likelihood
+from spikeglm.inference.whitening import Whitening
+from spikeglm.model import Network, inverse_link
+from spikeglm.segments import Segments
+
+counts = torch.as_tensor(sg.load(sys.argv[1]).bin("5 ms").counts, dtype=torch.float32)
+data = Segments(counts, length=100, context=5)
+with sg.parallel.distributed("cpu"):
+    network = Network(counts.shape[-1], 0, sg.basis.get("raised-cosine", window=8, n_basis=2))
+    with torch.no_grad():
+        network.bias.copy_(inverse_link("softplus", counts.mean((0, 1))))
+    closure = _Closure(network, data, int(sys.argv[3]), None, network.glm_parameters(), None)
+    factor = Whitening.of(network, data, closure.mine, closure.scale).factor.numpy()
+    reason = solve_glm(network, data, solver="lbfgs", part_bins=int(sys.argv[3]))[1]
+    assert reason.startswith("converged"), reason
+    value = mean_log_likelihood(network.double(), data)
+    if sg.parallel.rank() == 0:
+        weight, bias = network.weight.detach().numpy(), network.bias.detach().numpy()
+        np.savez(sys.argv[2], factor=factor, weight=weight, bias=bias, value=value)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part_bins", [250, 100_000])
+def test_two_processes_solve_in_whitened_coordinates_what_one_solves(recording, tmp_path, part_bins):
+    """L-BFGS's whitening sums the design's moments over the processes' parts (with a part each, and
+    with the whole recording in one part, where the second process has none): its factor is the single
+    process's, and so is the solution, to the solve's own precision (it stops where an iteration gains
+    less than 1e-9 nats per spike: the log-likelihood to 1e-8, the least determined couplings of these
+    1,200 bins to a few hundredths, as far as either ends from Newton's optimum)."""
+    script = tmp_path / "solve.py"
+    script.write_text(SOLVE)
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    _run([sys.executable, str(script), str(recording), str(one), str(part_bins)], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    _run([*launch, str(script), str(recording), str(two), str(part_bins)], tmp_path)
+    single, parallel = np.load(one), np.load(two)
+    np.testing.assert_allclose(parallel["factor"], single["factor"], rtol=1e-6, atol=1e-9)
+    assert np.abs(single["weight"]).max() > 0.1  # solved, not the start
+    assert abs(float(parallel["value"]) - float(single["value"])) < 1e-8
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(parallel[name], single[name], rtol=0, atol=0.05, err_msg=name)

@@ -137,15 +137,15 @@ def scipy_optimum(counts: torch.Tensor, link: str, basis: sg.basis.Basis) -> tor
 
 
 @pytest.mark.parametrize("link", ["exp", "softplus", "sigmoid"])
-def test_newton_reaches_the_optimum_found_independently_in_a_fifth_of_lbfgs_iterations(link):
+def test_newton_and_lbfgs_reach_the_optimum_found_independently(link):
     """Newton's solve against scipy's float64 optimum: every parameter to 1e-4 (a few hundredths of
     their standard errors here), and the log-likelihood to 1e-9 nats per neuron-bin. L-BFGS, which sums
-    in float32, stops within 1e-5 below it, after at least five times as many iterations."""
+    in float32, stops within 1e-6 below it."""
     counts = simulated(link)
     basis = sg.basis.get("raised-cosine", window=8, n_basis=2)
     expected = scipy_optimum(counts, link, basis)
     newton, newton_records, newton_reason = fitted(counts, link, "newton")
-    lbfgs, lbfgs_records, lbfgs_reason = fitted(counts, link, "lbfgs")
+    lbfgs, _, lbfgs_reason = fitted(counts, link, "lbfgs")
     assert newton_reason.startswith("converged in") and "Newton" in newton_reason
     assert lbfgs_reason.startswith("converged in") and "L-BFGS" in lbfgs_reason
     torch.testing.assert_close(parameters_of(newton), expected, atol=1e-4, rtol=0)
@@ -154,8 +154,7 @@ def test_newton_reaches_the_optimum_found_independently_in_a_fifth_of_lbfgs_iter
     set_parameters(reference, expected)
     best = mean_log_likelihood(reference.double(), data)
     assert mean_log_likelihood(newton.double(), data) == pytest.approx(best, abs=1e-9)
-    assert 0 <= best - mean_log_likelihood(lbfgs.double(), data) < 1e-5
-    assert len(newton_records) * 5 <= len(lbfgs_records)
+    assert 0 <= best - mean_log_likelihood(lbfgs.double(), data) < 1e-6
     objectives = [record.objective for record in newton_records]
     assert all(later >= earlier - 1e-12 for earlier, later in itertools.pairwise(objectives))
 

@@ -8,8 +8,11 @@ Modules, from below:
     particle filter's bound and the log-likelihood by a particle smoother.
 :mod:`~spikeglm.inference.stopping`
     When a stochastic fit stops (:class:`Plateau`), read per spike.
+:mod:`~spikeglm.inference.newton`, :mod:`~spikeglm.inference.whitening`
+    Newton's solve of a GLM and its curvature; the whitened coordinates of its L-BFGS solve.
 :mod:`~spikeglm.inference.glm`
-    A network without hidden neurons solved to convergence by L-BFGS (:func:`solve_glm`).
+    A network without hidden neurons solved to convergence, by Newton's method or by L-BFGS
+    (:func:`solve_glm`).
 :mod:`~spikeglm.inference.start`
     How a fit with hidden neurons starts (:func:`glm_start`).
 :mod:`~spikeglm.inference.config`

@@ -1,5 +1,6 @@
 """The convex fit: a POGLM without hidden neurons is a Poisson GLM, solved by Newton's method (or by
-full-batch L-BFGS for large designs, where Newton's curvature costs more or would not fit in memory)."""
+full-batch L-BFGS in whitened coordinates for large designs, where Newton's curvature costs more or
+would not fit in memory)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from spikeglm import parallel
 from spikeglm.inference.newton import newton_pays, newton_solve
 from spikeglm.inference.penalty import GroupLasso, Penalty
 from spikeglm.inference.stopping import spikes_per_bin
+from spikeglm.inference.whitening import Whitening, whitens
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
 from spikeglm.segments import PART_BINS, Batch, Segments
@@ -46,9 +48,11 @@ def solve_glm(
     * ``"newton"`` (:func:`spikeglm.inference.newton.newton_solve`): each neuron's Newton steps with
       its own line search, all neurons in each pass over the data, in float64. A neuron is done when
       no component of its gradient exceeds :data:`GLM_TOLERANCE_GRAD`.
-    * ``"lbfgs"``: L-BFGS steps with a strong-Wolfe line search, until an iteration changes the
-      objective by less than :data:`GLM_TOLERANCE_CHANGE` or no gradient component exceeds
-      :data:`GLM_TOLERANCE_GRAD`.
+    * ``"lbfgs"``: L-BFGS steps with a strong-Wolfe line search, in whitened coordinates where it solves
+      every GLM parameter (:mod:`~spikeglm.inference.whitening`: the curvature there is near the
+      identity, so it takes a few iterations where it took tens to hundreds in the parameters
+      themselves), until an iteration changes the objective by less than :data:`GLM_TOLERANCE_CHANGE`
+      or no component of its gradient in those coordinates exceeds :data:`GLM_TOLERANCE_GRAD`.
     * ``"auto"``: Newton where the design has at most 200 columns (``1 + N B + F``: beyond, its
       curvature costs more than L-BFGS's iterations) and its curvature blocks (N of them, ``(1 + N B +
       F)^2`` float64 each) fit in a quarter of the memory available
@@ -119,10 +123,13 @@ def solve_glm(
 
 
 def _lbfgs(closure: _Closure, max_iterations: int) -> tuple[list[EpochRecord], str]:
-    """Minimise the closure's objective by L-BFGS (strong-Wolfe line search) to convergence."""
+    """Minimise the closure's objective by L-BFGS (strong-Wolfe line search) to convergence, in whitened
+    coordinates (:mod:`~spikeglm.inference.whitening`) where it solves all the GLM's parameters."""
     params, network = closure.params, closure.network
+    if whitens(network, params):
+        closure.whitening = Whitening.of(network, closure.data, closure.mine, closure.scale)
     optimizer = torch.optim.LBFGS(
-        params,
+        params if closure.whitening is None else [closure.whitening.variables],
         lr=1,
         max_iter=max_iterations,
         max_eval=10 * max_iterations,
@@ -140,8 +147,10 @@ def _lbfgs(closure: _Closure, max_iterations: int) -> tuple[list[EpochRecord], s
     finally:
         for parameter in held:
             parameter.requires_grad_(True)
+    if closure.whitening is not None:  # the line search's last point may not be the step it took
+        closure.whitening.load(network)
     closure.finish()
-    done = optimizer.state[params[0]].get("n_iter", 0)
+    done = closure.iteration()
     if done >= max_iterations:
         return closure.records, f"reached the cap of {max_iterations} iterations (epochs) before converging"
     return closure.records, f"converged in {done} L-BFGS iterations (gradient or change below tolerance)"
@@ -174,16 +183,21 @@ class _Closure:
         self.mine = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
         self.records: list[EpochRecord] = []
         self.clock = time.perf_counter()
+        self.whitening: Whitening | None = None
+
+    def iteration(self) -> int:
+        """L-BFGS's iterations so far."""
+        assert self.optimizer is not None  # only L-BFGS calls the closure
+        return self.optimizer.state[self.optimizer.param_groups[0]["params"][0]].get("n_iter", 0)
 
     def __call__(self) -> torch.Tensor:
-        assert self.optimizer is not None  # only L-BFGS calls the closure
-        iteration = self.optimizer.state[self.params[0]].get("n_iter", 0)
+        iteration = self.iteration()
         value = self._evaluate(iteration)
         if iteration > len(self.records):  # the first value of a new iteration: the last one is done
             self.record(iteration - 1, value)
         elif self.records:
             self.records[-1].objective = max(self.records[-1].objective, -value * self.per_bin)
-        return torch.tensor(value)
+        return torch.tensor(value, dtype=torch.float64)
 
     def record(self, iteration: int, value: float) -> None:
         """Close the last iteration (reporting it) and open iteration ``iteration`` at ``value``."""
@@ -195,7 +209,9 @@ class _Closure:
 
     def _evaluate(self, iteration: int) -> float:
         """The objective summed over this process's parts and the processes, with a smooth penalty's
-        value (added once, after the sum); gradients likewise."""
+        value (added once, after the sum); gradients likewise, and the whitened variables' from them."""
+        if self.whitening is not None:
+            self.whitening.load(self.network)
         for parameter in self.params:
             if parameter.grad is not None:
                 parameter.grad.zero_()
@@ -223,6 +239,8 @@ class _Closure:
             value += float(extra.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"the log-likelihood became non-finite at iteration {iteration}")
+        if self.whitening is not None:
+            self.whitening.pull_gradients(self.network)
         return value
 
     def finish(self) -> None:

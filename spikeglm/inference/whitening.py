@@ -1,0 +1,148 @@
+"""The coordinates in which L-BFGS solves a GLM: the design whitened, each neuron scaled by its curvature.
+
+A GLM's curvature in neuron ``n``'s parameters ``theta_n`` (bias, couplings, covariate weights) is
+``sum_t w_n(t) r_t r_t^T``, where ``r_t`` is the design row of bin ``t`` (1, every neuron's filtered
+history, the covariates' columns; :func:`~spikeglm.inference.newton.design_rows`) and ``w_n(t)`` the
+Poisson weight of the bin. A spike-history design is far from orthonormal: its columns' means and
+scales follow the presynaptic rates (and a covariate's units), and neighbouring basis functions and
+co-active neurons are correlated. L-BFGS, which starts from a scalar curvature and learns the rest from
+its steps, then needs many iterations.
+
+With ``R R^T`` the design's second moments over the scored bins (a Cholesky factor) and ``s_n^2`` the
+Poisson weight at neuron ``n``'s mean rate times the objective's scale, L-BFGS moves
+``u_n = s_n theta_n R``. In these variables the curvature is the identity wherever a neuron's weight is
+constant in time, as it is at the start of a solve (couplings at zero, biases at the mean rates), and
+near it elsewhere. The change of variables is linear: the optimum is the same, only the path shorter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from spikeglm import parallel
+from spikeglm.inference.newton import design_rows, parameters_of, set_parameters
+from spikeglm.model import Network, inverse_link, link_derivatives, mean_counts
+from spikeglm.segments import Segments
+
+#: The most design columns factored jointly (a float64 factor of this size squared, and its inverse);
+#: beyond it each column is only centred and scaled, its correlations with the others left out.
+JOINT_COLUMNS = 4096
+#: Added to the second moments' diagonal, relative to each column's variance, so that collinear columns
+#: (a neuron's basis functions, neurons that always fire together) still factor.
+JITTER = 1e-6
+
+
+@dataclass
+class Whitening:
+    """The map between a network's GLM parameters and L-BFGS's variables (see the module's docstring).
+
+    Attributes
+    ----------
+    mean, deviation : torch.Tensor
+        The design's mean and standard deviation per column, shape (P,), float64 (the first column, the
+        constant, has mean 1 and deviation 1).
+    factor, inverse : torch.Tensor or None
+        ``R`` and ``R^{-1}``, (P, P), where the columns are factored jointly; None beyond
+        :data:`JOINT_COLUMNS`, where ``R`` only centres and scales each column.
+    scale : torch.Tensor
+        Each neuron's ``s_n``, shape (N,).
+    variables : torch.Tensor
+        What L-BFGS moves, ``u``, shape (N, P), float64.
+    """
+
+    mean: torch.Tensor
+    deviation: torch.Tensor
+    factor: torch.Tensor | None
+    inverse: torch.Tensor | None
+    scale: torch.Tensor
+    variables: torch.Tensor
+
+    @classmethod
+    def of(cls, network: Network, data: Segments, parts: list[torch.Tensor], per_spike: float) -> Whitening:
+        """The whitening of the design of ``data`` (this process's ``parts``, summed over the processes),
+        at the network's parameters; ``per_spike`` is the objective's factor on minus the log-likelihood
+        (:class:`~spikeglm.inference.glm._Closure`'s ``scale``)."""
+        width = parameters_of(network).shape[1]
+        joint = width <= JOINT_COLUMNS
+        sums, products = (parallel.all_sum(m) for m in _moments(network, data, parts, joint))
+        total = sums[0]
+        mean = sums / total
+        squares = products.diagonal() if joint else products
+        variance = squares / total - mean.square()
+        variance[0] = 1.0
+        # A column that never varies (a neuron that never fired) keeps its scale: nothing moves its weight.
+        deviation = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt()
+        whitening = cls(mean, deviation, None, None, torch.ones(1), torch.empty(0))
+        if joint:
+            moments = products / total
+            moments.diagonal().add_(JITTER * deviation.square())
+            lower, failed = torch.linalg.cholesky_ex(moments)
+            if not failed:  # else (rounding made it indefinite) each column on its own
+                eye = torch.eye(width, dtype=torch.float64, device=lower.device)
+                whitening.factor = lower
+                whitening.inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
+        rate = mean_counts(data.counts).to(mean.device).clamp_min(1.0 / float(total))
+        fitted, slope, _ = link_derivatives(network.link_name, inverse_link(network.link_name, rate))
+        whitening.scale = (per_spike * float(total) * slope.square() / fitted).sqrt()
+        whitening.variables = whitening._times_factor(parameters_of(network)) * whitening.scale[:, None]
+        whitening.variables.requires_grad_()
+        return whitening
+
+    def load(self, network: Network) -> None:
+        """Write the parameters that the variables stand for into the network."""
+        with torch.no_grad():
+            set_parameters(network, self._times_inverse(self.variables.detach() / self.scale[:, None]))
+
+    def pull_gradients(self, network: Network) -> None:
+        """Set the variables' gradient from the network parameters' (the chain rule of :meth:`load`)."""
+        parts = [network.bias, network.weight] + [p for p in (network.covariate_weight,) if p is not None]
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in parts]
+        gradient = torch.cat([g.flatten(1) if g.dim() > 1 else g[:, None] for g in grads], dim=1).double()
+        self.variables.grad = self._times_inverse_transposed(gradient) / self.scale[:, None]
+
+    def _times_factor(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows @ R``."""
+        if self.factor is not None:
+            return rows @ self.factor
+        constant = rows[:, :1] + rows[:, 1:] @ self.mean[1:, None]
+        return torch.cat([constant, rows[:, 1:] * self.deviation[1:]], dim=1)
+
+    def _times_inverse(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows @ R^{-1}``."""
+        if self.inverse is not None:
+            return rows @ self.inverse
+        scaled = rows[:, 1:] / self.deviation[1:]
+        return torch.cat([rows[:, :1] - scaled @ self.mean[1:, None], scaled], dim=1)
+
+    def _times_inverse_transposed(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows @ R^{-T}``."""
+        if self.inverse is not None:
+            return rows @ self.inverse.T
+        shifted = rows[:, 1:] - rows[:, :1] * self.mean[1:]
+        return torch.cat([rows[:, :1], shifted / self.deviation[1:]], dim=1)
+
+
+def whitens(network: Network, params: list[torch.nn.Parameter]) -> bool:
+    """Whether a solve of ``params`` can take the whitened coordinates: it moves the couplings, the biases
+    and the covariates' weights together (not a part of them)."""
+    moved = {id(p) for p in params}
+    return all(id(p) in moved for p in network.glm_parameters())
+
+
+def _moments(network: Network, data: Segments, parts: list[torch.Tensor], joint: bool) -> list[torch.Tensor]:
+    """The design's column sums over the scored bins (the first, the constant's, counts them) and its sums
+    of products (``joint``) or of squares, in float64."""
+    device, dtype = network.bias.device, network.bias.dtype
+    width = parameters_of(network).shape[1]
+    sums = torch.zeros(width, dtype=torch.float64, device=device)
+    products = torch.zeros((width, width) if joint else width, dtype=torch.float64, device=device)
+    for index in parts:
+        batch = data.batch(index, dtype=dtype, device=device)
+        design = design_rows(network, batch)
+        if batch.scored is not None:  # context bins are not scored: they weigh nothing
+            design = design * batch.scored.reshape(-1, 1)
+        sums += design.sum(0, dtype=torch.float64)
+        products += (design.T @ design).double() if joint else design.square().sum(0, dtype=torch.float64)
+    return [sums, products]
