@@ -1,5 +1,6 @@
-"""The fully observed GLM's solvers side by side: spikeglm's Newton solve (the default), its L-BFGS solve
-(the previous default) and scikit-learn's ``PoissonRegressor`` (``newton-cholesky`` and ``lbfgs``).
+"""The fully observed GLM's solvers side by side: spikeglm's Newton solve (the default up to 200 design
+columns), its L-BFGS solve (in whitened coordinates, the solve beyond) and scikit-learn's
+``PoissonRegressor`` (``newton-cholesky`` and ``lbfgs``).
 
 Every solver fits the same Poisson GLM with the exp link (scikit-learn's) to the same counts: one
 intercept and every neuron's history through spikeglm's default basis (exponential, 5 lags). spikeglm
