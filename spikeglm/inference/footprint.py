@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from spikeglm.inference.newton import INFORMATION_BINS, NEWTON_COLUMNS, information_memory, newton_memory
 from spikeglm.inference.objectives import OBJECTIVES
+from spikeglm.inference.whitening import JOINT_COLUMNS
 from spikeglm.memory import available_memory, format_bytes
 
 #: Floats that training keeps per parameter: the value, its gradient and Adam's two moments, and the copy
 #: of the best parameters that early stopping keeps.
 _ADAM_COPIES = 5
 #: The same for L-BFGS (fits without hidden neurons, and the GLM a fit with hidden neurons starts from):
-#: value, gradient, a few directions, and the 20 pairs of its history.
-_LBFGS_COPIES = 44
+#: value, gradient, a few directions, and the 20 pairs of its history, in float64 (its whitened
+#: variables, :mod:`~spikeglm.inference.whitening`) beside the float32 parameters.
+_LBFGS_COPIES = 89
 #: Tensors of (samples, bins, neurons) that a step keeps for its gradient: rates, predictors, the complete
 #: counts, the log-probabilities and their intermediates.
 _STEP_TENSORS = 17
@@ -94,14 +96,16 @@ def fit_memory(
     copies = _ADAM_COPIES if n_hidden else _LBFGS_COPIES  # a fit without hidden neurons ends with L-BFGS
     parts = {"parameters": float(parameters) * copies * floats}
     if trained:
-        glm = float(n_visible) * (n_visible * n_basis + n_covariates) * _LBFGS_COPIES * floats
+        columns = 1 + n_visible * n_basis + n_covariates
+        glm = float(n_visible) * columns * _LBFGS_COPIES * floats + _whitening_memory(columns)
         parts["start"] = glm + 6.0 * (n_visible + 1) ** 2 * 8
     else:
         columns = 1 + n_neurons * n_basis + n_covariates
         if columns <= NEWTON_COLUMNS:
             parts["start"] = newton_memory(n_neurons, columns)
         else:
-            parts["start"] = information_memory(n_neurons, columns, min(INFORMATION_BINS, part_bins))
+            information = information_memory(n_neurons, columns, min(INFORMATION_BINS, part_bins))
+            parts["start"] = information + _whitening_memory(columns)
     design = float(part_bins) * (n_visible * n_basis + n_covariates) * _DESIGN_TENSORS
     per_bin = _STEP_TENSORS * n_neurons + 4 * n_hidden * n_basis + _LATENT_TENSORS * n_latent
     samples = float(n_samples) * part_bins * per_bin
@@ -115,6 +119,12 @@ def fit_memory(
         transitions = 3.0 * score_trials * score_bins * n_latent**2 * 2  # float64
         parts["scoring"] = (particles + transitions + 5.0 * score_trials * block * n_neurons) * floats
     return parts
+
+
+def _whitening_memory(columns: int) -> float:
+    """Bytes of L-BFGS's whitening of a design of ``columns`` columns: three float64 matrices (or
+    vectors, beyond :data:`~spikeglm.inference.whitening.JOINT_COLUMNS`)."""
+    return 3.0 * 8 * (columns**2 if columns <= JOINT_COLUMNS else columns)
 
 
 #: What each part of :func:`fit_memory` holds, for messages.
