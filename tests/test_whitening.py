@@ -148,3 +148,26 @@ def test_couplings_from_a_silent_neuron_stay_at_zero():
     assert reason.startswith("converged"), reason
     assert torch.all(network.weight[:, 4] == 0)
     assert float(network.bias[4].detach()) < -5
+
+
+def test_a_constant_covariate_is_left_out_of_the_whitening():
+    """A covariate column that never varies duplicates the intercept: only the sum of the two is
+    determined. Whitened with the other columns, steps along their difference would be amplified a
+    thousandfold (the jitter's square root); left out, L-BFGS reaches Newton's log-likelihood (to 1e-8)
+    and the sum (to 1e-3) with every parameter as bounded as Newton's, a silent neuron's included."""
+    counts = simulated("exp")
+    counts[..., 3] = 0  # neuron 3 never fires: its bias falls without bound
+    columns = torch.ones(*counts.shape[:2], 2)
+    columns[..., 1] = torch.randn(counts.shape[:2], generator=torch.Generator().manual_seed(4)) * 1e3
+    data = Segments(counts, covariates=columns)
+    solved = {}
+    for solver in ("newton", "lbfgs"):
+        network = Network(4, 0, BASIS, "exp", n_covariates=2)
+        reason = solve_glm(network, data, solver=solver)[1]
+        assert reason.startswith("converged"), reason
+        value = mean_log_likelihood(network.double(), data)
+        solved[solver] = (value, network.bias.detach() + network.covariate_weight.detach()[:, 0])
+        largest = max(float(p.detach().abs().max()) for p in network.glm_parameters())
+        assert largest < 30, (solver, largest)
+    assert abs(solved["newton"][0] - solved["lbfgs"][0]) < 1e-8
+    torch.testing.assert_close(solved["lbfgs"][1][:3], solved["newton"][1][:3], atol=1e-3, rtol=0)

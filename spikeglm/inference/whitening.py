@@ -32,6 +32,8 @@ JOINT_COLUMNS = 4096
 #: Added to the second moments' diagonal, relative to each column's variance, so that collinear columns
 #: (a neuron's basis functions, neurons that always fire together) still factor.
 JITTER = 1e-6
+#: A column whose variance is below this times its squared mean is taken as constant.
+CONSTANT = 1e-9
 
 
 @dataclass
@@ -71,13 +73,18 @@ class Whitening:
         mean = sums / total
         squares = products.diagonal() if joint else products
         variance = squares / total - mean.square()
+        # A column that does not vary (a neuron that never fired, a constant covariate) is left out of the
+        # others' whitening, at its own scale: no step along it (or along the intercept) is amplified.
+        constant = variance <= CONSTANT * mean.square()
+        constant[0] = False
         variance[0] = 1.0
-        # A column that never varies (a neuron that never fired) keeps its scale: nothing moves its weight.
-        deviation = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt()
+        deviation = torch.where(constant, torch.ones_like(variance), variance).sqrt()
         whitening = cls(mean, deviation, None, None, torch.ones(1), torch.empty(0))
         if joint:
             moments = products / total
-            moments.diagonal().add_(JITTER * deviation.square())
+            moments[constant], moments[:, constant] = 0.0, 0.0
+            alone = torch.where(mean == 0, torch.ones_like(mean), mean.square())
+            moments.diagonal().add_(torch.where(constant, alone, JITTER * deviation.square()))
             lower, failed = torch.linalg.cholesky_ex(moments)
             if not failed:  # else (rounding made it indefinite) each column on its own
                 eye = torch.eye(width, dtype=torch.float64, device=lower.device)
