@@ -13,6 +13,8 @@ Poisson weight at neuron ``n``'s mean rate times the objective's scale, L-BFGS m
 ``u_n = s_n theta_n R``. In these variables the curvature is the identity wherever a neuron's weight is
 constant in time, as it is at the start of a solve (couplings at zero, biases at the mean rates), and
 near it elsewhere. The change of variables is linear: the optimum is the same, only the path shorter.
+A column that never varies (a silent neuron's history, a constant covariate) is left out of the joint
+factor, at its own scale, so that no step along a direction the data leave undetermined is amplified.
 """
 
 from __future__ import annotations
