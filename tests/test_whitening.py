@@ -4,6 +4,7 @@ them against Newton's optimum and against L-BFGS in the parameters themselves.""
 
 import pytest
 import torch
+from test_newton import simulated
 
 import spikeglm as sg
 from spikeglm.inference import glm as glm_module
@@ -18,20 +19,10 @@ from spikeglm.segments import Segments
 BASIS = sg.basis.get("raised-cosine", window=8, n_basis=2)
 
 
-def simulated(link: str, n: int = 4, seed: int = 0, trials: int = 12, bins: int = 500) -> torch.Tensor:
-    """Counts (trials, bins, n) of a small random network under ``link``."""
-    generator = torch.Generator().manual_seed(seed)
-    network = Network(n, 0, BASIS, link)
-    with torch.no_grad():
-        network.weight.copy_(torch.rand(n, n, 2, generator=generator) * 1.4 - 1.0)
-        network.bias.copy_(torch.rand(n, generator=generator) * 1.5 - 2.5)
-    return network.simulate(trials, bins, generator=generator)
-
-
 def problem(link: str, covariates: bool = True) -> tuple[Network, Segments]:
     """A network at the start of a solve (couplings zero, biases at the mean rates) and its data: cut
     segments with context, and two covariate columns of different scales."""
-    counts = simulated(link)
+    counts = simulated(link, trials=12, bins=500)
     columns = None
     if covariates:
         columns = torch.randn(*counts.shape[:2], 2, generator=torch.Generator().manual_seed(1))
@@ -139,7 +130,7 @@ def test_lbfgs_in_the_whitened_variables_reaches_newtons_optimum_in_far_fewer_it
 def test_couplings_from_a_silent_neuron_stay_at_zero():
     """A neuron that never fires has an empty history column: the whitening must not mix it into the
     others, so its couplings onto every neuron stay exactly zero, jointly factored or not."""
-    counts = simulated("exp")
+    counts = simulated("exp", trials=12, bins=500)
     counts = torch.cat([counts, torch.zeros_like(counts[..., :1])], dim=-1)
     network = Network(5, 0, BASIS, "exp")
     with torch.no_grad():
@@ -155,7 +146,7 @@ def test_a_constant_covariate_is_left_out_of_the_whitening():
     determined. Whitened with the other columns, steps along their difference would be amplified a
     thousandfold (the jitter's square root); left out, L-BFGS reaches Newton's log-likelihood (to 1e-8)
     and the sum (to 1e-3) with every parameter as bounded as Newton's, a silent neuron's included."""
-    counts = simulated("exp")
+    counts = simulated("exp", trials=12, bins=500)
     counts[..., 3] = 0  # neuron 3 never fires: its bias falls without bound
     columns = torch.ones(*counts.shape[:2], 2)
     columns[..., 1] = torch.randn(counts.shape[:2], generator=torch.Generator().manual_seed(4)) * 1e3

@@ -97,11 +97,18 @@ def design_rows(network: Network, batch: Batch) -> torch.Tensor:
     return torch.cat(columns, dim=-1).flatten(0, -2)
 
 
-def parameters_of(network: Network) -> torch.Tensor:
-    """The GLM's parameters as one row per neuron, (N, P) in float64, in :func:`design_rows`' order."""
-    parts = [network.bias.detach()[:, None], network.weight.detach().flatten(1)]
+def parameters_of(network: Network, gradient: bool = False) -> torch.Tensor:
+    """The GLM's parameters as one row per neuron, (N, P) in float64, in :func:`design_rows`' order; with
+    ``gradient``, their gradients instead (zero where a parameter has none)."""
+
+    def read(parameter: torch.Tensor) -> torch.Tensor:
+        if not gradient:
+            return parameter.detach()
+        return torch.zeros_like(parameter) if parameter.grad is None else parameter.grad
+
+    parts = [read(network.bias)[:, None], read(network.weight).flatten(1)]
     if network.covariate_weight is not None:
-        parts.append(network.covariate_weight.detach())
+        parts.append(read(network.covariate_weight))
     return torch.cat(parts, dim=1).double()
 
 

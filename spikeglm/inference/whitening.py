@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.newton import design_rows, parameters_of, set_parameters
+from spikeglm.inference.newton import design_columns, design_rows, parameters_of, set_parameters
 from spikeglm.model import Network, inverse_link, link_derivatives, mean_counts
 from spikeglm.segments import Segments
 
@@ -68,7 +68,7 @@ class Whitening:
         """The whitening of the design of ``data`` (this process's ``parts``, summed over the processes),
         at the network's parameters; ``per_spike`` is the objective's factor on minus the log-likelihood
         (:class:`~spikeglm.inference.glm._Closure`'s ``scale``)."""
-        width = parameters_of(network).shape[1]
+        width = design_columns(network)
         joint = width <= JOINT_COLUMNS
         sums, products = (parallel.all_sum(m) for m in _moments(network, data, parts, joint))
         total = sums[0]
@@ -81,7 +81,7 @@ class Whitening:
         constant[0] = False
         variance[0] = 1.0
         deviation = torch.where(constant, torch.ones_like(variance), variance).sqrt()
-        whitening = cls(mean, deviation, None, None, torch.ones(1), torch.empty(0))
+        factor = inverse = None
         if joint:
             moments = products / total
             moments[constant], moments[:, constant] = 0.0, 0.0
@@ -90,13 +90,14 @@ class Whitening:
             lower, failed = torch.linalg.cholesky_ex(moments)
             if not failed:  # else (rounding made it indefinite) each column on its own
                 eye = torch.eye(width, dtype=torch.float64, device=lower.device)
-                whitening.factor = lower
-                whitening.inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
+                factor, inverse = lower, torch.linalg.solve_triangular(lower, eye, upper=False)
         rate = mean_counts(data.counts).to(mean.device).clamp_min(1.0 / float(total))
         fitted, slope, _ = link_derivatives(network.link_name, inverse_link(network.link_name, rate))
-        whitening.scale = (per_spike * float(total) * slope.square() / fitted).sqrt()
-        whitening.variables = whitening._times_factor(parameters_of(network)) * whitening.scale[:, None]
-        whitening.variables.requires_grad_()
+        scale = (per_spike * float(total) * slope.square() / fitted).sqrt()
+        whitening = cls(mean, deviation, factor, inverse, scale, torch.empty(0))
+        whitening.variables = (
+            whitening._times_factor(parameters_of(network)) * scale[:, None]
+        ).requires_grad_()
         return whitening
 
     def load(self, network: Network) -> None:
@@ -106,9 +107,7 @@ class Whitening:
 
     def pull_gradients(self, network: Network) -> None:
         """Set the variables' gradient from the network parameters' (the chain rule of :meth:`load`)."""
-        parts = [network.bias, network.weight] + [p for p in (network.covariate_weight,) if p is not None]
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in parts]
-        gradient = torch.cat([g.flatten(1) if g.dim() > 1 else g[:, None] for g in grads], dim=1).double()
+        gradient = parameters_of(network, gradient=True)
         self.variables.grad = self._times_inverse_transposed(gradient) / self.scale[:, None]
 
     def _times_factor(self, rows: torch.Tensor) -> torch.Tensor:
@@ -144,7 +143,7 @@ def _moments(network: Network, data: Segments, parts: list[torch.Tensor], joint:
     """The design's column sums over the scored bins (the first, the constant's, counts them) and its sums
     of products (``joint``) or of squares, in float64."""
     device, dtype = network.bias.device, network.bias.dtype
-    width = parameters_of(network).shape[1]
+    width = design_columns(network)
     sums = torch.zeros(width, dtype=torch.float64, device=device)
     products = torch.zeros((width, width) if joint else width, dtype=torch.float64, device=device)
     for index in parts:
