@@ -262,10 +262,16 @@ def smoothed_score(
     """
     visible = batch.visible.to(network.bias.dtype)
     latent = _latent_proposal(network, posterior, visible, visible.shape[1], frozen=True)
-    lag = smoothing_lag(network, visible.shape[1])
-    particles = _Particles(network, posterior, len(visible), 1, n_particles, None, lag=lag, latent=latent)
-    particles.advance(visible, slice(None), batch.present, batch.scored, batch.covariates)
-    return particles.smoothed, particles.log_z
+    smoother = _Smoother(smoothing_lag(network, visible.shape[1]), visible.shape[1])
+    with torch.no_grad():
+        particles = _Particles(network, posterior, len(visible), 1, n_particles, None, latent=latent)
+        particles.smoother = smoother.start(particles.log_w)
+        particles.advance(visible, slice(None), batch.present, batch.scored, batch.covariates)
+        weights = smoother.finish(particles.log_w)
+    if batch.scored is not None:
+        weights = weights * batch.scored[:, :, None].to(weights.dtype)
+    terms = _complete_terms(network, posterior, visible, batch.present, batch.covariates, latent, smoother)
+    return (weights * terms).sum((1, 2)), particles.log_z
 
 
 def smoothing_lag(network: Network, n_bins: int) -> int:
@@ -350,11 +356,12 @@ class _Laws(NamedTuple):
             scale = torch.cat([torch.ones_like(scale[:1]), scale[1:]])
         return cls.of(torch.zeros_like(scale)[None], coefficient.expand(1, stop - start, -1), scale[None])
 
-    def mean(self, t: int, previous: torch.Tensor) -> torch.Tensor:
-        """The mean at the run's bin ``t`` given the states ``previous`` (filters, particles, K)."""
+    def mean(self, t: int | slice, previous: torch.Tensor) -> torch.Tensor:
+        """The mean at the run's bin ``t`` given the states ``previous`` (filters, particles, K); with
+        ``t = slice(None)``, at every bin given ``previous`` of every bin (filters, bins, particles, K)."""
         return self.offset[:, t, None] + self.gain[:, t, None] * previous
 
-    def log_density(self, t: int, value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    def log_density(self, t: int | slice, value: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """The log-density of states ``value`` at bin ``t`` of means ``mean`` (:meth:`mean`), float64."""
         white = (value - mean) * self.inverse[:, t, None]
         size = value.shape[-1]
@@ -378,8 +385,6 @@ class _Factors:
         (filters, particles).
     generator : torch.Generator or None
         Source of the noise.
-    detach : bool
-        Draw the states without gradient (the smoother's); otherwise they are reparameterised.
     """
 
     def __init__(
@@ -389,11 +394,10 @@ class _Factors:
         n_runs: int,
         shape: tuple[int, int],
         generator: torch.Generator | None,
-        detach: bool,
     ) -> None:
         assert network.latent_prior is not None and network.loading is not None
         self.prior, self.loading = network.latent_prior, network.loading
-        self.proposal, self.n_runs, self.generator, self.detach = proposal, n_runs, generator, detach
+        self.proposal, self.n_runs, self.generator = proposal, n_runs, generator
         self.state = network.bias.new_zeros(*shape, network.n_latent)
         self.position = 0  # bins of the trial whose laws have been made
         self.target = self.law = _Laws.prior(self.prior, 0, 1, self.state)
@@ -401,33 +405,43 @@ class _Factors:
     def prepare(self, n_bins: int) -> None:
         """Make the laws of the trial's next ``n_bins`` bins."""
         start, stop = self.position, self.position + n_bins
-        self.target = self.law = _Laws.prior(self.prior, start, stop, self.state)
-        if self.proposal is not None:
-            self.law = _Laws.of(
-                *(part[:, start:stop].repeat_interleave(self.n_runs, 0) for part in self.proposal)
-            )
+        self.target, self.law = _factor_laws(self.prior, self.proposal, start, stop, self.n_runs, self.state)
         self.position = stop
 
-    def draw(self, t: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    def draw(self, t: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw every particle's state at the prepared bins' ``t``-th.
 
         Returns its drive of every neuron, ``loading @ f_t`` (filters, particles, N), and the log-weight it
-        adds, ``log p(f_t | f_{t-1}) - log q(f_t | f_{t-1})``, with the smoother's term, ``log p + log q``
-        (float64, filters x particles), as a pair; None for the prior's proposal, whose weight is 1.
+        adds, ``log p(f_t | f_{t-1}) - log q(f_t | f_{t-1})`` (float64, filters x particles); None for the
+        prior's proposal, whose weight is 1.
         """
         previous, law = self.state, self.law
         noise = torch.randn(
             previous.shape, generator=self.generator, dtype=previous.dtype, device=previous.device
         )
         mean = law.mean(t, previous)
-        state = mean + law.scale[:, t, None] * noise
-        self.state = state.detach() if self.detach else state
+        self.state = mean + law.scale[:, t, None] * noise
         drive = self.state @ self.loading.T
         if self.proposal is None:
             return drive, None
         log_q = law.log_density(t, self.state, mean)
-        log_p = self.target.log_density(t, self.state, self.target.mean(t, previous))
-        return drive, (log_p - log_q, log_p + log_q)
+        return drive, self.target.log_density(t, self.state, self.target.mean(t, previous)) - log_q
+
+
+def _factor_laws(
+    prior: AR1Prior,
+    proposal: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    start: int,
+    stop: int,
+    n_runs: int,
+    like: torch.Tensor,
+) -> tuple[_Laws, _Laws]:
+    """The factors' target (the prior's AR(1) laws) and proposal (``proposal``'s, else the prior's again)
+    in bins ``start`` to ``stop - 1`` of a trial, each trial's repeated for its ``n_runs`` filters."""
+    target = _Laws.prior(prior, start, stop, like)
+    if proposal is None:
+        return target, target
+    return target, _Laws.of(*(part[:, start:stop].repeat_interleave(n_runs, 0) for part in proposal))
 
 
 class _Particles:
@@ -441,19 +455,21 @@ class _Particles:
     counts are drawn by a reparameterised ``draw(rate)`` and the factors reparameterised
     (:func:`filtering_bound`); the resampling itself is not differentiated. ``draw=None`` draws exact
     Poisson counts from ``generator``. ``latent`` is the posterior's proposal of the factors
-    (:func:`_latent_proposal`), None for the prior's.
+    (:func:`_latent_proposal`), None for the prior's. A ``smoother`` (:class:`_Smoother`, set after
+    construction) keeps every bin's draws and credits the weights to them.
     """
 
-    def __init__(
-        self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None, lag=0, latent=None
-    ):
+    def __init__(self, network, posterior, n_trials, n_runs, n_particles, generator, draw=None, latent=None):
         self.network, self.posterior, self.n_runs = network, posterior, n_runs
         self.n_visible = network.n_visible
         device, dtype = network.bias.device, network.bias.dtype
         basis = network.basis_matrix.to(dtype)
-        self.filters = torch.einsum("nhb,bl->nhl", network.weight[:, self.n_visible :], basis)
+        # What each neuron's predictor (and the posterior's of each hidden neuron) gains from the hidden
+        # counts of the last L bins, as one matrix: (L H, N [+ H]), row l H + h for lag l + 1, neuron h.
+        history = [torch.einsum("nhb,bl->lhn", network.weight[:, self.n_visible :], basis).flatten(0, 1)]
         if posterior is not None:
-            self.q_filters = torch.einsum("hkb,bl->hkl", posterior.self_past, basis)
+            history.append(torch.einsum("hkb,bl->lkh", posterior.self_past, basis).flatten(0, 1))
+        self.history = torch.cat(history, dim=1)
         filters, particles = n_trials * n_runs, max(1, n_particles // n_runs)
         shape = (filters, particles, basis.shape[1], network.n_hidden)
         self.recent = torch.zeros(shape, dtype=dtype, device=device)
@@ -464,14 +480,10 @@ class _Particles:
         self.generator = generator
         self.draw = draw or (lambda rate: torch.poisson(rate, generator=generator))
         self.link = LINKS[network.link_name]
-        # The smoother's record (lag > 0, with a posterior as the proposal): each particle's last ``lag``
-        # complete-data log-probabilities, newest first, and the weighted sum of those already ``lag``
-        # bins old (Fisher's identity).
-        self.terms = torch.zeros((filters, particles, lag), dtype=torch.float64, device=device)
-        self.settled = torch.zeros(filters, dtype=torch.float64, device=device)
+        self.smoother: _Smoother | None = None
         self.factors = None
         if network.n_latent:
-            self.factors = _Factors(network, latent, n_runs, (filters, particles), generator, detach=lag > 0)
+            self.factors = _Factors(network, latent, n_runs, (filters, particles), generator)
 
     def advance(
         self,
@@ -488,84 +500,72 @@ class _Particles:
         counts; the others still weigh the particles. ``covariates`` are the covariates' columns on the
         bins of ``piece``.
         """
-        network, runs, n_visible = self.network, self.n_runs, self.n_visible
-        drive = network.add_covariates(
-            network.bias + network._drive(piece, network.weight[:, :n_visible]), covariates
-        )
-        drive, x = drive[:, bins].repeat_interleave(runs, 0), piece[:, bins].repeat_interleave(runs, 0)
-        q_drive = None
-        if self.posterior is not None and network.n_hidden:
-            q_drive = self.posterior._visible_predictor(piece)[:, bins].repeat_interleave(runs, 0)
+        drive, x, q_drive = _inputs(self.network, self.posterior, piece, bins, covariates, self.n_runs)
+        log_factorial = torch.lgamma(x + 1)
         if self.factors is not None:
             self.factors.prepare(x.shape[1])
         for t in range(x.shape[1]):
-            self._step(t, drive, x, q_drive, present, scored)
+            self._step(t, drive, (x, log_factorial), q_drive, present, scored)
 
-    def _step(self, t, drive, x, q_drive, present, scored) -> None:
-        """Filter bin ``t`` of a block: its factors, the weight of its visible counts, its hidden counts."""
-        n_visible = self.n_visible
-        predictor = drive[:, t, None]
+    def _step(self, t, drive, observed, q_drive, present, scored) -> None:
+        """Filter bin ``t`` of a block: its factors, the weight of its visible counts, its hidden counts.
+        ``observed`` is the visible counts of the block with their ``lgamma(x + 1)``."""
+        n_visible, n_neurons, recent = self.n_visible, self.network.n_neurons, self.recent
+        predictor, own = drive[:, t, None], None
         if self.network.n_hidden:
-            predictor = predictor + torch.einsum("fplh,nhl->fpn", self.recent, self.filters)
-        latent_terms = None
+            past = recent.flatten(2) @ self.history
+            predictor, own = predictor + past[..., :n_neurons], past[..., n_neurons:]
+        factor_weight, previous = None, None
         if self.factors is not None:
-            latent_drive, latent_terms = self.factors.draw(t)
+            previous = self.factors.state
+            latent_drive, factor_weight = self.factors.draw(t)
             predictor = predictor + latent_drive
         rate = self.link(predictor)
-        increment = poisson_log_pmf(x[:, t, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
+        x, log_factorial = (part[:, t, None] for part in observed)
+        increment = poisson_log_pmf(x, rate[..., :n_visible], log_factorial).sum(-1, dtype=torch.float64)
         if self.factors is not None and present is not None:
             increment = increment * present[:, t, None]  # padding's zero counts do not observe the factors
-        term = increment
+        hidden = None
         if self.network.n_hidden:
-            increment, term = self._hidden(t, rate[..., n_visible:], q_drive, present, increment, term)
-        if latent_terms is not None:
-            increment, term = increment + latent_terms[0], term + latent_terms[1]
+            increment, hidden = self._hidden(t, rate[..., n_visible:], q_drive, own, present, increment)
+        if factor_weight is not None:
+            increment = increment + factor_weight
         self._reweight(increment, None if scored is None else scored[:, t])
-        if self.terms.shape[2]:
-            self._settle(term if scored is None else term * scored[:, t, None])
-        self._resample()
+        weights = self.log_w.detach().exp()
+        if self.smoother is not None:
+            state = None if self.factors is None else self.factors.state
+            self.smoother.keep(t, weights, _Draws(recent, hidden, previous, state))
+        self._resample(weights)
 
-    def _hidden(self, t, prior, q_drive, present, increment, term) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw the hidden counts of bin ``t`` (model's conditional rate ``prior``) from the proposal, push
-        them on each particle's history, and return ``increment`` and ``term`` with their terms added."""
+    def _hidden(self, t, prior, q_drive, own, present, increment) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the hidden counts of bin ``t`` (model's conditional rate ``prior``) from the proposal (the
+        posterior's rate: its visible predictor ``q_drive`` plus ``own``, its hidden history's share), push
+        them on each particle's history, and return ``increment`` with their weight added and the draws."""
         if self.posterior is None:
             hidden = self.draw(prior)
         else:
-            own = torch.einsum("fplk,hkl->fph", self.recent, self.q_filters)
             q_rate = self.link(q_drive[:, t, None] + own)
             hidden = self.draw(q_rate)
-            log_p = poisson_log_pmf(hidden, prior).sum(-1, dtype=torch.float64)
-            log_q = poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
-            increment, term = increment + log_p - log_q, term + log_p + log_q
-        if present is not None:
-            hidden = hidden * present[:, t, None, None]
-        self.recent = torch.cat([hidden[:, :, None], self.recent[:, :, :-1]], dim=2)
-        return increment, term
+            log_factorial = torch.lgamma(hidden + 1)
+            ratio = poisson_log_pmf(hidden, prior, log_factorial) - poisson_log_pmf(
+                hidden, q_rate, log_factorial
+            )
+            increment = increment + ratio.sum(-1, dtype=torch.float64)
+        pushed = hidden if present is None else hidden * present[:, t, None, None]
+        self.recent = torch.cat([pushed[:, :, None], self.recent[:, :, :-1]], dim=2)
+        return increment, hidden
 
     def _reweight(self, increment: torch.Tensor, scored: torch.Tensor | None) -> None:
-        if self.terms.shape[2]:
-            increment = increment.detach()  # the smoother's weights are not differentiated
         total = self.log_w + increment
         step = torch.logsumexp(total, dim=1)
         self.log_z = self.log_z + (step if scored is None else step * scored)
         self.log_w = total - step[:, None]
 
-    def _settle(self, term: torch.Tensor) -> None:
-        """Add the oldest recorded terms, weighted by the particles' weights now, and record ``term``."""
-        weights = self.log_w.detach().exp()
-        self.settled = self.settled + (weights * self.terms[..., -1]).sum(1)
-        self.terms = torch.cat([term[..., None], self.terms[..., :-1]], dim=2)
-
-    @property
-    def smoothed(self) -> torch.Tensor:
-        """The weighted sum of every recorded term, the last ``lag`` bins' at the current weights."""
-        return self.settled + (self.log_w.detach().exp() * self.terms.sum(2)).sum(1)
-
-    def _resample(self) -> None:
-        """Systematic resampling of the filters whose effective sample size is below the threshold."""
-        weights = self.log_w.detach().exp()
+    def _resample(self, weights: torch.Tensor) -> None:
+        """Systematic resampling of the filters whose effective sample size (``1 / sum w^2`` of their
+        normalised ``weights``) is below the threshold."""
         particles = weights.shape[1]
-        low = 1.0 / weights.square().sum(dim=1) < RESAMPLE_BELOW * particles
+        low = weights.square().sum(dim=1) > 1.0 / (RESAMPLE_BELOW * particles)
         if not bool(low.any()):
             return
         cdf = weights.cumsum(dim=1)
@@ -576,8 +576,133 @@ class _Particles:
         index = torch.where(low[:, None], drawn, torch.arange(particles, device=cdf.device))
         gather = index[:, :, None, None].expand_as(self.recent)
         self.recent = torch.gather(self.recent, 1, gather)
-        self.terms = torch.gather(self.terms, 1, index[:, :, None].expand_as(self.terms))
+        if self.smoother is not None:
+            self.smoother.follow(index)
         if self.factors is not None:
             state = self.factors.state
             self.factors.state = torch.gather(state, 1, index[:, :, None].expand_as(state))
         self.log_w = torch.where(low[:, None], -math.log(particles), torch.gather(self.log_w, 1, index))
+
+
+def _inputs(
+    network: Network,
+    posterior: Posterior | None,
+    piece: torch.Tensor,
+    bins: slice,
+    covariates: torch.Tensor | None,
+    n_runs: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """What the filters of a block read: every neuron's drive from the visible counts and covariates, the
+    visible counts, and the posterior's visible predictor of the hidden counts (None without a posterior
+    or hidden neurons), each (filters, bins, ...) over ``bins`` of ``piece``, repeated for the runs."""
+    n_visible = network.n_visible
+    drive = network.add_covariates(
+        network.bias + network._drive(piece, network.weight[:, :n_visible]), covariates
+    )
+    drive, x = drive[:, bins].repeat_interleave(n_runs, 0), piece[:, bins].repeat_interleave(n_runs, 0)
+    q_drive = None
+    if posterior is not None and network.n_hidden:
+        q_drive = posterior._visible_predictor(piece)[:, bins].repeat_interleave(n_runs, 0)
+    return drive, x, q_drive
+
+
+class _Draws(NamedTuple):
+    """The particles' draws at one bin, as the filter left them before resampling: the hidden counts of
+    their last L bins before it (filters, particles, L, H), their hidden counts in it (filters, particles,
+    H), and the factors' state before and in it (filters, particles, K); None where there are none."""
+
+    recent: torch.Tensor
+    hidden: torch.Tensor | None
+    previous: torch.Tensor | None
+    state: torch.Tensor | None
+
+
+class _Smoother:
+    """A fixed-lag smoother's record of a filtering pass: every bin's draws, and the weight that each
+    particle's draws at each bin receive, that of its descendants ``lag`` bins later (or at the end).
+
+    Each current particle carries the numbers of its ancestors in the last ``lag`` bins (bin ``t``'s
+    particle ``i`` is number ``t P + i``), which follow it through the resamplings; ``lag`` bins after
+    a bin, each particle's weight is credited to its ancestor there, and at the end of the pass to all
+    its ancestors still waiting. The pass runs without gradient; :func:`_complete_terms` then scores
+    every bin's draws at once.
+    """
+
+    def __init__(self, lag: int, n_bins: int) -> None:
+        self.lag, self.n_bins = lag, n_bins
+        self.draws: list[_Draws] = []
+
+    def start(self, log_w: torch.Tensor) -> _Smoother:
+        """Size the record for filters and particles of the shape of ``log_w``; returns itself."""
+        filters, self.particles = log_w.shape
+        self.numbers = torch.arange(self.particles, device=log_w.device)
+        self.nowhere = self.n_bins * self.particles  # the number of an ancestor not yet drawn
+        self.ancestors = torch.full((filters, self.particles, self.lag), self.nowhere, device=log_w.device)
+        self.credit = torch.zeros(filters, self.nowhere + 1, dtype=torch.float64, device=log_w.device)
+        return self
+
+    def keep(self, t: int, weights: torch.Tensor, draws: _Draws) -> None:
+        """Credit the normalised ``weights`` now to the ancestors ``lag`` bins back, and keep bin ``t``'s
+        draws. The ancestors' numbers are a ring: bin ``t``'s go where those of bin ``t - lag`` were."""
+        slot = t % self.lag
+        self.credit.scatter_add_(1, self.ancestors[..., slot], weights)
+        self.ancestors[..., slot] = t * self.particles + self.numbers
+        self.draws.append(draws)
+
+    def follow(self, index: torch.Tensor) -> None:
+        """Carry the ancestors' numbers through a resampling (``index``: filters, particles)."""
+        self.ancestors = torch.gather(self.ancestors, 1, index[:, :, None].expand_as(self.ancestors))
+
+    def finish(self, log_w: torch.Tensor) -> torch.Tensor:
+        """Credit the final weights to every ancestor still waiting; the credit of every particle at every
+        bin, (filters, bins, particles), float64."""
+        waiting = log_w.exp()[..., None].expand_as(self.ancestors)
+        self.credit.scatter_add_(1, self.ancestors.flatten(1), waiting.flatten(1))
+        return self.credit[:, :-1].reshape(len(log_w), self.n_bins, self.particles)
+
+    def stacked(self, field: str) -> torch.Tensor:
+        """One field of every bin's draws, stacked along the bins: (filters, bins, particles, ...)."""
+        return torch.stack([getattr(draws, field) for draws in self.draws], dim=1)
+
+
+def _complete_terms(
+    network: Network,
+    posterior: Posterior,
+    visible: torch.Tensor,
+    present: torch.Tensor | None,
+    covariates: torch.Tensor | None,
+    latent: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    smoother: _Smoother,
+) -> torch.Tensor:
+    """Every particle's terms at every bin of a smoothed pass, computed at once and differentiable:
+    ``log p(x_t, z_t, f_t | past) + log q(z_t, f_t | ...)`` of its draws (filters, bins, particles),
+    float64. Fisher's identity weighs the first by the smoother's credit (the network's gradient); the
+    second is the posterior's wake term."""
+    n_visible, link = network.n_visible, LINKS[network.link_name]
+    drive, x, q_drive = _inputs(network, posterior, visible, slice(None), covariates, 1)
+    predictor = drive[:, :, None]  # (filters, bins, 1, N)
+    if network.n_hidden:
+        basis = network.basis_matrix.to(drive.dtype)
+        recent = smoother.stacked("recent")  # (filters, bins, particles, L, H)
+        filters = torch.einsum("nhb,bl->nhl", network.weight[:, n_visible:], basis)
+        predictor = predictor + torch.einsum("ftplh,nhl->ftpn", recent, filters)
+    prior, loading = network.latent_prior, network.loading
+    if prior is not None and loading is not None:
+        state = smoother.stacked("state")  # (filters, bins, particles, K)
+        predictor = predictor + state @ loading.T
+    rate = link(predictor)
+    terms = poisson_log_pmf(x[:, :, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
+    if prior is not None and present is not None:
+        terms = terms * present[:, :, None]
+    if q_drive is not None:
+        hidden = smoother.stacked("hidden")
+        terms = terms + poisson_log_pmf(hidden, rate[..., n_visible:]).sum(-1, dtype=torch.float64)
+        own = torch.einsum("ftplk,hkl->ftph", recent, torch.einsum("hkb,bl->hkl", posterior.self_past, basis))
+        q_rate = link(q_drive[:, :, None] + own)
+        terms = terms + poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
+    if prior is not None:
+        previous, every = smoother.stacked("previous"), slice(None)
+        target, law = _factor_laws(prior, latent, 0, visible.shape[1], 1, state)
+        terms = terms + target.log_density(every, state, target.mean(every, previous))
+        terms = terms + law.log_density(every, state, law.mean(every, previous))
+    return terms

@@ -181,6 +181,39 @@ def _posterior(network: Network, family: str = "forward-backward", scale: float 
     return posterior
 
 
+def _smoothed_pass(network, posterior, visible, n_particles, lag):
+    """A smoother's no-gradient pass over ``visible``, as smoothed_score makes it: the record and the
+    credits."""
+    smoother = smc._Smoother(lag, visible.shape[1])
+    with torch.no_grad():
+        particles = smc._Particles(network, posterior, len(visible), 1, n_particles, None)
+        particles.smoother = smoother.start(particles.log_w)
+        particles.advance(visible, slice(None))
+        return smoother, smoother.finish(particles.log_w)
+
+
+def test_the_smoother_credits_each_bin_once_and_scores_the_drawn_path_as_the_model_does():
+    """The smoother's record: every bin's particles share the weight of exactly one set of normalised
+    weights, whatever the resamplings between (credits sum to 1 per trial and bin); and with one particle
+    (one path, nothing to choose) the terms of every bin add up to the complete-data log-probability of
+    the drawn path by the network's own likelihood, plus its log q by the posterior's rates."""
+    network = tiny_network(drive=1.5)
+    visible = simulated_visible(network, 3, 30)
+    posterior = _posterior(network, scale=0.3)
+    torch.manual_seed(0)
+    _, credit = _smoothed_pass(network, posterior, visible, 50, lag=4)
+    assert float(credit.min()) >= 0.0
+    torch.testing.assert_close(credit.sum(-1), torch.ones(3, 30, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert float(credit.max()) > 0.1  # resampled: some particles carry many descendants' weight
+    smoother, credit = _smoothed_pass(network, posterior, visible, 1, lag=4)
+    terms = smc._complete_terms(network, posterior, visible, None, None, None, smoother)
+    path = smoother.stacked("hidden")[:, :, 0]  # (trials, bins, H)
+    joint = network.log_likelihood(visible, path).sum(dim=(1, 2))
+    log_q = sg.relax.poisson_log_pmf(path, posterior.rates(visible)).sum(dim=(1, 2))
+    torch.testing.assert_close(terms[:, :, 0].sum(1), joint + log_q, rtol=1e-12, atol=1e-9)
+    assert bool((credit == 1).all())
+
+
 def test_the_smoothed_score_is_the_gradient_of_the_likelihood():
     """smoothed_score: with many particles its gradient in the network is that of the exact log p(x)
     (enumerated), and its gradient in the posterior is the posterior mean of grad log q(z) (the wake step
