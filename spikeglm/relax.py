@@ -43,6 +43,7 @@ __all__ = [
     "get",
     "names",
     "poisson_log_pmf",
+    "poisson_log_ratio",
     "poisson_tail_count",
     "truncated_arrival_counts",
 ]
@@ -124,6 +125,21 @@ def poisson_log_pmf(
     if log_factorial is None:
         log_factorial = torch.lgamma(counts + 1)
     return torch.xlogy(counts, rate.clamp_min(floor)) - rate - log_factorial
+
+
+def poisson_log_ratio(counts: torch.Tensor, rate: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``poisson_log_pmf(counts, rate) - poisson_log_pmf(counts, other)``, in which the
+    factorials cancel: ``k log(rate / other) - rate + other``, with :func:`poisson_log_pmf`'s floor on
+    both rates in the log.
+
+    Examples
+    --------
+    >>> k, a, b = torch.tensor([0.0, 3.0]), torch.tensor([0.5, 2.0]), torch.tensor([1.0, 4.0])
+    >>> torch.allclose(poisson_log_ratio(k, a, b), poisson_log_pmf(k, a) - poisson_log_pmf(k, b))
+    True
+    """
+    floor = torch.finfo(rate.dtype).tiny
+    return torch.xlogy(counts, rate.clamp_min(floor) / other.clamp_min(floor)) - rate + other
 
 
 class PoissonRelaxation(Distribution):

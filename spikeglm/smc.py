@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from spikeglm.latent import LOG_2PI, AR1Prior, MarkovGaussian
 from spikeglm.model import LINKS, Network
 from spikeglm.options import Registry, whole
-from spikeglm.relax import poisson_log_pmf
+from spikeglm.relax import poisson_log_pmf, poisson_log_ratio
 from spikeglm.segments import Batch, blocks
 from spikeglm.variational import Posterior
 
@@ -546,11 +546,7 @@ class _Particles:
         else:
             q_rate = self.link(q_drive[:, t, None] + own)
             hidden = self.draw(q_rate)
-            log_factorial = torch.lgamma(hidden + 1)
-            ratio = poisson_log_pmf(hidden, prior, log_factorial) - poisson_log_pmf(
-                hidden, q_rate, log_factorial
-            )
-            increment = increment + ratio.sum(-1, dtype=torch.float64)
+            increment = increment + poisson_log_ratio(hidden, prior, q_rate).sum(-1, dtype=torch.float64)
         pushed = hidden if present is None else hidden * present[:, t, None, None]
         self.recent = torch.cat([pushed[:, :, None], self.recent[:, :, :-1]], dim=2)
         return increment, hidden
