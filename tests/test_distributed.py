@@ -172,3 +172,51 @@ def test_two_processes_solve_in_whitened_coordinates_what_one_solves(recording, 
     assert abs(float(parallel["value"]) - float(single["value"])) < 1e-8
     for name in ("weight", "bias"):
         np.testing.assert_allclose(parallel[name], single[name], rtol=0, atol=0.05, err_msg=name)
+
+
+GROUP_LASSO = """
+import sys
+import numpy as np
+import torch
+import spikeglm as sg
+from spikeglm.inference import newton, solve_glm
+from spikeglm.inference.penalty import GroupLasso
+from spikeglm.model import Network, inverse_link
+from spikeglm.segments import Segments
+
+counts = torch.as_tensor(sg.load(sys.argv[1]).bin("5 ms").counts, dtype=torch.float32)
+data = Segments(counts, length=100, context=5)
+newton.NEWTON_COLUMNS = 1  # every network beyond exact Newton: the design's curvature
+with sg.parallel.distributed("cpu"):
+    network = Network(counts.shape[-1], 0, sg.basis.get("raised-cosine", window=8, n_basis=2))
+    with torch.no_grad():
+        network.bias.copy_(inverse_link("softplus", counts.mean((0, 1))))
+    records, reason = solve_glm(network, data, part_bins=int(sys.argv[3]), penalty=GroupLasso(2e-3))
+    assert "proximal quasi-Newton" in reason, reason
+    if sg.parallel.rank() == 0:
+        weight, bias = network.weight.detach().numpy(), network.bias.detach().numpy()
+        np.savez(sys.argv[2], weight=weight, bias=bias, value=records[-1].objective)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("part_bins", [250, 100_000])
+def test_two_processes_solve_the_group_lasso_by_the_designs_curvature_as_one_does(
+    recording, tmp_path, part_bins
+):
+    """The group lasso's proximal quasi-Newton solve sums the design's correlations, the gradients and the
+    curvature's diagonals over the processes (with a part each, and with one process holding no part):
+    the single process's solution, to the solve's tolerance, with the same filters set to zero."""
+    script = tmp_path / "lasso.py"
+    script.write_text(GROUP_LASSO)
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    _run([sys.executable, str(script), str(recording), str(one), str(part_bins)], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    _run([*launch, str(script), str(recording), str(two), str(part_bins)], tmp_path)
+    single, parallel = np.load(one), np.load(two)
+    zero = np.linalg.norm(single["weight"], axis=-1) == 0
+    assert zero.any() and not zero.all()  # the strength drops some filters and keeps others
+    np.testing.assert_array_equal(np.linalg.norm(parallel["weight"], axis=-1) == 0, zero)
+    assert abs(float(parallel["value"]) - float(single["value"])) < 1e-10
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(parallel[name], single[name], rtol=0, atol=1e-4, err_msg=name)

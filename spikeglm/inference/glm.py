@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.newton import newton_pays, newton_solve
+from spikeglm.inference.newton import blocks_fit, newton_pays, newton_solve
 from spikeglm.inference.penalty import GroupLasso, Penalty
 from spikeglm.inference.stopping import spikes_per_bin
 from spikeglm.inference.whitening import Whitening, whitens
@@ -59,9 +59,13 @@ def solve_glm(
       (:func:`~spikeglm.inference.newton.newton_pays`), else L-BFGS.
 
     Either stops after ``max_iterations`` iterations. A group lasso penalty is not smooth: Newton's
-    solve takes proximal Newton steps for it, and where L-BFGS would solve, accelerated proximal gradient
-    steps do (:func:`proximal_solve`). The solve draws no random number: the same data give
-    the same fit, so an interrupted solve is simply run again.
+    solve takes proximal Newton steps for it. Where L-BFGS would solve, ``"auto"`` takes proximal
+    quasi-Newton steps, whose curvature is each block's diagonal with the design's correlations
+    (:func:`~spikeglm.inference.newton.newton_solve`'s ``curvature="design"``: a pass costs what a
+    gradient does, and the solve takes about as many iterations as Newton's), where those blocks fit in
+    memory; ``"lbfgs"``, and ``"auto"`` where they do not fit, takes accelerated proximal gradient steps
+    (:func:`proximal_solve`: hundreds of iterations). The solve draws no random number: the same data
+    give the same fit, so an interrupted solve is simply run again.
 
     Parameters
     ----------
@@ -110,6 +114,18 @@ def solve_glm(
             callback=callback,
             latent=latent,
             penalty=penalty,
+        )
+    if isinstance(penalty, GroupLasso) and solver == "auto" and blocks_fit(network):  # quasi-Newton
+        return newton_solve(
+            network,
+            data,
+            max_iterations=max_iterations,
+            part_bins=part_bins,
+            tolerance_grad=GLM_TOLERANCE_GRAD,
+            callback=callback,
+            latent=latent,
+            penalty=penalty,
+            curvature="design",
         )
     if isinstance(penalty, GroupLasso):  # the likelihood's gradient steps, the penalty's proximal ones
         dtype = network.bias.dtype

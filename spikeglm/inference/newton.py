@@ -16,6 +16,14 @@ is exact to float64.
 The curvature is the observed one under the exp and softplus links, where each bin's log-likelihood is
 concave in the predictor (Newton's method, quadratic convergence), and the expected one (Fisher
 scoring) under the sigmoid link, where it is not.
+
+Beyond :data:`NEWTON_COLUMNS` the exact blocks cost more per pass than L-BFGS's iterations, and L-BFGS
+solves a smooth problem. The group lasso is not smooth; there, ``curvature="design"`` builds each
+block from its diagonal, exact at every pass (a pass then costs what a gradient does), and the design's
+correlations: ``D^1/2 C D^1/2``, where ``C`` is the matrix of the design's second moments scaled to a
+unit diagonal. Where a neuron's curvature weight is the same in every bin, as at the start of a solve
+under the exp link, that block is the exact one; elsewhere it is close, and the line search makes up the
+rest (proximal quasi-Newton steps).
 """
 
 from __future__ import annotations
@@ -74,15 +82,18 @@ def design_columns(network: Network) -> int:
     return 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
 
 
+def blocks_fit(network: Network) -> bool:
+    """Whether :func:`newton_solve`'s curvature blocks of this network fit in a quarter of the memory
+    available now."""
+    return newton_memory(network.n_neurons, design_columns(network)) <= available_memory() / 4
+
+
 def newton_pays(network: Network) -> bool:
     """Whether :func:`newton_solve` is the faster solve of this network, and can hold its blocks in a
     quarter of the memory available now (else L-BFGS solves it: it holds a few copies of the parameters
     only). Newton's curvature costs ``P^2 / 2`` multiply-adds per neuron and bin (``P = 1 + N B + F``
     columns), an L-BFGS evaluation a few times ``P``: Newton pays up to :data:`NEWTON_COLUMNS` columns."""
-    n_columns = design_columns(network)
-    return (
-        n_columns <= NEWTON_COLUMNS and newton_memory(network.n_neurons, n_columns) <= available_memory() / 4
-    )
+    return design_columns(network) <= NEWTON_COLUMNS and blocks_fit(network)
 
 
 def design_rows(network: Network, batch: Batch) -> torch.Tensor:
@@ -233,6 +244,7 @@ class _Problem:
         data: Segments,
         part_bins: int,
         offset: Callable[[Batch], torch.Tensor] | None,
+        exact: bool = True,
     ) -> None:
         self.network, self.data, self.offset = network, data, offset
         self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
@@ -243,13 +255,32 @@ class _Problem:
         n_rows = data.n_trials * data.n_bins
         budget = available_memory() / 4 - newton_memory(n, size)
         data_bytes, products_bytes = n_rows * (8 * size + 24 * n), n_rows * width * n_pairs
-        self.keep_products = products_bytes <= _KEPT_PRODUCTS and data_bytes + products_bytes < budget
+        self.keep_products = (
+            exact and products_bytes <= _KEPT_PRODUCTS and data_bytes + products_bytes < budget
+        )
         self.kept = None
         if data_bytes < budget:
             self.kept = list(self._build())
+        self.correlations = None if exact else self._correlations()
 
     def chunks(self) -> Iterator[_Chunk]:
         return iter(self.kept) if self.kept is not None else self._build()
+
+    def _correlations(self) -> torch.Tensor:
+        """The design's second moments over the scored bins, summed over the processes and scaled to a unit
+        diagonal, (P, P) float64: ``C`` of ``curvature="design"`` (a column that is zero throughout has
+        no correlation, and 1 on the diagonal)."""
+        size = design_columns(self.network)
+        moments = torch.zeros(size, size, dtype=torch.float64, device=self.network.bias.device)
+        for chunk in self.chunks():
+            design = chunk.design if chunk.weight is None else chunk.design * chunk.weight[:, None]
+            moments += design.T @ design
+        parallel.all_sum(moments)
+        deviation = moments.diagonal().sqrt()
+        deviation = torch.where(deviation > 0, deviation, torch.ones_like(deviation))
+        correlations = moments / deviation[:, None] / deviation[None, :]
+        correlations.diagonal().fill_(1.0)
+        return correlations
 
     def _build(self) -> Iterator[_Chunk]:
         network, device = self.network, self.network.bias.device
@@ -283,10 +314,12 @@ def newton_solve(
     callback: Callable[[EpochRecord], None] | None = None,
     latent: Callable[[Batch], torch.Tensor] | None = None,
     penalty: Penalty | None = None,
+    curvature: str = "exact",
 ) -> tuple[list[EpochRecord], str]:
     """Maximise the log-likelihood (less a ``penalty``) of a network without hidden neurons by Newton's
     method, each neuron with its own step and line search; the arguments and what is returned are those
-    of :func:`spikeglm.inference.solve_glm`.
+    of :func:`spikeglm.inference.solve_glm`, and ``curvature`` is ``"exact"`` or ``"design"`` (the blocks'
+    diagonals with the design's correlations; see the module).
 
     The objective is the same as L-BFGS's there: minus the log-likelihood per spike plus the penalty. A
     neuron's step is halved until it lowers that neuron's part of it by an Armijo fraction of the
@@ -300,7 +333,9 @@ def newton_solve(
     if latent is not None and network.loading is not None:
         loading = network.loading.detach().double()
         offset = lambda batch: latent(batch).double() @ loading.T  # noqa: E731 - the factors' fixed drive
-    problem = _Problem(network, data, part_bins, offset)
+    if curvature not in ("exact", "design"):
+        raise ValueError(f"curvature must be 'exact' or 'design'; got {curvature!r}")
+    problem = _Problem(network, data, part_bins, offset, exact=curvature == "exact")
     per_bin = spikes_per_bin(data)
     scale = 1.0 / (per_bin * data.n_scored * data.n_units)
     theta = parameters_of(network).to(network.bias.device)
@@ -327,10 +362,11 @@ def newton_solve(
         if callback is not None:
             callback(records[-1])
         if not bool(active.any()):
+            quasi = "" if curvature == "exact" else "quasi-"
             kind = (
-                ("proximal Newton", "gradient mapping")
+                (f"proximal {quasi}Newton", "gradient mapping")
                 if isinstance(penalty, GroupLasso)
-                else ("Newton", "gradient")
+                else (f"{quasi}Newton", "gradient")
             )
             reason = f"converged in {iteration} {kind[0]} iterations (every {kind[1]} below tolerance)"
             break
@@ -608,14 +644,13 @@ def _pass(
     and the curvature blocks of the active neurons (A, P, P), summed over the parts and the processes.
     Without it, the objectives only (and empty tensors)."""
     link = problem.network.link_name
-    n, size = theta.shape
+    n = theta.shape[0]
     chosen = (
         torch.zeros(0, dtype=torch.long, device=theta.device) if active is None else active.nonzero()[:, 0]
     )
     value = torch.zeros(n, dtype=torch.float64, device=theta.device)
     gradient = torch.zeros_like(theta)
-    upper = problem.upper
-    packed = torch.zeros(len(chosen), upper.shape[1], dtype=torch.float64, device=theta.device)
+    curvature = _Curvature(problem, chosen)
     for chunk in problem.chunks():
         predictor = chunk.design @ theta.T
         if chunk.offset is not None:
@@ -628,14 +663,43 @@ def _pass(
         if weight is not None:
             first, second = first * weight[:, None], second * weight[:, None]
         gradient -= first.T @ chunk.design
-        packed += (second[:, chosen].float().T @ chunk.pairs().T).double()
-    for total in (value, gradient, packed):
+        curvature.add(chunk, second)
+    for total in (value, gradient, curvature.sums):
         parallel.all_sum(total)
     penalty, penalty_gradient = smooth(theta)
-    blocks = torch.empty(len(chosen), size, size, dtype=torch.float64, device=theta.device)
-    packed *= scale
-    blocks[:, upper[0], upper[1]] = packed
-    blocks[:, upper[1], upper[0]] = packed
+    blocks = curvature.blocks(scale)
     if smooth.diagonals is not None:
         blocks.diagonal(dim1=-2, dim2=-1).add_(smooth.diagonals[chosen])
     return value * scale + penalty, gradient * scale + penalty_gradient, blocks
+
+
+class _Curvature:
+    """The curvature blocks of the ``chosen`` neurons, summed over a pass: exact, ``X^T diag(c_n) X`` from
+    the rows' pairwise products (float32), or where the problem has the design's correlations, each
+    block's diagonal (float64) with them, ``D^1/2 C D^1/2`` (see the module)."""
+
+    def __init__(self, problem: _Problem, chosen: torch.Tensor) -> None:
+        self.problem, self.chosen = problem, chosen
+        size = design_columns(problem.network)
+        width = size if problem.correlations is not None else problem.upper.shape[1]
+        self.sums = torch.zeros(len(chosen), width, dtype=torch.float64, device=chosen.device)
+
+    def add(self, chunk: _Chunk, second: torch.Tensor) -> None:
+        """Add a chunk's rows, of curvature weights ``second`` (rows, N)."""
+        if self.problem.correlations is not None:
+            self.sums += second[:, self.chosen].T @ chunk.design.square()
+        else:
+            self.sums += (second[:, self.chosen].float().T @ chunk.pairs().T).double()
+
+    def blocks(self, scale: float) -> torch.Tensor:
+        """The blocks (chosen, P, P), times ``scale``, once the sums are complete."""
+        sums, correlations = self.sums * scale, self.problem.correlations
+        if correlations is not None:
+            deviation = sums.clamp_min(0.0).sqrt()
+            return deviation[:, :, None] * correlations * deviation[:, None, :]
+        size = design_columns(self.problem.network)
+        upper = self.problem.upper
+        blocks = torch.empty(len(self.chosen), size, size, dtype=torch.float64, device=sums.device)
+        blocks[:, upper[0], upper[1]] = sums
+        blocks[:, upper[1], upper[0]] = sums
+        return blocks
