@@ -19,6 +19,13 @@ units, 90 s at 5 ms, one continuous trial, its last fifth held out): held-out lo
 couplings each fit keeps (not zero) and the colour limit of its heatmap (``sg.plot.connectivity``'s
 robust limit), the iterations of the final solve and the CPU time.
 
+``--large N``: how the group lasso is solved in a large population, side by side on one ``balanced``
+network of N neurons (10 minutes at 5 ms, seed 0) at a fixed strength (``--strength``): the default solve
+(exact proximal Newton up to 200 design columns, beyond them proximal quasi-Newton steps of the design's
+curvature), exact proximal Newton (``solver="newton"``) and accelerated proximal gradient steps
+(``solver="lbfgs"``, capped at ``--cap`` iterations); each one's iterations, CPU, final objective and
+couplings kept. Exact Newton is left out beyond 200 design columns, where each of its passes takes minutes.
+
 Run: ``python benchmarks/penalties.py`` (seeds 0-4, about 10 minutes of CPU); ``--quick``: seed 0 only.
 """
 
@@ -115,6 +122,42 @@ def aplysia() -> dict | None:
     return rows
 
 
+def large(n_neurons: int, strength: float, cap: int) -> dict:
+    """The group lasso of one large network solved three ways (see the module)."""
+    from spikeglm.inference import solve_glm
+    from spikeglm.inference.newton import NEWTON_COLUMNS
+    from spikeglm.inference.penalty import GroupLasso
+    from spikeglm.model import Network
+    from spikeglm.segments import Segments
+
+    sim = sg.synthetic.network("balanced", seed=0, n_visible=n_neurons, n_hidden=0, duration="10 min")
+    counts = torch.tensor(sim.train.counts, dtype=torch.float32)
+    data, between = Segments(counts), ~torch.eye(n_neurons, dtype=torch.bool)
+    print(
+        f"\nbalanced, {n_neurons} neurons, {counts.shape[0] * counts.shape[1]} bins, group lasso {strength:g}"
+    )
+    print(f"{'solve':<8} {'iterations':>10} {'CPU s':>7} {'objective':>14} {'kept':>7}  stopped")
+    rows = {}
+    for solver in ("auto", "newton", "lbfgs"):
+        if solver == "newton" and n_neurons + 1 > NEWTON_COLUMNS:
+            print(f"{solver:<8} (skipped: exact blocks of {n_neurons + 1} columns cost minutes per pass)")
+            continue
+        network = Network(n_neurons, 0, sg.basis.get("exponential"), "softplus")
+        network.init_from_counts(counts, scale=0.0, generator=torch.Generator().manual_seed(0))
+        start = time.process_time()
+        records, reason = solve_glm(
+            network, data, penalty=GroupLasso(strength), solver=solver, max_iterations=cap
+        )
+        cpu = time.process_time() - start
+        kept = int((network.weight.detach().norm(dim=-1)[between] > 0).sum())
+        rows[solver] = {"iterations": len(records), "cpu_s": cpu, "objective": records[-1].objective}
+        rows[solver] |= {"kept": kept, "stopped": reason}
+        print(
+            f"{solver:<8} {len(records):>10} {cpu:>7.1f} {records[-1].objective:>14.9f} {kept:>7}  {reason}"
+        )
+    return rows
+
+
 def show(case: dict) -> None:
     base = case["none"]
     print(f"\nsparse-ei seed {case['seed']}, 30 visible neurons, 10 training trials")
@@ -136,10 +179,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="networks, seeds 0.. (default 5)")
     parser.add_argument("--quick", action="store_true", help="seed 0 only")
     parser.add_argument("--aplysia", action="store_true", help="the Aplysia recording instead")
+    parser.add_argument(
+        "--large", type=int, help="the group lasso's solves of a network of this many neurons"
+    )
+    parser.add_argument("--strength", type=float, default=1e-5, help="its strength (--large; default 1e-5)")
+    parser.add_argument("--cap", type=int, default=200, help="most iterations of each solve (--large)")
     _results.add_option(parser, "penalties")
     args = parser.parse_args()
-    path = _results.output(args.json, "penalties-aplysia" if args.aplysia else "penalties", args.quick)
+    name = "penalties-aplysia" if args.aplysia else "penalties-large" if args.large else "penalties"
+    path = _results.output(args.json, name, args.quick)
     torch.set_num_threads(1)
+    if args.large:
+        rows = large(args.large, args.strength, args.cap)
+        _results.write(path, "penalties", vars(args) | {"json": str(path)}, {"large": rows})
+        return
     if args.aplysia:
         _results.write(path, "penalties", vars(args) | {"json": str(path)}, {"aplysia": aplysia()})
         return
