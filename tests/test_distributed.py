@@ -124,6 +124,18 @@ def test_two_processes_fit_with_a_covariate_what_one_fits(recording, tmp_path, m
         np.testing.assert_allclose(kernels[1]["se"], kernels[0]["se"], rtol=1e-4)
 
 
+def _one_and_two(script: str, recording, tmp_path, part_bins: int) -> tuple:
+    """What ``script`` saves (its arguments: the recording, the output, the part size) run in one process
+    and launched on two by torchrun."""
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    _run([sys.executable, str(path), str(recording), str(one), str(part_bins)], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    _run([*launch, str(path), str(recording), str(two), str(part_bins)], tmp_path)
+    return np.load(one), np.load(two)
+
+
 SOLVE = """
 import sys
 import numpy as np
@@ -160,13 +172,7 @@ def test_two_processes_solve_in_whitened_coordinates_what_one_solves(recording, 
     process's, and so is the solution, to the solve's own precision (it stops where an iteration gains
     less than 1e-9 nats per spike: the log-likelihood to 1e-8, the least determined couplings of these
     1,200 bins to a few hundredths, as far as either ends from Newton's optimum)."""
-    script = tmp_path / "solve.py"
-    script.write_text(SOLVE)
-    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    _run([sys.executable, str(script), str(recording), str(one), str(part_bins)], tmp_path)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    _run([*launch, str(script), str(recording), str(two), str(part_bins)], tmp_path)
-    single, parallel = np.load(one), np.load(two)
+    single, parallel = _one_and_two(SOLVE, recording, tmp_path, part_bins)
     np.testing.assert_allclose(parallel["factor"], single["factor"], rtol=1e-6, atol=1e-9)
     assert np.abs(single["weight"]).max() > 0.1  # solved, not the start
     assert abs(float(parallel["value"]) - float(single["value"])) < 1e-8
@@ -207,13 +213,7 @@ def test_two_processes_solve_the_group_lasso_by_the_designs_curvature_as_one_doe
     """The group lasso's proximal quasi-Newton solve sums the design's correlations, the gradients and the
     curvature's diagonals over the processes (with a part each, and with one process holding no part):
     the single process's solution, to the solve's tolerance, with the same filters set to zero."""
-    script = tmp_path / "lasso.py"
-    script.write_text(GROUP_LASSO)
-    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    _run([sys.executable, str(script), str(recording), str(one), str(part_bins)], tmp_path)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    _run([*launch, str(script), str(recording), str(two), str(part_bins)], tmp_path)
-    single, parallel = np.load(one), np.load(two)
+    single, parallel = _one_and_two(GROUP_LASSO, recording, tmp_path, part_bins)
     zero = np.linalg.norm(single["weight"], axis=-1) == 0
     assert zero.any() and not zero.all()  # the strength drops some filters and keeps others
     np.testing.assert_array_equal(np.linalg.norm(parallel["weight"], axis=-1) == 0, zero)

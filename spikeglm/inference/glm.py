@@ -104,7 +104,10 @@ def solve_glm(
     if network.n_latent and latent is None:
         raise ValueError("solve_glm of a network with latent factors needs their path (latent)")
     params = [p for p in network.glm_parameters() if p.requires_grad]
-    if solver == "newton" or (solver == "auto" and newton_pays(network)):
+    exact = solver == "newton" or (solver == "auto" and newton_pays(network))
+    # Beyond exact Newton, the group lasso takes proximal quasi-Newton steps where their blocks fit.
+    quasi = isinstance(penalty, GroupLasso) and solver == "auto" and blocks_fit(network)
+    if exact or quasi:
         return newton_solve(
             network,
             data,
@@ -114,18 +117,7 @@ def solve_glm(
             callback=callback,
             latent=latent,
             penalty=penalty,
-        )
-    if isinstance(penalty, GroupLasso) and solver == "auto" and blocks_fit(network):  # quasi-Newton
-        return newton_solve(
-            network,
-            data,
-            max_iterations=max_iterations,
-            part_bins=part_bins,
-            tolerance_grad=GLM_TOLERANCE_GRAD,
-            callback=callback,
-            latent=latent,
-            penalty=penalty,
-            curvature="design",
+            curvature="exact" if exact else "design",
         )
     if isinstance(penalty, GroupLasso):  # the likelihood's gradient steps, the penalty's proximal ones
         dtype = network.bias.dtype
