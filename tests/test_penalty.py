@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
+from test_newton import simulated
 
 import spikeglm as sg
 from spikeglm.basis import get as get_basis
@@ -264,3 +265,30 @@ def test_bad_penalty_settings_are_refused_by_name(small, settings, message):
 def test_penalty_strength_is_checked():
     with pytest.raises(ValueError, match="penalty_strength"):
         Ridge(math.nan)
+
+
+def test_the_designs_curvature_holds_a_silent_neuron_and_a_constant_covariate(monkeypatch):
+    """Hostile columns for the design's correlations: a neuron that never fires (an empty history column
+    and a bias that falls without bound), a constant covariate (the intercept again: only their sum is
+    determined) and a covariate a thousand times the others' scale. The group lasso's proximal
+    quasi-Newton solve still converges to exact Newton's objective (to 1e-8), the silent neuron's
+    couplings stay zero, and every parameter stays as bounded as Newton's."""
+    counts = simulated("exp", trials=12, bins=500)
+    counts[..., 3] = 0
+    columns = torch.ones(*counts.shape[:2], 2)
+    columns[..., 1] = torch.randn(counts.shape[:2], generator=torch.Generator().manual_seed(4)) * 1e3
+    data = Segments(counts, covariates=columns)
+    basis = get_basis("raised-cosine", window=8, n_basis=2)
+    solved = {}
+    for solver in ("newton", "auto"):
+        if solver == "auto":
+            monkeypatch.setattr(newton, "NEWTON_COLUMNS", 1)
+        network = Network(4, 0, basis, "exp", n_covariates=2)
+        records, reason = solve_glm(network, data, penalty=GroupLasso(1e-3), solver=solver)
+        assert reason.startswith("converged"), reason
+        assert torch.all(network.weight[:, 3] == 0)
+        largest = max(float(p.detach().abs().max()) for p in network.glm_parameters())
+        assert largest < 30, (solver, largest)
+        solved[solver] = records[-1].objective
+    assert "quasi-Newton" in reason
+    assert abs(solved["newton"] - solved["auto"]) < 1e-8
