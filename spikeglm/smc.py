@@ -463,15 +463,9 @@ class _Particles:
         self.network, self.posterior, self.n_runs = network, posterior, n_runs
         self.n_visible = network.n_visible
         device, dtype = network.bias.device, network.bias.dtype
-        basis = network.basis_matrix.to(dtype)
-        # What each neuron's predictor (and the posterior's of each hidden neuron) gains from the hidden
-        # counts of the last L bins, as one matrix: (L H, N [+ H]), row l H + h for lag l + 1, neuron h.
-        history = [torch.einsum("nhb,bl->lhn", network.weight[:, self.n_visible :], basis).flatten(0, 1)]
-        if posterior is not None:
-            history.append(torch.einsum("hkb,bl->lkh", posterior.self_past, basis).flatten(0, 1))
-        self.history = torch.cat(history, dim=1)
+        self.history = _history_matrix(network, posterior, dtype)
         filters, particles = n_trials * n_runs, max(1, n_particles // n_runs)
-        shape = (filters, particles, basis.shape[1], network.n_hidden)
+        shape = (filters, particles, network.basis_matrix.shape[1], network.n_hidden)
         self.recent = torch.zeros(shape, dtype=dtype, device=device)
         self.log_w = torch.full(
             (filters, particles), -math.log(particles), dtype=torch.float64, device=device
@@ -580,6 +574,17 @@ class _Particles:
         self.log_w = torch.where(low[:, None], -math.log(particles), torch.gather(self.log_w, 1, index))
 
 
+def _history_matrix(network: Network, posterior: Posterior | None, dtype: torch.dtype) -> torch.Tensor:
+    """What each neuron's predictor, and then the posterior's of each hidden neuron (with a posterior),
+    gains from the hidden counts of the last L bins, as one matrix: (L H, N [+ H]), row ``l H + h`` for
+    lag ``l + 1`` of hidden neuron ``h``."""
+    basis = network.basis_matrix.to(dtype)
+    history = [torch.einsum("nhb,bl->lhn", network.weight[:, network.n_visible :], basis).flatten(0, 1)]
+    if posterior is not None:
+        history.append(torch.einsum("hkb,bl->lkh", posterior.self_past, basis).flatten(0, 1))
+    return torch.cat(history, dim=1)
+
+
 def _inputs(
     network: Network,
     posterior: Posterior | None,
@@ -674,14 +679,12 @@ def _complete_terms(
     ``log p(x_t, z_t, f_t | past) + log q(z_t, f_t | ...)`` of its draws (filters, bins, particles),
     float64. Fisher's identity weighs the first by the smoother's credit (the network's gradient); the
     second is the posterior's wake term."""
-    n_visible, link = network.n_visible, LINKS[network.link_name]
+    n_visible, n_neurons, link = network.n_visible, network.n_neurons, LINKS[network.link_name]
     drive, x, q_drive = _inputs(network, posterior, visible, slice(None), covariates, 1)
-    predictor = drive[:, :, None]  # (filters, bins, 1, N)
+    predictor, own = drive[:, :, None], None  # (filters, bins, 1, N)
     if network.n_hidden:
-        basis = network.basis_matrix.to(drive.dtype)
-        recent = smoother.stacked("recent")  # (filters, bins, particles, L, H)
-        filters = torch.einsum("nhb,bl->nhl", network.weight[:, n_visible:], basis)
-        predictor = predictor + torch.einsum("ftplh,nhl->ftpn", recent, filters)
+        past = smoother.stacked("recent").flatten(-2) @ _history_matrix(network, posterior, drive.dtype)
+        predictor, own = predictor + past[..., :n_neurons], past[..., n_neurons:]
     prior, loading = network.latent_prior, network.loading
     if prior is not None and loading is not None:
         state = smoother.stacked("state")  # (filters, bins, particles, K)
@@ -690,10 +693,9 @@ def _complete_terms(
     terms = poisson_log_pmf(x[:, :, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
     if prior is not None and present is not None:
         terms = terms * present[:, :, None]
-    if q_drive is not None:
+    if q_drive is not None and own is not None:
         hidden = smoother.stacked("hidden")
         terms = terms + poisson_log_pmf(hidden, rate[..., n_visible:]).sum(-1, dtype=torch.float64)
-        own = torch.einsum("ftplk,hkl->ftph", recent, torch.einsum("hkb,bl->hkl", posterior.self_past, basis))
         q_rate = link(q_drive[:, :, None] + own)
         terms = terms + poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
     if prior is not None:
