@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikeglm.basis import Basis, history
-from spikeglm.latent import AR1Prior
+from spikeglm.latent import AR1Prior, broadcast_shapes
 from spikeglm.options import Registry, whole
 from spikeglm.relax import poisson_log_pmf
 
@@ -254,7 +254,7 @@ class Network(nn.Module):
         )
         if self.n_hidden == 0:
             rates = self.link(self._add_latent(predictor, latent))
-            return rates.expand(*torch.broadcast_shapes(rates.shape[:-1], hidden.shape[:-1]), self.n_neurons)
+            return rates.expand(*broadcast_shapes(rates.shape[:-1], hidden.shape[:-1]), self.n_neurons)
         predictor = predictor + self._drive(hidden, self.weight[:, self.n_visible :])
         return self.link(self._add_latent(predictor, latent))
 
