@@ -16,6 +16,7 @@ import torch
 import spikeglm as sg
 from spikeglm.files import claim_checkpoint, exclusive_lock
 from spikeglm.inference import trainer
+from spikeglm.inference.adam import Adam
 
 
 def counts(seed: int = 0, trials: int = 12) -> sg.SpikeCounts:
@@ -43,7 +44,7 @@ def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, sto
     data = counts()
     uninterrupted = sg.POGLM(n_hidden=1, **OPTIONS).fit(data)
     checkpoint = tmp_path / "m.ckpt.h5"
-    adam_step = torch.optim.Adam.step
+    adam_step = Adam.step
     calls = []
 
     def step(self, *args, **kwargs):
@@ -52,10 +53,10 @@ def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, sto
             raise KeyboardInterrupt  # as Ctrl-C between two steps would
         return adam_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(Adam, "step", step)
     with pytest.raises(KeyboardInterrupt):
         sg.POGLM(n_hidden=1, **OPTIONS).fit(data, checkpoint=checkpoint)
-    monkeypatch.setattr(torch.optim.Adam, "step", adam_step)
+    monkeypatch.setattr(Adam, "step", adam_step)
     assert len(sg.POGLM.load(checkpoint).history_) == (stop_at_step - 1) // 3
     resumed = sg.POGLM(n_hidden=1, **OPTIONS).fit(data, checkpoint=checkpoint, resume=True)
     assert_same_fit(uninterrupted, resumed)
@@ -64,7 +65,7 @@ def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, sto
 def test_an_interrupt_during_an_update_is_delivered_after_it(monkeypatch):
     """A signal that arrives while the parameters change waits until the update is whole."""
     seen = []
-    adam_step = torch.optim.Adam.step
+    adam_step = Adam.step
 
     def step(self, *args, **kwargs):
         import signal
@@ -73,7 +74,7 @@ def test_an_interrupt_during_an_update_is_delivered_after_it(monkeypatch):
         seen.append("update finished")
         return adam_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(Adam, "step", step)
     with pytest.raises(KeyboardInterrupt):
         sg.POGLM(n_hidden=1, **OPTIONS).fit(counts())
     assert seen == ["update finished"]
@@ -235,7 +236,7 @@ def test_a_fit_resumed_after_its_learning_rate_was_lowered_goes_on_at_the_lowere
     assert len(uninterrupted.history_) == 21
     assert uninterrupted.stopped_.endswith("at learning rate 0.01 (lowered from 0.05)")
     checkpoint = tmp_path / "m.ckpt.h5"
-    adam_step = torch.optim.Adam.step
+    adam_step = Adam.step
     rates, interrupted = [], []
 
     def step(self, *args, **kwargs):
@@ -245,7 +246,7 @@ def test_a_fit_resumed_after_its_learning_rate_was_lowered_goes_on_at_the_lowere
             raise KeyboardInterrupt
         return adam_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(Adam, "step", step)
     with pytest.raises(KeyboardInterrupt):
         sg.POGLM(n_hidden=1, **options).fit(data, checkpoint=checkpoint)
     assert rates[0] == 0.05 and rates[3 * 11 - 1] == 0.05 and rates[3 * 11] == pytest.approx(0.01)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from spikeglm import parallel, smc
+from spikeglm.inference.adam import Adam
 from spikeglm.inference.config import TrainingConfig
 from spikeglm.inference.objectives import Objective
 from spikeglm.inference.stopping import Plateau, spikes_per_bin
@@ -157,7 +158,7 @@ class _Loop:
         for parameter in frozen:
             parameter.requires_grad_(False)
         params = [p for p in self.step_loss.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=config.lr)
+        optimizer = Adam(params, lr=config.lr)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         engine = parallel.wrap(self.step_loss, self.device)
@@ -195,7 +196,7 @@ class _Loop:
         return records, reason
 
     def _epoch(
-        self, epoch: int, engine: nn.Module, optimizer: torch.optim.Optimizer, params: list
+        self, epoch: int, engine: nn.Module, optimizer: Adam, params: list
     ) -> EpochRecord:
         """Run the steps of one epoch (those not done before an interruption) and its validation check."""
         config, data, device = self.config, self.data, self.device
@@ -373,7 +374,7 @@ def _step(
     return total
 
 
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def _set_lr(optimizer: Adam, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
 
