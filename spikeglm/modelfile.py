@@ -117,6 +117,11 @@ def _is_finite_number(value: object) -> bool:
     return _is_whole(value) or (isinstance(value, float) and math.isfinite(value))
 
 
+def _is_finite_or_list(value: object) -> bool:
+    """A finite number, or a list of them (a checkpoint's sums per group of segments)."""
+    return _is_finite_number(value) or (isinstance(value, list) and all(map(_is_finite_number, value)))
+
+
 #: Each field of the ``config`` attribute: a test of its value and what the test asks for.
 _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_visible": (lambda v: _is_whole(v) and v >= 1, "a whole number >= 1"),
@@ -193,8 +198,8 @@ _TRAINING_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "epochs_done": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
     "steps_done": (lambda v: _is_whole(v) and v >= 0, "a whole number >= 0"),
     "partial": (
-        lambda v: v is None or (isinstance(v, dict) and all(map(_is_finite_number, v.values()))),
-        "null or an object of finite numbers",
+        lambda v: v is None or (isinstance(v, dict) and all(map(_is_finite_or_list, v.values()))),
+        "null or an object of finite numbers and lists of them",
     ),
     "identity": (lambda v: v is None or isinstance(v, dict), "null or an object"),
 }

@@ -139,7 +139,10 @@ class POGLM:
         The factors' time constant at the start of a fit, in bins; each factor's is learned. ``"auto"``
         (the default): that of the GLM's errors along the factor (the fit's start), where they show one,
         else 20 bins. The time constants are held through the first rate of learning of the training
-        (:func:`~spikeglm.inference.train`), so that they are learned from a fit close to its end.
+        (:func:`~spikeglm.inference.train`), so that they are learned from a fit close to its end. A fit
+        without hidden neurons ends at its first rate, and keeps them: with ``"auto"`` it is the GLM
+        errors' time constant that the fit uses (measured closer to the drive's than the ELBO's own
+        optimum: docs/benchmarks.md, "Slow shared drive").
     penalty : {None, "ridge", "group-lasso"}
         A penalty of the couplings between distinct neurons (not the biases, nor a neuron's own history
         filter), for large populations: ``"ridge"`` shrinks them (half their summed squares); the
@@ -205,7 +208,10 @@ class POGLM:
     tol : float, optional
         Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
         10 epochs, the learning rate is lowered five-fold; at the next such plateau the fit stops
-        (:class:`spikeglm.inference.Plateau`). None: run all ``epochs`` at ``lr``. Where training draws
+        (:class:`spikeglm.inference.Plateau`). A fit with latent factors and no hidden neuron, whose
+        couplings and biases are solved after training, stops at the first epoch that raises the
+        objective by less than ``tol`` or within its noise (:class:`spikeglm.inference.Settled`): a few
+        epochs. None: run all ``epochs`` at ``lr``. Where training draws
         real-valued relaxed counts (the default), the objective the rule reads is the bound of exact
         integer draws taken beside them: the relaxed draws' own value can rise while the model gets worse.
     straight_through : bool
@@ -903,7 +909,12 @@ class POGLM:
                 state = {
                     "epochs_done": where.epochs_done,
                     "steps_done": where.steps_done,
-                    "partial": {"objective_sum": where.objective_sum, "seconds": where.seconds},
+                    "partial": {
+                        "objective_sum": where.objective_sum,
+                        "seconds": where.seconds,
+                        "groups": list(where.groups),
+                        "last_groups": list(where.last_groups),
+                    },
                     "identity": identity,
                     "optimizer": optimizer_state,
                 }
@@ -1554,6 +1565,8 @@ def _resume_point(saved: dict) -> Resume:
         saved.get("steps_done", 0),
         partial.get("objective_sum", 0.0),
         partial.get("seconds", 0.0),
+        tuple(partial.get("groups", ())),
+        tuple(partial.get("last_groups", ())),
     )
 
 

@@ -77,8 +77,10 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         "latent_tau",
         float,
         "auto",
-        "The latent factors' time constant at the start of a fit, in bins (it is learned), or auto: that of "
-        f"the GLM's errors along each factor, where they show one, else {DEFAULT_LATENT_TAU:g} bins.",
+        "The latent factors' time constant at the start of a fit, in bins, or auto: that of the GLM's "
+        f"errors along each factor, where they show one, else {DEFAULT_LATENT_TAU:g} bins. It is held "
+        "through the first learning rate (at most a quarter of --epochs) and learned after: a fit without "
+        "hidden neurons, which ends at its first rate, keeps it.",
         words=("auto",),
     ),
     Setting(

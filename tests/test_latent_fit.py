@@ -41,6 +41,23 @@ def test_a_fit_with_factors_and_no_hidden_neuron_is_trained_not_solved():
     assert float(model.network_.loading.detach().abs().sum()) > 0
 
 
+def test_a_fit_with_factors_alone_stops_once_an_epoch_rises_within_its_noise():
+    """Its network is solved after training, so training stops at the first epoch that does not raise the
+    objective beyond its noise (segment groups compared with the epoch before), long before the plateau
+    rule would; with fewer than 8 segments the plateau rule stays."""
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(3).poisson(0.3, (16, 100, 4)), bin_size="5 ms")
+    model = sg.POGLM(n_hidden=0, n_latent=1, seed=0).fit(counts)
+    assert model.stopped_.startswith("converged: the objective rose by less than 2 standard errors")
+    assert 2 <= len(model.history_) < 20
+    few = sg.SpikeCounts.from_array(counts.counts[:4], bin_size="5 ms")
+    plateau = sg.POGLM(n_hidden=0, n_latent=1, seed=0).fit(few)
+    assert plateau.stopped_.startswith("converged: the smoothed objective")
+    hidden = sg.POGLM(n_hidden=1, n_latent=1, seed=0, epochs=3, tol=1e-9).fit(counts)
+    assert (
+        hidden.stopped_ == "ran the 3 epochs set"
+    )  # hidden neurons: the plateau rule, whatever the segments
+
+
 def test_the_model_file_keeps_the_factors(fitted, tmp_path):
     model, counts = fitted
     model.save(tmp_path / "model.h5")

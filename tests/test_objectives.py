@@ -32,8 +32,8 @@ def small_problem(seed: int = 0) -> tuple[Network, Posterior, torch.Tensor]:
 @pytest.mark.parametrize("name", OBJECTIVES.names())
 def test_every_objective_gives_a_differentiable_loss_and_a_float64_estimate(name):
     """The interface: a scalar surrogate whose gradient reaches the network and the posterior (the
-    likelihood's reaches the posterior through its wake step), and the objective's value summed over
-    the segments, float64, without gradient."""
+    likelihood's reaches the posterior through its wake step), and the objective's value of each
+    segment, float64, without gradient."""
     network, posterior, visible = small_problem()
     differentiate_loss(name, network, posterior, visible)
     assert_reached(network.weight, network.bias, posterior.bias, posterior.past)
@@ -46,7 +46,9 @@ def differentiate_loss(name: str, network: Network, posterior: Posterior, visibl
     torch.manual_seed(0)
     surrogate, estimate = objective.loss(network, posterior, Batch(visible))
     assert surrogate.shape == () and surrogate.requires_grad and math.isfinite(float(surrogate.detach()))
-    assert estimate.shape == () and estimate.dtype == torch.float64 and not estimate.requires_grad
+    assert (
+        estimate.shape == visible.shape[:1] and estimate.dtype == torch.float64 and not estimate.requires_grad
+    )
     surrogate.backward()
 
 
@@ -102,7 +104,9 @@ def test_every_objective_estimates_at_most_the_log_likelihood(name):
     objective = TrainingConfig(objective=name, n_samples=64).make_objective()
     torch.manual_seed(1)
     with torch.no_grad():
-        draws = np.array([float(objective.loss(network, posterior, Batch(visible))[1]) for _ in range(40)])
+        draws = np.array(
+            [float(objective.loss(network, posterior, Batch(visible))[1].sum()) for _ in range(40)]
+        )
     mean, se = draws.mean(), draws.std(ddof=1) / math.sqrt(len(draws))
     assert mean <= exact + 4 * se + 0.05
     if objective.particles:
@@ -115,7 +119,7 @@ class NoHiddenSpikes(Objective):
     def loss(self, network, posterior, batch):
         hidden = torch.zeros(*batch.visible.shape[:-1], network.n_hidden)
         log_p = network.log_likelihood(batch.visible, hidden).sum(dim=(-2, -1))
-        return -log_p.mean(), log_p.detach().sum().double()
+        return -log_p.mean(), log_p.detach().double()
 
 
 @pytest.fixture
@@ -158,7 +162,7 @@ def test_a_relaxed_objectives_record_is_the_bound_of_exact_draws():
     batch, law = Batch(visible), objective.sampler.law
     torch.manual_seed(0)
     with torch.no_grad():
-        record = np.array([float(objective.loss(network, posterior, batch)[1]) for _ in range(2000)])
+        record = np.array([float(objective.loss(network, posterior, batch)[1].sum()) for _ in range(2000)])
         exact, relaxed = (
             np.array([float(log_weights(network, posterior, batch, 1, drawn)[0].sum()) for _ in range(4000)])
             for drawn in (None, law)

@@ -62,6 +62,34 @@ def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, sto
     assert_same_fit(uninterrupted, resumed)
 
 
+@pytest.mark.parametrize("stop_at_step", [2, 4, 7])
+def test_a_fit_with_factors_alone_resumes_to_the_same_stop(tmp_path, monkeypatch, stop_at_step):
+    """Its stopping rule compares each epoch with the one before, segment group by group: the checkpoint
+    keeps the groups' sums of the last epoch and of the steps done in this one."""
+    data = counts(trials=12)
+    options = {**OPTIONS, "epochs": 50, "n_hidden": 0, "n_latent": 1}
+    uninterrupted = sg.POGLM(**options).fit(data)
+    assert uninterrupted.stopped_.startswith("converged: the objective rose by less than")
+    assert stop_at_step <= 3 * len(uninterrupted.history_)  # interrupted before it stops (3 steps an epoch)
+    checkpoint = tmp_path / "m.ckpt.h5"
+    adam_step = Adam.step
+    calls = []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at_step:
+            raise KeyboardInterrupt
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Adam, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        sg.POGLM(**options).fit(data, checkpoint=checkpoint)
+    monkeypatch.setattr(Adam, "step", adam_step)
+    resumed = sg.POGLM(**options).fit(data, checkpoint=checkpoint, resume=True)
+    assert_same_fit(uninterrupted, resumed)
+    assert resumed.stopped_ == uninterrupted.stopped_
+
+
 def test_an_interrupt_during_an_update_is_delivered_after_it(monkeypatch):
     """A signal that arrives while the parameters change waits until the update is whole."""
     seen = []

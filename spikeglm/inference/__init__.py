@@ -7,7 +7,8 @@ Modules, from below:
     estimate)``, registered by name in :data:`OBJECTIVES`: the ELBO, the importance-weighted bound, the
     particle filter's bound and the log-likelihood by a particle smoother.
 :mod:`~spikeglm.inference.stopping`
-    When a stochastic fit stops (:class:`Plateau`), read per spike.
+    When a stochastic fit stops (:class:`Plateau`; :class:`Settled` where the network is solved after it),
+    read per spike.
 :mod:`~spikeglm.inference.newton`, :mod:`~spikeglm.inference.whitening`
     Newton's solve of a GLM and its curvature; the whitened coordinates of its L-BFGS solve.
 :mod:`~spikeglm.inference.glm`
@@ -28,7 +29,7 @@ Adding an objective is one class and one line::
 
     class MyBound(Objective):
         def loss(self, network, posterior, batch):
-            ...  # (surrogate to minimise, value summed over segments)
+            ...  # (surrogate to minimise, value of each segment)
 
     OBJECTIVES.register("my-bound", MyBound)  # now POGLM(objective="my-bound")
 """
@@ -38,7 +39,7 @@ from spikeglm.inference.footprint import check_memory, fit_memory, n_parameters
 from spikeglm.inference.glm import solve_glm
 from spikeglm.inference.objectives import ELBO, FIVO, IWAE, OBJECTIVES, HiddenSampler, Likelihood, Objective
 from spikeglm.inference.start import STARTS, glm_start
-from spikeglm.inference.stopping import Plateau
+from spikeglm.inference.stopping import Plateau, Settled
 from spikeglm.inference.trainer import Resume, auto_batch_size, train
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Objective",
     "Plateau",
     "Resume",
+    "Settled",
     "TrainingConfig",
     "auto_batch_size",
     "check_memory",

@@ -69,7 +69,9 @@ TRAINING_SETTINGS: dict[str, Setting] = declare(
         float,
         5e-4,
         "Once the smoothed objective rises less than this (nats per spike) in 10 epochs, lower the "
-        "learning rate five-fold; at the next such plateau, stop. 0: run all --epochs.",
+        "learning rate five-fold; at the next such plateau, stop. A fit with latent factors and no hidden "
+        "neuron stops at the first epoch that rises by less than this or within its noise. 0: run all "
+        "--epochs.",
         optional=True,
     ),
     Setting(
@@ -143,8 +145,10 @@ class TrainingConfig:
     tol : float, optional
         Once the training objective, smoothed over epochs, has not risen by ``tol`` nats per spike in
         :data:`~spikeglm.inference.stopping.PLATEAU_EPOCHS` epochs, lower the learning rate; stop at the
-        next such plateau (:class:`~spikeglm.inference.stopping.Plateau`); ``epochs`` is then a cap.
-        None: run all ``epochs`` at ``lr``.
+        next such plateau (:class:`~spikeglm.inference.stopping.Plateau`); ``epochs`` is then a cap. A
+        fit with latent factors and no hidden neuron stops instead at the first epoch whose rise is below
+        ``tol`` or within its noise (:class:`~spikeglm.inference.stopping.Settled`, see
+        :func:`~spikeglm.inference.train`). None: run all ``epochs`` at ``lr``.
     straight_through : bool
         Score exact integer hidden counts and take only the gradient from the relaxation (Eat-cubic
         only, see :class:`~spikeglm.relax.EatCubic`). Without it the gradient is the relaxed counts' and

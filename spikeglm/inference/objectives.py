@@ -136,8 +136,9 @@ class Objective(abc.ABC):
         surrogate : torch.Tensor
             A scalar whose gradient estimates minus that of the objective, averaged over the segments.
         estimate : torch.Tensor
-            The objective summed over the segments, float64, without gradient: what the training record
-            shows, per visible neuron-bin once the trainer divides it.
+            The objective of each segment, shape (segments,), float64, without gradient: what the training
+            record shows (summed, per visible neuron-bin once the trainer divides it) and the stopping rule
+            compares segment group by group.
         """
 
 
@@ -168,7 +169,7 @@ class ELBO(Objective):
             # at one exact integer draw per segment instead.
             with torch.no_grad():
                 log_w = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl)[0]
-        return surrogate, log_w.detach().mean(0).sum().double()
+        return surrogate, log_w.detach().mean(0).double()
 
     def surrogate(self, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
         """A loss of the log-weights (samples, segments) whose gradient is minus the objective's."""
@@ -231,7 +232,7 @@ class FIVO(Objective):
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         log_z = smc.filtering_bound(network, posterior, batch, self.n_samples, self.sampler.draw)
-        return -log_z.mean(), log_z.detach().sum()
+        return -log_z.mean(), log_z.detach().double()
 
 
 class Likelihood(Objective):
@@ -243,7 +244,7 @@ class Likelihood(Objective):
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         surrogate, log_z = smc.smoothed_score(network, posterior, batch, self.n_samples)
-        return -surrogate.mean(), log_z.sum()
+        return -surrogate.mean(), log_z.detach().double()
 
 
 #: The objectives by name; ``OBJECTIVES.register(name, cls)`` adds one.

@@ -1,10 +1,16 @@
-"""When a fit stops: the plateau rule of a stochastic fit, read per spike.
+"""When a fit stops: the plateau rule of a stochastic fit, and the settling rule of a fit whose network is
+solved after it, each read per spike.
 
 A fit's objective is compared across recordings per spike (:func:`spikes_per_bin`), so that one tolerance
 serves dense and sparse recordings alike.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
 
 from spikeglm.model import mean_counts
 from spikeglm.segments import Segments
@@ -73,6 +79,50 @@ class Plateau:
             self.lowered, self.stale = self.lowered + 1, 0
             return False
         return True
+
+
+#: Fixed groups of segments whose objectives :class:`Settled` compares epoch with epoch, and the fewest
+#: segments with which it can (fewer: :class:`Plateau`).
+SETTLE_GROUPS, SETTLE_SEGMENTS = 16, 8
+#: Standard errors within which an epoch's rise counts as noise.
+SETTLE_Z = 2.0
+
+
+class Settled:
+    """Tells when one epoch no longer raises a noisy objective beyond its noise: compared with the epoch
+    before, group of segments by group.
+
+    Each epoch visits every segment once, so two epochs' objectives are sums over the same segments: the
+    differences between segments cancel from their difference, which leaves the change of the parameters
+    and the noise of the draws. The segments are dealt into fixed groups (segment ``i`` into group ``i mod
+    G``) and each epoch's objective is summed per group; the epoch's rise is the sum of the groups' rises,
+    its standard error ``sqrt(G)`` times their spread. The fit has settled once an epoch rises by less
+    than ``z`` standard errors, or by less than ``tol``. ``tol=None`` never stops.
+
+    Examples
+    --------
+    >>> rule = Settled(tol=0.0)
+    >>> rule.update([1.0, 2.0, 3.0])  # the first epoch: nothing to compare with
+    False
+    >>> rule.update([2.0, 3.1, 3.9])  # every group rose by about 1: a rise of 2.8, SE 0.17
+    False
+    >>> rule.update([2.1, 2.9, 4.0])  # rises of 0.1, -0.2 and 0.1: noise
+    True
+    """
+
+    def __init__(self, tol: float | None, z: float = SETTLE_Z) -> None:
+        self.tol, self.z = tol, z
+        self.last: np.ndarray | None = None  # the groups' objectives in the last epoch
+
+    def update(self, sums: Sequence[float] | np.ndarray) -> bool:
+        """Take an epoch's objective summed per group; True once it has settled."""
+        now = np.asarray(sums, dtype=float)
+        last, self.last = self.last, now
+        if self.tol is None or last is None:
+            return False
+        rises = now - last
+        se = float(rises.std(ddof=1)) * math.sqrt(len(rises))
+        return float(rises.sum()) < max(self.z * se, self.tol)
 
 
 def spikes_per_bin(data: Segments) -> float:

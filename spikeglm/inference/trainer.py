@@ -23,7 +23,7 @@ from spikeglm import parallel, smc
 from spikeglm.inference.adam import Adam
 from spikeglm.inference.config import TrainingConfig
 from spikeglm.inference.objectives import Objective
-from spikeglm.inference.stopping import Plateau, spikes_per_bin
+from spikeglm.inference.stopping import SETTLE_GROUPS, SETTLE_SEGMENTS, Plateau, Settled, spikes_per_bin
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
 from spikeglm.segments import Batch, Segments
@@ -41,14 +41,18 @@ class Resume:
     """Where an interrupted fit stands: finished epochs, finished steps of the next one and their sums.
 
     A checkpoint taken inside an epoch records the steps done in it, with the objective summed over
-    them and the seconds spent, so that a resumed fit skips exactly those steps and gives the epoch the
-    record the uninterrupted fit would.
+    them (in all, and per group of segments) and the seconds spent, so that a resumed fit skips exactly
+    those steps and gives the epoch the record the uninterrupted fit would. ``last_groups`` is the last
+    finished epoch's objective per group, which the settling rule compares the next one with
+    (:class:`~spikeglm.inference.stopping.Settled`; empty where the fit does not use it).
     """
 
     epochs_done: int = 0
     steps_done: int = 0
     objective_sum: float = 0.0
     seconds: float = 0.0
+    groups: tuple[float, ...] = ()
+    last_groups: tuple[float, ...] = ()
 
 
 def train(
@@ -93,7 +97,13 @@ def train(
 
     Unless ``config.tol`` is None, the learning rate is lowered when the training objective stops rising,
     and the fit stops when it stops rising again (:class:`~spikeglm.inference.stopping.Plateau`), so
-    ``config.epochs`` is a cap. The rule reads the objective per spike, so one tolerance serves dense and
+    ``config.epochs`` is a cap. A network with latent factors and no hidden neuron, whose couplings,
+    biases and loadings are solved exactly after training (:mod:`spikeglm.poglm`), stops instead at the
+    first epoch that does not raise the objective beyond its noise, compared segment group by group with
+    the epoch before (:class:`~spikeglm.inference.stopping.Settled`; with at least
+    :data:`~spikeglm.inference.stopping.SETTLE_SEGMENTS` segments): training has only to bring the
+    factors' posterior into place, which takes a few epochs, and the plateau of its noisy parameters
+    would take tens more. The rules read the objective per spike, so one tolerance serves dense and
     sparse recordings alike.
 
     Returns
@@ -143,7 +153,11 @@ class _Loop:
         self.batch_size = auto_batch_size(self.data) if size is None else min(size, len(self.data))
         self.per_part = max(1, config.part_bins // self.data.bins)
         self.plateau = Plateau(config.tol)
-        self.per_spike = 1 / spikes_per_bin(self.data)  # the rule reads the objective per spike
+        settles = network.n_hidden == 0 and network.n_latent > 0 and not config.freeze_network
+        self.settled = Settled(config.tol) if settles and len(self.data) >= SETTLE_SEGMENTS else None
+        self.n_groups = min(SETTLE_GROUPS, len(self.data)) if self.settled is not None else 1
+        self.per_spike = 1 / spikes_per_bin(self.data)  # the rules read the objective per spike
+        self.last_sums: tuple[float, ...] = ()  # the last epoch's objective per group, for `settled`
         prior = network.latent_prior
         self.time_constants = None if prior is None else prior.log_tau
         self.where = Resume()  # how far the fit has come; updated after every whole step
@@ -162,8 +176,7 @@ class _Loop:
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         engine = parallel.wrap(self.step_loss, self.device)
-        for record in previous:  # a resumed fit picks up the smoothed objective and the rate where they were
-            self.plateau.update(record.objective * self.per_spike)
+        self._restore_rules(resume, previous)
         _set_lr(optimizer, config.lr * self.plateau.scale)
         self.where = resume
         records: list[EpochRecord] = []
@@ -172,13 +185,13 @@ class _Loop:
         try:
             with torch.random.fork_rng(devices=devices):
                 for epoch in range(resume.epochs_done, config.epochs):
-                    record = self._epoch(epoch, engine, optimizer, params)
+                    record, groups = self._epoch(epoch, engine, optimizer, params)
                     records.append(record)
                     if self.callback is not None:
                         self.callback(record)
                     if self.checkpoint is not None and (epoch + 1) % config.checkpoint_every == 0:
                         self.checkpoint(self.where, optimizer.state_dict())
-                    stopped = self._stopped(record)
+                    stopped = self._stopped(record, groups)
                     if stopped:
                         reason = stopped
                         break
@@ -195,38 +208,60 @@ class _Loop:
             self.posterior.load_state_dict(self.best[1][1])
         return records, reason
 
+    def _restore_rules(self, resume: Resume, previous: Sequence[EpochRecord]) -> None:
+        """Where a resumed fit's stopping rules stand: the smoothed objective and the learning rate from the
+        records of its epochs, the last epoch's objective per group from the checkpoint."""
+        for record in previous:
+            self.plateau.update(record.objective * self.per_spike)
+        if self.settled is not None and resume.last_groups:
+            self.last_sums = resume.last_groups
+            self.settled.last = self._per_spike(np.asarray(resume.last_groups))
+
     def _epoch(
         self, epoch: int, engine: nn.Module, optimizer: Adam, params: list
-    ) -> EpochRecord:
-        """Run the steps of one epoch (those not done before an interruption) and its validation check."""
+    ) -> tuple[EpochRecord, np.ndarray]:
+        """Run the steps of one epoch (those not done before an interruption) and its validation check;
+        return its record and its objective summed per group of segments."""
         config, data, device = self.config, self.data, self.device
         start = time.perf_counter()
         carried = self.where if self.where.epochs_done == epoch else Resume(epoch)
         shuffle = torch.Generator().manual_seed(_seed(config.seed, 0, epoch))
         order = torch.randperm(len(data), generator=shuffle)
         total = torch.tensor(carried.objective_sum, dtype=torch.float64, device=device)
+        groups = torch.zeros(self.n_groups, dtype=torch.float64, device=device)
+        if carried.groups:
+            groups += torch.tensor(carried.groups, dtype=torch.float64, device=device)
         for step, batch_index in enumerate(order.split(self.batch_size)):
             if step < carried.steps_done:
                 continue  # done before the interruption
             parts = batch_index.split(self.per_part)
             optimizer.zero_grad(set_to_none=True)
             key = (config.seed, 1, epoch, step)
-            value = parallel.all_sum(_step(engine, data, parts, len(batch_index), key, device))
-            _check_finite(value, params, epoch, step)
+            value = parallel.all_sum(_step(engine, data, parts, len(batch_index), key, self.n_groups, device))
+            _check_finite(value.sum(), params, epoch, step)
             if self.time_constants is not None and self._holding(epoch):
                 self.time_constants.grad = None  # Adam leaves a parameter without a gradient as it is
             with _interrupts_held():
                 optimizer.step()
-                total += value
+                total += value.sum()
+                groups += value
                 seconds = carried.seconds + time.perf_counter() - start
-                self.where = Resume(epoch, step + 1, float(total), seconds)
+                so_far = tuple(groups.tolist()) if self.settled is not None else ()
+                self.where = Resume(epoch, step + 1, float(total), seconds, so_far, self.last_sums)
         seconds = carried.seconds + time.perf_counter() - start
         lr = config.lr * self.plateau.scale
         record = EpochRecord(epoch, float(total) / (data.n_scored * data.n_units), seconds, lr=lr)
-        self.where = Resume(epoch + 1)
+        sums = groups.cpu().numpy()
+        if self.settled is not None:
+            self.last_sums = tuple(sums.tolist())
+        self.where = Resume(epoch + 1, last_groups=self.last_sums)
         if self.validation is not None and (epoch + 1) % config.eval_every == 0:
             self._validate(record, self.validation)
-        return record
+        return record, sums
+
+    def _per_spike(self, sums: np.ndarray) -> np.ndarray:
+        """Objectives summed over segments, per spike of the data (as the stopping rules read them)."""
+        return sums / (self.data.n_scored * self.data.n_units) * self.per_spike
 
     def _holding(self, epoch: int) -> bool:
         """Whether the latent factors' time constants are held in this epoch: through the first rate of
@@ -257,11 +292,19 @@ class _Loop:
         else:
             self.stale += 1
 
-    def _stopped(self, record: EpochRecord) -> str | None:
-        """Why the fit stops after ``record``'s epoch, or None while it goes on."""
-        config, plateau = self.config, self.plateau
+    def _stopped(self, record: EpochRecord, groups: np.ndarray) -> str | None:
+        """Why the fit stops after ``record``'s epoch (whose objective per group of segments is
+        ``groups``), or None while it goes on."""
+        config, plateau, settled = self.config, self.plateau, self.settled
         if self.stale >= config.patience:
             return f"stopped early: the validation log-likelihood fell {self.stale} checks in a row"
+        if settled is not None:
+            if not settled.update(self._per_spike(groups)):
+                return None
+            return (
+                f"converged: the objective rose by less than {settled.z:g} standard errors (or "
+                f"{config.tol:g} nats per spike) in the last epoch, compared segment group by group"
+            )
         if not plateau.update(record.objective * self.per_spike):
             return None
         lr = f"{config.lr * plateau.scale:.3g}" + (
@@ -348,9 +391,11 @@ def _step(
     parts: tuple[torch.Tensor, ...],
     batch_size: int,
     key: tuple[int, ...],
+    n_groups: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Accumulate this process's share of one step's gradient; return its summed mean log-weight.
+    """Accumulate this process's share of one step's gradient; return its objective summed per group of
+    segments (segment ``i`` in group ``i mod n_groups``), shape (n_groups,), float64.
 
     Parts ``rank, rank + world, ...`` are this process's. Each part's loss is weighted by its share of the
     batch (times the number of processes, as DistributedDataParallel averages over them), so the summed
@@ -359,7 +404,7 @@ def _step(
     """
     rank, world = parallel.rank(), parallel.world_size()
     mine: list[int | None] = [*range(rank, len(parts), world)] or [None]
-    total = torch.zeros((), dtype=torch.float64, device=device)
+    sums = torch.zeros(n_groups, dtype=torch.float64, device=device)
     for turn, number in enumerate(mine):
         index = parts[0 if number is None else number]
         parallel.seed_streams(_seed(*key, 0 if number is None else number), device)
@@ -370,8 +415,13 @@ def _step(
             loss, value = engine(batch.visible, batch.present, batch.scored, batch.covariates)
             (loss * weight).backward()
         if number is not None:
-            total += value
-    return total
+            if value.shape != index.shape:
+                raise TypeError(
+                    "an objective's estimate must hold the value of each segment of the batch, shape "
+                    f"({len(index)},); got shape {tuple(value.shape)}"
+                )
+            sums.index_add_(0, (index % n_groups).to(device), value)
+    return sums
 
 
 def _set_lr(optimizer: Adam, lr: float) -> None:
