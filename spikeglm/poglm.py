@@ -36,9 +36,9 @@ from spikeglm.inference import (
 from spikeglm.inference.basis_choice import candidates as basis_candidates
 from spikeglm.inference.basis_choice import cross_validated_basis
 from spikeglm.inference.config import default_samples
-from spikeglm.inference.glm import UNBOUNDED_STRENGTH, unbounded_couplings
+from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, UNBOUNDED_STRENGTH, unbounded_couplings
 from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
-from spikeglm.inference.start import START_ITERATIONS
+from spikeglm.inference.start import START_ITERATIONS, START_TOLERANCE_GRAD
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
 from spikeglm.model import Network, mean_counts, start_tau
@@ -50,7 +50,7 @@ from spikeglm.segments import PART_BINS, Batch, Segments, on_device
 from spikeglm.settings import DEFAULTS, SETTINGS
 from spikeglm.significance import CPU_BUDGET, information_seconds, se_to_json, standard_errors
 from spikeglm.timeunits import seconds
-from spikeglm.variational import Posterior, laplace_latent, marginal_log_likelihood
+from spikeglm.variational import Posterior, laplace_latent, laplace_paths, marginal_log_likelihood
 
 #: Default segment length of :meth:`POGLM.fit` (bins): longer trials are cut, with context.
 SEGMENT_BINS = DEFAULTS["segment_bins"]
@@ -812,7 +812,10 @@ class POGLM:
             return
         if saved is None and not config.freeze_network and config.init == "glm":
             estimate = self.checked_settings().latent_tau == "auto"
-            glm_start(network, posterior, segments, config.part_bins, estimate_tau=estimate)
+            # Without hidden neurons the couplings are solved exactly after training: a looser start.
+            tolerance = START_TOLERANCE_GRAD if network.n_hidden == 0 else GLM_TOLERANCE_GRAD
+            part = config.part_bins
+            glm_start(network, posterior, segments, part, estimate_tau=estimate, tolerance_grad=tolerance)
         self.stopped_ = train(
             network,
             posterior,
@@ -826,13 +829,14 @@ class POGLM:
             previous=list(self.history_),
         )[1]
         if network.n_hidden == 0 and not config.freeze_network:
-            # The couplings and biases solved exactly given the factors' posterior mean path (stochastic
-            # steps leave them near, not at, their optimum), and their errors given the same path.
+            # The couplings and biases solved exactly given the factors' path, the Laplace posterior's
+            # mean given the trained network (stochastic steps leave them near, not at, their optimum),
+            # and their errors given the same path.
             path = _latent_path(network, posterior)
             solve_glm(
                 network, segments, max_iterations=config.epochs, part_bins=config.part_bins, latent=path
             )
-            drive = _latent_drive(network, posterior)
+            drive = _latent_drive(path, network)
             self._standard_errors(network, segments, {"method": "fisher-latent"}, offset=drive)
 
     def _warn_unbounded(self, network: Network) -> None:
@@ -1537,21 +1541,31 @@ def _tsdframe(nap: Any, rates: np.ndarray, centres: np.ndarray, spans: np.ndarra
 
 
 def _latent_path(network: Network, posterior: Posterior) -> Callable[[Batch], torch.Tensor]:
-    """The latent factors' posterior mean path in a batch's segments (segments, bins, K)."""
+    """The latent factors' posterior mean path in a batch's segments (segments, bins, K): the Laplace
+    posterior's given the network as it is at the first call (:func:`~spikeglm.variational.laplace_paths`),
+    from the amortised one's; each segment's path is computed once and kept, so that the couplings' solve
+    and their standard errors read the same paths."""
+    kept: dict[int, torch.Tensor] = {}
 
     def path(batch: Batch) -> torch.Tensor:
+        numbers = None if batch.numbers is None else batch.numbers.tolist()
+        if numbers is not None and all(number in kept for number in numbers):
+            return torch.stack([kept[number] for number in numbers])
         with torch.no_grad():
-            return posterior.latent_posterior(network, batch.visible, batch.scored).mean
+            start = posterior.latent_posterior(network, batch.visible, batch.scored)
+            paths = laplace_paths(network, batch, start).mean
+        if numbers is not None:
+            kept.update(zip(numbers, paths.unbind(), strict=True))
+        return paths
 
     return path
 
 
-def _latent_drive(network: Network, posterior: Posterior) -> Callable[[Batch], torch.Tensor]:
-    """The drive of the latent factors' posterior mean path on every neuron, batch by batch."""
-    path = _latent_path(network, posterior)
+def _latent_drive(path: Callable[[Batch], torch.Tensor], network: Network) -> Callable[[Batch], torch.Tensor]:
+    """The drive of the latent factors' ``path`` on every neuron, batch by batch."""
 
     def drive(batch: Batch) -> torch.Tensor:
-        assert network.loading is not None  # latent_posterior checked the factors
+        assert network.loading is not None  # the path's posterior checked the factors
         return path(batch).double() @ network.loading.detach().double().T
 
     return drive

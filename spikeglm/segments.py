@@ -46,12 +46,16 @@ class Batch:
     covariates : torch.Tensor or None
         The covariates' columns in the same bins, shape (segments, bins, F) (zero outside the
         recording); None without covariates.
+    numbers : torch.Tensor or None
+        The segments' numbers in their :class:`Segments` (what :meth:`Segments.batch` was given), shape
+        (segments,); None for a batch made otherwise.
     """
 
     visible: torch.Tensor
     present: torch.Tensor | None = None
     scored: torch.Tensor | None = None
     covariates: torch.Tensor | None = None
+    numbers: torch.Tensor | None = None
 
 
 class Segments:
@@ -130,7 +134,8 @@ class Segments:
             covariates = (
                 None if self.covariates is None else self.covariates[index].to(device=device, dtype=dtype)
             )
-            return Batch(self.counts[index].to(device=device, dtype=dtype), covariates=covariates)
+            visible = self.counts[index].to(device=device, dtype=dtype)
+            return Batch(visible, covariates=covariates, numbers=index)
         trial, piece = index // self.per_trial, index % self.per_trial
         position = piece[:, None] * self.length + torch.arange(self.bins, device=home) - self.context
         present = (position >= 0) & (position < self.n_bins)
@@ -148,6 +153,7 @@ class Segments:
             present.to(device=device, dtype=dtype),
             (present & inner).to(device=device, dtype=dtype),
             covariates,
+            index,
         )
 
     def to(self, device: torch.device | str) -> Segments:

@@ -322,23 +322,57 @@ def laplace_latent(
         if covariates is None:
             raise ValueError("laplace_latent: this network has covariates; give their columns (covariates)")
         drive = drive + covariates.double() @ network.covariate_weight.detach().double().T
-    drive = drive[..., :n_visible]
     counts = torch.cat([part.double() for part in visible.split(block)])
-    weights = loading.detach().double()[:n_visible]  # (V, K)
+    return _fisher_scoring(network, drive[..., :n_visible], counts, start)
+
+
+@torch.no_grad()
+def laplace_paths(network: Network, batch: Batch, start: MarkovGaussian) -> MarkovGaussian:
+    """:func:`laplace_latent` of a batch of segments at once, for a network without hidden neurons: batch
+    ``(segments,)``, float64. Only the scored bins carry the likelihood's potentials (as in
+    :meth:`Posterior.latent_posterior`), so a segment's path on its context follows the prior given them.
+    """
+    if network.loading is None or network.latent_prior is None or network.n_hidden:
+        raise ValueError("laplace_paths: the network needs latent factors and no hidden neuron")
+    visible = batch.visible.double()
+    predictor = network.bias.detach().double() + network._drive(visible, network.weight.detach().double())
+    if network.covariate_weight is not None:
+        if batch.covariates is None:
+            raise ValueError("laplace_paths: this network has covariates; the batch has none")
+        predictor = predictor + batch.covariates.double() @ network.covariate_weight.detach().double().T
+    return _fisher_scoring(network, predictor, visible, start, batch.scored)
+
+
+def _fisher_scoring(
+    network: Network,
+    drive: torch.Tensor,
+    counts: torch.Tensor,
+    start: MarkovGaussian,
+    scored: torch.Tensor | None = None,
+) -> MarkovGaussian:
+    """The Laplace posterior's steps (:func:`laplace_latent`) from ``start``, given the rest of the visible
+    neurons' predictor ``drive`` and their ``counts`` (each (..., T, V), float64); ``scored`` (..., T) keeps
+    the potentials of some bins only."""
+    loading, prior = network.loading, network.latent_prior
+    assert loading is not None and prior is not None  # the callers checked the factors
+    weights = loading.detach().double()[: network.n_visible]  # (V, K)
     path = start.mean.double()
     posterior = start
     for _ in range(LAPLACE_STEPS):
         rate, slope, _ = link_derivatives(network.link_name, drive + path @ weights.T)
         rate = rate.clamp_min(torch.finfo(rate.dtype).tiny)
-        gradient = ((counts / rate - 1) * slope) @ weights  # (T, K)
-        fisher = slope.square() / rate  # (T, V)
+        gradient = ((counts / rate - 1) * slope) @ weights  # (..., T, K)
+        fisher = slope.square() / rate  # (..., T, V)
         if network.n_latent == 1:
-            precision = fisher @ weights.square()  # (T, 1)
+            precision = fisher @ weights.square()  # (..., T, 1)
             target = path + gradient / precision.clamp_min(1e-12)
         else:
-            precision = torch.einsum("tv,vk,vj->tkj", fisher, weights, weights)
+            precision = torch.einsum("...tv,vk,vj->...tkj", fisher, weights, weights)
             identity = 1e-12 * torch.eye(network.n_latent, dtype=precision.dtype)
             target = path + torch.linalg.solve(precision + identity, gradient)
+        if scored is not None:
+            keep = scored.to(precision.dtype)
+            precision = precision * (keep[..., None] if network.n_latent == 1 else keep[..., None, None])
         posterior = MarkovGaussian(prior, target, precision)
         moved = float((posterior.mean - path).abs().max())
         path = posterior.mean

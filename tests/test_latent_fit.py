@@ -58,6 +58,27 @@ def test_a_fit_with_factors_alone_stops_once_an_epoch_rises_within_its_noise():
     )  # hidden neurons: the plateau rule, whatever the segments
 
 
+def test_only_a_start_whose_couplings_are_solved_again_is_solved_loosely(monkeypatch):
+    """Without hidden neurons the couplings are solved exactly after training: the start's GLM stops at a
+    gradient of START_TOLERANCE_GRAD per spike, the final solve at GLM_TOLERANCE_GRAD; with hidden
+    neurons, whose couplings are trained, the start is the exact GLM."""
+    import spikeglm.inference.start as start
+    from spikeglm.inference.glm import GLM_TOLERANCE_GRAD
+
+    solved = start.solve_glm
+    tolerances: list[float] = []
+
+    def recording(*args, **kwargs):
+        tolerances.append(kwargs.get("tolerance_grad", GLM_TOLERANCE_GRAD))
+        return solved(*args, **kwargs)
+
+    monkeypatch.setattr(start, "solve_glm", recording)
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(4).poisson(0.3, (3, 80, 4)), bin_size="5 ms")
+    sg.POGLM(n_hidden=0, n_latent=1, epochs=2, seed=0).fit(counts)
+    sg.POGLM(n_hidden=1, n_latent=1, epochs=2, seed=0).fit(counts)
+    assert tolerances == [start.START_TOLERANCE_GRAD, GLM_TOLERANCE_GRAD] and 1e-7 < tolerances[0]
+
+
 def test_the_model_file_keeps_the_factors(fitted, tmp_path):
     model, counts = fitted
     model.save(tmp_path / "model.h5")
@@ -190,6 +211,35 @@ def test_the_laplace_path_is_the_posterior_mode():
     zero = torch.zeros(200, 2, dtype=torch.float64, requires_grad=True)
     (at_prior,) = torch.autograd.grad(log_joint(zero), zero)
     assert float(gradient.abs().max()) < 1e-6 * float(at_prior.abs().max()) + 1e-8
+
+
+def test_the_laplace_paths_of_a_batch_are_each_segments_own():
+    """laplace_paths steps every segment of a batch at once: each path equals laplace_latent's of its
+    segment alone to the steps' tolerance (LAPLACE_TOL: the batch stops when its slowest segment does),
+    for one factor and for two; a segment whose bins are all unscored carries no
+    potential, and its path is the prior's mean, zero."""
+    from spikeglm.segments import Batch
+    from spikeglm.variational import LAPLACE_TOL, laplace_paths
+
+    generator = torch.Generator().manual_seed(5)
+    for taus in ([12.0], [8.0, 30.0]):
+        network = Network(5, 0, get("exponential", window=5), "softplus", n_latent=len(taus), latent_tau=taus)
+        with torch.no_grad():
+            network.weight.normal_(0, 0.2, generator=generator)
+            network.bias.fill_(-1.0)
+            network.loading.normal_(0, 0.6, generator=generator)
+        visible = network.simulate(3, 150, generator=generator)
+        flat = torch.zeros(3, 150, len(taus), dtype=torch.float64)
+        start = MarkovGaussian(network.latent_prior, flat, flat)
+        scored = torch.ones(3, 150)
+        scored[2] = 0.0
+        batch = Batch(visible, None, scored, None)
+        paths = laplace_paths(network, batch, start).mean
+        for segment in range(2):
+            alone = MarkovGaussian(network.latent_prior, flat[segment], flat[segment])
+            expected = laplace_latent(network, visible[segment], alone).mean
+            torch.testing.assert_close(paths[segment], expected, rtol=0, atol=LAPLACE_TOL)
+        assert float(paths[2].abs().max()) < 1e-12
 
 
 def test_the_bootstrap_draws_new_paths_and_the_jitter_test_needs_the_drive():

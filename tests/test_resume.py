@@ -39,24 +39,30 @@ def assert_same_fit(a: sg.POGLM, b: sg.POGLM) -> None:
     assert [r.objective for r in a.history_] == [r.objective for r in b.history_]
 
 
-@pytest.mark.parametrize("stop_at_step", [1, 4, 8, 9, 18])
-def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, stop_at_step):
-    data = counts()
-    uninterrupted = sg.POGLM(n_hidden=1, **OPTIONS).fit(data)
-    checkpoint = tmp_path / "m.ckpt.h5"
+def interrupt(monkeypatch, stop_at_step: int, options: dict, data: sg.SpikeCounts, checkpoint: Path) -> None:
+    """Fit with a checkpoint, interrupted before Adam's step number ``stop_at_step`` (as Ctrl-C between
+    two steps would)."""
     adam_step = Adam.step
     calls = []
 
     def step(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == stop_at_step:
-            raise KeyboardInterrupt  # as Ctrl-C between two steps would
+            raise KeyboardInterrupt
         return adam_step(self, *args, **kwargs)
 
     monkeypatch.setattr(Adam, "step", step)
     with pytest.raises(KeyboardInterrupt):
-        sg.POGLM(n_hidden=1, **OPTIONS).fit(data, checkpoint=checkpoint)
+        sg.POGLM(**options).fit(data, checkpoint=checkpoint)
     monkeypatch.setattr(Adam, "step", adam_step)
+
+
+@pytest.mark.parametrize("stop_at_step", [1, 4, 8, 9, 18])
+def test_an_interrupt_inside_an_epoch_resumes_exactly(tmp_path, monkeypatch, stop_at_step):
+    data = counts()
+    uninterrupted = sg.POGLM(n_hidden=1, **OPTIONS).fit(data)
+    checkpoint = tmp_path / "m.ckpt.h5"
+    interrupt(monkeypatch, stop_at_step, {"n_hidden": 1, **OPTIONS}, data, checkpoint)
     assert len(sg.POGLM.load(checkpoint).history_) == (stop_at_step - 1) // 3
     resumed = sg.POGLM(n_hidden=1, **OPTIONS).fit(data, checkpoint=checkpoint, resume=True)
     assert_same_fit(uninterrupted, resumed)
@@ -72,19 +78,7 @@ def test_a_fit_with_factors_alone_resumes_to_the_same_stop(tmp_path, monkeypatch
     assert uninterrupted.stopped_.startswith("converged: the objective rose by less than")
     assert stop_at_step <= 3 * len(uninterrupted.history_)  # interrupted before it stops (3 steps an epoch)
     checkpoint = tmp_path / "m.ckpt.h5"
-    adam_step = Adam.step
-    calls = []
-
-    def step(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == stop_at_step:
-            raise KeyboardInterrupt
-        return adam_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Adam, "step", step)
-    with pytest.raises(KeyboardInterrupt):
-        sg.POGLM(**options).fit(data, checkpoint=checkpoint)
-    monkeypatch.setattr(Adam, "step", adam_step)
+    interrupt(monkeypatch, stop_at_step, options, data, checkpoint)
     resumed = sg.POGLM(**options).fit(data, checkpoint=checkpoint, resume=True)
     assert_same_fit(uninterrupted, resumed)
     assert resumed.stopped_ == uninterrupted.stopped_

@@ -37,6 +37,7 @@ def solve_glm(
     latent: Callable[[Batch], torch.Tensor] | None = None,
     penalty: Penalty | None = None,
     solver: str = "auto",
+    tolerance_grad: float = GLM_TOLERANCE_GRAD,
 ) -> tuple[list[EpochRecord], str]:
     """Fit a network without hidden neurons by maximum likelihood, to convergence.
 
@@ -47,12 +48,12 @@ def solve_glm(
 
     * ``"newton"`` (:func:`spikeglm.inference.newton.newton_solve`): each neuron's Newton steps with
       its own line search, all neurons in each pass over the data, in float64. A neuron is done when
-      no component of its gradient exceeds :data:`GLM_TOLERANCE_GRAD`.
+      no component of its gradient exceeds ``tolerance_grad``.
     * ``"lbfgs"``: L-BFGS steps with a strong-Wolfe line search, in whitened coordinates where it solves
       every GLM parameter (:mod:`~spikeglm.inference.whitening`: the curvature there is near the
       identity, so it takes a few iterations where it took tens to hundreds in the parameters
       themselves), until an iteration changes the objective by less than :data:`GLM_TOLERANCE_CHANGE`
-      or no component of its gradient in those coordinates exceeds :data:`GLM_TOLERANCE_GRAD`.
+      or no component of its gradient in those coordinates exceeds ``tolerance_grad``.
     * ``"auto"``: Newton where the design has at most 200 columns (``1 + N B + F``: beyond, its
       curvature costs more than L-BFGS's iterations) and its curvature blocks (N of them, ``(1 + N B +
       F)^2`` float64 each) fit in a quarter of the memory available
@@ -88,6 +89,8 @@ def solve_glm(
         solve then maximises the penalised log-likelihood.
     solver : {"auto", "newton", "lbfgs"}
         How the likelihood (with a smooth penalty) is maximised; see above.
+    tolerance_grad : float
+        The largest gradient component (per spike) of a solution: :data:`GLM_TOLERANCE_GRAD` by default.
 
     Returns
     -------
@@ -113,7 +116,7 @@ def solve_glm(
             data,
             max_iterations=max_iterations,
             part_bins=part_bins,
-            tolerance_grad=GLM_TOLERANCE_GRAD,
+            tolerance_grad=tolerance_grad,
             callback=callback,
             latent=latent,
             penalty=penalty,
@@ -127,10 +130,13 @@ def solve_glm(
             return proximal_solve(smooth_part, network, penalty, max_iterations)
         finally:
             network.to(dtype)
-    return _lbfgs(_Closure(network, data, part_bins, None, params, callback, latent, penalty), max_iterations)
+    closure = _Closure(network, data, part_bins, None, params, callback, latent, penalty)
+    return _lbfgs(closure, max_iterations, tolerance_grad)
 
 
-def _lbfgs(closure: _Closure, max_iterations: int) -> tuple[list[EpochRecord], str]:
+def _lbfgs(
+    closure: _Closure, max_iterations: int, tolerance_grad: float = GLM_TOLERANCE_GRAD
+) -> tuple[list[EpochRecord], str]:
     """Minimise the closure's objective by L-BFGS (strong-Wolfe line search) to convergence, in whitened
     coordinates (:mod:`~spikeglm.inference.whitening`) where it solves all the GLM's parameters."""
     params, network = closure.params, closure.network
@@ -143,7 +149,7 @@ def _lbfgs(closure: _Closure, max_iterations: int) -> tuple[list[EpochRecord], s
         max_eval=10 * max_iterations,
         history_size=20,
         line_search_fn="strong_wolfe",
-        tolerance_grad=GLM_TOLERANCE_GRAD,
+        tolerance_grad=tolerance_grad,
         tolerance_change=GLM_TOLERANCE_CHANGE,
     )
     closure.optimizer = optimizer

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.glm import solve_glm
+from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, solve_glm
 from spikeglm.model import Network
 from spikeglm.options import Registry
 from spikeglm.segments import PART_BINS, Segments
@@ -31,6 +31,10 @@ START_READING = 0.5
 START_LOADING = 0.3
 #: Most L-BFGS iterations of the start's GLM.
 START_ITERATIONS = 500
+#: The largest gradient component (per spike) of the start's GLM of a fit whose couplings are solved
+#: exactly again after training (latent factors, no hidden neuron): two Newton passes fewer than a GLM
+#: fit's :data:`~spikeglm.inference.glm.GLM_TOLERANCE_GRAD` on an hour of 20 neurons.
+START_TOLERANCE_GRAD = 1e-3
 
 
 def glm_start(
@@ -39,14 +43,16 @@ def glm_start(
     data: Segments,
     part_bins: int = PART_BINS,
     estimate_tau: bool = False,
+    tolerance_grad: float = GLM_TOLERANCE_GRAD,
 ) -> None:
     """Start a fit with hidden neurons (or latent factors) from the visible neurons' GLM and the shared
     part of its errors.
 
     The visible block (couplings and biases) starts at the maximum-likelihood GLM of the visible counts
-    (:func:`solve_glm`). Input that several visible neurons share shows in that GLM's errors as
-    correlated fluctuations (:func:`shared_components`). The network's latent factors take the leading
-    components and its hidden neurons the next ones:
+    (:func:`solve_glm`, to ``tolerance_grad``: a looser one where the couplings are solved exactly again
+    after training, :data:`START_TOLERANCE_GRAD`). Input that several visible neurons share shows in that
+    GLM's errors as correlated fluctuations (:func:`shared_components`). The network's latent factors take
+    the leading components and its hidden neurons the next ones:
 
     * hidden neuron ``h`` starts coupled onto the visible neurons along its component, signed to excite
       on balance, its largest summed coupling :data:`START_STRENGTH`; where the posterior reads the
@@ -66,7 +72,9 @@ def glm_start(
     glm = Network(n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
     glm.to(network.bias.device)
     glm.bias.data.copy_(network.bias.data[:n_visible])
-    solve_glm(glm, data, max_iterations=START_ITERATIONS, part_bins=part_bins)  # whatever the epochs
+    solve_glm(  # whatever the epochs
+        glm, data, max_iterations=START_ITERATIONS, part_bins=part_bins, tolerance_grad=tolerance_grad
+    )
     components, rate = shared_components(glm, data, n_latent + network.n_hidden, part_bins)
     components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)
     components = components / components.abs().amax(0)
