@@ -264,6 +264,14 @@ TRAINING_CASES = {
         _set_attribute("extras", '{"partial": {"seconds": NaN}}', "training"),
         r"training state field 'partial'",
     ),
+    "partial-groups-text": (
+        _set_attribute("extras", '{"partial": {"groups": [1.5, "2"]}}', "training"),
+        r"training state field 'partial'",
+    ),
+    "partial-last-groups-nan": (
+        _set_attribute("extras", '{"partial": {"last_groups": [1.5, NaN]}}', "training"),
+        r"training state field 'partial'",
+    ),
 }
 
 

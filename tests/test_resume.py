@@ -4,6 +4,7 @@ The kill test SIGKILLs real fits at random moments, including while a checkpoint
 checks that what is on disk is always whole and that the resumed fit equals the uninterrupted one.
 """
 
+import json
 import subprocess
 import sys
 import time
@@ -82,6 +83,35 @@ def test_a_fit_with_factors_alone_resumes_to_the_same_stop(tmp_path, monkeypatch
     resumed = sg.POGLM(**options).fit(data, checkpoint=checkpoint, resume=True)
     assert_same_fit(uninterrupted, resumed)
     assert resumed.stopped_ == uninterrupted.stopped_
+
+
+@pytest.mark.parametrize("field", ["groups", "last_groups"])
+def test_a_checkpoint_whose_group_sums_do_not_fit_is_refused(tmp_path, monkeypatch, field):
+    """A checkpoint that passes every check of the file but sums its objective over another number of
+    groups of segments than the fit (a forged one) is refused in one line before any step; the checkpoint
+    is left as it was."""
+    from test_modelfile import _edited
+
+    data = counts(trials=12)
+    options = {**OPTIONS, "epochs": 50, "n_hidden": 0, "n_latent": 1}
+    checkpoint = tmp_path / "m.ckpt.h5"
+    interrupt(monkeypatch, 8, options, data, checkpoint)  # one step into epoch 3: both sums are kept
+
+    def forge(f) -> None:
+        extras = json.loads(f["training"].attrs["extras"])
+        assert len(extras["partial"][field]) == 12
+        extras["partial"][field] = extras["partial"][field][:3]
+        f["training"].attrs["extras"] = json.dumps(extras)
+
+    forged = _edited(checkpoint, tmp_path / "forged.ckpt.h5", forge)
+    before = forged.read_bytes()
+    with pytest.raises(
+        ValueError,
+        match=r"^resume: the checkpoint's objective is summed over 3 groups of "
+        r"segments where this fit has 12: it was not written by this fit$",
+    ):
+        sg.POGLM(**options).fit(data, checkpoint=forged, resume=True)
+    assert forged.read_bytes() == before
 
 
 def test_an_interrupt_during_an_update_is_delivered_after_it(monkeypatch):

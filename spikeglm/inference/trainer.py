@@ -153,11 +153,13 @@ class _Loop:
         self.batch_size = auto_batch_size(self.data) if size is None else min(size, len(self.data))
         self.per_part = max(1, config.part_bins // self.data.bins)
         self.plateau = Plateau(config.tol)
-        settles = network.n_hidden == 0 and network.n_latent > 0 and not config.freeze_network
-        self.settled = Settled(config.tol) if settles and len(self.data) >= SETTLE_SEGMENTS else None
-        self.n_groups = min(SETTLE_GROUPS, len(self.data)) if self.settled is not None else 1
         self.per_spike = 1 / spikes_per_bin(self.data)  # the rules read the objective per spike
-        self.last_sums: tuple[float, ...] = ()  # the last epoch's objective per group, for `settled`
+        settles = network.n_hidden == 0 and network.n_latent > 0 and not config.freeze_network
+        self.settled = None
+        if settles and len(self.data) >= SETTLE_SEGMENTS:  # it takes sums over segments: tol times the spikes
+            spikes = self.data.n_scored * self.data.n_units / self.per_spike
+            self.settled = Settled(None if config.tol is None else config.tol * spikes)
+        self.n_groups = min(SETTLE_GROUPS, len(self.data)) if self.settled is not None else 1
         prior = network.latent_prior
         self.time_constants = None if prior is None else prior.log_tau
         self.where = Resume()  # how far the fit has come; updated after every whole step
@@ -213,9 +215,16 @@ class _Loop:
         records of its epochs, the last epoch's objective per group from the checkpoint."""
         for record in previous:
             self.plateau.update(record.objective * self.per_spike)
+        for name in ("groups", "last_groups"):
+            held = len(getattr(resume, name))
+            if held and (self.settled is None or held != self.n_groups):
+                raise ValueError(
+                    f"resume: the checkpoint's objective is summed over {held} groups of segments where this "
+                    f"fit has {self.n_groups if self.settled is not None else 'none'}: it was not written by "
+                    "this fit"
+                )
         if self.settled is not None and resume.last_groups:
-            self.last_sums = resume.last_groups
-            self.settled.last = self._per_spike(np.asarray(resume.last_groups))
+            self.settled.last = np.asarray(resume.last_groups)
 
     def _epoch(
         self, epoch: int, engine: nn.Module, optimizer: Adam, params: list
@@ -246,22 +255,23 @@ class _Loop:
                 total += value.sum()
                 groups += value
                 seconds = carried.seconds + time.perf_counter() - start
-                so_far = tuple(groups.tolist()) if self.settled is not None else ()
-                self.where = Resume(epoch, step + 1, float(total), seconds, so_far, self.last_sums)
+                self.where = Resume(epoch, step + 1, float(total), seconds, *self._group_sums(groups))
         seconds = carried.seconds + time.perf_counter() - start
         lr = config.lr * self.plateau.scale
         record = EpochRecord(epoch, float(total) / (data.n_scored * data.n_units), seconds, lr=lr)
         sums = groups.cpu().numpy()
-        if self.settled is not None:
-            self.last_sums = tuple(sums.tolist())
-        self.where = Resume(epoch + 1, last_groups=self.last_sums)
+        self.where = Resume(epoch + 1, last_groups=self._group_sums(groups)[0])
         if self.validation is not None and (epoch + 1) % config.eval_every == 0:
             self._validate(record, self.validation)
         return record, sums
 
-    def _per_spike(self, sums: np.ndarray) -> np.ndarray:
-        """Objectives summed over segments, per spike of the data (as the stopping rules read them)."""
-        return sums / (self.data.n_scored * self.data.n_units) * self.per_spike
+    def _group_sums(self, groups: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """What a checkpoint keeps for the settling rule: ``groups`` (this epoch's objective per group so
+        far) and the last finished epoch's; empty for a fit that does not use the rule."""
+        if self.settled is None:
+            return (), ()
+        last = () if self.settled.last is None else tuple(self.settled.last.tolist())
+        return tuple(groups.tolist()), last
 
     def _holding(self, epoch: int) -> bool:
         """Whether the latent factors' time constants are held in this epoch: through the first rate of
@@ -299,7 +309,7 @@ class _Loop:
         if self.stale >= config.patience:
             return f"stopped early: the validation log-likelihood fell {self.stale} checks in a row"
         if settled is not None:
-            if not settled.update(self._per_spike(groups)):
+            if not settled.update(groups):
                 return None
             return (
                 f"converged: the objective rose by less than {settled.z:g} standard errors (or "
