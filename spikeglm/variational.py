@@ -317,11 +317,9 @@ def laplace_latent(
     if loading is None or prior is None:
         raise ValueError("laplace_latent: the network has no latent factors")
     n_visible = network.n_visible
-    drive = _coupling_drive(network, visible, hidden, block)
-    if network.covariate_weight is not None:
-        if covariates is None:
-            raise ValueError("laplace_latent: this network has covariates; give their columns (covariates)")
-        drive = drive + covariates.double() @ network.covariate_weight.detach().double().T
+    drive = _with_covariates(
+        network, _coupling_drive(network, visible, hidden, block), covariates, "laplace_latent"
+    )
     counts = torch.cat([part.double() for part in visible.split(block)])
     return _fisher_scoring(network, drive[..., :n_visible], counts, start)
 
@@ -336,11 +334,19 @@ def laplace_paths(network: Network, batch: Batch, start: MarkovGaussian) -> Mark
         raise ValueError("laplace_paths: the network needs latent factors and no hidden neuron")
     visible = batch.visible.double()
     predictor = network.bias.detach().double() + network._drive(visible, network.weight.detach().double())
-    if network.covariate_weight is not None:
-        if batch.covariates is None:
-            raise ValueError("laplace_paths: this network has covariates; the batch has none")
-        predictor = predictor + batch.covariates.double() @ network.covariate_weight.detach().double().T
+    predictor = _with_covariates(network, predictor, batch.covariates, "laplace_paths")
     return _fisher_scoring(network, predictor, visible, start, batch.scored)
+
+
+def _with_covariates(
+    network: Network, drive: torch.Tensor, covariates: torch.Tensor | None, caller: str
+) -> torch.Tensor:
+    """``drive`` (float64) plus the covariates' drive of a network with covariates, in float64."""
+    if network.covariate_weight is None:
+        return drive
+    if covariates is None:
+        raise ValueError(f"{caller}: this network has covariates; give their columns (covariates)")
+    return drive + covariates.double() @ network.covariate_weight.detach().double().T
 
 
 def _fisher_scoring(
