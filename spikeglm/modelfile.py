@@ -180,15 +180,15 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
             or (
                 isinstance(v, dict)
                 and set(v) == {"method", "penalty", "penalty_strength"}
-                and v["method"] == "fisher-penalised"
+                and v["method"] in ("fisher-penalised", "fisher-latent-penalised")
                 and v["penalty"] == "ridge"
                 and _is_finite_number(v["penalty_strength"])
                 and v["penalty_strength"] >= 0
             )
         ),
         'null, {"method": "fisher"}, {"method": "fisher-latent"}, {"method": "bootstrap", "n_boot": >= 2, '
-        '"seed": a whole number} or {"method": "fisher-penalised", "penalty": "ridge", "penalty_strength": '
-        "a number >= 0}",
+        '"seed": a whole number} or {"method": "fisher-penalised" or "fisher-latent-penalised", "penalty": '
+        '"ridge", "penalty_strength": a number >= 0}',
     ),
 }
 #: The training state's keys beyond the optimizer's, with the values that stand in for those missing

@@ -149,11 +149,15 @@ class POGLM:
         ``"group-lasso"`` sets whole filters to zero (the summed norms of the filters, times the square
         root of their number of basis functions), and then has no standard errors nor Wald tests. The
         fit minimises minus the log-likelihood per spike plus ``penalty_strength`` times the penalty
-        (:mod:`spikeglm.inference.penalty`). Fits without hidden neurons or latent factors.
+        (:mod:`spikeglm.inference.penalty`). The group lasso: fits without hidden neurons or latent
+        factors only. The ridge also with them: it then joins the training's loss and the start's GLM,
+        and bounds the couplings to and from the hidden neurons too.
     penalty_strength : float or "cv"
         The penalty's strength, in nats per spike; ``"cv"`` (default) chooses it by 5-fold
         cross-validated log-likelihood among a path of strengths and none
         (:func:`spikeglm.inference.strength.cross_validated_strength`), and the fit records the table.
+        With hidden neurons or latent factors, the strength chosen is the visible neurons' GLM's: a
+        cross-validation of the whole fit would cost tens of fits.
     relaxation : str or relaxation class
         Law of the hidden-count samples in training: ``"eat-cubic"`` (default), ``"eat-sigmoid"``,
         ``"gumbel-softmax"`` (pathwise gradients) or ``"exact"`` (score-function gradients).
@@ -603,10 +607,11 @@ class POGLM:
                 f"{where}: basis_options apply to one basis; window='auto' (--window auto) compares bases of "
                 "its own: leave basis_options out, or give a window"
             )
-        if checked.penalty is not None and not checked.glm:
+        if checked.penalty == "group-lasso" and not checked.glm:
             raise ValueError(
-                f"{where}: penalty={checked.penalty!r} (--penalty) applies to fits without hidden neurons or "
-                f"latent factors; this one has n_hidden={checked.n_hidden}, n_latent={checked.n_latent}"
+                f"{where}: penalty='group-lasso' (--penalty) applies to fits without hidden neurons or "
+                "latent factors (its proximal steps need the exact solve); this one has "
+                f"n_hidden={checked.n_hidden}, n_latent={checked.n_latent}: use penalty='ridge', or none"
             )
         segments = _stand_in(counts.n_trials, counts.n_bins, counts.n_units, self)
         window = checked.basis.window
@@ -704,7 +709,10 @@ class POGLM:
             "standard_errors": checked.standard_errors,
         }
         fitted_on = json_plain(provenance.fitted_on(counts), strict=False)
-        identity = self._identity(fitted_on, options, records)
+        # The penalty only where there is one: checkpoints made before it could be set still match.
+        penalised = {"penalty": checked.penalty, "penalty_strength": checked.penalty_strength}
+        checked_options = {**options, **penalised} if checked.penalty else options
+        identity = self._identity(fitted_on, checked_options, records)
         saved = None
         if resume and checkpoint is not None:
             saved = modelfile.read_training_state(checkpoint)
@@ -810,12 +818,21 @@ class POGLM:
             if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
                 self._standard_errors(network, segments, _se_source(penalty), penalty=penalty)
             return
+        penalty = None if config.freeze_network else self._penalty(network, segments, config)
         if saved is None and not config.freeze_network and config.init == "glm":
             estimate = self.checked_settings().latent_tau == "auto"
             # Without hidden neurons the couplings are solved exactly after training: a looser start.
             tolerance = START_TOLERANCE_GRAD if network.n_hidden == 0 else GLM_TOLERANCE_GRAD
             part = config.part_bins
-            glm_start(network, posterior, segments, part, estimate_tau=estimate, tolerance_grad=tolerance)
+            glm_start(
+                network,
+                posterior,
+                segments,
+                part,
+                estimate_tau=estimate,
+                tolerance_grad=tolerance,
+                penalty=penalty,
+            )
         self.stopped_ = train(
             network,
             posterior,
@@ -827,17 +844,34 @@ class POGLM:
             optimizer_state=None if saved is None else saved["optimizer"],
             checkpoint=checkpoint,
             previous=list(self.history_),
+            penalty=penalty,
         )[1]
         if network.n_hidden == 0 and not config.freeze_network:
-            # The couplings and biases solved exactly given the factors' path, the Laplace posterior's
-            # mean given the trained network (stochastic steps leave them near, not at, their optimum),
-            # and their errors given the same path.
-            path = _latent_path(network, posterior)
-            solve_glm(
-                network, segments, max_iterations=config.epochs, part_bins=config.part_bins, latent=path
-            )
-            drive = _latent_drive(path, network)
-            self._standard_errors(network, segments, {"method": "fisher-latent"}, offset=drive)
+            self._solve_given_path(network, posterior, segments, config, penalty)
+
+    def _solve_given_path(
+        self,
+        network: Network,
+        posterior: Posterior,
+        segments: Segments,
+        config: TrainingConfig,
+        penalty: Penalty | None,
+    ) -> None:
+        """After training a network with latent factors and no hidden neuron: its couplings and biases
+        solved exactly given the factors' path, the Laplace posterior's mean given the trained network
+        (stochastic steps leave them near, not at, their optimum), and their errors given the same path."""
+        path = _latent_path(network, posterior)
+        solve_glm(
+            network,
+            segments,
+            max_iterations=config.epochs,
+            part_bins=config.part_bins,
+            latent=path,
+            penalty=penalty,
+        )
+        drive = _latent_drive(path, network)
+        source = _se_source(penalty, latent=True)
+        self._standard_errors(network, segments, source, offset=drive, penalty=penalty)
 
     def _warn_unbounded(self, network: Network) -> None:
         """Warn of the couplings the data leave unbounded, naming the strongest, and of what bounds them
@@ -883,8 +917,9 @@ class POGLM:
         self.covariate_se_ = dict(zip(names, kernel_se, strict=True)) if names else None
 
     def _penalty(self, network: Network, segments: Segments, config: TrainingConfig) -> Penalty | None:
-        """The penalty of a GLM fit, its strength cross-validated where asked; recorded in the fit's
-        options (the strength used, and the cross-validation's table)."""
+        """The penalty of a fit, its strength cross-validated where asked (that of the visible neurons'
+        GLM, for a fit with hidden neurons or latent factors); recorded in the fit's options (the strength
+        used, and the cross-validation's table)."""
         checked = self.checked_settings()
         if checked.penalty is None:
             return None
@@ -1584,12 +1619,14 @@ def _resume_point(saved: dict) -> Resume:
     )
 
 
-def _se_source(penalty: Penalty | None) -> dict:
-    """Where the standard errors of a GLM fit come from: the observed information, penalised or not."""
+def _se_source(penalty: Penalty | None, latent: bool = False) -> dict:
+    """Where the standard errors of a fit without hidden neurons come from: the observed information,
+    penalised or not, given the latent factors' path where it has them."""
+    method = "fisher-latent" if latent else "fisher"
     if penalty is None:
-        return {"method": "fisher"}
+        return {"method": method}
     return {
-        "method": "fisher-penalised",
+        "method": f"{method}-penalised",
         "penalty": PENALTIES.name(type(penalty)),
         "penalty_strength": penalty.strength,
     }
@@ -1603,9 +1640,11 @@ def _se_metadata(source: dict) -> dict:
             "se_n_boot": source["n_boot"],
             "se_seed": source["seed"],
         }
-    if source["method"] == "fisher-penalised":
+    if source["method"] in ("fisher-penalised", "fisher-latent-penalised"):
+        given = " given the latent factors' posterior mean path" if "latent" in source["method"] else ""
+        penalised = f"the {source['penalty']}-penalised likelihood{given}"
         return {
-            "se_method": f"observed Fisher information of the {source['penalty']}-penalised likelihood "
+            "se_method": f"observed Fisher information of {penalised} "
             f"(strength {source['penalty_strength']:.3g}): the errors of the posterior under the "
             "matching Gaussian prior of the couplings, not of a sampling distribution",
         }

@@ -87,9 +87,8 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         "penalty",
         str,
         None,
-        "Penalty of the couplings between distinct neurons, for large populations: ridge, or group-lasso "
-        "(sets whole filters to zero; no Wald test then). Default none. Fits without hidden neurons or "
-        "factors.",
+        "Penalty of the couplings between distinct neurons: ridge, or group-lasso (sets whole filters to "
+        "zero; no Wald test then; fits without hidden neurons or factors only). Default none.",
         choices=PENALTIES,
         optional=True,
     ),
@@ -97,7 +96,8 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         "penalty_strength",
         float,
         "cv",
-        "Strength of the penalty, in nats per spike, or cv: chosen by cross-validated likelihood.",
+        "Strength of the penalty, in nats per spike, or cv: chosen by cross-validated likelihood (with "
+        "hidden neurons or factors, the visible neurons' GLM's).",
         words=("cv",),
     ),
 )

@@ -167,8 +167,9 @@ def test_penalty_options_fit_and_refuse_bad_strengths(tmp_path):
     for bad in ("fast", "-1", "0", "nan", "inf"):
         result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--hidden", "0", "--penalty-strength", bad)
         assert result.exit_code == 2 and "--penalty-strength" in result.output, bad
-    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--penalty", "ridge")  # two hidden neurons
+    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--penalty", "group-lasso")  # two hidden neurons
     assert result.exit_code != 0 and "(--penalty) applies to fits without hidden neurons" in result.output
+    assert "use penalty='ridge'" in result.output
     config = tmp_path / "fit.toml"
     config.write_text("penalty-strength = true\n")
     result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--config", config)

@@ -158,6 +158,18 @@ SCHEMA_CASES = {
         _config(lambda c: c.update(strength_se_source={"method": "guess"})),
         r"config field 'strength_se_source' must be null, \{\"method\": \"fisher\"\}",
     ),
+    "group-lasso-errors-given-a-path": (
+        _config(
+            lambda c: c.update(
+                strength_se_source={
+                    "method": "fisher-latent-penalised",
+                    "penalty": "group-lasso",
+                    "penalty_strength": 1e-3,
+                }
+            )
+        ),
+        r"config field 'strength_se_source'",
+    ),
     "one-refit-bootstrap": (
         _config(lambda c: c.update(strength_se_source={"method": "bootstrap", "n_boot": 1, "seed": 0})),
         r"config field 'strength_se_source'",

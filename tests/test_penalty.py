@@ -11,11 +11,13 @@ from test_newton import simulated
 
 import spikeglm as sg
 from spikeglm.basis import get as get_basis
-from spikeglm.inference import newton, solve_glm
+from spikeglm.inference import TrainingConfig, glm_start, newton, solve_glm, train
 from spikeglm.inference.glm import likelihood_gradient
 from spikeglm.inference.penalty import GroupLasso, Ridge, largest_strength
+from spikeglm.inference.trainer import _StepLoss
 from spikeglm.model import Network
 from spikeglm.segments import Segments
+from spikeglm.variational import Posterior
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +252,8 @@ def test_group_lasso_fit_has_no_wald_test(small):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"n_hidden": 1, "penalty": "ridge"}, r"penalty='ridge' \(--penalty\) applies to fits without"),
-        ({"n_hidden": 0, "n_latent": 1, "penalty": "ridge"}, "n_latent=1"),
+        ({"n_hidden": 1, "penalty": "group-lasso"}, r"penalty='group-lasso' \(--penalty\) applies to fits"),
+        ({"n_hidden": 0, "n_latent": 1, "penalty": "group-lasso"}, "n_latent=1: use penalty='ridge'"),
         ({"n_hidden": 0, "penalty": "lasso"}, "penalty"),
         ({"n_hidden": 0, "penalty": "ridge", "penalty_strength": "fast"}, "penalty_strength"),
         ({"n_hidden": 0, "penalty": "ridge", "penalty_strength": -1.0}, "penalty_strength"),
@@ -292,3 +294,106 @@ def test_the_designs_curvature_holds_a_silent_neuron_and_a_constant_covariate(mo
         solved[solver] = records[-1].objective
     assert "quasi-Newton" in reason
     assert abs(solved["newton"] - solved["auto"]) < 1e-8
+
+
+# ---------------------------------------------------------------- the ridge with hidden neurons or factors
+
+
+def _posterior(network: Network) -> Posterior:
+    n_visible, n_hidden = network.n_visible, network.n_hidden
+    return Posterior("forward-backward", n_visible, n_hidden, network.basis_matrix, "softplus")
+
+
+def test_the_ridge_joins_a_trained_fits_loss_at_the_penalised_glms_scale(small, monkeypatch):
+    """The training's loss is a mean over segments; the penalty joins it times the spikes per segment, so
+    that its gradient is the penalised GLM's objective's (per spike) times the spikes per segment."""
+    counts = torch.tensor(small.train.counts, dtype=torch.float64)
+    data = Segments(counts)
+    network = Network(6, 1, get_basis("exponential"), "softplus")
+    network.init_from_counts(counts, scale=0.1, generator=torch.Generator().manual_seed(0))
+    network, posterior = network.double(), _posterior(network).double()
+    penalty = Ridge(2e-3)
+    seen = []
+
+    def look(self, *batch):
+        seen.append(self)
+        raise InterruptedError  # the loss the trainer built is all this test needs
+
+    monkeypatch.setattr(_StepLoss, "forward", look)
+    with pytest.raises(InterruptedError):
+        train(network, posterior, data, TrainingConfig(epochs=1), penalty=penalty)
+    step_loss = seen[0]
+    assert step_loss.penalty is penalty
+    assert step_loss.spikes_per_segment == pytest.approx(float(counts.sum()) / len(data))
+    monkeypatch.undo()
+    torch.manual_seed(0)
+    with_penalty = step_loss(counts[:4], None, None, None)[0]
+    step_loss.penalty = None
+    torch.manual_seed(0)
+    without = step_loss(counts[:4], None, None, None)[0]
+    pairs = Ridge.pairs(network.weight.detach())
+    expected = step_loss.spikes_per_segment * 0.5 * 2e-3 * float((network.weight.detach() ** 2 * pairs).sum())
+    assert float((with_penalty - without).detach()) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_hidden_fit_under_a_strong_ridge_has_small_couplings_from_a_penalised_start(small):
+    counts = torch.tensor(small.train.counts, dtype=torch.float32)
+    options = {"n_hidden": 1, "epochs": 3, "seed": 0}
+    plain = sg.POGLM(**options).fit(small.train)
+    ridged = sg.POGLM(**options, penalty="ridge", penalty_strength=0.05).fit(small.train)
+    pairs = Ridge.pairs(torch.zeros(7, 7, 1))[..., 0].numpy().astype(bool)
+    assert (
+        np.abs(ridged.connectivity().strength[pairs]).max()
+        < 0.3 * np.abs(plain.connectivity().strength[pairs]).max()
+    )
+    assert ridged.fit_options_["penalty_strength"] == 0.05
+    # The start's GLM is the penalised one.
+    network = Network(6, 1, get_basis("exponential"), "softplus")
+    network.init_from_counts(counts, scale=0.1, generator=torch.Generator().manual_seed(0))
+    glm = Network(6, 0, get_basis("exponential"), "softplus")
+    glm.bias.data.copy_(network.bias.data[:6])
+    solve_glm(glm, Segments(counts), penalty=Ridge(0.05))
+    glm_start(network, _posterior(network), Segments(counts), penalty=Ridge(0.05))
+    np.testing.assert_allclose(network.weight.detach()[:6, :6], glm.weight.detach(), atol=1e-5)
+
+
+def test_a_hidden_fits_cross_validated_ridge_is_the_visible_glms(small):
+    glm = sg.POGLM(n_hidden=0, penalty="ridge").fit(small.train)
+    hidden = sg.POGLM(n_hidden=1, penalty="ridge", epochs=2, seed=0).fit(small.train)
+    assert hidden.fit_options_["penalty_strength"] == glm.fit_options_["penalty_strength"] > 0
+    np.testing.assert_allclose(
+        hidden.fit_options_["penalty_cv"]["scores"], glm.fit_options_["penalty_cv"]["scores"], atol=1e-4
+    )  # each solve ends within its tolerance of the same optimum, from biases a little apart
+
+
+def test_a_fit_with_factors_under_the_ridge_has_penalised_errors_given_the_path(small, tmp_path):
+    options = {"n_hidden": 0, "n_latent": 1, "epochs": 3, "seed": 0}
+    plain = sg.POGLM(**options).fit(small.train)
+    model = sg.POGLM(**options, penalty="ridge", penalty_strength=0.01).fit(small.train)
+    assert model.strength_se_source_["method"] == "fisher-latent-penalised"
+    off = ~np.eye(6, dtype=bool)
+    assert np.all(model.strength_se_[off] < plain.strength_se_[off])
+    assert np.abs(model.connectivity().strength[off]).max() < np.abs(plain.connectivity().strength[off]).max()
+    method = model.connectivity().metadata["se_method"]
+    assert "ridge-penalised likelihood given the latent factors' posterior mean path" in method
+    model.save(tmp_path / "latent_ridge.h5")
+    loaded = sg.POGLM.load(tmp_path / "latent_ridge.h5")
+    assert loaded.strength_se_source_ == model.strength_se_source_
+    np.testing.assert_array_equal(loaded.strength_se_, model.strength_se_)
+
+
+def test_a_ridge_fit_resumes_exactly_and_refuses_another_penalty(small, tmp_path):
+    options = {"n_hidden": 1, "epochs": 6, "seed": 1, "penalty": "ridge", "penalty_strength": 0.01}
+    checkpoint = tmp_path / "ridge.ckpt.h5"
+
+    def interrupt(record):
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sg.POGLM(**options).fit(small.train, checkpoint=checkpoint, callback=interrupt, checkpoint_every=1)
+    with pytest.raises(ValueError, match=r"other data or options: penalty 'ridge' \(now None\)"):
+        sg.POGLM(**{**options, "penalty": None}).fit(small.train, checkpoint=checkpoint, resume=True)
+    resumed = sg.POGLM(**options).fit(small.train, checkpoint=checkpoint, resume=True)
+    whole = sg.POGLM(**options).fit(small.train)
+    np.testing.assert_array_equal(resumed.connectivity().weights, whole.connectivity().weights)

@@ -9,6 +9,7 @@ import torch
 
 from spikeglm import parallel
 from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, solve_glm
+from spikeglm.inference.penalty import Penalty
 from spikeglm.model import Network
 from spikeglm.options import Registry
 from spikeglm.segments import PART_BINS, Segments
@@ -44,6 +45,7 @@ def glm_start(
     part_bins: int = PART_BINS,
     estimate_tau: bool = False,
     tolerance_grad: float = GLM_TOLERANCE_GRAD,
+    penalty: Penalty | None = None,
 ) -> None:
     """Start a fit with hidden neurons (or latent factors) from the visible neurons' GLM and the shared
     part of its errors.
@@ -66,14 +68,20 @@ def glm_start(
     input (docs/benchmarks.md, "When hidden neurons pay off").
 
     With ``estimate_tau``, each factor with a component also starts at the time constant of the errors
-    along it (:func:`error_time_constants`), where they show one.
+    along it (:func:`error_time_constants`), where they show one. With a ``penalty`` (the fit's own), the
+    GLM is the penalised one.
     """
     n_visible, n_latent = network.n_visible, network.n_latent
     glm = Network(n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
     glm.to(network.bias.device)
     glm.bias.data.copy_(network.bias.data[:n_visible])
     solve_glm(  # whatever the epochs
-        glm, data, max_iterations=START_ITERATIONS, part_bins=part_bins, tolerance_grad=tolerance_grad
+        glm,
+        data,
+        max_iterations=START_ITERATIONS,
+        part_bins=part_bins,
+        tolerance_grad=tolerance_grad,
+        penalty=penalty,
     )
     components, rate = shared_components(glm, data, n_latent + network.n_hidden, part_bins)
     components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)

@@ -43,7 +43,8 @@ def cross_validated_strength(
     Parameters
     ----------
     network : Network
-        The start of every solve (e.g. biases from the counts, no coupling); left unchanged.
+        Its visible neurons' biases and covariates' weights start every solve, with no coupling (e.g.
+        biases from the counts); left unchanged.
     counts : torch.Tensor
         Visible counts (trials, bins, V).
     penalty : str
@@ -93,9 +94,15 @@ def cross_validated_strength(
 
 
 def _copy(network: Network) -> Network:
-    twin = Network(network.n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
+    """A GLM of ``network``'s visible neurons with its biases and covariates' weights and no coupling (of
+    a network with hidden neurons or latent factors too)."""
+    n_visible = network.n_visible
+    twin = Network(n_visible, 0, network.basis, network.link_name, n_covariates=network.n_covariates)
     twin.to(network.bias.device)
-    twin.load_state_dict(network.state_dict())
+    with torch.no_grad():
+        twin.bias.copy_(network.bias[:n_visible])
+        if twin.covariate_weight is not None and network.covariate_weight is not None:
+            twin.covariate_weight.copy_(network.covariate_weight[:n_visible])
     return twin
 
 

@@ -23,6 +23,7 @@ from spikeglm import parallel, smc
 from spikeglm.inference.adam import Adam
 from spikeglm.inference.config import TrainingConfig
 from spikeglm.inference.objectives import Objective
+from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import SETTLE_GROUPS, SETTLE_SEGMENTS, Plateau, Settled, spikes_per_bin
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
@@ -67,6 +68,7 @@ def train(
     optimizer_state: dict | None = None,
     checkpoint: Checkpoint | None = None,
     previous: Sequence[EpochRecord] = (),
+    penalty: Penalty | None = None,
 ) -> tuple[list[EpochRecord], str]:
     """Fit the network and the posterior to visible counts with Adam, in one process or data-parallel.
 
@@ -106,6 +108,11 @@ def train(
     would take tens more. The rules read the objective per spike, so one tolerance serves dense and
     sparse recordings alike.
 
+    A smooth ``penalty`` of the couplings (:class:`~spikeglm.inference.penalty.Ridge`) joins every step's
+    loss at the scale of the penalised GLM's objective, minus the log-likelihood per spike plus the
+    penalty: the objective's mean over segments plus the penalty times the spikes per segment. The
+    records show the objective alone.
+
     Returns
     -------
     records : list of EpochRecord
@@ -120,7 +127,7 @@ def train(
         that step, and no checkpoint is written.
     """
     config = TrainingConfig() if config is None else config
-    loop = _Loop(network, posterior, data, config, validation, callback, checkpoint)
+    loop = _Loop(network, posterior, data, config, validation, callback, checkpoint, penalty)
     return loop.run(Resume() if resume is None else resume, optimizer_state, previous)
 
 
@@ -141,19 +148,21 @@ class _Loop:
         validation: Segments | torch.Tensor | None,
         callback: Callable[[EpochRecord], None] | None,
         checkpoint: Checkpoint | None,
+        penalty: Penalty | None,
     ) -> None:
         self.network, self.posterior, self.config = network, posterior, config
         self.data = data if isinstance(data, Segments) else Segments(data)
         if validation is not None and not isinstance(validation, Segments):
             validation = Segments(validation)
         self.validation, self.callback, self.checkpoint = validation, callback, checkpoint
-        self.step_loss = _StepLoss(network, posterior, config.make_objective())
         self.device = network.bias.device
         size = config.batch_size
         self.batch_size = auto_batch_size(self.data) if size is None else min(size, len(self.data))
         self.per_part = max(1, config.part_bins // self.data.bins)
         self.plateau = Plateau(config.tol)
         self.per_spike = 1 / spikes_per_bin(self.data)  # the rules read the objective per spike
+        per_segment = self.data.n_scored * self.data.n_units / self.per_spike / len(self.data)
+        self.step_loss = _StepLoss(network, posterior, config.make_objective(), penalty, per_segment)
         settles = network.n_hidden == 0 and network.n_latent > 0 and not config.freeze_network
         self.settled = None
         if settles and len(self.data) >= SETTLE_SEGMENTS:  # it takes sums over segments: tol times the spikes
@@ -328,11 +337,20 @@ class _Loop:
 
 class _StepLoss(nn.Module):
     """The objective's loss of a batch of segments and its value (for the record), as a module that
-    :func:`spikeglm.parallel.wrap` can make data-parallel."""
+    :func:`spikeglm.parallel.wrap` can make data-parallel; with a ``penalty``, the loss gains it times
+    ``spikes_per_segment`` (the loss is a mean over segments, the penalty's strength is per spike)."""
 
-    def __init__(self, network: Network, posterior: Posterior, objective: Objective) -> None:
+    def __init__(
+        self,
+        network: Network,
+        posterior: Posterior,
+        objective: Objective,
+        penalty: Penalty | None = None,
+        spikes_per_segment: float = 1.0,
+    ) -> None:
         super().__init__()
         self.network, self.posterior, self.objective = network, posterior, objective
+        self.penalty, self.spikes_per_segment = penalty, spikes_per_segment
 
     def forward(
         self,
@@ -342,7 +360,10 @@ class _StepLoss(nn.Module):
         covariates: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch = Batch(visible, present, scored, covariates)
-        return self.objective.loss(self.network, self.posterior, batch)
+        loss, value = self.objective.loss(self.network, self.posterior, batch)
+        if self.penalty is not None:
+            loss = loss + self.spikes_per_segment * self.penalty.value(self.network.weight)
+        return loss, value
 
 
 def auto_batch_size(data: Segments) -> int:
