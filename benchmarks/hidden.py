@@ -4,13 +4,16 @@ For ``balanced`` networks (30 visible, 3 hidden neurons, target rates 10-30 Hz; 
 trials of 500 bins) at each hidden-drive strength, this fits a plain GLM (no hidden neuron) and POGLMs
 with 3 hidden neurons: the default fit (the ELBO on relaxed
 counts, started from the visible neurons' GLM and the principal components of its errors), the previous
-default (the same from small random couplings, ``init="random"``), and the likelihood itself through
-a particle smoother (``objective="likelihood"``, 16 particles, the default start), and prints for each:
+default (the same from small random couplings, ``init="random"``), the default with a ridge penalty of
+the couplings (``penalty="ridge"``, its strength the visible GLM's cross-validated one), and the
+likelihood itself through a particle smoother (``objective="likelihood"``, 16 particles, the default
+start), and prints for each:
 
 - the held-out log-likelihood per visible neuron-bin by the particle filter (1000 particles per trial),
   with two references: the true network's (the oracle) and that of a GLM fitted to the visible and the
   true hidden spikes together (fully observed: the best this much data allows, since the oracle's
-  network is known without estimation error); and the share of each reference's gain over the plain
+  network is known without estimation error; with the ridge fit, the fully observed GLM with its own
+  cross-validated ridge is printed beside it); and the share of each reference's gain over the plain
   GLM that the fit recovers;
 - the visible block's AUROC of edge detection;
 - the correlation of the inferred hidden rates with the true hidden spikes of the held-out trials (mean
@@ -49,7 +52,7 @@ from spikeglm.variational import log_weights
 
 PARTICLES = 1000
 #: The fits with hidden neurons, compared with the plain GLM.
-FITTED = ("random start", "default", "likelihood", "selected")
+FITTED = ("random start", "default", "ridge", "likelihood", "selected")
 #: The numbers of hidden neurons that ``select_hidden`` chooses from (4-fold cross-validation).
 CANDIDATES = (0, 1, 2, 3)
 
@@ -90,11 +93,14 @@ def bound_gaps(model: sg.POGLM, counts: sg.SpikeCounts, samples: int = 20, parti
     return {name: exact - value / size for name, value in bounds.items()}
 
 
-def fully_observed(truth: sg.Connectivity, train, hidden_train, visible: torch.Tensor) -> float:
-    """Held-out log-likelihood of a GLM fitted with the hidden neurons' true spikes in view."""
+def fully_observed(
+    truth: sg.Connectivity, train, hidden_train, visible: torch.Tensor, penalty: str | None = None
+) -> float:
+    """Held-out log-likelihood of a GLM fitted with the hidden neurons' true spikes in view (with
+    ``penalty``, its strength cross-validated)."""
     both = sg.SpikeCounts(np.concatenate([train.counts, hidden_train.counts], axis=2), train.bin_size)
     model = sg.POGLM.from_connectivity(truth)
-    glm = sg.POGLM(n_hidden=0, basis=model.basis, link=model.link).fit(both)
+    glm = sg.POGLM(n_hidden=0, basis=model.basis, link=model.link, penalty=penalty).fit(both)
     model.network_.load_state_dict(glm.network_.state_dict())
     return smc.log_likelihood(model.network_, visible, n_particles=PARTICLES).per_bin
 
@@ -115,9 +121,13 @@ def case(drive: str, seed: int, fitted: tuple[str, ...] = FITTED) -> dict:
     row["oracle"]["hidden_r"] = hidden_correlation(oracle, truth, test, hidden_test)
     fits = {"no hidden": {"n_hidden": 0}, "random start": {"n_hidden": 3, "init": "random"}}
     fits["default"] = {"n_hidden": 3}
+    fits["ridge"] = {"n_hidden": 3, "penalty": "ridge"}
     fits["likelihood"] = {"n_hidden": 3, "objective": "likelihood", "n_samples": 16}
     row["oracle"]["bound_gap"] = bound_gaps(oracle, train)
     row["fully observed"] = {"test_ll": fully_observed(truth, train, hidden_train, visible)}
+    if "ridge" in fitted:
+        ridge = fully_observed(truth, train, hidden_train, visible, "ridge")
+        row["fully observed, ridge"] = {"test_ll": ridge}
     fits["selected"] = {}
     fits = {label: settings for label, settings in fits.items() if label == "no hidden" or label in fitted}
     for label, settings in fits.items():
@@ -154,6 +164,8 @@ def _line(row: dict) -> str:
     parts.append(f"(hidden r {row['oracle']['hidden_r']:.2f}; gaps at the truth")
     parts.append(", ".join(f"{k} {v:.4f}" for k, v in row["oracle"]["bound_gap"].items()) + ")")
     parts.append(f"| fully observed {row['fully observed']['test_ll']:.5f}")
+    if "fully observed, ridge" in row:
+        parts.append(f"(with the ridge {row['fully observed, ridge']['test_ll']:.5f})")
     for label in ("no hidden", *FITTED):
         if label not in row:
             continue
