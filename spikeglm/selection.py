@@ -120,20 +120,29 @@ def cross_validate(
     number of hidden neurons. Most of a fold's time with many hidden neurons goes to scoring it: the
     particle filter steps through the bins one by one, its work growing as particles x hidden x all
     neurons, so that a candidate the data cannot carry would take far longer than its fit. Candidates are
-    therefore bounded first (:func:`largest_candidate`).
+    therefore bounded first (:func:`largest_candidate`). A penalty's strength cross-validated
+    (``penalty_strength="cv"``) is found once per fold, by its first candidate, and the others take it.
     """
     candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
     known = _fold_covariates(covariates or [], counts, _pieces(counts, len(parts)))
     rows = _rows(candidates, latent, counts.n_units, model)
     scores = np.empty((len(rows), len(parts)))
+    # A cross-validated penalty's strength depends on a fold's training data alone: the first candidate
+    # fitted on a fold finds it, the others take it.
+    strengths: dict[int, dict[str, float | None]] = {}
     with progress_bar(len(rows) * len(parts), "cross-validation", "fold", progress) as bar:
         for row, (n_hidden, n_latent) in enumerate(rows):
             for k in range(len(parts)):
                 train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
                 rest = _joined([part for i, part in enumerate(known) if i != k])
                 # A fold's fit is scored, never tested: its couplings' standard errors would be wasted.
-                candidate = model.clone().set_params(**_settings(n_hidden, n_latent), standard_errors=False)
+                candidate = model.clone().set_params(
+                    **_settings(n_hidden, n_latent), **strengths.get(k, {}), standard_errors=False
+                )
                 fitted = candidate.fit(train, device=device, covariates=rest, progress=False)
+                if "penalty_cv" in fitted.fit_options_:
+                    strength = fitted.fit_options_["penalty_strength"]  # 0: none helped
+                    strengths[k] = {"penalty_strength": strength} if strength > 0 else {"penalty": None}
                 estimate = fitted.log_likelihood(
                     parts[k], n_particles=n_particles, covariates=known[k] or None
                 )

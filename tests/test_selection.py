@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import spikeglm as sg
+from spikeglm import poglm
 from spikeglm.records import Selection
 from spikeglm.selection import _choose, _folds
 
@@ -81,6 +82,38 @@ def test_select_hidden_refits_the_choice_and_the_table_is_saved_with_it(tmp_path
     np.testing.assert_array_equal(loaded.fold_scores, selection.fold_scores)
     assert loaded.chosen == selection.chosen and loaded.folds_by == "trials"
     assert selection.plot().get_title().startswith(f"{selection.chosen} hidden chosen")
+
+
+def test_a_folds_candidates_share_its_cross_validated_penalty_strength(diffpoglm, monkeypatch):
+    """The strength depends on the fold's training data alone: it is cross-validated once per fold (and
+    once for the refit), and every candidate of the fold is fitted with it."""
+    _, train, _ = diffpoglm
+    calls, fitted = [], []
+    cross_validate = poglm.cross_validated_strength
+    monkeypatch.setattr(
+        poglm, "cross_validated_strength", lambda *a, **k: calls.append(1) or cross_validate(*a, **k)
+    )
+    fit = sg.POGLM.fit
+    monkeypatch.setattr(sg.POGLM, "fit", lambda self, *a, **k: fitted.append(self) or fit(self, *a, **k))
+    model = sg.POGLM(link="sigmoid", epochs=2, penalty="ridge")
+    sg.select_hidden(train, candidates=(0, 1), folds=2, model=model, n_particles=50)
+    assert len(calls) == 3
+    strengths = [
+        f.fit_options_["penalty_strength"] for f in fitted[:4]
+    ]  # (H, fold): (0, 0) (0, 1) (1, 0) (1, 1)
+    assert strengths[:2] == strengths[2:] and [f.penalty_strength for f in fitted[2:4]] == strengths[:2]
+
+
+def test_a_fold_where_no_penalty_helps_fits_its_other_candidates_without_one(diffpoglm, monkeypatch):
+    _, train, _ = diffpoglm
+    table = {"strengths": [1.0, 0.0], "scores": [[-1.0] * 5, [-0.5] * 5], "folds_by": "trials", "chosen": 0.0}
+    monkeypatch.setattr(poglm, "cross_validated_strength", lambda *a, **k: (0.0, table))
+    fitted = []
+    fit = sg.POGLM.fit
+    monkeypatch.setattr(sg.POGLM, "fit", lambda self, *a, **k: fitted.append(self) or fit(self, *a, **k))
+    model = sg.POGLM(link="sigmoid", epochs=2, penalty="ridge")
+    sg.select_hidden(train, candidates=(0, 1), folds=2, model=model, n_particles=50)
+    assert [f.penalty for f in fitted[:4]] == ["ridge", "ridge", None, None]
 
 
 def test_bad_choices_are_named(diffpoglm):
