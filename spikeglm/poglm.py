@@ -821,8 +821,8 @@ class POGLM:
         penalty = None if config.freeze_network else self._penalty(network, segments, config)
         if saved is None and not config.freeze_network and config.init == "glm":
             estimate = self.checked_settings().latent_tau == "auto"
-            # Without hidden neurons the couplings are solved exactly after training: a looser start.
-            tolerance = START_TOLERANCE_GRAD if network.n_hidden == 0 else GLM_TOLERANCE_GRAD
+            # Couplings solved exactly after training need only a looser start.
+            tolerance = START_TOLERANCE_GRAD if config.solves_after_training(network) else GLM_TOLERANCE_GRAD
             part = config.part_bins
             glm_start(
                 network,
@@ -846,7 +846,7 @@ class POGLM:
             previous=list(self.history_),
             penalty=penalty,
         )[1]
-        if network.n_hidden == 0 and not config.freeze_network:
+        if config.solves_after_training(network):
             self._solve_given_path(network, posterior, segments, config, penalty)
 
     def _solve_given_path(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from spikeglm.inference.objectives import OBJECTIVES, HiddenSampler, Objective
 from spikeglm.inference.start import STARTS
+from spikeglm.model import Network
 from spikeglm.options import Setting, declare, whole
 from spikeglm.relax import RELAXATIONS
 from spikeglm.segments import PART_BINS
@@ -190,6 +191,12 @@ class TrainingConfig:
     def make_objective(self) -> Objective:
         """The objective this config names, with its samples and sampler."""
         return OBJECTIVES[self.objective](self.n_samples, self.sampler)
+
+    def solves_after_training(self, network: Network) -> bool:
+        """Whether a fit of ``network`` solves its couplings and biases exactly after training: with
+        latent factors and no hidden neuron, given the factors' path, unless the network is frozen.
+        Training has then only to place the factors' posterior (:class:`~spikeglm.inference.Settled`)."""
+        return network.n_hidden == 0 and network.n_latent > 0 and not self.freeze_network
 
     def replace(self, **changes) -> TrainingConfig:
         """A copy with ``changes``, checked as the original was."""

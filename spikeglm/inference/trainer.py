@@ -161,12 +161,12 @@ class _Loop:
         self.per_part = max(1, config.part_bins // self.data.bins)
         self.plateau = Plateau(config.tol)
         self.per_spike = 1 / spikes_per_bin(self.data)  # the rules read the objective per spike
-        per_segment = self.data.n_scored * self.data.n_units / self.per_spike / len(self.data)
-        self.step_loss = _StepLoss(network, posterior, config.make_objective(), penalty, per_segment)
-        settles = network.n_hidden == 0 and network.n_latent > 0 and not config.freeze_network
+        spikes = self.data.n_scored * self.data.n_units / self.per_spike
+        objective = config.make_objective()
+        self.step_loss = _StepLoss(network, posterior, objective, penalty, spikes / len(self.data))
         self.settled = None
-        if settles and len(self.data) >= SETTLE_SEGMENTS:  # it takes sums over segments: tol times the spikes
-            spikes = self.data.n_scored * self.data.n_units / self.per_spike
+        if config.solves_after_training(network) and len(self.data) >= SETTLE_SEGMENTS:
+            # It compares sums over segments: the tolerance per spike times the spikes.
             self.settled = Settled(None if config.tol is None else config.tol * spikes)
         self.n_groups = min(SETTLE_GROUPS, len(self.data)) if self.settled is not None else 1
         prior = network.latent_prior
