@@ -223,7 +223,7 @@ def filtering_bound(
 
 
 def smoothed_score(
-    network: Network, posterior: Posterior, batch: Batch, n_particles: int
+    network: Network, posterior: Posterior, batch: Batch, n_particles: int, n_terms: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A surrogate whose gradient estimates that of ``log p(x)`` itself, by a fixed-lag particle smoother.
 
@@ -252,6 +252,11 @@ def smoothed_score(
     batch : Batch
         Visible counts of the segments with their masks; only scored bins enter the surrogate.
     n_particles : int
+    n_terms : int, optional
+        Particles per bin whose terms are computed: drawn from the bin's particles in proportion to
+        their credit (systematically), each weighted by the credit's sum over their number, which
+        estimates the credit-weighted sum over all of them without bias, for a fraction of the work
+        and of the memory. None: every particle's.
 
     Returns
     -------
@@ -270,8 +275,27 @@ def smoothed_score(
         weights = smoother.finish(particles.log_w)
     if batch.scored is not None:
         weights = weights * batch.scored[:, :, None].to(weights.dtype)
-    terms = _complete_terms(network, posterior, visible, batch.present, batch.covariates, latent, smoother)
+    index = None
+    if n_terms is not None and n_terms < weights.shape[-1]:
+        index, weights = _drawn_by_credit(weights, n_terms)
+    terms = _complete_terms(
+        network, posterior, visible, batch.present, batch.covariates, latent, smoother, index
+    )
     return (weights * terms).sum((1, 2)), particles.log_z
+
+
+def _drawn_by_credit(weights: torch.Tensor, n_terms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_terms`` of every bin's particles drawn by systematic resampling in proportion to their credit
+    ``weights`` (filters, bins, particles), and the weight of each draw, the credit's sum over
+    ``n_terms``: (filters, bins, n_terms) both. A bin without credit draws its first particle, weighted
+    0."""
+    total = weights.sum(-1, keepdim=True)
+    cdf = (weights / total.clamp_min(torch.finfo(weights.dtype).tiny)).cumsum(-1)
+    cdf[..., -1] = 1.0
+    offset = torch.rand(*weights.shape[:-1], 1, dtype=cdf.dtype, device=cdf.device)
+    points = (offset + torch.arange(n_terms, dtype=cdf.dtype, device=cdf.device)) / n_terms
+    index = torch.searchsorted(cdf, points).clamp_(max=weights.shape[-1] - 1)
+    return index, (total / n_terms).expand_as(points)
 
 
 def smoothing_lag(network: Network, n_bins: int) -> int:
@@ -661,9 +685,16 @@ class _Smoother:
         self.credit.scatter_add_(1, self.ancestors.flatten(1), waiting.flatten(1))
         return self.credit[:, :-1].reshape(len(log_w), self.n_bins, self.particles)
 
-    def stacked(self, field: str) -> torch.Tensor:
-        """One field of every bin's draws, stacked along the bins: (filters, bins, particles, ...)."""
-        return torch.stack([getattr(draws, field) for draws in self.draws], dim=1)
+    def stacked(self, field: str, index: torch.Tensor | None = None) -> torch.Tensor:
+        """One field of every bin's draws, stacked along the bins: (filters, bins, particles, ...); with
+        ``index`` (filters, bins, n), the particles it names at each bin: (filters, bins, n, ...)."""
+        every = torch.stack([getattr(draws, field) for draws in self.draws], dim=1)
+        if index is None:
+            return every
+        rest = every.shape[3:]
+        return torch.gather(
+            every, 2, index.reshape(*index.shape, *[1] * len(rest)).expand(*index.shape, *rest)
+        )
 
 
 def _complete_terms(
@@ -674,32 +705,36 @@ def _complete_terms(
     covariates: torch.Tensor | None,
     latent: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
     smoother: _Smoother,
+    index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Every particle's terms at every bin of a smoothed pass, computed at once and differentiable:
     ``log p(x_t, z_t, f_t | past) + log q(z_t, f_t | ...)`` of its draws (filters, bins, particles),
-    float64. Fisher's identity weighs the first by the smoother's credit (the network's gradient); the
-    second is the posterior's wake term."""
+    float64; with ``index`` (filters, bins, n), those of the particles it names. Fisher's identity weighs
+    the first by the smoother's credit (the network's gradient); the second is the posterior's wake
+    term."""
     n_visible, n_neurons, link = network.n_visible, network.n_neurons, LINKS[network.link_name]
     drive, x, q_drive = _inputs(network, posterior, visible, slice(None), covariates, 1)
     predictor, own = drive[:, :, None], None  # (filters, bins, 1, N)
     if network.n_hidden:
-        past = smoother.stacked("recent").flatten(-2) @ _history_matrix(network, posterior, drive.dtype)
+        past = smoother.stacked("recent", index).flatten(-2) @ _history_matrix(
+            network, posterior, drive.dtype
+        )
         predictor, own = predictor + past[..., :n_neurons], past[..., n_neurons:]
     prior, loading = network.latent_prior, network.loading
     if prior is not None and loading is not None:
-        state = smoother.stacked("state")  # (filters, bins, particles, K)
+        state = smoother.stacked("state", index)  # (filters, bins, particles, K)
         predictor = predictor + state @ loading.T
     rate = link(predictor)
     terms = poisson_log_pmf(x[:, :, None], rate[..., :n_visible]).sum(-1, dtype=torch.float64)
     if prior is not None and present is not None:
         terms = terms * present[:, :, None]
     if q_drive is not None and own is not None:
-        hidden = smoother.stacked("hidden")
+        hidden = smoother.stacked("hidden", index)
         terms = terms + poisson_log_pmf(hidden, rate[..., n_visible:]).sum(-1, dtype=torch.float64)
         q_rate = link(q_drive[:, :, None] + own)
         terms = terms + poisson_log_pmf(hidden, q_rate).sum(-1, dtype=torch.float64)
     if prior is not None:
-        previous, every = smoother.stacked("previous"), slice(None)
+        previous, every = smoother.stacked("previous", index), slice(None)
         target, law = _factor_laws(prior, latent, 0, visible.shape[1], 1, state)
         terms = terms + target.log_density(every, state, target.mean(every, previous))
         terms = terms + law.log_density(every, state, law.mean(every, previous))

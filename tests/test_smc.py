@@ -214,6 +214,31 @@ def test_the_smoother_credits_each_bin_once_and_scores_the_drawn_path_as_the_mod
     assert bool((credit == 1).all())
 
 
+def test_terms_drawn_by_credit_estimate_the_credit_weighted_sum_without_bias():
+    """The terms at particles drawn by their credit, each weighted by the credit's sum over their number:
+    over many draws their mean is the credit-weighted sum over every particle (within 4 Monte Carlo
+    standard errors, per trial), and with as many draws as particles every particle's terms are kept."""
+    network = tiny_network(drive=1.5)
+    visible = simulated_visible(network, 3, 30)
+    posterior = _posterior(network, scale=0.3)
+    torch.manual_seed(0)
+    smoother, credit = _smoothed_pass(network, posterior, visible, 16, lag=4)
+    with torch.no_grad():
+        terms = smc._complete_terms(network, posterior, visible, None, None, None, smoother)
+        full = (credit * terms).sum((1, 2))
+        estimates = []
+        for _ in range(2000):
+            index, weights = smc._drawn_by_credit(credit, 4)
+            drawn = smc._complete_terms(network, posterior, visible, None, None, None, smoother, index)
+            torch.testing.assert_close(drawn, torch.gather(terms, 2, index))  # the named particles' terms
+            estimates.append((weights * drawn).sum((1, 2)))
+    estimates = torch.stack(estimates)
+    se = estimates.std(0) / math.sqrt(len(estimates))
+    assert bool((se > 0).all()) and bool(((estimates.mean(0) - full).abs() < 4 * se).all())
+    surrogate = smc.smoothed_score(network, posterior, Batch(visible), 16, n_terms=16)[0]
+    assert surrogate.shape == (3,) and surrogate.requires_grad
+
+
 def test_the_smoothed_score_is_the_gradient_of_the_likelihood():
     """smoothed_score: with many particles its gradient in the network is that of the exact log p(x)
     (enumerated), and its gradient in the posterior is the posterior mean of grad log q(z) (the wake step
