@@ -802,11 +802,11 @@ class POGLM:
         checkpoint: Callable[[Resume, dict], None] | None,
     ) -> None:
         """Fit from the start :meth:`_start` made: the GLM solve without hidden neurons, else training."""
+        penalty = None if config.freeze_network else self._penalty(network, segments, config)
         if self.checked_settings().glm:
             if config.freeze_network:
                 return
-            penalty = self._penalty(network, segments, config)  # an ordinary GLM: solved, no sampling
-            self.stopped_ = solve_glm(
+            self.stopped_ = solve_glm(  # an ordinary GLM: solved, no sampling
                 network,
                 segments,
                 max_iterations=config.epochs,
@@ -818,7 +818,6 @@ class POGLM:
             if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
                 self._standard_errors(network, segments, _se_source(penalty), penalty=penalty)
             return
-        penalty = None if config.freeze_network else self._penalty(network, segments, config)
         if saved is None and not config.freeze_network and config.init == "glm":
             estimate = self.checked_settings().latent_tau == "auto"
             # Couplings solved exactly after training need only a looser start.

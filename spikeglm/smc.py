@@ -290,12 +290,20 @@ def _drawn_by_credit(weights: torch.Tensor, n_terms: int) -> tuple[torch.Tensor,
     ``n_terms``: (filters, bins, n_terms) both. A bin without credit draws its first particle, weighted
     0."""
     total = weights.sum(-1, keepdim=True)
-    cdf = (weights / total.clamp_min(torch.finfo(weights.dtype).tiny)).cumsum(-1)
+    index = _systematic(weights / total.clamp_min(torch.finfo(weights.dtype).tiny), n_terms)
+    return index, (total / n_terms).expand(index.shape)
+
+
+def _systematic(
+    probabilities: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``n`` draws by systematic resampling from each row of ``probabilities`` (..., P), each row
+    summing to 1: one uniform offset per row, the draws ``1 / n`` apart. Their indices, (..., n)."""
+    cdf = probabilities.cumsum(-1)
     cdf[..., -1] = 1.0
-    offset = torch.rand(*weights.shape[:-1], 1, dtype=cdf.dtype, device=cdf.device)
-    points = (offset + torch.arange(n_terms, dtype=cdf.dtype, device=cdf.device)) / n_terms
-    index = torch.searchsorted(cdf, points).clamp_(max=weights.shape[-1] - 1)
-    return index, (total / n_terms).expand_as(points)
+    offset = torch.rand(*cdf.shape[:-1], 1, dtype=cdf.dtype, device=cdf.device, generator=generator)
+    points = (offset + torch.arange(n, dtype=cdf.dtype, device=cdf.device)) / n
+    return torch.searchsorted(cdf, points).clamp_(max=cdf.shape[-1] - 1)
 
 
 def smoothing_lag(network: Network, n_bins: int) -> int:
@@ -582,12 +590,8 @@ class _Particles:
         low = weights.square().sum(dim=1) > 1.0 / (RESAMPLE_BELOW * particles)
         if not bool(low.any()):
             return
-        cdf = weights.cumsum(dim=1)
-        cdf[:, -1] = 1.0
-        offset = torch.rand(len(cdf), 1, dtype=cdf.dtype, device=cdf.device, generator=self.generator)
-        points = (offset + torch.arange(particles, dtype=cdf.dtype, device=cdf.device)) / particles
-        drawn = torch.searchsorted(cdf, points).clamp_(max=particles - 1)
-        index = torch.where(low[:, None], drawn, torch.arange(particles, device=cdf.device))
+        drawn = _systematic(weights, particles, self.generator)
+        index = torch.where(low[:, None], drawn, torch.arange(particles, device=weights.device))
         gather = index[:, :, None, None].expand_as(self.recent)
         self.recent = torch.gather(self.recent, 1, gather)
         if self.smoother is not None:
