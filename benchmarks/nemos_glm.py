@@ -19,11 +19,11 @@ Cases: ``sparse-ei`` (30 neurons, seed 0, 40 x 500 bins to fit) and, unless ``--
 network simulated for 200,000 bins.
 
 ``--ridge``: the penalised fit a user would run with each tool, on short recordings of the same network
-(5,000 and 20,000 bins to fit), where a penalty pays: spikeglm's ``penalty="ridge",
-penalty_strength="cv"`` (its own 5-fold path of 11 strengths, warm-started), against NeMoS's
-``Ridge`` regulariser with its strength chosen the same way by hand (5 folds of whole trials, 11
-strengths on a log grid, each fit from its default start, then a refit at the best strength on all the
-training trials). The two penalties differ (spikeglm leaves each neuron's own history filter
+(5,000 and 20,000 bins to fit), where a penalty pays: spikeglm's ``penalty="ridge", penalty_strength="cv"``
+(its own 5-fold path of 11 strengths, warm-started), against NeMoS's ``Ridge`` regulariser with its strength
+chosen the same way by hand (5 folds of whole trials, 11 strengths on a log grid, each fit from its default
+start, the best refined between its neighbours as spikeglm refines its own, then a refit at that strength on
+all the training trials). The two penalties differ (spikeglm leaves each neuron's own history filter
 unpenalised, NeMoS penalises every coefficient but the intercepts), so the figures are the held-out
 log-likelihood each reaches and the CPU it takes, not a common optimum.
 """
@@ -40,6 +40,7 @@ from scipy.special import gammaln
 
 import spikeglm as sg
 from spikeglm.basis import history
+from spikeglm.inference.strength import refined_strength
 
 try:
     import jax
@@ -140,7 +141,8 @@ def nemos_ridge_cv(train_counts: np.ndarray, basis_matrix: torch.Tensor) -> tupl
         for k, strength in enumerate(NEMOS_STRENGTHS):
             fit = nemos_fit(x_fit, y_fit, strength)
             scores[k] += log_likelihood(x_out, y_out, np.asarray(fit.coef_), np.asarray(fit.intercept_)) / 5
-    best = float(NEMOS_STRENGTHS[int(np.argmax(scores))])
+    # Refined between the grid's points as spikeglm refines its own (its path runs largest first, to none).
+    best = refined_strength([*NEMOS_STRENGTHS[::-1].tolist(), 0.0], np.append(scores[::-1], -np.inf))
     x_all, y_all = design(train_counts, basis_matrix), train_counts.reshape(-1, n)
     table = dict(zip(NEMOS_STRENGTHS.tolist(), scores.tolist(), strict=True))
     return nemos_fit(x_all, y_all, best), best, table

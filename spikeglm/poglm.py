@@ -154,8 +154,9 @@ class POGLM:
         and bounds the couplings to and from the hidden neurons too.
     penalty_strength : float or "cv"
         The penalty's strength, in nats per spike; ``"cv"`` (default) chooses it by 5-fold
-        cross-validated log-likelihood among a path of strengths and none
-        (:func:`spikeglm.inference.strength.cross_validated_strength`), and the fit records the table.
+        cross-validated log-likelihood along a path of strengths and none, and between the path's best
+        point and its neighbours (:func:`spikeglm.inference.strength.cross_validated_strength`), and the
+        fit records the table.
         With hidden neurons or latent factors, the strength chosen is the visible neurons' GLM's: a
         cross-validation of the whole fit would cost tens of fits.
     relaxation : str or relaxation class

@@ -14,6 +14,7 @@ from spikeglm.basis import get as get_basis
 from spikeglm.inference import TrainingConfig, glm_start, newton, solve_glm, train
 from spikeglm.inference.glm import likelihood_gradient
 from spikeglm.inference.penalty import GroupLasso, Ridge, largest_strength
+from spikeglm.inference.strength import refined_strength
 from spikeglm.inference.trainer import _StepLoss
 from spikeglm.model import Network
 from spikeglm.segments import Segments
@@ -79,9 +80,17 @@ def test_cross_validated_ridge_fit_records_its_choice_and_errors(small, tmp_path
     plain = sg.POGLM(n_hidden=0).fit(small.train)
     model = sg.POGLM(n_hidden=0, penalty="ridge").fit(small.train)
     table = model.fit_options_["penalty_cv"]
-    scores = np.asarray(table["scores"])
-    assert scores.shape == (len(table["strengths"]), 5) and table["strengths"][-1] == 0.0
-    assert table["chosen"] == table["strengths"][int(np.argmax(scores.mean(axis=1)))]
+    scores, strengths = np.asarray(table["scores"]), table["strengths"]
+    assert scores.shape == (len(strengths), 5) and strengths[-1] == 0.0
+    assert strengths == sorted(strengths, reverse=True)
+    assert table["chosen"] == strengths[int(np.argmax(scores.mean(axis=1)))]
+    # The path's 12 points, half a decade apart from the largest, and the vertex of the parabola through
+    # the best of them and its neighbours, scored too.
+    steps = np.log10(np.asarray(strengths[:-1]) / strengths[0]) / 0.5
+    (vertex,) = np.flatnonzero(np.abs(steps - np.round(steps)) > 1e-6)
+    path = np.delete(np.arange(len(strengths)), vertex)
+    assert len(path) == 12
+    assert strengths[vertex] == refined_strength([strengths[i] for i in path], scores.mean(axis=1)[path])
     assert model.fit_options_["penalty_strength"] == table["chosen"]
     # Errors of the penalised information: a prior on the couplings narrows them.
     off = ~np.eye(6, dtype=bool)
@@ -94,6 +103,29 @@ def test_cross_validated_ridge_fit_records_its_choice_and_errors(small, tmp_path
     loaded = sg.POGLM.load(tmp_path / "ridge.h5")
     assert (loaded.penalty, loaded.penalty_strength) == ("ridge", table["chosen"])
     np.testing.assert_array_equal(loaded.strength_se_, model.strength_se_)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_refined_strength_is_the_vertex_of_a_parabola_in_log_strength(seed):
+    """Scores that are a parabola in log(strength) peak at its vertex, which the refinement finds from
+    the best point and its neighbours (unevenly spaced), to rounding; it stays between them."""
+    rng = np.random.default_rng(seed)
+    path = sorted(10.0 ** rng.uniform(-6, 0, size=6), reverse=True)
+    peak = rng.uniform(np.log(path[4]), np.log(path[1]))
+    scores = np.append(-rng.uniform(0.5, 2.0) * (np.log(path) - peak) ** 2 + rng.normal(), -1e9)
+    best = int(np.argmax(scores))
+    found = refined_strength([*path, 0.0], scores)
+    assert path[best + 1] <= found <= path[best - 1]
+    assert math.isclose(math.log(found), peak, rel_tol=0, abs_tol=1e-9)
+
+
+def test_refined_strength_keeps_the_best_point_without_a_neighbour_each_side():
+    path = [1e-2, 1e-3, 1e-4, 0.0]
+    assert refined_strength(path, np.array([0.0, -1.0, -2.0, -3.0])) == 1e-2  # the strongest
+    assert refined_strength(path, np.array([-3.0, -2.0, 0.0, -1.0])) == 1e-4  # beside none
+    assert refined_strength(path, np.array([-3.0, -2.0, -1.0, 0.0])) == 0.0  # none at all
+    assert refined_strength(path, np.array([-1.0, 0.0, -1.0, -3.0])) == pytest.approx(1e-3)  # symmetric
+    assert refined_strength(path, np.array([-np.inf, 0.0, -1.0, -3.0])) == 1e-3  # a neighbour's -inf
 
 
 def test_group_lasso_meets_its_optimality_conditions(small):
@@ -360,10 +392,12 @@ def test_a_hidden_fit_under_a_strong_ridge_has_small_couplings_from_a_penalised_
 def test_a_hidden_fits_cross_validated_ridge_is_the_visible_glms(small):
     glm = sg.POGLM(n_hidden=0, penalty="ridge").fit(small.train)
     hidden = sg.POGLM(n_hidden=1, penalty="ridge", epochs=2, seed=0).fit(small.train)
-    assert hidden.fit_options_["penalty_strength"] == glm.fit_options_["penalty_strength"] > 0
     np.testing.assert_allclose(
         hidden.fit_options_["penalty_cv"]["scores"], glm.fit_options_["penalty_cv"]["scores"], atol=1e-4
     )  # each solve ends within its tolerance of the same optimum, from biases a little apart
+    # The refinement between the path's points reads those scores: about the same strength.
+    chosen = glm.fit_options_["penalty_strength"]
+    assert chosen > 0 and hidden.fit_options_["penalty_strength"] == pytest.approx(chosen, rel=0.1)
 
 
 def test_a_fit_with_factors_under_the_ridge_has_penalised_errors_given_the_path(small, tmp_path):

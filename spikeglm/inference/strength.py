@@ -4,13 +4,17 @@ The data are split into :data:`FOLDS` parts (whole trials where there are enough
 For each fold, the GLM is solved on the other parts along a path of strengths from strong (for the group
 lasso, the one that keeps every coupling between distinct neurons at zero,
 :func:`~spikeglm.inference.penalty.largest_strength`; ten times it for the ridge) down to none at all,
-each solve starting from the last, and scored by its exact log-likelihood on the fold. The strength of
-the best mean score is chosen; the unpenalised fit is one of the candidates, so a penalty is used only
-where it helps.
+each solve starting from the last, and scored by its exact log-likelihood on the fold. The path's points
+are half a decade apart and the score peaks between them, so the best point is then refined: the vertex
+of the parabola in the strength's logarithm through it and its two neighbours (:func:`refined_strength`)
+is solved and scored on every fold too, each solve starting from the best point's, and the strength of
+the best mean score among them all is chosen. The unpenalised fit is one of the candidates, so a penalty
+is used only where it helps.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -61,36 +65,113 @@ def cross_validated_strength(
     strength : float
         The chosen strength (0: no penalty helps).
     table : dict
-        ``strengths`` (the candidates, largest first), ``scores`` (held-out log-likelihood per neuron-bin,
-        candidates x folds), ``folds_by`` and ``chosen``: what the model file records.
+        ``strengths`` (the candidates, largest first: the path's, and the refinement's where it was
+        scored), ``scores`` (held-out log-likelihood per neuron-bin, candidates x folds), ``folds_by`` and
+        ``chosen``: what the model file records.
     """
     name = PENALTIES.name(penalty)
     everything = Segments(counts, length, covariates=covariates)
     scale = largest_strength(likelihood_gradient(_copy(network), everything, part_bins))
     strengths = [*(scale * 10.0 ** DECADES[name]).tolist(), 0.0]
-    folds_by = folds(counts)[1]
+    scored = functools.partial(
+        _scored, name=name, length=length, max_iterations=max_iterations, part_bins=part_bins
+    )
     scores = np.empty((len(strengths), FOLDS))
-    for k, (rest, rest_known, held, held_known) in enumerate(fold_pairs(counts, covariates)):
-        fitted = _copy(network)
-        for row, strength in enumerate(strengths):
-            chosen = PENALTIES[name](strength) if strength > 0 else None
-            solve_glm(
-                fitted,
-                Segments(rest, length, covariates=rest_known),
-                max_iterations=max_iterations,
-                part_bins=part_bins,
-                penalty=chosen,
-            )
-            held_out = Segments(held, length, covariates=held_known)
-            scores[row, k] = mean_log_likelihood(fitted, held_out, part_bins)
-    best = int(np.argmax(scores.mean(axis=1)))
+    # The path is walked on every fold at once: each fold's solve starts from its last, and the folds'
+    # solutions at the best strength so far are kept, for the refinement to start from.
+    fitted = [_copy(network) for _ in range(FOLDS)]
+    best, kept = -1, []
+    for row, strength in enumerate(strengths):
+        for k, fold in enumerate(fold_pairs(counts, covariates)):
+            scores[row, k] = scored(fitted[k], strength, fold)
+        if best < 0 or scores[row].mean() > scores[best].mean():
+            best, kept = row, [_state(one) for one in fitted]
+    refined = refined_strength(strengths, scores.mean(axis=1))
+    if refined != strengths[best]:  # scored on every fold too, from the best's solutions
+        extra = np.empty(FOLDS)
+        for k, fold in enumerate(fold_pairs(counts, covariates)):
+            fitted[k].load_state_dict(kept[k])
+            extra[k] = scored(fitted[k], refined, fold)
+        at = best if refined > strengths[best] else best + 1  # the path stays largest first
+        strengths.insert(at, refined)
+        scores = np.insert(scores, at, extra, axis=0)
+    chosen = strengths[int(np.argmax(scores.mean(axis=1)))]
     table = {
         "strengths": strengths,
         "scores": scores.tolist(),
-        "folds_by": folds_by,
-        "chosen": strengths[best],
+        "folds_by": folds(counts)[1],
+        "chosen": chosen,
     }
-    return strengths[best], table
+    return chosen, table
+
+
+def _state(network: Network) -> dict[str, torch.Tensor]:
+    """A copy of ``network``'s parameters."""
+    return {key: value.detach().clone() for key, value in network.state_dict().items()}
+
+
+def _scored(
+    fitted: Network,
+    strength: float,
+    fold: FoldPair,
+    *,
+    name: str,
+    length: int | None,
+    max_iterations: int,
+    part_bins: int,
+) -> float:
+    """Solve ``fitted`` under the penalty ``name`` of ``strength`` (none at 0) on a fold's other parts,
+    from where it is, and score it on the fold: its exact log-likelihood per neuron-bin."""
+    rest, rest_known, held, held_known = fold
+    solve_glm(
+        fitted,
+        Segments(rest, length, covariates=rest_known),
+        max_iterations=max_iterations,
+        part_bins=part_bins,
+        penalty=PENALTIES[name](strength) if strength > 0 else None,
+    )
+    return mean_log_likelihood(fitted, Segments(held, length, covariates=held_known), part_bins)
+
+
+def refined_strength(strengths: list[float], scores: np.ndarray) -> float:
+    """The strength at the vertex of the parabola in ``log(strength)`` through the best mean score of a
+    path and its two neighbours; the best point itself where it has no positive neighbour on each side
+    (the path's first point, or its last before none), a neighbour's score is not finite, or the three
+    lie on a line.
+
+    The best point scores at least as well as its neighbours, so the vertex lies between them.
+
+    Parameters
+    ----------
+    strengths : list of float
+        The path, largest first, 0 (none) last.
+    scores : numpy.ndarray
+        The mean cross-validated score of each strength.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> path = [1e-2, 1e-3, 1e-4, 1e-5, 0.0]
+    >>> scores = -(np.log10(path[:4]) + 3.25) ** 2  # best at 10^-3.25
+    >>> f"{refined_strength(path, np.append(scores, -9.0)):.3g}"
+    '0.000562'
+    >>> refined_strength(path, np.array([0.0, -1.0, -2.0, -3.0, -4.0]))  # the first is best: kept
+    0.01
+    """
+    best = int(np.argmax(scores))
+    if best == 0 or best + 1 >= len(strengths) or strengths[best + 1] <= 0:
+        return float(strengths[best])
+    x = np.log(np.asarray(strengths[best - 1 : best + 2], dtype=float))
+    y = np.asarray(scores[best - 1 : best + 2], dtype=float)
+    if not np.all(np.isfinite(y)):  # a neighbour that predicts nothing (a rate of 0 where a spike fell)
+        return float(strengths[best])
+    # The vertex of the parabola through three points (as in Brent's parabolic step).
+    left, right = (x[1] - x[0]) * (y[1] - y[2]), (x[1] - x[2]) * (y[1] - y[0])
+    denominator = left - right
+    if denominator == 0:
+        return float(strengths[best])
+    vertex = x[1] - 0.5 * ((x[1] - x[0]) * left - (x[1] - x[2]) * right) / denominator
+    return float(np.exp(np.clip(vertex, x.min(), x.max())))
 
 
 def _copy(network: Network) -> Network:
