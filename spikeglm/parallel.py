@@ -16,15 +16,44 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+#: Whether this process works alone for now (:func:`alone`), whatever the process group.
+_alone = False
+
+
+def _grouped() -> bool:
+    """Whether this process shares its work with a process group now."""
+    return not _alone and dist.is_available() and dist.is_initialized()
+
 
 def rank() -> int:
     """This process's number among those fitting together (0 outside ``torch.distributed``)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _grouped() else 0
 
 
 def world_size() -> int:
     """How many processes fit together (1 outside ``torch.distributed``)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _grouped() else 1
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """A block in which this process works by itself, as the only process would: rank 0 of 1, its sums
+    its own. Under ``torchrun`` the processes can so share independent fits (the folds of a
+    cross-validation) instead of the steps of each; every process must then meet the others' sums
+    again after the block.
+
+    Examples
+    --------
+    >>> with alone():
+    ...     world_size()
+    1
+    """
+    global _alone
+    before, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = before
 
 
 def is_main() -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeglm import parallel
 from spikeglm.counts import SpikeCounts
 from spikeglm.covariates import Covariate
 from spikeglm.inference import n_parameters
@@ -61,6 +62,7 @@ def select_hidden(
     callback : callable, optional
         Called as ``callback(candidate, fold, score)`` after each held-out score (progress): the candidate
         is its number of hidden neurons, or with ``latent`` the pair (hidden neurons, latent factors).
+        Under ``torchrun``, each process calls it for the folds it fits (:func:`cross_validate`).
     device : str or torch.device, optional
         Where every fit computes (:meth:`~spikeglm.poglm.POGLM.fit`).
     latent : sequence of int, optional
@@ -122,17 +124,25 @@ def cross_validate(
     neurons, so that a candidate the data cannot carry would take far longer than its fit. Candidates are
     therefore bounded first (:func:`largest_candidate`). A penalty's strength cross-validated
     (``penalty_strength="cv"``) is found once per fold, by its first candidate, and the others take it.
+
+    Under ``torchrun`` the processes share out the folds: each fits and scores its own, alone
+    (:func:`spikeglm.parallel.alone`), and the scores are summed over them; ``callback`` is called by
+    each process for its own folds. The folds' fits are independent, so this scales with the processes
+    (up to one per fold) where sharing each fit's steps would not.
     """
     candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
     known = _fold_covariates(covariates or [], counts, _pieces(counts, len(parts)))
     rows = _rows(candidates, latent, counts.n_units, model)
-    scores = np.empty((len(rows), len(parts)))
+    scores = torch.zeros(len(rows), len(parts), dtype=torch.float64)
+    # Under torchrun each process fits whole folds, alone; their scores are summed at the end.
+    mine = range(parallel.rank(), len(parts), parallel.world_size())
     # A cross-validated penalty's strength depends on a fold's training data alone: the first candidate
     # fitted on a fold finds it, the others take it.
     strengths: dict[int, dict[str, float | None]] = {}
-    with progress_bar(len(rows) * len(parts), "cross-validation", "fold", progress) as bar:
+    bar_context = progress_bar(len(rows) * len(mine), "cross-validation", "fold", progress)
+    with bar_context as bar, parallel.alone():
         for row, (n_hidden, n_latent) in enumerate(rows):
-            for k in range(len(parts)):
+            for k in mine:
                 train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
                 rest = _joined([part for i, part in enumerate(known) if i != k])
                 # A fold's fit is scored, never tested: its couplings' standard errors would be wasted.
@@ -149,8 +159,8 @@ def cross_validate(
                 scores[row, k] = estimate.per_bin
                 bar.update()
                 if callback is not None:
-                    callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, scores[row, k])
-    return _choose(rows, scores, folds_by)
+                    callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, estimate.per_bin)
+    return _choose(rows, parallel.all_sum(scores).numpy(), folds_by)
 
 
 def _rows(

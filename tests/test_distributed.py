@@ -81,6 +81,28 @@ def test_two_processes_fit_a_recording_of_one_part(recording, tmp_path, model):
         np.testing.assert_allclose(parallel[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
+def test_two_processes_share_out_the_folds_of_the_choice_of_hidden_neurons(recording, tmp_path):
+    """``--hidden auto`` under torchrun: each process fits and scores whole folds on its own (the first
+    prints only its own), the scores are the single process's, and both fit the choice together."""
+    options = [
+        "--hidden", "auto", "--candidates", "0,1", "--folds", "3", "--epochs", "3", "--tol", "0",
+        "--segment-bins", "100", "--device", "cpu", "--seed", "3",
+    ]  # fmt: skip
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *options], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = _run([*launch, "-m", "spikeglm", "fit", str(recording), "-o", str(two), *options], tmp_path)
+    printed = [line for line in result.stdout.splitlines() if "hidden, fold" in line]
+    assert len(printed) == 4 and not any("fold 2/3" in line for line in printed)  # folds 1 and 3
+    chosen = [sg.POGLM.load(path) for path in (one, two)]
+    np.testing.assert_allclose(chosen[1].selection_.fold_scores, chosen[0].selection_.fold_scores, atol=1e-9)
+    assert chosen[1].n_hidden == chosen[0].n_hidden
+    single, parallel = _parameters(one), _parameters(two)
+    for name in single:
+        np.testing.assert_allclose(parallel[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def test_unavailable_device_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
