@@ -152,7 +152,7 @@ def refined_strength(strengths: list[float], scores: np.ndarray) -> float:
     Parameters
     ----------
     strengths : list of float
-        The path, largest first, 0 (none) last.
+        The path, largest first, ending with 0 (none) or where it stopped.
     scores : numpy.ndarray
         The mean cross-validated score of each strength.
 
