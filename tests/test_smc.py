@@ -235,8 +235,12 @@ def test_terms_drawn_by_credit_estimate_the_credit_weighted_sum_without_bias():
     estimates = torch.stack(estimates)
     se = estimates.std(0) / math.sqrt(len(estimates))
     assert bool((se > 0).all()) and bool(((estimates.mean(0) - full).abs() < 4 * se).all())
+    torch.manual_seed(1)
     surrogate = smc.smoothed_score(network, posterior, Batch(visible), 16, n_terms=16)[0]
+    torch.manual_seed(1)
+    every = smc.smoothed_score(network, posterior, Batch(visible), 16)[0]
     assert surrogate.shape == (3,) and surrogate.requires_grad
+    torch.testing.assert_close(surrogate, every, rtol=0, atol=0)
 
 
 def test_the_smoothed_score_is_the_gradient_of_the_likelihood():
