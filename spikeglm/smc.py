@@ -252,11 +252,12 @@ def smoothed_score(
     batch : Batch
         Visible counts of the segments with their masks; only scored bins enter the surrogate.
     n_particles : int
+        Particles of each segment's filter.
     n_terms : int, optional
         Particles per bin whose terms are computed: drawn from the bin's particles in proportion to
         their credit (systematically), each weighted by the credit's sum over their number, which
-        estimates the credit-weighted sum over all of them without bias, for a fraction of the work
-        and of the memory. None: every particle's.
+        estimates the credit-weighted sum over all of them without bias, for a fraction of the terms'
+        work and of the memory their gradient holds. None: every particle's.
 
     Returns
     -------
