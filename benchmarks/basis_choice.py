@@ -43,8 +43,7 @@ def fitted(counts: sg.SpikeCounts, **settings) -> tuple[sg.POGLM, float]:
 
 
 def chosen(model: sg.POGLM) -> str:
-    basis = model.checked_settings().basis.to_dict()
-    return f"{basis['name']} {basis['window']}"
+    return model.checked_settings().basis.label
 
 
 def compare(name: str, train: sg.SpikeCounts, test: sg.SpikeCounts, auroc) -> dict:

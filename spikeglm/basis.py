@@ -14,6 +14,10 @@ and :func:`future` is its anti-causal mirror, used by the forward-backward varia
 ``"raw"``           :class:`RawLags`: one weight per lag (identity basis)
 ==================  ======================================================================
 
+:class:`OwnHistory` pairs two of them: one for the couplings between neurons, and for each neuron's own
+history (its self-coupling) that one and a second, usually longer (the post-spike filters of Pillow et
+al. 2008 outlast the coupling filters: refractoriness, bursts, rhythms).
+
 A basis is described completely by :meth:`Basis.to_dict` (plain JSON values), and rebuilt by
 :func:`from_dict`, so model files store it without pickle.
 """
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Basis",
     "Exponential",
+    "OwnHistory",
     "RaisedCosine",
     "RawLags",
     "from_dict",
@@ -70,6 +75,17 @@ class Basis(ABC):
     def __init__(self, window: int, n_basis: int) -> None:
         self.window = _check_int(window, "window", low=1)
         self.n_basis = _check_int(n_basis, "n_basis", low=1, high=self.window, high_name="window")
+
+    @property
+    def label(self) -> str:
+        """A short description for titles and tables: ``"raised-cosine over 20 bins"``."""
+        return f"{self.name} over {self.window} bins"
+
+    @property
+    def n_coupling(self) -> int:
+        """How many of the functions, the first ones, the couplings between distinct neurons use: all of
+        them, except in :class:`OwnHistory`, whose others serve each neuron's own history only."""
+        return self.n_basis
 
     @abstractmethod
     def _values(self) -> np.ndarray:
@@ -234,6 +250,58 @@ class RawLags(Basis):
         return {"window": self.window}
 
 
+class OwnHistory(Basis):
+    """Couplings over one basis; each neuron's own history over that one and a second one besides.
+
+    The functions are those of ``couplings`` and then those of ``own``, each over the longer of the two
+    windows (zero beyond its own): ``n_basis`` is the sum of theirs, and :attr:`n_coupling` that of
+    ``couplings``. A network with this basis keeps a coupling's weights on the ``own`` functions at zero,
+    so that its self-coupling filters are ``couplings``' functions and ``own``'s weighted together and the
+    other filters ``couplings``' alone. ``own`` must differ from ``couplings`` (the same functions twice
+    would leave the weights undetermined).
+
+    Parameters
+    ----------
+    couplings, own : Basis
+        The two bases (neither an :class:`OwnHistory`).
+    """
+
+    name = "own-history"
+
+    def __init__(self, couplings: Basis, own: Basis) -> None:
+        for basis, role in ((couplings, "couplings"), (own, "own")):
+            if not isinstance(basis, Basis) or isinstance(basis, OwnHistory):
+                raise ValueError(f"{role} of an own-history basis must be a plain basis; got {basis!r}")
+        if couplings == own:
+            raise ValueError(
+                f"the own-history basis {own!r} is the couplings' basis: a neuron's own history already "
+                "has those functions; leave it out"
+            )
+        self.couplings, self.own = couplings, own
+        self.window = max(couplings.window, own.window)
+        self.n_basis = couplings.n_basis + own.n_basis
+
+    @property
+    def n_coupling(self) -> int:
+        return self.couplings.n_basis
+
+    @property
+    def label(self) -> str:
+        return f"{self.couplings.label}, own history also {self.own.label}"
+
+    def _values(self) -> np.ndarray:
+        values = np.zeros((self.n_basis, self.window))
+        values[: self.n_coupling, : self.couplings.window] = self.couplings._values()
+        values[self.n_coupling :, : self.own.window] = self.own._values()
+        return values
+
+    def _arguments(self) -> dict[str, Any]:
+        return {"couplings": self.couplings.to_dict(), "own": self.own.to_dict()}
+
+    def __repr__(self) -> str:
+        return f"OwnHistory(couplings={self.couplings!r}, own={self.own!r})"
+
+
 #: The history bases by name.
 BASES: Registry[type[Basis]] = Registry(
     "basis", {cls.name: cls for cls in (Exponential, RaisedCosine, RawLags)}
@@ -288,6 +356,13 @@ def from_dict(spec: dict[str, Any]) -> Basis:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"a basis description must be a dict with a 'name'; got {spec!r}")
     arguments = {key: value for key, value in spec.items() if key != "name"}
+    if spec["name"] == OwnHistory.name:
+        if set(arguments) != {"couplings", "own"}:
+            raise ValueError(f"an own-history basis is described by 'couplings' and 'own'; got {spec!r}")
+        couplings, own = (arguments[part] for part in ("couplings", "own"))
+        if any(isinstance(part, dict) and part.get("name") == OwnHistory.name for part in (couplings, own)):
+            raise ValueError(f"an own-history basis cannot hold another; got {spec!r}")
+        return OwnHistory(from_dict(couplings), from_dict(own))
     return get(spec["name"], **arguments)
 
 

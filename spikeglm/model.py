@@ -105,6 +105,21 @@ def start_tau(latent_tau: float | str) -> float:
     return DEFAULT_LATENT_TAU if isinstance(latent_tau, str) else latent_tau
 
 
+def check_own_history(weight: torch.Tensor, basis: Basis, source: str) -> None:
+    """Refuse coupling weights ``W[post, pre, basis]`` (from a file, a connectivity) that give couplings
+    between distinct neurons weights on the functions of an own-history basis that only each neuron's own
+    history has: the model keeps those at zero, so the weights were not written by a fit. ``source`` names
+    where they come from in the message."""
+    if basis.n_coupling == basis.n_basis:
+        return
+    others = ~torch.eye(weight.shape[0], dtype=torch.bool)
+    if bool(torch.as_tensor(weight)[others][:, basis.n_coupling :].any()):
+        raise ValueError(
+            f"{source} gives couplings between distinct neurons weights on the own-history functions of its "
+            f"basis ({basis.label}), which the model keeps at zero: they were not written by a fit"
+        )
+
+
 #: :meth:`Network.simulate` stops with an error past this many expected spikes per bin (a runaway).
 MAX_SIMULATED_RATE = 1e4
 
@@ -142,7 +157,9 @@ class Network(nn.Module):
     n_visible, n_hidden : int
         Numbers of recorded and hidden neurons.
     basis : Basis
-        History basis over lags ``1..L`` shared by every coupling filter.
+        History basis over lags ``1..L`` shared by every coupling filter; an
+        :class:`~spikeglm.basis.OwnHistory` gives each neuron's own history more functions than the
+        couplings between neurons (:attr:`coupling_mask`).
     link : {"softplus", "exp", "sigmoid"}
         Link from the linear predictor to the expected count per bin. ``"sigmoid"`` keeps rates below 1
         per bin, as in the 2024 POGLM papers.
@@ -161,6 +178,10 @@ class Network(nn.Module):
         Baseline of each neuron's linear predictor, shape (N,).
     basis_matrix : torch.Tensor
         The basis over the lags, shape (n_basis, L): a buffer, saved with the parameters.
+    coupling_mask : torch.Tensor or None
+        With an :class:`~spikeglm.basis.OwnHistory` basis: 1 where :attr:`weight` is free, 0 on the
+        own-history functions of the couplings between distinct neurons, which stay zero
+        (:meth:`couplings`); None otherwise.
     loading : torch.nn.Parameter or None
         With ``n_latent > 0``: the latent factors' loading on each neuron, shape (N, K), zero at the start.
     latent_prior : AR1Prior or None
@@ -176,6 +197,7 @@ class Network(nn.Module):
     """
 
     basis_matrix: torch.Tensor
+    coupling_mask: torch.Tensor | None
     loading: nn.Parameter | None
     latent_prior: AR1Prior | None
     covariate_weight: nn.Parameter | None
@@ -202,6 +224,14 @@ class Network(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n, n, basis.n_basis))
         self.bias = nn.Parameter(torch.zeros(n))
         self.register_buffer("basis_matrix", basis.matrix())
+        # With an own-history basis, a coupling between distinct neurons has no weight on its own-history
+        # functions: those entries stay zero (the model reads the weight through this mask, so that no
+        # gradient reaches them either).
+        mask = None
+        if basis.n_coupling < basis.n_basis:
+            mask = torch.ones(n, n, basis.n_basis)
+            mask[:, :, basis.n_coupling :] = torch.eye(n)[:, :, None]
+        self.register_buffer("coupling_mask", mask, persistent=False)
         self.n_latent = whole(n_latent, "n_latent", minimum=0)
         # Without factors no parameter is registered, so that the state of such a network is as before.
         self.loading, self.latent_prior = None, None
@@ -216,6 +246,17 @@ class Network(nn.Module):
     @property
     def n_neurons(self) -> int:
         return self.n_visible + self.n_hidden
+
+    def couplings(self) -> torch.Tensor:
+        """The coupling weights as the model reads them: :attr:`weight`, with the entries that an own-history
+        basis keeps at zero (the other neurons' weights on its own-history functions) set to zero."""
+        return self.weight if self.coupling_mask is None else self.weight * self.coupling_mask
+
+    @torch.no_grad()
+    def restrict(self) -> None:
+        """Set the entries of :attr:`weight` that the basis keeps at zero to zero (after writing weights)."""
+        if self.coupling_mask is not None:
+            self.weight.mul_(self.coupling_mask.to(self.weight.dtype))
 
     def glm_parameters(self) -> list[nn.Parameter]:
         """What a GLM solve fits: the couplings, the biases and the covariates' weights (not the factors)."""
@@ -246,16 +287,17 @@ class Network(nn.Module):
         ``covariates``, shape (..., bins, F) like the counts (no samples), are the covariates' columns: they
         add ``covariates @ covariate_weight.T``. A network with covariates needs them.
         """
+        weight = self.couplings()
         if hidden is None:
-            predictor = self.bias + self._drive(counts, self.weight)
+            predictor = self.bias + self._drive(counts, weight)
             return self.link(self._add_latent(self.add_covariates(predictor, covariates), latent))
         predictor = self.add_covariates(
-            self.bias + self._drive(counts, self.weight[:, : self.n_visible]), covariates
+            self.bias + self._drive(counts, weight[:, : self.n_visible]), covariates
         )
         if self.n_hidden == 0:
             rates = self.link(self._add_latent(predictor, latent))
             return rates.expand(*broadcast_shapes(rates.shape[:-1], hidden.shape[:-1]), self.n_neurons)
-        predictor = predictor + self._drive(hidden, self.weight[:, self.n_visible :])
+        predictor = predictor + self._drive(hidden, weight[:, self.n_visible :])
         return self.link(self._add_latent(predictor, latent))
 
     def covariate_drive(self, covariates: torch.Tensor | None) -> torch.Tensor | None:
@@ -389,7 +431,7 @@ class Network(nn.Module):
             )
         dtype = self.bias.dtype if dtype is None else dtype
         limit = torch.iinfo(dtype).max if not dtype.is_floating_point else math.inf
-        weight = self.weight.flatten(1).T  # (pre x basis, post)
+        weight = self.couplings().flatten(1).T  # (pre x basis, post)
         basis = self.basis_matrix.to(self.bias.dtype)  # (n_basis, L): column l - 1 is lag l
         window = basis.shape[1]
         recent = torch.zeros(window, n_trials * self.n_neurons, dtype=self.bias.dtype)  # bin t in t % L
@@ -445,5 +487,6 @@ class Network(nn.Module):
             self.bias[: self.n_visible] = inverse_link(self.link_name, mean_rate)
             self.bias[self.n_visible :] = inverse_link(self.link_name, mean_rate.mean())
             self.weight.normal_(0.0, scale, generator=generator)
+            self.restrict()
             if self.loading is not None:
                 self.loading.normal_(0.0, scale, generator=generator)

@@ -29,7 +29,7 @@ import torch
 from spikeglm import basis as basis_module
 from spikeglm.covariates import check_records
 from spikeglm.files import CHECKSUM_HEADER_BYTES, add_checksum, atomic_write, verify_checksum
-from spikeglm.model import DEFAULT_LATENT_TAU, LINKS, Network, check_link, start_tau
+from spikeglm.model import DEFAULT_LATENT_TAU, LINKS, Network, check_link, check_own_history, start_tau
 from spikeglm.provenance import is_fitted_on
 from spikeglm.records import EpochRecord, Selection
 from spikeglm.significance import se_from_json
@@ -39,8 +39,9 @@ from spikeglm.variational import FAMILIES, Posterior, check_family
 FORMAT = "spikeglm-poglm"
 #: Version 3 adds the latent factors (``n_latent``, ``latent_tau``); files of versions 1 and 2 have none.
 #: Version 4 adds the covariates (``covariates``, ``covariate_se``) and the choice of the history basis
-#: (``basis_choice``); files of earlier versions have neither.
-FORMAT_VERSION = 4
+#: (``basis_choice``); files of earlier versions have neither. Version 5 adds the own-history basis
+#: (``basis`` may be an ``own-history`` description) and the stages of the basis's choice.
+FORMAT_VERSION = 5
 
 #: The HDF5 signature: at the very start of a file of format version 1, which has no checksum header.
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -146,13 +147,13 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
             v is None
             or (
                 isinstance(v, dict)
-                and set(v) == {"candidates", "scores", "folds_by", "chosen"}
+                and set(v) - {"stages"} == {"candidates", "scores", "folds_by", "chosen"}
                 and isinstance(v["candidates"], list)
                 and _is_whole(v["chosen"])
                 and 0 <= v["chosen"] < len(v["candidates"])
             )
         ),
-        "null or an object of candidates, scores, folds_by and chosen (an index of the candidates)",
+        "null or an object of candidates, scores, folds_by, chosen (an index of the candidates) and stages",
     ),
     "selection": (lambda v: v is None or isinstance(v, dict), "null or an object"),
     "strength_se": (
@@ -261,6 +262,7 @@ def _read_state(f: h5py.File, path: str) -> dict:
         prefix: _read_arrays(_member(f, prefix, path, h5py.Group), _shapes(module), path)
         for prefix, module in blueprint.items()
     }
+    check_own_history(state["network"]["weight"], basis, f"{path}: dataset network/weight")
     state.update(config=config, basis=basis, history=_read_history(f, path), strength_se=None, selection=None)
     state["covariate_se"] = _covariate_se(config, path)
     if config["strength_se"] is not None:

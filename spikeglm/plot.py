@@ -552,8 +552,8 @@ def training_curve(
         Why the fit stopped (:attr:`spikeglm.POGLM.stopped_`): the title's verdict (converged, stopped
         early, or not converged) and, in small print, the reason.
     step : str
-        What one record is, for the x axis: ``"epoch"``, or ``"L-BFGS iteration"`` for a fit without
-        hidden neurons.
+        What one record is, for the x axis: ``"epoch"``, or ``"solver iteration"`` for a fit without
+        hidden neurons (Newton's or L-BFGS's).
 
     Returns
     -------
@@ -690,7 +690,7 @@ def summary(
         f"POGLM fit: {fitted.n_visible} visible + {fitted.n_hidden} hidden neurons"
         + (f" + {checked.n_latent} latent factor(s)" if checked.n_latent else "")
         + ", "
-        f"{_bin_label(model.bin_size_)} bins, {checked.link} link, {checked.basis!r}",
+        f"{_bin_label(model.bin_size_)} bins, {checked.link} link, {checked.basis.label}",
         fontsize=11,
     )
     heights = [h for h in (top_height, side + 0.6, kernel_height) if h]
@@ -710,12 +710,12 @@ def summary(
     training_curve(
         model.history_,
         axes[-1],
-        # a GLM's fit maximises the log-likelihood itself (L-BFGS)
+        # a GLM's fit maximises the log-likelihood itself (Newton's method or L-BFGS)
         objective="log-likelihood"
         if checked.glm
         else str(model.fit_options_.get("objective", "elbo")).upper(),
         stopped=model.stopped_,
-        step="L-BFGS iteration" if checked.glm else "epoch",
+        step="solver iteration" if checked.glm else "epoch",
     )
     return fig
 

@@ -41,7 +41,7 @@ from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
 from spikeglm.inference.start import START_ITERATIONS, START_TOLERANCE_GRAD
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
-from spikeglm.model import Network, mean_counts, start_tau
+from spikeglm.model import Network, check_own_history, mean_counts, start_tau
 from spikeglm.options import whole
 from spikeglm.progress import progress_bar
 from spikeglm.recording import Recording
@@ -121,14 +121,26 @@ class POGLM:
     basis : str or Basis
         History basis: ``"exponential"`` (literature default), ``"raised-cosine"`` or ``"raw"``
         (:data:`spikeglm.basis.BASES`), or a ready :class:`~spikeglm.basis.Basis`.
-    window : int
-        Number of history lags L (bins), for a basis given by name.
+    window : int or "auto"
+        Number of history lags L (bins), for a basis given by name; ``"auto"``: the basis of the
+        couplings and that of the neurons' own history chosen by cross-validation
+        (:mod:`spikeglm.inference.basis_choice`, :attr:`basis_choice_`).
     link : {"softplus", "exp", "sigmoid"}
         Link from the linear predictor to the expected count per bin.
     variational : {"forward-backward", "forward", "forward-self", "smoothing"}
         Family of the posterior over hidden counts (see :mod:`spikeglm.variational`).
     basis_options : dict, optional
         Extra arguments of a basis given by name (e.g. ``{"decay": 0.25}`` or ``{"n_basis": 4}``).
+    self_basis : str, optional
+        A basis of each neuron's own history besides ``basis`` (a name of
+        :data:`spikeglm.basis.BASES`, over ``self_window`` bins): each self-coupling filter then weighs
+        the functions of both, and the couplings between neurons those of ``basis`` alone
+        (:class:`~spikeglm.basis.OwnHistory`). A neuron's refractoriness, bursts and rhythms outlast
+        its couplings (Pillow et al. 2008); a longer basis for every filter costs parameters and
+        blurs the couplings. None (the default): ``basis`` alone. With ``window="auto"`` it is chosen
+        by the data.
+    self_window : int, optional
+        The history length of ``self_basis``, in bins (needed with it).
     n_latent : int
         Number ``K`` of continuous latent factors: slow stationary AR(1) paths that drive every neuron,
         visible and hidden, through a loading (:class:`~spikeglm.model.Network`), so that an input many
@@ -177,7 +189,7 @@ class POGLM:
         at several times the cost per epoch (see docs/methods.md, "The likelihood objective").
     epochs : int
         Most passes over the training trials (with ``tol``, a fit usually stops well before); with no
-        hidden neuron, most L-BFGS iterations.
+        hidden neuron, most solver iterations (Newton or L-BFGS).
     lr : float
         Adam learning rate.
     batch_size : int, optional
@@ -238,7 +250,7 @@ class POGLM:
         The fitted posterior over the hidden counts given the visible ones
         (:class:`~spikeglm.variational.Posterior`, family ``variational``). None before a fit.
     history_ : list of EpochRecord
-        One :class:`~spikeglm.records.EpochRecord` per epoch (per L-BFGS iteration without hidden
+        One :class:`~spikeglm.records.EpochRecord` per epoch (per solver iteration without hidden
         neurons): objective per neuron-bin, seconds, validation score, learning rate.
     stopped_ : str or None
         Why the last fit stopped (converged, a cap reached, early stopping), in words. None before a fit
@@ -278,8 +290,9 @@ class POGLM:
     basis_choice_ : dict or None
         With ``window="auto"``: the cross-validated choice of the history basis
         (:func:`spikeglm.inference.basis_choice.cross_validated_basis`): ``candidates`` (each basis as a
-        dict), ``scores`` (held-out log-likelihood per neuron-bin, candidates x folds), ``folds_by`` and
-        ``chosen`` (the index of the basis the fit used). None otherwise.
+        dict), ``scores`` (held-out log-likelihood per neuron-bin, candidates x folds), ``folds_by``,
+        ``chosen`` (the index of the basis the fit used) and ``stages`` (the rows compared for the own
+        history, then for the couplings; absent in files of format 4). None otherwise.
     covariate_se_ : dict or None
         Standard errors of each covariate's kernel, name -> (neurons, points) over the kernel's axis, from
         the same observed information as ``strength_se_``. None where the fit has none.
@@ -308,6 +321,8 @@ class POGLM:
         variational: str = DEFAULTS["variational"],
         basis_options: dict | None = DEFAULTS["basis_options"],
         *,
+        self_basis: str | None = DEFAULTS["self_basis"],
+        self_window: int | None = DEFAULTS["self_window"],
         n_latent: int = DEFAULTS["n_latent"],
         latent_tau: float | str = DEFAULTS["latent_tau"],
         penalty: str | None = DEFAULTS["penalty"],
@@ -335,6 +350,7 @@ class POGLM:
         self.link = link
         self.variational = variational
         self.basis_options = basis_options
+        self.self_basis, self.self_window = self_basis, self_window
         self.n_latent = n_latent
         self.latent_tau = latent_tau
         self.penalty = penalty
@@ -432,6 +448,7 @@ class POGLM:
             )
         else:
             built = basis_module.get(self.basis, window=checked["window"], **(self.basis_options or {}))
+            built = self._with_own_history(built)
         checked.update({name: SETTINGS[name].check(getattr(self, name)) for name in ("link", "variational")})
         return CheckedSettings(
             n_hidden=checked["n_hidden"],
@@ -603,10 +620,11 @@ class POGLM:
                 f"factors cannot be told apart; give at most {counts.n_units}"
             )
         checked = self.checked_settings()
-        if SETTINGS["window"].check(self.window) == "auto" and self.basis_options:
+        if SETTINGS["window"].check(self.window) == "auto" and (self.basis_options or self.self_basis):
+            given = "basis_options" if self.basis_options else "self_basis (--self-basis)"
             raise ValueError(
-                f"{where}: basis_options apply to one basis; window='auto' (--window auto) compares bases of "
-                "its own: leave basis_options out, or give a window"
+                f"{where}: window='auto' (--window auto) compares bases of its own, for the couplings and "
+                f"for the neurons' own history, so {given} cannot apply: leave it out, or give a window"
             )
         if checked.penalty == "group-lasso" and not checked.glm:
             raise ValueError(
@@ -749,6 +767,22 @@ class POGLM:
         finally:
             network.cpu()
             posterior.cpu()
+
+    def _with_own_history(self, basis: basis_module.Basis) -> basis_module.Basis:
+        """``basis``, or with ``self_basis`` the :class:`~spikeglm.basis.OwnHistory` of ``basis`` and it."""
+        own, window = (SETTINGS[name].check(getattr(self, name)) for name in ("self_basis", "self_window"))
+        if own is None:
+            if window is not None:
+                raise ValueError(f"self_window={window} (--self-window) needs self_basis (--self-basis)")
+            return basis
+        if window is None:
+            raise ValueError(
+                f"self_basis={own!r} (--self-basis) needs self_window (--self-window): the history length "
+                "of the neurons' own filters in bins, e.g. 50"
+            )
+        if isinstance(basis, basis_module.OwnHistory):
+            raise ValueError(f"self_basis={own!r} was given with a basis that has one already: {basis!r}")
+        return basis_module.OwnHistory(basis, basis_module.get(own, window=window))
 
     def _choose_basis(
         self, visible: torch.Tensor, columns: torch.Tensor | None, config: TrainingConfig
@@ -1026,6 +1060,7 @@ class POGLM:
         covariates = conn.metadata.get("covariates") or []
         model.covariates_ = [{key: covariate[key] for key in RECORD_FIELDS} for covariate in covariates]
         network = model._new_network(conn.n_visible)
+        check_own_history(torch.tensor(conn.weights), basis, "conn.weights")
         with torch.no_grad():
             network.weight.copy_(torch.tensor(conn.weights))
             network.bias.copy_(torch.tensor(conn.bias))
@@ -1495,8 +1530,9 @@ class POGLM:
     def __repr__(self) -> str:
         state = "fitted" if self.network_ is not None else "not fitted"
         latent = f", n_latent={self.n_latent!r}" if self.n_latent else ""
+        own = f", self_basis={self.self_basis!r}, self_window={self.self_window!r}" if self.self_basis else ""
         return (
-            f"POGLM(n_hidden={self.n_hidden!r}{latent}, basis={self.basis!r}, link={self.link!r}, "
+            f"POGLM(n_hidden={self.n_hidden!r}{latent}, basis={self.basis!r}{own}, link={self.link!r}, "
             f"variational={self.variational!r}; {state})"
         )
 

@@ -66,6 +66,24 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
     ),
     Setting("basis_options", dict, None, optional=True),
     Setting(
+        "self_basis",
+        str,
+        None,
+        "A basis of each neuron's own history besides the couplings' (its self-coupling filter then has "
+        "both), e.g. raised-cosine with --self-window 50: refractoriness, bursts and rhythms outlast "
+        "the couplings. Default none: the couplings' basis alone.",
+        choices=BASES,
+        optional=True,
+    ),
+    Setting(
+        "self_window",
+        int,
+        None,
+        "History length in bins of --self-basis.",
+        minimum=1,
+        optional=True,
+    ),
+    Setting(
         "n_latent",
         int,
         0,

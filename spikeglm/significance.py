@@ -49,6 +49,7 @@ from spikeglm.inference.newton import (
     design_columns,
     information_work,
     observed_information,
+    shared_columns,
 )
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import spikes_per_bin
@@ -134,8 +135,8 @@ def standard_errors(
         raise ValueError("strength_se covers networks without hidden neurons")
     if network.n_latent and offset is None:
         raise ValueError("strength_se of a network with latent factors needs their drive (offset)")
-    n, n_basis = network.n_neurons, network.weight.shape[-1]
-    size = 1 + n * n_basis
+    n, n_basis = network.n_neurons, network.basis.n_coupling
+    size, shared = 1 + n * n_basis, shared_columns(network)
     if max_elements is None:
         max_elements = _chunk_elements(network.bias.device)
     part_bins = max(1, min(INFORMATION_BINS, max_elements // (size + network.n_covariates + n)))
@@ -146,6 +147,7 @@ def standard_errors(
         for post in range(n):
             information[post, :size, :size] += spikes * penalty.curvature(n, n_basis, post).numpy()
     sums = network.basis_matrix.double().sum(dim=1).cpu().numpy()  # strength = weight . sums
+    own = np.arange(shared, design_columns(network))  # a neuron's own-history functions (if any)
     se = np.full((n, n), np.inf)
     kernels = kernels or []
     kernel_se = [np.full((n, functions.shape[1]), np.inf) for functions in kernels]
@@ -155,8 +157,11 @@ def standard_errors(
         except np.linalg.LinAlgError:
             continue
         for pre in range(n):
-            block = slice(1 + pre * n_basis, 1 + (pre + 1) * n_basis)
-            variance = sums @ covariance[block, block] @ sums
+            filter_block = np.arange(1 + pre * n_basis, 1 + (pre + 1) * n_basis)
+            if pre == post:
+                filter_block = np.concatenate([filter_block, own])
+            functions = sums[: len(filter_block)]
+            variance = functions @ covariance[np.ix_(filter_block, filter_block)] @ functions
             se[post, pre] = np.sqrt(variance) if variance > 0 else np.inf
         first = size
         for functions, errors in zip(kernels, kernel_se, strict=True):

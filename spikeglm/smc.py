@@ -608,7 +608,7 @@ def _history_matrix(network: Network, posterior: Posterior | None, dtype: torch.
     gains from the hidden counts of the last L bins, as one matrix: (L H, N [+ H]), row ``l H + h`` for
     lag ``l + 1`` of hidden neuron ``h``."""
     basis = network.basis_matrix.to(dtype)
-    history = [torch.einsum("nhb,bl->lhn", network.weight[:, network.n_visible :], basis).flatten(0, 1)]
+    history = [torch.einsum("nhb,bl->lhn", network.couplings()[:, network.n_visible :], basis).flatten(0, 1)]
     if posterior is not None:
         history.append(torch.einsum("hkb,bl->lkh", posterior.self_past, basis).flatten(0, 1))
     return torch.cat(history, dim=1)
@@ -627,7 +627,7 @@ def _inputs(
     or hidden neurons), each (filters, bins, ...) over ``bins`` of ``piece``, repeated for the runs."""
     n_visible = network.n_visible
     drive = network.add_covariates(
-        network.bias + network._drive(piece, network.weight[:, :n_visible]), covariates
+        network.bias + network._drive(piece, network.couplings()[:, :n_visible]), covariates
     )
     drive, x = drive[:, bins].repeat_interleave(n_runs, 0), piece[:, bins].repeat_interleave(n_runs, 0)
     q_drive = None

@@ -45,7 +45,7 @@ def test_auto_window_finds_long_filters_and_records_its_choice(tmp_path):
     assert chosen.window >= 10  # the data's filters are 20 bins long
     assert auto.score(test) > default.score(test) + 2e-4  # 5.4e-4 per neuron-bin when written
     table = auto.basis_choice_
-    assert np.shape(table["scores"]) == (8, 5) and table["candidates"][table["chosen"]] == chosen.to_dict()
+    assert np.shape(table["scores"]) == (15, 5) and table["candidates"][table["chosen"]] == chosen.to_dict()
     auto.save(tmp_path / "auto.h5")
     loaded = sg.POGLM.load(tmp_path / "auto.h5")
     assert loaded.basis_choice_ == table and loaded.checked_settings().basis.to_dict() == chosen.to_dict()
@@ -63,14 +63,31 @@ def test_the_choice_keeps_the_simplest_basis_within_one_paired_error():
     chosen, table = cross_validated_basis(counts, "softplus", None, max_iterations=500, part_bins=2**15)
     scores = np.array(table["scores"])
     assert chosen.to_dict() == basis.to_dict()  # the true basis is the simplest candidate
-    assert table["chosen"] == 0 and scores.shape == (8, 5) and table["folds_by"] == "trials"
+    assert table["chosen"] == 0 and scores.shape == (15, 5) and table["folds_by"] == "trials"
+    # The first stage compares the own history's bases (the simplest alone first), the second the
+    # couplings' with the own history chosen (none here): the one row they share is scored once.
+    assert table["stages"] == {"own": list(range(8)), "couplings": [0, *range(8, 15)]}
+    own = [sg.basis.from_dict(table["candidates"][row]) for row in table["stages"]["own"][1:]]
+    assert all(isinstance(b, sg.basis.OwnHistory) and b.couplings == basis for b in own)
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
         ({"window": "often"}, "window must be a whole number"),
-        ({"window": "auto", "basis_options": {"decay": 0.5}}, "basis_options apply to one basis"),
+        ({"window": "auto", "basis_options": {"decay": 0.5}}, "so basis_options cannot apply"),
+        ({"window": "auto", "self_basis": "raw", "self_window": 9}, r"so self_basis \(--self-basis\) cannot"),
+        ({"self_basis": "raw"}, r"self_basis='raw' \(--self-basis\) needs self_window"),
+        ({"self_window": 9}, r"self_window=9 \(--self-window\) needs self_basis"),
+        ({"self_basis": "exponential", "self_window": 5}, "is the couplings' basis"),
+        (
+            {
+                "basis": sg.basis.OwnHistory(sg.basis.Exponential(), sg.basis.RawLags(3)),
+                "self_basis": "raw",
+                "self_window": 9,
+            },
+            "with a basis that has one already",
+        ),
     ],
 )
 def test_bad_window_settings_are_refused_by_name(settings, message):

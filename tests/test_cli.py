@@ -156,6 +156,25 @@ def test_config_file_supplies_defaults(tmp_path):
     assert result.exit_code != 0 and "unknown option(s) hiden" in result.output
 
 
+def test_an_own_history_basis_is_fitted_kept_and_refused_without_its_window(tmp_path):
+    out = tmp_path / "own.h5"
+    result = run(
+        "fit", EXAMPLE, "-o", out, "--hidden", "0", "--self-basis", "raised-cosine", "--self-window", "20"
+    )
+    assert result.exit_code == 0, result.output
+    basis = sg.POGLM.load(out).checked_settings().basis
+    assert basis == sg.basis.OwnHistory(sg.basis.Exponential(), sg.basis.RaisedCosine(window=20))
+    result = run("export", out, "-o", tmp_path / "conn.csv", *JITTER)
+    assert result.exit_code == 0, result.output
+    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--hidden", "0", "--self-basis", "raw")
+    assert result.exit_code == 1 and "--self-basis) needs self_window (--self-window)" in result.output
+    for bad in ("0", "-3", "long"):
+        result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--self-basis", "raw", "--self-window", bad)
+        assert result.exit_code == 2 and "--self-window" in result.output, bad
+    result = run("fit", EXAMPLE, "-o", tmp_path / "bad.h5", "--self-basis", "cosine", "--self-window", "9")
+    assert result.exit_code == 2 and "--self-basis" in result.output
+
+
 def test_penalty_options_fit_and_refuse_bad_strengths(tmp_path):
     out = tmp_path / "ridge.h5"
     result = run(

@@ -380,6 +380,29 @@ def test_latent_factors_are_checked_like_every_field(files, tmp_path):
         sg.POGLM.load(edited)
 
 
+def test_an_own_history_basis_round_trips_and_its_fixed_zeros_are_checked(tmp_path):
+    """A GLM with an own-history basis loads as it was saved; a file that gives couplings between
+    distinct neurons weights on the own-history functions (which the model keeps at zero) is refused."""
+    counts = sg.SpikeCounts.from_array(np.random.default_rng(0).poisson(0.3, (4, 80, 3)), bin_size="5 ms")
+    model = sg.POGLM(n_hidden=0, self_basis="raised-cosine", self_window=8).fit(counts)
+    model.save(tmp_path / "own.h5")
+    loaded = sg.POGLM.load(tmp_path / "own.h5")
+    assert loaded.checked_settings().basis == model.checked_settings().basis
+    np.testing.assert_array_equal(loaded.connectivity().weights, model.connectivity().weights)
+    weight = model.network_.weight.detach().numpy().copy()
+    weight[0, 1, 2] = 0.5  # neuron 1's spikes on neuron 0 through an own-history function
+    edited = _edited(tmp_path / "own.h5", tmp_path / "forged.h5", _with("network/weight", weight))
+    with pytest.raises(
+        ValueError, match=r"forged\.h5: dataset network/weight gives couplings between distinct"
+    ):
+        sg.POGLM.load(edited)
+    conn = model.connectivity()
+    with pytest.raises(ValueError, match=r"conn\.weights gives couplings between distinct neurons weights"):
+        sg.POGLM.from_connectivity(
+            sg.Connectivity(weight, conn.basis_matrix, conn.bias, metadata=conn.metadata)
+        )
+
+
 def test_checksum_functions(tmp_path):
     path = tmp_path / "data.bin"
     path.write_bytes(bytes(CHECKSUM_HEADER_BYTES) + b"payload" * 1000)

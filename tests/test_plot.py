@@ -447,7 +447,7 @@ def test_the_summary_of_a_fit_without_hidden_neurons_names_its_objective(diffpog
     fig = plot.summary(model, train)
     (training,) = [ax for ax in fig.axes if ax.get_title().startswith("Training")]
     assert "training log-likelihood" in [t.get_text() for t in training.get_legend().get_texts()]
-    assert training.get_xlabel() == "L-BFGS iteration"
+    assert training.get_xlabel() == "solver iteration"
     assert training.get_title() == "Training: NOT converged (epoch cap reached)"  # 5 iterations are too few
     assert len(fig.axes) == 4  # raster (no hidden-rate panel), heatmap + colour bar, training curve
 

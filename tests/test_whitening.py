@@ -17,9 +17,11 @@ from spikeglm.model import Network, inverse_link
 from spikeglm.segments import Segments
 
 BASIS = sg.basis.get("raised-cosine", window=8, n_basis=2)
+#: The same couplings, and each neuron's own history over 20 bins besides.
+OWN_HISTORY = sg.basis.OwnHistory(BASIS, sg.basis.get("raised-cosine", window=20, n_basis=3))
 
 
-def problem(link: str, covariates: bool = True) -> tuple[Network, Segments]:
+def problem(link: str, covariates: bool = True, basis: sg.basis.Basis = BASIS) -> tuple[Network, Segments]:
     """A network at the start of a solve (couplings zero, biases at the mean rates) and its data: cut
     segments with context, and two covariate columns of different scales."""
     counts = simulated(link, trials=12, bins=500)
@@ -27,8 +29,8 @@ def problem(link: str, covariates: bool = True) -> tuple[Network, Segments]:
     if covariates:
         columns = torch.randn(*counts.shape[:2], 2, generator=torch.Generator().manual_seed(1))
         columns = columns * torch.tensor([3.0, 0.2]) + torch.tensor([1.0, -0.5])
-    data = Segments(counts, length=300, context=8, covariates=columns)
-    network = Network(counts.shape[-1], 0, BASIS, link, n_covariates=0 if columns is None else 2)
+    data = Segments(counts, length=300, context=basis.window, covariates=columns)
+    network = Network(counts.shape[-1], 0, basis, link, n_covariates=0 if columns is None else 2)
     with torch.no_grad():
         network.bias.copy_(inverse_link(link, counts.double().mean((0, 1))).float())
     return network.double(), data
@@ -82,15 +84,18 @@ def test_each_neuron_is_scaled_by_the_poisson_weight_at_its_mean_rate(link, slop
     torch.testing.assert_close(whitening.scale.square(), expected, rtol=1e-10, atol=0)
 
 
+@pytest.mark.parametrize("basis", [BASIS, OWN_HISTORY], ids=["one-basis", "own-history"])
 @pytest.mark.parametrize("joint", [True, False])
-def test_the_map_round_trips_and_its_gradient_is_the_chain_rule(joint, monkeypatch):
+def test_the_map_round_trips_and_its_gradient_is_the_chain_rule(joint, basis, monkeypatch):
     """Loading the start's variables gives back the start's parameters; for any linear function of the
-    parameters, the variables' gradient set from the parameters' equals autograd's through the map."""
+    parameters, the variables' gradient set from the parameters' equals autograd's through the map. With
+    an own-history basis, each neuron's own columns are centred and scaled apart."""
     if not joint:
         monkeypatch.setattr(whitening_module, "JOINT_COLUMNS", 1)
-    network, data = problem("softplus")
+    network, data = problem("softplus", basis=basis)
     with torch.no_grad():
         network.weight.copy_(torch.randn(network.weight.shape, generator=torch.Generator().manual_seed(2)))
+        network.restrict()
     start = parameters_of(network)
     whitening = whitening_of(network, data)
     whitening.load(network)

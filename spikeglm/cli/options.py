@@ -430,6 +430,8 @@ MODEL_OPTIONS = (
     setting_option("penalty_strength"),
     setting_option("basis"),
     setting_option("window", type=WholeOrAuto(minimum=1)),
+    setting_option("self_basis"),
+    setting_option("self_window"),
     setting_option("link"),
     setting_option("variational"),
     setting_option("objective"),

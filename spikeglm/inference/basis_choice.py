@@ -1,25 +1,32 @@
 """The history basis chosen by the data (``POGLM(window="auto")``): families and windows compared by
-cross-validated likelihood.
+cross-validated likelihood, for the couplings and for each neuron's own history.
 
-Each candidate of :func:`candidates` (the exponential and the raised-cosine families over 5, 10, 20 and
-50 bins, those that fit in a trial or segment) is fitted as the GLM of the visible neurons, with the
+The bases of :func:`candidates` (the exponential and the raised-cosine families over 5, 10, 20 and 50
+bins, those that fit in a trial or segment) are each fitted as the GLM of the visible neurons, with the
 fit's covariates, on all the folds of :func:`~spikeglm.inference.strength.folds` but one, and scored by
-its exact log-likelihood on that one. The simplest candidate (fewest functions, then the shortest
-window) whose mean score lies within one paired standard error of the best is chosen, as
-:func:`spikeglm.select_hidden` chooses hidden neurons: a longer or richer basis is taken only where the
-data show it pays.
+the exact log-likelihood on that one. The choice is made in two stages, each by the rule that
+:func:`spikeglm.select_hidden` follows (the simplest candidate whose mean score lies within one paired
+standard error of the best: a longer or richer basis is taken only where the data show it pays):
+
+1. the neurons' own history: the simplest basis alone, or with each other candidate for the own history
+   alone (:class:`~spikeglm.basis.OwnHistory`);
+2. the couplings: each candidate, with the own history that the first stage chose.
+
+A neuron's refractoriness and bursts often outlast its couplings; one basis for both would lengthen
+every coupling filter to fit them, which costs parameters and blurs the couplings' ranking.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
-from spikeglm.basis import Basis, get
+from spikeglm.basis import Basis, OwnHistory, get
 from spikeglm.inference.glm import mean_log_likelihood, solve_glm
-from spikeglm.inference.strength import FOLDS, fold_pairs, folds
+from spikeglm.inference.strength import FOLDS, FoldPair, fold_pairs, folds
 from spikeglm.model import Network
 from spikeglm.records import simplest_within_one_se
 from spikeglm.segments import Segments
@@ -65,29 +72,61 @@ def cross_validated_basis(
     -------
     basis : Basis
     table : dict
-        ``candidates`` (each basis as a dict), ``scores`` (held-out log-likelihood per neuron-bin,
-        candidates x folds), ``folds_by`` and ``chosen`` (the index of the chosen candidate): what the
-        model file records.
+        ``candidates`` (each basis scored, as a dict), ``scores`` (held-out log-likelihood per
+        neuron-bin, candidates x folds), ``folds_by``, ``chosen`` (the index of the chosen candidate) and
+        ``stages`` (the rows each stage compared, ``own`` then ``couplings``): what the model file
+        records.
     """
     block = counts.shape[1] if counts.shape[0] >= FOLDS else counts.shape[1] // FOLDS  # a fold's trials
-    bases = candidates(min(length or block, block))
-    folds_by = folds(counts)[1]
-    scores = np.empty((len(bases), FOLDS))
-    for row, basis in enumerate(bases):
-        for k, (rest, rest_known, held, held_known) in enumerate(fold_pairs(counts, covariates)):
-            network = _start(basis, link, rest, 0 if covariates is None else covariates.shape[-1])
-            data = Segments(rest, length, basis.window, rest_known)
-            solve_glm(network, data, max_iterations=max_iterations, part_bins=part_bins)
-            held_out = Segments(held, length, basis.window, held_known)
-            scores[row, k] = mean_log_likelihood(network, held_out, part_bins)
-    chosen = simplest_within_one_se(scores)
+    plain = candidates(min(length or block, block))
+    n_covariates = 0 if covariates is None else covariates.shape[-1]
+    bases: list[Basis] = []
+    rows: list[np.ndarray] = []
+
+    def stage(compared: list[Basis]) -> tuple[list[int], Basis]:
+        """Score the bases not scored yet; the rows of ``compared`` and the one the rule chooses."""
+        for basis in compared:
+            if basis not in bases:
+                bases.append(basis)
+                pairs = fold_pairs(counts, covariates)  # one joined copy of the data at a time
+                rows.append(_fold_scores(basis, link, length, pairs, n_covariates, max_iterations, part_bins))
+        indices = [bases.index(basis) for basis in compared]
+        return indices, compared[simplest_within_one_se(np.array([rows[i] for i in indices]))]
+
+    simplest = plain[0]
+    own_rows, first = stage([simplest] + [OwnHistory(simplest, own) for own in plain[1:]])
+    own = first.own if isinstance(first, OwnHistory) else None
+    paired = [basis if own is None or basis == own else OwnHistory(basis, own) for basis in plain]
+    coupling_rows, chosen = stage(paired)
     table = {
         "candidates": [basis.to_dict() for basis in bases],
-        "scores": scores.tolist(),
-        "folds_by": folds_by,
-        "chosen": chosen,
+        "scores": np.array(rows).tolist(),
+        "folds_by": folds(counts)[1],
+        "chosen": bases.index(chosen),
+        "stages": {"own": own_rows, "couplings": coupling_rows},
     }
-    return bases[chosen], table
+    return chosen, table
+
+
+def _fold_scores(
+    basis: Basis,
+    link: str,
+    length: int | None,
+    pairs: Iterable[FoldPair],
+    n_covariates: int,
+    max_iterations: int,
+    part_bins: int,
+) -> np.ndarray:
+    """The held-out log-likelihood per neuron-bin of the visible GLM with ``basis`` on each fold, fitted
+    on the others (``pairs``: :func:`~spikeglm.inference.strength.fold_pairs`)."""
+    scores = np.empty(FOLDS)
+    for k, (rest, rest_known, held, held_known) in enumerate(pairs):
+        network = _start(basis, link, rest, n_covariates)
+        data = Segments(rest, length, basis.window, rest_known)
+        solve_glm(network, data, max_iterations=max_iterations, part_bins=part_bins)
+        held_out = Segments(held, length, basis.window, held_known)
+        scores[k] = mean_log_likelihood(network, held_out, part_bins)
+    return scores
 
 
 def _start(basis: Basis, link: str, counts: torch.Tensor, n_covariates: int) -> Network:

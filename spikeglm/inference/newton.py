@@ -78,8 +78,21 @@ def information_memory(n_neurons: int, n_columns: int, group_bins: int) -> float
 
 
 def design_columns(network: Network) -> int:
-    """Columns of the design (:func:`design_rows`), parameters of each neuron: ``1 + N B + F``."""
-    return 1 + network.n_neurons * network.basis.n_basis + network.n_covariates
+    """Parameters of each neuron: the columns of the design (:func:`design_rows`), ``1 + N B + F``, and
+    those of its own history (:func:`own_rows`), ``O``."""
+    return shared_columns(network) + own_functions(network)
+
+
+def shared_columns(network: Network) -> int:
+    """Columns of the design that every neuron shares (:func:`design_rows`), ``1 + N B + F``, ``B`` the
+    couplings' functions."""
+    return 1 + network.n_neurons * network.basis.n_coupling + network.n_covariates
+
+
+def own_functions(network: Network) -> int:
+    """``O``, the functions of an :class:`~spikeglm.basis.OwnHistory` basis that only each neuron's own
+    history has (0 for any other basis)."""
+    return network.basis.n_basis - network.basis.n_coupling
 
 
 def blocks_fit(network: Network) -> bool:
@@ -97,9 +110,11 @@ def newton_pays(network: Network) -> bool:
 
 
 def design_rows(network: Network, batch: Batch) -> torch.Tensor:
-    """The design of a batch, one row per bin: 1, every neuron's basis-filtered past (``pre * B + b``),
-    then the covariates' columns; shape (segments * bins, P), in the batch's dtype."""
-    features = history(batch.visible, network.basis_matrix.to(batch.visible.dtype)).flatten(-2)
+    """The design that every neuron shares, one row per bin: 1, every neuron's past filtered by the
+    couplings' functions (``pre * B + b``), then the covariates' columns; shape (segments * bins,
+    :func:`shared_columns`), in the batch's dtype."""
+    basis = network.basis_matrix[: network.basis.n_coupling]
+    features = history(batch.visible, basis.to(batch.visible.dtype)).flatten(-2)
     columns = [torch.ones_like(features[..., :1]), features]
     if network.covariate_weight is not None:
         if batch.covariates is None:
@@ -108,30 +123,46 @@ def design_rows(network: Network, batch: Batch) -> torch.Tensor:
     return torch.cat(columns, dim=-1).flatten(0, -2)
 
 
+def own_rows(network: Network, batch: Batch) -> torch.Tensor | None:
+    """Each neuron's past filtered by the functions of its own history alone (:func:`own_functions`), one
+    row per bin: (segments * bins, N, O) in the batch's dtype; None where the basis has none."""
+    if not own_functions(network):
+        return None
+    basis = network.basis_matrix[network.basis.n_coupling :].to(batch.visible.dtype)
+    return history(batch.visible, basis).flatten(0, -3)
+
+
 def parameters_of(network: Network, gradient: bool = False) -> torch.Tensor:
-    """The GLM's parameters as one row per neuron, (N, P) in float64, in :func:`design_rows`' order; with
-    ``gradient``, their gradients instead (zero where a parameter has none)."""
+    """The GLM's parameters as one row per neuron, (N, P) in float64: :func:`design_rows`' order, then the
+    weights of :func:`own_rows`; with ``gradient``, their gradients instead (zero where a parameter has
+    none)."""
 
     def read(parameter: torch.Tensor) -> torch.Tensor:
         if not gradient:
             return parameter.detach()
         return torch.zeros_like(parameter) if parameter.grad is None else parameter.grad
 
-    parts = [read(network.bias)[:, None], read(network.weight).flatten(1)]
+    weight, functions = read(network.weight), network.basis.n_coupling
+    parts = [read(network.bias)[:, None], weight[..., :functions].flatten(1)]
     if network.covariate_weight is not None:
         parts.append(read(network.covariate_weight))
+    if own_functions(network):
+        parts.append(weight.diagonal().T[:, functions:])
     return torch.cat(parts, dim=1).double()
 
 
 @torch.no_grad()
 def set_parameters(network: Network, theta: torch.Tensor) -> None:
     """Write rows of :func:`parameters_of` back into the network."""
-    n, size = network.n_neurons, network.weight[0].numel()
+    n, functions = network.n_neurons, network.basis.n_coupling
+    assert theta.shape == (n, design_columns(network))
+    size, shared = n * functions, shared_columns(network)
     network.bias.copy_(theta[:, 0])
-    network.weight.copy_(theta[:, 1 : 1 + size].reshape(network.weight.shape))
+    network.weight[..., :functions] = theta[:, 1 : 1 + size].reshape(n, n, functions)
     if network.covariate_weight is not None:
-        network.covariate_weight.copy_(theta[:, 1 + size :])
-    assert theta.shape == (n, 1 + size + network.n_covariates)
+        network.covariate_weight.copy_(theta[:, 1 + size : shared])
+    if own_functions(network):
+        network.weight[..., functions:] = torch.diag_embed(theta[:, shared:].T).permute(1, 2, 0)
 
 
 def observed_information(
@@ -155,10 +186,11 @@ def observed_information(
     theta = parameters_of(network).to(network.bias.device)
     n, size = theta.shape
     blocks = torch.zeros(n, size, size, dtype=torch.float64, device=theta.device)
+    shared = shared_columns(network)
     for index in data.groups(part_bins)[parallel.rank() :: parallel.world_size()]:
         batch = data.batch(index, dtype=torch.float64, device=theta.device)
-        design = design_rows(network, batch)
-        predictor = design @ theta.T
+        design, own = design_rows(network, batch), own_rows(network, batch)
+        predictor = _predictor(design, own, theta, shared)
         if offset is not None:
             predictor = predictor + offset(batch).double().reshape(-1, n)
         counts = batch.visible.reshape(-1, n)
@@ -166,13 +198,17 @@ def observed_information(
         assert curvature is not None  # asked for (gradients=True)
         if batch.scored is not None:
             curvature = curvature * batch.scored.reshape(-1, 1)
-        for i in range(size):
+        for i in range(shared):
             rows = design[:, i].nonzero()[:, 0]
             if len(rows) == len(design):  # a dense column (the bias, a covariate): no gathering
                 weighted, columns = curvature * design[:, i : i + 1], design[:, i:]
             else:
                 weighted, columns = curvature[rows] * design[rows, i : i + 1], design[rows, i:]
-            blocks[:, i, i:] += weighted.T @ columns
+            blocks[:, i, i:shared] += weighted.T @ columns
+        if own is not None:  # each neuron's own columns, with the shared ones and with each other
+            weighted = curvature[:, :, None] * own
+            blocks[:, :shared, shared:] += torch.einsum("rnb,rp->npb", weighted, design)
+            blocks[:, shared:, shared:] += torch.einsum("rnb,rnc->nbc", weighted, own)
     parallel.all_sum(blocks)
     for i in range(size - 1):  # the lower halves, in place
         blocks[:, i + 1 :, i] = blocks[:, i, i + 1 :]
@@ -184,23 +220,26 @@ def information_work(network: Network, data: Segments) -> float:
     ``i`` of the blocks, the bins where column ``i`` is not zero times ``(P - i) N``. A history column of
     presynaptic neuron ``m`` is taken as non-zero in ``1 - exp(-r_m L)`` of the bins (``r_m`` its mean
     count per bin, ``L`` the window: the chance that it fired within the window, for Poisson counts); the
-    bias's and the covariates' columns in every bin."""
-    n, n_basis, size = network.n_neurons, network.basis.n_basis, design_columns(network)
+    bias's and the covariates' columns in every bin; each neuron's own columns (:func:`own_rows`) in
+    every bin, with all the others."""
+    n, n_basis, size = network.n_neurons, network.basis.n_coupling, shared_columns(network)
     rate = mean_counts(data.counts).to(torch.float64).cpu()
     share = torch.ones(size, dtype=torch.float64)
     share[1 : 1 + n * n_basis] = (-torch.expm1(-rate * network.basis.window)).repeat_interleave(n_basis)
     width = size - torch.arange(size, dtype=torch.float64)  # the columns j >= i of row i
-    return float(data.n_trials * data.n_bins) * float((share * width).sum()) * n
+    own = own_functions(network) * (size + own_functions(network))
+    return float(data.n_trials * data.n_bins) * (float((share * width).sum()) + own) * n
 
 
 class _Chunk:
-    """Rows of the data as the solve reads them: the design and the counts (float64), each row's
-    weight (1 where scored; None: all are) and fixed offset of the predictor (the latent factors'
-    drive; None: none), each neuron's summed log-factorials, and the rows' pairwise products
-    (:func:`pair_products`, float32; None where they are not kept)."""
+    """Rows of the data as the solve reads them: the design, each neuron's own columns (:func:`own_rows`;
+    None: none) and the counts (float64), each row's weight (1 where scored; None: all are) and fixed
+    offset of the predictor (the latent factors' drive; None: none), each neuron's summed
+    log-factorials, and the rows' pairwise products (:func:`pair_products`, float32; None where they
+    are not kept)."""
 
-    def __init__(self, design, counts, weight, offset, products) -> None:
-        self.design, self.counts, self.weight, self.offset = design, counts, weight, offset
+    def __init__(self, design, own, counts, weight, offset, products) -> None:
+        self.design, self.own, self.counts, self.weight, self.offset = design, own, counts, weight, offset
         self.log_factorial = _log_factorials(counts, weight)
         self.products = products
 
@@ -248,13 +287,14 @@ class _Problem:
     ) -> None:
         self.network, self.data, self.offset = network, data, offset
         self.groups = data.groups(part_bins)[parallel.rank() :: parallel.world_size()]
-        n, size = network.n_neurons, design_columns(network)
-        self.upper = torch.triu_indices(size, size, device=network.bias.device)
+        n, size, shared = network.n_neurons, design_columns(network), shared_columns(network)
+        self.upper = torch.triu_indices(shared, shared, device=network.bias.device)
         n_pairs, width = self.upper.shape[1], torch.float32.itemsize
-        self.rows = max(1, min(_BLOCK_BYTES // (8 * (n + size)), _BLOCK_BYTES // (width * n_pairs)))
+        row_bytes = 8 * (shared + n * (size - shared) + 3 * n)
+        self.rows = max(1, min(_BLOCK_BYTES // row_bytes, _BLOCK_BYTES // (width * n_pairs)))
         n_rows = data.n_trials * data.n_bins
         budget = available_memory() / 4 - newton_memory(n, size)
-        data_bytes, products_bytes = n_rows * (8 * size + 24 * n), n_rows * width * n_pairs
+        data_bytes, products_bytes = n_rows * row_bytes, n_rows * width * n_pairs
         self.keep_products = (
             exact and products_bytes <= _KEPT_PRODUCTS and data_bytes + products_bytes < budget
         )
@@ -268,9 +308,9 @@ class _Problem:
 
     def _correlations(self) -> torch.Tensor:
         """The design's second moments over the scored bins, summed over the processes and scaled to a unit
-        diagonal, (P, P) float64: ``C`` of ``curvature="design"`` (a column that is zero throughout has
-        no correlation, and 1 on the diagonal)."""
-        size = design_columns(self.network)
+        diagonal, (P, P) float64 over the shared columns: ``C`` of ``curvature="design"`` (a column that is
+        zero throughout has no correlation, and 1 on the diagonal)."""
+        size = shared_columns(self.network)
         moments = torch.zeros(size, size, dtype=torch.float64, device=self.network.bias.device)
         for chunk in self.chunks():
             design = chunk.design if chunk.weight is None else chunk.design * chunk.weight[:, None]
@@ -286,7 +326,7 @@ class _Problem:
         network, device = self.network, self.network.bias.device
         for index in self.groups:
             batch = self.data.batch(index, dtype=torch.float64, device=device)
-            design = design_rows(network, batch)
+            design, own = design_rows(network, batch), own_rows(network, batch)
             counts = batch.visible.reshape(-1, network.n_neurons).double()
             weight = None if batch.scored is None else batch.scored.reshape(-1).double()
             offset = None
@@ -297,6 +337,7 @@ class _Problem:
                 products = pair_products(design[rows]) if self.keep_products else None
                 yield _Chunk(
                     design[rows],
+                    None if own is None else own[rows],
                     counts[rows],
                     None if weight is None else weight[rows],
                     None if offset is None else offset[rows],
@@ -388,7 +429,7 @@ def _directions(
     has converged when no component of its gradient (under the group lasso, of its gradient mapping)
     exceeds ``tolerance_grad``; ``blocks`` are the active neurons' curvature blocks."""
     chosen = active.nonzero()[:, 0]
-    shape = (network.n_neurons, network.basis.n_basis)
+    shape = (network.n_neurons, network.basis.n_coupling)
     if isinstance(penalty, GroupLasso):
         residual = _Groups(penalty, chosen, *shape).mapping(theta[chosen], gradient[chosen])
     else:
@@ -584,10 +625,10 @@ class _Smooth:
     """
 
     def __init__(self, network: Network, penalty: Penalty | None) -> None:
-        self.penalty, self.shape = penalty, network.weight.shape
+        n, n_basis = network.n_neurons, network.basis.n_coupling
+        self.penalty, self.shape = penalty, (n, n, n_basis)
         self.diagonals = None
         if penalty is not None and penalty.smooth:
-            n, n_basis = network.n_neurons, network.basis.n_basis
             diagonals = torch.zeros(n, design_columns(network), dtype=torch.float64)
             for post in range(n):
                 curvature = penalty.curvature(n, n_basis, post)
@@ -651,8 +692,9 @@ def _pass(
     value = torch.zeros(n, dtype=torch.float64, device=theta.device)
     gradient = torch.zeros_like(theta)
     curvature = _Curvature(problem, chosen)
+    shared = shared_columns(problem.network)
     for chunk in problem.chunks():
-        predictor = chunk.design @ theta.T
+        predictor = _predictor(chunk.design, chunk.own, theta, shared)
         if chunk.offset is not None:
             predictor = predictor + chunk.offset
         likelihood, first, second = _derivatives(link, chunk.counts, predictor, active is not None)
@@ -662,9 +704,11 @@ def _pass(
             continue
         if weight is not None:
             first, second = first * weight[:, None], second * weight[:, None]
-        gradient -= first.T @ chunk.design
+        gradient[:, :shared] -= first.T @ chunk.design
+        if chunk.own is not None:
+            gradient[:, shared:] -= torch.einsum("rn,rnb->nb", first, chunk.own)
         curvature.add(chunk, second)
-    for total in (value, gradient, curvature.sums):
+    for total in (value, gradient, *curvature.totals()):
         parallel.all_sum(total)
     penalty, penalty_gradient = smooth(theta)
     blocks = curvature.blocks(scale)
@@ -675,31 +719,68 @@ def _pass(
 
 class _Curvature:
     """The curvature blocks of the ``chosen`` neurons, summed over a pass: exact, ``X^T diag(c_n) X`` from
-    the rows' pairwise products (float32), or where the problem has the design's correlations, each
-    block's diagonal (float64) with them, ``D^1/2 C D^1/2`` (see the module)."""
+    the rows' pairwise products (float32) and, for each neuron's own columns (:func:`own_rows`), their
+    products with the shared ones and with each other (float64); or where the problem has the design's
+    correlations, each block's diagonal (float64) with them, ``D^1/2 C D^1/2`` (see the module), its own
+    columns' correlations left out."""
 
     def __init__(self, problem: _Problem, chosen: torch.Tensor) -> None:
         self.problem, self.chosen = problem, chosen
-        size = design_columns(problem.network)
-        width = size if problem.correlations is not None else problem.upper.shape[1]
-        self.sums = torch.zeros(len(chosen), width, dtype=torch.float64, device=chosen.device)
+        network, device = problem.network, chosen.device
+        self.shared, own = shared_columns(network), own_functions(network)
+        exact = problem.correlations is None
+        width = problem.upper.shape[1] if exact else self.shared
+        self.sums = torch.zeros(len(chosen), width, dtype=torch.float64, device=device)
+        self.cross = (
+            torch.zeros(len(chosen), self.shared, own, dtype=torch.float64, device=device) if exact else None
+        )
+        self.own = torch.zeros(len(chosen), own, own if exact else 1, dtype=torch.float64, device=device)
 
     def add(self, chunk: _Chunk, second: torch.Tensor) -> None:
         """Add a chunk's rows, of curvature weights ``second`` (rows, N)."""
-        if self.problem.correlations is not None:
-            self.sums += second[:, self.chosen].T @ chunk.design.square()
+        weights = second[:, self.chosen]
+        if self.cross is None:
+            self.sums += weights.T @ chunk.design.square()
         else:
-            self.sums += (second[:, self.chosen].float().T @ chunk.pairs().T).double()
+            self.sums += (weights.float().T @ chunk.pairs().T).double()
+        if chunk.own is not None:
+            own = chunk.own[:, self.chosen]
+            weighted = weights[:, :, None] * own
+            if self.cross is None:
+                self.own[..., 0] += torch.einsum("rab,rab->ab", weighted, own)
+            else:
+                self.cross += torch.einsum("rab,rp->apb", weighted, chunk.design)
+                self.own += torch.einsum("rab,rac->abc", weighted, own)
+
+    def totals(self) -> list[torch.Tensor]:
+        """The sums a pass adds up over the processes."""
+        return [t for t in (self.sums, self.cross, self.own) if t is not None]
 
     def blocks(self, scale: float) -> torch.Tensor:
         """The blocks (chosen, P, P), times ``scale``, once the sums are complete."""
-        sums, correlations = self.sums * scale, self.problem.correlations
+        sums, correlations, shared = self.sums * scale, self.problem.correlations, self.shared
+        size = design_columns(self.problem.network)
+        blocks = torch.zeros(len(self.chosen), size, size, dtype=torch.float64, device=sums.device)
         if correlations is not None:
             deviation = sums.clamp_min(0.0).sqrt()
-            return deviation[:, :, None] * correlations * deviation[:, None, :]
-        size = design_columns(self.problem.network)
+            blocks[:, :shared, :shared] = deviation[:, :, None] * correlations * deviation[:, None, :]
+            blocks[:, shared:, shared:] = torch.diag_embed(self.own[..., 0] * scale)
+            return blocks
         upper = self.problem.upper
-        blocks = torch.empty(len(self.chosen), size, size, dtype=torch.float64, device=sums.device)
         blocks[:, upper[0], upper[1]] = sums
         blocks[:, upper[1], upper[0]] = sums
+        if self.cross is not None and size > shared:
+            blocks[:, :shared, shared:] = self.cross * scale
+            blocks[:, shared:, :shared] = self.cross.transpose(1, 2) * scale
+            blocks[:, shared:, shared:] = self.own * scale
         return blocks
+
+
+def _predictor(
+    design: torch.Tensor, own: torch.Tensor | None, theta: torch.Tensor, shared: int
+) -> torch.Tensor:
+    """Each row's predictor of each neuron, (rows, N): the shared design's and the own columns' terms."""
+    predictor = design @ theta[:, :shared].T
+    if own is not None:
+        predictor = predictor + (own * theta[:, shared:]).sum(-1)
+    return predictor

@@ -94,13 +94,14 @@ def glm_start(
         if network.covariate_weight is not None and glm.covariate_weight is not None:
             network.covariate_weight[:n_visible] = glm.covariate_weight
         if hidden.shape[1]:
-            # Each basis function carries an equal share of the filter's summed strength.
-            share = 1.0 / (network.basis_matrix.sum(1) * network.basis_matrix.shape[0])
+            # Each basis function of the couplings carries an equal share of the filter's summed strength.
+            functions = network.basis.n_coupling
+            share = 1.0 / (network.basis_matrix[:functions].sum(1) * functions)
             loading = hidden.to(dtype)[..., None] * share.to(dtype)
             columns = slice(n_visible, n_visible + hidden.shape[1])
-            network.weight[:n_visible, columns] = START_STRENGTH * loading
+            network.weight[:n_visible, columns, :functions] = START_STRENGTH * loading
             if posterior.sees_future:
-                posterior.future[: hidden.shape[1]] = START_READING * loading.transpose(0, 1)
+                posterior.future[: hidden.shape[1], :, :functions] = START_READING * loading.transpose(0, 1)
         if latent.shape[1] and network.loading is not None and posterior.latent_encoder is not None:
             factors = slice(0, latent.shape[1])
             network.loading[:n_visible, factors] = START_LOADING * latent.to(dtype)

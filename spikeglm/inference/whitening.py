@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.newton import design_columns, design_rows, parameters_of, set_parameters
+from spikeglm.inference.newton import design_rows, own_rows, parameters_of, set_parameters, shared_columns
 from spikeglm.model import Network, inverse_link, link_derivatives, mean_counts
 from spikeglm.segments import Segments
 
@@ -54,6 +54,11 @@ class Whitening:
         Each neuron's ``s_n``, shape (N,).
     variables : torch.Tensor
         What L-BFGS moves, ``u``, shape (N, P), float64.
+    own_mean, own_factor, own_inverse : torch.Tensor
+        With an own-history basis, the mean of each neuron's own columns
+        (:func:`~spikeglm.inference.newton.own_rows`), (N, O), and the Cholesky factor of their
+        covariance and its inverse, (N, O, O): those columns are centred (into the constant) and
+        whitened neuron by neuron, their correlations with the shared columns left out.
     """
 
     mean: torch.Tensor
@@ -62,13 +67,16 @@ class Whitening:
     inverse: torch.Tensor | None
     scale: torch.Tensor
     variables: torch.Tensor
+    own_mean: torch.Tensor
+    own_factor: torch.Tensor
+    own_inverse: torch.Tensor
 
     @classmethod
     def of(cls, network: Network, data: Segments, parts: list[torch.Tensor], per_spike: float) -> Whitening:
         """The whitening of the design of ``data`` (this process's ``parts``, summed over the processes),
         at the network's parameters; ``per_spike`` is the objective's factor on minus the log-likelihood
         (:class:`~spikeglm.inference.glm._Closure`'s ``scale``)."""
-        width = design_columns(network)
+        width = shared_columns(network)
         joint = width <= JOINT_COLUMNS
         sums, products = (parallel.all_sum(m) for m in _moments(network, data, parts, joint))
         total = sums[0]
@@ -94,7 +102,9 @@ class Whitening:
         rate = mean_counts(data.counts).to(mean.device).clamp_min(1.0 / float(total))
         fitted, slope, _ = link_derivatives(network.link_name, inverse_link(network.link_name, rate))
         scale = (per_spike * float(total) * slope.square() / fitted).sqrt()
-        whitening = cls(mean, deviation, factor, inverse, scale, torch.empty(0))
+        whitening = cls(
+            mean, deviation, factor, inverse, scale, torch.empty(0), *_own_moments(network, data, parts)
+        )
         whitening.variables = (
             whitening._times_factor(parameters_of(network)) * scale[:, None]
         ).requires_grad_()
@@ -112,24 +122,41 @@ class Whitening:
 
     def _times_factor(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows @ R``."""
+        shared, own = rows[:, : len(self.mean)], rows[:, len(self.mean) :]
         if self.factor is not None:
-            return rows @ self.factor
-        constant = rows[:, :1] + rows[:, 1:] @ self.mean[1:, None]
-        return torch.cat([constant, rows[:, 1:] * self.deviation[1:]], dim=1)
+            whitened = shared @ self.factor
+        else:
+            constant = shared[:, :1] + shared[:, 1:] @ self.mean[1:, None]
+            whitened = torch.cat([constant, shared[:, 1:] * self.deviation[1:]], dim=1)
+        if not own.shape[1]:
+            return whitened
+        whitened[:, 0] += (own * self.own_mean).sum(1)
+        return torch.cat([whitened, (own[:, None, :] @ self.own_factor)[:, 0]], dim=1)
 
     def _times_inverse(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows @ R^{-1}``."""
+        shared, own = rows[:, : len(self.mean)], rows[:, len(self.mean) :]
+        if own.shape[1]:
+            own = (own[:, None, :] @ self.own_inverse)[:, 0]
+            shared = shared.clone()
+            shared[:, 0] -= (own * self.own_mean).sum(1)
         if self.inverse is not None:
-            return rows @ self.inverse
-        scaled = rows[:, 1:] / self.deviation[1:]
-        return torch.cat([rows[:, :1] - scaled @ self.mean[1:, None], scaled], dim=1)
+            return torch.cat([shared @ self.inverse, own], dim=1)
+        scaled = shared[:, 1:] / self.deviation[1:]
+        return torch.cat([shared[:, :1] - scaled @ self.mean[1:, None], scaled, own], dim=1)
 
     def _times_inverse_transposed(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows @ R^{-T}``."""
+        shared, own = rows[:, : len(self.mean)], rows[:, len(self.mean) :]
         if self.inverse is not None:
-            return rows @ self.inverse.T
-        shifted = rows[:, 1:] - rows[:, :1] * self.mean[1:]
-        return torch.cat([rows[:, :1], shifted / self.deviation[1:]], dim=1)
+            transposed = shared @ self.inverse.T
+        else:
+            shifted = shared[:, 1:] - shared[:, :1] * self.mean[1:]
+            transposed = torch.cat([shared[:, :1], shifted / self.deviation[1:]], dim=1)
+        if not own.shape[1]:
+            return transposed
+        own = own - transposed[:, :1] * self.own_mean
+        return torch.cat([transposed, (own[:, None, :] @ self.own_inverse.transpose(1, 2))[:, 0]], dim=1)
 
 
 def whitens(network: Network, params: list[torch.nn.Parameter]) -> bool:
@@ -143,7 +170,7 @@ def _moments(network: Network, data: Segments, parts: list[torch.Tensor], joint:
     """The design's column sums over the scored bins (the first, the constant's, counts them) and its sums
     of products (``joint``) or of squares, in float64."""
     device, dtype = network.bias.device, network.bias.dtype
-    width = design_columns(network)
+    width = shared_columns(network)
     sums = torch.zeros(width, dtype=torch.float64, device=device)
     products = torch.zeros((width, width) if joint else width, dtype=torch.float64, device=device)
     for index in parts:
@@ -154,3 +181,41 @@ def _moments(network: Network, data: Segments, parts: list[torch.Tensor], joint:
         sums += design.sum(0, dtype=torch.float64)
         products += (design.T @ design).double() if joint else design.square().sum(0, dtype=torch.float64)
     return [sums, products]
+
+
+def _own_moments(
+    network: Network, data: Segments, parts: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each neuron's own columns over the scored bins: their mean, (N, O), and the Cholesky factor of their
+    covariance (with the joint factor's jitter) and its inverse, (N, O, O), in float64. A column that
+    does not vary (a neuron that never fired) has mean 0 and is left as it is."""
+    device, dtype = network.bias.device, network.bias.dtype
+    n, size = network.n_neurons, network.basis.n_basis - network.basis.n_coupling
+    sums = torch.zeros(n, size, dtype=torch.float64, device=device)
+    products = torch.zeros(n, size, size, dtype=torch.float64, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for index in parts if size else []:
+        batch = data.batch(index, dtype=dtype, device=device)
+        own = own_rows(network, batch)
+        assert own is not None  # the basis has own functions
+        if batch.scored is not None:  # context bins weigh nothing
+            own = own * batch.scored.reshape(-1, 1, 1).to(own.dtype)
+            total += batch.scored.sum().double()
+        else:
+            total += len(own)
+        sums += own.sum(0, dtype=torch.float64)
+        products += torch.einsum("rnb,rnc->nbc", own, own).double()
+    for moment in (sums, products, total):
+        parallel.all_sum(moment)
+    mean = sums / total.clamp_min(1.0)
+    covariance = products / total.clamp_min(1.0) - mean[:, :, None] * mean[:, None, :]
+    variance = covariance.diagonal(dim1=1, dim2=2)
+    constant = variance <= CONSTANT * mean.square()
+    mean = torch.where(constant, torch.zeros_like(mean), mean)
+    covariance = covariance * (~constant[:, :, None] & ~constant[:, None, :])
+    covariance.diagonal(dim1=1, dim2=2).add_(torch.where(constant, 1.0, JITTER * variance))
+    factor, failed = torch.linalg.cholesky_ex(covariance)
+    if bool(failed.any()):  # rounding made one indefinite: its columns only scaled
+        factor[failed > 0] = torch.diag_embed(covariance.diagonal(dim1=1, dim2=2)[failed > 0].sqrt())
+    eye = torch.eye(size, dtype=torch.float64, device=device).expand_as(factor)
+    return mean, factor, torch.linalg.solve_triangular(factor, eye, upper=False)
