@@ -103,6 +103,20 @@ def test_two_processes_share_out_the_folds_of_the_choice_of_hidden_neurons(recor
         np.testing.assert_allclose(parallel[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
+def test_two_processes_share_out_the_folds_of_the_choice_of_the_basis(recording, tmp_path):
+    """``--window auto`` under torchrun: each process scores its share of the folds alone; the table and
+    the choice are the single process's."""
+    options = ["--hidden", "0", "--window", "auto", "--segment-bins", "100", "--device", "cpu"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    _run([sys.executable, "-m", "spikeglm", "fit", str(recording), "-o", str(one), *options], tmp_path)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    _run([*launch, "-m", "spikeglm", "fit", str(recording), "-o", str(two), *options], tmp_path)
+    tables = [sg.POGLM.load(path).basis_choice_ for path in (one, two)]
+    np.testing.assert_allclose(tables[1]["scores"], tables[0]["scores"], rtol=0, atol=1e-9)
+    assert tables[1]["candidates"] == tables[0]["candidates"] and tables[1]["chosen"] == tables[0]["chosen"]
+
+
 def test_unavailable_device_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

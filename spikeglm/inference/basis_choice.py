@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spikeglm import parallel
 from spikeglm.basis import Basis, OwnHistory, get
 from spikeglm.inference.glm import mean_log_likelihood, solve_glm
 from spikeglm.inference.strength import FOLDS, FoldPair, fold_pairs, folds
@@ -118,15 +119,20 @@ def _fold_scores(
     part_bins: int,
 ) -> np.ndarray:
     """The held-out log-likelihood per neuron-bin of the visible GLM with ``basis`` on each fold, fitted
-    on the others (``pairs``: :func:`~spikeglm.inference.strength.fold_pairs`)."""
-    scores = np.empty(FOLDS)
-    for k, (rest, rest_known, held, held_known) in enumerate(pairs):
-        network = _start(basis, link, rest, n_covariates)
-        data = Segments(rest, length, basis.window, rest_known)
-        solve_glm(network, data, max_iterations=max_iterations, part_bins=part_bins)
-        held_out = Segments(held, length, basis.window, held_known)
-        scores[k] = mean_log_likelihood(network, held_out, part_bins)
-    return scores
+    on the others (``pairs``: :func:`~spikeglm.inference.strength.fold_pairs`). Under ``torchrun`` each
+    process fits and scores its share of the folds alone, and the scores are summed over them."""
+    scores = torch.zeros(FOLDS, dtype=torch.float64)
+    rank, world = parallel.rank(), parallel.world_size()
+    with parallel.alone():
+        for k, (rest, rest_known, held, held_known) in enumerate(pairs):
+            if k % world != rank:
+                continue
+            network = _start(basis, link, rest, n_covariates)
+            data = Segments(rest, length, basis.window, rest_known)
+            solve_glm(network, data, max_iterations=max_iterations, part_bins=part_bins)
+            held_out = Segments(held, length, basis.window, held_known)
+            scores[k] = mean_log_likelihood(network, held_out, part_bins)
+    return parallel.all_sum(scores).numpy()
 
 
 def _start(basis: Basis, link: str, counts: torch.Tensor, n_covariates: int) -> Network:
