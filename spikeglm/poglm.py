@@ -237,9 +237,9 @@ class POGLM:
         counts the model can produce.
     init : {"glm", "random"}
         How a fit with hidden neurons starts: ``"glm"`` fits the visible neurons' GLM first and couples
-        each hidden neuron onto the visible ones along a principal component of that GLM's errors (the
-        shared input it cannot explain; :func:`spikeglm.inference.glm_start`); ``"random"`` starts from small
-        random couplings.
+        the hidden neurons onto the visible ones along the principal components of that GLM's errors (the
+        shared input it cannot explain), rotated to sparse ones (:func:`spikeglm.inference.glm_start`);
+        ``"random"`` starts from small random couplings.
 
     Attributes
     ----------

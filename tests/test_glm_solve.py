@@ -155,3 +155,23 @@ def test_the_glm_start_finds_the_shared_input(drive):
     basis, _ = np.linalg.qr(started)
     captured = np.linalg.norm(basis.T @ true, axis=0) / np.linalg.norm(true, axis=0)
     assert captured.min() > 0.8, captured
+
+
+def test_the_hidden_neurons_components_are_rotated_to_sparse_ones():
+    """sparse_rotation (varimax) recovers loadings of disjoint support from any rotation of them, to
+    1e-6 up to the order and signs of the columns (5 seeds); the rotated columns stay orthonormal and
+    span the same space; a single component is left as it is."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        groups = rng.permutation(np.arange(30) % 3)
+        sparse = np.zeros((30, 3))
+        sparse[np.arange(30), groups] = rng.uniform(0.5, 2.0, 30)
+        sparse /= np.linalg.norm(sparse, axis=0)
+        turn, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        found = sg.inference.start.sparse_rotation(torch.tensor(sparse @ turn)).numpy()
+        match = np.abs(found.T @ sparse)  # |cosine| of each found column with each true one
+        assert np.allclose(np.sort(match.max(axis=1)), 1.0, atol=1e-6) and len(set(match.argmax(axis=1))) == 3
+        np.testing.assert_allclose(found.T @ found, np.eye(3), atol=1e-12)
+        np.testing.assert_allclose(found @ found.T, sparse @ sparse.T, atol=1e-12)
+    single = torch.tensor(sparse[:, :1])
+    assert sg.inference.start.sparse_rotation(single) is single

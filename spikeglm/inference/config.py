@@ -85,8 +85,8 @@ TRAINING_SETTINGS: dict[str, Setting] = declare(
         "init",
         str,
         "glm",
-        "How a fit with hidden neurons starts: glm (the visible neurons' GLM, each hidden neuron "
-        "along a principal component of its errors) or random (small random couplings).",
+        "How a fit with hidden neurons starts: glm (the visible neurons' GLM, the hidden neurons along the "
+        "principal components of its errors rotated to sparse ones) or random (small random couplings).",
         choices=STARTS,
     ),
 )

@@ -19,7 +19,8 @@ from spikeglm.variational import Posterior
 STARTS: Registry[str] = Registry(
     "init",
     {
-        "glm": "the visible neurons' GLM, hidden neurons along the principal components of its errors",
+        "glm": "the visible neurons' GLM, hidden neurons along the principal components of its errors, "
+        "rotated to sparse ones",
         "random": "small random couplings",
     },
 )
@@ -56,6 +57,8 @@ def glm_start(
     GLM's errors as correlated fluctuations (:func:`shared_components`). The network's latent factors take
     the leading components and its hidden neurons the next ones:
 
+    * the hidden neurons' components are rotated among themselves to sparse ones (:func:`sparse_rotation`):
+      an unrecorded cell drives a few of the recorded ones, where the leading components mix them all;
     * hidden neuron ``h`` starts coupled onto the visible neurons along its component, signed to excite
       on balance, its largest summed coupling :data:`START_STRENGTH`; where the posterior reads the
       visible future, it reads the same component (:data:`START_READING`), so that the hidden counts
@@ -84,6 +87,7 @@ def glm_start(
         penalty=penalty,
     )
     components, rate = shared_components(glm, data, n_latent + network.n_hidden, part_bins)
+    components[:, n_latent:] = sparse_rotation(components[:, n_latent:])
     components = components * torch.where(components.sum(0) < 0, -1.0, 1.0)
     components = components / components.abs().amax(0)
     latent, hidden = components[:, :n_latent], components[:, n_latent:]
@@ -128,6 +132,38 @@ def pearson_residuals(
         batch = data.batch(index, device=device)
         rate = glm.rates(batch.visible, covariates=batch.covariates).double()
         yield rate, (batch.visible.double() - rate) / rate.clamp_min(1e-6).sqrt(), batch.scored
+
+
+def sparse_rotation(components: torch.Tensor, steps: int = 1000, tolerance: float = 1e-9) -> torch.Tensor:
+    """Orthonormal components ``(V, n)`` rotated among themselves to be sparse: the rotation that
+    maximises the variance of their squared loadings (varimax, Kaiser 1958), found by its fixed-point
+    iteration of polar decompositions. They span the same space; with fewer than two, they are returned
+    as they are.
+
+    Examples
+    --------
+    >>> sparse = torch.tensor([[1.0, 0], [1, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.float64)
+    >>> sparse = sparse / sparse.norm(dim=0)
+    >>> turn = torch.tensor([[0.6, -0.8], [0.8, 0.6]], dtype=torch.float64)
+    >>> sparse_rotation(sparse @ turn).abs().round(decimals=4)
+    tensor([[0.0000, 0.5774],
+            [0.0000, 0.5774],
+            [0.0000, 0.5774],
+            [0.7071, 0.0000],
+            [0.7071, 0.0000]], dtype=torch.float64)
+    """
+    n_components = components.shape[1]
+    if n_components < 2:
+        return components
+    rotation = torch.eye(n_components, dtype=components.dtype, device=components.device)
+    for _ in range(steps):
+        rotated = components @ rotation
+        target = rotated**3 - rotated * rotated.square().mean(0)
+        left, _, right = torch.linalg.svd(components.T @ target)
+        rotation, before = left @ right, rotation
+        if float((rotation - before).abs().max()) <= tolerance:
+            break
+    return components @ rotation
 
 
 def shared_components(
