@@ -640,8 +640,10 @@ class POGLM:
                 if segments.cut
                 else f"the longest trial ({segments.length} bins)"
             )
+            own = isinstance(checked.basis, basis_module.OwnHistory) and checked.basis.own.window == window
+            setting = "self_window" if own else "window"
             raise ValueError(
-                f"{where}: window={window} (--window) is longer than {longest}; "
+                f"{where}: {setting}={window} (--{setting.replace('_', '-')}) is longer than {longest}; "
                 f"give a history window of at most {segments.length} bins"
                 + (", or longer segments" if segments.cut else "")
             )

@@ -262,3 +262,13 @@ def test_fits_with_hidden_neurons_keep_other_neurons_off_the_own_functions(objec
     weight = model.fit(counts).network_.weight.detach()
     off = ~torch.eye(5, dtype=torch.bool)
     assert not weight[off][:, 1:].any() and weight[~off][:, 1:].abs().sum() > 0
+
+
+def test_an_own_history_window_longer_than_the_trials_is_refused_by_its_name():
+    counts = sg.SpikeCounts.from_array(np.ones((3, 40, 2), dtype=np.uint8), bin_size="5 ms")
+    with pytest.raises(
+        ValueError, match=r"self_window=100 \(--self-window\) is longer than the longest trial"
+    ):
+        sg.POGLM(n_hidden=0, self_basis="raw", self_window=100).fit(counts)
+    with pytest.raises(ValueError, match=r": window=60 \(--window\) is longer than the longest trial"):
+        sg.POGLM(n_hidden=0, window=60, self_basis="raw", self_window=10).fit(counts)
