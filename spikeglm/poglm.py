@@ -620,12 +620,7 @@ class POGLM:
                 f"factors cannot be told apart; give at most {counts.n_units}"
             )
         checked = self.checked_settings()
-        if SETTINGS["window"].check(self.window) == "auto" and (self.basis_options or self.self_basis):
-            given = "basis_options" if self.basis_options else "self_basis (--self-basis)"
-            raise ValueError(
-                f"{where}: window='auto' (--window auto) compares bases of its own, for the couplings and "
-                f"for the neurons' own history, so {given} cannot apply: leave it out, or give a window"
-            )
+        self._check_auto_window(where)
         if checked.penalty == "group-lasso" and not checked.glm:
             raise ValueError(
                 f"{where}: penalty='group-lasso' (--penalty) applies to fits without hidden neurons or "
@@ -769,6 +764,23 @@ class POGLM:
         finally:
             network.cpu()
             posterior.cpu()
+
+    def _check_auto_window(self, where: str) -> None:
+        """Refuse the settings of one basis with ``window="auto"``, which chooses the bases itself."""
+        given = [
+            name
+            for name, value in (
+                ("basis_options", self.basis_options),
+                ("self_basis (--self-basis)", self.self_basis),
+                ("self_window (--self-window)", self.self_window),
+            )
+            if value
+        ]
+        if SETTINGS["window"].check(self.window) == "auto" and given:
+            raise ValueError(
+                f"{where}: window='auto' (--window auto) compares bases of its own, for the couplings and "
+                f"for the neurons' own history, so {given[0]} cannot apply: leave it out, or give a window"
+            )
 
     def _with_own_history(self, basis: basis_module.Basis) -> basis_module.Basis:
         """``basis``, or with ``self_basis`` the :class:`~spikeglm.basis.OwnHistory` of ``basis`` and it."""

@@ -77,6 +77,7 @@ def test_the_choice_keeps_the_simplest_basis_within_one_paired_error():
         ({"window": "often"}, "window must be a whole number"),
         ({"window": "auto", "basis_options": {"decay": 0.5}}, "so basis_options cannot apply"),
         ({"window": "auto", "self_basis": "raw", "self_window": 9}, r"so self_basis \(--self-basis\) cannot"),
+        ({"window": "auto", "self_window": 9}, r"so self_window \(--self-window\) cannot"),
         ({"self_basis": "raw"}, r"self_basis='raw' \(--self-basis\) needs self_window"),
         ({"self_window": 9}, r"self_window=9 \(--self-window\) needs self_basis"),
         ({"self_basis": "exponential", "self_window": 5}, "is the couplings' basis"),

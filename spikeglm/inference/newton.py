@@ -4,7 +4,10 @@ Without hidden neurons the log-likelihood is a sum over postsynaptic neurons, ea
 neuron's parameters only (its bias, its row of couplings, its covariate weights): ``P = 1 + N B + F``
 numbers, read off one shared design (every neuron's basis-filtered past, then the covariates' columns).
 The problem is therefore ``N`` small problems, each solved by Newton's method with its own line search;
-they share every pass over the data.
+they share every pass over the data. With an :class:`~spikeglm.basis.OwnHistory` basis each neuron also
+weighs ``O`` columns of its own past through the own-history functions (:func:`own_rows`), which differ
+from neuron to neuron: the curvature adds their products with the shared columns and with each other
+neuron by neuron.
 
 A pass computes, in float64, every neuron's predictor, log-likelihood and gradient; and in float32, the
 curvature blocks ``X^T diag(c_n) X`` of the neurons not yet converged. The blocks are one matrix product
