@@ -44,7 +44,8 @@ MODEL_SETTINGS: dict[str, Setting] = declare(
         int,
         5,
         "History length in bins, or auto: the basis (exponential or raised-cosine) and window (5, 10, 20 or "
-        "50 bins) chosen by cross-validated likelihood of the visible neurons' GLM.",
+        "50 bins) chosen by cross-validated likelihood of the visible neurons' GLM, first for the neurons' "
+        "own history (--self-basis), then for the couplings.",
         words=("auto",),
     ),
     Setting(
