@@ -105,15 +105,24 @@ def start_tau(latent_tau: float | str) -> float:
     return DEFAULT_LATENT_TAU if isinstance(latent_tau, str) else latent_tau
 
 
+def coupling_mask(n_neurons: int, basis: Basis) -> torch.Tensor | None:
+    """Which coupling weights ``W[post, pre, basis]`` are free (1) and which the model keeps at zero (0):
+    with an own-history basis, those of the couplings between distinct neurons on the functions that only
+    each neuron's own history has. None where the basis has no such functions (every weight is free)."""
+    if basis.n_coupling == basis.n_basis:
+        return None
+    mask = torch.ones(n_neurons, n_neurons, basis.n_basis)
+    mask[:, :, basis.n_coupling :] = torch.eye(n_neurons)[:, :, None]
+    return mask
+
+
 def check_own_history(weight: torch.Tensor, basis: Basis, source: str) -> None:
     """Refuse coupling weights ``W[post, pre, basis]`` (from a file, a connectivity) that give couplings
     between distinct neurons weights on the functions of an own-history basis that only each neuron's own
-    history has: the model keeps those at zero, so the weights were not written by a fit. ``source`` names
-    where they come from in the message."""
-    if basis.n_coupling == basis.n_basis:
-        return
-    others = ~torch.eye(weight.shape[0], dtype=torch.bool)
-    if bool(torch.as_tensor(weight)[others][:, basis.n_coupling :].any()):
+    history has: the model keeps those at zero (:func:`coupling_mask`), so the weights were not written by
+    a fit. ``source`` names where they come from in the message."""
+    mask = coupling_mask(weight.shape[0], basis)
+    if mask is not None and bool((torch.as_tensor(weight) * (1 - mask)).any()):
         raise ValueError(
             f"{source} gives couplings between distinct neurons weights on the own-history functions of its "
             f"basis ({basis.label}), which the model keeps at zero: they were not written by a fit"
@@ -227,11 +236,7 @@ class Network(nn.Module):
         # With an own-history basis, a coupling between distinct neurons has no weight on its own-history
         # functions: those entries stay zero (the model reads the weight through this mask, so that no
         # gradient reaches them either).
-        mask = None
-        if basis.n_coupling < basis.n_basis:
-            mask = torch.ones(n, n, basis.n_basis)
-            mask[:, :, basis.n_coupling :] = torch.eye(n)[:, :, None]
-        self.register_buffer("coupling_mask", mask, persistent=False)
+        self.register_buffer("coupling_mask", coupling_mask(n, basis), persistent=False)
         self.n_latent = whole(n_latent, "n_latent", minimum=0)
         # Without factors no parameter is registered, so that the state of such a network is as before.
         self.loading, self.latent_prior = None, None

@@ -35,6 +35,13 @@ def world_size() -> int:
     return dist.get_world_size() if _grouped() else 1
 
 
+def share(count: int) -> range:
+    """The tasks, of ``count`` independent ones (the folds of a cross-validation), that this process
+    takes: every :func:`world_size`-th from its :func:`rank` (all of them outside ``torchrun``). Read it
+    before :func:`alone`, inside which every process is rank 0 of 1."""
+    return range(rank(), count, world_size())
+
+
 @contextlib.contextmanager
 def alone() -> Iterator[None]:
     """A block in which this process works by itself, as the only process would: rank 0 of 1, its sums

@@ -135,7 +135,7 @@ def cross_validate(
     rows = _rows(candidates, latent, counts.n_units, model)
     scores = torch.zeros(len(rows), len(parts), dtype=torch.float64)
     # Under torchrun each process fits whole folds, alone; their scores are summed at the end.
-    mine = range(parallel.rank(), len(parts), parallel.world_size())
+    mine = parallel.share(len(parts))
     # A cross-validated penalty's strength depends on a fold's training data alone: the first candidate
     # fitted on a fold finds it, the others take it.
     strengths: dict[int, dict[str, float | None]] = {}

@@ -18,7 +18,6 @@ every coupling filter to fit them, which costs parameters and blurs the coupling
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 from spikeglm import parallel
 from spikeglm.basis import Basis, OwnHistory, get
 from spikeglm.inference.glm import mean_log_likelihood, solve_glm
-from spikeglm.inference.strength import FOLDS, FoldPair, fold_pairs, folds
+from spikeglm.inference.strength import FOLDS, fold_pairs, folds
 from spikeglm.model import Network
 from spikeglm.records import simplest_within_one_se
 from spikeglm.segments import Segments
@@ -80,7 +79,6 @@ def cross_validated_basis(
     """
     block = counts.shape[1] if counts.shape[0] >= FOLDS else counts.shape[1] // FOLDS  # a fold's trials
     plain = candidates(min(length or block, block))
-    n_covariates = 0 if covariates is None else covariates.shape[-1]
     bases: list[Basis] = []
     rows: list[np.ndarray] = []
 
@@ -89,8 +87,7 @@ def cross_validated_basis(
         for basis in compared:
             if basis not in bases:
                 bases.append(basis)
-                pairs = fold_pairs(counts, covariates)  # one joined copy of the data at a time
-                rows.append(_fold_scores(basis, link, length, pairs, n_covariates, max_iterations, part_bins))
+                rows.append(_fold_scores(basis, link, length, counts, covariates, max_iterations, part_bins))
         indices = [bases.index(basis) for basis in compared]
         return indices, compared[simplest_within_one_se(np.array([rows[i] for i in indices]))]
 
@@ -113,20 +110,22 @@ def _fold_scores(
     basis: Basis,
     link: str,
     length: int | None,
-    pairs: Iterable[FoldPair],
-    n_covariates: int,
+    counts: torch.Tensor,
+    covariates: torch.Tensor | None,
     max_iterations: int,
     part_bins: int,
 ) -> np.ndarray:
-    """The held-out log-likelihood per neuron-bin of the visible GLM with ``basis`` on each fold, fitted
-    on the others (``pairs``: :func:`~spikeglm.inference.strength.fold_pairs`). Under ``torchrun`` each
-    process fits and scores its share of the folds alone, and the scores are summed over them."""
+    """The held-out log-likelihood per neuron-bin of the visible GLM with ``basis`` on each fold of the
+    counts (:func:`~spikeglm.inference.strength.fold_pairs`), fitted on the others. Under ``torchrun``
+    each process fits and scores its share of the folds alone (only those are joined), and the scores are
+    summed over them."""
     scores = torch.zeros(FOLDS, dtype=torch.float64)
-    rank, world = parallel.rank(), parallel.world_size()
+    n_covariates = 0 if covariates is None else covariates.shape[-1]
+    mine = parallel.share(FOLDS)
     with parallel.alone():
-        for k, (rest, rest_known, held, held_known) in enumerate(pairs):
-            if k % world != rank:
-                continue
+        for k, (rest, rest_known, held, held_known) in zip(
+            mine, fold_pairs(counts, covariates, mine), strict=True
+        ):
             network = _start(basis, link, rest, n_covariates)
             data = Segments(rest, length, basis.window, rest_known)
             solve_glm(network, data, max_iterations=max_iterations, part_bins=part_bins)

@@ -15,7 +15,7 @@ from the best point's, and the strength of the best mean score among them all is
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -212,15 +212,18 @@ def folds(counts: torch.Tensor) -> tuple[list[torch.Tensor], str]:
 FoldPair = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]
 
 
-def fold_pairs(counts: torch.Tensor, covariates: torch.Tensor | None = None) -> Iterator[FoldPair]:
-    """For each fold of :func:`folds`, the other folds joined (blocks of time become trials) and the fold
-    itself, each with the covariates' columns cut the same way (None without covariates). Made one fold
-    at a time, so that only one joined copy of the data is held."""
+def fold_pairs(
+    counts: torch.Tensor, covariates: torch.Tensor | None = None, only: Iterable[int] | None = None
+) -> Iterator[FoldPair]:
+    """For each fold of :func:`folds` (or each of ``only``, in its order), the other folds joined (blocks
+    of time become trials) and the fold itself, each with the covariates' columns cut the same way (None
+    without covariates). Made one fold at a time, so that only one joined copy of the data is held."""
     parts = folds(counts)[0]
     known: list[torch.Tensor | None] = [None] * len(parts)
     if covariates is not None:
         known = list(folds(covariates)[0])
-    for k, held in enumerate(parts):
+    for k in range(len(parts)) if only is None else only:
+        held = parts[k]
         rest = torch.cat([part for i, part in enumerate(parts) if i != k])
         columns = [part for i, part in enumerate(known) if i != k and part is not None]
         yield rest, torch.cat(columns) if columns else None, held, known[k]

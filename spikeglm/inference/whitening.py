@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import torch
 
 from spikeglm import parallel
-from spikeglm.inference.newton import design_rows, own_rows, parameters_of, set_parameters, shared_columns
+from spikeglm.inference.newton import (
+    design_rows,
+    own_functions,
+    own_rows,
+    parameters_of,
+    set_parameters,
+    shared_columns,
+)
 from spikeglm.model import Network, inverse_link, link_derivatives, mean_counts
 from spikeglm.segments import Segments
 
@@ -190,7 +197,7 @@ def _own_moments(
     covariance (with the joint factor's jitter) and its inverse, (N, O, O), in float64. A column that
     does not vary (a neuron that never fired) has mean 0 and is left as it is."""
     device, dtype = network.bias.device, network.bias.dtype
-    n, size = network.n_neurons, network.basis.n_basis - network.basis.n_coupling
+    n, size = network.n_neurons, own_functions(network)
     sums = torch.zeros(n, size, dtype=torch.float64, device=device)
     products = torch.zeros(n, size, size, dtype=torch.float64, device=device)
     total = torch.zeros((), dtype=torch.float64, device=device)
