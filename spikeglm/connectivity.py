@@ -360,8 +360,7 @@ class Connectivity:
         """Every (pre, post) pair as a row of a ``pandas.DataFrame`` (pandas is an optional extra:
         ``pip install "spikeglm[pandas]"``), pre and post by label: with ``alpha``, the table of
         :meth:`significance` (``pre, post, strength, se, z, p, q, significant, sign, self``; ``method``
-        and ``options`` as there); without it, ``pre, post, strength, self``, and ``se`` where the
-        connectivity carries standard errors.
+        and ``options`` as there); without it, the columns of :meth:`pairs`.
 
         Raises
         ------
@@ -376,7 +375,8 @@ class Connectivity:
     def pairs(self) -> dict[str, np.ndarray]:
         """Every (pre, post) pair, untested, in the order of :meth:`significance`'s rows: the columns
         ``pre`` and ``post`` (labels), ``strength``, ``se`` where the connectivity carries standard
-        errors, and ``self`` (pre = post)."""
+        errors, ``entry_strength`` where it carries a group-lasso fit's (``POGLM.entry_strength_``), and
+        ``self`` (pre = post)."""
         post = np.repeat(np.arange(self.n_neurons), self.n_neurons)
         pre = np.tile(np.arange(self.n_neurons), self.n_neurons)
         labels = np.array(self.labels, dtype=object)
@@ -384,13 +384,17 @@ class Connectivity:
         se = self.metadata.get("strength_se")
         if se is not None:
             columns["se"] = significance.se_from_json(se)[post, pre]
+        entry = self.metadata.get("entry_strength")
+        if entry is not None:
+            columns["entry_strength"] = np.asarray(entry, dtype=np.float64)[post, pre]
         columns["self"] = post == pre
         return columns
 
     def _subset(self, index: np.ndarray) -> Connectivity:
         metadata = dict(self._metadata)
-        if metadata.get("strength_se") is not None:  # the standard errors move with their neurons
-            metadata["strength_se"] = [[metadata["strength_se"][i][j] for j in index] for i in index]
+        for key in ("strength_se", "entry_strength"):  # tables of pairs move with their neurons
+            if metadata.get(key) is not None:
+                metadata[key] = [[metadata[key][i][j] for j in index] for i in index]
         if metadata.get("covariates"):  # so do the covariates' weights and kernels, row by neuron
             metadata["covariates"] = [
                 {

@@ -170,8 +170,12 @@ def connectivity_scores(
         ``auroc``, ``auprc``, ``mcc``
             Edge detection over the off-diagonal entries of the matched matrix: an edge is present where the
             true strength is exactly nonzero (synthetic sparse networks have exact zeros), scored by
-            ``|estimated strength|``. AUROC counts ties as half (:func:`auroc`), AUPRC is the average
-            precision (:func:`average_precision`), MCC is taken at ``threshold`` (:func:`matthews_corrcoef`).
+            ``|estimated strength|``. A group-lasso fit, whose connectivity carries ``entry_strength`` (see
+            ``POGLM.entry_strength_``), ranks its couplings as the penalty does: those it kept by strength,
+            above those it set to zero, and these by their entry strength (AUROC and AUPRC; the MCC stays a
+            threshold of ``|estimated strength|``). AUROC counts ties as half (:func:`auroc`), AUPRC is the
+            average precision (:func:`average_precision`), MCC is taken at ``threshold``
+            (:func:`matthews_corrcoef`).
             All three are nan when the truth has no absent edge or no present edge (a dense or an empty
             network): a detection score needs both classes.
         ``sign_accuracy``
@@ -201,10 +205,15 @@ def connectivity_scores(
     true_index = np.concatenate([np.arange(v), v + np.array([i for i, _ in pairs], dtype=int)])
     true_strength = truth.strength[np.ix_(true_index, true_index)]
     est_strength = _aligned(estimate.strength, v, pairs, signs)
+    entry = estimate.metadata.get("entry_strength")
+    if entry is not None:  # a strength >= 0: no orientation
+        entry = _aligned(np.asarray(entry, dtype=np.float64), v, pairs, [1] * len(pairs))
     hidden = np.ones_like(true_strength, dtype=bool)
     hidden[:v, :v] = False
     visible_true, visible_est = true_strength[:v, :v], est_strength[:v, :v]
-    visible_detection = _detection(visible_true, visible_est, threshold)
+    visible_detection = _detection(
+        visible_true, visible_est, threshold, None if entry is None else entry[:v, :v]
+    )
     return {
         "mae": float(np.mean(np.abs(true_strength - est_strength))),
         "mae_visible": float(np.mean(np.abs(visible_true - visible_est))),
@@ -212,25 +221,28 @@ def connectivity_scores(
         "pearson_r": _pearson(true_strength, est_strength),
         "pearson_r_visible": _pearson(visible_true, visible_est),
         "pearson_r_hidden": _pearson(true_strength[hidden], est_strength[hidden]) if pairs else np.nan,
-        **_detection(true_strength, est_strength, threshold),
+        **_detection(true_strength, est_strength, threshold, entry),
         **{f"{k}_visible": visible_detection[k] for k in ("auroc", "auprc", "mcc", "sign_accuracy")},
         "hidden_match": pairs,
         "hidden_inverted": [sign < 0 for sign in signs],
     }
 
 
-def _detection(true_strength: np.ndarray, est_strength: np.ndarray, threshold: float | None) -> dict:
+def _detection(
+    true_strength: np.ndarray, est_strength: np.ndarray, threshold: float | None, entry: np.ndarray | None
+) -> dict:
     """Edge detection and sign scores over the off-diagonal entries (see :func:`connectivity_scores`)."""
     off_diagonal = ~np.eye(len(true_strength), dtype=bool)
     is_edge = true_strength[off_diagonal] != 0
     score = np.abs(est_strength[off_diagonal])
+    rank = score if entry is None else _lasso_rank(score, entry[off_diagonal])
     n_true_edges = int(is_edge.sum())
     detection = {"auroc": np.nan, "auprc": np.nan, "mcc": np.nan, "mcc_threshold": np.nan}
     if 0 < n_true_edges < is_edge.size:
         mcc_threshold = np.sort(score)[::-1][n_true_edges] if threshold is None else threshold
         detection = {
-            "auroc": auroc(is_edge, score),
-            "auprc": average_precision(is_edge, score),
+            "auroc": auroc(is_edge, rank),
+            "auprc": average_precision(is_edge, rank),
             "mcc": matthews_corrcoef(is_edge, score > mcc_threshold),
             "mcc_threshold": float(mcc_threshold),
         }
@@ -238,6 +250,12 @@ def _detection(true_strength: np.ndarray, est_strength: np.ndarray, threshold: f
     est_at_edges = est_strength[off_diagonal][is_edge]
     sign_accuracy = float(np.mean(np.sign(est_at_edges) == np.sign(true_edges))) if n_true_edges else np.nan
     return {**detection, "sign_accuracy": sign_accuracy, "n_true_edges": n_true_edges}
+
+
+def _lasso_rank(score: np.ndarray, entry: np.ndarray) -> np.ndarray:
+    """A group-lasso fit's ranking of its couplings: the kept ones (``score = |strength| > 0``) by their
+    strength, above every one set to zero, and these by their entry strength."""
+    return np.where(score > 0, entry.max(initial=0.0) + score, entry)
 
 
 def _check_same_visible(truth: Connectivity, estimate: Connectivity) -> None:

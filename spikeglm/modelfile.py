@@ -40,7 +40,8 @@ FORMAT = "spikeglm-poglm"
 #: Version 3 adds the latent factors (``n_latent``, ``latent_tau``); files of versions 1 and 2 have none.
 #: Version 4 adds the covariates (``covariates``, ``covariate_se``) and the choice of the history basis
 #: (``basis_choice``); files of earlier versions have neither. Version 5 adds the own-history basis
-#: (``basis`` may be an ``own-history`` description) and the stages of the basis's choice.
+#: (``basis`` may be an ``own-history`` description) and the stages of the basis's choice. A group-lasso
+#: fit's ``entry_strength`` came later within version 5: a reader that does not know it loses nothing else.
 FORMAT_VERSION = 5
 
 #: The HDF5 signature: at the very start of a file of format version 1, which has no checksum header.
@@ -103,8 +104,8 @@ def read(path: str | os.PathLike) -> dict:
     dict
         ``config`` (the checked config attribute), ``basis`` (the :class:`~spikeglm.basis.Basis` it
         describes), ``network`` and ``posterior`` (state dicts of tensors), ``history`` (a list of
-        :class:`~spikeglm.records.EpochRecord`), ``strength_se`` (an array, or None) and ``selection``
-        (a :class:`~spikeglm.records.Selection`, or None).
+        :class:`~spikeglm.records.EpochRecord`), ``strength_se`` and ``entry_strength`` (arrays, or
+        None) and ``selection`` (a :class:`~spikeglm.records.Selection`, or None).
     """
     with _open_model_file(path) as f:
         return _read_state(f, os.fspath(path))
@@ -165,6 +166,21 @@ _CONFIG_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
             )
         ),
         "null or a table of numbers (null: no information)",
+    ),
+    "entry_strength": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, list)
+                and all(
+                    isinstance(r, list)
+                    and len(r) == len(v)
+                    and all(_is_finite_number(x) and x >= 0 for x in r)
+                    for r in v
+                )
+            )
+        ),
+        "null or a square table of numbers >= 0",
     ),
     "strength_se_source": (
         lambda v: (
@@ -263,15 +279,15 @@ def _read_state(f: h5py.File, path: str) -> dict:
         for prefix, module in blueprint.items()
     }
     check_own_history(state["network"]["weight"], basis, f"{path}: dataset network/weight")
-    state.update(config=config, basis=basis, history=_read_history(f, path), strength_se=None, selection=None)
+    state.update(config=config, basis=basis, history=_read_history(f, path), selection=None)
     state["covariate_se"] = _covariate_se(config, path)
-    if config["strength_se"] is not None:
-        se = se_from_json(config["strength_se"])
-        if se.shape != (config["n_visible"] + config["n_hidden"],) * 2:
+    n_neurons = config["n_visible"] + config["n_hidden"]
+    for key, read in (("strength_se", se_from_json), ("entry_strength", np.asarray)):
+        state[key] = None if config[key] is None else read(config[key])
+        if state[key] is not None and state[key].shape != (n_neurons, n_neurons):
             raise ValueError(
-                f"{path}: config field 'strength_se' has shape {se.shape}, not that of the model"
+                f"{path}: config field {key!r} has shape {state[key].shape}, not that of the model"
             )
-        state["strength_se"] = se
     if config["selection"] is not None:
         try:
             state["selection"] = Selection.from_dict(config["selection"])
@@ -325,6 +341,7 @@ def _read_config(f: h5py.File, path: str) -> tuple[dict, basis_module.Basis]:
     config.setdefault("selection", None)
     config.setdefault("strength_se", None)
     config.setdefault("strength_se_source", None)
+    config.setdefault("entry_strength", None)  # format versions 1 to 5: none recorded
     config.setdefault("n_latent", 0)  # format versions 1 and 2: no latent factor
     config.setdefault("latent_tau", DEFAULT_LATENT_TAU)
     config.setdefault("covariates", [])  # format versions 1 to 3: no covariate

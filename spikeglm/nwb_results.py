@@ -64,6 +64,8 @@ _COLUMNS = {
     "post": "label of the postsynaptic neuron",
     "strength": "integrated coupling: the coupling filter summed over the lags (the link's scale)",
     "se": "standard error of the strength (inf: no information)",
+    "entry_strength": "of a group-lasso fit: the least penalty strength that keeps the filter at zero, "
+    "the others held (nats per spike)",
     "z": "the test's z score",
     "p": "two-sided p-value (NaN: a pair the test does not cover)",
     "q": "Benjamini-Hochberg q-value, over the pairs of distinct neurons and over the self-couplings apart",
@@ -268,7 +270,10 @@ def _settings(model: POGLM, conn: Connectivity, tests: tuple | None, sources: di
     """The settings table: ``key`` and its ``value`` as JSON text."""
     from pynwb.core import DynamicTable, VectorData
 
-    metadata = {key: value for key, value in conn.metadata.items() if key != "strength_se"}
+    # tables of pairs are in the couplings table
+    metadata = {
+        key: value for key, value in conn.metadata.items() if key not in ("strength_se", "entry_strength")
+    }
     groups = {"model": model.get_params(), "fit": metadata, "test": tests[1] if tests else {}}
     groups["source"] = dict(sources)
     rows = json_plain(

@@ -36,8 +36,13 @@ from spikeglm.inference import (
 from spikeglm.inference.basis_choice import candidates as basis_candidates
 from spikeglm.inference.basis_choice import cross_validated_basis
 from spikeglm.inference.config import default_samples
-from spikeglm.inference.glm import GLM_TOLERANCE_GRAD, UNBOUNDED_STRENGTH, unbounded_couplings
-from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty
+from spikeglm.inference.glm import (
+    GLM_TOLERANCE_GRAD,
+    UNBOUNDED_STRENGTH,
+    likelihood_gradient,
+    unbounded_couplings,
+)
+from spikeglm.inference.penalty import PENALTIES, GroupLasso, Penalty, entry_strengths
 from spikeglm.inference.start import START_ITERATIONS, START_TOLERANCE_GRAD
 from spikeglm.inference.strength import cross_validated_strength
 from spikeglm.inference.trainer import VALIDATION_PARTICLES
@@ -296,6 +301,12 @@ class POGLM:
     covariate_se_ : dict or None
         Standard errors of each covariate's kernel, name -> (neurons, points) over the kernel's axis, from
         the same observed information as ``strength_se_``. None where the fit has none.
+    entry_strength_ : numpy.ndarray or None
+        Of a group-lasso fit, each coupling's entry strength, shape (post, pre), in nats per spike: the
+        least penalty strength that would keep its filter at zero, every other parameter held where the fit
+        put it (:func:`spikeglm.inference.penalty.entry_strengths`). The fit's strength for a kept filter;
+        at most that for one set to zero, and the higher, the nearer it came to being kept. It ranks the
+        couplings the fit set to zero, which their strength (0) cannot. None for any other fit.
 
     Notes
     -----
@@ -391,6 +402,7 @@ class POGLM:
         self.strength_se_source_: dict | None = None
         self.covariates_: list[dict] = []
         self.covariate_se_: dict[str, np.ndarray] | None = None
+        self.entry_strength_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -746,7 +758,7 @@ class POGLM:
         self.fitted_on_ = fitted_on
         self.fit_options_ = options
         self.selection_ = None
-        self.strength_se_ = self.strength_se_source_ = None
+        self.strength_se_ = self.strength_se_source_ = self.entry_strength_ = None
         where = parallel.choose_device(device)
         network.to(where)
         posterior.to(where)
@@ -864,7 +876,9 @@ class POGLM:
                 penalty=penalty,
             )[1]
             self._warn_unbounded(network)
-            if not isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
+            if isinstance(penalty, GroupLasso):  # a filter it set to zero has no standard error
+                self.entry_strength_ = _entry_strengths(network, segments, penalty, config.part_bins)
+            else:
                 self._standard_errors(network, segments, _se_source(penalty), penalty=penalty)
             return
         if saved is None and not config.freeze_network and config.init == "glm":
@@ -1418,6 +1432,8 @@ class POGLM:
         if self.strength_se_ is not None:
             metadata["strength_se"] = se_to_json(self.strength_se_)
             metadata.update(_se_metadata(self.strength_se_source_ or {"method": "fisher"}))
+        if self.entry_strength_ is not None:
+            metadata["entry_strength"] = self.entry_strength_.tolist()
         return Connectivity(
             weights=network.weight.detach().numpy().astype(np.float64),
             basis_matrix=network.basis_matrix.numpy().astype(np.float64),
@@ -1467,6 +1483,7 @@ class POGLM:
             "selection": None if self.selection_ is None else self.selection_.to_dict(),
             "strength_se": None if self.strength_se_ is None else se_to_json(self.strength_se_),
             "strength_se_source": self.strength_se_source_,
+            "entry_strength": None if self.entry_strength_ is None else self.entry_strength_.tolist(),
             "covariates": self.covariates_,
             "basis_choice": self.basis_choice_,
             "covariate_se": None
@@ -1532,6 +1549,7 @@ class POGLM:
             model.strength_se_ = state["strength_se"]
             # files of earlier releases had standard errors of the observed information only
             model.strength_se_source_ = config["strength_se_source"] or {"method": "fisher"}
+        model.entry_strength_ = state["entry_strength"]
         model.selection_ = state["selection"]
         # The settings of the fit become the estimator's (files of earlier releases hold the same names).
         settings = {k: v for k, v in model.fit_options_.items() if k in model.get_params()}
@@ -1667,6 +1685,17 @@ def _resume_point(saved: dict) -> Resume:
         tuple(partial.get("groups", ())),
         tuple(partial.get("last_groups", ())),
     )
+
+
+def _entry_strengths(network: Network, segments: Segments, penalty: GroupLasso, part_bins: int) -> np.ndarray:
+    """The entry strength of each coupling of a group-lasso fit (see ``POGLM.entry_strength_``): the
+    strength itself for a kept filter (where its optimality condition holds it to the solver's tolerance),
+    the norm of the likelihood's gradient over ``sqrt(B)`` for one set to zero."""
+    entry = entry_strengths(likelihood_gradient(network, segments, part_bins)).cpu().double().numpy()
+    kept = (network.couplings().detach().norm(dim=-1) > 0).cpu().numpy()
+    entry = np.where(kept, penalty.strength, entry)
+    np.fill_diagonal(entry, 0.0)
+    return entry
 
 
 def _se_source(penalty: Penalty | None, latent: bool = False) -> dict:

@@ -45,6 +45,22 @@ def test_auroc_by_hand() -> None:
     assert np.isnan(auroc([0, 0], [0.1, 0.2]))
 
 
+def test_a_group_lasso_fit_ranks_the_couplings_it_set_to_zero_by_their_entry_strength() -> None:
+    # Edges 0<-1 and 1<-2. Kept: 0<-1 (0.5, an edge) and 0<-2 (0.2, absent); set to zero: the edge 1<-2
+    # and three absent pairs. By |strength| alone the zeroed edge ties with three absent pairs and loses to
+    # one: (4 + 1.5) / 8. Its entry strength (0.9, the highest of the zeroed) puts it above those three.
+    truth = Connectivity.from_strength([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    strength = [[-3.0, 0.5, 0.2], [0.0, -3.0, 0.0], [0.0, 0.0, -3.0]]
+    entry = [[0.0, 1.0, 1.0], [0.1, 0.0, 0.9], [0.3, 0.2, 0.0]]
+    plain = connectivity_scores(truth, Connectivity.from_strength(strength))
+    zeroed = Connectivity.from_strength(strength, metadata={"entry_strength": entry})
+    lasso = connectivity_scores(truth, zeroed)
+    assert plain["auroc"] == pytest.approx(5.5 / 8)
+    assert lasso["auroc"] == lasso["auroc_visible"] == pytest.approx(7 / 8)
+    assert lasso["auprc"] == pytest.approx((1 + 2 / 3) / 2)  # ranks: edge, absent, edge
+    assert lasso["mcc"] == plain["mcc"]  # a threshold of |strength|, as before
+
+
 def test_average_precision_by_hand() -> None:
     # Thresholds at 0.9, 0.8, 0.7, 0.3 (tie of a present and an absent entry):
     # (recall, precision) = (1/3, 1), (1/3, 1/2), (2/3, 2/3), (1, 3/5) -> 1/3 + 0 + 2/9 + 1/5 = 34/45.

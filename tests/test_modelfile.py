@@ -170,6 +170,18 @@ SCHEMA_CASES = {
         ),
         r"config field 'strength_se_source'",
     ),
+    "negative-entry-strength": (
+        _config(lambda c: c.update(entry_strength=[[0.0, -1.0, 0.0, 0.0]] * 4)),
+        r"config field 'entry_strength' must be null or a square table of numbers >= 0",
+    ),
+    "ragged-entry-strength": (
+        _config(lambda c: c.update(entry_strength=[[0.0] * 4, [0.0] * 3, [0.0] * 4, [0.0] * 4])),
+        r"config field 'entry_strength' must be null or a square table",
+    ),
+    "entry-strength-of-another-model": (
+        _config(lambda c: c.update(entry_strength=[[0.0] * 3] * 3)),
+        r"config field 'entry_strength' has shape \(3, 3\), not that of the model",
+    ),
     "one-refit-bootstrap": (
         _config(lambda c: c.update(strength_se_source={"method": "bootstrap", "n_boot": 1, "seed": 0})),
         r"config field 'strength_se_source'",

@@ -285,6 +285,37 @@ def test_group_lasso_fit_has_no_wald_test(small):
         model.connectivity().significance()
 
 
+def test_a_group_lasso_fit_records_the_strength_at_which_each_zeroed_filter_would_enter(small, tmp_path):
+    """Each filter set to zero has the strength below which the penalty's own proximal step, from the fit
+    with every other parameter held, would move it; each kept one the fit's strength. Kept in the model
+    file and the connectivity's table of pairs; a fit without the group lasso has none."""
+    model = sg.POGLM(n_hidden=0, penalty="group-lasso", penalty_strength=1e-3).fit(small.train)
+    entry, strength = model.entry_strength_, model.fit_options_["penalty_strength"]
+    weight = model.network_.weight.detach().double()
+    kept = weight.norm(dim=-1).numpy() > 0
+    off = ~np.eye(len(entry), dtype=bool)
+    assert (off & kept).any() and (off & ~kept).any()
+    assert (entry[off & kept] == strength).all() and (np.diag(entry) == 0).all()
+    assert (entry[off & ~kept] < strength * 1.001).all()  # the fit's optimality condition
+    counts = torch.tensor(small.train.counts, dtype=torch.float32)
+    gradient = likelihood_gradient(model.network_, Segments(counts)).double()
+    step = 0.5
+    for post, pre in zip(*np.nonzero(off & ~kept), strict=True):
+        moved = torch.zeros(2, 2, gradient.shape[-1], dtype=torch.float64)
+        moved[0, 1] = -step * gradient[post, pre]  # the proximal gradient step from zero, as a pair's
+        stays = GroupLasso(entry[post, pre] * (1 + 1e-6)).proximal(moved, step)
+        leaves = GroupLasso(entry[post, pre] * (1 - 1e-3)).proximal(moved, step)
+        assert stays.norm() == 0 and leaves.norm() > 0, (post, pre)
+    path = tmp_path / "lasso.h5"
+    model.save(path)
+    loaded = sg.POGLM.load(path)
+    np.testing.assert_array_equal(loaded.entry_strength_, entry)
+    pairs = loaded.connectivity().pairs()
+    np.testing.assert_array_equal(pairs["entry_strength"], entry.ravel())  # row post, column pre
+    ridge = sg.POGLM(n_hidden=0, penalty="ridge", penalty_strength=1e-3).fit(small.train)
+    assert ridge.entry_strength_ is None and "entry_strength" not in ridge.connectivity().pairs()
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

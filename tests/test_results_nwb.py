@@ -175,6 +175,26 @@ def test_an_export_without_a_recording_holds_couplings_and_settings_but_no_subje
     assert set(critical(out)) == {"check_subject_exists"}
 
 
+def test_a_group_lasso_export_holds_each_couplings_entry_strength_and_no_test(recording, folder):
+    model_path = written(
+        "fit",
+        recording,
+        "-o",
+        folder / "lasso.h5",
+        "--hidden",
+        "0",
+        "--penalty",
+        "group-lasso",
+        "--penalty-strength",
+        "1e-3",
+    )
+    found = read(written("export", model_path, "-o", folder / "lasso.nwb"))
+    model = sg.POGLM.load(model_path)
+    assert_table_equal(found["couplings"], model.connectivity().pairs())
+    assert "entry_strength" in found["couplings"] and "fit.entry_strength" not in found["settings"]
+    assert found["settings"]["fit.penalty"] == "group-lasso"
+
+
 def test_the_bundled_recording_with_its_subject_given_leaves_the_inspector_nothing_critical(
     glm, folder, recording
 ):

@@ -101,9 +101,19 @@ def shrink(filters: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tens
 PENALTIES: Registry[type[Penalty]] = Registry("penalty", {"ridge": Ridge, "group-lasso": GroupLasso})
 
 
+def entry_strengths(gradient: torch.Tensor) -> torch.Tensor:
+    """Each filter's group-lasso entry strength, given the gradient of ``-log L / S`` in the weights at a
+    fit, shape (post, pre, B): its gradient's norm over ``sqrt(B)``, shape (post, pre), 0 on the diagonal
+    (a neuron's own filter, never penalised).
+
+    The group lasso keeps a filter at zero while its strength is at least this (the filter's optimality
+    condition, every other parameter held where the fit put it). So it ranks the filters a fit set to zero
+    by how near they came to being kept; a kept filter's is the fit's strength itself."""
+    return gradient.norm(dim=-1) * Penalty.pairs(gradient)[..., 0] / math.sqrt(gradient.shape[-1])
+
+
 def largest_strength(gradient: torch.Tensor) -> float:
     """The natural scale of a penalty's strength, given the gradient of ``-log L / S`` in the weights at
-    the fit without couplings, shape (post, pre, B): the largest filter's gradient norm over ``sqrt(B)``
-    (the least group-lasso strength that keeps them all at zero)."""
-    norms = gradient.norm(dim=-1, keepdim=True) * Penalty.pairs(gradient)
-    return float(norms.max()) / math.sqrt(gradient.shape[-1])
+    the fit without couplings, shape (post, pre, B): the largest :func:`entry_strengths` (the least
+    group-lasso strength that keeps every coupling at zero)."""
+    return float(entry_strengths(gradient).max())
