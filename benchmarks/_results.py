@@ -77,6 +77,13 @@ def output(path: Path | None, name: str, quick: bool = False) -> Path:
     return check_output(path, overwrite=True, inputs=_INPUTS)
 
 
+def figure(name: str) -> Path:
+    """Where a benchmark draws the figure ``name``: in :data:`FOLDER`, created if need be (the JSON file
+    may have been sent elsewhere with ``--json``)."""
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    return FOLDER / name
+
+
 def write(path: Path, benchmark: str, settings: dict, figures: dict) -> None:
     """Write the figures of a run, with its settings and where it ran, to ``path`` as JSON.
 

@@ -184,7 +184,7 @@ def mtl() -> list[dict]:
         )
         if given:
             figure = plot.kernels(model.connectivity())
-            plot.save_figure(figure, _results.FOLDER / "covariates_mtl.png", overwrite=True)
+            plot.save_figure(figure, _results.figure("covariates_mtl.png"), overwrite=True)
     difference = per_trial["GLM + events"] - per_trial["GLM"]
     se = float(difference.std(ddof=1) / np.sqrt(len(difference)))
     print(

@@ -216,7 +216,7 @@ def rat(args: argparse.Namespace) -> dict:
         }
         if model.n_latent:
             figure = spikeglm.plot.raster(test, latent=model.infer_latent(test))
-            spikeglm.plot.save_figure(figure.figure, _results.FOLDER / "shared_drive_rat.png", overwrite=True)
+            spikeglm.plot.save_figure(figure.figure, _results.figure("shared_drive_rat.png"), overwrite=True)
             rows[name]["tau_s"] = float(model.network_.latent_prior.tau.detach()[0]) * counts.bin_seconds
     gain, se = paired(rows["GLM"], rows["K=1"], size)
     rows["K=1"] |= {"gain_over_glm": gain, "gain_se": se}
