@@ -276,6 +276,7 @@ class Network(nn.Module):
         hidden: torch.Tensor | None = None,
         latent: torch.Tensor | None = None,
         covariates: torch.Tensor | None = None,
+        past: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Expected count of every neuron in every bin given the history, shape (..., bins, N).
 
@@ -291,13 +292,16 @@ class Network(nn.Module):
 
         ``covariates``, shape (..., bins, F) like the counts (no samples), are the covariates' columns: they
         add ``covariates @ covariate_weight.T``. A network with covariates needs them.
+
+        ``past``, ``history(counts, basis_matrix)`` (..., bins, neurons of ``counts``, basis), is the
+        counts' history where the caller has it already (it then need not be filtered again).
         """
         weight = self.couplings()
         if hidden is None:
-            predictor = self.bias + self._drive(counts, weight)
+            predictor = self.bias + self._drive(counts, weight, past)
             return self.link(self._add_latent(self.add_covariates(predictor, covariates), latent))
         predictor = self.add_covariates(
-            self.bias + self._drive(counts, weight[:, : self.n_visible]), covariates
+            self.bias + self._drive(counts, weight[:, : self.n_visible], past), covariates
         )
         if self.n_hidden == 0:
             rates = self.link(self._add_latent(predictor, latent))
@@ -354,11 +358,15 @@ class Network(nn.Module):
             "tau_bins": self.latent_prior.tau.detach().double().tolist(),
         }
 
-    def _drive(self, counts: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``sum_{m, b} weight[n, m, b] * history(counts)[..., m, b]``, shape (..., bins, N)."""
+    def _drive(
+        self, counts: torch.Tensor, weight: torch.Tensor, past: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``sum_{m, b} weight[n, m, b] * history(counts)[..., m, b]``, shape (..., bins, N); ``past`` is
+        ``history(counts)`` where it is known."""
         lead, (n_bins, n_pre) = counts.shape[:-2], counts.shape[-2:]
-        h = history(counts.reshape(-1, n_bins, n_pre), self.basis_matrix.to(counts.dtype))
-        return (h.flatten(-2) @ weight.flatten(1).T).reshape(*lead, n_bins, self.n_neurons)
+        if past is None:
+            past = history(counts.reshape(-1, n_bins, n_pre), self.basis_matrix.to(counts.dtype))
+        return (past.flatten(-2) @ weight.flatten(1).T).reshape(*lead, n_bins, self.n_neurons)
 
     def log_likelihood(
         self,
@@ -366,14 +374,15 @@ class Network(nn.Module):
         hidden: torch.Tensor | None = None,
         latent: torch.Tensor | None = None,
         covariates: torch.Tensor | None = None,
+        past: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Complete-data log-likelihood of each neuron in each bin, shape (..., bins, N).
 
         The arguments are those of :meth:`rates`: all counts, or the visible counts and hidden samples,
         and optionally a path of the latent factors (whose own density, :attr:`latent_prior`'s, is not
-        part of this) and the covariates' columns.
+        part of this), the covariates' columns and the counts' history.
         """
-        rates = self.rates(counts, hidden, latent, covariates)
+        rates = self.rates(counts, hidden, latent, covariates, past)
         if hidden is None:
             return poisson_log_pmf(counts, rates)
         # The visible counts are shared by every sample: their log-factorials are computed once.

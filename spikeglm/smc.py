@@ -47,7 +47,7 @@ from spikeglm.model import LINKS, Network
 from spikeglm.options import Registry, whole
 from spikeglm.relax import poisson_log_pmf, poisson_log_ratio
 from spikeglm.segments import Batch, blocks
-from spikeglm.variational import Posterior
+from spikeglm.variational import Posterior, shared_history
 
 #: The proposals of the hidden counts, each with what it uses.
 PROPOSALS: Registry[str] = Registry(
@@ -626,13 +626,14 @@ def _inputs(
     visible counts, and the posterior's visible predictor of the hidden counts (None without a posterior
     or hidden neurons), each (filters, bins, ...) over ``bins`` of ``piece``, repeated for the runs."""
     n_visible = network.n_visible
+    past = None if posterior is None else shared_history(network, posterior, piece)
     drive = network.add_covariates(
-        network.bias + network._drive(piece, network.couplings()[:, :n_visible]), covariates
+        network.bias + network._drive(piece, network.couplings()[:, :n_visible], past), covariates
     )
     drive, x = drive[:, bins].repeat_interleave(n_runs, 0), piece[:, bins].repeat_interleave(n_runs, 0)
     q_drive = None
     if posterior is not None and network.n_hidden:
-        q_drive = posterior._visible_predictor(piece)[:, bins].repeat_interleave(n_runs, 0)
+        q_drive = posterior._visible_predictor(piece, past)[:, bins].repeat_interleave(n_runs, 0)
     return drive, x, q_drive
 
 

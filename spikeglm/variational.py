@@ -156,8 +156,9 @@ class Posterior(nn.Module):
             )
         return self.latent_encoder, network.latent_prior
 
-    def _visible_predictor(self, visible: torch.Tensor) -> torch.Tensor:
-        """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H)."""
+    def _visible_predictor(self, visible: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
+        """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H); ``past`` is ``history(x)``
+        through :attr:`basis_matrix` where it is known."""
         if self.n_hidden == 0:  # a fit with latent factors alone: no filter to run over the counts
             # The (empty) filters still enter the result, as DistributedDataParallel wants of every
             # parameter that learns.
@@ -166,25 +167,34 @@ class Posterior(nn.Module):
                 empty = empty + self.future.flatten(1).sum(1)
             return empty.to(visible.dtype).expand(*visible.shape[:-1], 0)
         basis = self.basis_matrix.to(visible.dtype)
-        predictor = self.bias + history(visible, basis).flatten(-2) @ self.past.flatten(1).T
+        if past is None:
+            past = history(visible, basis)
+        predictor = self.bias + past.flatten(-2) @ self.past.flatten(1).T
         if self.sees_future:
             predictor = predictor + future(visible, basis).flatten(-2) @ self.future.flatten(1).T
         return predictor
 
-    def rates(self, visible: torch.Tensor) -> torch.Tensor:
-        """Rates of q for the mean-field families, shape (trials, bins, H)."""
+    def rates(self, visible: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
+        """Rates of q for the mean-field families, shape (trials, bins, H); ``past`` as in
+        :meth:`sample`."""
         if self.autoregressive:
             raise ValueError(f"{self.family} rates depend on sampled hidden counts: use sample()")
-        return LINKS[self.link_name](self._visible_predictor(visible))
+        return LINKS[self.link_name](self._visible_predictor(visible, past))
 
     def sample(
-        self, visible: torch.Tensor, n_samples: int, law: Law | None = None
+        self,
+        visible: torch.Tensor,
+        n_samples: int,
+        law: Law | None = None,
+        past: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden counts drawn from q and their rates, each shape (n_samples, trials, bins, H).
 
         ``law(rate)`` gives the law the counts are drawn from: a relaxation with a reparameterised
         sampler gives relaxed counts, differentiable in the rates; one without (and None: the exact
-        Poisson law) gives integer counts with no gradient through them.
+        Poisson law) gives integer counts with no gradient through them. ``past``, the visible counts'
+        history through :attr:`basis_matrix` (trials, bins, V, basis), saves filtering them again where
+        the caller has it.
         """
 
         def sampler(rate: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -192,12 +202,12 @@ class Posterior(nn.Module):
             return drawn.rsample(shape) if drawn.has_rsample else drawn.sample(shape)
 
         if not self.autoregressive:
-            rate = self.rates(visible).expand(n_samples, *visible.shape[:-1], self.n_hidden)
+            rate = self.rates(visible, past).expand(n_samples, *visible.shape[:-1], self.n_hidden)
             return sampler(rate, ()), rate
-        return self._sample_autoregressive(visible, n_samples, sampler)
+        return self._sample_autoregressive(visible, n_samples, sampler, past)
 
-    def _sample_autoregressive(self, visible, n_samples, sampler):
-        base = self._visible_predictor(visible)  # (trials, bins, H)
+    def _sample_autoregressive(self, visible, n_samples, sampler, past=None):
+        base = self._visible_predictor(visible, past)  # (trials, bins, H)
         filters = torch.einsum("hkb,bl->hkl", self.self_past, self.basis_matrix.to(base.dtype))
         window = filters.shape[-1]
         n_trials, n_bins = base.shape[:2]
@@ -237,11 +247,12 @@ def log_weights(
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)
     visible = batch.visible
-    hidden, q_rate = posterior.sample(visible, n_samples, law)
+    past = shared_history(network, posterior, visible)
+    hidden, q_rate = posterior.sample(visible, n_samples, law, past)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
-    log_p = network.log_likelihood(visible, hidden, latent, batch.covariates)
+    log_p = network.log_likelihood(visible, hidden, latent, batch.covariates, past)
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
         log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
@@ -250,6 +261,14 @@ def log_weights(
     if latent_weight is not None:
         log_w = log_w + latent_weight
     return log_w, log_q
+
+
+def shared_history(network: Network, posterior: Posterior, visible: torch.Tensor) -> torch.Tensor | None:
+    """The visible counts' history, filtered once for the posterior and the network where both read it
+    through the same basis (as a POGLM's do): with long bases, filtering is most of a step's work."""
+    if posterior.n_hidden == 0 or not torch.equal(posterior.basis_matrix, network.basis_matrix):
+        return None
+    return history(visible, network.basis_matrix.to(visible.dtype))
 
 
 def _latent_draws(

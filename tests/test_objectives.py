@@ -175,3 +175,42 @@ def test_a_relaxed_objectives_record_is_the_bound_of_exact_draws():
     assert abs(r - e) < 4 * math.hypot(r_se, e_se)
     assert x - r > 3 * math.hypot(r_se, x_se)
     assert x - e > 3 * math.hypot(e_se, x_se)
+
+
+@pytest.mark.parametrize("family", ["forward-backward", "forward-self"])
+def test_the_visible_history_filtered_once_gives_the_same_log_weights(family, monkeypatch):
+    """The posterior and the network read the visible counts through one basis: filtered once, the
+    log-weights and their gradients are those of filtering them for each (and the filter runs once less)."""
+    from spikeglm import basis as basis_module
+    from spikeglm import model as model_module
+    from spikeglm import variational
+
+    basis = sg.basis.get("raised-cosine", window=12, n_basis=3)
+    generator = torch.Generator().manual_seed(1)
+    network = Network(4, 2, basis, "softplus")
+    with torch.no_grad():
+        network.weight.normal_(0.0, 0.3, generator=generator)
+        network.bias.fill_(-1.5)
+    posterior = Posterior(family, 4, 2, network.basis_matrix, "softplus")
+    posterior.init_rates(0.3, 0.1, generator)
+    visible = network.simulate(3, 60, generator=generator)[..., :4].float()
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return basis_module.history(*args, **kwargs)
+
+    monkeypatch.setattr(variational, "history", counted)
+    monkeypatch.setattr(model_module, "history", counted)
+    results = {}
+    for shared in (True, False):
+        if not shared:
+            monkeypatch.setattr(variational, "shared_history", lambda *args: None)
+        calls.clear()
+        torch.manual_seed(0)
+        log_w, log_q = log_weights(network, posterior, visible, 5)
+        gradients = torch.autograd.grad(log_w.sum(), [network.weight, posterior.past])
+        results[shared] = (log_w, log_q, *gradients, len(calls))
+    for one, other in zip(results[True][:4], results[False][:4], strict=True):
+        torch.testing.assert_close(one, other, rtol=1e-6, atol=1e-6)
+    assert results[True][4] == results[False][4] - 1
