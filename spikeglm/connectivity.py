@@ -54,6 +54,8 @@ _ARRAY_FIELDS = ("weights", "basis_matrix", "bias", "visible")
 GRAPHML_ALPHA = 0.05
 #: ... and otherwise its threshold: this fraction of the largest |strength| between two distinct neurons.
 GRAPHML_RELATIVE_THRESHOLD = 0.1
+#: Metadata that hold a value per (post, pre) pair, as rows of numbers (None: no information).
+_PAIR_TABLES = ("strength_se", "entry_strength")
 # Characters that XML 1.0 cannot carry at all, not even as a character reference.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # A cell starting with one of these is run as a formula by spreadsheets ("CSV injection", OWASP).
@@ -147,6 +149,7 @@ class Connectivity:
         self._visible = visible
         self._labels = [str(label) for label in labels]
         self._metadata = json_plain(metadata or {})
+        _check_pair_tables(self._metadata, n)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -611,6 +614,26 @@ def _finite_array(values: ArrayLike, name: str) -> np.ndarray:
             f"{name} must be finite, got {np.size(array) - np.isfinite(array).sum()} non-finite values"
         )
     return array
+
+
+def _check_pair_tables(metadata: dict[str, Any], n: int) -> None:
+    """Refuse each of :data:`_PAIR_TABLES` in ``metadata`` unless it is absent, None, or ``n`` rows of
+    ``n`` numbers (or None) each."""
+    for key in _PAIR_TABLES:
+        table = metadata.get(key)
+        if table is None:
+            continue
+        if not (
+            isinstance(table, list)
+            and len(table) == n
+            and all(
+                isinstance(row, list)
+                and len(row) == n
+                and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row)
+                for row in table
+            )
+        ):
+            raise ValueError(f"metadata {key!r} must be {n} rows of {n} numbers, one per (post, pre) pair")
 
 
 def json_plain(metadata: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:

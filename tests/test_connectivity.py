@@ -72,6 +72,27 @@ def test_metadata_is_normalised_to_json_values(conn: Connectivity) -> None:
     assert conn.metadata["bin_size"] == "5 ms"
 
 
+@pytest.mark.parametrize("key", ["strength_se", "entry_strength"])
+@pytest.mark.parametrize(
+    "table",
+    [
+        [[0.1, 0.2]],
+        [[0.1, 0.2], [0.3]],
+        [[0.1, "x"], [0.3, 0.4]],
+        [[0.1, True], [0.3, 0.4]],
+        "0.1",
+        [0.1, 0.2],
+    ],
+)
+def test_a_table_of_pairs_of_the_wrong_shape_is_refused_by_name(key, table) -> None:
+    """A table of one value per pair (standard errors, entry strengths) that is not N x N numbers would
+    fail later, in an export or a score, far from its cause."""
+    with pytest.raises(ValueError, match=f"metadata '{key}' must be 2 rows of 2 numbers"):
+        Connectivity.from_strength(np.zeros((2, 2)), metadata={key: table})
+    kept = Connectivity.from_strength(np.zeros((2, 2)), metadata={key: [[None, 0.5], [1, 0.0]]})
+    assert kept.metadata[key] == [[None, 0.5], [1, 0.0]]
+
+
 def test_fields_are_read_only_copies() -> None:
     weights = np.zeros((2, 2, 1))
     conn = Connectivity(weights, np.ones((1, 1)), np.zeros(2))
