@@ -35,7 +35,7 @@ from spikeglm.inference import (
 )
 from spikeglm.inference.basis_choice import candidates as basis_candidates
 from spikeglm.inference.basis_choice import cross_validated_basis
-from spikeglm.inference.config import default_samples
+from spikeglm.inference.config import default_objective, default_samples
 from spikeglm.inference.glm import (
     GLM_TOLERANCE_GRAD,
     UNBOUNDED_STRENGTH,
@@ -185,13 +185,15 @@ class POGLM:
         Hidden-count samples per trial and step (the particles, for ``"fivo"`` and ``"likelihood"``).
         Default: 5, or 1 for a fit with latent factors and no hidden neuron, whose latent paths vary little
         from draw to draw (one sample halves the cost at no measured loss).
-    objective : {"elbo", "iwae", "fivo", "likelihood"}
+    objective : {"elbo", "iwae", "fivo", "likelihood"}, optional
         Evidence lower bound, its importance-weighted version, a particle filter's bound
         (:func:`spikeglm.smc.filtering_bound`; exact integer draws with Eat-cubic's gradient), or the
         log-likelihood itself, climbed by its gradient from a particle smoother whose proposal is the
         posterior (:func:`spikeglm.smc.smoothed_score`; no relaxation is used). The bounds shrink the
-        hidden neurons towards those whose posterior the family can match; ``"likelihood"`` does not,
-        at several times the cost per epoch (see docs/methods.md, "The likelihood objective").
+        hidden neurons towards those whose posterior the family can match, the ELBO most; ``"likelihood"``
+        does not, at several times the cost per epoch (see docs/methods.md, "The likelihood objective").
+        Default: ``"iwae"`` for a fit with hidden neurons and no latent factor, else ``"elbo"``
+        (:func:`~spikeglm.inference.config.default_objective`).
     epochs : int
         Most passes over the training trials (with ``tol``, a fit usually stops well before); with no
         hidden neuron, most solver iterations (Newton or L-BFGS).
@@ -341,7 +343,7 @@ class POGLM:
         relaxation: str | type[relax.PoissonRelaxation] = DEFAULTS["relaxation"],
         temperature: float = DEFAULTS["temperature"],
         n_samples: int | None = DEFAULTS["n_samples"],
-        objective: str = DEFAULTS["objective"],
+        objective: str | None = DEFAULTS["objective"],
         epochs: int = DEFAULTS["epochs"],
         lr: float = DEFAULTS["lr"],
         batch_size: int | None = DEFAULTS["batch_size"],
@@ -469,19 +471,24 @@ class POGLM:
             variational=checked["variational"],
             segment_bins=SETTINGS["segment_bins"].check(self.segment_bins),
             standard_errors=SETTINGS["standard_errors"].check(self.standard_errors),
-            training=TrainingConfig(**self._training_settings(checked["n_hidden"])),
+            training=TrainingConfig(
+                **self._training_settings(checked["n_hidden"], SETTINGS["n_latent"].check(self.n_latent))
+            ),
             n_latent=SETTINGS["n_latent"].check(self.n_latent),
             latent_tau=SETTINGS["latent_tau"].check(self.latent_tau),
             penalty=SETTINGS["penalty"].check(self.penalty),
             penalty_strength=SETTINGS["penalty_strength"].check(self.penalty_strength),
         )
 
-    def _training_settings(self, n_hidden: int) -> dict:
-        """The training settings as given, with the default samples of a fit of ``n_hidden`` hidden neurons
-        where none were given (:func:`~spikeglm.inference.config.default_samples`)."""
+    def _training_settings(self, n_hidden: int, n_latent: int) -> dict:
+        """The training settings as given, with the default samples and objective of a fit of ``n_hidden``
+        hidden neurons and ``n_latent`` factors where none were given (``default_samples`` and
+        ``default_objective`` of :mod:`spikeglm.inference.config`)."""
         settings = {name: getattr(self, name) for name in TRAINING_SETTINGS}
         if settings["n_samples"] is None:
             settings["n_samples"] = default_samples(n_hidden)
+        if settings["objective"] is None:
+            settings["objective"] = default_objective(n_hidden, n_latent)
         return settings
 
     @property

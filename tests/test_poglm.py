@@ -65,12 +65,28 @@ def test_fit_leaves_the_global_random_state_alone(diffpoglm):
 def test_every_relaxation_and_family_improves_the_elbo(diffpoglm, relaxation, variational):
     _, train, _ = diffpoglm
     train = train.select_trials(slice(0, 10))
-    model = sg.POGLM(n_hidden=2, link="sigmoid", variational=variational)
+    model = sg.POGLM(n_hidden=2, link="sigmoid", variational=variational, objective="elbo")
     model.set_params(relaxation=relaxation, temperature=0.5, epochs=40, lr=0.05, seed=0).fit(train)
     objective = [r.objective for r in model.history_]
     assert np.isfinite(objective).all()
     assert np.mean(objective[-5:]) > np.mean(objective[:5])
     assert model.infer(train).shape == (10, 100, 2)
+
+
+@pytest.mark.parametrize(
+    ("settings", "objective"),
+    [
+        ({"n_hidden": 2}, "iwae"),
+        ({"n_hidden": 2, "n_latent": 1}, "elbo"),
+        ({"n_hidden": 0, "n_latent": 1}, "elbo"),
+        ({"n_hidden": 2, "objective": "ELBO"}, "elbo"),
+        ({"n_hidden": 0, "n_latent": 1, "objective": "iwae"}, "iwae"),
+    ],
+)
+def test_the_default_objective_is_iwae_with_hidden_neurons_and_the_elbo_with_factors(settings, objective):
+    model = sg.POGLM(**settings)
+    assert model.checked_settings().training.objective == objective
+    assert model.get_params()["objective"] == settings.get("objective")  # as given: None by default
 
 
 @pytest.mark.parametrize("variational", ["forward-backward", "smoothing"])
