@@ -228,6 +228,7 @@ def log_weights(
     n_samples: int,
     law: Law | None = None,
     exact_latent_kl: bool = False,
+    past: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)``, each (n_samples, trials).
 
@@ -243,11 +244,15 @@ def log_weights(
     for every sample: the ELBO's term (same mean, less noise), but no importance weight (for IWAE or the
     likelihood). The returned ``log q`` stays the hidden counts' (the score function's). Without factors
     ``exact_latent_kl`` changes nothing.
+
+    ``past`` is the batch's :func:`shared_history`, where a caller that draws from one batch more than once
+    has it (None: filtered here, where the posterior and the network share it).
     """
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)
     visible = batch.visible
-    past = shared_history(network, posterior, visible)
+    if past is None:
+        past = shared_history(network, posterior, visible)
     hidden, q_rate = posterior.sample(visible, n_samples, law, past)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
@@ -450,9 +455,10 @@ def marginal_log_likelihood(
     for index in segments.groups(per_group * segments.bins):
         batch = segments.batch(index, dtype=network.bias.dtype, device=device)
         samples_per_pass = max(1, per_pass // len(index))
+        past = shared_history(network, posterior, batch.visible)  # filtered once for every pass
         log_w = torch.cat(
             [
-                log_weights(network, posterior, batch, min(samples_per_pass, n_samples - first))[0]
+                log_weights(network, posterior, batch, min(samples_per_pass, n_samples - first), past=past)[0]
                 for first in range(0, n_samples, samples_per_pass)
             ]
         )

@@ -40,7 +40,7 @@ from spikeglm import relax, smc
 from spikeglm.model import Network
 from spikeglm.options import Registry
 from spikeglm.segments import Batch
-from spikeglm.variational import Posterior, log_weights
+from spikeglm.variational import Posterior, log_weights, shared_history
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,9 @@ class ELBO(Objective):
     exact_latent_kl: ClassVar[bool] = True
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        past = shared_history(network, posterior, batch.visible)  # the visible counts filtered once
         log_w, log_q = log_weights(
-            network, posterior, batch, self.n_samples, self.sampler.law, self.exact_latent_kl
+            network, posterior, batch, self.n_samples, self.sampler.law, self.exact_latent_kl, past
         )
         surrogate = self.surrogate(log_w, log_q)
         if self.sampler.real_valued and network.n_hidden:
@@ -168,7 +169,7 @@ class ELBO(Objective):
             # the model cannot produce. The record (and the stopping rule that reads it) takes the bound
             # at one exact integer draw per segment instead.
             with torch.no_grad():
-                log_w = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl)[0]
+                log_w = log_weights(network, posterior, batch, 1, None, self.exact_latent_kl, past)[0]
         return surrogate, log_w.detach().mean(0).double()
 
     def surrogate(self, log_w: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
