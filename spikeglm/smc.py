@@ -528,15 +528,15 @@ class _Particles:
         bins of ``piece``.
         """
         drive, x, q_drive = _inputs(self.network, self.posterior, piece, bins, covariates, self.n_runs)
-        log_factorial = torch.lgamma(x + 1)
+        observed = _Observed(x)
         if self.factors is not None:
             self.factors.prepare(x.shape[1])
         for t in range(x.shape[1]):
-            self._step(t, drive, (x, log_factorial), q_drive, present, scored)
+            self._step(t, drive, observed, q_drive, present, scored)
 
     def _step(self, t, drive, observed, q_drive, present, scored) -> None:
-        """Filter bin ``t`` of a block: its factors, the weight of its visible counts, its hidden counts.
-        ``observed`` is the visible counts of the block with their ``lgamma(x + 1)``."""
+        """Filter bin ``t`` of a block: its factors, the weight of its visible counts (``observed``, an
+        :class:`_Observed`), its hidden counts."""
         n_visible, n_neurons, recent = self.n_visible, self.network.n_neurons, self.recent
         predictor, own = drive[:, t, None], None
         if self.network.n_hidden:
@@ -548,8 +548,7 @@ class _Particles:
             latent_drive, factor_weight = self.factors.draw(t)
             predictor = predictor + latent_drive
         rate = self.link(predictor)
-        x, log_factorial = (part[:, t, None] for part in observed)
-        increment = poisson_log_pmf(x, rate[..., :n_visible], log_factorial).sum(-1, dtype=torch.float64)
+        increment = observed.log_pmf(t, rate[..., :n_visible])
         if self.factors is not None and present is not None:
             increment = increment * present[:, t, None]  # padding's zero counts do not observe the factors
         hidden = None
@@ -601,6 +600,37 @@ class _Particles:
             state = self.factors.state
             self.factors.state = torch.gather(state, 1, index[:, :, None].expand_as(state))
         self.log_w = torch.where(low[:, None], -math.log(particles), torch.gather(self.log_w, 1, index))
+
+
+class _Observed:
+    """The visible counts of a block of bins (filters, bins, V), kept to weigh the particles bin by bin.
+
+    A bin's weight is the Poisson log-pmf of its counts summed over the visible neurons,
+    ``sum_v x_v log r_v - r_v - log x_v!``, for every particle's rates ``r``. Most counts are 0, so the
+    log is taken of the rates of the counts above 0 alone, found once for the whole block; the factorials
+    are summed once per filter and bin.
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.log_factorial = torch.lgamma(x + 1).sum(-1, dtype=torch.float64)  # (filters, bins)
+        filters, bins, neurons = torch.nonzero(x, as_tuple=True)
+        order = torch.argsort(bins, stable=True)
+        self.filters, self.neurons = filters[order], neurons[order]
+        self.counts = x[filters, bins, neurons][order]
+        ends = torch.bincount(bins, minlength=x.shape[1]).cumsum(0).tolist()
+        self.spans = list(zip([0, *ends[:-1]], ends, strict=True))
+
+    def log_pmf(self, t: int, rate: torch.Tensor) -> torch.Tensor:
+        """The log-pmf of bin ``t``'s counts at ``rate`` (filters, particles, V), summed over the neurons:
+        (filters, particles), float64. A rate that has underflowed to 0 counts as the smallest normal
+        float in the log, as in :func:`~spikeglm.relax.poisson_log_pmf`."""
+        start, stop = self.spans[t]
+        filters, neurons = self.filters[start:stop], self.neurons[start:stop]
+        floor = torch.finfo(rate.dtype).tiny
+        spiking = self.counts[start:stop, None] * rate[filters, :, neurons].clamp_min(floor).log()
+        log_rates = rate.new_zeros(rate.shape[:2], dtype=torch.float64)
+        log_rates = log_rates.index_add(0, filters, spiking.double())
+        return log_rates - rate.sum(-1, dtype=torch.float64) - self.log_factorial[:, t, None]
 
 
 def _history_matrix(network: Network, posterior: Posterior | None, dtype: torch.dtype) -> torch.Tensor:

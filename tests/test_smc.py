@@ -76,6 +76,25 @@ def test_the_estimate_agrees_with_enumeration_over_the_hidden_counts(proposal, d
     np.testing.assert_array_less(np.abs(estimate.per_trial - exact), 4 * estimate.se_per_trial + 1e-3)
 
 
+def test_a_bins_weight_reads_the_log_of_the_spiking_neurons_rates_alone():
+    """The filter's weight of a bin's visible counts, the log taken only where a count is above 0, is the
+    Poisson log-pmf summed over the neurons: counts of 0 to 3, a rate underflowed to 0 (where a count is
+    above 0 it reads the smallest float), and its gradient reaches the rates. The float32 terms are summed
+    in another order: 1e-6 relative."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.poisson(torch.full((3, 4, 5), 0.7), generator=generator)
+    x[0, 1] = 0.0  # a bin without any spike
+    rate = torch.rand(3, 6, 5, generator=generator).requires_grad_()
+    zeroed = rate * torch.tensor([1.0, 1.0, 0.0, 1.0, 1.0])  # neuron 2 silenced to a rate of exactly 0
+    observed = smc._Observed(x)
+    for t in range(4):
+        for rates in (rate, zeroed):
+            expected = sg.relax.poisson_log_pmf(x[:, t, None], rates).sum(-1, dtype=torch.float64)
+            torch.testing.assert_close(observed.log_pmf(t, rates), expected, rtol=1e-6, atol=1e-6)
+    (gradient,) = torch.autograd.grad(observed.log_pmf(2, rate).sum(), rate)
+    torch.testing.assert_close(gradient, (x[:, 2, None] / rate - 1).detach())
+
+
 def test_the_standard_error_matches_the_spread_over_seeds():
     network = tiny_network(n_visible=3, drive=1.0)
     visible = simulated_visible(network, 1, 60)
