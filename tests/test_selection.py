@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import spikeglm as sg
-from spikeglm import poglm
+from spikeglm import poglm, selection
 from spikeglm.records import Selection
 from spikeglm.selection import _choose, _folds
 
@@ -114,6 +114,21 @@ def test_a_fold_where_no_penalty_helps_fits_its_other_candidates_without_one(dif
     model = sg.POGLM(link="sigmoid", epochs=2, penalty="ridge")
     sg.select_hidden(train, candidates=(0, 1), folds=2, model=model, n_particles=50)
     assert [f.penalty for f in fitted[:4]] == ["ridge", "ridge", None, None]
+
+
+def test_a_folds_fits_with_hidden_neurons_stop_at_a_looser_tolerance(diffpoglm, monkeypatch):
+    """A fold's fit with hidden neurons only ranks its candidate: it stops at ``FOLD_TOL_FACTOR`` times the
+    model's ``tol``; the GLM candidates and the refit of the choice keep the model's, and a model that
+    runs all its epochs (``tol=None``) runs them in every fold too."""
+    _, train, _ = diffpoglm
+    fit, fitted = sg.POGLM.fit, []
+    monkeypatch.setattr(sg.POGLM, "fit", lambda self, *a, **k: fitted.append(self) or fit(self, *a, **k))
+    for tol, expected in ((1e-3, 1e-3 * selection.FOLD_TOL_FACTOR), (None, None)):
+        fitted.clear()
+        model = sg.POGLM(link="sigmoid", epochs=2, tol=tol)
+        chosen = sg.select_hidden(train, candidates=(0, 1), folds=2, model=model, n_particles=50)
+        assert [(f.n_hidden, f.tol) for f in fitted[:4]] == [(0, tol), (0, tol), (1, expected), (1, expected)]
+        assert fitted[4] is chosen and chosen.tol == tol
 
 
 def test_bad_choices_are_named(diffpoglm):
