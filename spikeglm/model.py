@@ -385,14 +385,12 @@ class Network(nn.Module):
         rates = self.rates(counts, hidden, latent, covariates, past)
         if hidden is None:
             return poisson_log_pmf(counts, rates)
-        # The visible counts are shared by every sample: their log-factorials are computed once.
-        lead = rates.shape[:-1]
-        parts = [counts.expand(*lead, self.n_visible), hidden.expand(*lead, self.n_hidden)]
-        factorials = [
-            torch.lgamma(counts + 1).expand_as(parts[0]),
-            torch.lgamma(hidden + 1).expand_as(parts[1]),
-        ]
-        return poisson_log_pmf(torch.cat(parts, dim=-1), rates, torch.cat(factorials, dim=-1))
+        # The visible counts are shared by every sample, and have no gradient: their terms are computed
+        # apart from the hidden counts', broadcast over the samples (neither copied nor differentiated),
+        # their log-factorials once.
+        n_visible = self.n_visible
+        visible = poisson_log_pmf(counts, rates[..., :n_visible], torch.lgamma(counts + 1))
+        return torch.cat([visible, poisson_log_pmf(hidden, rates[..., n_visible:])], dim=-1)
 
     @torch.no_grad()
     def simulate(
