@@ -175,6 +175,8 @@ def _line(row: dict) -> str:
         text = f"| {label} {r['test_ll']:.5f} AUROC {r['auroc_visible']:.3f} {r['cpu_s']:.0f} s"
         if label == "selected":
             text += f" H={r['n_hidden']}"
+            if "default" in row:
+                text += f" ({r['cpu_s'] / row['default']['cpu_s']:.1f}x the default's CPU)"
         if "share_of_gain" in r:
             text += f" gain {100 * r['share_of_gain']:.0f}% ({100 * r['share_of_observed_gain']:.0f}% of"
             text += " the fully observed)"

@@ -62,7 +62,8 @@ def select_hidden(
     folds : int
         Number of folds (at least 2).
     model : POGLM, optional
-        The settings of every fit (its ``n_hidden`` is replaced by each candidate's); default ``POGLM()``.
+        The settings of every fit (its ``n_hidden`` is replaced by each candidate's; a fold's fit with
+        hidden neurons stops sooner, see :func:`cross_validate`); default ``POGLM()``.
     n_particles : int
         Particles per held-out trial of the particle filter.
     callback : callable, optional
@@ -125,11 +126,13 @@ def cross_validate(
     """The cross-validation of :func:`select_hidden` without the final refit (same arguments).
 
     Every fit is a clone of ``model`` (its settings: epochs, samples, window...) with the candidate's
-    number of hidden neurons. Most of a fold's time with many hidden neurons goes to scoring it: the
-    particle filter steps through the bins one by one, its work growing as particles x hidden x all
-    neurons, so that a candidate the data cannot carry would take far longer than its fit. Candidates are
-    therefore bounded first (:func:`largest_candidate`). A penalty's strength cross-validated
-    (``penalty_strength="cv"``) is found once per fold, by its first candidate, and the others take it.
+    number of hidden neurons; one with hidden neurons stops at :data:`FOLD_TOL_FACTOR` times the model's
+    ``tol`` (none where the model runs all its epochs). Most of a fold's time with many hidden neurons
+    goes to scoring it: the particle filter steps through the bins one by one, its work growing as
+    particles x hidden x all neurons, so that a candidate the data cannot carry would take far longer
+    than its fit. Candidates are therefore bounded first (:func:`largest_candidate`). A penalty's
+    strength cross-validated (``penalty_strength="cv"``) is found once per fold, by its first candidate,
+    and the others take it.
 
     Under ``torchrun`` the processes share out the folds: each fits and scores its own, alone
     (:func:`spikeglm.parallel.alone`), and the scores are summed over them; ``callback`` is called by
