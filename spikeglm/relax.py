@@ -45,6 +45,7 @@ __all__ = [
     "poisson_log_pmf",
     "poisson_log_ratio",
     "poisson_tail_count",
+    "spike_log_rates",
     "truncated_arrival_counts",
 ]
 
@@ -125,6 +126,13 @@ def poisson_log_pmf(
     if log_factorial is None:
         log_factorial = torch.lgamma(counts + 1)
     return torch.xlogy(counts, rate.clamp_min(floor)) - rate - log_factorial
+
+
+def spike_log_rates(rate: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``counts * log(rate)`` with :func:`poisson_log_pmf`'s floor on the rate: the one term of the log-pmf
+    that needs the log, for sums that take it only where the counts are above 0 (the rates gathered
+    there)."""
+    return counts * rate.clamp_min(torch.finfo(rate.dtype).tiny).log()
 
 
 def poisson_log_ratio(counts: torch.Tensor, rate: torch.Tensor, other: torch.Tensor) -> torch.Tensor:

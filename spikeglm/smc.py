@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from spikeglm.latent import LOG_2PI, AR1Prior, MarkovGaussian
 from spikeglm.model import LINKS, Network
 from spikeglm.options import Registry, whole
-from spikeglm.relax import poisson_log_pmf, poisson_log_ratio
+from spikeglm.relax import poisson_log_pmf, poisson_log_ratio, spike_log_rates
 from spikeglm.segments import Batch, blocks
 from spikeglm.variational import Posterior, shared_history
 
@@ -622,12 +622,10 @@ class _Observed:
 
     def log_pmf(self, t: int, rate: torch.Tensor) -> torch.Tensor:
         """The log-pmf of bin ``t``'s counts at ``rate`` (filters, particles, V), summed over the neurons:
-        (filters, particles), float64. A rate that has underflowed to 0 counts as the smallest normal
-        float in the log, as in :func:`~spikeglm.relax.poisson_log_pmf`."""
+        (filters, particles), float64 (:func:`~spikeglm.relax.spike_log_rates`)."""
         start, stop = self.spans[t]
         filters, neurons = self.filters[start:stop], self.neurons[start:stop]
-        floor = torch.finfo(rate.dtype).tiny
-        spiking = self.counts[start:stop, None] * rate[filters, :, neurons].clamp_min(floor).log()
+        spiking = spike_log_rates(rate[filters, :, neurons], self.counts[start:stop, None])
         log_rates = rate.new_zeros(rate.shape[:2], dtype=torch.float64)
         log_rates = log_rates.index_add(0, filters, spiking.double())
         return log_rates - rate.sum(-1, dtype=torch.float64) - self.log_factorial[:, t, None]

@@ -40,7 +40,7 @@ from spikeglm.basis import future, history
 from spikeglm.latent import AR1Prior, LatentEncoder, MarkovGaussian
 from spikeglm.model import LINKS, Network, inverse_link, link_derivatives
 from spikeglm.options import Registry
-from spikeglm.relax import PoissonRelaxation, poisson_log_pmf
+from spikeglm.relax import PoissonRelaxation, poisson_log_pmf, spike_log_rates
 from spikeglm.segments import Batch, Segments, blocks
 
 #: A law of hidden counts at given rates: e.g. ``functools.partial(relax.EatCubic, temperature=0.5)``.
@@ -257,15 +257,42 @@ def log_weights(
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
-    log_p = network.log_likelihood(visible, hidden, latent, batch.covariates, past)
+    rates = network.rates(visible, hidden, latent, batch.covariates, past)
+    n_visible = network.n_visible
+    log_p = poisson_log_pmf(hidden, rates[..., n_visible:])
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
         log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
     log_q = log_q.sum(dim=(-2, -1))
-    log_w = log_p.sum(dim=(-2, -1)) - log_q
+    observed = visible_log_pmf(visible, rates[..., :n_visible], batch.scored)
+    log_w = observed + log_p.sum(dim=(-2, -1)) - log_q
     if latent_weight is not None:
         log_w = log_w + latent_weight
     return log_w, log_q
+
+
+def visible_log_pmf(
+    visible: torch.Tensor, rates: torch.Tensor, scored: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The Poisson log-pmf of the visible counts (trials, bins, V) at ``rates`` (..., trials, bins, V),
+    summed over the bins (each weighed by ``scored``, (trials, bins), where given) and the neurons:
+    (..., trials).
+
+    The counts are shared by every sample of ``rates`` and most of them are 0: the log is taken of the
+    rates where a count is above 0 alone (:func:`~spikeglm.relax.spike_log_rates`), the factorials once,
+    and neither is differentiated with respect to the counts.
+    """
+    trials, bins, neurons = torch.nonzero(visible, as_tuple=True)
+    counts, factorials, totals = (
+        visible[trials, bins, neurons],
+        torch.lgamma(visible + 1).sum(-1),
+        rates.sum(-1),
+    )
+    if scored is not None:
+        counts, factorials, totals = counts * scored[trials, bins], factorials * scored, totals * scored
+    spikes = spike_log_rates(rates[..., trials, bins, neurons], counts)
+    logs = rates.new_zeros(*rates.shape[:-3], len(visible)).index_add(-1, trials, spikes)
+    return logs - totals.sum(-1) - factorials.sum(-1)
 
 
 def shared_history(network: Network, posterior: Posterior, visible: torch.Tensor) -> torch.Tensor | None:

@@ -214,3 +214,27 @@ def test_the_visible_history_filtered_once_gives_the_same_log_weights(family, mo
     for one, other in zip(results[True][:4], results[False][:4], strict=True):
         torch.testing.assert_close(one, other, rtol=1e-6, atol=1e-6)
     assert results[True][4] == results[False][4] - 1
+
+
+def test_the_visible_counts_log_pmf_is_the_elementwise_one_summed():
+    """``visible_log_pmf`` takes the log of the rates at the counts above 0 alone: it is the Poisson
+    log-pmf summed over the bins (weighed by the scored mask) and the neurons, for every sample, with a
+    rate underflowed to 0 read as the smallest float, and the same gradient with respect to the rates.
+    Float32 terms summed in another order: 1e-5 relative."""
+    from spikeglm.relax import poisson_log_pmf
+    from spikeglm.variational import visible_log_pmf
+
+    generator = torch.Generator().manual_seed(2)
+    visible = torch.poisson(torch.full((3, 20, 4), 0.6), generator=generator)
+    rates = torch.rand(5, 3, 20, 4, generator=generator) * 2
+    rates[1, 0, 3, 2] = 0.0  # underflowed, where a count may be above 0
+    visible[0, 3, 2] = 2.0
+    rates.requires_grad_()
+    scored = (torch.rand(3, 20, generator=generator) > 0.3).float()
+    for mask in (None, scored):
+        weight = 1.0 if mask is None else mask[..., None]
+        expected = (poisson_log_pmf(visible, rates) * weight).sum(dim=(-2, -1))
+        found = visible_log_pmf(visible, rates, mask)
+        torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-4)
+        grads = [torch.autograd.grad(value.sum(), rates)[0] for value in (found, expected)]
+        torch.testing.assert_close(*grads, rtol=1e-5, atol=1e-5)
