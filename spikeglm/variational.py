@@ -257,15 +257,16 @@ def log_weights(
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
+    # log p(x, z): the visible counts' terms (summed, see visible_log_pmf) and the hidden counts'
     rates = network.rates(visible, hidden, latent, batch.covariates, past)
     n_visible = network.n_visible
-    log_p = poisson_log_pmf(hidden, rates[..., n_visible:])
+    log_p_hidden = poisson_log_pmf(hidden, rates[..., n_visible:])
     log_q = poisson_log_pmf(hidden, q_rate)
     if batch.scored is not None:
-        log_p, log_q = log_p * batch.scored[..., None], log_q * batch.scored[..., None]
+        log_p_hidden, log_q = log_p_hidden * batch.scored[..., None], log_q * batch.scored[..., None]
     log_q = log_q.sum(dim=(-2, -1))
-    observed = visible_log_pmf(visible, rates[..., :n_visible], batch.scored)
-    log_w = observed + log_p.sum(dim=(-2, -1)) - log_q
+    log_p = visible_log_pmf(visible, rates[..., :n_visible], batch.scored) + log_p_hidden.sum(dim=(-2, -1))
+    log_w = log_p - log_q
     if latent_weight is not None:
         log_w = log_w + latent_weight
     return log_w, log_q
