@@ -110,7 +110,7 @@ def _check_tail(tail: float, owner: str) -> float:
 
 
 def poisson_log_pmf(
-    counts: torch.Tensor, rate: torch.Tensor | float, log_factorial: torch.Tensor | None = None
+    counts: torch.Tensor, rate: torch.Tensor | float, log_factorial: torch.Tensor | float | None = None
 ) -> torch.Tensor:
     """Elementwise Poisson log-pmf ``k log(rate) - rate - lgamma(k + 1)``, extended to real ``k >= 0``.
 
@@ -118,7 +118,8 @@ def poisson_log_pmf(
     relaxation's :meth:`~PoissonRelaxation.log_prob`. A rate that has underflowed to 0 (a strongly
     inhibited neuron) counts as the smallest normal float in the log, so that the value stays finite and
     the gradient is never 0/0. ``log_factorial``, ``lgamma(counts + 1)`` computed beforehand (for counts
-    shared by many samples, once rather than once per sample), saves that work.
+    shared by many samples, once rather than once per sample), saves that work; 0 leaves it out (where it
+    cancels).
     """
     if not torch.is_tensor(rate):
         rate = torch.as_tensor(rate, dtype=counts.dtype, device=counts.device)

@@ -40,7 +40,7 @@ from spikeglm.basis import future, history
 from spikeglm.latent import AR1Prior, LatentEncoder, MarkovGaussian
 from spikeglm.model import LINKS, Network, inverse_link, link_derivatives
 from spikeglm.options import Registry
-from spikeglm.relax import PoissonRelaxation, poisson_log_pmf, spike_log_rates
+from spikeglm.relax import PoissonRelaxation, poisson_log_pmf, poisson_log_ratio, spike_log_rates
 from spikeglm.segments import Batch, Segments, blocks
 
 #: A law of hidden counts at given rates: e.g. ``functools.partial(relax.EatCubic, temperature=0.5)``.
@@ -230,7 +230,8 @@ def log_weights(
     exact_latent_kl: bool = False,
     past: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)``, each (n_samples, trials).
+    """Importance log-weights ``log p(x, z) - log q(z | x)`` and ``log q(z | x)`` less the hidden counts'
+    log-factorials, each (n_samples, trials).
 
     ``batch`` holds the visible counts (trials, bins, V), as a tensor or as a
     :class:`~spikeglm.segments.Batch` of segments whose masks say which bins lie in the recording and
@@ -245,6 +246,10 @@ def log_weights(
     likelihood). The returned ``log q`` stays the hidden counts' (the score function's). Without factors
     ``exact_latent_kl`` changes nothing.
 
+    The hidden counts' log-factorials cancel from the weights, which take ``log p(z) - log q(z)`` at once
+    (:func:`~spikeglm.relax.poisson_log_ratio`), and are left out of the returned ``log q``: they depend
+    on no parameter of q, so the score function's gradient is the same without them.
+
     ``past`` is the batch's :func:`shared_history`, where a caller that draws from one batch more than once
     has it (None: filtered here, where the posterior and the network share it).
     """
@@ -257,16 +262,16 @@ def log_weights(
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
-    # log p(x, z): the visible counts' terms (summed, see visible_log_pmf) and the hidden counts'
+    # log p(x, z) - log q(z): the visible counts' terms (summed, see visible_log_pmf) and the hidden
+    # counts' ratio, in which their factorials cancel (value and gradient alike)
     rates = network.rates(visible, hidden, latent, batch.covariates, past)
     n_visible = network.n_visible
-    log_p_hidden = poisson_log_pmf(hidden, rates[..., n_visible:])
-    log_q = poisson_log_pmf(hidden, q_rate)
+    log_ratio = poisson_log_ratio(hidden, rates[..., n_visible:], q_rate)
+    log_q = poisson_log_pmf(hidden, q_rate, log_factorial=0.0)
     if batch.scored is not None:
-        log_p_hidden, log_q = log_p_hidden * batch.scored[..., None], log_q * batch.scored[..., None]
+        log_ratio, log_q = log_ratio * batch.scored[..., None], log_q * batch.scored[..., None]
     log_q = log_q.sum(dim=(-2, -1))
-    log_p = visible_log_pmf(visible, rates[..., :n_visible], batch.scored) + log_p_hidden.sum(dim=(-2, -1))
-    log_w = log_p - log_q
+    log_w = visible_log_pmf(visible, rates[..., :n_visible], batch.scored) + log_ratio.sum(dim=(-2, -1))
     if latent_weight is not None:
         log_w = log_w + latent_weight
     return log_w, log_q
@@ -280,20 +285,18 @@ def visible_log_pmf(
     (..., trials).
 
     The counts are shared by every sample of ``rates`` and most of them are 0: the log is taken of the
-    rates where a count is above 0 alone (:func:`~spikeglm.relax.spike_log_rates`), the factorials once,
-    and neither is differentiated with respect to the counts.
+    rates where a count is above 0 alone (:func:`~spikeglm.relax.spike_log_rates`), the factorials of
+    those counts once (a count of 0 has none), and neither is differentiated with respect to the counts.
     """
     trials, bins, neurons = torch.nonzero(visible, as_tuple=True)
-    counts, factorials, totals = (
-        visible[trials, bins, neurons],
-        torch.lgamma(visible + 1).sum(-1),
-        rates.sum(-1),
-    )
+    counts, totals = visible[trials, bins, neurons], rates.sum(-1)
+    factorials = torch.lgamma(counts + 1)
     if scored is not None:
-        counts, factorials, totals = counts * scored[trials, bins], factorials * scored, totals * scored
-    spikes = spike_log_rates(rates[..., trials, bins, neurons], counts)
+        weight = scored[trials, bins]
+        counts, factorials, totals = counts * weight, factorials * weight, totals * scored
+    spikes = spike_log_rates(rates[..., trials, bins, neurons], counts) - factorials
     logs = rates.new_zeros(*rates.shape[:-3], len(visible)).index_add(-1, trials, spikes)
-    return logs - totals.sum(-1) - factorials.sum(-1)
+    return logs - totals.sum(-1)
 
 
 def shared_history(network: Network, posterior: Posterior, visible: torch.Tensor) -> torch.Tensor | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -238,3 +239,29 @@ def test_the_visible_counts_log_pmf_is_the_elementwise_one_summed():
         torch.testing.assert_close(found, expected, rtol=1e-5, atol=1e-4)
         grads = [torch.autograd.grad(value.sum(), rates)[0] for value in (found, expected)]
         torch.testing.assert_close(*grads, rtol=1e-5, atol=1e-5)
+
+
+def test_the_log_weights_are_the_complete_data_likelihood_over_q_at_relaxed_draws():
+    """At relaxed (real-valued) hidden counts, ``log_weights`` is ``log p(x, z) - log q(z | x)`` with every
+    term, the hidden counts' log-factorials included, in value and in gradient (they cancel, and are left
+    out of both), and its ``log q`` differs from the full one by those factorials alone. Float64: 1e-9."""
+    from spikeglm.relax import EatCubic, poisson_log_pmf
+
+    network, posterior, visible = small_problem(3)
+    network, posterior, visible = network.double(), posterior.double(), visible.double()
+    law = functools.partial(EatCubic, temperature=0.5)
+    parameters = [posterior.past, network.weight]
+    torch.manual_seed(0)
+    log_w, log_q = log_weights(network, posterior, visible, 6, law)
+    torch.manual_seed(0)
+    hidden, q_rate = posterior.sample(visible, 6, law)
+    assert not torch.equal(hidden, hidden.round())  # relaxed: the factorials are not those of integers
+    full_q = poisson_log_pmf(hidden, q_rate).sum(dim=(-2, -1))
+    expected = network.log_likelihood(visible, hidden).sum(dim=(-2, -1)) - full_q
+    torch.testing.assert_close(log_w, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(full_q - log_q, -torch.lgamma(hidden + 1).sum(dim=(-2, -1)))
+    found, wanted = (
+        torch.autograd.grad(value.sum(), parameters, retain_graph=True) for value in (log_w, expected)
+    )
+    for one, other in zip(found, wanted, strict=True):
+        torch.testing.assert_close(one, other, rtol=1e-9, atol=1e-9)
