@@ -3,13 +3,20 @@
 Launched by ``torchrun``, several processes fit one model: each computes its share of every step and
 DistributedDataParallel sums their gradients. Outside ``torchrun`` there is one process, of rank 0, and
 every function here is a no-op that says so.
+
+Independent fits (the folds of a cross-validation) can also run in worker processes that one process
+starts itself (:func:`run_jobs`, ``n_jobs``), as scikit-learn's estimators do: no launcher is needed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -18,6 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 #: Whether this process works alone for now (:func:`alone`), whatever the process group.
 _alone = False
+
+Task = TypeVar("Task")
 
 
 def _grouped() -> bool:
@@ -159,3 +168,54 @@ def choose_device(device: str | torch.device | None) -> torch.device:
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: no CUDA GPU is available here")
     return chosen
+
+
+def n_workers(n_jobs: int | None, tasks: int) -> int:
+    """How many processes :func:`run_jobs` uses for ``tasks`` independent tasks: ``n_jobs`` (None: 1;
+    -1: one per CPU this process may use), at most one per task.
+
+    Raises
+    ------
+    ValueError
+        If ``n_jobs`` is not a whole number >= 1 or -1.
+    """
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
+        raise ValueError(
+            f"n_jobs (--jobs): {n_jobs!r} is not a number of processes; give a whole number >= 1, or -1 for "
+            "one per CPU"
+        )
+    if n_jobs == -1:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(n_jobs, tasks))
+
+
+def run_jobs(
+    function: Callable[[Task], Any], tasks: Sequence[Task], n_jobs: int | None
+) -> Iterator[tuple[Task, Any]]:
+    """``(task, function(task))`` for every task, each as it is done, computed in :func:`n_workers`
+    worker processes of this machine, on the CPU.
+
+    Each worker runs one torch thread, so that they do not compete for the cores; ``function`` and the
+    tasks must pickle (a module-level function, with ``functools.partial`` for its fixed arguments). A
+    task's error is raised here. A caller with one worker does better to run the tasks itself.
+
+    On Linux the workers are forked from this process: a script needs no ``if __name__ == "__main__"``
+    guard, and with one torch thread each they never enter the thread pool they inherit. Elsewhere
+    (macOS, Windows) they start fresh (``spawn``) and import the main script again, which must then keep
+    its work under that guard. A process that has used a GPU cannot fork workers that compute: they run
+    on the CPU.
+    """
+    workers = n_workers(n_jobs, len(tasks))
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
+        futures = {pool.submit(function, task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()

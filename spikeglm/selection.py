@@ -14,6 +14,7 @@ recording are easier than others) is shared by every candidate and says nothing 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ def select_hidden(
     latent: Sequence[int] | None = None,
     covariates: list[Covariate] | None = None,
     progress: bool | None = None,
+    n_jobs: int | None = None,
 ) -> POGLM:
     """Choose the number of hidden neurons (and of latent factors) by cross-validation, and refit the
     choice on all the data.
@@ -81,6 +83,12 @@ def select_hidden(
     progress : bool, optional
         Draw a progress bar of the folds' fits, then of the final fit's epochs. Default: where someone
         watches (:func:`spikeglm.progress.watched`).
+    n_jobs : int, optional
+        Worker processes that fit and score the folds on the CPU, each a fold at a time with one torch
+        thread (-1: one per CPU; None: 1, every fold fitted here; see
+        :func:`spikeglm.parallel.run_jobs`). The choice is that of one process with one thread;
+        ``callback`` is then called for a fold's candidates once the fold is done. Each worker holds a
+        copy of the counts. The refit runs here.
 
     Returns
     -------
@@ -103,7 +111,17 @@ def select_hidden(
     """
     template = POGLM() if model is None else model
     selection = cross_validate(
-        counts, candidates, folds, template, n_particles, callback, device, latent, covariates, progress
+        counts,
+        candidates,
+        folds,
+        template,
+        n_particles,
+        callback,
+        device,
+        latent,
+        covariates,
+        progress,
+        n_jobs,
     )
     chosen = template.clone().set_params(**_settings(selection.chosen, selection.chosen_latent))
     chosen.fit(counts, device=device, covariates=covariates, progress=progress)
@@ -122,6 +140,7 @@ def cross_validate(
     latent: Sequence[int] | None = None,
     covariates: list[Covariate] | None = None,
     progress: bool | None = None,
+    n_jobs: int | None = None,
 ) -> Selection:
     """The cross-validation of :func:`select_hidden` without the final refit (same arguments).
 
@@ -137,7 +156,9 @@ def cross_validate(
     Under ``torchrun`` the processes share out the folds: each fits and scores its own, alone
     (:func:`spikeglm.parallel.alone`), and the scores are summed over them; ``callback`` is called by
     each process for its own folds. The folds' fits are independent, so this scales with the processes
-    (up to one per fold) where sharing each fit's steps would not.
+    (up to one per fold) where sharing each fit's steps would not. ``n_jobs`` shares them out the same way
+    among worker processes that this process starts (:func:`spikeglm.parallel.run_jobs`), with no
+    launcher; under ``torchrun``, among each process's own folds.
     """
     candidates, parts, folds_by = _checked(counts, candidates, folds, model, n_particles)
     known = _fold_covariates(covariates or [], counts, _pieces(counts, len(parts)))
@@ -145,35 +166,72 @@ def cross_validate(
     scores = torch.zeros(len(rows), len(parts), dtype=torch.float64)
     # Under torchrun each process fits whole folds, alone; their scores are summed at the end.
     mine = parallel.share(len(parts))
-    # A cross-validated penalty's strength depends on a fold's training data alone: the first candidate
-    # fitted on a fold finds it, the others take it.
-    strengths: dict[int, dict[str, float | None]] = {}
-    fold_tol = None if not model.tol else FOLD_TOL_FACTOR * model.tol
+    one_fold = functools.partial(
+        _fold_scores, rows=rows, parts=parts, known=known, model=model, n_particles=n_particles, device=device
+    )
+    here, where = parallel.n_workers(n_jobs, len(mine)) == 1, parallel.choose_device(device)
+    if not here and where.type != "cpu":
+        raise ValueError(
+            f"n_jobs (--jobs) {n_jobs}: worker processes fit the folds on the CPU, and the device is "
+            f"{where}; give device='cpu' (--device cpu) to use them, or n_jobs=1 to fit the folds on the GPU"
+        )
     bar_context = progress_bar(len(rows) * len(mine), "cross-validation", "fold", progress)
     with bar_context as bar, parallel.alone():
-        for row, (n_hidden, n_latent) in enumerate(rows):
+
+        def scored(k: int, row: int, score: float) -> None:
+            scores[row, k] = score
+            bar.update()
+            if callback is not None:
+                n_hidden, n_latent = rows[row]
+                callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, score)
+
+        if here:  # each score reported as it comes
             for k in mine:
-                train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
-                rest = _joined([part for i, part in enumerate(known) if i != k])
-                # A fold's fit is scored, never tested: its couplings' standard errors would be wasted.
-                candidate = model.clone().set_params(
-                    **_settings(n_hidden, n_latent),
-                    **strengths.get(k, {}),
-                    standard_errors=False,
-                    tol=fold_tol if n_hidden else model.tol,
-                )
-                fitted = candidate.fit(train, device=device, covariates=rest, progress=False)
-                if "penalty_cv" in fitted.fit_options_:
-                    strength = fitted.fit_options_["penalty_strength"]  # 0: none helped
-                    strengths[k] = {"penalty_strength": strength} if strength > 0 else {"penalty": None}
-                estimate = fitted.log_likelihood(
-                    parts[k], n_particles=n_particles, covariates=known[k] or None
-                )
-                scores[row, k] = estimate.per_bin
-                bar.update()
-                if callback is not None:
-                    callback(n_hidden if n_latent is None else (n_hidden, n_latent), k, estimate.per_bin)
+                one_fold(k, report=functools.partial(scored, k))
+        else:  # each fold in a worker process, its scores reported once it is done
+            for k, fold_scores in parallel.run_jobs(one_fold, mine, n_jobs):
+                for row, score in enumerate(fold_scores):
+                    scored(k, row, score)
     return _choose(rows, parallel.all_sum(scores).numpy(), folds_by)
+
+
+def _fold_scores(
+    k: int,
+    rows: list[tuple[int, int | None]],
+    parts: list[SpikeCounts],
+    known: list[list[Covariate]],
+    model: POGLM,
+    n_particles: int,
+    device: str | torch.device | None,
+    report: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """The held-out score of every candidate (``rows``) on fold ``k``, in order: each fitted on the other
+    parts and scored on part ``k`` (:func:`cross_validate`), and reported as ``report(row, score)``.
+
+    A cross-validated penalty's strength depends on the fold's training data alone: the first candidate
+    finds it, the others take it."""
+    train = SpikeCounts.concatenate([p for i, p in enumerate(parts) if i != k])
+    rest = _joined([part for i, part in enumerate(known) if i != k])
+    strength: dict[str, float | None] = {}
+    fold_tol = None if not model.tol else FOLD_TOL_FACTOR * model.tol
+    scores = []
+    for row, (n_hidden, n_latent) in enumerate(rows):
+        # A fold's fit is scored, never tested: its couplings' standard errors would be wasted.
+        candidate = model.clone().set_params(
+            **_settings(n_hidden, n_latent),
+            **strength,
+            standard_errors=False,
+            tol=fold_tol if n_hidden else model.tol,
+        )
+        fitted = candidate.fit(train, device=device, covariates=rest, progress=False)
+        if "penalty_cv" in fitted.fit_options_:
+            found = fitted.fit_options_["penalty_strength"]  # 0: none helped
+            strength = {"penalty_strength": found} if found > 0 else {"penalty": None}
+        estimate = fitted.log_likelihood(parts[k], n_particles=n_particles, covariates=known[k] or None)
+        scores.append(estimate.per_bin)
+        if report is not None:
+            report(row, estimate.per_bin)
+    return scores
 
 
 def _rows(

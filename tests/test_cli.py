@@ -425,7 +425,7 @@ def test_fit_reads_only_the_chosen_units(tmp_path):
 
 def test_fit_with_hidden_auto_chooses_by_cross_validation_and_keeps_the_table(tmp_path):
     config = tmp_path / "fit.toml"
-    config.write_text('hidden = "auto"\ncandidates = "0,1"\nfolds = 2\n')
+    config.write_text('hidden = "auto"\ncandidates = "0,1"\nfolds = 2\njobs = 2\n')  # two worker processes
     out = tmp_path / "m.h5"
     result = run("fit", EXAMPLE, "-o", str(out), *FAST, "--config", str(config))
     assert result.exit_code == 0, result.output
@@ -435,6 +435,10 @@ def test_fit_with_hidden_auto_chooses_by_cross_validation_and_keeps_the_table(tm
     assert model.selection_.fold_scores.shape == (2, 2)
     bad = run("fit", EXAMPLE, "-o", str(tmp_path / "x.h5"), "--hidden", "-1")
     assert bad.exit_code != 0 and "-1 is negative" in bad.output and not (tmp_path / "x.h5").exists()
+    bad = run("fit", EXAMPLE, "-o", str(tmp_path / "x.h5"), "--jobs", "2")
+    assert bad.exit_code != 0 and "--jobs applies only with --hidden auto" in bad.output
+    bad = run("fit", EXAMPLE, "-o", str(tmp_path / "x.h5"), "--hidden", "auto", "--jobs", "0")
+    assert bad.exit_code != 0 and "n_jobs (--jobs): 0 is not a number of processes" in bad.output
 
 
 @pytest.mark.slow

@@ -1,12 +1,16 @@
 """Choosing the number of hidden neurons: folds, the one-standard-error rule, and the refit model."""
 
+import math
+import os
+
 import numpy as np
 import pytest
+import torch
 
 import spikeglm as sg
 from spikeglm import poglm, selection
 from spikeglm.records import Selection
-from spikeglm.selection import _choose, _folds
+from spikeglm.selection import _choose, _folds, cross_validate
 
 
 def test_the_rule_takes_the_fewest_hidden_neurons_within_one_paired_standard_error():
@@ -69,7 +73,7 @@ def test_select_hidden_refits_the_choice_and_the_table_is_saved_with_it(tmp_path
         callback=lambda h, k, score: seen.append((h, k)),
     )
     selection = model.selection_
-    assert seen == [(0, 0), (0, 1), (2, 0), (2, 1)] and selection.candidates == (0, 2)
+    assert seen == [(0, 0), (2, 0), (0, 1), (2, 1)] and selection.candidates == (0, 2)  # fold by fold
     assert model.n_hidden == selection.chosen and model.history_  # refit on all the data
     assert np.all(np.isfinite(selection.fold_scores)) and np.all(selection.fold_scores < 0)
     # the score of H = 0 is exact: that of its refit on one fold, scored on the other
@@ -100,8 +104,10 @@ def test_a_folds_candidates_share_its_cross_validated_penalty_strength(diffpoglm
     assert len(calls) == 3
     strengths = [
         f.fit_options_["penalty_strength"] for f in fitted[:4]
-    ]  # (H, fold): (0, 0) (0, 1) (1, 0) (1, 1)
-    assert strengths[:2] == strengths[2:] and [f.penalty_strength for f in fitted[2:4]] == strengths[:2]
+    ]  # (H, fold): (0, 0) (1, 0) (0, 1) (1, 1)
+    assert (
+        strengths[0::2] == strengths[1::2] and [f.penalty_strength for f in fitted[1:4:2]] == strengths[0::2]
+    )
 
 
 def test_a_fold_where_no_penalty_helps_fits_its_other_candidates_without_one(diffpoglm, monkeypatch):
@@ -113,7 +119,7 @@ def test_a_fold_where_no_penalty_helps_fits_its_other_candidates_without_one(dif
     monkeypatch.setattr(sg.POGLM, "fit", lambda self, *a, **k: fitted.append(self) or fit(self, *a, **k))
     model = sg.POGLM(link="sigmoid", epochs=2, penalty="ridge")
     sg.select_hidden(train, candidates=(0, 1), folds=2, model=model, n_particles=50)
-    assert [f.penalty for f in fitted[:4]] == ["ridge", "ridge", None, None]
+    assert [f.penalty for f in fitted[:4]] == ["ridge", None, "ridge", None]  # fold by fold
 
 
 def test_a_folds_fits_with_hidden_neurons_stop_at_a_looser_tolerance(diffpoglm, monkeypatch):
@@ -127,7 +133,7 @@ def test_a_folds_fits_with_hidden_neurons_stop_at_a_looser_tolerance(diffpoglm, 
         fitted.clear()
         model = sg.POGLM(link="sigmoid", epochs=2, tol=tol)
         chosen = sg.select_hidden(train, candidates=(0, 1), folds=2, model=model, n_particles=50)
-        assert [(f.n_hidden, f.tol) for f in fitted[:4]] == [(0, tol), (0, tol), (1, expected), (1, expected)]
+        assert [(f.n_hidden, f.tol) for f in fitted[:4]] == [(0, tol), (1, expected)] * 2  # fold by fold
         assert fitted[4] is chosen and chosen.tol == tol
 
 
@@ -154,7 +160,54 @@ def test_a_strong_shared_drive_is_given_a_latent_factor():
         callback=lambda candidate, fold, score: seen.append(candidate),
     )
     selection = model.selection_
-    assert selection.rows == [(0, 0), (0, 1)] and seen == [(0, 0), (0, 0), (0, 1), (0, 1)]
+    assert selection.rows == [(0, 0), (0, 1)] and seen == [(0, 0), (0, 1), (0, 0), (0, 1)]
     # The factor's gain is far beyond its paired error: it is chosen, and the refit has it.
     assert selection.mean[1] - selection.mean[0] > 3 * selection.paired_se[0] > 0
     assert (selection.chosen, selection.chosen_latent) == (0, 1) and model.n_latent == 1
+
+
+def test_worker_processes_score_the_folds_as_this_process_does(diffpoglm):
+    """``n_jobs=2``: the folds fitted and scored in two worker processes, one torch thread each, score
+    as those fitted here with one thread, to the last bit, and the callback hears every candidate of
+    every fold."""
+    _, train, _ = diffpoglm
+    model = sg.POGLM(link="sigmoid", epochs=10)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = cross_validate(train, (0, 1), 2, model, n_particles=100)
+    finally:
+        torch.set_num_threads(threads)
+    seen = []
+    there = cross_validate(
+        train, (0, 1), 2, model, n_particles=100, n_jobs=2, callback=lambda h, k, score: seen.append((h, k))
+    )
+    np.testing.assert_array_equal(there.fold_scores, here.fold_scores)
+    assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)] and there.chosen == here.chosen
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])
+def test_a_number_of_jobs_that_is_not_one_is_refused(n_jobs):
+    with pytest.raises(ValueError, match=r"n_jobs \(--jobs\): .* is not a number of processes"):
+        sg.parallel.n_workers(n_jobs, 4)
+
+
+def test_the_workers_are_at_most_one_per_fold_and_minus_one_is_every_cpu():
+    assert sg.parallel.n_workers(None, 4) == 1 and sg.parallel.n_workers(8, 3) == 3
+    assert 1 <= sg.parallel.n_workers(-1, 1000) <= (os.cpu_count() or 1)
+
+
+def test_worker_processes_give_every_result_and_raise_a_tasks_error_here():
+    assert sorted(sg.parallel.run_jobs(math.sqrt, [4.0, 9.0, 16.0], 2)) == [
+        (4.0, 2.0),
+        (9.0, 3.0),
+        (16.0, 4.0),
+    ]
+    with pytest.raises(ValueError, match="math domain error"):
+        list(sg.parallel.run_jobs(math.sqrt, [4.0, -1.0], 2))
+
+
+def test_worker_processes_are_refused_a_device_other_than_the_cpu(diffpoglm):
+    _, train, _ = diffpoglm
+    with pytest.raises(ValueError, match=r"n_jobs \(--jobs\) 2: worker processes fit the folds on the CPU"):
+        cross_validate(train, (0, 1), 2, sg.POGLM(epochs=2), n_jobs=2, device="meta")

@@ -78,6 +78,7 @@ def fit(
     candidates: tuple[int, ...],
     latent_candidates: tuple[int, ...] | None,
     folds: int,
+    jobs: int,
     bootstrap: int,
     reading: Reading,
     **settings,
@@ -134,7 +135,7 @@ def fit(
         selection = None
         if auto:
             selection = _cross_validate(
-                counts, candidates, latent_candidates, folds, model, rank == 0, where, known
+                counts, candidates, latent_candidates, folds, jobs, model, rank == 0, where, known
             )
         try:
             _fit_model(
@@ -284,10 +285,10 @@ def _resuming(checkpoint: Path, epochs: int) -> str:
 
 
 def _refuse_selection_options(ctx: click.Context) -> None:
-    """Refuse --candidates and --folds given on the command line for a fit that does not choose."""
+    """Refuse --candidates, --folds and --jobs given on the command line for a fit that does not choose."""
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("candidates", "latent_candidates", "folds")
+        for name in ("candidates", "latent_candidates", "folds", "jobs")
         if ctx.get_parameter_source(name)
         in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     ]
@@ -304,6 +305,7 @@ def _cross_validate(
     candidates: tuple[int, ...],
     latent: tuple[int, ...] | None,
     folds: int,
+    jobs: int,
     model: sg.POGLM,
     report: bool,
     where: torch.device,
@@ -335,6 +337,7 @@ def _cross_validate(
         latent=latent,
         covariates=covariates,
         progress=False,  # each fold's score is printed as it comes
+        n_jobs=jobs,
     )
     if report:
         click.echo(str(selection))

@@ -397,7 +397,7 @@ def setting_option(name: str, *flags: str, **changes: Any) -> Callable:
 
 
 #: The options of ``fit`` that set the model, its training and the choice of its number of hidden
-#: neurons; all but --candidates, --folds, --device, --checkpoint-every, --resume and --bootstrap are
+#: neurons; all but --candidates, --folds, --jobs, --device, --checkpoint-every, --resume and --bootstrap are
 #: the estimator's settings, declared in :mod:`spikeglm.settings`.
 MODEL_OPTIONS = (
     setting_option("n_hidden", "--hidden", type=WholeOrAuto()),
@@ -423,6 +423,14 @@ MODEL_OPTIONS = (
         show_default=True,
         type=click.IntRange(min=2),
         help="With --hidden auto: cross-validation folds (whole trials, or blocks of time of each trial).",
+    ),
+    click.option(
+        "--jobs",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=-1),
+        help="With --hidden auto: worker processes that fit the folds, one torch thread each (-1: one per "
+        "CPU). Each holds a copy of the recording.",
     ),
     setting_option("n_latent", "--latent"),
     setting_option("latent_tau", metavar="BINS|auto"),
