@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import numbers
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -181,14 +182,14 @@ def n_workers(n_jobs: int | None, tasks: int) -> int:
     """
     if n_jobs is None:
         return 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or (n_jobs < 1 and n_jobs != -1):
         raise ValueError(
             f"n_jobs (--jobs): {n_jobs!r} is not a number of processes; give a whole number >= 1, or -1 for "
             "one per CPU"
         )
     if n_jobs == -1:
         n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(n_jobs, tasks))
+    return max(1, min(int(n_jobs), tasks))
 
 
 def run_jobs(
@@ -204,8 +205,8 @@ def run_jobs(
     On Linux the workers are forked from this process: a script needs no ``if __name__ == "__main__"``
     guard, and with one torch thread each they never enter the thread pool they inherit. Elsewhere
     (macOS, Windows) they start fresh (``spawn``) and import the main script again, which must then keep
-    its work under that guard. A process that has used a GPU cannot fork workers that compute: they run
-    on the CPU.
+    its work under that guard. They compute on the CPU: forked workers cannot use a GPU that this process
+    has used.
     """
     workers = n_workers(n_jobs, len(tasks))
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")

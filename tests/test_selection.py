@@ -194,6 +194,7 @@ def test_a_number_of_jobs_that_is_not_one_is_refused(n_jobs):
 
 def test_the_workers_are_at_most_one_per_fold_and_minus_one_is_every_cpu():
     assert sg.parallel.n_workers(None, 4) == 1 and sg.parallel.n_workers(8, 3) == 3
+    assert sg.parallel.n_workers(np.int64(2), 4) == 2
     assert 1 <= sg.parallel.n_workers(-1, 1000) <= (os.cpu_count() or 1)
 
 
