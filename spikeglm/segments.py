@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from spikeglm.basis import future as basis_future
+from spikeglm.basis import history
+
 #: Default bins computed at once (context included) when a computation runs over segments in parts: what
 #: bounds the memory of a training step or a GLM solve.
 PART_BINS = 2**15
@@ -49,6 +52,9 @@ class Batch:
     numbers : torch.Tensor or None
         The segments' numbers in their :class:`Segments` (what :meth:`Segments.batch` was given), shape
         (segments,); None for a batch made otherwise.
+    past, future : torch.Tensor or None
+        The visible counts' history and future through a basis, shape (segments, bins, V, basis), where
+        the segments keep them (:meth:`Segments.filtered`); None otherwise.
     """
 
     visible: torch.Tensor
@@ -56,6 +62,8 @@ class Batch:
     scored: torch.Tensor | None = None
     covariates: torch.Tensor | None = None
     numbers: torch.Tensor | None = None
+    past: torch.Tensor | None = None
+    future: torch.Tensor | None = None
 
 
 class Segments:
@@ -106,6 +114,8 @@ class Segments:
         self.length: int = length if length is not None and self.cut else self.n_bins
         self.context: int = context if self.cut else 0
         self.per_trial: int = math.ceil(self.n_bins / self.length) if self.cut else 1
+        #: Each segment's visible history and future (or None) through a basis (:meth:`filtered`).
+        self.filters: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def __len__(self) -> int:
         return self.n_trials * self.per_trial
@@ -130,12 +140,15 @@ class Segments:
         Gathered where the counts are (:meth:`to`), then moved to ``device``."""
         home = self.counts.device
         index = torch.as_tensor(index, dtype=torch.long, device=home)
+        past, future = (None, None) if self.filters is None else self.filters
+        past = None if past is None else past[index].to(device=device, dtype=dtype)
+        future = None if future is None else future[index].to(device=device, dtype=dtype)
         if not self.cut:
             covariates = (
                 None if self.covariates is None else self.covariates[index].to(device=device, dtype=dtype)
             )
             visible = self.counts[index].to(device=device, dtype=dtype)
-            return Batch(visible, covariates=covariates, numbers=index)
+            return Batch(visible, covariates=covariates, numbers=index, past=past, future=future)
         trial, piece = index // self.per_trial, index % self.per_trial
         position = piece[:, None] * self.length + torch.arange(self.bins, device=home) - self.context
         present = (position >= 0) & (position < self.n_bins)
@@ -154,14 +167,42 @@ class Segments:
             (present & inner).to(device=device, dtype=dtype),
             covariates,
             index,
+            past,
+            future,
         )
 
     def to(self, device: torch.device | str) -> Segments:
         """The same segments with their counts (and covariates) on ``device``: batches are then gathered
         there, instead of on the host and copied over at every step."""
         covariates = None if self.covariates is None else self.covariates.to(device)
-        length = self.length if self.cut else None
-        return Segments(self.counts.to(device), length, self.context, covariates)
+        moved = Segments(self.counts.to(device), self.length if self.cut else None, self.context, covariates)
+        if self.filters is not None:
+            past, future = self.filters
+            moved.filters = (past.to(device), None if future is None else future.to(device))
+        return moved
+
+    def filtered_bytes(self, n_basis: int, future: bool) -> int:
+        """The memory that :meth:`filtered` takes (float32)."""
+        return len(self) * self.bins * self.n_units * n_basis * 4 * (2 if future else 1)
+
+    def filtered(self, basis_matrix: torch.Tensor, future: bool) -> Segments:
+        """The same segments keeping each one's visible history (and with ``future``, its future) through
+        ``basis_matrix`` (n_basis, L), filtered once here rather than at every step that draws the
+        segment: the counts are fixed, and with long bases filtering them is much of a step's work.
+        They are those of :func:`spikeglm.basis.history` and :func:`spikeglm.basis.future` of the batch,
+        computed segment by segment as :meth:`batch` gathers them (takes :meth:`filtered_bytes`)."""
+        keeping = Segments(self.counts, self.length if self.cut else None, self.context, self.covariates)
+        shape = (len(self), self.bins, self.n_units, basis_matrix.shape[0])
+        past = torch.empty(shape, dtype=torch.float32, device=self.counts.device)
+        after = torch.empty_like(past) if future else None
+        matrix = basis_matrix.to(device=self.counts.device, dtype=torch.float32)
+        for index in self.groups(PART_BINS):
+            visible = self.batch(index).visible
+            past[index] = history(visible, matrix)
+            if after is not None:
+                after[index] = basis_future(visible, matrix)
+        keeping.filters = (past, after)
+        return keeping
 
     def groups(self, max_bins: int) -> list[torch.Tensor]:
         """All segments in order, in groups of at most ``max_bins`` bins (at least one segment each)."""

@@ -156,9 +156,11 @@ class Posterior(nn.Module):
             )
         return self.latent_encoder, network.latent_prior
 
-    def _visible_predictor(self, visible: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
-        """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H); ``past`` is ``history(x)``
-        through :attr:`basis_matrix` where it is known."""
+    def _visible_predictor(
+        self, visible: torch.Tensor, past: torch.Tensor | None = None, ahead: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``a + A . past(x) (+ B . future(x))``, shape (trials, bins, H); ``past`` is ``history(x)`` and
+        ``ahead`` ``future(x)`` through :attr:`basis_matrix` where they are known."""
         if self.n_hidden == 0:  # a fit with latent factors alone: no filter to run over the counts
             # The (empty) filters still enter the result, as DistributedDataParallel wants of every
             # parameter that learns.
@@ -171,15 +173,19 @@ class Posterior(nn.Module):
             past = history(visible, basis)
         predictor = self.bias + past.flatten(-2) @ self.past.flatten(1).T
         if self.sees_future:
-            predictor = predictor + future(visible, basis).flatten(-2) @ self.future.flatten(1).T
+            if ahead is None:
+                ahead = future(visible, basis)
+            predictor = predictor + ahead.flatten(-2) @ self.future.flatten(1).T
         return predictor
 
-    def rates(self, visible: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
-        """Rates of q for the mean-field families, shape (trials, bins, H); ``past`` as in
+    def rates(
+        self, visible: torch.Tensor, past: torch.Tensor | None = None, ahead: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Rates of q for the mean-field families, shape (trials, bins, H); ``past`` and ``ahead`` as in
         :meth:`sample`."""
         if self.autoregressive:
             raise ValueError(f"{self.family} rates depend on sampled hidden counts: use sample()")
-        return LINKS[self.link_name](self._visible_predictor(visible, past))
+        return LINKS[self.link_name](self._visible_predictor(visible, past, ahead))
 
     def sample(
         self,
@@ -187,14 +193,15 @@ class Posterior(nn.Module):
         n_samples: int,
         law: Law | None = None,
         past: torch.Tensor | None = None,
+        ahead: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden counts drawn from q and their rates, each shape (n_samples, trials, bins, H).
 
         ``law(rate)`` gives the law the counts are drawn from: a relaxation with a reparameterised
         sampler gives relaxed counts, differentiable in the rates; one without (and None: the exact
-        Poisson law) gives integer counts with no gradient through them. ``past``, the visible counts'
-        history through :attr:`basis_matrix` (trials, bins, V, basis), saves filtering them again where
-        the caller has it.
+        Poisson law) gives integer counts with no gradient through them. ``past`` and ``ahead``, the
+        visible counts' history and future through :attr:`basis_matrix` (trials, bins, V, basis), save
+        filtering them again where the caller has them.
         """
 
         def sampler(rate: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -202,12 +209,12 @@ class Posterior(nn.Module):
             return drawn.rsample(shape) if drawn.has_rsample else drawn.sample(shape)
 
         if not self.autoregressive:
-            rate = self.rates(visible, past).expand(n_samples, *visible.shape[:-1], self.n_hidden)
+            rate = self.rates(visible, past, ahead).expand(n_samples, *visible.shape[:-1], self.n_hidden)
             return sampler(rate, ()), rate
-        return self._sample_autoregressive(visible, n_samples, sampler, past)
+        return self._sample_autoregressive(visible, n_samples, sampler, past, ahead)
 
-    def _sample_autoregressive(self, visible, n_samples, sampler, past=None):
-        base = self._visible_predictor(visible, past)  # (trials, bins, H)
+    def _sample_autoregressive(self, visible, n_samples, sampler, past=None, ahead=None):
+        base = self._visible_predictor(visible, past, ahead)  # (trials, bins, H)
         filters = torch.einsum("hkb,bl->hkl", self.self_past, self.basis_matrix.to(base.dtype))
         window = filters.shape[-1]
         n_trials, n_bins = base.shape[:2]
@@ -250,15 +257,16 @@ def log_weights(
     (:func:`~spikeglm.relax.poisson_log_ratio`), and are left out of the returned ``log q``: they depend
     on no parameter of q, so the score function's gradient is the same without them.
 
-    ``past`` is the batch's :func:`shared_history`, where a caller that draws from one batch more than once
-    has it (None: filtered here, where the posterior and the network share it).
+    ``past`` is the batch's :func:`batch_history`, where a caller that draws from one batch more than once
+    has it (None: taken here). The posterior reads the batch's future where its segments keep it.
     """
     if isinstance(batch, torch.Tensor):
         batch = Batch(batch)
     visible = batch.visible
     if past is None:
-        past = shared_history(network, posterior, visible)
-    hidden, q_rate = posterior.sample(visible, n_samples, law, past)
+        past = batch_history(network, posterior, batch)
+    ahead = batch.future if past is not None and past is batch.past else None
+    hidden, q_rate = posterior.sample(visible, n_samples, law, past, ahead)
     if batch.present is not None:
         hidden = hidden * batch.present[..., None]  # no hidden spikes outside the recording
     latent, latent_weight = _latent_draws(network, posterior, batch, n_samples, exact_latent_kl)
@@ -302,9 +310,22 @@ def visible_log_pmf(
 def shared_history(network: Network, posterior: Posterior, visible: torch.Tensor) -> torch.Tensor | None:
     """The visible counts' history, filtered once for the posterior and the network where both read it
     through the same basis (as a POGLM's do): with long bases, filtering is most of a step's work."""
-    if posterior.n_hidden == 0 or not torch.equal(posterior.basis_matrix, network.basis_matrix):
+    if not reads_shared_history(network, posterior):
         return None
     return history(visible, network.basis_matrix.to(visible.dtype))
+
+
+def reads_shared_history(network: Network, posterior: Posterior) -> bool:
+    """Whether the posterior and the network read the visible counts' history through the same basis."""
+    return posterior.n_hidden > 0 and torch.equal(posterior.basis_matrix, network.basis_matrix)
+
+
+def batch_history(network: Network, posterior: Posterior, batch: Batch) -> torch.Tensor | None:
+    """:func:`shared_history` of a batch's visible counts: the one its segments keep
+    (:meth:`~spikeglm.segments.Segments.filtered`, with the network's basis), else filtered now."""
+    if batch.past is not None and reads_shared_history(network, posterior):
+        return batch.past
+    return shared_history(network, posterior, batch.visible)
 
 
 def _latent_draws(

@@ -132,3 +132,43 @@ def test_scoring_in_pieces_matches_scoring_at_once():
     small = sg.variational.marginal_log_likelihood(net, posterior, counts, n_samples=4, max_elements=200)
     large = sg.variational.marginal_log_likelihood(net, posterior, counts, n_samples=4)
     assert small == pytest.approx(large, rel=1e-6)
+
+
+@pytest.mark.parametrize("length", [None, 30])
+def test_filtered_segments_keep_the_history_and_future_each_batch_would_filter(length):
+    """``Segments.filtered`` keeps each segment's visible history and future through the basis: a batch
+    gathers exactly what filtering its own counts gives (cut segments with their context, padding
+    zero), on any device they are moved to, in the memory it says."""
+    generator = torch.Generator().manual_seed(5)
+    counts = torch.poisson(torch.full((3, 100, 4), 0.4), generator=generator).to(torch.uint8)
+    matrix = sg.basis.get("raised-cosine", window=8, n_basis=3).matrix()
+    segments = Segments(counts, length=length, context=8)
+    kept = segments.filtered(matrix, future=True)
+    assert segments.filters is None and kept.filtered_bytes(3, True) == 2 * 4 * kept.filters[0].numel()
+    index = torch.tensor([len(segments) - 1, 0, 1])
+    for gathered in (kept.batch(index), kept.to("cpu").batch(index)):
+        plain = segments.batch(index)
+        torch.testing.assert_close(gathered.visible, plain.visible, rtol=0, atol=0)
+        torch.testing.assert_close(gathered.past, basis_module.history(plain.visible, matrix))
+        torch.testing.assert_close(gathered.future, basis_module.future(plain.visible, matrix))
+    assert segments.filtered(matrix, future=False).batch(index).future is None
+
+
+def test_a_fit_that_keeps_its_filtered_counts_trains_as_one_that_filters_them_each_step(monkeypatch):
+    """A fit with hidden neurons keeps its segments' filtered visible counts (within its share of the
+    memory) and trains as one that filters each batch again: the same objectives and parameters, to
+    float32 rounding; with no memory to spare it keeps none."""
+    from spikeglm.inference import trainer
+
+    _, train, _ = sg.synthetic.network("diffpoglm", seed=1)
+    settings = {"n_hidden": 1, "epochs": 3, "tol": None, "basis": "raised-cosine", "window": 8, "seed": 0}
+    kept = []
+    filtered = Segments.filtered
+    monkeypatch.setattr(Segments, "filtered", lambda self, *a: kept.append(1) or filtered(self, *a))
+    fits = [sg.POGLM(link="sigmoid", **settings).fit(train, progress=False)]
+    monkeypatch.setattr(trainer, "FILTERED_SHARE", 0.0)
+    fits.append(sg.POGLM(link="sigmoid", **settings).fit(train, progress=False))
+    assert kept == [1]  # the first fit kept them, the second could not
+    objectives = [[record.objective for record in fit.history_] for fit in fits]
+    np.testing.assert_allclose(*objectives, rtol=1e-6)
+    torch.testing.assert_close(fits[0].network_.weight, fits[1].network_.weight, rtol=1e-5, atol=1e-6)

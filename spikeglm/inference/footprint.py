@@ -80,9 +80,12 @@ def fit_memory(
 
     The estimate is meant to be within a factor of about two of the tensors a CPU fit holds at its peak
     (the tests compare the two); what it leaves out (the counts themselves, torch's own footprint) is
-    small next to what it counts whenever the total matters. The resident size a system monitor shows
-    can be larger again: glibc keeps some freed blocks for reuse (up to as much again as the estimate
-    in the tests' fits; ``MALLOC_MMAP_THRESHOLD_=65536`` in the environment returns them at once).
+    small next to what it counts whenever the total matters. Nor does it count the training segments'
+    filtered visible counts, which a fit keeps only within
+    :data:`~spikeglm.inference.trainer.FILTERED_SHARE` of the memory available. The resident size a
+    system monitor shows can be larger again: glibc keeps some freed blocks for reuse (up to as much
+    again as the estimate in the tests' fits; ``MALLOC_MMAP_THRESHOLD_=65536`` in the environment
+    returns them at once).
 
     Returns
     -------

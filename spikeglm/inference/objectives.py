@@ -40,7 +40,7 @@ from spikeglm import relax, smc
 from spikeglm.model import Network
 from spikeglm.options import Registry
 from spikeglm.segments import Batch
-from spikeglm.variational import Posterior, log_weights, shared_history
+from spikeglm.variational import Posterior, batch_history, log_weights
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class ELBO(Objective):
     exact_latent_kl: ClassVar[bool] = True
 
     def loss(self, network: Network, posterior: Posterior, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        past = shared_history(network, posterior, batch.visible)  # the visible counts filtered once
+        past = batch_history(network, posterior, batch)  # the visible counts filtered once
         log_w, log_q = log_weights(
             network, posterior, batch, self.n_samples, self.sampler.law, self.exact_latent_kl, past
         )

@@ -22,16 +22,21 @@ from torch import nn
 from spikeglm import parallel, smc
 from spikeglm.inference.adam import Adam
 from spikeglm.inference.config import TrainingConfig
-from spikeglm.inference.objectives import Objective
+from spikeglm.inference.objectives import ELBO, Objective
 from spikeglm.inference.penalty import Penalty
 from spikeglm.inference.stopping import SETTLE_GROUPS, SETTLE_SEGMENTS, Plateau, Settled, spikes_per_bin
+from spikeglm.memory import available_memory
 from spikeglm.model import Network
 from spikeglm.records import EpochRecord
 from spikeglm.segments import Batch, Segments
-from spikeglm.variational import Posterior
+from spikeglm.variational import Posterior, reads_shared_history
 
 #: Particles per trial of the validation checks' likelihood (:func:`spikeglm.smc.log_likelihood`).
 VALIDATION_PARTICLES = 256
+
+#: The share of the available memory that the training segments' filtered visible counts may take
+#: (:meth:`~spikeglm.segments.Segments.filtered`); beyond it, each step filters its batch again.
+FILTERED_SHARE = 0.125
 
 #: Called with where the fit stands and the optimiser's state, to write a checkpoint.
 Checkpoint = Callable[["Resume", dict], None]
@@ -163,6 +168,7 @@ class _Loop:
         self.per_spike = 1 / spikes_per_bin(self.data)  # the rules read the objective per spike
         spikes = self.data.n_scored * self.data.n_units / self.per_spike
         objective = config.make_objective()
+        self.data = _filtered(self.data, network, posterior, objective)
         self.step_loss = _StepLoss(network, posterior, objective, penalty, spikes / len(self.data))
         self.settled = None
         if config.solves_after_training(network) and len(self.data) >= SETTLE_SEGMENTS:
@@ -335,6 +341,23 @@ class _Loop:
         )
 
 
+def _filtered(segments: Segments, network: Network, posterior: Posterior, objective: Objective) -> Segments:
+    """The training segments keeping their filtered visible counts, where a step reads them through the
+    network's basis (the sampled bounds, :class:`~spikeglm.inference.objectives.ELBO` and its kind, with
+    hidden neurons) and they take at most :data:`FILTERED_SHARE` of the available memory, on the host;
+    otherwise as they are."""
+    if (
+        not isinstance(objective, ELBO)
+        or not reads_shared_history(network, posterior)
+        or segments.counts.device.type != "cpu"
+    ):
+        return segments
+    n_basis = network.basis_matrix.shape[0]
+    if segments.filtered_bytes(n_basis, posterior.sees_future) > FILTERED_SHARE * available_memory():
+        return segments
+    return segments.filtered(network.basis_matrix, posterior.sees_future)
+
+
 class _StepLoss(nn.Module):
     """The objective's loss of a batch of segments and its value (for the record), as a module that
     :func:`spikeglm.parallel.wrap` can make data-parallel; with a ``penalty``, the loss gains it times
@@ -358,8 +381,10 @@ class _StepLoss(nn.Module):
         present: torch.Tensor | None,
         scored: torch.Tensor | None,
         covariates: torch.Tensor | None,
+        past: torch.Tensor | None = None,
+        future: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = Batch(visible, present, scored, covariates)
+        batch = Batch(visible, present, scored, covariates, past=past, future=future)
         loss, value = self.objective.loss(self.network, self.posterior, batch)
         if self.penalty is not None:
             loss = loss + self.spikes_per_segment * self.penalty.value(self.network.weight)
@@ -443,7 +468,9 @@ def _step(
         weight = 0.0 if number is None else len(index) * world / batch_size
         last = turn == len(mine) - 1
         with parallel.local_gradients(engine, not last):
-            loss, value = engine(batch.visible, batch.present, batch.scored, batch.covariates)
+            loss, value = engine(
+                batch.visible, batch.present, batch.scored, batch.covariates, batch.past, batch.future
+            )
             (loss * weight).backward()
         if number is not None:
             if value.shape != index.shape:
