@@ -323,9 +323,9 @@ def reads_shared_history(network: Network, posterior: Posterior) -> bool:
 def batch_history(network: Network, posterior: Posterior, batch: Batch) -> torch.Tensor | None:
     """:func:`shared_history` of a batch's visible counts: the one its segments keep
     (:meth:`~spikeglm.segments.Segments.filtered`, with the network's basis), else filtered now."""
-    if batch.past is not None and reads_shared_history(network, posterior):
-        return batch.past
-    return shared_history(network, posterior, batch.visible)
+    if batch.past is None:
+        return shared_history(network, posterior, batch.visible)
+    return batch.past if reads_shared_history(network, posterior) else None
 
 
 def _latent_draws(
