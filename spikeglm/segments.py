@@ -175,11 +175,15 @@ class Segments:
         """The same segments with their counts (and covariates) on ``device``: batches are then gathered
         there, instead of on the host and copied over at every step."""
         covariates = None if self.covariates is None else self.covariates.to(device)
-        moved = Segments(self.counts.to(device), self.length if self.cut else None, self.context, covariates)
+        moved = self._cut_alike(self.counts.to(device), covariates)
         if self.filters is not None:
             past, future = self.filters
             moved.filters = (past.to(device), None if future is None else future.to(device))
         return moved
+
+    def _cut_alike(self, counts: torch.Tensor, covariates: torch.Tensor | None) -> Segments:
+        """Segments of ``counts`` (and ``covariates``) cut as these are, without their filtered counts."""
+        return Segments(counts, self.length if self.cut else None, self.context, covariates)
 
     def filtered_bytes(self, n_basis: int, future: bool) -> int:
         """The memory that :meth:`filtered` takes (float32)."""
@@ -191,7 +195,7 @@ class Segments:
         segment: the counts are fixed, and with long bases filtering them is much of a step's work.
         They are those of :func:`spikeglm.basis.history` and :func:`spikeglm.basis.future` of the batch,
         computed segment by segment as :meth:`batch` gathers them (takes :meth:`filtered_bytes`)."""
-        keeping = Segments(self.counts, self.length if self.cut else None, self.context, self.covariates)
+        keeping = self._cut_alike(self.counts, self.covariates)
         shape = (len(self), self.bins, self.n_units, basis_matrix.shape[0])
         past = torch.empty(shape, dtype=torch.float32, device=self.counts.device)
         after = torch.empty_like(past) if future else None
