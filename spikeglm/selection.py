@@ -37,6 +37,12 @@ from spikeglm.records import Selection, simplest_within_one_se
 #: a fit spends about half its epochs there.
 FOLD_TOL_FACTOR = 10.0
 
+#: A fold is scored by this many particle filters, all its particles in them. The log of a filter's
+#: estimate falls short of the log-likelihood by about half its variance, more with more hidden neurons,
+#: so averaging several smaller filters would penalise the larger candidates (the Monte Carlo error that
+#: several give is not used to choose).
+SCORING_RUNS = 1
+
 
 def select_hidden(
     counts: SpikeCounts,
@@ -67,7 +73,7 @@ def select_hidden(
         The settings of every fit (its ``n_hidden`` is replaced by each candidate's; a fold's fit with
         hidden neurons stops sooner, see :func:`cross_validate`); default ``POGLM()``.
     n_particles : int
-        Particles per held-out trial of the particle filter.
+        Particles per held-out trial of the particle filter (all in one filter, :data:`SCORING_RUNS`).
     callback : callable, optional
         Called as ``callback(candidate, fold, score)`` after each held-out score (progress): the candidate
         is its number of hidden neurons, or with ``latent`` the pair (hidden neurons, latent factors).
@@ -227,7 +233,9 @@ def _fold_scores(
         if "penalty_cv" in fitted.fit_options_:
             found = fitted.fit_options_["penalty_strength"]  # 0: none helped
             strength = {"penalty_strength": found} if found > 0 else {"penalty": None}
-        estimate = fitted.log_likelihood(parts[k], n_particles=n_particles, covariates=known[k] or None)
+        estimate = fitted.log_likelihood(
+            parts[k], n_particles=n_particles, n_runs=SCORING_RUNS, covariates=known[k] or None
+        )
         scores.append(estimate.per_bin)
         if report is not None:
             report(row, estimate.per_bin)

@@ -137,6 +137,23 @@ def test_a_folds_fits_with_hidden_neurons_stop_at_a_looser_tolerance(diffpoglm, 
         assert fitted[4] is chosen and chosen.tol == tol
 
 
+def test_a_fold_is_scored_by_one_filter_of_all_its_particles(diffpoglm, monkeypatch):
+    """Several smaller filters would score the candidates with more hidden neurons lower (their log
+    falls further short of the likelihood), so a fold is scored by one filter of all the particles."""
+    _, train, _ = diffpoglm
+    fit, fitted, asked = sg.POGLM.fit, [], []
+    score = sg.POGLM.log_likelihood
+    monkeypatch.setattr(sg.POGLM, "fit", lambda self, *a, **k: fitted.append(self) or fit(self, *a, **k))
+    monkeypatch.setattr(
+        sg.POGLM, "log_likelihood", lambda self, *a, **k: asked.append(k) or score(self, *a, **k)
+    )
+    table = cross_validate(train, (1,), 2, sg.POGLM(link="sigmoid", epochs=3), n_particles=64)
+    assert [(k["n_particles"], k["n_runs"]) for k in asked] == [(64, 1), (64, 1)]
+    halves = train.select_trials(slice(0, 20)), train.select_trials(slice(20, None))
+    for k, (held_out, fold_fit) in enumerate(zip(halves, fitted, strict=True)):
+        assert table.fold_scores[0, k] == score(fold_fit, held_out, n_particles=64, n_runs=1).per_bin
+
+
 def test_bad_choices_are_named(diffpoglm):
     _, train, _ = diffpoglm
     with pytest.raises(ValueError, match="folds must be a whole number >= 2"):
