@@ -405,6 +405,8 @@ class POGLM:
         self.covariates_: list[dict] = []
         self.covariate_se_: dict[str, np.ndarray] | None = None
         self.entry_strength_: np.ndarray | None = None
+        # Built by from_connectivity with freeze_network=False: the next fit trains from its network.
+        self._starts_given = False
 
     # ------------------------------------------------------------------ settings
     def get_params(self, deep: bool = True) -> dict:
@@ -566,14 +568,15 @@ class POGLM:
         """
         _check_counts(counts, "counts")
         config = self.training.replace(checkpoint_every=whole(checkpoint_every, "checkpoint_every"))
-        kept = self.covariates_ if config.freeze_network and self.covariates_ else None  # a given network's
+        given = config.freeze_network or self._starts_given
+        kept = self.covariates_ if given and self.covariates_ else None  # a given network's
         design = covariate_design(covariates or [], counts, kept)
         self.check_fit(counts, config, validation, n_covariates=design.n_features)
-        visible = self._visible(counts) if config.freeze_network else _compact_tensor(counts)
+        visible = self._visible(counts) if given else _compact_tensor(counts)
         known = None
         if validation is not None and design.records:
-            given = covariates if validation_covariates is None else validation_covariates
-            known = covariate_design(given or [], validation, design.records).columns
+            inputs = covariates if validation_covariates is None else validation_covariates
+            known = covariate_design(inputs or [], validation, design.records).columns
         main = parallel.is_main()
         with contextlib.ExitStack() as stack:
             if checkpoint is not None and main:
@@ -590,6 +593,7 @@ class POGLM:
                 device=device,
                 checkpoint=checkpoint,
                 resume=resume,
+                given=given,
             )
             if bar.total is not None and bar.n < bar.total:  # stopped early: full at the epochs run
                 bar.total = bar.n
@@ -735,8 +739,10 @@ class POGLM:
         device: str | torch.device | None,
         checkpoint: str | os.PathLike | None,
         resume: bool,
+        given: bool,
     ) -> None:
-        """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`."""
+        """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`. ``given``: the
+        fit starts from the network the model has (frozen, or from :meth:`from_connectivity`)."""
         checked = self.checked_settings()
         options = {
             **_fit_options(config),
@@ -756,8 +762,9 @@ class POGLM:
         self.history_ = [] if saved is None else saved["history"]
         self.covariates_ = [dict(record) for record in records]
         self.covariate_se_ = None
-        self._choose_basis(visible, columns, config)
-        network, posterior = self._start(visible, config, saved)
+        if not given:
+            self._choose_basis(visible, columns, config)
+        network, posterior = self._start(visible, saved, config.seed, given)
         self.unit_ids_ = [str(u) for u in counts.unit_ids]
         self.source_ = None
         self.bin_size_ = str(counts.bin_size)
@@ -779,6 +786,7 @@ class POGLM:
                 _chain([self.history_.append, callback]),
                 saved,
                 None if checkpoint is None else self._checkpoint_writer(checkpoint, identity),
+                given,
             )
         finally:
             network.cpu()
@@ -821,8 +829,8 @@ class POGLM:
         self, visible: torch.Tensor, columns: torch.Tensor | None, config: TrainingConfig
     ) -> None:
         """With ``window="auto"``: the history basis chosen by cross-validation (:attr:`basis_choice_`),
-        which the fit then uses; a given network (``freeze_network``) keeps its own."""
-        if SETTINGS["window"].check(self.window) != "auto" or config.freeze_network:
+        which the fit then uses (a given network keeps its own)."""
+        if SETTINGS["window"].check(self.window) != "auto":
             return
         self.basis_choice_ = None
         checked = self.checked_settings()
@@ -836,14 +844,16 @@ class POGLM:
         )[1]
 
     def _start(
-        self, visible: torch.Tensor, config: TrainingConfig, saved: dict | None
+        self, visible: torch.Tensor, saved: dict | None, seed: int, given: bool
     ) -> tuple[Network, Posterior]:
-        """The network and the posterior a fit starts from: new (seeded), or those of the checkpoint; with
-        ``freeze_network``, the network the model has."""
+        """The network and the posterior a fit starts from: new (seeded), or those of the checkpoint; where
+        ``given``, the network the model has."""
         n_visible = visible.shape[-1]
-        generator = torch.Generator().manual_seed(config.seed)
-        if config.freeze_network:
+        generator = torch.Generator().manual_seed(seed)
+        if given:
             network = self._fitted_network()
+            self._check_given(network)
+            self._starts_given = False  # a later fit of this model starts afresh
         else:
             network = self._new_network(n_visible)
             # A GLM's optimum is unique (exp and softplus links): start it from no coupling at all, so that
@@ -868,8 +878,10 @@ class POGLM:
         callback: Callable[[EpochRecord], None],
         saved: dict | None,
         checkpoint: Callable[[Resume, dict], None] | None,
+        given: bool,
     ) -> None:
-        """Fit from the start :meth:`_start` made: the GLM solve without hidden neurons, else training."""
+        """Fit from the start :meth:`_start` made: the GLM solve without hidden neurons, else training
+        (from the GLM's start, unless the network was ``given``)."""
         penalty = None if config.freeze_network else self._penalty(network, segments, config)
         if self.checked_settings().glm:
             if config.freeze_network:
@@ -888,7 +900,7 @@ class POGLM:
             else:
                 self._standard_errors(network, segments, _se_source(penalty), penalty=penalty)
             return
-        if saved is None and not config.freeze_network and config.init == "glm":
+        if saved is None and not given and config.init == "glm":
             estimate = self.checked_settings().latent_tau == "auto"
             # Couplings solved exactly after training need only a looser start.
             tolerance = START_TOLERANCE_GRAD if config.solves_after_training(network) else GLM_TOLERANCE_GRAD
@@ -1073,10 +1085,11 @@ class POGLM:
         ``conn.metadata`` must name the ``basis`` (a basis spec) and the ``link``, as the connectivity of
         :func:`spikeglm.synthetic.network` and of a fitted model do; where it holds ``latent`` (the
         factors' ``loading`` and ``tau_bins``, :meth:`~spikeglm.model.Network.latent_record`), the network
-        has those factors. By
-        default its network stays as given (``freeze_network``): :meth:`fit` then fits only the
-        posterior, which scoring and inference need. ``settings`` are further constructor settings (e.g.
-        ``epochs``, ``seed``).
+        has those factors. By default its network stays as given (``freeze_network``): :meth:`fit` then
+        fits only the posterior, which scoring and inference need. With ``freeze_network=False`` the next
+        fit trains the network from the given one (no GLM start, no choice of window), e.g. to see where a
+        fit started at the true network goes; fits after it start afresh. ``settings`` are further
+        constructor settings (e.g. ``epochs``, ``seed``).
         """
         missing = [key for key in ("basis", "link") if key not in conn.metadata]
         if missing:
@@ -1106,6 +1119,7 @@ class POGLM:
                 network.loading.copy_(torch.as_tensor(loading))
                 network.latent_prior.log_tau.copy_(torch.as_tensor(np.log(tau)))
         model.network_ = network
+        model._starts_given = not freeze_network
         model.unit_ids_ = conn.labels[: conn.n_visible]
         model.bin_size_ = conn.metadata.get("bin_size")
         return model
@@ -1138,6 +1152,18 @@ class POGLM:
                 "build it with POGLM.from_connectivity"
             )
         return self.network_
+
+    def _check_given(self, network: Network) -> None:
+        """Refuse a given network that the settings do not describe (e.g. ``n_hidden`` changed since)."""
+        checked = self.checked_settings()
+        has = (network.n_hidden, network.n_latent, network.link_name, tuple(network.basis_matrix.shape))
+        asked = (checked.n_hidden, checked.n_latent, checked.link, tuple(checked.basis.matrix().shape))
+        if has != asked:
+            names = "hidden neurons, latent factors, link, basis (bins x functions)"
+            raise ValueError(
+                f"the model's network has {has} and its settings ask for {asked} ({names}): a fit from a "
+                "given network keeps its shape; set them back, or fit a new model"
+            )
 
     def _fitted(self) -> tuple[Network, Posterior]:
         if self.network_ is None or self.posterior_ is None:

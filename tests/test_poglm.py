@@ -165,6 +165,29 @@ def test_oracle_keeps_the_true_network(diffpoglm):
     assert np.isfinite(oracle.score(test, n_particles=100))
 
 
+def test_a_fit_from_a_given_network_trains_it_from_there_and_the_next_fit_starts_afresh(diffpoglm):
+    """``freeze_network=False``: the fit starts at the given (here the true) network, not at the GLM's
+    start; it moves from there, and a refit of the same model starts afresh."""
+    truth, train, _ = diffpoglm
+    model = sg.POGLM.from_connectivity(truth, freeze_network=False, epochs=3, lr=1e-3, seed=0)
+    first = model.fit(train).connectivity().weights
+    moved = np.abs(first - truth.weights)
+    assert 0 < moved.max() < 0.05  # three small steps from the truth
+    again = model.fit(train).connectivity().weights
+    assert np.abs(again - truth.weights).max() > 0.1  # from the GLM's start, three small steps short of it
+    fresh = sg.POGLM(n_hidden=truth.n_hidden, link="sigmoid", epochs=3, lr=1e-3, seed=0)
+    fresh.basis = model.basis
+    np.testing.assert_array_equal(again, fresh.fit(train).connectivity().weights)
+
+
+def test_a_given_network_that_the_settings_no_longer_describe_is_refused(diffpoglm):
+    truth, train, _ = diffpoglm
+    for frozen in (True, False):
+        model = sg.POGLM.from_connectivity(truth, freeze_network=frozen, epochs=2).set_params(n_hidden=1)
+        with pytest.raises(ValueError, match=r"network has \(2, 0, 'sigmoid'.* settings ask for \(1, 0"):
+            model.fit(train)
+
+
 def test_a_true_network_is_scored_before_any_posterior_is_fitted(diffpoglm):
     """The model's own proposal needs only the network; the posterior's proposal still needs a fit."""
     truth, _, test = diffpoglm
