@@ -138,8 +138,8 @@ def test_a_folds_fits_with_hidden_neurons_stop_at_a_looser_tolerance(diffpoglm, 
 
 
 def test_a_fold_is_scored_by_one_filter_of_all_its_particles(diffpoglm, monkeypatch):
-    """Several smaller filters would score the candidates with more hidden neurons lower (their log
-    falls further short of the likelihood), so a fold is scored by one filter of all the particles."""
+    """The log of several smaller filters' average falls further short of the likelihood than one filter
+    of all the particles, by amounts that differ between candidates: a fold is scored by one."""
     _, train, _ = diffpoglm
     fit, fitted, asked = sg.POGLM.fit, [], []
     score = sg.POGLM.log_likelihood
