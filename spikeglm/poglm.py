@@ -741,8 +741,7 @@ class POGLM:
         resume: bool,
         given: bool,
     ) -> None:
-        """Initialise (or restore from the checkpoint) and train: the body of :meth:`fit`. ``given``: the
-        fit starts from the network the model has (frozen, or from :meth:`from_connectivity`)."""
+        """Initialise (or restore from the checkpoint; ``given``: from the model's network) and train."""
         checked = self.checked_settings()
         options = {
             **_fit_options(config),
@@ -754,11 +753,7 @@ class POGLM:
         penalised = {"penalty": checked.penalty, "penalty_strength": checked.penalty_strength}
         checked_options = {**options, **penalised} if checked.penalty else options
         identity = self._identity(fitted_on, checked_options, records)
-        saved = None
-        if resume and checkpoint is not None:
-            saved = modelfile.read_training_state(checkpoint)
-            if saved is not None:
-                _check_identity(checkpoint, saved.get("identity"), identity)
+        saved = _saved_state(checkpoint, identity) if resume and checkpoint is not None else None
         self.history_ = [] if saved is None else saved["history"]
         self.covariates_ = [dict(record) for record in records]
         self.covariate_se_ = None
@@ -1374,14 +1369,17 @@ class POGLM:
         counts : SpikeCounts
             Visible counts of held-out trials.
         n_particles : int
-            Draws of the hidden counts per trial, by either method: the particles of the filter
-            (``"smc"``, as in :meth:`log_likelihood`), or the importance samples (``"is"``: particles
-            drawn for whole trials, weighted and never resampled).
+            Draws of the hidden counts per trial, by either method: the particles of one filter
+            (``"smc"``), or the importance samples (``"is"``: particles drawn for whole trials, weighted
+            and never resampled).
         seed : int
             Seed of the draws.
         method : {"smc", "is"}
             ``"smc"``: a particle filter over the hidden counts (:meth:`log_likelihood`), exact with no
-            hidden neuron, and tight enough to compare models with and without hidden neurons.
+            hidden neuron, and tight enough to compare models with and without hidden neurons. All the
+            particles go to one filter: the log of its estimate falls less short of the likelihood than
+            that of several smaller filters' average, by amounts that differ from model to model, and
+            this score has no standard error to take from several (:meth:`log_likelihood` has).
             ``"is"``: importance sampling of whole trials with the posterior as the proposal (each long
             trial scored segment by segment); a looser lower bound, biased against hidden neurons.
         covariates : list of Covariate, optional
@@ -1389,7 +1387,7 @@ class POGLM:
         """
         if method == "smc":
             return self.log_likelihood(
-                counts, n_particles=n_particles, seed=seed, covariates=covariates
+                counts, n_particles=n_particles, seed=seed, n_runs=1, covariates=covariates
             ).per_bin
         if method != "is":
             raise ValueError(f"score: unknown method {method!r}; expected 'smc' or 'is'")
@@ -1766,6 +1764,15 @@ def _se_metadata(source: dict) -> dict:
             "path's uncertainty is not carried; the parametric bootstrap carries it)"
         }
     return {"se_method": "observed Fisher information (no hidden neuron)"}
+
+
+def _saved_state(checkpoint: str | os.PathLike, identity: dict) -> dict | None:
+    """The training state in ``checkpoint`` (None if it holds none), refused where its data or settings
+    differ from ``identity``."""
+    saved = modelfile.read_training_state(checkpoint)
+    if saved is not None:
+        _check_identity(checkpoint, saved.get("identity"), identity)
+    return saved
 
 
 def _fit_options(config: TrainingConfig) -> dict:

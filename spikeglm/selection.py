@@ -37,13 +37,6 @@ from spikeglm.records import Selection, simplest_within_one_se
 #: a fit spends about half its epochs there.
 FOLD_TOL_FACTOR = 10.0
 
-#: A fold is scored by this many particle filters, all its particles in them. The log of a filter's
-#: estimate falls short of the log-likelihood by about half its variance, by different amounts for
-#: different candidates, and less for one filter of all the particles than for the average of several
-#: smaller ones (with 1000 in 4 filters: up to 1e-4 per neuron-bin on strong-drive networks, as much as
-#: the candidates differ by). The Monte Carlo error that several would give is not used to choose.
-SCORING_RUNS = 1
-
 
 def select_hidden(
     counts: SpikeCounts,
@@ -74,7 +67,7 @@ def select_hidden(
         The settings of every fit (its ``n_hidden`` is replaced by each candidate's; a fold's fit with
         hidden neurons stops sooner, see :func:`cross_validate`); default ``POGLM()``.
     n_particles : int
-        Particles per held-out trial of the particle filter (all in one filter, :data:`SCORING_RUNS`).
+        Particles per held-out trial of the particle filter (all in one, :meth:`POGLM.score`).
     callback : callable, optional
         Called as ``callback(candidate, fold, score)`` after each held-out score (progress): the candidate
         is its number of hidden neurons, or with ``latent`` the pair (hidden neurons, latent factors).
@@ -234,12 +227,12 @@ def _fold_scores(
         if "penalty_cv" in fitted.fit_options_:
             found = fitted.fit_options_["penalty_strength"]  # 0: none helped
             strength = {"penalty_strength": found} if found > 0 else {"penalty": None}
-        estimate = fitted.log_likelihood(
-            parts[k], n_particles=n_particles, n_runs=SCORING_RUNS, covariates=known[k] or None
-        )
-        scores.append(estimate.per_bin)
+        # One filter of all the particles (POGLM.score): four smaller ones fell up to 1e-4 per neuron-bin
+        # further short of the likelihood on strong-drive networks, unequally between candidates.
+        score = fitted.score(parts[k], n_particles=n_particles, covariates=known[k] or None)
+        scores.append(score)
         if report is not None:
-            report(row, estimate.per_bin)
+            report(row, score)
     return scores
 
 

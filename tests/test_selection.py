@@ -152,6 +152,7 @@ def test_a_fold_is_scored_by_one_filter_of_all_its_particles(diffpoglm, monkeypa
     halves = train.select_trials(slice(0, 20)), train.select_trials(slice(20, None))
     for k, (held_out, fold_fit) in enumerate(zip(halves, fitted, strict=True)):
         assert table.fold_scores[0, k] == score(fold_fit, held_out, n_particles=64, n_runs=1).per_bin
+        assert fold_fit.score(held_out, n_particles=64) == table.fold_scores[0, k]
 
 
 def test_bad_choices_are_named(diffpoglm):
