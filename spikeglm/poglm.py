@@ -405,7 +405,7 @@ class POGLM:
         self.covariates_: list[dict] = []
         self.covariate_se_: dict[str, np.ndarray] | None = None
         self.entry_strength_: np.ndarray | None = None
-        # Built by from_connectivity with freeze_network=False: the next fit trains from its network.
+        # Built by from_connectivity: the next fit starts from its network (and trains it, unless frozen).
         self._starts_given = False
 
     # ------------------------------------------------------------------ settings
@@ -1081,10 +1081,10 @@ class POGLM:
         :func:`spikeglm.synthetic.network` and of a fitted model do; where it holds ``latent`` (the
         factors' ``loading`` and ``tau_bins``, :meth:`~spikeglm.model.Network.latent_record`), the network
         has those factors. By default its network stays as given (``freeze_network``): :meth:`fit` then
-        fits only the posterior, which scoring and inference need. With ``freeze_network=False`` the next
-        fit trains the network from the given one (no GLM start, no choice of window), e.g. to see where a
-        fit started at the true network goes; fits after it start afresh. ``settings`` are further
-        constructor settings (e.g. ``epochs``, ``seed``).
+        fits only the posterior, which scoring and inference need. With ``freeze_network=False`` (here, or
+        set later) the next fit trains the network from the given one (no GLM start, no choice of
+        window), e.g. to see where a fit started at the true network goes; fits after it start afresh.
+        ``settings`` are further constructor settings (e.g. ``epochs``, ``seed``).
         """
         missing = [key for key in ("basis", "link") if key not in conn.metadata]
         if missing:
@@ -1114,7 +1114,7 @@ class POGLM:
                 network.loading.copy_(torch.as_tensor(loading))
                 network.latent_prior.log_tau.copy_(torch.as_tensor(np.log(tau)))
         model.network_ = network
-        model._starts_given = not freeze_network
+        model._starts_given = True  # frozen or not (set_params may unfreeze it), the next fit starts here
         model.unit_ids_ = conn.labels[: conn.n_visible]
         model.bin_size_ = conn.metadata.get("bin_size")
         return model

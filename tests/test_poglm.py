@@ -178,6 +178,8 @@ def test_a_fit_from_a_given_network_trains_it_from_there_and_the_next_fit_starts
     fresh = sg.POGLM(n_hidden=truth.n_hidden, link="sigmoid", epochs=3, lr=1e-3, seed=0)
     fresh.basis = model.basis
     np.testing.assert_array_equal(again, fresh.fit(train).connectivity().weights)
+    unfrozen = sg.POGLM.from_connectivity(truth, epochs=3, lr=1e-3, seed=0).set_params(freeze_network=False)
+    np.testing.assert_array_equal(unfrozen.fit(train).connectivity().weights, first)
 
 
 def test_a_given_network_that_the_settings_no_longer_describe_is_refused(diffpoglm):
