@@ -142,16 +142,16 @@ def test_a_fold_is_scored_by_one_filter_of_all_its_particles(diffpoglm, monkeypa
     of all the particles, by amounts that differ between candidates: a fold is scored by one."""
     _, train, _ = diffpoglm
     fit, fitted, asked = sg.POGLM.fit, [], []
-    score = sg.POGLM.log_likelihood
+    likelihood = sg.POGLM.log_likelihood
     monkeypatch.setattr(sg.POGLM, "fit", lambda self, *a, **k: fitted.append(self) or fit(self, *a, **k))
     monkeypatch.setattr(
-        sg.POGLM, "log_likelihood", lambda self, *a, **k: asked.append(k) or score(self, *a, **k)
+        sg.POGLM, "log_likelihood", lambda self, *a, **k: asked.append(k) or likelihood(self, *a, **k)
     )
     table = cross_validate(train, (1,), 2, sg.POGLM(link="sigmoid", epochs=3), n_particles=64)
     assert [(k["n_particles"], k["n_runs"]) for k in asked] == [(64, 1), (64, 1)]
     halves = train.select_trials(slice(0, 20)), train.select_trials(slice(20, None))
     for k, (held_out, fold_fit) in enumerate(zip(halves, fitted, strict=True)):
-        assert table.fold_scores[0, k] == score(fold_fit, held_out, n_particles=64, n_runs=1).per_bin
+        assert table.fold_scores[0, k] == likelihood(fold_fit, held_out, n_particles=64, n_runs=1).per_bin
         assert fold_fit.score(held_out, n_particles=64) == table.fold_scores[0, k]
 
 
